@@ -1,0 +1,3 @@
+from neuroexec.cli import main
+
+raise SystemExit(main())

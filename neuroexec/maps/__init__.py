@@ -1,0 +1,1 @@
+"""MAPS folders: paths (layout), checkpoints, result tables, data groups."""
