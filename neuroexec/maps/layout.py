@@ -1,8 +1,8 @@
 """Every path inside a MAPS folder is built here, and only here (ClinicaDL 1.x layout, FORMATS.md).
 
-    >>> m = MapsLayout(Path("maps/cnn"))
-    >>> m.best_model(0, "loss")
-    PosixPath('maps/cnn/split-0/best-loss/model.pth.tar')
+>>> m = MapsLayout(Path("maps/cnn"))
+>>> m.best_model(0, "loss")
+PosixPath('maps/cnn/split-0/best-loss/model.pth.tar')
 """
 
 from __future__ import annotations
@@ -118,8 +118,15 @@ class MapsLayout:
         return self.result_dir(split, metric, group) / "tensors"
 
     def tensor_file(
-        self, split: int, metric: str, group: str, participant: str, session: str, mode: str,
-        index: int, kind: str,
+        self,
+        split: int,
+        metric: str,
+        group: str,
+        participant: str,
+        session: str,
+        mode: str,
+        index: int,
+        kind: str,
     ) -> Path:
         """kind: 'input' or 'output' -> `<sub>_<ses>_<mode>-<i>_<kind>.pt`."""
         name = f"{participant}_{session}_{mode}-{index}_{kind}.pt"
@@ -144,8 +151,15 @@ class MapsLayout:
         return self.interpret_dir(split, metric, group, name) / f"std_{mode}-{index}_map.pt"
 
     def individual_map(
-        self, split: int, metric: str, group: str, name: str, participant: str, session: str,
-        mode: str, index: int,
+        self,
+        split: int,
+        metric: str,
+        group: str,
+        name: str,
+        participant: str,
+        session: str,
+        mode: str,
+        index: int,
     ) -> Path:
         fname = f"{participant}_{session}_{mode}-{index}_map.pt"
         return self.interpret_dir(split, metric, group, name) / fname

@@ -1,0 +1,35 @@
+"""The spec: TOML -> schema check -> resolved frozen dataclasses -> semantic checks.
+
+>>> spec = load_spec(Path("spec/examples/quickstart.toml"))
+>>> spec.models["cnn"].train.epochs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroexec.errors import SpecError
+from neuroexec.spec.checks import semantic_problems
+from neuroexec.spec.load import parse_toml, schema_problems
+from neuroexec.spec.model import Spec
+from neuroexec.spec.resolve import resolve
+
+__all__ = ["Spec", "load_spec", "spec_from_dict"]
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and fully validate a spec file; raises SpecError listing every problem."""
+    path = Path(path)
+    return spec_from_dict(parse_toml(path), path)
+
+
+def spec_from_dict(doc: dict, path: Path) -> Spec:
+    """Validate an already-parsed spec (the ClinicaDL-style commands build one in memory)."""
+    problems = schema_problems(doc, str(path))
+    if problems:
+        raise SpecError(problems)
+    spec = resolve(doc, path)
+    problems = semantic_problems(spec, doc)
+    if problems:
+        raise SpecError(problems)
+    return spec

@@ -1,0 +1,86 @@
+"""`neuroexec validate | plan | apply | schema` on a spec file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from neuroexec import distributed
+from neuroexec.context import RunContext
+from neuroexec.executor import apply
+from neuroexec.plan.graph import make_plan
+from neuroexec.plan.render import render_json, render_text
+from neuroexec.progress import Reporter
+from neuroexec.spec import load_spec
+from neuroexec.spec.docs import schema_markdown
+from neuroexec.spec.load import schema
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a spec (schema and references); exit 2 with every problem")
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="show what apply would run and why (writes nothing)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.add_argument("--target", metavar="GLOB", help="only steps matching GLOB, plus what they need")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("apply", help="run the steps that are not up to date (resumable)")
+    p.add_argument("spec", type=Path)
+    p.add_argument(
+        "--target",
+        metavar="GLOB",
+        help="only steps matching GLOB (e.g. 'model.cnn.train[split-1]'), plus what they need",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("schema", help="print the spec's JSON Schema (or its reference as Markdown)")
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_schema)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    print(
+        f"{args.spec}: valid ({len(spec.datasets)} datasets, {len(spec.models)} models, "
+        f"{len(spec.groups)} groups)"
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = make_plan(load_spec(args.spec))
+    if args.target:
+        keep = {p.step.id for p in plan.select(args.target)}
+        plan.steps = [p for p in plan.steps if p.step.id in keep]
+    print(render_json(plan) if args.json else render_text(plan, color=sys.stdout.isatty()))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    return run_spec_file(args.spec, target=args.target, quiet=args.quiet)
+
+
+def run_spec_file(path: Path, target: str | None = None, quiet: bool = False) -> int:
+    """Plan and apply a spec file (shared by `apply` and the ClinicaDL-style commands)."""
+    spec = load_spec(path)
+    distributed.init_from_env()
+    ctx = RunContext.from_env(spec.dir, Reporter(quiet=quiet))
+    try:
+        plan = make_plan(spec)
+        if ctx.is_main:
+            print(render_text(plan, color=sys.stdout.isatty()))
+        apply(plan, ctx, target=target)
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(schema_markdown() if args.markdown else json.dumps(schema(), indent=2))
+    return 0

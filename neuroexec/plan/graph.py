@@ -1,0 +1,172 @@
+"""Spec -> step graph -> plan. For each step: `+` new, `~` changed (with reasons), `=` up to date,
+`!` refused. Planning reads state and stats files; it never writes anything."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuroexec.errors import NeuroexecError
+from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint
+from neuroexec.plan.state import StateStores
+from neuroexec.spec.model import Spec
+from neuroexec.steps.registry import Step, kind, kinds
+
+NEW, CHANGED, UP_TO_DATE, REFUSED = "+", "~", "=", "!"
+
+
+@dataclass
+class PlannedStep:
+    step: Step
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    fingerprint: str | None = None  # known when the step has a record to compare with
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.step
+        return {
+            "id": s.id,
+            "kind": s.kind,
+            "action": self.action,
+            "reasons": self.reasons,
+            "home": str(s.home),
+            "deps": list(s.deps),
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    steps: list[PlannedStep]
+    stores: StateStores
+
+    def by_action(self, action: str) -> list[PlannedStep]:
+        return [p for p in self.steps if p.action == action]
+
+    def select(self, target: str | None) -> list[PlannedStep]:
+        """Steps matching the glob plus everything they depend on (in order)."""
+        if not target:
+            return list(self.steps)
+        index = {p.step.id: p for p in self.steps}
+        wanted = {p.step.id for p in self.steps if fnmatch.fnmatchcase(p.step.id, target)}
+        if not wanted:
+            raise NeuroexecError(
+                f"--target {target!r} matches no step; step ids look like "
+                f"{', '.join(p.step.id for p in self.steps[:3])}"
+            )
+        stack = list(wanted)
+        while stack:
+            for dep in index[stack.pop()].step.deps:
+                if dep not in wanted:
+                    wanted.add(dep)
+                    stack.append(dep)
+        return [p for p in self.steps if p.step.id in wanted]
+
+
+def build_steps(spec: Spec) -> list[Step]:
+    """All steps of the spec, dependencies before dependents (stable order)."""
+    steps: list[Step] = []
+    for k in kinds():
+        steps.extend(k.expand(spec))
+    index = {s.id: s for s in steps}
+    if len(index) != len(steps):
+        dup = sorted({s.id for s in steps if sum(t.id == s.id for t in steps) > 1})
+        raise NeuroexecError(f"duplicate step ids: {dup}")
+    for s in steps:
+        for d in s.deps:
+            if d not in index:
+                raise NeuroexecError(f"step {s.id} depends on unknown step {d}")
+    return _topological(steps, index)
+
+
+def _topological(steps: list[Step], index: dict[str, Step]) -> list[Step]:
+    out: list[Step] = []
+    state: dict[str, int] = {}
+
+    def visit(s: Step, chain: tuple[str, ...]) -> None:
+        if state.get(s.id) == 2:
+            return
+        if state.get(s.id) == 1:
+            raise NeuroexecError(f"dependency cycle: {' -> '.join([*chain, s.id])}")
+        state[s.id] = 1
+        for d in s.deps:
+            visit(index[d], (*chain, s.id))
+        state[s.id] = 2
+        out.append(s)
+
+    for s in steps:
+        visit(s, ())
+    return out
+
+
+def input_identities(step: Step, stores: StateStores) -> tuple[dict[str, str], dict[str, Any]]:
+    """Identities of the step's input files, and new cache entries for those that were hashed."""
+    cache = stores[step.home].file_cache()
+    ids, fresh = {}, {}
+    for path in step.inputs:
+        ident, entry = file_identity(Path(path), cache)
+        ids[str(path)] = ident
+        if entry is not None:
+            fresh[str(path)] = entry
+    return ids, fresh
+
+
+def step_fingerprint(step: Step, upstream: dict[str, str], stores: StateStores) -> tuple[str, dict, dict]:
+    inputs, fresh = input_identities(step, stores)
+    return fingerprint(step.kind, step.config, upstream, inputs), inputs, fresh
+
+
+def make_plan(spec: Spec, stores: StateStores | None = None) -> Plan:
+    stores = stores or StateStores()
+    planned: dict[str, PlannedStep] = {}
+    for step in build_steps(spec):
+        planned[step.id] = _plan_step(step, planned, stores)
+    return Plan(spec, list(planned.values()), stores)
+
+
+def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores) -> PlannedStep:
+    check = kind(step.kind).check
+    refusal = check(step) if check else None
+    if refusal:
+        return PlannedStep(step, REFUSED, [refusal])
+    blocked = [d for d in step.deps if planned[d].action == REFUSED]
+    if blocked:
+        return PlannedStep(step, REFUSED, [f"needs {d}, which is refused" for d in blocked])
+    record = stores[step.home].record(step.id)
+    pending = [d for d in step.deps if planned[d].action in (NEW, CHANGED)]
+    if record is None:
+        return PlannedStep(step, NEW, [])
+    if pending:
+        return PlannedStep(step, CHANGED, [f"upstream {d} will run" for d in pending])
+    upstream = {d: planned[d].fingerprint or "" for d in step.deps}
+    fp, inputs, _ = step_fingerprint(step, upstream, stores)
+    if fp == record.get("fingerprint"):
+        return PlannedStep(step, UP_TO_DATE, [], fp)
+    return PlannedStep(
+        step, CHANGED, _reasons(step, record, upstream, inputs) or ["format version changed"], fp
+    )
+
+
+def _reasons(step: Step, record: dict, upstream: dict[str, str], inputs: dict[str, str]) -> list[str]:
+    reasons = config_diff(record.get("config", {}), step.config)
+    old_up = record.get("upstream", {})
+    reasons += [f"upstream {d} changed" for d in upstream if old_up.get(d) != upstream[d]]
+    old_in = record.get("inputs", {})
+    for path, ident in inputs.items():
+        if old_in.get(path) != ident:
+            reasons.append(
+                f"input {_short_path(path, step.home)} {'is missing' if ident == 'missing' else 'changed'}"
+            )
+    reasons += [f"input {_short_path(p, step.home)} no longer used" for p in old_in if p not in inputs]
+    return reasons
+
+
+def _short_path(path: str, home: Path) -> str:
+    p = Path(path)
+    try:
+        return str(p.relative_to(home))
+    except ValueError:
+        return p.name if len(str(p)) > 60 else str(p)

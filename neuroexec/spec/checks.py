@@ -1,0 +1,192 @@
+"""Semantic checks of a resolved spec: references exist, no transfer cycle, paths exist where they must,
+settings that contradict each other or this machine. All problems are returned together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from neuroexec.errors import Problem
+from neuroexec.spec.model import Compute, Model, Spec
+
+TASK_METRICS = {
+    "classification": (
+        "loss",
+        "BA",
+        "accuracy",
+        "F1_score",
+        "sensitivity",
+        "specificity",
+        "PPV",
+        "NPV",
+        "MCC",
+        "MK",
+    ),
+    "regression": ("loss", "MAE", "RMSE", "R2_score"),
+    "reconstruction": ("loss", "MAE", "RMSE", "PSNR", "SSIM"),
+}
+RESERVED_GROUPS = ("train", "validation")
+
+
+def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
+    f = str(spec.path)
+    out: list[Problem] = []
+    add = lambda key, msg: out.append(Problem(f, key, msg))  # noqa: E731
+
+    _check_compute(spec.compute, "compute", add)
+    for name, raw_ds in raw.get("datasets", {}).items():
+        key = f"datasets.{name}"
+        has = {k for k in ("caps", "participants", "cohorts", "generate") if k in raw_ds}
+        if "generate" in has and has & {"participants", "cohorts"}:
+            add(key, "a generated dataset writes its own participants TSV: remove participants/cohorts")
+        elif "cohorts" in has and has & {"caps", "participants"}:
+            add(key, "give either cohorts or caps + participants, not both")
+        elif not has & {"generate", "cohorts"} and has != {"caps", "participants"}:
+            missing = sorted({"caps", "participants"} - has)
+            add(key, f"missing {' and '.join(missing)} (or a `generate` table for synthetic data)")
+        ds = spec.datasets[name]
+        if ds.generate is None:
+            for i, c in enumerate(ds.cohorts):
+                where = f"{key}.cohorts[{i}]" if ds.multi_cohort else key
+                if not c.caps.is_dir():
+                    add(f"{where}.caps", f"CAPS folder not found: {c.caps}")
+                if not c.participants.exists():
+                    add(f"{where}.participants", f"participants file or folder not found: {c.participants}")
+
+    maps_owner: dict[Path, str] = {}
+    for name, model in spec.models.items():
+        key = f"models.{name}"
+        raw_m = raw["models"][name]
+        if model.maps in maps_owner:
+            add(f"{key}.maps", f"same MAPS folder as models.{maps_owner[model.maps]}: {model.maps}")
+        maps_owner[model.maps] = name
+        _check_compute(model.compute, f"{key}.compute", add)
+        if model.pretrained:
+            for k in ("split", "transfer", "train"):
+                if k in raw_m:
+                    add(
+                        f"{key}.{k}",
+                        "only meaningful with `dataset` (a model without dataset is a pretrained MAPS)",
+                    )
+            if not (model.maps / "maps.json").is_file() and not (model.maps / "commandline.json").is_file():
+                add(
+                    f"{key}.maps",
+                    f"no dataset given, so this must be an existing MAPS, but {model.maps} has "
+                    "no maps.json (nor a legacy commandline.json)",
+                )
+            continue
+        if model.dataset not in spec.datasets:
+            add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
+        if "patch" in raw_m and model.mode != "patch":
+            add(f"{key}.patch", "patch settings need mode = 'patch'")
+        allowed = TASK_METRICS[model.task]
+        for i, metric in enumerate(model.train.selection_metrics):
+            if metric not in allowed:
+                add(
+                    f"{key}.train.selection_metrics[{i}]",
+                    f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
+                )
+        s = model.split
+        if s.splits is not None and s.directory is None:
+            bad = [i for i in s.splits if i >= s.n_splits]
+            if bad:
+                add(f"{key}.split.splits", f"split(s) {bad} out of range for n_splits = {s.n_splits}")
+        if s.directory is not None and not s.directory.is_dir():
+            add(f"{key}.split.directory", f"split directory not found: {s.directory}")
+        if model.transfer is not None:
+            t = model.transfer
+            if (t.model is None) == (t.maps is None):
+                add(f"{key}.transfer", "give exactly one of transfer.model or transfer.maps")
+            elif t.model is not None and t.model not in spec.models:
+                add(f"{key}.transfer.model", _unknown("model", t.model, spec.models))
+            elif t.model == name:
+                add(f"{key}.transfer.model", "a model cannot transfer from itself")
+            elif t.maps is not None and not t.maps.is_dir():
+                add(f"{key}.transfer.maps", f"MAPS folder not found: {t.maps}")
+    out.extend(_cycle_problems(spec))
+
+    for name, group in spec.groups.items():
+        key = f"groups.{name}"
+        if (group.dataset is None) == (group.from_training is None):
+            add(key, "give exactly one of dataset or from_training")
+        elif group.dataset is not None and group.dataset not in spec.datasets:
+            add(f"{key}.dataset", _unknown("dataset", group.dataset, spec.datasets))
+        if name in RESERVED_GROUPS and group.from_training != name:
+            add(
+                key,
+                f"the group name '{name}' is reserved for the training data (set from_training = '{name}')",
+            )
+        _check_compute(group.compute, f"{key}.compute", add)
+        for i, mname in enumerate(group.models):
+            if mname not in spec.models:
+                add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))
+                continue
+            _check_group_model(group, spec.models[mname], f"{key}.models[{i}]", add)
+        names = [i.name for i in group.interpret]
+        for n in sorted({n for n in names if names.count(n) > 1}):
+            add(f"{key}.interpret", f"interpretation name '{n}' is used twice")
+        for i, interp in enumerate(group.interpret):
+            if interp.keep_true is not None and not group.use_labels:
+                add(f"{key}.interpret[{i}].keep_true", "needs labels (use_labels = true)")
+            if interp.mask is not None and not interp.mask.is_file():
+                add(f"{key}.interpret[{i}].mask", f"mask file not found: {interp.mask}")
+    return out
+
+
+def _check_group_model(group, model: Model, key: str, add) -> None:
+    if model.pretrained:
+        if group.from_training is not None:
+            add(key, f"from_training needs a model trained by this spec; models.{model.name} is pretrained")
+        return
+    if group.splits is not None:
+        bad = [s for s in group.splits if s not in model.split.indices]
+        if bad:
+            add(
+                key,
+                f"split(s) {bad} are not trained by models.{model.name} (trained: {list(model.split.indices)})",
+            )
+    missing = [s for s in group.selection_metrics if s not in model.train.selection_metrics]
+    if missing:
+        add(
+            key,
+            f"models.{model.name} keeps no best model for {missing} "
+            f"(its train.selection_metrics: {list(model.train.selection_metrics)})",
+        )
+    if group.interpret and model.task == "reconstruction":
+        add(key, f"interpret explains a prediction; models.{model.name} is a reconstruction model")
+
+
+def _check_compute(c: Compute, key: str, add) -> None:
+    has_gpu = torch.cuda.is_available()
+    gpu = c.device == "cuda" or (c.device == "auto" and has_gpu)
+    if c.device == "cuda" and not has_gpu:
+        add(f"{key}.device", "'cuda' asked for but no CUDA GPU is available here (use 'auto' or 'cpu')")
+    if c.amp and not gpu:
+        add(f"{key}.amp", "mixed precision needs a GPU device; this step would run on the CPU")
+    if c.kernels == "triton" and not gpu:
+        add(f"{key}.kernels", "'triton' kernels need a GPU device; use 'auto' or 'torch' on CPU")
+
+
+def _cycle_problems(spec: Spec) -> list[Problem]:
+    out = []
+    for start in spec.models:
+        seen, cur = [start], spec.models[start]
+        while cur.transfer is not None and cur.transfer.model in spec.models:
+            nxt = cur.transfer.model
+            if nxt == start:
+                chain = " -> ".join([*seen, start])
+                out.append(
+                    Problem(str(spec.path), f"models.{start}.transfer.model", f"transfer cycle: {chain}")
+                )
+                break
+            if nxt in seen:
+                break
+            seen.append(nxt)
+            cur = spec.models[nxt]
+    return out
+
+
+def _unknown(what: str, name: str | None, known: dict) -> str:
+    names = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {what} '{name}' (defined: {names})"

@@ -1,0 +1,218 @@
+"""The resolved spec: frozen dataclasses, all defaults applied, all paths absolute. Nothing downstream
+reads TOML or raw dicts: steps get these objects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+# ClinicaDL's spelling of selection metrics; `balanced_accuracy` is accepted as an alias of BA.
+METRIC_ALIASES = {"balanced_accuracy": "BA"}
+
+
+def canonical_metric(name: str) -> str:
+    return METRIC_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class Compute:
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    kernels: str = "auto"
+    workers: int = 2
+    batch_size: int = 8
+    seed: int = 0
+    deterministic: bool = False
+    channels_last: bool = False
+    cache: bool = False
+
+    def merged(self, overrides: dict[str, Any] | None) -> Compute:
+        return replace(self, **(overrides or {}))
+
+
+@dataclass(frozen=True)
+class Generate:
+    subjects: int
+    kind: str = "atrophy"
+    sessions: int = 1
+    resolution_mm: float = 4.0
+    region: str = "hippocampus"
+    seed: int = 0
+    subject_offset: int = 0
+
+
+@dataclass(frozen=True)
+class Cohort:
+    name: str
+    caps: Path
+    participants: Path
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    cohorts: tuple[Cohort, ...]
+    generate: Generate | None = None
+    multi_cohort: bool = False
+    preprocessing: str = "t1-linear"
+    uncropped: bool = False
+    normalize: bool = True
+    patch_layout: str = "bundle"
+    baseline: bool = False
+
+    @property
+    def caps(self) -> Path:
+        """The CAPS of a single-cohort dataset (the first cohort otherwise)."""
+        return self.cohorts[0].caps
+
+    @property
+    def participants(self) -> Path:
+        return self.cohorts[0].participants
+
+    def mask(self) -> Path | None:
+        """The atrophy-region mask of a generated dataset."""
+        if self.generate is None:
+            return None
+        return self.caps / "masks" / f"{self.generate.region}.nii.gz"
+
+
+@dataclass(frozen=True)
+class Patch:
+    size: int = 50
+    stride: int = 50
+
+
+@dataclass(frozen=True)
+class Split:
+    n_splits: int = 2
+    splits: tuple[int, ...] | None = None
+    seed: int = 0
+    directory: Path | None = None
+    valid_longitudinal: bool = False
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return self.splits if self.splits is not None else tuple(range(self.n_splits))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    model: str | None = None
+    maps: Path | None = None
+    selection: str = "loss"
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int = 20
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "Adam"
+    selection_metrics: tuple[str, ...] = ("loss",)
+    patience: int = 0
+    tolerance: float = 0.0
+    accumulation_steps: int = 1
+    visualization: bool = False
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    maps: Path
+    dataset: str | None
+    task: str = "classification"
+    mode: str = "image"
+    patch: Patch | None = None
+    label: str = "diagnosis"
+    diagnoses: tuple[str, ...] | None = None
+    architecture: str = "Conv5_FC3"
+    dropout: float = 0.5
+    split: Split = field(default_factory=Split)
+    transfer: Transfer | None = None
+    train: Train = field(default_factory=Train)
+    compute: Compute = field(default_factory=Compute)
+
+    @property
+    def pretrained(self) -> bool:
+        """A model without a dataset is an existing MAPS used as is (no training)."""
+        return self.dataset is None
+
+    @property
+    def extract_mode(self) -> str:
+        """The tensor extraction this model reads: 'image' or 'patch-s<size>-t<stride>'."""
+        if self.mode == "patch" and self.patch is not None:
+            return f"patch-s{self.patch.size}-t{self.patch.stride}"
+        return "image"
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    name: str
+    method: str = "gradients"
+    target_node: int = 0
+    target: str | None = None
+    save_individual: bool = False
+    keep_true: bool | None = None
+    absolute: bool = True
+    normalize: str = "none"
+    vmax: float = 0.5
+    figure: bool = True
+    smoothgrad_samples: int = 10
+    smoothgrad_noise: float = 0.1
+    mask: Path | None = None
+
+
+@dataclass(frozen=True)
+class SaveTensors:
+    nifti: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    models: tuple[str, ...]
+    dataset: str | None = None
+    from_training: str | None = None
+    splits: tuple[int, ...] | None = None
+    selection_metrics: tuple[str, ...] = ("loss",)
+    use_labels: bool = True
+    label: str | None = None
+    diagnoses: tuple[str, ...] | None = None
+    skip_leak_check: bool = False
+    overwrite: bool = False
+    predict: bool = True
+    save_tensors: SaveTensors | None = None
+    interpret: tuple[Interpretation, ...] = ()
+    compute: Compute = field(default_factory=Compute)
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    version: int
+    compute: Compute
+    datasets: dict[str, Dataset]
+    models: dict[str, Model]
+    groups: dict[str, Group]
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+
+def as_config(obj: Any) -> Any:
+    """A dataclass as plain JSON-able data (paths as strings): what fingerprints and state records hold."""
+    return _plain(asdict(obj)) if hasattr(obj, "__dataclass_fields__") else _plain(obj)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,76 @@
+"""The one small interface through which step kinds plug into the engine.
+
+A step kind is a module under `neuroexec/steps/` that registers a `StepKind`: its name, how it expands a
+spec into steps (ids, dependencies, input files, the config slice that decides its result) and a `run`
+function. The engine (plan, executor) knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuroexec.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work. `config` (JSON-able) + upstream fingerprints + `inputs` identities decide it."""
+
+    id: str
+    kind: str
+    home: Path  # folder whose .neuroexec/state.json records this step (locked during apply)
+    config: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    inputs: tuple[Path, ...] = ()  # external files (not produced by other steps) this step reads
+    payload: Any = field(default=None, compare=False, repr=False)  # typed objects for `run`
+
+
+@dataclass(frozen=True)
+class StepKind:
+    name: str
+    expand: Callable[[Spec], list[Step]]
+    run: Callable[[Step, Any], dict[str, Any] | None]  # (step, RunContext) -> outputs summary
+    # Plan-time refusal: a reason (the step is shown `!`) or None. Must not write anything.
+    check: Callable[[Step], str | None] | None = None
+    # Run on every torchrun rank (DDP training); other kinds run on rank 0 only.
+    distributed: bool = False
+
+
+_KINDS: dict[str, StepKind] = {}
+
+# Modules that register step kinds, in the order their steps are listed in a plan.
+STEP_MODULES = (
+    "neuroexec.steps.generate",
+    "neuroexec.steps.extract",
+    "neuroexec.steps.split",
+    "neuroexec.steps.train",
+    "neuroexec.steps.group",
+    "neuroexec.steps.predict",
+    "neuroexec.steps.save_tensors",
+    "neuroexec.steps.interpret",
+)
+
+
+def register(kind: StepKind) -> StepKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def kinds() -> list[StepKind]:
+    """All registered kinds (importing the step modules that exist)."""
+    for module in STEP_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return list(_KINDS.values())
+
+
+def kind(name: str) -> StepKind:
+    kinds()
+    return _KINDS[name]
