@@ -117,6 +117,11 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
                 key,
                 f"the group name '{name}' is reserved for the training data (set from_training = '{name}')",
             )
+        if group.from_training is not None and group.from_training != name:
+            add(
+                f"{key}.from_training",
+                f"the training data groups keep ClinicaDL's names: name this group [groups.{group.from_training}]",
+            )
         _check_compute(group.compute, f"{key}.compute", add)
         for i, mname in enumerate(group.models):
             if mname not in spec.models:

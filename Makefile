@@ -1,0 +1,41 @@
+# Two commands set up everything on a fresh machine: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of torch (from local disk here). GPU users: make install TORCH_SPEC="torch>=2.4" EXTRAS=test,gpu
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= test
+QUICKSTART ?= spec/examples/quickstart.toml
+
+.PHONY: install test lint quickstart bench bench-gpu schema clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+quickstart: install
+	$(VENV)/bin/neuroexec apply $(QUICKSTART)
+	$(VENV)/bin/neuroexec report $(QUICKSTART)
+
+bench: install
+	$(PY) -m pytest benchmarks -o addopts="" --benchmark-enable --benchmark-only
+
+bench-gpu: install
+	NEUROEXEC_BENCH_DEVICE=cuda $(PY) -m pytest benchmarks -o addopts="" --benchmark-enable --benchmark-only
+
+schema: install
+	$(VENV)/bin/neuroexec schema --markdown > docs/spec-reference.md
+
+clean:
+	rm -rf spec/examples/data spec/examples/maps .pytest_cache .benchmarks

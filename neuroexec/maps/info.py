@@ -1,0 +1,92 @@
+"""What a MAPS says about its model: read from maps.json (neuroexec / ClinicaDL 1.x) or the older
+generation's commandline.json, so predict/interpret work on MAPS neuroexec did not write."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuroexec.errors import InputError
+
+TASK_NAMES = {"classification": "classification", "regression": "regression", "reconstruction": "reconstruction",
+              "autoencoder": "reconstruction", "cnn": "classification"}
+
+
+@dataclass(frozen=True)
+class MapsInfo:
+    root: Path
+    task: str
+    mode: str
+    architecture: str
+    label: str | None
+    label_code: dict[str, int] | None
+    output_size: int | None
+    input_size: tuple[int, ...] | None
+    patch_size: int | None = None
+    stride_size: int | None = None
+    uncropped: bool = False
+    selection_metrics: tuple[str, ...] = ("loss",)
+    splits: tuple[int, ...] = ()
+    caps_directory: str | None = None
+    tsv_path: str | None = None
+    diagnoses: tuple[str, ...] | None = None
+    dropout: float = 0.5
+    legacy: bool = False  # fold-<i> / commandline.json generation
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def extract_mode(self) -> str:
+        if self.mode == "patch" and self.patch_size:
+            return f"patch-s{self.patch_size}-t{self.stride_size or self.patch_size}"
+        return "image"
+
+
+def read_maps_info(root: Path) -> MapsInfo:
+    """Read a MAPS folder's parameters; InputError naming the file when absent or unreadable."""
+    path = root / "maps.json"
+    legacy = not path.is_file()
+    if legacy:
+        path = root / "commandline.json"
+    if not path.is_file():
+        raise InputError(root, "not a MAPS folder: neither maps.json nor commandline.json found")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    pre = raw.get("preprocessing_dict") or {}
+    task = TASK_NAMES.get(str(raw.get("network_task") or raw.get("model_type") or raw.get("network_type")
+                              or "classification"), "classification")
+    mode = pre.get("mode") or raw.get("mode") or "image"
+    split_glob = "fold-*" if legacy else "split-*"
+    splits = tuple(sorted(int(m.group(1)) for p in root.glob(split_glob)
+                          if (m := re.fullmatch(r"(?:split|fold)-(\d+)", p.name))))
+    input_size = raw.get("input_size")
+    return MapsInfo(
+        root=root, task=task, mode=mode, architecture=str(raw.get("architecture") or raw.get("model") or ""),
+        label=raw.get("label") or ("diagnosis" if task == "classification" else None),
+        label_code=raw.get("label_code"), output_size=raw.get("output_size"),
+        input_size=tuple(input_size) if input_size else None,
+        patch_size=pre.get("patch_size") or raw.get("patch_size"),
+        stride_size=pre.get("stride_size") or raw.get("stride_size"),
+        uncropped=bool(pre.get("use_uncropped_image") or raw.get("use_uncropped_image", False)),
+        selection_metrics=tuple(raw.get("selection_metrics") or ("loss",)), splits=splits,
+        caps_directory=raw.get("caps_directory") or raw.get("input_dir"), tsv_path=raw.get("tsv_path"),
+        diagnoses=tuple(raw["diagnoses"]) if raw.get("diagnoses") else None,
+        dropout=float(raw.get("dropout") or 0.5), legacy=legacy, raw=raw,
+    )
+
+
+def best_model_file(root: Path, split: int, metric: str) -> Path:
+    """The best model of a split for a selection metric, in either MAPS generation.
+
+    neuroexec / ClinicaDL 1.x: `split-<i>/best-<metric>/model.pth.tar`; older: `fold-<i>/models/
+    best_<metric>/model_best.pth.tar` (where balanced accuracy is spelled `balanced_accuracy`).
+    """
+    current = root / f"split-{split}" / f"best-{metric}" / "model.pth.tar"
+    if current.is_file() or not (root / f"fold-{split}").is_dir():
+        return current
+    legacy_metric = {"BA": "balanced_accuracy"}.get(metric, metric)
+    return root / f"fold-{split}" / "models" / f"best_{legacy_metric}" / "model_best.pth.tar"

@@ -1,0 +1,66 @@
+"""Helpers shared by step kinds: which extractions a spec needs, the config slices of compute settings
+that change results, and step-id builders (one place that spells step ids)."""
+
+from __future__ import annotations
+
+from neuroexec.spec.model import Compute, Model, Spec
+
+
+def generate_id(dataset: str) -> str:
+    return f"dataset.{dataset}.generate"
+
+
+def extract_id(dataset: str, mode: str) -> str:
+    return f"dataset.{dataset}.extract[{mode}]"
+
+
+def split_id(model: str) -> str:
+    return f"model.{model}.split"
+
+
+def train_id(model: str, split: int) -> str:
+    return f"model.{model}.train[split-{split}]"
+
+
+def group_id(group: str, model: str) -> str:
+    return f"group.{group}.define[{model}]"
+
+
+def result_key(model: str, split: int, metric: str) -> str:
+    return f"{model}/split-{split}/best-{metric}"
+
+
+def predict_id(group: str, model: str, split: int, metric: str) -> str:
+    return f"group.{group}.predict[{result_key(model, split, metric)}]"
+
+
+def save_tensors_id(group: str, model: str, split: int, metric: str) -> str:
+    return f"group.{group}.save-tensors[{result_key(model, split, metric)}]"
+
+
+def interpret_id(group: str, name: str, model: str, split: int, metric: str) -> str:
+    return f"group.{group}.interpret.{name}[{result_key(model, split, metric)}]"
+
+
+def result_compute(c: Compute) -> dict:
+    """Compute settings that change a trained model (workers, device and kernels do not)."""
+    return {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
+
+
+def dataset_deps(spec: Spec, dataset: str, mode: str | None = None) -> tuple[str, ...]:
+    """The steps that make a dataset's images (and tensors of `mode`) exist."""
+    ds = spec.datasets[dataset]
+    deps = (generate_id(dataset),) if ds.generate is not None else ()
+    return (*deps, extract_id(dataset, mode)) if mode else deps
+
+
+def participants_inputs(spec: Spec, dataset: str) -> tuple:
+    """External participant files of a dataset (none when generated: the generate step makes them)."""
+    ds = spec.datasets[dataset]
+    if ds.generate is not None:
+        return ()
+    return tuple(c.participants for c in ds.cohorts if c.participants.is_file())
+
+
+def trained_models(spec: Spec) -> list[Model]:
+    return [m for m in spec.models.values() if not m.pretrained]

@@ -1,0 +1,78 @@
+"""`dataset.X.extract[<mode>]`: NIfTI -> float32 tensors in the CAPS (ClinicaDL's names), incremental."""
+
+from __future__ import annotations
+
+from neuroexec.context import RunContext
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.extract import run_extraction
+from neuroexec.data.participants import load_participants
+from neuroexec.errors import NeuroexecError
+from neuroexec.maps.info import read_maps_info
+from neuroexec.spec.model import Dataset, Spec
+from neuroexec.steps.common import extract_id, generate_id
+from neuroexec.steps.registry import Step, StepKind, register
+
+
+def modes_needed(spec: Spec) -> dict[str, set[str]]:
+    """dataset name -> extraction modes read by the models trained on it or evaluated on it."""
+    needed: dict[str, set[str]] = {name: set() for name in spec.datasets}
+    for model in spec.models.values():
+        if model.dataset in needed:
+            needed[model.dataset].add(model.extract_mode)
+    for group in spec.groups.values():
+        if group.dataset not in needed:
+            continue
+        for name in group.models:
+            model = spec.models.get(name)
+            if model is None:
+                continue
+            if model.pretrained:
+                try:
+                    needed[group.dataset].add(read_maps_info(model.maps).extract_mode)
+                except NeuroexecError:
+                    continue  # reported by the group steps
+            else:
+                needed[group.dataset].add(model.extract_mode)
+    return needed
+
+
+def parse_mode(mode: str) -> tuple[str, int | None, int | None]:
+    """'image' -> ('image', None, None); 'patch-s50-t50' -> ('patch', 50, 50)."""
+    if mode == "image":
+        return "image", None, None
+    _, size, stride = mode.split("-")
+    return "patch", int(size[1:]), int(stride[1:])
+
+
+def expand(spec: Spec) -> list[Step]:
+    steps = []
+    for name, modes in modes_needed(spec).items():
+        ds = spec.datasets[name]
+        for mode in sorted(modes):
+            kind, size, stride = parse_mode(mode)
+            config = {"mode": kind, "patch_size": size, "stride": stride, "normalize": ds.normalize,
+                      "uncropped": ds.uncropped, "preprocessing": ds.preprocessing,
+                      "patch_layout": ds.patch_layout if kind == "patch" else None}
+            deps = (generate_id(name),) if ds.generate is not None else ()
+            inputs = () if ds.generate is not None else tuple(c.participants for c in ds.cohorts)
+            steps.append(Step(id=extract_id(name, mode), kind="extract", home=ds.caps, config=config,
+                              deps=deps, inputs=inputs, payload=(ds, kind, size, stride)))
+    return steps
+
+
+def run(step: Step, ctx: RunContext) -> dict:
+    ds, mode, size, stride = step.payload
+    ds: Dataset
+    totals = {"extracted": 0, "up_to_date": 0}
+    for cohort in ds.cohorts:
+        frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
+        counts = run_extraction(
+            frame, CapsLayout(cohort.caps), mode=mode, normalize=ds.normalize, uncropped=ds.uncropped,
+            patch_size=size, stride=stride, layout=ds.patch_layout, reporter=ctx.reporter,
+        )
+        for key in totals:
+            totals[key] += int(counts.get(key, 0)) if isinstance(counts, dict) else 0
+    return totals
+
+
+register(StepKind(name="extract", expand=expand, run=run))

@@ -1,0 +1,27 @@
+"""`group.G.interpret.NAME[M/split-i/best-m]`: saliency maps of a data group (mean, std, individual)."""
+
+from __future__ import annotations
+
+from neuroexec.context import RunContext
+from neuroexec.spec.model import Spec, as_config
+from neuroexec.steps.common import interpret_id
+from neuroexec.steps.group import result_steps
+from neuroexec.steps.registry import Step, StepKind, register
+
+
+def expand(spec: Spec) -> list[Step]:
+    return result_steps(
+        spec, "interpret",
+        make_id=lambda g, m, s, metric, item: interpret_id(g, item.name, m, s, metric),
+        extra_config=lambda group, item: {"interpret": as_config(item)},
+        wants=lambda group: list(group.interpret),
+    )
+
+
+def run(step: Step, ctx: RunContext) -> dict:
+    from neuroexec.inference.interpret import interpret_group
+
+    return interpret_group(step.payload, ctx)
+
+
+register(StepKind(name="interpret", expand=expand, run=run))

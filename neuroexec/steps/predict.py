@@ -1,0 +1,28 @@
+"""`group.G.predict[M/split-i/best-m]`: predictions and metrics of a data group (neuroexec/inference/)."""
+
+from __future__ import annotations
+
+from neuroexec.context import RunContext
+from neuroexec.spec.model import Spec
+from neuroexec.steps.common import predict_id
+from neuroexec.steps.group import result_steps
+from neuroexec.steps.registry import Step, StepKind, register
+
+
+def expand(spec: Spec) -> list[Step]:
+    # The training groups' predictions are written by training itself (ClinicaDL's layout).
+    return result_steps(
+        spec, "predict",
+        make_id=lambda g, m, s, metric, _: predict_id(g, m, s, metric),
+        extra_config=lambda group, _: {},
+        wants=lambda group: [None] if group.predict and group.from_training is None else [],
+    )
+
+
+def run(step: Step, ctx: RunContext) -> dict:
+    from neuroexec.inference.predict import predict_group
+
+    return predict_group(step.payload, ctx)
+
+
+register(StepKind(name="predict", expand=expand, run=run))

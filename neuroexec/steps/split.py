@@ -1,0 +1,90 @@
+"""`model.M.split`: read the training participants, check their images, split them at participant level
+and record the splits in the MAPS as ClinicaDL does (groups/train+validation.tsv, groups/train|validation/
+split-<i>/data.tsv), so the training participants are known later (predict's leakage check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from neuroexec import atomic
+from neuroexec.context import RunContext
+from neuroexec.data.participants import check_images_exist, load_participants
+from neuroexec.data.splits import make_splits, read_split_directory
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Dataset, Model, Spec, as_config
+from neuroexec.steps.common import dataset_deps, participants_inputs, split_id, trained_models
+from neuroexec.steps.registry import Step, StepKind, register
+
+
+def expand(spec: Spec) -> list[Step]:
+    steps = []
+    for model in trained_models(spec):
+        if model.dataset not in spec.datasets:
+            continue
+        ds = spec.datasets[model.dataset]
+        config = {"dataset": model.dataset, "label": model.label if model.task != "reconstruction" else None,
+                  "diagnoses": list(model.diagnoses or []), "split": as_config(model.split)}
+        inputs = participants_inputs(spec, model.dataset)
+        if model.split.directory is not None:
+            inputs += tuple(sorted(p for p in model.split.directory.rglob("*.tsv")))
+        steps.append(Step(id=split_id(model.name), kind="split", home=model.maps, config=config,
+                          deps=dataset_deps(spec, model.dataset), inputs=inputs, payload=(model, ds)))
+    return steps
+
+
+def load_training_frame(model: Model, ds: Dataset) -> pd.DataFrame:
+    """All training participants of a model (every cohort), filtered on diagnoses, images checked."""
+    label = model.label if model.task != "reconstruction" else None
+    frames = []
+    for cohort in ds.cohorts:
+        frame = load_participants(cohort.participants, label=label,
+                                  diagnoses=list(model.diagnoses) if model.diagnoses else None,
+                                  baseline=ds.baseline)
+        frame = frame.assign(cohort=cohort.name)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
+    return frame
+
+
+def run(step: Step, ctx: RunContext) -> dict:
+    model, ds = step.payload
+    maps = MapsLayout(model.maps)
+    frame = load_training_frame(model, ds)
+    label = model.label if model.task != "reconstruction" else None
+    if model.split.directory is not None:
+        pairs = read_split_directory(model.split.directory, model.split.n_splits,
+                                     valid_longitudinal=model.split.valid_longitudinal)
+    else:
+        pairs = make_splits(frame, model.split.n_splits, label=label, seed=model.split.seed)
+    columns = [c for c in ("participant_id", "session_id", "cohort", label) if c and c in frame.columns]
+    atomic.write_tsv(maps.train_validation_tsv, frame[columns])
+    for i, (train, valid) in enumerate(pairs):
+        atomic.write_tsv(maps.split_group_tsv("train", i), _with_columns(train, frame, columns))
+        atomic.write_tsv(maps.split_group_tsv("validation", i), _with_columns(valid, frame, columns))
+    for group in ("train", "validation"):
+        atomic.write_json(maps.group_maps_json(group), {
+            "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
+            "multi_cohort": ds.multi_cohort,
+        })
+    return {"participants": int(frame["participant_id"].nunique()), "sessions": len(frame), "splits": len(pairs)}
+
+
+def _with_columns(part: pd.DataFrame, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Split files from a user directory may lack columns: take them from the participants frame."""
+    keys = ["participant_id", "session_id"]
+    if all(c in part.columns for c in columns):
+        return part[columns]
+    return part[keys].merge(frame[columns], on=keys, how="left")
+
+
+def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) participants of one split, as recorded in the MAPS."""
+    maps = MapsLayout(maps_root)
+    read = lambda p: pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})  # noqa: E731
+    return read(maps.split_group_tsv("train", split)), read(maps.split_group_tsv("validation", split))
+
+
+register(StepKind(name="split", expand=expand, run=run))
