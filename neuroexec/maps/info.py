@@ -11,8 +11,13 @@ from typing import Any
 
 from neuroexec.errors import InputError
 
-TASK_NAMES = {"classification": "classification", "regression": "regression", "reconstruction": "reconstruction",
-              "autoencoder": "reconstruction", "cnn": "classification"}
+TASK_NAMES = {
+    "classification": "classification",
+    "regression": "regression",
+    "reconstruction": "reconstruction",
+    "autoencoder": "reconstruction",
+    "cnn": "classification",
+}
 
 
 @dataclass(frozen=True)
@@ -57,25 +62,40 @@ def read_maps_info(root: Path) -> MapsInfo:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not valid JSON ({exc})") from None
     pre = raw.get("preprocessing_dict") or {}
-    task = TASK_NAMES.get(str(raw.get("network_task") or raw.get("model_type") or raw.get("network_type")
-                              or "classification"), "classification")
+    task = TASK_NAMES.get(
+        str(raw.get("network_task") or raw.get("model_type") or raw.get("network_type") or "classification"),
+        "classification",
+    )
     mode = pre.get("mode") or raw.get("mode") or "image"
     split_glob = "fold-*" if legacy else "split-*"
-    splits = tuple(sorted(int(m.group(1)) for p in root.glob(split_glob)
-                          if (m := re.fullmatch(r"(?:split|fold)-(\d+)", p.name))))
+    splits = tuple(
+        sorted(
+            int(m.group(1))
+            for p in root.glob(split_glob)
+            if (m := re.fullmatch(r"(?:split|fold)-(\d+)", p.name))
+        )
+    )
     input_size = raw.get("input_size")
     return MapsInfo(
-        root=root, task=task, mode=mode, architecture=str(raw.get("architecture") or raw.get("model") or ""),
+        root=root,
+        task=task,
+        mode=mode,
+        architecture=str(raw.get("architecture") or raw.get("model") or ""),
         label=raw.get("label") or ("diagnosis" if task == "classification" else None),
-        label_code=raw.get("label_code"), output_size=raw.get("output_size"),
+        label_code=raw.get("label_code"),
+        output_size=raw.get("output_size"),
         input_size=tuple(input_size) if input_size else None,
         patch_size=pre.get("patch_size") or raw.get("patch_size"),
         stride_size=pre.get("stride_size") or raw.get("stride_size"),
         uncropped=bool(pre.get("use_uncropped_image") or raw.get("use_uncropped_image", False)),
-        selection_metrics=tuple(raw.get("selection_metrics") or ("loss",)), splits=splits,
-        caps_directory=raw.get("caps_directory") or raw.get("input_dir"), tsv_path=raw.get("tsv_path"),
+        selection_metrics=tuple(raw.get("selection_metrics") or ("loss",)),
+        splits=splits,
+        caps_directory=raw.get("caps_directory") or raw.get("input_dir"),
+        tsv_path=raw.get("tsv_path"),
         diagnoses=tuple(raw["diagnoses"]) if raw.get("diagnoses") else None,
-        dropout=float(raw.get("dropout") or 0.5), legacy=legacy, raw=raw,
+        dropout=float(raw.get("dropout") or 0.5),
+        legacy=legacy,
+        raw=raw,
     )
 
 

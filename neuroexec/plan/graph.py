@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ class Plan:
         if not target:
             return list(self.steps)
         index = {p.step.id: p for p in self.steps}
-        wanted = {p.step.id for p in self.steps if fnmatch.fnmatchcase(p.step.id, target)}
+        pattern = target_pattern(target)
+        wanted = {p.step.id for p in self.steps if pattern.fullmatch(p.step.id)}
         if not wanted:
             raise NeuroexecError(
                 f"--target {target!r} matches no step; step ids look like "
@@ -64,6 +65,11 @@ class Plan:
                     wanted.add(dep)
                     stack.append(dep)
         return [p for p in self.steps if p.step.id in wanted]
+
+
+def target_pattern(glob: str) -> re.Pattern[str]:
+    """`*` and `?` are wildcards; brackets are literal, since step ids contain them (`train[split-1]`)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob))
 
 
 def build_steps(spec: Spec) -> list[Step]:

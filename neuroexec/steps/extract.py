@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from neuroexec.context import RunContext
-from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import run_extraction
+from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.info import read_maps_info
@@ -50,29 +51,52 @@ def expand(spec: Spec) -> list[Step]:
         ds = spec.datasets[name]
         for mode in sorted(modes):
             kind, size, stride = parse_mode(mode)
-            config = {"mode": kind, "patch_size": size, "stride": stride, "normalize": ds.normalize,
-                      "uncropped": ds.uncropped, "preprocessing": ds.preprocessing,
-                      "patch_layout": ds.patch_layout if kind == "patch" else None}
+            config = {
+                "mode": kind,
+                "patch_size": size,
+                "stride": stride,
+                "normalize": ds.normalize,
+                "uncropped": ds.uncropped,
+                "preprocessing": ds.preprocessing,
+                "patch_layout": ds.patch_layout if kind == "patch" else None,
+            }
             deps = (generate_id(name),) if ds.generate is not None else ()
             inputs = () if ds.generate is not None else tuple(c.participants for c in ds.cohorts)
-            steps.append(Step(id=extract_id(name, mode), kind="extract", home=ds.caps, config=config,
-                              deps=deps, inputs=inputs, payload=(ds, kind, size, stride)))
+            steps.append(
+                Step(
+                    id=extract_id(name, mode),
+                    kind="extract",
+                    home=ds.caps,
+                    config=config,
+                    deps=deps,
+                    inputs=inputs,
+                    payload=(ds, kind, size, stride),
+                )
+            )
     return steps
 
 
 def run(step: Step, ctx: RunContext) -> dict:
     ds, mode, size, stride = step.payload
     ds: Dataset
-    totals = {"extracted": 0, "up_to_date": 0}
-    for cohort in ds.cohorts:
-        frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
-        counts = run_extraction(
-            frame, CapsLayout(cohort.caps), mode=mode, normalize=ds.normalize, uncropped=ds.uncropped,
-            patch_size=size, stride=stride, layout=ds.patch_layout, reporter=ctx.reporter,
+    frames = [
+        load_participants(c.participants, label=None, diagnoses=None, baseline=ds.baseline).assign(
+            cohort=c.name
         )
-        for key in totals:
-            totals[key] += int(counts.get(key, 0)) if isinstance(counts, dict) else 0
-    return totals
+        for c in ds.cohorts
+    ]
+    plan = plan_extraction(
+        pd.concat(frames, ignore_index=True),
+        {c.name: c.caps for c in ds.cohorts},
+        mode,
+        uncropped=ds.uncropped,
+        size=size,
+        stride=stride,
+        layout=ds.patch_layout,
+        normalize=ds.normalize,
+    )
+    counts = run_extraction(plan, normalize=ds.normalize, reporter=ctx.reporter)
+    return {"extracted": counts.extracted, "up_to_date": counts.up_to_date}
 
 
 register(StepKind(name="extract", expand=expand, run=run))

@@ -32,8 +32,14 @@ def run(step: Step, ctx: RunContext) -> dict:
         elif target.exists():
             target.unlink()
     generate_atrophy_dataset(
-        ds.caps, subjects=g.subjects, resolution_mm=g.resolution_mm, region=g.region, seed=g.seed,
-        sessions=g.sessions, subject_offset=g.subject_offset, reporter=ctx.reporter,
+        ds.caps,
+        subjects=g.subjects,
+        resolution_mm=g.resolution_mm,
+        region=g.region,
+        seed=g.seed,
+        sessions=g.sessions,
+        subject_offset=g.subject_offset,
+        reporter=ctx.reporter,
     )
     return {"caps": str(ds.caps), "subjects": g.subjects}
 

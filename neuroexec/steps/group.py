@@ -44,8 +44,13 @@ class GroupTask:
 
 
 def group_config(group: Group) -> dict:
-    return {"dataset": group.dataset, "from_training": group.from_training, "label": group.label,
-            "use_labels": group.use_labels, "diagnoses": list(group.diagnoses or [])}
+    return {
+        "dataset": group.dataset,
+        "from_training": group.from_training,
+        "label": group.label,
+        "use_labels": group.use_labels,
+        "diagnoses": list(group.diagnoses or []),
+    }
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -59,11 +64,17 @@ def expand(spec: Spec) -> list[Step]:
             deps = list(dataset_deps(spec, group.dataset))
             if not model.pretrained:
                 deps.append(split_id(name))
-            steps.append(Step(
-                id=group_id(group.name, name), kind="group", home=model.maps,
-                config={**group_config(group), "skip_leak_check": group.skip_leak_check},
-                deps=tuple(deps), inputs=participants_inputs(spec, group.dataset), payload=(group, model, ds),
-            ))
+            steps.append(
+                Step(
+                    id=group_id(group.name, name),
+                    kind="group",
+                    home=model.maps,
+                    config={**group_config(group), "skip_leak_check": group.skip_leak_check},
+                    deps=tuple(deps),
+                    inputs=participants_inputs(spec, group.dataset),
+                    payload=(group, model, ds),
+                )
+            )
     return steps
 
 
@@ -87,11 +98,23 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                         if ds is not None and mode:
                             deps.extend(dataset_deps(spec, group.dataset, mode))
                         task = GroupTask(group, model, ds, split, metric, item)
-                        config = {"group": group_config(group), "model": name, "split": split, "metric": metric,
-                                  **extra_config(group, item)}
-                        steps.append(Step(id=make_id(group.name, name, split, metric, item), kind=kind,
-                                          home=model.maps, config=config, deps=tuple(dict.fromkeys(deps)),
-                                          payload=task))
+                        config = {
+                            "group": group_config(group),
+                            "model": name,
+                            "split": split,
+                            "metric": metric,
+                            **extra_config(group, item),
+                        }
+                        steps.append(
+                            Step(
+                                id=make_id(group.name, name, split, metric, item),
+                                kind=kind,
+                                home=model.maps,
+                                config=config,
+                                deps=tuple(dict.fromkeys(deps)),
+                                payload=task,
+                            )
+                        )
     return steps
 
 
@@ -115,13 +138,18 @@ def _pretrained_mode(model: Model) -> str | None:
 
 # --- the define step ------------------------------------------------------------------------------
 
+
 def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFrame:
     """The group's participants (all cohorts), filtered on diagnoses, images checked."""
     label = (group.label or model_label) if group.use_labels else None
     frames = []
     for cohort in ds.cohorts:
-        f = load_participants(cohort.participants, label=label,
-                              diagnoses=list(group.diagnoses) if group.diagnoses else None, baseline=ds.baseline)
+        f = load_participants(
+            cohort.participants,
+            label=label,
+            diagnoses=list(group.diagnoses) if group.diagnoses else None,
+            baseline=ds.baseline,
+        )
         frames.append(f.assign(cohort=cohort.name))
     frame = pd.concat(frames, ignore_index=True)
     check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
@@ -130,9 +158,11 @@ def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFr
 
 def _record(ds: Dataset) -> dict:
     """What groups/<G>/maps.json says about the data (ClinicaDL's keys, plus neuroexec's)."""
-    return {"caps_directory": str(ds.caps) if not ds.multi_cohort else [str(c.caps) for c in ds.cohorts],
-            "multi_cohort": ds.multi_cohort,
-            "participants": [str(c.participants) for c in ds.cohorts]}
+    return {
+        "caps_directory": str(ds.caps) if not ds.multi_cohort else [str(c.caps) for c in ds.cohorts],
+        "multi_cohort": ds.multi_cohort,
+        "participants": [str(c.participants) for c in ds.cohorts],
+    }
 
 
 def _existing_differs(step: Step) -> str | None:
@@ -160,8 +190,10 @@ def check(step: Step) -> str | None:
         return None
     why = _existing_differs(step)
     if why:
-        return (f"data group '{group.name}' already exists in {model.maps} with other data ({why}); "
-                f"set groups.{group.name}.overwrite = true to replace it and erase its results")
+        return (
+            f"data group '{group.name}' already exists in {model.maps} with other data ({why}); "
+            f"set groups.{group.name}.overwrite = true to replace it and erase its results"
+        )
     return None
 
 
@@ -183,15 +215,21 @@ def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
     """Refuse a group that shares participants with the model's training data."""
     path = maps.train_validation_tsv
     if not path.is_file():
-        raise InputError(path, "the training participants of this MAPS are unknown, so data leakage cannot "
-                         f"be checked; set groups.{group}.skip_leak_check = true if you accept that")
+        raise InputError(
+            path,
+            "the training participants of this MAPS are unknown, so data leakage cannot "
+            f"be checked; set groups.{group}.skip_leak_check = true if you accept that",
+        )
     train = pd.read_csv(path, sep="\t", dtype=str)
     shared = sorted(set(frame["participant_id"]) & set(train["participant_id"]))
     if shared:
         listed = ", ".join(shared[:20]) + (f" and {len(shared) - 20} more" if len(shared) > 20 else "")
-        raise InputError(path, f"data leakage: {len(shared)} participant(s) of group '{group}' were used to "
-                         f"train this model: {listed}. Use other participants, or set "
-                         f"groups.{group}.skip_leak_check = true (not good practice)")
+        raise InputError(
+            path,
+            f"data leakage: {len(shared)} participant(s) of group '{group}' were used to "
+            f"train this model: {listed}. Use other participants, or set "
+            f"groups.{group}.skip_leak_check = true (not good practice)",
+        )
 
 
 def erase_group(maps: MapsLayout, group: str) -> None:

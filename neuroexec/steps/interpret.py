@@ -11,7 +11,8 @@ from neuroexec.steps.registry import Step, StepKind, register
 
 def expand(spec: Spec) -> list[Step]:
     return result_steps(
-        spec, "interpret",
+        spec,
+        "interpret",
         make_id=lambda g, m, s, metric, item: interpret_id(g, item.name, m, s, metric),
         extra_config=lambda group, item: {"interpret": as_config(item)},
         wants=lambda group: list(group.interpret),

@@ -11,7 +11,8 @@ from neuroexec.steps.registry import Step, StepKind, register
 
 def expand(spec: Spec) -> list[Step]:
     return result_steps(
-        spec, "save-tensors",
+        spec,
+        "save-tensors",
         make_id=lambda g, m, s, metric, _: save_tensors_id(g, m, s, metric),
         extra_config=lambda group, _: {"save_tensors": as_config(group.save_tensors)},
         wants=lambda group: [None] if group.save_tensors is not None else [],

@@ -24,13 +24,26 @@ def expand(spec: Spec) -> list[Step]:
         if model.dataset not in spec.datasets:
             continue
         ds = spec.datasets[model.dataset]
-        config = {"dataset": model.dataset, "label": model.label if model.task != "reconstruction" else None,
-                  "diagnoses": list(model.diagnoses or []), "split": as_config(model.split)}
+        config = {
+            "dataset": model.dataset,
+            "label": model.label if model.task != "reconstruction" else None,
+            "diagnoses": list(model.diagnoses or []),
+            "split": as_config(model.split),
+        }
         inputs = participants_inputs(spec, model.dataset)
         if model.split.directory is not None:
             inputs += tuple(sorted(p for p in model.split.directory.rglob("*.tsv")))
-        steps.append(Step(id=split_id(model.name), kind="split", home=model.maps, config=config,
-                          deps=dataset_deps(spec, model.dataset), inputs=inputs, payload=(model, ds)))
+        steps.append(
+            Step(
+                id=split_id(model.name),
+                kind="split",
+                home=model.maps,
+                config=config,
+                deps=dataset_deps(spec, model.dataset),
+                inputs=inputs,
+                payload=(model, ds),
+            )
+        )
     return steps
 
 
@@ -39,9 +52,12 @@ def load_training_frame(model: Model, ds: Dataset) -> pd.DataFrame:
     label = model.label if model.task != "reconstruction" else None
     frames = []
     for cohort in ds.cohorts:
-        frame = load_participants(cohort.participants, label=label,
-                                  diagnoses=list(model.diagnoses) if model.diagnoses else None,
-                                  baseline=ds.baseline)
+        frame = load_participants(
+            cohort.participants,
+            label=label,
+            diagnoses=list(model.diagnoses) if model.diagnoses else None,
+            baseline=ds.baseline,
+        )
         frame = frame.assign(cohort=cohort.name)
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
@@ -55,8 +71,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     frame = load_training_frame(model, ds)
     label = model.label if model.task != "reconstruction" else None
     if model.split.directory is not None:
-        pairs = read_split_directory(model.split.directory, model.split.n_splits,
-                                     valid_longitudinal=model.split.valid_longitudinal)
+        pairs = read_split_directory(
+            model.split.directory, model.split.n_splits, valid_longitudinal=model.split.valid_longitudinal
+        )
     else:
         pairs = make_splits(frame, model.split.n_splits, label=label, seed=model.split.seed)
     columns = [c for c in ("participant_id", "session_id", "cohort", label) if c and c in frame.columns]
@@ -65,11 +82,18 @@ def run(step: Step, ctx: RunContext) -> dict:
         atomic.write_tsv(maps.split_group_tsv("train", i), _with_columns(train, frame, columns))
         atomic.write_tsv(maps.split_group_tsv("validation", i), _with_columns(valid, frame, columns))
     for group in ("train", "validation"):
-        atomic.write_json(maps.group_maps_json(group), {
-            "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
-            "multi_cohort": ds.multi_cohort,
-        })
-    return {"participants": int(frame["participant_id"].nunique()), "sessions": len(frame), "splits": len(pairs)}
+        atomic.write_json(
+            maps.group_maps_json(group),
+            {
+                "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
+                "multi_cohort": ds.multi_cohort,
+            },
+        )
+    return {
+        "participants": int(frame["participant_id"].nunique()),
+        "sessions": len(frame),
+        "splits": len(pairs),
+    }
 
 
 def _with_columns(part: pd.DataFrame, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -24,11 +24,17 @@ class TrainTask:
 def config_of(model: Model) -> dict:
     """The training config slice: everything that changes the trained weights."""
     return {
-        "dataset": model.dataset, "task": model.task, "mode": model.mode,
-        "patch": as_config(model.patch) if model.patch else None, "label": model.label,
-        "diagnoses": list(model.diagnoses or []), "architecture": model.architecture, "dropout": model.dropout,
+        "dataset": model.dataset,
+        "task": model.task,
+        "mode": model.mode,
+        "patch": as_config(model.patch) if model.patch else None,
+        "label": model.label,
+        "diagnoses": list(model.diagnoses or []),
+        "architecture": model.architecture,
+        "dropout": model.dropout,
         "transfer": as_config(model.transfer) if model.transfer else None,
-        "train": as_config(model.train), "compute": result_compute(model.compute),
+        "train": as_config(model.train),
+        "compute": result_compute(model.compute),
     }
 
 
@@ -55,8 +61,17 @@ def expand(spec: Spec) -> list[Step]:
                 transfer_from = best_model_file(t.maps, split, t.selection)
                 inputs = (transfer_from,)
             task = TrainTask(model, spec.datasets[model.dataset], split, transfer_from, transfer_maps)
-            steps.append(Step(id=train_id(model.name, split), kind="train", home=model.maps,
-                              config=config_of(model), deps=tuple(deps), inputs=inputs, payload=task))
+            steps.append(
+                Step(
+                    id=train_id(model.name, split),
+                    kind="train",
+                    home=model.maps,
+                    config=config_of(model),
+                    deps=tuple(deps),
+                    inputs=inputs,
+                    payload=task,
+                )
+            )
     return steps
 
 

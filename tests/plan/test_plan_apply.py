@@ -1,0 +1,231 @@
+"""Plan and apply on real (tiny) steps: generate, extract, split, data-group definition."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neuroexec.context import RunContext
+from neuroexec.errors import LockHeld, PlanRefused, StepFailed
+from neuroexec.executor import apply
+from neuroexec.lock import lock_file
+from neuroexec.plan.graph import make_plan
+from neuroexec.plan.render import render_json, render_text
+from neuroexec.progress import Reporter
+from neuroexec.spec import load_spec
+
+SPEC = """
+version = 1
+[compute]
+workers = 0
+[datasets.demo]
+caps = "data/demo"
+generate = {{ subjects = 8, resolution_mm = 8, seed = {seed} }}
+[datasets.other]
+caps = "data/other"
+generate = {{ subjects = 6, resolution_mm = 8, seed = 5, subject_offset = 100 }}
+[models.cnn]
+maps = "maps/cnn"
+dataset = "demo"
+architecture = "TinyCNN"
+split = {{ n_splits = {n_splits} }}
+[groups.test]
+dataset = "{group_dataset}"
+models = ["cnn"]
+{group_extra}
+"""
+DATA_STEPS = "group.test.define[cnn]"  # needs generate, split, (extract for later steps): no training
+
+
+def write(tmp_path: Path, seed=1, n_splits=2, group_dataset="other", group_extra="") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        SPEC.format(seed=seed, n_splits=n_splits, group_dataset=group_dataset, group_extra=group_extra)
+    )
+    return path
+
+
+def ctx(tmp_path: Path) -> RunContext:
+    return RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True))
+
+
+def actions(path: Path, target: str | None = None) -> dict[str, tuple[str, list[str]]]:
+    plan = make_plan(load_spec(path))
+    return {p.step.id: (p.action, p.reasons) for p in plan.select(target)}
+
+
+def run(path: Path, target: str | None = DATA_STEPS):
+    spec = load_spec(path)
+    return apply(make_plan(spec), ctx(path.parent), target=target)
+
+
+def test_fresh_plan_lists_every_step_as_new_and_writes_nothing(tmp_path):
+    path = write(tmp_path)
+    plan = make_plan(load_spec(path))
+    assert {p.action for p in plan.steps} == {"+"}
+    ids = [p.step.id for p in plan.steps]
+    assert (
+        ids.index("dataset.demo.generate")
+        < ids.index("model.cnn.split")
+        < ids.index("model.cnn.train[split-0]")
+    )
+    assert "group.test.predict[cnn/split-1/best-loss]" in ids
+    text = render_text(plan)
+    assert "+ model.cnn.train[split-1]" in text and "Plan: 10 new, 0 changed, 0 up to date, 0 refused" in text
+    data = json.loads(render_json(plan))
+    assert data["summary"]["new"] == len(ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+def test_apply_then_plan_is_up_to_date_and_second_apply_does_nothing(tmp_path, capsys):
+    path = write(tmp_path)
+    first = run(path)
+    assert first.ran == ["dataset.demo.generate", "dataset.other.generate", "model.cnn.split", DATA_STEPS]
+    assert all(a == "=" for a, _ in actions(path, DATA_STEPS).values())
+    spec = load_spec(path)
+    reporter = Reporter(stream=sys.stdout, quiet=True)
+    second = apply(make_plan(spec), RunContext(spec_dir=tmp_path, reporter=reporter), target=DATA_STEPS)
+    assert second.ran == [] and "Nothing to do: all 4 steps are up to date." in capsys.readouterr().out
+    maps = tmp_path / "maps/cnn"
+    assert (maps / "groups/train/split-1/data.tsv").is_file()
+    assert json.loads((maps / "groups/test/maps.json").read_text())["caps_directory"] == str(
+        tmp_path / "data/other"
+    )
+
+
+def test_changed_field_replans_exactly_the_dependent_steps_with_the_reason(tmp_path):
+    run(write(tmp_path))
+    plan = actions(write(tmp_path, n_splits=3), DATA_STEPS)
+    assert plan["dataset.demo.generate"][0] == "=" and plan["dataset.other.generate"][0] == "="
+    assert plan["model.cnn.split"] == ("~", ["split.n_splits: 2 -> 3"])
+    assert plan[DATA_STEPS] == ("~", ["upstream model.cnn.split will run"])
+    plan = actions(write(tmp_path, seed=2), DATA_STEPS)
+    assert plan["dataset.demo.generate"] == ("~", ["seed: 1 -> 2"])
+    assert plan["dataset.other.generate"][0] == "="
+
+
+def test_changed_input_file_is_a_reason(tmp_path):
+    path = write(tmp_path)
+    run(path)
+    tsv = tmp_path / "data/demo/participants.tsv"
+    # A generated dataset's TSV is an output (tracked by the generate step), so use a group on a real CAPS:
+    spec_text = (
+        path.read_text().replace('dataset = "other"', 'dataset = "real"')
+        + f"""
+[datasets.real]
+caps = "{tmp_path / "data/other"}"
+participants = "{tmp_path / "real.tsv"}"
+"""
+    )
+    (tmp_path / "real.tsv").write_text((tmp_path / "data/other/participants.tsv").read_text())
+    path.write_text(spec_text.replace("[groups.test]", "[groups.test]\noverwrite = true"))
+    run(path)
+    assert actions(path, DATA_STEPS)[DATA_STEPS][0] == "="
+    lines = (tmp_path / "real.tsv").read_text().splitlines()
+    (tmp_path / "real.tsv").write_text("\n".join(lines[:-1]) + "\n")
+    action, reasons = actions(path, DATA_STEPS)[DATA_STEPS]
+    assert action == "~" and reasons == ["input real.tsv changed"]
+    assert tsv.is_file()
+
+
+def test_target_runs_only_matching_steps_and_what_they_need(tmp_path):
+    path = write(tmp_path)
+    result = run(path, target="model.cnn.split")
+    assert result.ran == ["dataset.demo.generate", "model.cnn.split"]
+    assert not (tmp_path / "data/other").exists()
+    with pytest.raises(Exception, match="matches no step"):
+        run(path, target="model.nope.*")
+
+
+def test_group_with_other_data_is_refused_then_replaced_with_overwrite(tmp_path):
+    run(write(tmp_path, group_dataset="other"))
+    maps = tmp_path / "maps/cnn"
+    old_result = maps / "split-0/best-loss/test/test_image_level_prediction.tsv"
+    old_result.parent.mkdir(parents=True)
+    old_result.write_text("participant_id\tsession_id\n")
+    path = write(tmp_path, group_dataset="demo", group_extra="skip_leak_check = true")
+    action, reasons = actions(path, DATA_STEPS)[DATA_STEPS]
+    assert action == "!" and "already exists" in reasons[0] and "overwrite = true" in reasons[0]
+    with pytest.raises(PlanRefused, match="group.test.define"):
+        run(path)
+    assert old_result.is_file()  # a refused plan touches nothing
+    path = write(tmp_path, group_dataset="demo", group_extra="skip_leak_check = true\noverwrite = true")
+    assert actions(path, DATA_STEPS)[DATA_STEPS][0] == "~"
+    run(path)
+    assert not old_result.exists()
+    assert json.loads((maps / "groups/test/maps.json").read_text())["caps_directory"] == str(
+        tmp_path / "data/demo"
+    )
+
+
+def test_leakage_is_refused_unless_skipped(tmp_path):
+    path = write(tmp_path, group_dataset="demo")
+    with pytest.raises(StepFailed, match="data leakage: 8 participant"):
+        run(path)
+    run(write(tmp_path, group_dataset="demo", group_extra="skip_leak_check = true"))
+
+
+def test_concurrent_apply_is_refused_and_stale_lock_taken_over(tmp_path):
+    path = write(tmp_path)
+    run(path, target="dataset.demo.generate")
+    lock = lock_file(tmp_path / "maps/cnn")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            run(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    run(path)  # the holder is dead: its lock is stale and taken over
+    assert not lock.exists()
+
+
+def test_failed_step_keeps_earlier_results_and_rerun_continues(tmp_path):
+    path = write(tmp_path)
+    target = "dataset.demo.extract[image]"
+    run(path, target="dataset.demo.generate")
+    niftis = sorted((tmp_path / "data/demo/subjects").rglob("*.nii.gz"))
+    good = niftis[-1].read_bytes()
+    niftis[-1].write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(StepFailed, match="corrupt or truncated") as info:
+        run(path, target=target)
+    assert niftis[-1].name in str(info.value)
+    tensors = sorted((tmp_path / "data/demo/subjects").rglob("*.pt"))
+    assert len(tensors) == len(niftis) - 1  # the others were extracted and stay
+    mtimes = {t: t.stat().st_mtime_ns for t in tensors}
+    plan = actions(path, target)
+    assert plan["dataset.demo.generate"][0] == "=" and plan[target][0] == "+"
+    niftis[-1].write_bytes(good)
+    assert run(path, target=target).ran == [target]
+    assert all(t.stat().st_mtime_ns == m for t, m in mtimes.items())  # not re-extracted
+    assert len(sorted((tmp_path / "data/demo/subjects").rglob("*.pt"))) == len(niftis)
+
+
+def test_cli_plan_and_apply(tmp_path):
+    path = write(tmp_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "neuroexec", "plan", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(out.stdout)["summary"]["new"] == 10
+    out = subprocess.run(
+        [sys.executable, "-m", "neuroexec", "apply", str(path), "--target", "model.cnn.split"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Applied 2 steps." in out.stderr
