@@ -1,0 +1,135 @@
+"""Autoencoders derived from a CNN, as ClinicaDL's `AE_<arch>`: the encoder is a copy of the CNN's
+convolutions (same indices), the decoder its mirror.
+
+For a CNN with blocks [Conv3d, BatchNorm3d, act, PadMaxPool3d] x n, the decoder is, block by
+block from the deepest one:
+
+    [CropMaxUnpool3d, ConvTranspose3d(c_out -> c_in), BatchNorm3d(c_in), act] x n
+
+so for Conv5_FC3 the decoder's parameters sit at decoder.{1,2}, {5,6}, {9,10}, {13,14}, {17,18}
+(channels 128 -> 64 -> 32 -> 16 -> 8 -> 1), exactly ClinicaDL's state-dict names.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuroexec.errors import NeuroexecError
+from neuroexec.nn.networks import CNN, PadMaxPool3d, build_network
+
+
+class CropMaxUnpool3d(nn.Module):
+    """Inverse of PadMaxPool3d: max-unpool to the padded size, then drop the front padding."""
+
+    def __init__(self, kernel_size: int, stride: int):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def forward(
+        self, x: torch.Tensor, indices: torch.Tensor, pad: tuple[int, ...], padded_shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        out = F.max_unpool3d(x, indices, self.kernel_size, self.stride, output_size=padded_shape[-3:])
+        # pad is F.pad order (last dim first): front paddings of W, H, D at positions 0, 2, 4.
+        return out[:, :, pad[4] :, pad[2] :, pad[0] :]
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+def _blocks(convolutions: nn.Sequential) -> list[tuple[nn.Conv3d, nn.BatchNorm3d, nn.Module, PadMaxPool3d]]:
+    """Split a CNN's convolutions into (conv, norm, activation, pool) blocks, or explain why not."""
+    layers = list(convolutions)
+    if len(layers) % 4:
+        raise NeuroexecError(
+            f"cannot derive an autoencoder: expected blocks of 4 layers (Conv3d, BatchNorm3d, activation, "
+            f"PadMaxPool3d), got {len(layers)} layers"
+        )
+    blocks = []
+    for start in range(0, len(layers), 4):
+        conv, norm, act, pool = layers[start : start + 4]
+        if not (
+            isinstance(conv, nn.Conv3d)
+            and isinstance(norm, nn.BatchNorm3d)
+            and isinstance(pool, PadMaxPool3d)
+        ):
+            found = ", ".join(type(layer).__name__ for layer in layers[start : start + 4])
+            raise NeuroexecError(
+                f"cannot derive an autoencoder: block at convolutions.{start} is ({found}), expected "
+                "(Conv3d, BatchNorm3d, activation, PadMaxPool3d)"
+            )
+        blocks.append((conv, norm, act, pool))
+    return blocks
+
+
+class AutoEncoder(nn.Module):
+    """Autoencoder derived from `cnn`; `forward(x)` returns the reconstruction (same shape as x).
+
+    >>> ae = AutoEncoder(build_network("TinyCNN", (1, 21, 26, 23), 2))
+    >>> ae(torch.zeros(2, 1, 21, 26, 23)).shape
+    torch.Size([2, 1, 21, 26, 23])
+    """
+
+    def __init__(self, cnn: CNN):
+        super().__init__()
+        self.encoder = copy.deepcopy(cnn.convolutions)
+        decoder: list[nn.Module] = []
+        for conv, _norm, act, pool in reversed(_blocks(self.encoder)):
+            decoder += [
+                CropMaxUnpool3d(pool.kernel_size, pool.stride),
+                nn.ConvTranspose3d(
+                    conv.out_channels,
+                    conv.in_channels,
+                    conv.kernel_size,
+                    stride=conv.stride,
+                    padding=conv.padding,
+                ),
+                nn.BatchNorm3d(conv.in_channels),
+                copy.deepcopy(act),
+            ]
+        self.decoder = nn.Sequential(*decoder)
+        base = getattr(cnn, "architecture_name", type(cnn).__name__)
+        self.architecture_name = f"AE_{base}"
+        self.input_size = getattr(cnn, "input_size", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        code, unpool_args = self.encode(x)
+        return self.decode(code, unpool_args)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple]]:
+        """Latent code and, per pooling, (indices, pad, padded shape) for the decoder."""
+        unpool_args = []
+        for layer in self.encoder:
+            if isinstance(layer, PadMaxPool3d):
+                depth, height, width = x.shape[-3:]
+                x, indices, pad = layer.pool_with_indices(x)
+                padded = (depth + pad[4], height + pad[2], width + pad[0])
+                unpool_args.append((indices, pad, padded))
+            else:
+                x = layer(x)
+        return x, unpool_args
+
+    def decode(self, code: torch.Tensor, unpool_args: list[tuple]) -> torch.Tensor:
+        x = code
+        pending = list(unpool_args)
+        for layer in self.decoder:
+            x = layer(x, *pending.pop()) if isinstance(layer, CropMaxUnpool3d) else layer(x)
+        return x
+
+
+def base_architecture(name: str) -> str:
+    """'AE_Conv5_FC3' -> 'Conv5_FC3' (names without the prefix are returned as they are)."""
+    return name[3:] if name.startswith("AE_") else name
+
+
+def build_autoencoder(architecture: str, input_size: tuple[int, ...], dropout: float = 0.5) -> AutoEncoder:
+    """The autoencoder of a CNN architecture; `architecture` may carry the `AE_` prefix.
+
+    >>> build_autoencoder("AE_Conv4_FC3", (1, 33, 35, 31)).architecture_name
+    'AE_Conv4_FC3'
+    """
+    return AutoEncoder(build_network(base_architecture(architecture), input_size, 1, dropout))
