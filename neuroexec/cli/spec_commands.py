@@ -39,6 +39,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_apply)
 
+    p = sub.add_parser("report", help="where the results of a spec are and what they say")
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("schema", help="print the spec's JSON Schema (or its reference as Markdown)")
     p.add_argument("--markdown", action="store_true")
     p.set_defaults(func=cmd_schema)
@@ -78,6 +82,13 @@ def run_spec_file(path: Path, target: str | None = None, quiet: bool = False) ->
         apply(plan, ctx, target=target)
     finally:
         distributed.shutdown()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from neuroexec.report import report
+
+    print(report(load_spec(args.spec)))
     return 0
 
 
