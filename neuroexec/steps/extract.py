@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from neuroexec.context import RunContext
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
@@ -45,6 +48,21 @@ def parse_mode(mode: str) -> tuple[str, int | None, int | None]:
     return "patch", int(size[1:]), int(stride[1:])
 
 
+def source_files(ds: Dataset) -> tuple[Path, ...]:
+    """The participants files and every session's NIfTI of a (non-generated) dataset: the extract step's
+    inputs, so a changed image shows in the plan. One directory listing per session; a session without
+    its image is listed under its expected folder (shown as missing, then reported by the step)."""
+    files: list[Path] = []
+    for cohort in ds.cohorts:
+        files.append(cohort.participants)
+        frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
+        caps = CapsLayout(cohort.caps)
+        for participant, session in zip(frame["participant_id"], frame["session_id"]):
+            found = caps.find_nifti(participant, session, ds.uncropped)
+            files.extend(found or [caps.t1_linear_dir(participant, session)])
+    return tuple(files)
+
+
 def expand(spec: Spec) -> list[Step]:
     steps = []
     for name, modes in modes_needed(spec).items():
@@ -61,7 +79,7 @@ def expand(spec: Spec) -> list[Step]:
                 "patch_layout": ds.patch_layout if kind == "patch" else None,
             }
             deps = (generate_id(name),) if ds.generate is not None else ()
-            inputs = () if ds.generate is not None else tuple(c.participants for c in ds.cohorts)
+            inputs = () if ds.generate is not None else source_files(ds)
             steps.append(
                 Step(
                     id=extract_id(name, mode),

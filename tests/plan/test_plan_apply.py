@@ -229,3 +229,30 @@ def test_cli_plan_and_apply(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "Applied 2 steps." in out.stderr
+
+
+def test_extract_tracks_images_by_content_rehashing_only_when_stat_changes(tmp_path):
+    path = write(tmp_path)
+    run(path, target="dataset.other.generate")
+    real = f"""
+[datasets.real]
+caps = "{tmp_path / "data/other"}"
+participants = "{tmp_path / "data/other/participants.tsv"}"
+[groups.real]
+dataset = "real"
+models = ["cnn"]
+"""
+    path.write_text(path.read_text() + real)
+    target = "dataset.real.extract[image]"
+    run(path, target=target)
+    assert actions(path, target)[target][0] == "="
+    nifti = sorted((tmp_path / "data/other/subjects").rglob("*.nii.gz"))[0]
+    os.utime(nifti, ns=(nifti.stat().st_atime_ns, nifti.stat().st_mtime_ns + 10**9))  # touched, same bytes
+    assert actions(path, target)[target][0] == "="
+    import nibabel as nib
+
+    img = nib.load(nifti)
+    nib.save(nib.Nifti1Image(img.get_fdata() * 0.5, img.affine), nifti)
+    action, reasons = actions(path, target)[target]
+    assert action == "~" and reasons == [f"input {nifti.relative_to(tmp_path / 'data/other')} changed"]
+    assert actions(path)["group.real.define[cnn]"][0] == "+"
