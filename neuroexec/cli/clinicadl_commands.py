@@ -1,9 +1,426 @@
-"""ClinicaDL-style commands (train, predict, interpret, save-tensor): thin front ends building a spec."""
+"""ClinicaDL-style commands (train, predict, interpret, save-tensor, import-maps): argument parsing only.
+
+Each command builds the equivalent spec (neuroexec/compat/), writes it into `<MAPS>/.neuroexec/` and runs
+it through plan/apply; `--print-spec` prints that spec instead. Flags keep ClinicaDL's spellings
+(`--batch_size`) and accept dashed forms (`--batch-size`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
+
+from neuroexec.errors import InputError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: X)` for every flag with a default; flags whose default is "not given" (None) say
+    what applies in their help text instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool) and "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *aliases: str, **kw: Any) -> None:
+    """An option under its ClinicaDL spelling plus its dashed form (`--batch_size`, `--batch-size`)."""
+    names = [name, *aliases]
+    dashed = name.replace("_", "-")
+    if dashed not in names:
+        names.append(dashed)
+    p.add_argument(*names, **kw)
+
+
+def switch(p, name: str, negation: str, dest: str, default: bool | None, help: str) -> None:
+    """A `--name / --negation` pair (both spellings of each), e.g. --gpu / --no-gpu."""
+    flag(p, name, dest=dest, action="store_true", default=default, help=help)
+    flag(p, negation, dest=dest, action="store_false", default=argparse.SUPPRESS, help=f"negation of {name}")
+
+
+def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = False) -> None:
+    g = p.add_argument_group("Computational resources")
+    switch(
+        g,
+        "--gpu",
+        "--no-gpu",
+        "gpu",
+        None,
+        "use the GPU (--gpu: required, error without one; --no-gpu: CPU; neither: GPU when present)",
+    )
+    if amp_negation:
+        switch(
+            g,
+            "--amp",
+            "--no-amp",
+            "amp",
+            None if train else False,
+            "mixed precision, GPU only" + (" (default: off)" if train else ""),
+        )
+    flag(
+        g,
+        "--n_proc",
+        type=int,
+        default=None if train else 2,
+        help="DataLoader workers" + (" (default: 2)" if train else ""),
+    )
+    flag(
+        g,
+        "--batch_size",
+        type=int,
+        default=None if train else batch_default,
+        help="batch size" + (f" (default: {batch_default})" if train else ""),
+    )
+
+
+def add_data(p, labels: bool) -> None:
+    g = p.add_argument_group("Data management")
+    flag(
+        g,
+        "--caps_directory",
+        type=Path,
+        default=None,
+        help="CAPS of a new data group (a cohort TSV with --multi_cohort); not given for an existing group",
+    )
+    flag(
+        g,
+        "--participants_tsv",
+        type=Path,
+        default=None,
+        help="participants TSV, per-diagnosis folder or split `test` folder of a new data group",
+    )
+    flag(
+        g,
+        "--multi_cohort",
+        action="store_true",
+        default=False,
+        help="caps_directory and participants_tsv are TSVs with columns cohort, path",
+    )
+    flag(
+        g,
+        "--diagnoses",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="keep only these labels (default: all of the TSVs)",
+    )
+    flag(
+        g,
+        "--overwrite",
+        action="store_true",
+        default=False,
+        help="redefine an existing data group (its results are erased)",
+    )
+    flag(
+        g,
+        "--skip_leak_check",
+        action="store_true",
+        default=False,
+        help="do not check that the group's participants were not used for training (not good practice)",
+    )
+    if labels:
+        switch(
+            g,
+            "--use_labels",
+            "--no_labels",
+            "use_labels",
+            True,
+            "the data has ground-truth labels (--no_labels: predictions only, no metrics)",
+        )
+        flag(g, "--label", default=None, help="label column (default: the model's)")
+    flag(
+        p,
+        "--selection_metrics",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="best models to use, e.g. loss BA (default: loss)",
+    )
+    flag(
+        p,
+        "--print-spec",
+        dest="print_spec",
+        action="store_true",
+        default=False,
+        help="print the equivalent spec (TOML) and exit instead of running it",
+    )
+    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Registered by the compatibility work (issue: ClinicaDL-style commands)."""
+    fmt = {"formatter_class": HelpFormatter}
+    p = sub.add_parser(
+        "train",
+        help="ClinicaDL-style: train image cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS",
+        description="Train a network as ClinicaDL's `train image` (builds and applies a spec).",
+        **fmt,
+    )
+    p.add_argument(
+        "input_type", choices=["image", "patch"], help="input type (the preprocessing JSON decides patches)"
+    )
+    p.add_argument("network", choices=["cnn", "autoencoder"], help="network type")
+    p.add_argument("caps_directory", type=Path, help="CAPS folder")
+    p.add_argument(
+        "preprocessing_json", help="'t1-linear' or a JSON of CAPS/tensor_extraction/ (extract_<mode>.json)"
+    )
+    p.add_argument(
+        "tsv_directory", type=Path, help="split directory (split-<i>/train.tsv, validation_baseline.tsv)"
+    )
+    p.add_argument("output_maps", type=Path, help="MAPS folder to write")
+    add_compute(p, 8, train=True)
+    g = p.add_argument_group("Training")
+    for name, kind, shown in (
+        ("--epochs", int, 20),
+        ("--learning_rate", float, 1e-4),
+        ("--weight_decay", float, 1e-4),
+        ("--dropout", float, 0.5),
+        ("--patience", int, 0),
+        ("--tolerance", float, 0.0),
+        ("--accumulation_steps", int, 1),
+        ("--n_splits", int, "the split directory's count"),
+        ("--seed", int, 0),
+    ):
+        flag(g, name, type=kind, default=None, help=f"{name.strip('-').replace('_', ' ')} (default: {shown})")
+    flag(g, "--optimizer", choices=["Adam", "AdamW", "SGD"], default=None, help="optimizer (default: Adam)")
+    flag(g, "--architecture", default=None, help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)")
+    flag(
+        g,
+        "--split",
+        type=int,
+        nargs="+",
+        action="extend",
+        default=None,
+        help="splits to train (default: all)",
+    )
+    flag(
+        g,
+        "--selection_metrics",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="best models kept (default: loss)",
+    )
+    flag(g, "--label", default=None, help="label column (default: diagnosis)")
+    flag(g, "--diagnoses", nargs="+", action="extend", default=None, help="labels kept (default: all)")
+    flag(
+        g,
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic algorithms (default: off)",
+    )
+    flag(
+        g,
+        "--visualization",
+        action="store_true",
+        default=False,
+        help="autoencoder: write input/output NIfTIs",
+    )
+    flag(
+        g,
+        "--transfer_learning_path",
+        type=Path,
+        default=None,
+        help="MAPS (either generation) to initialise from",
+    )
+    flag(
+        g,
+        "--transfer_learning_selection",
+        default=None,
+        help="best model of the source: best_loss or best_balanced_accuracy (default: the latter when the source has it)",
+    )
+    flag(
+        g,
+        "--config_file",
+        "-c",
+        type=Path,
+        default=None,
+        help="ClinicaDL train config TOML (flags override it)",
+    )
+    flag(
+        p,
+        "--print-spec",
+        dest="print_spec",
+        action="store_true",
+        default=False,
+        help="print the spec and exit",
+    )
+    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="ClinicaDL-style: predict INPUT_MAPS_DIRECTORY DATA_GROUP",
+        description="Predictions and metrics of a data group with a MAPS's best models.",
+        **fmt,
+    )
+    p.add_argument("input_maps_directory", type=Path, help="MAPS (neuroexec, ClinicaDL 1.x or older)")
+    p.add_argument("data_group", help="data group name")
+    add_compute(p, 8)
+    add_data(p, labels=True)
+    g = p.add_argument_group("Reconstruction")
+    flag(g, "--save_tensor", action="store_true", default=False, help="save input/output tensors")
+    flag(g, "--save_nifti", action="store_true", default=False, help="save input/output NIfTIs")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "interpret",
+        help="ClinicaDL-style: interpret INPUT_MAPS_DIRECTORY DATA_GROUP NAME "
+        "(or the older: interpret group|individual MODEL_PATH NAME)",
+        description="Saliency maps of a data group. The older form `interpret group|individual "
+        "MODEL_PATH NAME` is recognised by its first argument (see `interpret group --help`).",
+        **fmt,
+    )
+    p.add_argument("input_maps_directory", type=Path, help="MAPS")
+    p.add_argument("data_group", help="data group name")
+    p.add_argument("name", help="name of the map set (interpret-<name>/)")
+    add_compute(p, 2, amp_negation=False)
+    add_data(p, labels=False)
+    g = p.add_argument_group("Other options")
+    flag(g, "--target_node", type=int, default=0, help="output node the gradients explain")
+    flag(g, "--save_individual", action="store_true", default=False, help="also save one map per image")
+    p.set_defaults(func=cmd_interpret)
+
+    p = sub.add_parser(
+        "save-tensor",
+        aliases=["save-tensors"],
+        help="ClinicaDL-style: save-tensor MAPS DATA_GROUP",
+        description="Save the input and output tensors of a data group.",
+        **fmt,
+    )
+    p.add_argument("input_maps_directory", type=Path, help="MAPS")
+    p.add_argument("data_group", help="data group name")
+    add_compute(p, 2, amp_negation=False)
+    add_data(p, labels=False)
+    flag(p, "--save_nifti", action="store_true", default=False, help="also save input/output NIfTIs")
+    p.set_defaults(func=cmd_save_tensor)
+
+    p = sub.add_parser(
+        "import-maps", help="report what neuroexec recognises in a MAPS (either generation)", **fmt
+    )
+    p.add_argument("path", type=Path, help="MAPS folder")
+    p.set_defaults(func=cmd_import_maps)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+TRAIN_KEYS = (
+    "epochs",
+    "learning_rate",
+    "weight_decay",
+    "dropout",
+    "patience",
+    "tolerance",
+    "accumulation_steps",
+    "n_splits",
+    "seed",
+    "optimizer",
+    "architecture",
+    "split",
+    "selection_metrics",
+    "label",
+    "diagnoses",
+    "deterministic",
+    "amp",
+    "gpu",
+    "n_proc",
+    "batch_size",
+    "visualization",
+    "transfer_learning_path",
+    "transfer_learning_selection",
+)
+
+
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given on the command line over the config file's values."""
+    from neuroexec.compat.clinicadl_config import read_train_config
+
+    options = read_train_config(args.config_file) if args.config_file else {}
+    for key in TRAIN_KEYS:
+        value = getattr(args, key, None)
+        if value is not None and not (key == "visualization" and not value):
+            options[key] = value
+    return options
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from neuroexec.compat.runner import run_built_spec, spec_path
+    from neuroexec.compat.train_spec import TrainOptions, preprocessing, train_spec_dict
+
+    mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json)["mode"]
+    if mode != args.input_type:
+        raise InputError(
+            args.preprocessing_json,
+            f"this extraction is {mode}-based, but `train {args.input_type}` was asked",
+        )
+    if args.visualization and args.network != "autoencoder":
+        raise InputError(
+            None, "--visualization is for autoencoders (train image autoencoder)", "--visualization"
+        )
+    opts = TrainOptions(
+        args.network,
+        args.caps_directory,
+        args.preprocessing_json,
+        args.tsv_directory,
+        args.output_maps,
+        train_options(args),
+    )
+    doc = train_spec_dict(opts)
+    return run_built_spec(doc, spec_path(args.output_maps, "train"), args.print_spec, args.quiet)
+
+
+def group_options(args: argparse.Namespace):
+    from neuroexec.compat.group_spec import GroupOptions
+
+    return GroupOptions(
+        maps=args.input_maps_directory,
+        group=args.data_group,
+        caps_directory=args.caps_directory,
+        participants_tsv=args.participants_tsv,
+        multi_cohort=args.multi_cohort,
+        diagnoses=args.diagnoses,
+        label=getattr(args, "label", None),
+        use_labels=getattr(args, "use_labels", True),
+        selection_metrics=args.selection_metrics,
+        overwrite=args.overwrite,
+        skip_leak_check=args.skip_leak_check,
+        compute={
+            "gpu": args.gpu,
+            "amp": getattr(args, "amp", None) or None,
+            "n_proc": args.n_proc,
+            "batch_size": args.batch_size,
+        },
+    )
+
+
+def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
+    from neuroexec.compat.group_spec import group_spec_dict
+    from neuroexec.compat.runner import run_built_spec, spec_path
+
+    doc = group_spec_dict(group_options(args), **kw)
+    return run_built_spec(
+        doc, spec_path(args.input_maps_directory, command, args.data_group), args.print_spec, args.quiet
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    save = {"nifti": True} if args.save_nifti else ({} if args.save_tensor else None)
+    return _run_group(args, "predict", predict=True, save_tensors=save)
+
+
+def cmd_interpret(args: argparse.Namespace) -> int:
+    entry = {"name": args.name, "target_node": args.target_node, "save_individual": args.save_individual}
+    return _run_group(args, f"interpret-{args.name}", interpret=[entry])
+
+
+def cmd_save_tensor(args: argparse.Namespace) -> int:
+    return _run_group(args, "save-tensor", save_tensors={"nifti": True} if args.save_nifti else {})
+
+
+def cmd_import_maps(args: argparse.Namespace) -> int:
+    from neuroexec.compat.import_maps import describe_maps, render
+
+    report = describe_maps(args.path)
+    print(render(report))
+    return 0 if report.usable else 2

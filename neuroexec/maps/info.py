@@ -76,14 +76,22 @@ def read_maps_info(root: Path) -> MapsInfo:
         )
     )
     input_size = raw.get("input_size")
+    label_code, output_size = raw.get("label_code"), raw.get("output_size")
+    diagnoses = tuple(raw["diagnoses"]) if raw.get("diagnoses") else None
+    if legacy:
+        input_size = input_size or _legacy_input_size(mode, raw)
+        if task == "classification" and not label_code and diagnoses:
+            # The older generation had no label_code: it used one fixed diagnosis code.
+            label_code = {d: LEGACY_DIAGNOSIS_CODE[d] for d in diagnoses if d in LEGACY_DIAGNOSIS_CODE} or None
+            output_size = output_size or (len(set(label_code.values())) if label_code else None)
     return MapsInfo(
         root=root,
         task=task,
         mode=mode,
         architecture=str(raw.get("architecture") or raw.get("model") or ""),
         label=raw.get("label") or ("diagnosis" if task == "classification" else None),
-        label_code=raw.get("label_code"),
-        output_size=raw.get("output_size"),
+        label_code=label_code,
+        output_size=output_size,
         input_size=tuple(input_size) if input_size else None,
         patch_size=pre.get("patch_size") or raw.get("patch_size"),
         stride_size=pre.get("stride_size") or raw.get("stride_size"),
@@ -92,11 +100,23 @@ def read_maps_info(root: Path) -> MapsInfo:
         splits=splits,
         caps_directory=raw.get("caps_directory") or raw.get("input_dir"),
         tsv_path=raw.get("tsv_path"),
-        diagnoses=tuple(raw["diagnoses"]) if raw.get("diagnoses") else None,
+        diagnoses=diagnoses,
         dropout=float(raw.get("dropout") or 0.5),
         legacy=legacy,
         raw=raw,
     )
+
+
+# The older generation's fixed label encoding (it wrote no label_code).
+LEGACY_DIAGNOSIS_CODE = {"CN": 0, "AD": 1, "sMCI": 0, "pMCI": 1, "MCI": 1}
+
+
+def _legacy_input_size(mode: str, raw: dict[str, Any]) -> list[int] | None:
+    """The older generation recorded no input_size: image models took the t1-linear image, cropped
+    (169x208x179) unless use_uncropped_image (193x229x193)."""
+    if mode != "image":
+        return None
+    return [1, 193, 229, 193] if raw.get("use_uncropped_image") else [1, 169, 208, 179]
 
 
 def best_model_file(root: Path, split: int, metric: str) -> Path:

@@ -1,0 +1,1 @@
+"""Compatibility with ClinicaDL: its train config TOML, its MAPS (both generations), its older layouts."""

@@ -1,0 +1,220 @@
+"""`predict | interpret | save-tensor MAPS DATA_GROUP` -> the equivalent spec, with the seeds' data group
+consistency rule: a new group needs --caps_directory and --participants_tsv; an existing one must not get
+them unless --overwrite; with neither, the group is re-used with the data it recorded.
+
+The model keeps the name the MAPS's training used (read from its state), else `maps`, so a re-run of the
+same command — or of a spec that trained the MAPS — is a no-op.
+
+>>> doc = group_spec_dict(GroupOptions(Path("maps"), "test", caps_directory=Path("caps"),
+...                                    participants_tsv=Path("test.tsv")), predict=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neuroexec import atomic
+from neuroexec.compat.train_spec import compute_table, metric_name
+from neuroexec.errors import InputError
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.load import parse_toml
+
+RESERVED = ("train", "validation")
+TRAIN_SPEC = "train.toml"  # written by `neuroexec train` into <MAPS>/.neuroexec/
+
+
+@dataclass
+class GroupOptions:
+    maps: Path
+    group: str
+    caps_directory: Path | None = None
+    participants_tsv: Path | None = None
+    multi_cohort: bool = False
+    diagnoses: list[str] | None = None
+    baseline: bool = False
+    label: str | None = None
+    use_labels: bool = True
+    selection_metrics: list[str] | None = None
+    overwrite: bool = False
+    skip_leak_check: bool = False
+    compute: dict[str, Any] = field(default_factory=dict)  # gpu, amp, n_proc, batch_size
+
+
+def model_name(maps: Path) -> str:
+    """The model name of the spec that trained this MAPS (from its state), else 'maps'."""
+    state = MapsLayout(maps).state_file
+    if state.is_file():
+        try:
+            steps = json.loads(state.read_text()).get("steps", {})
+        except json.JSONDecodeError:
+            steps = {}
+        names = sorted({m.group(1) for s in steps if (m := re.match(r"model\.([A-Za-z0-9_-]+)\.train\[", s))})
+        if len(names) == 1:
+            return names[0]
+    return "maps"
+
+
+def _cohort_table(path: Path, flag: str) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"cannot read the multi-cohort TSV: {exc}", flag) from None
+    missing = [c for c in ("cohort", "path") if c not in table.columns]
+    if missing:
+        raise InputError(
+            path, f"multi-cohort TSV needs columns cohort, path; missing {', '.join(missing)}", flag
+        )
+    return table
+
+
+def _abs(base: Path, value: str) -> str:
+    p = Path(str(value).strip()).expanduser()
+    return str(p if p.is_absolute() else (base.parent / p).resolve())
+
+
+def new_dataset(opts: GroupOptions) -> dict[str, Any]:
+    """The [datasets] entry for --caps_directory / --participants_tsv (multi-cohort: two cohort TSVs)."""
+    caps, tsv = opts.caps_directory.resolve(), opts.participants_tsv.resolve()
+    ds: dict[str, Any]
+    if not opts.multi_cohort:
+        ds = {"caps": str(caps), "participants": str(tsv)}
+    else:
+        caps_t, tsv_t = _cohort_table(caps, "--caps_directory"), _cohort_table(tsv, "--participants_tsv")
+        caps_of = dict(zip(caps_t["cohort"], caps_t["path"]))
+        missing = [c for c in tsv_t["cohort"] if c not in caps_of]
+        if missing:
+            raise InputError(caps, f"no CAPS listed for cohort(s) {', '.join(missing)}", "--caps_directory")
+        ds = {
+            "cohorts": [
+                {"name": str(c), "caps": _abs(caps, caps_of[c]), "participants": _abs(tsv, p)}
+                for c, p in zip(tsv_t["cohort"], tsv_t["path"])
+            ]
+        }
+    if opts.baseline:
+        ds["baseline"] = True
+    return ds
+
+
+def recorded_dataset(maps: Path, group: str) -> dict[str, Any]:
+    """The data an existing group recorded (groups/<G>/maps.json): its CAPS and participants. A group
+    ClinicaDL wrote records no participants file: its data.tsv is copied into .neuroexec/ and used."""
+    layout = MapsLayout(maps)
+    path = layout.group_maps_json(group)
+    try:
+        rec = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    caps = rec.get("caps_directory")
+    if caps is None:
+        raise InputError(
+            path, "no caps_directory recorded: give --caps_directory and --participants_tsv with --overwrite"
+        )
+    participants = rec.get("participants")
+    if participants is None:
+        copy = layout.neuroexec_dir / "groups" / group / "participants.tsv"
+        source = layout.group_data_tsv(group)
+        if not source.is_file():
+            raise InputError(source, f"data group '{group}' has no data.tsv: redefine it with --overwrite")
+        if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_open(copy) as f, source.open("rb") as src:
+                shutil.copyfileobj(src, f)
+        participants = [str(copy)]
+    if isinstance(caps, list) or rec.get("multi_cohort"):
+        caps_list = caps if isinstance(caps, list) else [caps]
+        if len(caps_list) != len(participants):
+            raise InputError(path, "caps_directory and participants have different lengths")
+        return {
+            "cohorts": [
+                {"name": f"cohort{i}", "caps": str(c), "participants": str(p)}
+                for i, (c, p) in enumerate(zip(caps_list, participants))
+            ]
+        }
+    return {"caps": str(caps), "participants": str(participants[0])}
+
+
+def _training_spec(maps: Path) -> dict[str, Any]:
+    path = MapsLayout(maps).neuroexec_dir / TRAIN_SPEC
+    if not path.is_file():
+        raise InputError(
+            maps,
+            "the data groups 'train' and 'validation' are the training data of each split; neuroexec can only "
+            f"evaluate them on a MAPS it trained with `neuroexec train` ({path} not found). Define a new data "
+            "group with --caps_directory and --participants_tsv instead",
+        )
+    return parse_toml(path)
+
+
+def group_spec_dict(
+    opts: GroupOptions,
+    predict: bool = False,
+    interpret: list[dict[str, Any]] | None = None,
+    save_tensors: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The spec (a dict, absolute paths) evaluating DATA_GROUP with the MAPS."""
+    maps = opts.maps.resolve()
+    g = opts.group
+    group: dict[str, Any] = {"predict": predict}
+    given = [
+        f
+        for f, v in (("--caps_directory", opts.caps_directory), ("--participants_tsv", opts.participants_tsv))
+        if v
+    ]
+    if g in RESERVED:
+        if given:
+            raise InputError(
+                None, f"the data group '{g}' is the training data: {', '.join(given)} cannot be given"
+            )
+        doc = _training_spec(maps)
+        name = next(iter(doc["models"]))
+        group.update(from_training=g, models=[name])
+    else:
+        doc = {"version": 1, "models": {model_name(maps): {"maps": str(maps)}}}
+        name = next(iter(doc["models"]))
+        exists = MapsLayout(maps).group_maps_json(g).is_file()
+        if exists and given and not opts.overwrite:
+            raise InputError(
+                MapsLayout(maps).group_dir(g),
+                f"data group '{g}' already exists in this MAPS: do not give {', '.join(given)} (to re-use it) "
+                "or add --overwrite to redefine it (its results are erased)",
+            )
+        if not exists or given:
+            if len(given) != 2:
+                raise InputError(
+                    MapsLayout(maps).group_dir(g),
+                    f"data group '{g}' does not exist in this MAPS: --caps_directory and --participants_tsv are both required",
+                )
+            dataset = new_dataset(opts)
+        else:
+            dataset = recorded_dataset(maps, g)
+        ds_name = f"{g}-data"
+        doc.setdefault("datasets", {})[ds_name] = dataset
+        group.update(dataset=ds_name, models=[name])
+        if opts.overwrite:
+            group["overwrite"] = True
+        if opts.skip_leak_check:
+            group["skip_leak_check"] = True
+    if opts.selection_metrics:
+        group["selection_metrics"] = list(dict.fromkeys(metric_name(m) for m in opts.selection_metrics))
+    if not opts.use_labels:
+        group["use_labels"] = False
+    if opts.label:
+        group["label"] = opts.label
+    if opts.diagnoses:
+        group["diagnoses"] = list(opts.diagnoses)
+    if save_tensors is not None:
+        group["save_tensors"] = save_tensors
+    if interpret:
+        group["interpret"] = interpret
+    compute = compute_table(opts.compute)
+    if compute:
+        group["compute"] = compute
+    doc.setdefault("groups", {})[g] = group
+    return doc

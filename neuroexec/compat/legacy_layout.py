@@ -1,0 +1,168 @@
+"""The older interpret's outputs (seed 004), written from the engine's interpret results:
+
+    <model_path>/fold-<i>/gradients/<selection>/<name>/
+        data.tsv, commandline.json, map.npy, map.nii.gz (3D) | map.jpg (2D)
+        <participant_id>/<session_id>/map.npy, map.nii.gz | map.jpg      (individual level)
+
+The maps are those of `split-<i>/best-<metric>/<group>/interpret-<name>/` (no second saliency code);
+the NIfTI affine comes from a template given by the user, else from each map's source image.
+
+>>> write_legacy_outputs(LegacyTarget(...))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neuroexec import atomic, ops
+from neuroexec.errors import InputError
+from neuroexec.maps.info import MapsInfo
+from neuroexec.maps.layout import MapsLayout
+
+
+@dataclass(frozen=True)
+class LegacyTarget:
+    """One (split, selection) output folder of the older interpret."""
+
+    model_path: Path
+    info: MapsInfo
+    group: str  # the engine's data group holding the maps
+    name: str
+    split: int
+    selection: str  # as given: best_balanced_accuracy / best_loss
+    metric: str  # neuroexec's name: BA / loss
+    level: str  # group | individual
+    caps: dict[str, Path]  # cohort -> CAPS (for source affines)
+    uncropped: bool
+    template: Path | None
+    vmax: float
+    commandline: dict[str, Any]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.model_path / f"fold-{self.split}" / "gradients" / self.selection / self.name
+
+
+def legacy_dir(model_path: Path, split: int, selection: str, name: str) -> Path:
+    return Path(model_path) / f"fold-{split}" / "gradients" / selection / name
+
+
+def _load_map(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(path, "saliency map not found (did the interpret step run?)")
+    value = torch.load(path, map_location="cpu", weights_only=True)
+    return value.detach().to(torch.float32).numpy()
+
+
+def _template_affine(path: Path) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        return np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+    except Exception as err:  # nibabel raises several unrelated types for a bad file
+        raise InputError(path, f"cannot read the NIfTI template: {err}", "--nifti_template_path") from None
+
+
+def _source_affine(t: LegacyTarget, row: dict) -> np.ndarray:
+    from neuroexec.inference.model_io import nifti_geometry, source_nifti
+
+    return nifti_geometry(source_nifti(row, t.caps, t.uncropped))[0]
+
+
+def _image_map(t: LegacyTarget, files: list[Path], row: dict) -> np.ndarray:
+    """The whole-image map: the image map itself, or patch maps folded back into the image grid."""
+    maps = [_load_map(f) for f in files]
+    if t.info.mode != "patch":
+        return maps[0]
+    from neuroexec.inference.model_io import nifti_geometry, source_nifti
+
+    shape = nifti_geometry(source_nifti(row, t.caps, t.uncropped))[1]
+    size, stride = int(t.info.patch_size), int(t.info.stride_size or t.info.patch_size)
+    folded = ops.fold_patches(torch.from_numpy(np.stack(maps)), (1, 1, *shape), size, stride, kernels="torch")
+    return folded[0].numpy()
+
+
+def _write_map(folder: Path, array: np.ndarray, affine_of, vmax: float) -> None:
+    """map.npy, and map.nii.gz (3D) or map.jpg (2D)."""
+    squeezed = array[0] if array.ndim in (3, 4) and array.shape[0] == 1 else array
+    with atomic.atomic_open(folder / "map.npy") as f:
+        np.save(f, squeezed)
+    if squeezed.ndim == 3:
+        atomic.save_nifti(folder / "map.nii.gz", squeezed.astype(np.float32), affine_of())
+    elif squeezed.ndim == 2:
+        _write_jpg(folder / "map.jpg", squeezed, vmax)
+
+
+def _write_jpg(path: Path, array: np.ndarray, vmax: float) -> None:
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4))
+    ax = fig.add_subplot()
+    ax.imshow(array.T, origin="lower", cmap="coolwarm", vmin=0.0, vmax=vmax)
+    ax.axis("off")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpg")
+    with atomic.atomic_open(path) as f:
+        f.write(buf.getvalue())
+
+
+def _map_files(t: LegacyTarget, participant: str | None = None, session: str | None = None) -> list[Path]:
+    layout = MapsLayout(t.model_path)
+    n = _n_parts(t)
+    if participant is None:
+        return [layout.mean_map(t.split, t.metric, t.group, t.name, t.info.mode, k) for k in range(n)]
+    return [layout.individual_map(t.split, t.metric, t.group, t.name, participant, session, t.info.mode, k)
+            for k in range(n)]  # fmt: skip
+
+
+def _n_parts(t: LegacyTarget) -> int:
+    if t.info.mode != "patch":
+        return 1
+    layout = MapsLayout(t.model_path)
+    folder = layout.interpret_dir(t.split, t.metric, t.group, t.name)
+    return len(list(folder.glob(f"mean_{t.info.mode}-*_map.pt")))
+
+
+def used_sessions(t: LegacyTarget) -> pd.DataFrame:
+    """The group's sessions that have an individual map (keep_true may have left some out)."""
+    layout = MapsLayout(t.model_path)
+    frame = pd.read_csv(
+        layout.group_data_tsv(t.group), sep="\t", dtype={"participant_id": str, "session_id": str}
+    )
+    kept = [
+        layout.individual_map(t.split, t.metric, t.group, t.name, p, s, t.info.mode, 0).is_file()
+        for p, s in zip(frame["participant_id"], frame["session_id"])
+    ]
+    return frame[kept].reset_index(drop=True)
+
+
+def write_legacy_outputs(t: LegacyTarget) -> Path:
+    """Write one fold-<i>/gradients/<selection>/<name>/ folder; returns it."""
+    out = t.out_dir
+    data = used_sessions(t)
+    if data.empty:
+        raise InputError(out, "no session left to explain (keep_true selected none)", "--keep_true")
+    atomic.write_tsv(out / "data.tsv", data)
+    atomic.write_json(out / "commandline.json", t.commandline)
+    rows = data.to_dict("records")
+    template = _template_affine(t.template) if t.template is not None else None
+    if t.level == "group":
+        mean = _image_map(t, _map_files(t), rows[0])
+        _write_map(
+            out, mean, lambda: template if template is not None else _source_affine(t, rows[0]), t.vmax
+        )
+    else:
+        for row in rows:
+            p, s = str(row["participant_id"]), str(row["session_id"])
+            array = _image_map(t, _map_files(t, p, s), row)
+            _write_map(out / p / s, array, lambda r=row: template if template is not None else _source_affine(t, r),
+                       t.vmax)  # fmt: skip
+    return out

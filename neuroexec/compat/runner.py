@@ -1,0 +1,35 @@
+"""Run (or print) a spec built by a ClinicaDL-style command: written as TOML with absolute paths into
+`<MAPS>/.neuroexec/<command>[-<group>].toml`, validated, then planned and applied like `neuroexec apply`.
+
+>>> run_built_spec(doc, Path("maps/.neuroexec/predict-test.toml"), print_only=False)  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from neuroexec import atomic
+from neuroexec.spec import spec_from_dict
+from neuroexec.spec.toml_writer import dumps
+
+
+def spec_path(maps: Path, command: str, group: str | None = None) -> Path:
+    """Where the spec of a command run on `maps` is kept (neuroexec's own folder of the MAPS)."""
+    name = command if group is None else f"{command}-{group}"
+    return maps.resolve() / ".neuroexec" / f"{name}.toml"
+
+
+def run_built_spec(doc: dict[str, Any], path: Path, print_only: bool = False, quiet: bool = False) -> int:
+    """Validate `doc` (every problem at once), then print its TOML (print_only) or write it to `path`
+    and plan + apply it."""
+    text = dumps(doc)
+    spec_from_dict(doc, path)  # refuse a bad spec before writing or running anything
+    if print_only:
+        print(text, end="")
+        return 0
+    atomic.write_text(path, text)
+    from neuroexec.cli.spec_commands import run_spec_file
+
+    return run_spec_file(path, quiet=quiet)

@@ -1,0 +1,210 @@
+"""`neuroexec train image cnn|autoencoder CAPS PREPROCESSING TSV_DIRECTORY MAPS` -> the equivalent spec.
+
+The spec has one dataset (`data`: the CAPS + the split directory's participants) and one model named by
+the network type (`cnn` or `autoencoder`), so re-running the same command is a no-op.
+
+>>> doc = train_spec_dict(TrainOptions("cnn", Path("caps"), "t1-linear", Path("split"), Path("maps")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neuroexec import atomic
+from neuroexec.data.participants import read_tsv
+from neuroexec.errors import InputError
+from neuroexec.maps.info import best_model_file, read_maps_info
+from neuroexec.spec.model import canonical_metric
+
+NETWORKS = {"cnn": "classification", "autoencoder": "reconstruction"}
+DATASET = "data"
+
+
+@dataclass
+class TrainOptions:
+    network: str
+    caps_directory: Path
+    preprocessing_json: str
+    tsv_directory: Path
+    output_maps: Path
+    # None = not given on the command line (the config file or the schema default applies).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def metric_name(value: str) -> str:
+    """ClinicaDL spellings (best_loss, best_balanced_accuracy, best-BA) -> neuroexec's (loss, BA)."""
+    v = str(value)
+    for prefix in ("best_", "best-"):
+        if v.startswith(prefix):
+            v = v[len(prefix) :]
+    return canonical_metric(v)
+
+
+def preprocessing(caps: Path, name: str) -> dict[str, Any]:
+    """The extraction a training reads: "t1-linear" (whole images) or a JSON of CAPS/tensor_extraction/."""
+    if name in ("t1-linear", "t1_linear"):
+        return {"mode": "image"}
+    folder = caps / "tensor_extraction"
+    candidates = [Path(name), folder / name, folder / f"{name}.json"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        present = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise InputError(
+            folder / name,
+            f"preprocessing JSON not found; give 't1-linear' or one of: {', '.join(present) or 'no JSON in ' + str(folder)}",
+            "PREPROCESSING_JSON",
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})", "PREPROCESSING_JSON") from None
+    mode = raw.get("mode", "image")
+    if raw.get("preprocessing", "t1-linear") != "t1-linear":
+        raise InputError(
+            path,
+            f"preprocessing {raw.get('preprocessing')!r} is not supported (t1-linear only)",
+            "preprocessing",
+        )
+    if mode not in ("image", "patch"):
+        raise InputError(path, f"mode {mode!r} is not supported (image or patch)", "mode")
+    out: dict[str, Any] = {"mode": mode, "uncropped": bool(raw.get("use_uncropped_image", False))}
+    if mode == "patch":
+        size = int(raw.get("patch_size", 50))
+        out["patch"] = {"size": size, "stride": int(raw.get("stride_size", size))}
+    return out
+
+
+def split_directory(tsv_dir: Path) -> tuple[Path, int]:
+    """The folder holding split-<i>/ (the TSV_DIRECTORY or its single k-fold subfolder) and its split count;
+    a folder with train.tsv + validation TSVs directly is one split."""
+    if not tsv_dir.is_dir():
+        raise InputError(tsv_dir, "TSV_DIRECTORY not found (expected a split directory)", "TSV_DIRECTORY")
+    for folder in [tsv_dir, *sorted(p for p in tsv_dir.iterdir() if p.is_dir())]:
+        n = len([p for p in folder.glob("split-*") if p.is_dir()])
+        if n:
+            return folder, n
+    if (tsv_dir / "train.tsv").is_file() and any(
+        (tsv_dir / v).is_file() for v in ("validation.tsv", "validation_baseline.tsv")
+    ):
+        return tsv_dir, 1
+    raise InputError(
+        tsv_dir,
+        "not a split directory: no split-<i>/ folder and no train.tsv + validation TSV",
+        "TSV_DIRECTORY",
+    )
+
+
+def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
+    """All training sessions: `<tsv_dir>/train.tsv`, else the union of split-0's train and validation
+    TSVs (written to `out`)."""
+    if (tsv_dir / "train.tsv").is_file() and splits_dir != tsv_dir:
+        return tsv_dir / "train.tsv"
+    first = splits_dir / "split-0" if (splits_dir / "split-0").is_dir() else splits_dir
+    names = ["train.tsv", "validation.tsv", "validation_baseline.tsv"]
+    frames = [read_tsv(first / n) for n in names if (first / n).is_file()]
+    union = pd.concat(frames, ignore_index=True).drop_duplicates(["participant_id", "session_id"])
+    labels = splits_dir / "labels.tsv"
+    if labels.is_file():
+        extra = read_tsv(labels)
+        union = union.merge(
+            extra[
+                [c for c in extra.columns if c not in union.columns or c in ("participant_id", "session_id")]
+            ],
+            how="left",
+        )
+    if not out.is_file() or not read_tsv(out).equals(union.reset_index(drop=True)):
+        atomic.write_tsv(out, union)
+    return out
+
+
+def _transfer(path: Path, selection: str | None) -> dict[str, Any]:
+    info = read_maps_info(path)  # InputError when not a MAPS of either generation
+    if selection is None:
+        # The seed's default is best_balanced_accuracy; an autoencoder (or a MAPS without it) has best_loss only.
+        split = info.splits[0] if info.splits else 0
+        selection = "BA" if best_model_file(path, split, "BA").is_file() else "loss"
+    return {"maps": str(path.resolve()), "selection": metric_name(selection)}
+
+
+def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
+    """The spec (a dict, absolute paths) equivalent to the command."""
+    o = opts.options
+    if opts.network not in NETWORKS:
+        raise InputError(None, f"network type must be cnn or autoencoder, got {opts.network!r}", "NETWORK")
+    caps = opts.caps_directory.resolve()
+    maps = opts.output_maps.resolve()
+    pre = preprocessing(caps, opts.preprocessing_json)
+    splits_dir, n_found = split_directory(opts.tsv_directory.resolve())
+    participants = training_participants(
+        opts.tsv_directory.resolve(), splits_dir, maps / ".neuroexec" / "participants.tsv"
+    )
+
+    dataset: dict[str, Any] = {"caps": str(caps), "participants": str(participants)}
+    if pre.get("uncropped"):
+        dataset["uncropped"] = True
+    if pre["mode"] == "patch":
+        dataset["patch_layout"] = "clinicadl"  # reuse tensors `clinicadl extract` wrote
+    for key in ("baseline", "normalize"):
+        if o.get(key) is not None:
+            dataset[key] = bool(o[key])
+
+    task = NETWORKS[opts.network]
+    model: dict[str, Any] = {"maps": str(maps), "dataset": DATASET, "task": task, "mode": pre["mode"]}
+    if "patch" in pre:
+        model["patch"] = pre["patch"]
+    if task != "reconstruction" and o.get("label") is not None:
+        model["label"] = o["label"]
+    for key in ("diagnoses", "architecture", "dropout"):
+        if o.get(key) is not None:
+            model[key] = list(o[key]) if key == "diagnoses" else o[key]
+    n_splits = o.get("n_splits") or n_found
+    split: dict[str, Any] = {"n_splits": int(n_splits), "directory": str(splits_dir)}
+    if o.get("split"):
+        split["splits"] = sorted({int(s) for s in o["split"]})
+    model["split"] = split
+    if o.get("transfer_learning_path"):
+        model["transfer"] = _transfer(Path(o["transfer_learning_path"]), o.get("transfer_learning_selection"))
+    train: dict[str, Any] = {}
+    for key in (
+        "epochs",
+        "learning_rate",
+        "weight_decay",
+        "optimizer",
+        "patience",
+        "tolerance",
+        "accumulation_steps",
+    ):
+        if o.get(key) is not None:
+            train[key] = o[key]
+    if o.get("selection_metrics"):
+        train["selection_metrics"] = list(dict.fromkeys(metric_name(m) for m in o["selection_metrics"]))
+    if o.get("visualization"):
+        train["visualization"] = True
+    if train:
+        model["train"] = train
+    compute = compute_table(o)
+    if compute:
+        model["compute"] = compute
+    return {"version": 1, "datasets": {DATASET: dataset}, "models": {opts.network: model}}
+
+
+def compute_table(o: dict[str, Any]) -> dict[str, Any]:
+    """--gpu/--no-gpu, --amp, --n_proc, --batch_size, --seed, --deterministic -> a [compute] table."""
+    out: dict[str, Any] = {}
+    if o.get("gpu") is not None:
+        out["device"] = "cuda" if o["gpu"] else "cpu"
+    for flag, key in (
+        ("amp", "amp"),
+        ("n_proc", "workers"),
+        ("batch_size", "batch_size"),
+        ("seed", "seed"),
+        ("deterministic", "deterministic"),
+    ):
+        if o.get(flag) is not None:
+            out[key] = o[flag]
+    return out
