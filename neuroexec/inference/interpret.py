@@ -1,0 +1,293 @@
+"""`interpret`: saliency maps of a data group for one model (split, selection metric).
+
+Maps are computed batch by batch and folded into one running `SaliencyState` per mode index through
+`ops.saliency_accumulate`: memory holds one batch of maps, never the group's. Outputs, under
+`split-<i>/best-<m>/<group>/interpret-<name>/`:
+
+    mean_<mode>-<k>_map.pt, std_<mode>-<k>_map.pt (+ .nii.gz, 3D, affine of the source image)
+    mean_image-0_map.nii.gz                         (patch models: the patch means folded back)
+    <sub>_<ses>_<mode>-<k>_map.pt                   (save_individual)
+    data.tsv                                        (the items used, with labels and predictions)
+    mean_image-0_map.png                            (figure = true)
+    summary.json                                    (counts, method, target, selection, mask mass)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from neuroexec import atomic, ops
+from neuroexec.context import RunContext, resolve_device
+from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.inference.figure import save_saliency_figure
+from neuroexec.inference.model_io import (
+    group_caps,
+    group_dataset,
+    label_column,
+    load_model,
+    nifti_geometry,
+    output_size_of,
+    patch_affine,
+    source_nifti,
+    uncropped_of,
+)
+from neuroexec.inference.saliency import resolve_target, saliency_batch
+from neuroexec.ops import SaliencyState
+
+
+@dataclass
+class _Accumulator:
+    """Running saliency and input sums per mode index, plus the rows of the items used."""
+
+    maps: dict[int, SaliencyState] = field(default_factory=dict)
+    inputs: dict[int, SaliencyState] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    skipped: int = 0
+
+    def add(
+        self, k: int, maps: torch.Tensor, images: torch.Tensor, interp, kernels: str
+    ) -> torch.Tensor | None:
+        if k not in self.maps:
+            self.maps[k] = SaliencyState.empty(maps.shape[1:], maps.device)
+            self.inputs[k] = SaliencyState.empty(images.shape[1:], images.device)
+        normalize = None if interp.normalize in (None, "none") else interp.normalize
+        processed = ops.saliency_accumulate(
+            maps.float(),
+            self.maps[k],
+            abs=interp.absolute,
+            normalize=normalize,
+            return_maps=interp.save_individual,
+            kernels=kernels,
+        )
+        ops.saliency_accumulate(images.float(), self.inputs[k], abs=False, kernels=kernels)
+        return processed
+
+
+def _selected(outputs: torch.Tensor, labels: torch.Tensor, keep_true: bool | None) -> torch.Tensor:
+    """Boolean mask of the batch items kept: all, only correctly (True) or only wrongly (False) classified."""
+    if keep_true is None:
+        return torch.ones(outputs.shape[0], dtype=torch.bool, device=outputs.device)
+    correct = outputs.argmax(dim=1) == labels.to(outputs.device)
+    return correct if keep_true else ~correct
+
+
+def interpret_group(task, ctx: RunContext) -> dict:
+    """Compute and write the saliency maps of `task.interpretation` for the group (see module doc).
+
+    >>> interpret_group(GroupTask(group, model, dataset, 0, "loss", interpretation), ctx)  # doctest: +SKIP
+    {'used': 12, 'skipped': 0, ...}
+    """
+    from neuroexec.steps.group import group_participants
+
+    interp = task.interpretation
+    if interp is None:
+        raise NeuroexecError(f"group {task.group.name}: interpret step without an interpretation")
+    compute = task.group.compute
+    device = resolve_device(compute.device)
+    model, info = load_model(task.model.maps, task.split, task.metric, device)
+    if info.task == "reconstruction":
+        raise NeuroexecError(f"{task.model.maps}: saliency maps are not defined for reconstruction models")
+    for p in model.parameters():
+        p.requires_grad_(False)  # only input gradients are needed
+    target, target_name = resolve_target(
+        interp.target, interp.target_node, info.task, info.label_code, output_size_of(info)
+    )
+    label = label_column(task, info)
+    if interp.keep_true is not None and (label is None or info.task != "classification"):
+        raise InputError(
+            None,
+            f"groups.{task.group.name}.interpret '{interp.name}': keep_true needs a labelled "
+            "group and a classification model",
+            "keep_true",
+        )
+    frame = group_participants(task)
+    if frame.empty:
+        raise InputError(task.maps.group_data_tsv(task.group.name), "the data group has no participants")
+    dataset = group_dataset(task, info, frame, label)
+    caps = group_caps(task, info)
+    affine, image_shape = nifti_geometry(
+        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info))
+    )
+    mask_path, mask = _load_mask(task, image_shape)
+
+    generator = torch.Generator(device=device).manual_seed(int(compute.seed))
+    loader = DataLoader(dataset, batch_size=compute.batch_size, shuffle=False, num_workers=compute.workers)
+    maps_layout, where = task.maps, (task.split, task.metric, task.group.name, interp.name)
+    acc = _Accumulator()
+    mode = info.mode
+    for batch in ctx.reporter.iterate(loader, total=len(loader), desc=f"interpret {interp.name}"):
+        images = batch["image"].to(device, torch.float32)
+        raw, outputs = saliency_batch(
+            model,
+            images,
+            interp.method,
+            target,
+            interp.smoothgrad_samples,
+            interp.smoothgrad_noise,
+            generator,
+        )
+        keep = _selected(outputs, batch["label"], interp.keep_true)
+        acc.skipped += int((~keep).sum())
+        mode_ids = torch.as_tensor(batch["mode_id"]).to(device)
+        for k in sorted(set(mode_ids[keep].tolist())):
+            index = torch.nonzero(keep & (mode_ids == k)).flatten()
+            processed = acc.add(int(k), raw[index], images[index], interp, compute.kernels)
+            for j, i in enumerate(index.tolist()):
+                row = _row(batch, i, outputs, mode, info.task, label is not None)
+                acc.rows.append(row)
+                if processed is not None:
+                    path = maps_layout.individual_map(
+                        *where, row["participant_id"], row["session_id"], mode, int(k)
+                    )
+                    atomic.save_torch(path, processed[j].detach().cpu().clone())
+    if not acc.maps:
+        raise NeuroexecError(
+            f"group {task.group.name}, interpretation '{interp.name}': no image selected "
+            f"(keep_true = {interp.keep_true}, {acc.skipped} skipped)"
+        )
+    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape)
+    outdir = maps_layout.interpret_dir(*where)
+    atomic.write_tsv(outdir / "data.tsv", pd.DataFrame(acc.rows))
+    if interp.figure:
+        save_saliency_figure(
+            outdir / "mean_image-0_map.png",
+            whole_map,
+            whole_input,
+            interp.vmax,
+            f"{interp.method}, {task.group.name}, target {target_name or target}",
+        )
+    summary = {
+        "name": interp.name,
+        "method": interp.method,
+        "model": str(task.model.maps),
+        "split": task.split,
+        "selection_metric": task.metric,
+        "group": task.group.name,
+        "mode": mode,
+        "target_node": target,
+        "target": target_name,
+        "keep_true": interp.keep_true,
+        "absolute": interp.absolute,
+        "normalize": interp.normalize,
+        "used": len(acc.rows),
+        "skipped": acc.skipped,
+        "used_per_mode_index": {str(k): s.count for k, s in sorted(acc.maps.items())},
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    if interp.method == "smoothgrad":
+        summary.update(smoothgrad_samples=interp.smoothgrad_samples, smoothgrad_noise=interp.smoothgrad_noise)
+    if mask is not None:
+        summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask)}
+        m = summary["mask"]
+        ctx.reporter.info(
+            f"interpret {interp.name} ({task.group.name}, split-{task.split}): {100 * m['mass_inside']:.1f}% of the "
+            f"saliency mass lies in the mask, which covers {100 * m['volume_share']:.1f}% of the volume "
+            f"(x{m['ratio']:.1f})"
+        )
+    atomic.write_json(maps_layout.interpret_summary(*where), summary)
+    return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
+
+
+def _row(batch: dict, i: int, outputs: torch.Tensor, mode: str, kind: str, labelled: bool) -> dict:
+    row = {
+        "participant_id": str(batch["participant_id"][i]),
+        "session_id": str(batch["session_id"][i]),
+        f"{mode}_id": int(batch["mode_id"][i]),
+    }
+    if labelled:
+        row["true_label"] = batch["label"][i].item()
+    row["predicted_label"] = int(outputs[i].argmax()) if kind == "classification" else float(outputs[i, 0])
+    return row
+
+
+def _nifti_name(path: Path) -> Path:
+    return path.with_name(path.name[: -len(".pt")] + ".nii.gz")
+
+
+def _write_maps(task, info, acc: _Accumulator, affine: np.ndarray, image_shape: tuple[int, ...]):
+    """Write mean/std maps (.pt and 3D NIfTI) per mode index; return the whole-brain mean map and mean
+    input (3D numpy) — folded back from the patches for a patch model."""
+    interp, maps = task.interpretation, task.maps
+    where = (task.split, task.metric, task.group.name, interp.name)
+    size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
+    for k, state in sorted(acc.maps.items()):
+        place = affine if info.mode != "patch" else patch_affine(affine, image_shape, size, stride, k)
+        mean_path, std_path = maps.mean_map(*where, info.mode, k), maps.std_map(*where, info.mode, k)
+        mean, std = state.mean().cpu(), state.std().cpu()
+        atomic.save_torch(mean_path, mean.clone())
+        atomic.save_torch(std_path, std.clone())
+        atomic.save_nifti(_nifti_name(mean_path), mean.reshape(mean.shape[-3:]).numpy(), place)
+        atomic.save_nifti(_nifti_name(std_path), std.reshape(std.shape[-3:]).numpy(), place)
+    if info.mode != "patch":
+        return _volume(acc.maps[0].mean()), _volume(acc.inputs[0].mean())
+    whole_map = _fold(
+        {k: s.mean() for k, s in acc.maps.items()}, image_shape, size, stride, task.group.compute
+    )
+    whole_input = _fold(
+        {k: s.mean() for k, s in acc.inputs.items()}, image_shape, size, stride, task.group.compute
+    )
+    atomic.save_nifti(_nifti_name(maps.mean_map(*where, "image", 0)), whole_map, affine)
+    return whole_map, whole_input
+
+
+def _volume(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().reshape(t.shape[-3:]).numpy()
+
+
+def _fold(means: dict[int, torch.Tensor], image_shape, size: int, stride: int, compute) -> np.ndarray:
+    """Per-patch-index means -> one image (overlaps averaged; patch indices never selected are zeros)."""
+    n = int(np.prod(ops.patch_grid(tuple(image_shape), size, stride)))
+    first = next(iter(means.values()))
+    patches = torch.zeros((n, *first.shape), dtype=torch.float32, device=first.device)
+    for k, mean in means.items():
+        patches[k] = mean
+    folded = ops.fold_patches(
+        patches, (1, first.shape[0], *image_shape), size, stride, kernels=compute.kernels
+    )
+    return _volume(folded[0])
+
+
+def _load_mask(task, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndarray | None]:
+    """The interpretation's mask, else the generated dataset's region mask; checked against the images."""
+    import nibabel as nib
+
+    path = task.interpretation.mask
+    if path is None and task.dataset is not None:
+        path = task.dataset.mask()
+        if path is not None and not Path(path).is_file():
+            return None, None
+    if path is None:
+        return None, None
+    if not Path(path).is_file():
+        raise InputError(path, "interpretation mask not found", "mask")
+    mask = np.asarray(nib.load(str(path)).get_fdata()) > 0
+    mask = mask.reshape(mask.shape[:3]) if mask.ndim == 4 and mask.shape[3] == 1 else mask
+    if tuple(mask.shape) != tuple(image_shape):
+        raise InputError(
+            path, f"mask shape {mask.shape} differs from the images' shape {tuple(image_shape)}", "mask"
+        )
+    return Path(path), mask
+
+
+def mask_mass(saliency: np.ndarray, mask: np.ndarray) -> dict:
+    """Fraction of the saliency mass (|map|) inside `mask`, the mask's share of the volume, and their ratio.
+
+    >>> mask_mass(np.array([[[3.0, 1.0]]]), np.array([[[True, False]]]))
+    {'mass_inside': 0.75, 'volume_share': 0.5, 'ratio': 1.5}
+    """
+    weights = np.abs(np.asarray(saliency, dtype=np.float64))
+    total = float(weights.sum())
+    inside = float(weights[mask].sum()) / total if total > 0 else 0.0
+    share = float(mask.mean())
+    return {
+        "mass_inside": inside,
+        "volume_share": share,
+        "ratio": inside / share if share > 0 else float("nan"),
+    }

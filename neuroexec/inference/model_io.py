@@ -1,0 +1,185 @@
+"""What every result step of a data group needs: the trained network of one (split, selection metric),
+the group's images as a dataset, and the source NIfTI geometry (affine, shape) for NIfTI outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.participants import SINGLE_COHORT, cohort_of
+from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
+
+
+def output_size_of(info: MapsInfo) -> int:
+    """Output nodes: maps.json's output_size, else the number of classes (classification) or 1."""
+    if info.output_size:
+        return int(info.output_size)
+    if info.task == "classification":
+        if not info.label_code:
+            raise InputError(
+                info.root / "maps.json", "classification model without output_size nor label_code"
+            )
+        return len(info.label_code)
+    return 1
+
+
+def input_size_of(info: MapsInfo) -> tuple[int, ...]:
+    """(C, D, H, W) the network takes: maps.json's input_size, else (1, s, s, s) for a patch model."""
+    if info.input_size:
+        return tuple(int(s) for s in info.input_size)
+    if info.mode == "patch" and info.patch_size:
+        size = int(info.patch_size)
+        return (1, size, size, size)
+    raise InputError(
+        info.root / "maps.json", "input_size is missing: cannot rebuild the network", field="input_size"
+    )
+
+
+def build_model(info: MapsInfo) -> nn.Module:
+    """The (untrained) network a MAPS describes: a CNN, or its AutoEncoder for reconstruction.
+
+    >>> build_model(read_maps_info(Path("maps/cnn"))).architecture_name  # doctest: +SKIP
+    'Conv5_FC3'
+    """
+    from neuroexec.nn.autoencoder import build_autoencoder
+    from neuroexec.nn.networks import build_network
+
+    try:
+        if info.task == "reconstruction":
+            return build_autoencoder(info.architecture, input_size_of(info), info.dropout)
+        return build_network(info.architecture, input_size_of(info), output_size_of(info), info.dropout)
+    except NeuroexecError as err:
+        raise InputError(info.root / "maps.json", str(err)) from None
+
+
+def _existing_best(root: Path, split: int) -> list[str]:
+    names = [p.name for p in (root / f"split-{split}").glob("best-*") if p.is_dir()]
+    names += [p.name for p in (root / f"fold-{split}" / "models").glob("best_*") if p.is_dir()]
+    return sorted(names)
+
+
+def load_model(
+    maps_root: Path, split: int, metric: str, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, MapsInfo]:
+    """The best model of `split` for selection `metric`, in eval mode on `device`, and its MapsInfo.
+
+    >>> model, info = load_model(Path("maps/cnn"), 0, "loss", "cpu")  # doctest: +SKIP
+    """
+    maps_root = Path(maps_root)
+    info = read_maps_info(maps_root)
+    path = best_model_file(maps_root, split, metric)
+    if not path.is_file():
+        found = _existing_best(maps_root, split)
+        listed = ", ".join(found) if found else "none"
+        raise InputError(
+            path,
+            f"no model for split {split} and selection metric '{metric}'; best-* folders found: {listed}",
+        )
+    model = build_model(info)
+    state, _, _ = load_model_state(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(
+            path,
+            f"weights do not match architecture {info.architecture} with input {input_size_of(info)}: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
+        )
+    return model.to(device).eval(), info
+
+
+# --- the group's images -----------------------------------------------------------------------------
+
+
+def group_caps(task, info: MapsInfo) -> dict[str, Path]:
+    """cohort -> CAPS of a group: the spec dataset's cohorts, or for the training groups the CAPS the
+    model was trained on (maps.json `caps_directory`)."""
+    if task.dataset is not None:
+        return {c.name: Path(c.caps) for c in task.dataset.cohorts}
+    caps = info.caps_directory
+    where = info.root / "maps.json"
+    if not caps:
+        raise InputError(
+            where, f"group '{task.group.name}': caps_directory is missing, cannot find the training images"
+        )
+    if isinstance(caps, (list, tuple)):
+        raise InputError(
+            where, f"group '{task.group.name}': multi-cohort training data is not supported here yet"
+        )
+    if str(caps).endswith(".tsv"):  # ClinicaDL's multi-cohort table: cohort, path
+        table = pd.read_csv(caps, sep="\t", dtype=str)
+        return {row["cohort"]: Path(row["path"]) for row in table.to_dict("records")}
+    return {SINGLE_COHORT: Path(caps)}
+
+
+def uncropped_of(task, info: MapsInfo) -> bool:
+    return bool(task.dataset.uncropped) if task.dataset is not None else info.uncropped
+
+
+def source_nifti(row: dict, caps: dict[str, Path], uncropped: bool) -> Path:
+    """The t1-linear NIfTI an item's tensor was extracted from."""
+    layout = CapsLayout(caps[cohort_of(row, caps)])
+    return layout.t1_linear_nifti(str(row["participant_id"]), str(row["session_id"]), uncropped)
+
+
+def nifti_geometry(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(affine, 3D shape) of a NIfTI, read from its header only."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+    except Exception as err:  # nibabel raises several unrelated types for a bad file
+        raise InputError(path, f"cannot read the NIfTI header: {err}") from None
+    return np.asarray(image.affine, dtype=np.float64), tuple(int(s) for s in image.shape[:3])
+
+
+def patch_affine(
+    affine: np.ndarray, image_shape: tuple[int, ...], size: int, stride: int, index: int
+) -> np.ndarray:
+    """Affine of patch `index` (C order over the patch grid): the image affine moved to the patch origin."""
+    from neuroexec import ops
+
+    _, n_h, n_w = ops.patch_grid(tuple(image_shape), size, stride)
+    origin = np.array([index // (n_h * n_w), (index // n_w) % n_h, index % n_w], dtype=np.float64) * stride
+    moved = np.array(affine, dtype=np.float64, copy=True)
+    moved[:3, 3] = affine[:3, :3] @ origin + affine[:3, 3]
+    return moved
+
+
+def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
+    """The group's items (image or patch mode per the model) read from the extracted tensors."""
+    from neuroexec.data import datasets
+
+    caps = group_caps(task, info)
+    uncropped = uncropped_of(task, info)
+    if info.mode == "patch":
+        return datasets.PatchDataset(
+            frame,
+            caps,
+            label=label,
+            label_code=info.label_code,
+            task=info.task,
+            size=int(info.patch_size),
+            stride=int(info.stride_size or info.patch_size),
+            uncropped=uncropped,
+        )
+    if info.mode != "image":
+        raise InputError(
+            info.root / "maps.json", f"mode '{info.mode}' is not supported (image or patch)", "mode"
+        )
+    return datasets.ImageDataset(
+        frame, caps, label=label, label_code=info.label_code, task=info.task, uncropped=uncropped
+    )
+
+
+def label_column(task, info: MapsInfo) -> str | None:
+    """The true-label column of a group (None when the group has no labels or the task has none)."""
+    if not task.group.use_labels or info.task == "reconstruction":
+        return None
+    return task.group.label or info.label

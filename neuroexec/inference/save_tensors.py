@@ -1,0 +1,124 @@
+"""`save-tensors`: the input and output tensors of every item of a data group, and optionally NIfTIs.
+
+    tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch mode: per patch)
+    nifti_images/<sub>_<ses>_image_input.nii.gz, _output.nii.gz   (nifti = true; 3D, source affine;
+                                                                   patch models: patches folded back)
+
+Each tensor is saved as its own clone, so a file never carries the storage of the whole batch. The
+output NIfTI exists only when the output has the input's shape (reconstruction models).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from neuroexec import atomic, ops
+from neuroexec.context import RunContext, resolve_device
+from neuroexec.inference.model_io import (
+    group_caps,
+    group_dataset,
+    load_model,
+    nifti_geometry,
+    source_nifti,
+    uncropped_of,
+)
+
+
+def autocast(device: torch.device, amp: bool):
+    """float16 autocast on CUDA when `amp`; a no-op elsewhere (AMP is refused on CPU by the spec check)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+class _Folder:
+    """Collects the patches of one image (they come in order, possibly across batches) and hands the
+    whole image back once all `n` are in."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+
+    def add(self, k: int, x: torch.Tensor, y: torch.Tensor | None) -> bool:
+        self.inputs[k] = x
+        if y is not None:
+            self.outputs[k] = y
+        return len(self.inputs) == self.n
+
+    def fold(self, image_shape, size: int, stride: int, kernels: str) -> tuple[np.ndarray, np.ndarray | None]:
+        def one(parts: dict[int, torch.Tensor]) -> np.ndarray:
+            stacked = torch.stack([parts[k] for k in range(self.n)]).float()
+            folded = ops.fold_patches(
+                stacked, (1, stacked.shape[1], *image_shape), size, stride, kernels=kernels
+            )
+            return folded[0, 0].cpu().numpy()
+
+        return one(self.inputs), (one(self.outputs) if len(self.outputs) == self.n else None)
+
+
+def save_group_tensors(task, ctx: RunContext) -> dict:
+    """Write the group's input/output tensors (and NIfTIs with `save_tensors.nifti`).
+
+    >>> save_group_tensors(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
+    {'images': 8, 'tensors': 16, 'niftis': 16}
+    """
+    from neuroexec.steps.group import group_participants
+
+    compute = task.group.compute
+    device = resolve_device(compute.device)
+    model, info = load_model(task.model.maps, task.split, task.metric, device)
+    frame = group_participants(task)
+    records = frame.to_dict("records")
+    dataset = group_dataset(task, info, frame, None)
+    nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
+    caps, uncropped = group_caps(task, info), uncropped_of(task, info)
+    per_image = int(getattr(dataset, "n_patches", 1)) if info.mode == "patch" else 1
+    size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
+    maps, where = task.maps, (task.split, task.metric, task.group.name)
+    loader = DataLoader(dataset, batch_size=compute.batch_size, shuffle=False, num_workers=compute.workers)
+
+    position, saved, niftis = 0, 0, 0
+    folder: _Folder | None = None
+    warned = False
+    for batch in ctx.reporter.iterate(loader, total=len(loader), desc="save tensors"):
+        images = batch["image"].to(device, torch.float32)
+        with torch.no_grad(), autocast(device, compute.amp):
+            outputs = model(images).float()
+        for i in range(images.shape[0]):
+            p, s, k = str(batch["participant_id"][i]), str(batch["session_id"][i]), int(batch["mode_id"][i])
+            x, y = images[i].detach().cpu().clone(), outputs[i].detach().cpu().clone()
+            atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "input"), x)
+            atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "output"), y)
+            saved += 2
+            row = records[position // per_image]
+            position += 1
+            if not nifti:
+                continue
+            same = tuple(y.shape) == tuple(x.shape)
+            if not same and not warned:
+                ctx.reporter.warn(
+                    f"outputs of shape {tuple(y.shape)} are not images: only input NIfTIs are written"
+                )
+                warned = True
+            if info.mode != "patch":
+                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped))
+                volume_in = x.reshape(x.shape[-3:]).numpy()
+                volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
+            else:
+                folder = folder if folder is not None and k != 0 else _Folder(per_image)
+                if not folder.add(k, x, y if same else None):
+                    continue
+                affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped))
+                volume_in, volume_out = folder.fold(image_shape, size, stride, compute.kernels)
+                folder = None
+            atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)
+            niftis += 1
+            if volume_out is not None:
+                atomic.save_nifti(maps.nifti_file(*where, p, s, "output"), volume_out, affine)
+                niftis += 1
+    return {"images": len(records), "tensors": saved, "niftis": niftis}
