@@ -1,0 +1,144 @@
+"""Every path inside a CAPS folder is built here (ClinicaDL 1.x layout, FORMATS.md "CAPS").
+
+>>> caps = CapsLayout(Path("caps"))
+>>> caps.nifti_name("sub-01", "ses-M000")
+'sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz'
+>>> caps.extract_json("image")
+PosixPath('caps/tensor_extraction/extract_image.json')
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from neuroexec.errors import InputError
+
+CROPPED_PATTERN = "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz"
+UNCROPPED_PATTERN = "*space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"
+CROPPED_DESCRIPTION = (
+    "T1W Image registered using t1-linear and cropped (matrix size 169x208x179, 1 mm isotropic voxels)"
+)
+UNCROPPED_DESCRIPTION = "T1W Image registered using t1-linear"
+MODES = ("image", "patch", "slice", "roi")
+
+
+def nifti_pattern(uncropped: bool = False) -> str:
+    """The glob ClinicaDL uses to find the t1-linear image of a session."""
+    return UNCROPPED_PATTERN if uncropped else CROPPED_PATTERN
+
+
+def _insert_before_last_t1w(stem: str, insert: str) -> str:
+    # ClinicaDL names a patch by putting its tag before the final "_T1w" of the image stem:
+    #   sub-01_ses-M000_T1w_space-..._res-1x1x1_T1w  ->  ..._res-1x1x1<insert>_T1w
+    cut = stem.rfind("_T1w")
+    if cut < 0:
+        return stem + insert
+    return stem[:cut] + insert + stem[cut:]
+
+
+def _strip_nii_gz(name: str) -> str:
+    for ext in (".nii.gz", ".nii"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+@dataclass(frozen=True)
+class CapsLayout:
+    """Paths of one CAPS directory: NIfTI inputs, extracted tensors, extraction records."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- NIfTI images ----------------------------------------------------------------------------
+    def t1_linear_dir(self, participant: str, session: str) -> Path:
+        return self.root / "subjects" / participant / session / "t1_linear"
+
+    def nifti_name(self, participant: str, session: str, uncropped: bool = False) -> str:
+        """File name neuroexec writes for a t1-linear image (the name Clinica's t1-linear gives it)."""
+        crop = "" if uncropped else "_desc-Crop"
+        return f"{participant}_{session}_T1w_space-MNI152NLin2009cSym{crop}_res-1x1x1_T1w.nii.gz"
+
+    def find_nifti(self, participant: str, session: str, uncropped: bool = False) -> list[Path]:
+        """Every file of the session's t1_linear folder matching the glob, case-insensitively."""
+        folder = self.t1_linear_dir(participant, session)
+        if not folder.is_dir():
+            return []
+        pattern = nifti_pattern(uncropped).lower()
+        return sorted(p for p in folder.iterdir() if fnmatch.fnmatchcase(p.name.lower(), pattern))
+
+    def t1_linear_nifti(self, participant: str, session: str, uncropped: bool = False) -> Path:
+        """The one t1-linear NIfTI of a session; InputError when there is none or several.
+
+        >>> CapsLayout(Path("caps")).t1_linear_nifti("sub-01", "ses-M000")  # doctest: +SKIP
+        PosixPath('caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-..._T1w.nii.gz')
+        """
+        found = self.find_nifti(participant, session, uncropped)
+        folder = self.t1_linear_dir(participant, session)
+        if len(found) == 1:
+            return found[0]
+        what = "no file" if not found else f"{len(found)} files ({', '.join(p.name for p in found)})"
+        raise InputError(
+            folder,
+            f"{participant} {session}: expected exactly one file matching {nifti_pattern(uncropped)}, found {what}",
+        )
+
+    def image_stem(self, participant: str, session: str, uncropped: bool = False) -> str:
+        """Stem of the tensors of a session: the actual NIfTI's name when there is exactly one, else
+        the name neuroexec would write (so a CAPS holding only tensors is still addressable)."""
+        found = self.find_nifti(participant, session, uncropped)
+        name = found[0].name if len(found) == 1 else self.nifti_name(participant, session, uncropped)
+        return _strip_nii_gz(name)
+
+    # --- extracted tensors -----------------------------------------------------------------------
+    def tensor_dir(self, participant: str, session: str, mode: str) -> Path:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return (
+            self.root
+            / "subjects"
+            / participant
+            / session
+            / "deeplearning_prepare_data"
+            / f"{mode}_based"
+            / "t1_linear"
+        )
+
+    def image_tensor(self, participant: str, session: str, uncropped: bool = False) -> Path:
+        """`.../deeplearning_prepare_data/image_based/t1_linear/<stem>.pt`: a float32 [1, X, Y, Z]."""
+        stem = self.image_stem(participant, session, uncropped)
+        return self.tensor_dir(participant, session, "image") / f"{stem}.pt"
+
+    def patch_tensor(
+        self, participant: str, session: str, size: int, stride: int, index: int, uncropped: bool = False
+    ) -> Path:
+        """ClinicaDL's one-file-per-patch name: `<stem minus _T1w>_patchsize-<s>_stride-<t>_patch-<k>_T1w.pt`."""
+        stem = self.image_stem(participant, session, uncropped)
+        name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patch-{index}")
+        return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
+
+    def patch_bundle(
+        self, participant: str, session: str, size: int, stride: int, uncropped: bool = False
+    ) -> Path:
+        """neuroexec's one-file-per-image layout: all patches of the image in one contiguous tensor
+        [n, 1, s, s, s], named `<stem minus _T1w>_patchsize-<s>_stride-<t>_patches_T1w.pt`."""
+        stem = self.image_stem(participant, session, uncropped)
+        name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patches")
+        return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
+
+    # --- extraction records ----------------------------------------------------------------------
+    @property
+    def tensor_extraction_dir(self) -> Path:
+        return self.root / "tensor_extraction"
+
+    def extract_json(self, mode: str) -> Path:
+        """ClinicaDL's record of the extraction parameters, `tensor_extraction/extract_<mode>.json`."""
+        return self.tensor_extraction_dir / f"extract_{mode}.json"
+
+    def manifest_json(self, mode: str) -> Path:
+        """neuroexec's incremental-extraction record (source mtime/size per tensor); ClinicaDL ignores it."""
+        return self.tensor_extraction_dir / f"neuroexec_manifest_{mode}.json"

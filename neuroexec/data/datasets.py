@@ -1,0 +1,292 @@
+"""torch Datasets over extracted tensors: whole images, or patches of them.
+
+Each item is a dict: "image" (float32), "label" (long for classification, float for regression, -1
+without label), "participant_id", "session_id", "mode_id" (0 for images, the patch index for patches).
+
+    >>> data = ImageDataset(frame, {"single": Path("caps")}, "diagnosis", {"AD": 0, "CN": 1}, "classification")
+    >>> data[0]["image"].shape
+    torch.Size([1, 169, 208, 179])
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.extract import patch_counts
+from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
+from neuroexec.errors import InputError
+
+TASKS = ("classification", "regression", "reconstruction")
+_MAX_OPEN_MMAPS = 256
+
+
+def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
+    """torch.load(weights_only=True) of a tensor file; InputError naming the file when it is corrupt.
+
+    >>> load_tensor(Path("caps/.../sub-01_ses-M000_T1w_..._T1w.pt")).shape  # doctest: +SKIP
+    torch.Size([1, 169, 208, 179])
+    """
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise InputError(path, "tensor file not found (run the extraction first)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"cannot load the tensor (corrupt or truncated file?): {exc}") from None
+    if not isinstance(value, torch.Tensor):
+        raise InputError(path, f"expected a tensor, found {type(value).__name__}")
+    return value
+
+
+class _CapsItems(Dataset):
+    """What image and patch datasets share: rows, labels, CAPS layouts."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        caps_by_cohort: Path | Mapping[str, Path],
+        label: str | None = None,
+        label_code: dict | None = None,
+        task: str | None = None,
+        uncropped: bool = False,
+    ):
+        if task is None:  # inferred: a label code means classes, a bare label a regression target
+            task = (
+                "reconstruction"
+                if label is None
+                else "classification"
+                if label_code is not None
+                else "regression"
+            )
+        if task not in TASKS:
+            raise InputError(None, f"task must be one of {', '.join(TASKS)}, got {task!r}", "task")
+        self.caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
+        self.label, self.label_code, self.task, self.uncropped = label, label_code, task, uncropped
+        records = frame.to_dict("records")
+        self.participants = [str(r["participant_id"]) for r in records]
+        self.sessions = [str(r["session_id"]) for r in records]
+        layouts = {c: CapsLayout(p) for c, p in self.caps_by_cohort.items()}
+        self.layouts = [layouts[cohort_of(r, self.caps_by_cohort)] for r in records]
+        self.labels = [self._encode(r) for r in records]
+
+    def _encode(self, row: dict) -> torch.Tensor:
+        if self.label is None or self.task == "reconstruction":
+            return torch.tensor(-1, dtype=torch.long)
+        value = row.get(self.label)
+        where = f"{row['participant_id']} {row['session_id']}"
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise InputError(None, f"{where}: no value for label {self.label!r}", "label")
+        if self.task == "regression":
+            return torch.tensor(float(value), dtype=torch.float32)
+        if self.label_code is None or str(value) not in self.label_code:
+            known = ", ".join(map(str, (self.label_code or {}).keys()))
+            raise InputError(None, f"{where}: label {value!r} is not in the label code ({known})", "label")
+        return torch.tensor(int(self.label_code[str(value)]), dtype=torch.long)
+
+    def _item(self, i: int, tensor: torch.Tensor, mode_id: int) -> dict:
+        return {
+            "image": tensor,
+            "label": self.labels[i],
+            "participant_id": self.participants[i],
+            "session_id": self.sessions[i],
+            "mode_id": mode_id,
+        }
+
+    @staticmethod
+    def _raise_missing(missing: list[str]) -> None:
+        if missing:
+            raise InputError(
+                None,
+                f"{len(missing)} extracted tensor(s) not found (run the extraction):\n{list_lines(missing)}",
+            )
+
+
+class ImageDataset(_CapsItems):
+    """Whole images [1, X, Y, Z] from `deeplearning_prepare_data/image_based/`. `cache` keeps each
+    tensor in memory after its first read (per worker process). `task` None is inferred: classification
+    with a label code, regression with a label only, reconstruction without a label."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        caps_by_cohort: Path | Mapping[str, Path],
+        label: str | None = None,
+        label_code: dict | None = None,
+        task: str | None = None,
+        uncropped: bool = False,
+        cache: bool = False,
+    ):
+        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        self.paths = [
+            layout.image_tensor(p, s, uncropped)
+            for layout, p, s in zip(self.layouts, self.participants, self.sessions)
+        ]
+        self._raise_missing(
+            [
+                f"{p} {s}: {path}"
+                for p, s, path in zip(self.participants, self.sessions, self.paths)
+                if not path.is_file()
+            ]
+        )
+        self.cache = cache
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> torch.Tensor:
+        if i in self._cache:
+            return self._cache[i]
+        tensor = load_tensor(self.paths[i])
+        if tensor.dim() != 4 or tensor.shape[0] != 1:
+            raise InputError(
+                self.paths[i], f"expected an image tensor [1, X, Y, Z], found shape {tuple(tensor.shape)}"
+            )
+        tensor = tensor.float()
+        if self.cache:
+            self._cache[i] = tensor
+        return tensor
+
+    def __getitem__(self, i: int) -> dict:
+        return self._item(i, self.image(i), 0)
+
+    @property
+    def input_size(self) -> list[int]:
+        """[1, X, Y, Z] of the first image."""
+        return list(self.image(0).shape) if len(self) else []
+
+
+class PatchDataset(_CapsItems):
+    """(image, patch) pairs, or one patch per image with `patch_index`. Reads neuroexec's per-image
+    bundle memory-mapped; without it, ClinicaDL's per-patch files; without those, the image tensor
+    (patches cut on the fly, as ClinicaDL does with prepare_dl = false)."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        caps_by_cohort: Path | Mapping[str, Path],
+        label: str | None = None,
+        label_code: dict | None = None,
+        task: str | None = None,
+        size: int | None = None,
+        stride: int | None = None,
+        patch_index: int | None = None,
+        uncropped: bool = False,
+    ):
+        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        if size is None or size < 1:
+            raise InputError(None, f"a patch dataset needs a patch size >= 1, got {size}", "patch_size")
+        stride = size if stride is None else stride
+        self.size, self.stride, self.patch_index = size, stride, patch_index
+        self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()
+        self._pid = os.getpid()
+        self.sources = [self._source(i) for i in range(len(self.participants))]
+        self._raise_missing(
+            [
+                f"{p} {s}: {layout.patch_bundle(p, s, size, stride, uncropped)}"
+                for p, s, layout, src in zip(self.participants, self.sessions, self.layouts, self.sources)
+                if src is None
+            ]
+        )
+        self._n = self._count() if self.sources else 0
+        if patch_index is not None and not 0 <= patch_index < self._n:
+            raise InputError(
+                None, f"patch_index {patch_index} out of range: images have {self._n} patches", "patch_index"
+            )
+
+    def _source(self, i: int) -> tuple[str, Path] | None:
+        layout, p, s = self.layouts[i], self.participants[i], self.sessions[i]
+        bundle = layout.patch_bundle(p, s, self.size, self.stride, self.uncropped)
+        if bundle.is_file():
+            return ("bundle", bundle)
+        first = layout.patch_tensor(p, s, self.size, self.stride, 0, self.uncropped)
+        if first.is_file():
+            return ("clinicadl", first)
+        image = layout.image_tensor(p, s, self.uncropped)
+        if image.is_file():
+            return ("image", image)
+        return None
+
+    def _count(self) -> int:
+        kind, path = self.sources[0]
+        if kind == "image":
+            return int(np.prod(patch_counts(self._mapped(path).shape, self.size, self.stride)))
+        if kind == "bundle":
+            return int(self._mapped(path).shape[0])
+        n = 0  # ClinicaDL's files patch-0, patch-1, ... of the first image
+        while _patch_file(path, n).is_file():
+            n += 1
+        return n
+
+    def _mapped(self, path: Path) -> torch.Tensor:
+        # One memory map per file and per worker process (a forked worker opens its own).
+        if os.getpid() != self._pid:
+            self._open.clear()
+            self._pid = os.getpid()
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        tensor = load_tensor(path, mmap=True)
+        self._open[path] = tensor
+        if len(self._open) > _MAX_OPEN_MMAPS:
+            self._open.popitem(last=False)
+        return tensor
+
+    @property
+    def n_patches(self) -> int:
+        return self._n
+
+    @property
+    def input_size(self) -> list[int]:
+        return [1, self.size, self.size, self.size]
+
+    def __len__(self) -> int:
+        return len(self.sources) * (1 if self.patch_index is not None else self._n)
+
+    def __getitem__(self, i: int) -> dict:
+        if self.patch_index is not None:
+            image, k = i, self.patch_index
+        else:
+            image, k = divmod(i, self._n)
+        return self._item(image, self.patch(image, k), k)
+
+    def patch(self, image: int, k: int) -> torch.Tensor:
+        """Patch k [1, s, s, s] of image `image` (ClinicaDL's C-order numbering)."""
+        kind, path = self.sources[image]
+        s = self.size
+        if kind == "bundle":
+            bundle = self._mapped(path)
+            if bundle.dim() != 5 or bundle.shape[0] != self._n or tuple(bundle.shape[2:]) != (s, s, s):
+                raise InputError(
+                    path,
+                    f"expected a patch bundle [{self._n}, 1, {s}, {s}, {s}], found {tuple(bundle.shape)}",
+                )
+            return bundle[k].float().clone()
+        if kind == "clinicadl":
+            return load_tensor(_patch_file(path, k)).float().reshape(1, s, s, s)
+        full = self._mapped(path)
+        gd, gh, gw = patch_counts(full.shape, s, self.stride)
+        if gd * gh * gw != self._n:
+            raise InputError(
+                path, f"image of shape {tuple(full.shape)} has {gd * gh * gw} patches, others {self._n}"
+            )
+        a, rest = divmod(k, gh * gw)
+        b, c = divmod(rest, gw)
+        t = self.stride
+        return full[:, a * t : a * t + s, b * t : b * t + s, c * t : c * t + s].float().clone()
+
+
+def _patch_file(first: Path, k: int) -> Path:
+    """ClinicaDL's file of patch k, from the file of patch 0 (`..._patch-0_T1w.pt`)."""
+    head, tail = first.name.rsplit("_patch-0", 1)
+    return first.with_name(f"{head}_patch-{k}{tail}")

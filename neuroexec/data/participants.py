@@ -1,0 +1,314 @@
+"""Participants TSVs: which (participant, session) pairs to use, their labels and cohorts.
+
+Accepted inputs (FORMATS.md "Participants TSV", ClinicaDL's conventions):
+- a TSV file with `participant_id`, `session_id` and label columns;
+- a directory with one TSV per diagnosis (`AD.tsv`, `CN.tsv`, ...; `AD_baseline.tsv` with baseline);
+- the `test` folder of a split directory (per-diagnosis files, or `test.tsv` / `test_baseline.tsv`);
+- multi-cohort: TSVs listing, per cohort, its CAPS and its participants TSV.
+
+    >>> frame = load_participants(Path("participants.tsv"), label="diagnosis", diagnoses=["AD", "CN"])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.errors import InputError
+
+SINGLE_COHORT = "single"  # cohort name of a non-multi-cohort dataset (as in ClinicaDL's caps_dict)
+MAX_LISTED = 20
+_NOT_DIAGNOSES = {"train", "validation", "test", "labels", "participants", "data", "missing_mods"}
+
+
+def list_lines(lines: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """Indented lines, capped at `limit` with a final "... and N more"."""
+    shown = [f"  {line}" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"  ... and {len(lines) - limit} more")
+    return "\n".join(shown)
+
+
+def session_key(session: str) -> tuple[int, str]:
+    """Sort key putting ses-M006 before ses-M012 whatever the zero padding."""
+    digits = re.findall(r"\d+", str(session))
+    return (int(digits[0]) if digits else 0, str(session))
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    """Read one TSV with string ids; InputError when it cannot be parsed or lacks the id columns."""
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
+    except FileNotFoundError:
+        raise InputError(path, "participants TSV not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot be read as a tab-separated table: {exc}") from None
+    missing = [c for c in ("participant_id", "session_id") if c not in frame.columns]
+    if missing:
+        raise InputError(
+            path,
+            f"missing column(s) {', '.join(missing)}; found columns: {', '.join(map(str, frame.columns))}",
+        )
+    return frame
+
+
+def _diagnosis_files(folder: Path, baseline: bool) -> dict[str, Path]:
+    files = {}
+    for p in sorted(folder.glob("*.tsv")):
+        stem = p.stem
+        is_baseline = stem.endswith("_baseline")
+        name = stem[: -len("_baseline")] if is_baseline else stem
+        if name.lower() in _NOT_DIAGNOSES or is_baseline != baseline:
+            continue
+        files[name] = p
+    return files
+
+
+def _read_directory(folder: Path, diagnoses: list[str] | None, baseline: bool) -> pd.DataFrame:
+    files = _diagnosis_files(folder, baseline) or _diagnosis_files(folder, not baseline)
+    if not files:
+        for name in ["test_baseline.tsv", "test.tsv"] if baseline else ["test.tsv", "test_baseline.tsv"]:
+            if (folder / name).is_file():
+                return read_tsv(folder / name)
+        raise InputError(
+            folder, "no participants TSV in this folder (expected <diagnosis>.tsv files or test.tsv)"
+        )
+    wanted = diagnoses if diagnoses is not None else list(files)
+    unknown = [d for d in wanted if d not in files]
+    if unknown:
+        raise InputError(
+            folder,
+            f"no TSV for diagnos{'es' if len(unknown) > 1 else 'is'} {', '.join(unknown)}; "
+            f"available: {', '.join(files)}",
+            field="diagnoses",
+        )
+    frames = []
+    for d in wanted:
+        frame = read_tsv(files[d])
+        if "diagnosis" not in frame.columns:
+            frame["diagnosis"] = d
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _keep_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    order = frame["session_id"].map(session_key)
+    first = (
+        frame.assign(_k=order).sort_values("_k", kind="stable").groupby("participant_id", sort=False).head(1)
+    )
+    return frame.loc[sorted(first.index)]
+
+
+def load_participants(
+    path: Path, label: str | None = None, diagnoses: list[str] | None = None, baseline: bool = False
+) -> pd.DataFrame:
+    """Read a participants TSV (file, per-diagnosis folder or split `test` folder), checked.
+
+    `diagnoses` keeps rows whose `diagnosis` (or, lacking it, `label`) is listed; `baseline` keeps the
+    first session of each participant (or reads the `*_baseline.tsv` files of a folder). Returns
+    participant_id, session_id first, then the other columns (label, cohort, ...), index 0..n-1.
+
+    >>> load_participants(Path("split/test"), "diagnosis", ["AD", "CN"], baseline=True)  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        frame = _read_directory(path, diagnoses, baseline)
+    else:
+        frame = read_tsv(path)
+        if baseline:
+            frame = _keep_baseline(frame)
+    return validate_participants(frame, path, label, diagnoses)
+
+
+def validate_participants(
+    frame: pd.DataFrame, path: Path | None, label: str | None = None, diagnoses: list[str] | None = None
+) -> pd.DataFrame:
+    """The checks and filter of load_participants on a frame already read (`path` names it in errors)."""
+    frame = frame.copy()
+    frame["participant_id"] = frame["participant_id"].astype(str)
+    frame["session_id"] = frame["session_id"].astype(str)
+
+    if label is not None and label not in frame.columns:
+        raise InputError(
+            path,
+            f"no column {label!r} for the label; found columns: {', '.join(map(str, frame.columns))}",
+            "label",
+        )
+    dup = frame[frame.duplicated(["participant_id", "session_id"], keep=False)]
+    if len(dup):
+        pairs = sorted({f"{p} {s}" for p, s in zip(dup["participant_id"], dup["session_id"])})
+        raise InputError(
+            path, f"{len(pairs)} duplicated (participant_id, session_id) row(s):\n{list_lines(pairs)}"
+        )
+
+    if diagnoses is not None:
+        column = "diagnosis" if "diagnosis" in frame.columns else label
+        if column is None:
+            raise InputError(path, "a diagnoses filter needs a 'diagnosis' (or label) column", "diagnoses")
+        present = set(frame[column].dropna().astype(str))
+        unknown = [d for d in diagnoses if d not in present]
+        if unknown:
+            raise InputError(
+                path,
+                f"requested diagnos{'es' if len(unknown) > 1 else 'is'} {', '.join(unknown)} not found in column "
+                f"{column!r} (values: {', '.join(sorted(present))})",
+                "diagnoses",
+            )
+        frame = frame[frame[column].astype(str).isin(diagnoses)]
+    if frame.empty:
+        raise InputError(path, "no (participant, session) left after filtering")
+    if label is not None:
+        bad = frame[frame[label].isna()]
+        if len(bad):
+            rows = [f"{p} {s}" for p, s in zip(bad["participant_id"], bad["session_id"])]
+            raise InputError(
+                path, f"{len(rows)} row(s) without a value for {label!r}:\n{list_lines(rows)}", "label"
+            )
+    first = ["participant_id", "session_id"]
+    return frame[first + [c for c in frame.columns if c not in first]].reset_index(drop=True)
+
+
+def combine_cohorts(
+    cohorts: Iterable[tuple[str, Path, Path] | tuple[str, Path, Path, list[str] | None]],
+    label: str | None = None,
+    diagnoses: list[str] | None = None,
+    baseline: bool = False,
+) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Load several cohorts given as (name, caps_dir, participants_tsv[, cohort_diagnoses]).
+
+    A cohort's own diagnoses (if given) are intersected with `diagnoses`; a cohort left with none is
+    skipped. Returns one frame with a `cohort` column and {cohort: caps_dir}.
+
+    >>> frame, caps = combine_cohorts([("adni", Path("caps_adni"), Path("adni.tsv"))], "diagnosis")  # doctest: +SKIP
+    """
+    frames, caps_by_cohort = [], {}
+    for entry in cohorts:
+        name, caps, tsv = entry[0], Path(entry[1]), Path(entry[2])
+        own = entry[3] if len(entry) > 3 else None
+        wanted = diagnoses
+        if own is not None:
+            wanted = [d for d in own if diagnoses is None or d in diagnoses]
+            if not wanted:
+                continue
+        if name in caps_by_cohort:
+            raise InputError(tsv, f"cohort {name!r} is listed twice", "cohort")
+        frame = load_participants(tsv, label, wanted, baseline)
+        frame["cohort"] = name
+        frames.append(frame)
+        caps_by_cohort[name] = caps
+    if not frames:
+        raise InputError(None, f"no cohort has any of the diagnoses {diagnoses}", "diagnoses")
+    frame = pd.concat(frames, ignore_index=True)
+    dup = frame[frame.duplicated(["participant_id", "session_id"], keep=False)]
+    if len(dup):
+        rows = sorted(
+            {f"{p} {s} ({c})" for p, s, c in zip(dup["participant_id"], dup["session_id"], dup["cohort"])}
+        )
+        raise InputError(None, f"{len(rows)} session(s) appear in more than one cohort:\n{list_lines(rows)}")
+    return frame, caps_by_cohort
+
+
+def _read_cohort_table(path: Path, need_diagnoses: bool) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"cannot read the multi-cohort TSV: {exc}") from None
+    need = ["cohort", "path"] + (["diagnoses"] if need_diagnoses else [])
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise InputError(
+            path, f"multi-cohort TSV needs columns {', '.join(need)}; missing {', '.join(missing)}"
+        )
+    return table
+
+
+def _resolve(base: Path, value: str) -> Path:
+    # Relative paths in a cohort table are read relative to the table's folder.
+    p = Path(str(value).strip())
+    return p if p.is_absolute() else base.parent / p
+
+
+def load_multi_cohort(
+    caps_tsv: Path,
+    participants_tsv: Path,
+    label: str | None = None,
+    diagnoses: list[str] | None = None,
+    baseline: bool = False,
+) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """ClinicaDL's multi-cohort convention: `caps_tsv` has columns cohort, path (a CAPS per cohort);
+    `participants_tsv` has cohort, path (a TSV or folder per cohort) and diagnoses ("AD,CN").
+
+    >>> frame, caps = load_multi_cohort(Path("caps.tsv"), Path("tsv.tsv"), "diagnosis")  # doctest: +SKIP
+    """
+    caps_table = _read_cohort_table(Path(caps_tsv), need_diagnoses=False)
+    tsv_table = _read_cohort_table(Path(participants_tsv), need_diagnoses=True)
+    caps = {str(c): _resolve(Path(caps_tsv), p) for c, p in zip(caps_table["cohort"], caps_table["path"])}
+    missing = [c for c in tsv_table["cohort"] if c not in caps]
+    if missing:
+        raise InputError(caps_tsv, f"no CAPS listed for cohort(s) {', '.join(missing)}", "cohort")
+    cohorts = []
+    for c, p, d in zip(tsv_table["cohort"], tsv_table["path"], tsv_table["diagnoses"]):
+        own = [x.strip() for x in str(d).split(",") if x.strip()] if isinstance(d, str) else None
+        cohorts.append((str(c), caps[str(c)], _resolve(Path(participants_tsv), p), own))
+    return combine_cohorts(cohorts, label, diagnoses, baseline)
+
+
+def as_caps_by_cohort(caps: Path | str | Mapping[str, Path]) -> dict[str, Path]:
+    """A single CAPS path becomes {"single": path}; a mapping is returned as Paths."""
+    if isinstance(caps, Mapping):
+        return {str(k): Path(v) for k, v in caps.items()}
+    return {SINGLE_COHORT: Path(caps)}
+
+
+def cohort_of(row: Mapping, caps_by_cohort: Mapping[str, Path]) -> str:
+    """Cohort of a row: its `cohort` value, or the only cohort when there is one."""
+    cohort = row.get("cohort")
+    if cohort is None or (isinstance(cohort, float) and pd.isna(cohort)):
+        if len(caps_by_cohort) == 1:
+            return next(iter(caps_by_cohort))
+        raise InputError(
+            None, f"row {row.get('participant_id')} {row.get('session_id')} has no cohort", "cohort"
+        )
+    if str(cohort) not in caps_by_cohort:
+        if len(caps_by_cohort) == 1:
+            return next(iter(caps_by_cohort))
+        raise InputError(None, f"unknown cohort {cohort!r}; known: {', '.join(caps_by_cohort)}", "cohort")
+    return str(cohort)
+
+
+def check_images_exist(
+    frame: pd.DataFrame, caps_by_cohort: Path | Mapping[str, Path], uncropped: bool = False
+) -> None:
+    """Raise one InputError listing every session whose t1-linear NIfTI is missing or ambiguous.
+
+    >>> check_images_exist(frame, {"single": Path("caps")})  # doctest: +SKIP
+    """
+    caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
+    layouts = {c: CapsLayout(p) for c, p in caps_by_cohort.items()}
+    problems = []
+    for row in frame.to_dict("records"):
+        layout = layouts[cohort_of(row, caps_by_cohort)]
+        p, s = row["participant_id"], row["session_id"]
+        found = layout.find_nifti(p, s, uncropped)
+        if len(found) != 1:
+            why = "missing" if not found else f"{len(found)} matches"
+            problems.append(
+                f"{p} {s}: {why}, expected {layout.t1_linear_dir(p, s) / layout.nifti_name(p, s, uncropped)}"
+            )
+    if problems:
+        where = next(iter(caps_by_cohort.values())) if len(caps_by_cohort) == 1 else None
+        raise InputError(where, f"{len(problems)} image(s) not found in the CAPS:\n{list_lines(problems)}")
+
+
+def encode_labels(values: Iterable) -> dict[str, int]:
+    """ClinicaDL's label_code: sorted distinct labels -> 0..n-1 (keys as strings).
+
+    >>> encode_labels(["CN", "AD", "CN"])
+    {'AD': 0, 'CN': 1}
+    """
+    distinct = sorted({v for v in values if not (isinstance(v, float) and pd.isna(v))})
+    return {str(v): i for i, v in enumerate(distinct)}

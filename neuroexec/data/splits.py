@@ -1,0 +1,163 @@
+"""Train/validation splits at participant level: made here (seeded, stratified) or read from a
+ClinicaDL split directory (FORMATS.md "Split directories").
+
+    >>> folds = make_splits(frame, n_splits=5, label="diagnosis", seed=0)
+    >>> train, validation = folds[0]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuroexec.data.participants import list_lines, load_participants, session_key, validate_participants
+from neuroexec.errors import InputError
+
+SINGLE_SPLIT_VALIDATION = 0.2  # n_splits = 1: one split holding out 20% of each stratum
+_MAX_STRATA_FOR_NUMERIC = 5
+
+
+def _strata(per_participant: pd.Series) -> pd.Series:
+    """Stratum of each participant: the label itself, or a quantile bin for a numeric label with many
+    values (regression), so that every fold sees the whole range."""
+    values = per_participant
+    if pd.api.types.is_numeric_dtype(values) and values.nunique() > _MAX_STRATA_FOR_NUMERIC:
+        bins = pd.qcut(values.rank(method="first"), q=_MAX_STRATA_FOR_NUMERIC, labels=False)
+        return bins.astype(int).astype(str)
+    return values.astype(str)
+
+
+def _participant_labels(frame: pd.DataFrame, label: str | None) -> pd.Series:
+    """Stratum per participant (label of their first session), indexed by participant, sorted by id."""
+    participants = sorted(frame["participant_id"].astype(str).unique())
+    if label is None:
+        return pd.Series("all", index=participants)
+    if label not in frame.columns:
+        raise InputError(None, f"cannot stratify on {label!r}: no such column", "label")
+    order = frame["session_id"].map(session_key)
+    first = frame.assign(_k=order).sort_values("_k", kind="stable").groupby("participant_id").head(1)
+    labels = first.set_index(first["participant_id"].astype(str))[label]
+    return _strata(labels.loc[participants])
+
+
+def make_splits(
+    frame: pd.DataFrame, n_splits: int, label: str | None, seed: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, validation) frames, all sessions of a participant on one side, stratified on `label`.
+
+    n_splits >= 2: k-fold, each participant in exactly one validation fold. n_splits = 1: a single
+    split with 20% of the participants of each stratum (at least one) in validation. Within a stratum,
+    participants are shuffled with `seed` and dealt to folds in turn (fold counts within one of the
+    ideal); the dealing continues across strata so that fold sizes stay balanced too.
+
+    >>> [len(v) for _, v in make_splits(frame, 2, "diagnosis", seed=0)]  # doctest: +SKIP
+    [5, 5]
+    """
+    if n_splits < 1:
+        raise InputError(None, f"n_splits must be >= 1, got {n_splits}", "n_splits")
+    strata = _participant_labels(frame, label)
+    rng = np.random.default_rng(seed)
+    needed = n_splits if n_splits >= 2 else 2
+    counts = strata.value_counts().sort_index()
+    too_few = counts[counts < needed]
+    if len(too_few):
+        lines = [f"{label or 'all'} = {k}: {v} participant(s)" for k, v in too_few.items()]
+        raise InputError(
+            None,
+            f"too few participants to make {n_splits} split(s): each class needs at least {needed}:\n"
+            f"{list_lines(lines)}",
+            "n_splits",
+        )
+
+    fold_of: dict[str, int] = {}
+    offset = 0
+    for stratum in counts.index:
+        members = np.array(strata.index[strata == stratum])
+        members = members[rng.permutation(len(members))]
+        if n_splits >= 2:
+            for i, participant in enumerate(members):
+                fold_of[participant] = (offset + i) % n_splits
+            offset = (offset + len(members)) % n_splits
+        else:
+            n_valid = min(len(members) - 1, max(1, round(SINGLE_SPLIT_VALIDATION * len(members))))
+            for i, participant in enumerate(members):
+                fold_of[participant] = 0 if i < n_valid else -1
+
+    folds = frame["participant_id"].astype(str).map(fold_of)
+    return [
+        (frame[folds != k].reset_index(drop=True), frame[folds == k].reset_index(drop=True))
+        for k in range(n_splits)
+    ]
+
+
+def _split_folder(path: Path, n_splits: int, i: int) -> Path:
+    folder = path / f"split-{i}"
+    if folder.is_dir():
+        return folder
+    if n_splits == 1:
+        return path
+    found = sorted(p.name for p in path.glob("split-*") if p.is_dir())
+    raise InputError(
+        path,
+        f"split directory lacks split-{i}/ (n_splits = {n_splits}); found: {', '.join(found) or 'no split-* folder'}",
+    )
+
+
+def _with_labels(frame: pd.DataFrame, folder: Path, root: Path) -> pd.DataFrame:
+    # Labels may live in a labels.tsv beside the split files: add the columns the split TSV lacks.
+    for where in (folder, root, root.parent):
+        labels_tsv = where / "labels.tsv"
+        if labels_tsv.is_file():
+            labels = load_participants(labels_tsv)
+            extra = [c for c in labels.columns if c not in frame.columns]
+            if extra:
+                frame = frame.merge(labels[["participant_id", "session_id", *extra]], how="left")
+            break
+    return frame
+
+
+def read_split_directory(
+    path: Path,
+    n_splits: int,
+    baseline: bool = False,
+    valid_longitudinal: bool = False,
+    label: str | None = None,
+    diagnoses: list[str] | None = None,
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, validation) per split from `split-<i>/` folders (or, for one split, the folder itself):
+    `train.tsv` (`train_baseline.tsv` with baseline) and `validation_baseline.tsv` (`validation.tsv`
+    with valid_longitudinal). A participant on both sides is an error.
+
+    >>> folds = read_split_directory(Path("split/5_fold"), 5, label="diagnosis")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "split directory not found")
+    train_name = "train_baseline.tsv" if baseline else "train.tsv"
+    valid_name = "validation.tsv" if valid_longitudinal else "validation_baseline.tsv"
+    result = []
+    folders = [_split_folder(path, n_splits, i) for i in range(n_splits)]  # all present before reading any
+    for i, folder in enumerate(folders):
+        missing = [n for n in (train_name, valid_name) if not (folder / n).is_file()]
+        if missing:
+            present = sorted(p.name for p in folder.glob("*.tsv"))
+            raise InputError(
+                folder,
+                f"missing {', '.join(missing)} (found: {', '.join(present) or 'no TSV'})",
+                f"split-{i}",
+            )
+        sides = []
+        for name in (train_name, valid_name):
+            frame = _with_labels(load_participants(folder / name), folder, path)
+            sides.append(validate_participants(frame, folder / name, label, diagnoses))
+        train, valid = sides
+        leak = sorted(set(train["participant_id"]) & set(valid["participant_id"]))
+        if leak:
+            raise InputError(
+                folder,
+                f"{len(leak)} participant(s) in both {train_name} and {valid_name}:\n{list_lines(leak)}",
+            )
+        result.append((train, valid))
+    return result

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.datasets import ImageDataset, PatchDataset
+from neuroexec.data.extract import plan_extraction, run_extraction
+from neuroexec.data.participants import encode_labels, load_participants
+from neuroexec.data.synthetic import GeneratedDataset, generate_atrophy_dataset
+from neuroexec.errors import InputError
+
+
+@pytest.fixture
+def extracted(fresh_caps: GeneratedDataset) -> tuple[GeneratedDataset, pd.DataFrame]:
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis")
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "image"), normalize=False)
+    return fresh_caps, frame
+
+
+def _nifti_data(data: GeneratedDataset, participant: str) -> np.ndarray:
+    return np.asarray(nib.load(CapsLayout(data.caps_dir).t1_linear_nifti(participant, "ses-M000")).dataobj)
+
+
+def test_image_items(extracted) -> None:
+    data, frame = extracted
+    code = encode_labels(frame["diagnosis"])
+    ds = ImageDataset(frame, data.caps_dir, "diagnosis", code, "classification")
+    assert len(ds) == 8 and ds.input_size == [1, 21, 26, 22]
+    item = ds[5]
+    assert item["participant_id"] == frame.participant_id[5] and item["session_id"] == "ses-M000"
+    assert item["mode_id"] == 0
+    assert item["label"].dtype == torch.long and int(item["label"]) == code[frame.diagnosis[5]]
+    assert item["image"].dtype == torch.float32
+    np.testing.assert_array_equal(item["image"][0].numpy(), _nifti_data(data, frame.participant_id[5]))
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 1, 21, 26, 22) and batch["label"].shape == (4,)
+
+
+def test_regression_and_unlabelled_items(extracted) -> None:
+    data, frame = extracted
+    reg = ImageDataset(frame, {"single": data.caps_dir}, "age", None, "regression")
+    assert reg[2]["label"].dtype == torch.float32 and float(reg[2]["label"]) == pytest.approx(frame.age[2])
+    assert ImageDataset(frame, data.caps_dir, "age")[2]["label"].dtype == torch.float32  # task inferred
+    none = ImageDataset(frame, data.caps_dir, None, None, "reconstruction")
+    assert int(none[0]["label"]) == -1
+
+
+def test_cache_keeps_tensor(extracted) -> None:
+    data, frame = extracted
+    ds = ImageDataset(frame, data.caps_dir, None, None, "reconstruction", cache=True)
+    first = ds[1]["image"]
+    ds.paths[1].unlink()  # served from memory from now on
+    assert ds[1]["image"] is first
+
+
+def test_unknown_label_and_missing_tensor(extracted) -> None:
+    data, frame = extracted
+    with pytest.raises(InputError, match="label 'CN' is not in the label code"):
+        ImageDataset(frame, data.caps_dir, "diagnosis", {"AD": 0}, "classification")
+    CapsLayout(data.caps_dir).image_tensor(frame.participant_id[3], "ses-M000").unlink()
+    with pytest.raises(
+        InputError, match=f"1 extracted tensor\\(s\\) not found.*\n  {frame.participant_id[3]} ses-M000"
+    ):
+        ImageDataset(frame, data.caps_dir, "diagnosis", encode_labels(frame.diagnosis), "classification")
+
+
+def test_corrupt_tensor_is_named(extracted) -> None:
+    data, frame = extracted
+    ds = ImageDataset(frame, data.caps_dir, None, None, "reconstruction")
+    raw = ds.paths[2].read_bytes()
+    ds.paths[2].write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(InputError, match="corrupt or truncated") as err:
+        ds[2]
+    assert str(ds.paths[2]) in str(err.value)
+
+
+def _expected_patch(image: np.ndarray, k: int, size: int, stride: int) -> np.ndarray:
+    n = [(d - size) // stride + 1 for d in image.shape]
+    a, b, c = np.unravel_index(k, n)  # C order, as ClinicaDL numbers patches
+    return image[
+        a * stride : a * stride + size, b * stride : b * stride + size, c * stride : c * stride + size
+    ]
+
+
+@pytest.mark.parametrize("layout", ["bundle", "clinicadl", "image-only"])
+def test_patch_items_from_every_layout(fresh_caps: GeneratedDataset, layout: str) -> None:
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:3]
+    mode = "image" if layout == "image-only" else "patch"
+    plan = plan_extraction(
+        frame, fresh_caps.caps_dir, mode, size=10, stride=8, layout=layout.replace("image-only", "bundle")
+    )
+    run_extraction(plan, normalize=False)
+    code = encode_labels(frame.diagnosis)
+    ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", size=10, stride=8)
+    n = 2 * 3 * 2  # (21-10)//8+1, (26-10)//8+1, (22-10)//8+1
+    assert ds.n_patches == n and len(ds) == 3 * n and ds.input_size == [1, 10, 10, 10]
+    for i in (0, 5, n + 7, 3 * n - 1):
+        item = ds[i]
+        image, k = divmod(i, n)
+        assert item["mode_id"] == k and item["participant_id"] == frame.participant_id.iloc[image]
+        assert int(item["label"]) == code[frame.diagnosis.iloc[image]]
+        assert item["image"].shape == (1, 10, 10, 10) and item["image"].dtype == torch.float32
+        expected = _expected_patch(_nifti_data(fresh_caps, frame.participant_id.iloc[image]), k, 10, 8)
+        np.testing.assert_array_equal(item["image"][0].numpy(), expected)
+    one = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, patch_index=4)
+    assert len(one) == 3 and [one[j]["mode_id"] for j in range(3)] == [4, 4, 4]
+    with pytest.raises(InputError, match="patch_index 99 out of range"):
+        PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, patch_index=99)
+
+
+def test_patch_dataset_needs_some_tensor(fresh_caps: GeneratedDataset) -> None:
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis")
+    with pytest.raises(InputError, match="8 extracted tensor\\(s\\) not found"):
+        PatchDataset(frame, fresh_caps.caps_dir, size=10, stride=8)
+
+
+def test_multi_cohort_items(tmp_path: Path) -> None:
+    a = generate_atrophy_dataset(tmp_path / "a", subjects=2, resolution_mm=8.0, seed=1)
+    b = generate_atrophy_dataset(tmp_path / "b", subjects=2, resolution_mm=8.0, seed=2, subject_offset=10)
+    frame = pd.concat(
+        [a.participants.assign(cohort="A"), b.participants.assign(cohort="B")], ignore_index=True
+    )
+    caps = {"A": a.caps_dir, "B": b.caps_dir}
+    run_extraction(plan_extraction(frame, caps, "image"), normalize=False)
+    ds = ImageDataset(frame, caps, "diagnosis", encode_labels(frame.diagnosis), "classification")
+    assert ds[3]["participant_id"] == "sub-0011"
+    np.testing.assert_array_equal(ds[3]["image"][0].numpy(), _nifti_data(b, "sub-0011"))

@@ -1,0 +1,33 @@
+"""Fixture helpers shared by every test folder (import as `from tests.helpers import make_tiny_caps`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_tiny_caps(
+    root: Path,
+    n_subjects: int = 8,
+    shape: tuple[int, int, int] = (21, 26, 22),
+    seed: int = 0,
+    extract: bool = False,
+    sessions: int = 1,
+) -> tuple[Path, Path]:
+    """A small synthetic CAPS (half AD, half CN, atrophy in the hippocampi) under `root`, built by
+    neuroexec.data.synthetic; returns (caps_dir, participants_tsv). `shape` is the image grid (the
+    field of view stays the MNI crop, so voxels are ~8 mm at the default shape). With `extract`, the
+    image tensors (min-max normalised) are extracted too, as the extract step would.
+
+    >>> caps, tsv = make_tiny_caps(tmp_path / "caps", n_subjects=6, shape=(12, 14, 12), seed=1)
+    """
+    from neuroexec.data.extract import plan_extraction, run_extraction
+    from neuroexec.data.participants import load_participants
+    from neuroexec.data.synthetic import generate_atrophy_dataset
+
+    data = generate_atrophy_dataset(
+        Path(root), subjects=n_subjects, resolution_mm=8.0, seed=seed, sessions=sessions, shape=tuple(shape)
+    )
+    if extract:
+        frame = load_participants(data.participants_tsv)
+        run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    return data.caps_dir, data.participants_tsv
