@@ -68,7 +68,9 @@ def kinds() -> list[StepKind]:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-    return list(_KINDS.values())
+    # Plan order follows STEP_MODULES, whatever order other code imported the modules in.
+    rank = {module: i for i, module in enumerate(STEP_MODULES)}
+    return sorted(_KINDS.values(), key=lambda k: rank.get(k.run.__module__, len(rank)))
 
 
 def kind(name: str) -> StepKind:
