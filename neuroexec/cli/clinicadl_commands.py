@@ -395,10 +395,12 @@ def group_options(args: argparse.Namespace):
 
 
 def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
-    from neuroexec.compat.group_spec import group_spec_dict
+    from neuroexec.compat.group_spec import RESERVED, check_models, group_spec_dict
     from neuroexec.compat.runner import run_built_spec, spec_path
 
     doc = group_spec_dict(group_options(args), **kw)
+    if not args.print_spec and args.data_group not in RESERVED:
+        check_models(args.input_maps_directory, args.selection_metrics)
     return run_built_spec(
         doc, spec_path(args.input_maps_directory, command, args.data_group), args.print_spec, args.quiet
     )

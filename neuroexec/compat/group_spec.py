@@ -218,3 +218,22 @@ def group_spec_dict(
         group["compute"] = compute
     doc.setdefault("groups", {})[g] = group
     return doc
+
+
+def check_models(maps: Path, metrics: list[str] | None) -> None:
+    """Validate at the edge: every best model the command will use exists and loads safely
+    (weights_only; a checkpoint needing arbitrary unpickling raises UnsafeCheckpointError, exit 2)."""
+    from neuroexec.maps.checkpoints import load_checkpoint
+    from neuroexec.maps.info import best_model_file, read_maps_info
+
+    info = read_maps_info(maps.resolve())
+    for split in info.splits:
+        for metric in dict.fromkeys(metric_name(m) for m in (metrics or ["loss"])):
+            path = best_model_file(info.root, split, metric)
+            if not path.is_file():
+                raise InputError(
+                    path,
+                    f"no best model for split {split} and selection metric '{metric}'",
+                    "--selection_metrics",
+                )
+            load_checkpoint(path)

@@ -12,7 +12,7 @@ keep_true left), so `group` then `individual` with the same NAME computes the ma
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,9 @@ def commandline(o: LegacyOptions) -> dict[str, Any]:
 
 
 def run_legacy(o: LegacyOptions) -> int:
+    # Record the data actually used (the model's defaults resolved), so commandline.json reproduces it.
+    caps, tsv = _data(o, read_maps_info(o.model_path.resolve()))
+    o = replace(o, caps_dir=Path(caps), tsv_path=Path(tsv))
     doc, info = legacy_spec_dict(o)
     path = spec_path(o.model_path, "interpret", group_name(o.name))
     code = run_built_spec(doc, path, o.print_spec, o.quiet)

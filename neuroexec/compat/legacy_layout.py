@@ -132,16 +132,18 @@ def _n_parts(t: LegacyTarget) -> int:
 
 
 def used_sessions(t: LegacyTarget) -> pd.DataFrame:
-    """The group's sessions that have an individual map (keep_true may have left some out)."""
+    """The group's sessions the maps were computed on (the interpret step's data.tsv: after keep_true)."""
     layout = MapsLayout(t.model_path)
-    frame = pd.read_csv(
-        layout.group_data_tsv(t.group), sep="\t", dtype={"participant_id": str, "session_id": str}
-    )
-    kept = [
-        layout.individual_map(t.split, t.metric, t.group, t.name, p, s, t.info.mode, 0).is_file()
-        for p, s in zip(frame["participant_id"], frame["session_id"])
-    ]
-    return frame[kept].reset_index(drop=True)
+    ids = {"participant_id": str, "session_id": str}
+    frame = pd.read_csv(layout.group_data_tsv(t.group), sep="\t", dtype=ids)
+    used_tsv = layout.interpret_dir(t.split, t.metric, t.group, t.name) / "data.tsv"
+    if not used_tsv.is_file():
+        raise InputError(used_tsv, "the interpret step wrote no data.tsv (did it run?)")
+    try:
+        used = pd.read_csv(used_tsv, sep="\t", dtype=ids)[["participant_id", "session_id"]].drop_duplicates()
+    except pd.errors.EmptyDataError:
+        used = pd.DataFrame(columns=["participant_id", "session_id"])
+    return frame.merge(used, on=["participant_id", "session_id"], how="inner")
 
 
 def write_legacy_outputs(t: LegacyTarget) -> Path:

@@ -121,7 +121,7 @@ def make_legacy_model(
     """A model folder of the older generation: commandline.json, fold-<i>/models/best_<metric>/model_best.pth.tar."""
     root.mkdir(parents=True)
     cmd = {
-        "network_type": "cnn", "mode": mode, "model": ARCH, "input_dir": str(data["caps"]),
+        "network_type": "cnn", "mode": mode, "model": ARCH, "input_dir": str(data["test_caps"]),
         "tsv_path": str(data["test_by_diagnosis"]), "diagnoses": ["AD", "CN"], "baseline": False, "dropout": 0.0,
         "preprocessing": "t1-linear", "n_splits": len(folds), "epochs": 3, "batch_size": 2, "learning_rate": 1e-4,
         "input_size": [1, *SHAPE],  # not written by the older generation (it used 169x208x179); tiny here

@@ -1,0 +1,109 @@
+"""Every flag of every seed page is accepted, in ClinicaDL's spelling and dashed; help shows defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from neuroexec.cli import build_parser, legacy_interpret
+
+DATA = ["--caps_directory", "caps", "--participants_tsv", "p.tsv", "--multi_cohort", "--diagnoses", "AD", "CN",
+        "--selection_metrics", "loss", "--n_proc", "3", "--batch_size", "4"]  # fmt: skip
+SEEDS = {
+    # 000 save-tensor
+    "save-tensor": ["save-tensor", "maps", "g", "--gpu", *DATA],
+    # 001 interpret (newer)
+    "interpret": ["interpret", "maps", "g", "n", "--no-gpu", *DATA, "--target_node", "1", "--save_individual", "--overwrite"],
+    # 002 train image
+    "train": ["train", "image", "cnn", "caps", "t1-linear", "split", "maps", "--transfer_learning_path", "src",
+              "--transfer_learning_selection", "best_loss", "--epochs", "2", "--batch_size", "2", "--learning_rate",
+              "0.001", "--n_splits", "2", "--split", "0", "--split", "1", "--gpu", "--n_proc", "1", "--amp", "--seed",
+              "3", "--deterministic", "--config_file", "c.toml", "--architecture", "Conv4_FC3", "--dropout", "0.1",
+              "--selection_metrics", "loss", "BA", "--patience", "2", "--tolerance", "0.1", "--accumulation_steps", "2",
+              "--label", "diagnosis", "--diagnoses", "AD", "CN", "--weight_decay", "0", "--optimizer", "SGD"],
+    # 003 predict
+    "predict": ["predict", "maps", "g", "--no-gpu", "--amp", "--no-amp", *DATA, "--save_tensor", "--save_nifti",
+                "--no_labels", "--label", "sex", "--overwrite", "--skip_leak_check"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(SEEDS))
+def test_seed_flags_accepted(command):
+    args = build_parser().parse_args(SEEDS[command])
+    assert args.func is not None
+    assert args.batch_size in (2, 4)
+
+
+def test_parsed_values():
+    args = build_parser().parse_args(SEEDS["train"])
+    assert args.split == [0, 1] and args.selection_metrics == ["loss", "BA"] and args.gpu is True and args.amp
+    args = build_parser().parse_args(SEEDS["predict"])
+    assert (
+        args.gpu is False
+        and args.amp is False
+        and args.use_labels is False
+        and args.diagnoses == ["AD", "CN"]
+    )
+    args = build_parser().parse_args(["predict", "m", "g"])
+    assert args.gpu is None and args.use_labels is True and args.n_proc == 2 and args.batch_size == 8
+
+
+def test_dashed_spellings():
+    dashed = [a.replace("_", "-") if a.startswith("--") else a for a in SEEDS["predict"]]
+    plain = build_parser().parse_args(SEEDS["predict"])
+    assert vars(build_parser().parse_args(dashed)) == vars(plain)
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "interpret", "save-tensor"])
+def test_help_shows_defaults(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "default" in text
+    if command == "predict":
+        assert "batch size (default: 8)" in text and "DataLoader workers (default: 2)" in text
+    if command == "interpret":
+        assert "(default: 2)" in text and "--target_node" in text
+
+
+LEGACY = ["interpret", "individual", "model", "name", "--use_cpu", "--nproc", "3", "--batch_size", "5", "--selection",
+          "best_loss", "best_balanced_accuracy", "--tsv_path", "t", "--caps_dir", "c", "--diagnosis", "CN",
+          "--target_diagnosis", "AD", "--baseline", "--keep_true", "--nifti_template_path", "tpl.nii.gz",
+          "--multi_cohort", "--vmax", "0.7"]  # fmt: skip
+
+
+def test_legacy_form_is_told_apart_by_its_first_argument(tmp_path, monkeypatch):
+    assert legacy_interpret.wants(LEGACY)
+    assert legacy_interpret.wants(["--debug", "interpret", "group", "m", "n"])
+    assert not legacy_interpret.wants(["interpret", "maps", "group", "n"])
+    assert not legacy_interpret.wants(["predict", "group", "g"])
+    # A MAPS folder that happens to be called "group" is the newer form.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "group").mkdir()
+    (tmp_path / "group" / "maps.json").write_text("{}")
+    assert not legacy_interpret.wants(["interpret", "group", "g", "n"])
+
+
+def test_legacy_flags_accepted():
+    args = legacy_interpret.build_parser().parse_args(LEGACY[1:])
+    assert args.level == "individual" and args.use_cpu and args.nproc == 3 and args.batch_size == 5
+    assert args.selection == ["best_loss", "best_balanced_accuracy"] and args.diagnosis == "CN"
+    assert args.keep_true is True and args.baseline and args.multi_cohort and args.vmax == 0.7
+    args = legacy_interpret.build_parser().parse_args(["group", "m", "n", "--no-keep_true"])
+    assert args.keep_true is False and args.diagnosis == "AD" and args.vmax == 0.5 and args.selection is None
+    assert legacy_interpret.build_parser().parse_args(["group", "m", "n"]).keep_true is None
+    with pytest.raises(SystemExit):
+        legacy_interpret.build_parser().parse_args(["group", "m", "n", "--selection", "best_MAE"])
+
+
+def test_legacy_help(capsys):
+    from neuroexec.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["interpret", "group", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--use_cpu", "--nproc", "--selection", "--tsv_path", "--caps_dir", "--diagnosis", "--target_diagnosis",
+                 "--baseline", "--keep_true", "--no-keep_true", "--nifti_template_path", "--multi_cohort", "--vmax"):  # fmt: skip
+        assert flag in text
+    assert "(default: 0.5)" in text and "(default: AD)" in text
