@@ -19,8 +19,9 @@ import torch
 
 from kernels._triton import LazyKernel, check_float, next_pow2, tl
 
-# Elements per sample handled by one torch chunk: [B, CHUNK] float32 buffers stay in L2.
-TORCH_CHUNK = 1 << 15
+# Elements per sample handled by one torch chunk: [B, CHUNK] float32 buffers stay in cache
+# (1 << 17 measured best on a 2-core Xeon with 2 MiB L2 per core: 3x smaller chunks cost 1.6x).
+TORCH_CHUNK = 1 << 17
 
 
 @dataclass

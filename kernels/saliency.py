@@ -2,7 +2,7 @@
 
 Each batch of input gradients [B, *map_shape] is processed (|.| when `abs`, optional per-sample
 max-normalisation) and added into a `SaliencyState`. Sums are float32 with Neumaier compensation terms
-(true sum ~= sum + comp), so 10,000 maps keep float32 relative error near 1e-7 instead of growing
+(true sum ~= sum + comp; Neumaier in the kernel, TwoSum in the fallback), so 10,000 maps keep float32 relative error near 1e-7 instead of growing
 with the count. Normalisation divides each sample by max(|processed map|) (its max when abs=True),
 leaving all-zero maps unchanged; with normalize="max" the gradients are read twice (max, then
 accumulate), otherwise once.
@@ -20,7 +20,7 @@ import torch
 
 from kernels._triton import LazyKernel, check_float, next_pow2, tl
 
-TORCH_CHUNK = 1 << 15  # voxels per torch chunk
+TORCH_CHUNK = 1 << 16  # voxels per torch chunk (measured best on a 2-core Xeon, 2 MiB L2 per core)
 
 
 @dataclass
@@ -163,11 +163,18 @@ def saliency_accumulate_triton(
 
 
 # ---------------------------------------------------------------------------------------------- torch
-def _neumaier_add(s: torch.Tensor, comp: torch.Tensor, v: torch.Tensor) -> None:
-    """s, comp += v with Neumaier compensation (in place)."""
-    t = s + v
-    big = s.abs() >= v.abs()
-    comp += torch.where(big, s, v).sub_(t).add_(torch.where(big, v, s))
+def _two_sum_add(
+    s: torch.Tensor, comp: torch.Tensor, v: torch.Tensor, t: torch.Tensor, u: torch.Tensor
+) -> None:
+    """s, comp += v in place, with Knuth's TwoSum: s + v == t + err exactly, err goes to comp.
+    Branch-free (unlike Neumaier, used by the kernel; both keep true sum ~= s + comp). `v` is
+    overwritten; `t` and `u` are scratch."""
+    torch.add(s, v, out=t)
+    torch.sub(t, s, out=u)  # bp = t - s
+    v.sub_(u)  # v - bp
+    u.neg_().add_(t)  # t - bp
+    torch.sub(s, u, out=u)  # s - (t - bp)
+    comp.add_(u).add_(v)
     s.copy_(t)
 
 
@@ -178,7 +185,8 @@ def saliency_accumulate_torch(
     normalize: str | None = None,
     return_maps: bool = False,
 ) -> torch.Tensor | None:
-    """Eager-torch `saliency_accumulate`: per-voxel chunks, the batch reduced with one sum per chunk."""
+    """Eager-torch `saliency_accumulate`: per-voxel chunks that fit in cache, the batch reduced with
+    one sum per chunk, then a compensated add into the state."""
     g = _check(grads, state, normalize)
     b, v = g.shape
     div = None
@@ -189,17 +197,23 @@ def saliency_accumulate_torch(
     maps = torch.empty(b, v, dtype=torch.float32, device=g.device) if return_maps else None
     s, sc = state.sum.view(-1), state.sum_comp.view(-1)
     q, qc = state.sumsq.view(-1), state.sumsq_comp.view(-1)
-    buf = torch.empty(b, min(v, TORCH_CHUNK), dtype=torch.float32, device=g.device)
+    n = min(v, TORCH_CHUNK)
+    buf = torch.empty(b, n, dtype=torch.float32, device=g.device)
+    part, t, u = (torch.empty(n, dtype=torch.float32, device=g.device) for _ in range(3))
     for lo in range(0, v, TORCH_CHUNK):
         hi = min(v, lo + TORCH_CHUNK)
-        x = maps[:, lo:hi] if maps is not None else buf[:, : hi - lo]
+        k = hi - lo
+        x = maps[:, lo:hi] if maps is not None else buf[:, :k]
         x.copy_(g[:, lo:hi])
         if abs:
             x.abs_()
         if div is not None:
             x.div_(div)
-        _neumaier_add(s[lo:hi], sc[lo:hi], x.sum(0))
-        _neumaier_add(q[lo:hi], qc[lo:hi], x.square().sum(0))
+        torch.sum(x, 0, out=part[:k])
+        _two_sum_add(s[lo:hi], sc[lo:hi], part[:k], t[:k], u[:k])
+        sq = torch.mul(x, x, out=buf[:, :k]) if maps is not None else x.mul_(x)
+        torch.sum(sq, 0, out=part[:k])
+        _two_sum_add(q[lo:hi], qc[lo:hi], part[:k], t[:k], u[:k])
     state.count += b
     return maps.view(grads.shape) if maps is not None else None
 
