@@ -20,7 +20,10 @@ _loaded: dict[str, Any] = {}  # "triton", "mode" (the interpret flag at import t
 
 def available() -> bool:
     """True when triton is installed (checked without importing it)."""
-    return importlib.util.find_spec("triton") is not None
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def interpret_mode() -> bool:
