@@ -1,0 +1,305 @@
+"""Forward passes that produce prediction frames, and the result files of a data group.
+
+Shared by training (validation after each epoch, train/validation results of the best models) and by
+the predict step. A `Collector` turns network outputs batch by batch into the rows of a prediction
+frame (FORMATS.md "Result tables") plus a per-sample loss, so the training pass can report train
+metrics from its own running predictions instead of a second pass over the training set.
+
+    >>> frame, loss = predict_frames(net, dataset, "classification", torch.device("cpu"), 8, 0, False,
+    ...                              {"AD": 0, "CN": 1})
+    >>> write_results(MapsLayout(root), 0, "loss", "validation", frame, "classification", "image", loss, 2, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from neuroexec import atomic, metrics, ops
+from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.maps import tables
+from neuroexec.maps.layout import MapsLayout
+
+LOSS_COLUMN = "_loss"  # per-sample loss carried by internal frames; never written to a TSV
+KEYS = ["participant_id", "session_id"]
+
+
+def mode_of(dataset: Dataset) -> str:
+    """'patch' for a patch dataset (it has `n_patches`), 'image' otherwise."""
+    return "patch" if hasattr(dataset, "n_patches") else "image"
+
+
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast where the GPU supports it, else fp16; a no-op without amp or on the CPU."""
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def sample_losses(task: str, outputs: torch.Tensor, batch: dict, images: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss (float32, detached): cross-entropy, squared error, or reconstruction MSE."""
+    outputs = outputs.detach().float()
+    if task == "classification":
+        return F.cross_entropy(outputs, batch["label"].to(outputs.device), reduction="none")
+    if task == "regression":
+        return (outputs[:, 0] - batch["label"].to(outputs.device).float()) ** 2
+    return (outputs - images.float()).pow(2).flatten(1).mean(dim=1)
+
+
+class Collector:
+    """Rows of a prediction frame, gathered batch by batch (on the CPU, as float64 numbers)."""
+
+    def __init__(self, task: str, mode: str, kernels: str = "auto", use_labels: bool = True):
+        self.task, self.mode, self.kernels = task, mode, kernels
+        self.use_labels = use_labels or task == "reconstruction"
+        self.participants: list[str] = []
+        self.sessions: list[str] = []
+        self.mode_ids: list[int] = []
+        self.labels: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []  # logits, predictions or [MAE, RMSE, PSNR, SSIM]
+        self.losses: list[torch.Tensor] = []
+
+    def add(self, batch: dict, outputs: torch.Tensor, images: torch.Tensor) -> None:
+        """Record one batch: `outputs` the network's output for `images` (the batch's inputs)."""
+        outputs = outputs.detach().float()
+        self.participants += list(batch["participant_id"])
+        self.sessions += list(batch["session_id"])
+        self.mode_ids += [int(i) for i in torch.as_tensor(batch["mode_id"]).reshape(-1)]
+        self.labels.append(batch["label"].detach().cpu())
+        if self.use_labels:
+            self.losses.append(sample_losses(self.task, outputs, batch, images).cpu())
+        else:
+            self.losses.append(torch.full((outputs.shape[0],), float("nan")))
+        if self.task == "reconstruction":
+            reference = images.detach().float()
+            stats = ops.recon_stats(outputs, reference, kernels=self.kernels)
+            ssim = metrics.ssim3d(outputs, reference, stats.ref_max)
+            columns = (stats.mae(), stats.rmse(), stats.psnr(), ssim)
+            self.values.append(torch.stack([c.float() for c in columns], dim=1).cpu())
+        else:
+            self.values.append(outputs.cpu())
+
+    def frame(self) -> pd.DataFrame:
+        """The prediction frame with a `_loss` column (use `split_loss` before writing it)."""
+        if not self.participants:
+            raise NeuroexecError("no prediction made: the dataset is empty")
+        ids = (self.participants, self.sessions, self.mode_ids)
+        values = torch.cat(self.values).double().numpy()
+        labels = torch.cat(self.labels).numpy()
+        if self.task == "classification":
+            frame = tables.classification_frame(*ids, labels, values, self.mode)
+        elif self.task == "regression":
+            frame = tables.regression_frame(*ids, labels, values[:, 0], self.mode)
+        else:
+            frame = tables.reconstruction_frame(*ids, *values.T, self.mode)
+        frame[LOSS_COLUMN] = torch.cat(self.losses).double().numpy()
+        return frame
+
+
+def split_loss(frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """(frame without the per-sample loss column, mean loss). Duplicate rows (a distributed sampler
+    pads its shards by repeating samples) are dropped first.
+
+    >>> split_loss(pd.DataFrame({"participant_id": ["a"], "session_id": ["s"], "image_id": [0], "_loss": [2.0]}))[1]
+    2.0
+    """
+    ids = [*KEYS, next(c for c in frame.columns if c.endswith("_id") and c not in KEYS)]
+    frame = frame.drop_duplicates(subset=ids).reset_index(drop=True)
+    return frame.drop(columns=[LOSS_COLUMN]), float(frame[LOSS_COLUMN].mean())
+
+
+def frame_metrics(frame: pd.DataFrame, task: str, n_classes: int = 0) -> dict[str, float]:
+    """Point values of the task's metrics on a prediction frame (no bootstrap): what training logs.
+
+    >>> frame_metrics(pd.DataFrame({"true_label": [0, 1], "predicted_label": [0, 0]}), "classification", 2)["accuracy"]
+    0.5
+    """
+    if task == "classification":
+        y_true = frame["true_label"].to_numpy(dtype=np.int64)
+        y_pred = frame["predicted_label"].to_numpy(dtype=np.int64)
+        return dict(metrics.classification_metrics(y_true, y_pred, n_classes))
+    if task == "regression":
+        return dict(metrics.regression_metrics(frame["true_label"], frame["predicted_label"]))
+    columns = [frame[name].to_numpy(dtype=np.float64) for name in metrics.RECONSTRUCTION_METRICS]
+    return dict(metrics.reconstruction_metrics(*columns))
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """A DataLoader that keeps the device busy: workers kept alive, prefetching, pinned memory on CUDA."""
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        **extra,
+    )
+
+
+def to_device(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last_3d) if channels_last else images
+
+
+@torch.no_grad()
+def collect(
+    model: nn.Module,
+    loader: DataLoader,
+    task: str,
+    mode: str,
+    device: torch.device,
+    amp: bool = False,
+    kernels: str = "auto",
+    channels_last: bool = False,
+    use_labels: bool = True,
+) -> pd.DataFrame:
+    """One evaluation pass (eval mode, no gradients): the frame with per-sample losses."""
+    was_training = model.training
+    model.eval()
+    collector = Collector(task, mode, kernels, use_labels)
+    try:
+        for batch in loader:
+            images = to_device(batch["image"], device, channels_last)
+            with autocast(device, amp):
+                outputs = model(images)
+            collector.add(batch, outputs, images)
+    finally:
+        model.train(was_training)
+    return collector.frame()
+
+
+def predict_frames(
+    model: nn.Module,
+    dataset: Dataset,
+    task: str,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    amp: bool,
+    label_code: dict[str, int] | None,
+    use_labels: bool = True,
+    mode: str | None = None,
+    kernels: str = "auto",
+) -> tuple[pd.DataFrame, float | None]:
+    """Mode-level prediction frame of `dataset` and its mean loss (None without labels).
+
+    >>> frame, loss = predict_frames(net, ImageDataset(...), "regression", torch.device("cpu"), 8, 0, False, None)
+    >>> list(frame.columns)
+    ['participant_id', 'session_id', 'image_id', 'true_label', 'predicted_label']
+    """
+    if task not in tables.TASKS:
+        raise NeuroexecError(f"unknown task {task!r}; expected one of {', '.join(tables.TASKS)}")
+    if task == "classification" and not label_code:
+        raise NeuroexecError("classification predictions need the model's label_code")
+    mode = mode or mode_of(dataset)
+    loader = make_loader(dataset, batch_size, workers, device)
+    frame, loss = split_loss(collect(model, loader, task, mode, device, amp, kernels, use_labels=use_labels))
+    if not use_labels and task != "reconstruction":
+        return frame.drop(columns=["true_label"]), None
+    return frame, (loss if use_labels else None)
+
+
+def patch_weights_from_validation(
+    maps: MapsLayout,
+    split: int,
+    metric: str,
+    mode: str = "patch",
+    selection_threshold: float | None = None,
+) -> dict[int, float]:
+    """Soft-voting weights from the validation `<mode>`-level predictions of a best model: each
+    `<mode>_id`'s validation accuracy, normalised (ClinicaDL's semantics).
+
+    >>> patch_weights_from_validation(MapsLayout(root), 0, "loss")
+    {0: 0.26, 1: 0.24, ...}
+    """
+    path = maps.prediction_tsv(split, metric, "validation", mode)
+    if not path.is_file():
+        raise InputError(path, f"validation {mode}-level predictions not found (needed for soft voting)")
+    frame = pd.read_csv(path, sep="\t")
+    if not {"true_label", "predicted_label", f"{mode}_id"} <= set(frame.columns):
+        raise InputError(path, f"expected columns true_label, predicted_label, {mode}_id")
+    return tables.soft_vote_weights(frame, mode, selection_threshold)
+
+
+def _image_level(
+    maps: MapsLayout,
+    split: int,
+    metric: str,
+    group: str,
+    frame: pd.DataFrame,
+    task: str,
+    mode: str,
+    use_labels: bool,
+    weights: dict[int, float] | None,
+) -> pd.DataFrame:
+    """Soft vote of a `<mode>`-level frame (classification: validation-accuracy weights)."""
+    ids = sorted(int(i) for i in frame[f"{mode}_id"].unique())
+    if weights is None and task == "classification":
+        has_validation = maps.prediction_tsv(split, metric, "validation", mode).is_file()
+        if group == "validation" and use_labels:
+            weights = tables.soft_vote_weights(frame, mode)
+        elif has_validation:
+            weights = patch_weights_from_validation(maps, split, metric, mode)
+    weights = weights or {i: 1.0 / len(ids) for i in ids}
+    if use_labels:
+        return tables.soft_vote(frame, weights, mode)
+    voted = tables.soft_vote(frame.assign(true_label=-1), weights, mode)
+    return voted.drop(columns=["true_label"])
+
+
+def write_results(
+    maps: MapsLayout,
+    split: int,
+    metric: str,
+    group: str,
+    frame: pd.DataFrame,
+    task: str,
+    mode: str,
+    loss: float | None,
+    n_classes: int,
+    use_labels: bool,
+    patch_weights: dict[int, float] | None = None,
+    description: str = "",
+) -> list[Path]:
+    """Write `<group>_<mode>_level_prediction.tsv` (+ `_metrics.tsv` with labels), for patch mode the
+    image level by soft voting, and `description.log`, under `split-<i>/best-<metric>/<group>/`.
+    Reconstruction in patch mode has no image level (as in ClinicaDL). Returns the files written.
+
+    >>> write_results(MapsLayout(root), 0, "BA", "validation", frame, "classification", "patch", 0.4, 2, True)
+    """
+    frame = frame.drop(columns=[LOSS_COLUMN], errors="ignore")
+    written: list[Path] = []
+    levels = [(mode, frame, loss)]
+    if mode != "image" and task != "reconstruction":
+        voted = _image_level(maps, split, metric, group, frame, task, mode, use_labels, patch_weights)
+        levels.append(("image", voted, None))
+    for level, level_frame, level_loss in levels:
+        path = maps.prediction_tsv(split, metric, group, level)
+        atomic.write_tsv(path, level_frame)
+        written.append(path)
+        if use_labels:
+            table = tables.metrics_for_predictions(level_frame, task, n_classes, level_loss)
+            path = maps.metrics_tsv(split, metric, group, level)
+            atomic.write_tsv(path, table)
+            written.append(path)
+    path = maps.description_log(split, metric, group)
+    text = description or f"Predictions of group {group} by the best-{metric} model of split {split}."
+    atomic.write_text(path, text.rstrip("\n") + "\n")
+    written.append(path)
+    return written

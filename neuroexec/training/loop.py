@@ -1,0 +1,153 @@
+"""One epoch of training and one validation pass, on one process or under DistributedDataParallel.
+
+The training pass records its own running predictions (a `Collector`), so the train metrics of
+training.tsv cost nothing extra: the training set is never evaluated a second time per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from neuroexec import ops
+from neuroexec.context import RunContext
+from neuroexec.errors import NeuroexecError
+from neuroexec.evaluation import Collector, autocast, collect, make_loader, to_device
+from neuroexec.spec.model import Compute
+
+
+def make_optimizer(name: str, parameters, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """torch.optim.<name> (Adam, AdamW, SGD, RMSprop, ...) with the learning rate and weight decay.
+
+    >>> make_optimizer("Adam", net.parameters(), 1e-4, 1e-4)
+    """
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise NeuroexecError(
+            f"train.optimizer: unknown optimizer {name!r} (expected a torch.optim class, e.g. Adam)"
+        )
+    return cls(parameters, lr=learning_rate, weight_decay=weight_decay)
+
+
+def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, kernels: str):
+    """Mean loss of a batch: cross-entropy, MSE on the first output, or the reconstruction MSE."""
+    if task == "classification":
+        return F.cross_entropy(outputs.float(), labels)
+    if task == "regression":
+        return F.mse_loss(outputs[:, 0].float(), labels.float())
+    return ops.recon_loss(outputs.float(), images.float(), kernels=kernels)
+
+
+def gather_frames(frame: pd.DataFrame, ctx: RunContext) -> pd.DataFrame:
+    """Concatenate every rank's frame (alone: the frame itself)."""
+    if ctx.world_size <= 1 or not dist.is_initialized():
+        return frame
+    frames: list = [None] * ctx.world_size
+    dist.all_gather_object(frames, frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class Trainer:
+    """The network, its optimizer and how to run it; `net` is the bare module (its state dict has no
+    `module.` prefix), `forward` what training calls (compiled and/or DDP-wrapped)."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    task: str
+    mode: str
+    device: torch.device
+    compute: Compute
+    accumulation_steps: int
+    ctx: RunContext
+
+    def __post_init__(self) -> None:
+        self.ddp = None
+        forward: nn.Module = self.net
+        if self.ctx.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.net, device_ids=ids)
+            forward = self.ddp
+        self.forward = torch.compile(forward) if self.compute.compile else forward
+        use_fp16 = self.compute.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+
+    # --- data ------------------------------------------------------------------------------------
+    def sampler(self, dataset, shuffle: bool) -> DistributedSampler:
+        """A seeded sampler for every case: alone it is a plain seeded shuffle (seed + epoch via
+        set_epoch), under DDP each rank gets its shard of the same permutation."""
+        return DistributedSampler(
+            dataset,
+            num_replicas=max(1, self.ctx.world_size),
+            rank=self.ctx.rank,
+            shuffle=shuffle,
+            seed=self.compute.seed,
+        )
+
+    def loader(self, dataset, sampler: DistributedSampler) -> DataLoader:
+        return make_loader(dataset, self.compute.batch_size, self.compute.workers, self.device, sampler)
+
+    # --- passes ----------------------------------------------------------------------------------
+    def train_epoch(self, loader: DataLoader, epoch: int, desc: str) -> tuple[pd.DataFrame, int]:
+        """One pass over the training data; returns (running predictions of every rank, optimizer
+        steps made). The optimizer steps every `accumulation_steps` batches and at the end."""
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        self.net.train()
+        collector = Collector(self.task, self.mode, self.compute.kernels)
+        n_batches, steps = len(loader), 0
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = self.ctx.reporter.iterate(loader, total=n_batches, desc=desc)
+        for i, batch in enumerate(batches):
+            images = to_device(batch["image"], self.device, self.compute.channels_last)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            step_now = (i + 1) % self.accumulation_steps == 0 or i + 1 == n_batches
+            sync = contextlib.nullcontext() if step_now or self.ddp is None else self.ddp.no_sync()
+            with sync:
+                with autocast(self.device, self.compute.amp):
+                    outputs = self.forward(images)
+                    loss = task_loss(self.task, outputs, labels, images, self.compute.kernels)
+                self.scaler.scale(loss / self.accumulation_steps).backward()
+            if step_now:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                steps += 1
+            collector.add(batch, outputs, images)
+        return gather_frames(collector.frame(), self.ctx), steps
+
+    def evaluate(self, dataset) -> pd.DataFrame:
+        """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""
+        self.sync_buffers()
+        loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
+        frame = collect(
+            self.net,
+            loader,
+            self.task,
+            self.mode,
+            self.device,
+            self.compute.amp,
+            self.compute.kernels,
+            self.compute.channels_last,
+        )
+        return gather_frames(frame, self.ctx)
+
+    def sync_buffers(self) -> None:
+        """Give every rank rank 0's batch-norm running statistics (what rank 0 saves)."""
+        if self.ddp is None:
+            return
+        for buffer in self.net.buffers():
+            dist.broadcast(buffer, src=0)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.net.state_dict()

@@ -1,0 +1,214 @@
+"""Files a training run writes into its MAPS besides checkpoints: maps.json (ClinicaDL 1.x keys),
+environment.txt, information.log, training_logs/ (training.tsv, TensorBoard) and the autoencoder
+reconstructions of `visualization = true`. Only rank 0 calls these."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+import neuroexec
+from neuroexec import atomic
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Dataset, Model
+
+LOSS_NAMES = {"classification": "CrossEntropyLoss", "regression": "MSELoss", "reconstruction": "MSELoss"}
+
+
+def maps_parameters(
+    model: Model,
+    dataset: Dataset,
+    label_code: dict[str, int] | None,
+    input_size: list[int],
+    output_size: int | None,
+    transfer_from: Path | None,
+) -> dict:
+    """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`.
+
+    >>> maps_parameters(model, dataset, {"AD": 0, "CN": 1}, [1, 21, 26, 22], 2, None)["network_task"]
+    'classification'
+    """
+    c, t = model.compute, model.train
+    patch = model.patch if model.mode == "patch" else None
+    pre: dict = {
+        "preprocessing": dataset.preprocessing,
+        "mode": model.mode,
+        "use_uncropped_image": dataset.uncropped,
+        "prepare_dl": True,
+        "extract_json": f"extract_{model.mode}.json",
+        "file_type": {
+            "pattern": "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz",
+            "description": "T1W Image registered using t1-linear and cropped",
+            "needed_pipeline": "t1-linear",
+        },
+    }
+    if patch is not None:
+        pre.update(patch_size=patch.size, stride_size=patch.stride)
+    architecture = model.architecture
+    if model.task == "reconstruction" and not architecture.startswith("AE_"):
+        architecture = f"AE_{architecture}"
+    return {
+        "architecture": architecture,
+        "multi_network": False,
+        "dropout": model.dropout,
+        "latent_space_size": 2,
+        "feature_size": 1024,
+        "n_conv": 4,
+        "io_layer_channels": 8,
+        "normalization": "BatchNorm",
+        "selection_metrics": list(t.selection_metrics),
+        "label": model.label if model.task != "reconstruction" else None,
+        "label_code": label_code or {},
+        "selection_threshold": 0.0,
+        "loss": LOSS_NAMES[model.task],
+        "gpu": c.device != "cpu",
+        "n_proc": c.workers,
+        "batch_size": c.batch_size,
+        "evaluation_steps": 0,
+        "amp": c.amp,
+        "seed": c.seed,
+        "deterministic": c.deterministic,
+        "compensation": "memory",
+        "transfer_path": str(transfer_from.parents[2]) if transfer_from is not None else False,
+        "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
+        "nb_unfrozen_layer": 0,
+        "multi_cohort": dataset.multi_cohort,
+        "diagnoses": list(model.diagnoses) if model.diagnoses else [],
+        "baseline": dataset.baseline,
+        "normalize": dataset.normalize,
+        "data_augmentation": False,
+        "sampler": "random",
+        "size_reduction": False,
+        "n_splits": model.split.n_splits,
+        "optimizer": t.optimizer,
+        "epochs": t.epochs,
+        "learning_rate": t.learning_rate,
+        "weight_decay": t.weight_decay,
+        "patience": t.patience,
+        "tolerance": t.tolerance,
+        "accumulation_steps": t.accumulation_steps,
+        "network_task": model.task,
+        "caps_directory": str(dataset.caps),
+        "tsv_path": str(dataset.participants),
+        "preprocessing_dict": pre,
+        "mode": model.mode,
+        "split": list(model.split.indices),
+        "validation": "KFoldSplit",
+        "num_networks": 1,
+        "output_size": output_size,
+        "input_size": list(input_size),
+        "neuroexec_version": neuroexec.__version__,
+    }
+
+
+def environment_text() -> str:
+    """Versions of python, torch, numpy and a `pip freeze`-like list of installed distributions."""
+    lines = [
+        f"python=={platform.python_version()}",
+        f"torch=={torch.__version__}",
+        f"numpy=={np.__version__}",
+        f"neuroexec=={neuroexec.__version__}",
+        f"cuda=={torch.version.cuda or 'none'}",
+        f"platform=={platform.platform()}",
+        "",
+    ]
+    packages = {
+        (d.metadata["Name"] or "").lower(): d.version
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"]
+    }
+    lines += [f"{name}=={version}" for name, version in sorted(packages.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_run_files(maps: MapsLayout, parameters: dict, network: nn.Module, split: int) -> None:
+    """maps.json, environment.txt and information.log (architecture printout, dates)."""
+    atomic.write_json(maps.maps_json, parameters)
+    atomic.write_text(maps.environment_txt, environment_text())
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    n_params = sum(p.numel() for p in network.parameters())
+    info = [
+        f"neuroexec {neuroexec.__version__}, python {sys.version.split()[0]}, torch {torch.__version__}",
+        f"Training of split {split} started on {now}",
+        f"Task: {parameters['network_task']}, mode: {parameters['mode']}, "
+        f"architecture: {parameters['architecture']} ({n_params} parameters)",
+        f"Input size: {parameters['input_size']}, output size: {parameters['output_size']}",
+        "",
+        str(network),
+    ]
+    atomic.write_text(maps.information_log, "\n".join(info) + "\n")
+
+
+def append_information(maps: MapsLayout, line: str) -> None:
+    """Add one dated line to information.log (atomically: read, extend, rewrite)."""
+    path = maps.information_log
+    old = path.read_text() if path.is_file() else ""
+    atomic.write_text(path, f"{old}{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]]) -> None:
+    atomic.write_tsv(maps.training_tsv(split), pd.DataFrame(rows))
+
+
+class Board:
+    """TensorBoard scalars under training_logs/tensorboard/train|validation (disabled: does nothing)."""
+
+    def __init__(self, maps: MapsLayout, split: int, enabled: bool):
+        self.writers = {}
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers = {
+                phase: SummaryWriter(log_dir=str(maps.tensorboard_dir(split, phase)))
+                for phase in ("train", "validation")
+            }
+
+    def log(self, phase: str, values: dict[str, float], epoch: int) -> None:
+        writer = self.writers.get(phase)
+        if writer is None:
+            return
+        for name, value in values.items():
+            writer.add_scalar(name, value, epoch)
+        writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+@torch.no_grad()
+def write_reconstructions(
+    maps: MapsLayout,
+    split: int,
+    phase: str,
+    network: nn.Module,
+    dataset,
+    device: torch.device,
+    count: int = 3,
+) -> list[Path]:
+    """input-<k>.nii.gz / output-<k>.nii.gz of the first `count` images of `dataset` (image mode),
+    with the affine of each source NIfTI."""
+    network.eval()
+    folder = maps.reconstruction_dir(split, phase)
+    written = []
+    for k in range(min(count, len(dataset))):
+        item = dataset[k]
+        image = item["image"]
+        output = network(image.unsqueeze(0).to(device)).float().cpu()[0]
+        layout = dataset.layouts[k]
+        nifti = layout.find_nifti(item["participant_id"], item["session_id"], dataset.uncropped)
+        affine = nib.load(str(nifti[0])).affine if nifti else np.eye(4)
+        for kind, tensor in (("input", image), ("output", output)):
+            path = folder / f"{kind}-{k}.nii.gz"
+            atomic.save_nifti(path, tensor[0].numpy(), affine)
+            written.append(path)
+    return written

@@ -1,0 +1,152 @@
+"""Resuming a split's training: the per-epoch checkpoint files in `split-<i>/tmp/` and the random
+number generator states that make a resumed run bit-identical to an uninterrupted one.
+
+Everything saved here is tensors, numbers, strings, lists and dicts, so `torch.load(weights_only=True)`
+reads it (numpy's RNG key array travels as an int64 tensor).
+
+For tests, `NEUROEXEC_INTERRUPT_AFTER_EPOCH=k` makes training raise KeyboardInterrupt right after the
+checkpoint of epoch k (0-based) is written, as a Ctrl-C at that moment would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroexec import atomic
+from neuroexec.maps.checkpoints import load_checkpoint, save_model, save_optimizer
+from neuroexec.maps.layout import MapsLayout
+
+INTERRUPT_ENV = "NEUROEXEC_INTERRUPT_AFTER_EPOCH"
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and python RNG states as weights_only-loadable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [
+            str(kind),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": [int(version), list(internal), gauss_next],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def config_key(config: dict) -> str:
+    """A short hash of the training config, stored in the resume state: a checkpoint made with other
+    settings is never resumed."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Progress:
+    """What the loop carries from epoch to epoch (and what a resumed run restores)."""
+
+    epoch: int = -1  # last finished epoch (0-based); -1 before the first
+    iteration: int = 0
+    elapsed: float = 0.0  # seconds of training before this run (the `time` column continues)
+    best: dict[str, float] = field(default_factory=dict)
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    stop_best: float | None = None  # early stopping: best validation loss and epochs without progress
+    stop_bad_epochs: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "elapsed": float(self.elapsed),
+            "best": {k: float(v) for k, v in self.best.items()},
+            "best_epoch": dict(self.best_epoch),
+            "stop_best": self.stop_best,
+            "stop_bad_epochs": self.stop_bad_epochs,
+            "rows": [dict(r) for r in self.rows],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Progress:
+        return cls(**{k: state[k] for k in cls.__dataclass_fields__})
+
+
+def save_epoch(
+    maps: MapsLayout,
+    split: int,
+    model_state: dict,
+    optimizer: torch.optim.Optimizer,
+    architecture: str,
+    progress: Progress,
+    key: str,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Write tmp/checkpoint.pth.tar, tmp/optimizer.pth.tar (ClinicaDL) and tmp/resume.pth.tar, each
+    atomically; resume.pth.tar goes last, so a complete one means the other two match it."""
+    save_model(maps.checkpoint(split), model_state, progress.epoch, architecture)
+    save_optimizer(
+        maps.optimizer_checkpoint(split), optimizer.state_dict(), progress.epoch, type(optimizer).__name__
+    )
+    state = {
+        "config_key": key,
+        "progress": progress.as_state(),
+        "rng": rng_state(),
+        "scheduler": None,  # no learning-rate scheduler (ClinicaDL has none)
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+    }
+    atomic.save_torch(maps.resume_state(split), state)
+
+
+def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
+    """(model checkpoint, optimizer checkpoint, resume state) of an interrupted run with the same
+    config, or None (no checkpoint, or one made with other settings)."""
+    files = (maps.checkpoint(split), maps.optimizer_checkpoint(split), maps.resume_state(split))
+    if not all(f.is_file() for f in files):
+        return None
+    resume = load_checkpoint(files[2])
+    if resume.get("config_key") != key:
+        return None
+    model, optimizer = load_checkpoint(files[0]), load_checkpoint(files[1])
+    epoch = resume["progress"]["epoch"]
+    if model.get("epoch") != epoch or optimizer.get("epoch") != epoch:
+        return None
+    return model, optimizer, resume
+
+
+def clear(maps: MapsLayout, split: int) -> None:
+    """Remove tmp/ once training has finished."""
+    shutil.rmtree(maps.tmp_dir(split), ignore_errors=True)
+
+
+def interrupt_requested(epoch: int) -> bool:
+    """The documented test hook: NEUROEXEC_INTERRUPT_AFTER_EPOCH=<epoch>."""
+    value = os.environ.get(INTERRUPT_ENV, "").strip()
+    return value.lstrip("-").isdigit() and int(value) == epoch

@@ -1,0 +1,249 @@
+"""`train_split`: train one split of a model and write its part of the MAPS (ClinicaDL 1.x layout).
+
+Per epoch: one training pass (its running predictions give the train metrics), one validation
+pass, a training.tsv row, the best model of each selection metric when it improves, early stopping
+on the validation loss, and the resume checkpoint in tmp/. At the end, for each selection metric,
+the train and validation results of its best model; tmp/ is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+
+import torch
+
+from neuroexec import distributed
+from neuroexec.context import RunContext
+from neuroexec.errors import NeuroexecError
+from neuroexec.evaluation import frame_metrics, predict_frames, split_loss, write_results
+from neuroexec.maps.checkpoints import load_model_state, save_model
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.metrics import is_improvement
+from neuroexec.progress import Reporter
+from neuroexec.spec.model import canonical_metric
+from neuroexec.training import outputs, resume, setup
+from neuroexec.training.loop import Trainer, make_optimizer
+from neuroexec.training.resume import Progress
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool):
+    """compute.deterministic: deterministic algorithms (warn only) and cudnn flags, restored after."""
+    cudnn = torch.backends.cudnn
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    )
+    if enabled and torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    cudnn.deterministic, cudnn.benchmark = enabled, not enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
+
+
+def early_stop(progress: Progress, valid_loss: float, patience: int, tolerance: float) -> bool:
+    """Update the early-stopping counter with this epoch's validation loss; True to stop.
+    `patience` 0 disables it (ClinicaDL: stop after `patience` epochs without a decrease > tolerance).
+
+    >>> p = Progress(); [early_stop(p, v, 2, 0.0) for v in (1.0, 1.0, 1.0)]
+    [False, False, True]
+    """
+    if patience <= 0:
+        return False
+    if progress.stop_best is None or valid_loss < progress.stop_best - tolerance:
+        progress.stop_best, progress.stop_bad_epochs = float(valid_loss), 0
+    else:
+        progress.stop_bad_epochs += 1
+    return progress.stop_bad_epochs >= patience
+
+
+def _value(values: dict[str, float], metric: str) -> float:
+    if metric not in values:
+        raise NeuroexecError(f"selection metric {metric!r} is not computed; available: {', '.join(values)}")
+    return float(values[metric])
+
+
+def train_split(task, ctx: RunContext) -> dict:
+    """Train split `task.split` of `task.model` (a neuroexec.steps.train.TrainTask); every rank calls
+    it under torchrun, rank 0 writes. Returns a small summary for the state record.
+
+    >>> train_split(TrainTask(model, dataset, 0, None, None), RunContext(spec_dir=Path(".")))["epochs"]
+    8
+    """
+    from neuroexec.steps.split import split_frames
+    from neuroexec.steps.train import config_of
+
+    model, ds, split = task.model, task.dataset, task.split
+    c, t = model.compute, model.train
+    maps = MapsLayout(model.maps)
+    main = ctx.is_main
+    if not main:
+        ctx = dataclasses.replace(ctx, reporter=Reporter(quiet=True))
+    rep = ctx.reporter
+    device = setup.device_of(c, ctx.rank, ctx.world_size)
+    selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
+    label_code = setup.label_code_of(model, maps)
+    n_classes = len(label_code) if label_code else 0
+    train_frame, valid_frame = split_frames(model.maps, split)
+    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache)
+    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache)
+    input_size = list(train_data.input_size)
+    output_size = setup.output_size_of(model, label_code)
+    key = resume.config_key({"config": config_of(model), "split": split})
+
+    with determinism(c.deterministic):
+        resume.seed_everything(c.seed)
+        net = setup.build(model, input_size, output_size)
+        if c.channels_last:
+            net = net.to(memory_format=torch.channels_last_3d)
+        net = net.to(device)
+        optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
+        trainer = Trainer(
+            net, optimizer, model.task, model.mode, device, c, max(1, t.accumulation_steps), ctx
+        )
+        found = resume.load_resume(maps, split, key)
+        if found is not None:
+            checkpoint, optimizer_checkpoint, state = found
+            net.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(optimizer_checkpoint["optimizer"])
+            if state.get("scaler"):
+                trainer.scaler.load_state_dict(state["scaler"])
+            progress = Progress.from_state(state["progress"])
+            resume.set_rng_state(state["rng"])
+            if main:
+                rep.info(f"  split-{split}: resuming after epoch {progress.epoch + 1} of {t.epochs}")
+        else:
+            progress = Progress()
+            if task.transfer_from is not None:
+                copied = setup.transfer(
+                    net, task.transfer_from, task.transfer_maps, model.task == "reconstruction"
+                )
+                if main:
+                    rep.info(f"  split-{split}: {len(copied)} tensors transferred from {task.transfer_from}")
+            if main:
+                resume.clear(maps, split)
+                for phase in ("train", "validation"):
+                    with contextlib.suppress(FileNotFoundError):
+                        for f in maps.tensorboard_dir(split, phase).iterdir():
+                            f.unlink()
+        resumed_from = progress.epoch if found is not None else None
+        if main:
+            parameters = outputs.maps_parameters(
+                model, ds, label_code, input_size, output_size, task.transfer_from
+            )
+            outputs.write_run_files(maps, parameters, net, split)
+        data = (train_data, valid_data)
+        stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx)
+        distributed.barrier(ctx)
+        if main:
+            _final_results(trainer, model, maps, split, selection, train_data, valid_data, label_code, device)
+            outputs.append_information(
+                maps,
+                f"split-{split}: training finished after {progress.epoch + 1} epochs"
+                + (" (early stopping)" if stopped else ""),
+            )
+            resume.clear(maps, split)
+    return {
+        "epochs": progress.epoch + 1,
+        "resumed_after_epoch": resumed_from,
+        "stopped_early": stopped,
+        "best": {m: {"value": progress.best.get(m), "epoch": progress.best_epoch.get(m)} for m in selection},
+    }
+
+
+def _epochs(trainer: Trainer, t, maps, split, progress, data, selection, n_classes, key, ctx) -> bool:
+    """The epoch loop (`t` the model's Train settings); True when early stopping ended it."""
+    (train_data, valid_data), task, main, rep = data, trainer.task, ctx.is_main, ctx.reporter
+    loader = trainer.loader(train_data, trainer.sampler(train_data, shuffle=True))
+    board = outputs.Board(maps, split, t.tensorboard and main)
+    start = time.monotonic() - progress.elapsed
+    try:
+        for epoch in range(progress.epoch + 1, t.epochs):
+            desc = f"split-{split} epoch {epoch + 1}/{t.epochs}"
+            train_out, steps = trainer.train_epoch(loader, epoch, desc)
+            train_frame, train_loss = split_loss(train_out)
+            valid_frame, valid_loss = split_loss(trainer.evaluate(valid_data))
+            train_values = {**frame_metrics(train_frame, task, n_classes), "loss": train_loss}
+            valid_values = {**frame_metrics(valid_frame, task, n_classes), "loss": valid_loss}
+            progress.elapsed = time.monotonic() - start
+            progress.iteration += steps
+            row = {"epoch": epoch, "iteration": len(loader), "time": round(progress.elapsed, 3)}
+            row.update({f"{k}_train": v for k, v in train_values.items()})
+            row.update({f"{k}_valid": v for k, v in valid_values.items()})
+            progress.rows.append(row)
+            improved = [
+                m for m in selection if is_improvement(m, _value(valid_values, m), progress.best.get(m))
+            ]
+            for m in improved:
+                progress.best[m], progress.best_epoch[m] = _value(valid_values, m), epoch
+            stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
+            progress.epoch = epoch
+            if main:
+                for m in improved:
+                    save_model(
+                        maps.best_model(split, m), trainer.state_dict(), epoch, trainer.net.architecture_name
+                    )
+                outputs.write_training_tsv(maps, split, progress.rows)
+                board.log("train", train_values, epoch)
+                board.log("validation", valid_values, epoch)
+                resume.save_epoch(
+                    maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
+                    progress, key, trainer.scaler,
+                )  # fmt: skip
+                rep.info(_summary(epoch, t.epochs, train_values, valid_values, selection, improved))
+            distributed.barrier(ctx)
+            if resume.interrupt_requested(epoch):
+                raise KeyboardInterrupt(f"{resume.INTERRUPT_ENV}={epoch}")
+            if stop:
+                if main:
+                    rep.info(f"  early stopping: no validation loss decrease for {t.patience} epochs")
+                return True
+    finally:
+        board.close()
+    return False
+
+
+def _summary(epoch, epochs, train, valid, selection, improved) -> str:
+    shown = [m for m in dict.fromkeys(["loss", *selection])]
+    parts = [f"{m} {train.get(m, math.nan):.4g}/{valid.get(m, math.nan):.4g}" for m in shown]
+    star = f"  best: {', '.join(improved)}" if improved else ""
+    return f"  epoch {epoch + 1}/{epochs} (train/valid) " + ", ".join(parts) + star
+
+
+def _final_results(
+    trainer, model, maps, split, selection, train_data, valid_data, label_code, device
+) -> None:
+    """Train and validation results of each selection metric's best model, and the autoencoder
+    reconstructions (`visualization`) from the best-loss model."""
+    c, net, n_classes = model.compute, trainer.net, len(label_code or {})
+    for metric in selection:
+        state, epoch, _ = load_model_state(maps.best_model(split, metric))
+        net.load_state_dict(state)
+        for group, data in (
+            ("validation", valid_data),
+            ("train", train_data),
+        ):  # validation first: soft-vote weights
+            frame, loss = predict_frames(
+                net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
+                mode=model.mode, kernels=c.kernels,
+            )  # fmt: skip
+            write_results(
+                maps, split, metric, group, frame, model.task, model.mode, loss, n_classes, True,
+                description=f"Prediction of the {group} group of split {split} with the best-{metric} model "
+                f"(epoch {epoch}) of {maps.root.name}.",
+            )  # fmt: skip
+    if model.task == "reconstruction" and model.train.visualization and model.mode == "image":
+        metric = "loss" if "loss" in selection else selection[0]
+        net.load_state_dict(load_model_state(maps.best_model(split, metric))[0])
+        for phase, data in (("train", train_data), ("validation", valid_data)):
+            outputs.write_reconstructions(maps, split, phase, net, data, device)
