@@ -179,3 +179,18 @@ def test_missing_transfer_source_names_the_file(tmp_path):
     missing = tmp_path / "nowhere/model.pth.tar"
     with pytest.raises(InputError, match="nowhere/model.pth.tar"):
         setup.transfer(build_network("TinyCNN", (1, 21, 26, 22), 2), missing, None, False)
+
+
+@pytest.mark.slow
+def test_classification_beats_chance_on_synthetic_atrophy(tmp_path):
+    body = (
+        'task = "classification"\ndropout = 0.0\n'
+        'train = { epochs = 12, learning_rate = 1e-3, selection_metrics = ["BA"] }'
+    )
+    path = write_spec(tmp_path, {"cnn": body}, subjects=16, batch_size=2)
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/cnn")
+    table = read_tsv(maps.metrics_tsv(0, "BA", "validation", "image"))
+    log = read_tsv(maps.training_tsv(0))
+    assert table["BA"][0] >= 0.75  # 8 validation subjects, chance is 0.5
+    assert log["loss_train"].iloc[-3:].mean() < log["loss_train"].iloc[:3].mean()

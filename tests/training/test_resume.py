@@ -1,0 +1,63 @@
+"""Resumable and reproducible training: interrupted-then-resumed == uninterrupted, bit for bit."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.maps.checkpoints import load_checkpoint
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.training.resume import INTERRUPT_ENV
+from tests.training.training_specs import run_apply, write_spec
+
+EPOCHS = 4
+BODY = (
+    'task = "classification"\n'
+    f'train = {{ epochs = {EPOCHS}, learning_rate = 1e-3, selection_metrics = ["loss", "BA"] }}'
+)
+
+
+def interrupted(path, target: str, after_epoch: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(INTERRUPT_ENV, str(after_epoch))
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path, target=target)
+
+
+def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
+    # Two identical models (same data, same split seed): "a" runs straight through, "b" is stopped after
+    # epoch 1 and resumed. Both are stopped after the last epoch so its tmp/ checkpoint (the final
+    # weights, which training otherwise deletes) can be compared.
+    path = write_spec(tmp_path, {"a": BODY, "b": BODY})
+    interrupted(path, "model.a.train*", EPOCHS - 1)
+    interrupted(path, "model.b.train*", 1)
+    b = MapsLayout(tmp_path / "maps/b")
+    assert load_checkpoint(b.checkpoint(0))["epoch"] == 1
+    resume = load_checkpoint(b.resume_state(0))  # weights_only: plain tensors and numbers only
+    assert resume["progress"]["epoch"] == 1 and len(resume["progress"]["rows"]) == 2
+    assert set(resume["rng"]) == {"torch", "cuda", "numpy", "python"}
+    assert load_checkpoint(b.optimizer_checkpoint(0))["name"] == "Adam"
+    interrupted(path, "model.b.train*", EPOCHS - 1)
+
+    a = MapsLayout(tmp_path / "maps/a")
+    final_a = load_checkpoint(a.checkpoint(0))
+    final_b = load_checkpoint(b.checkpoint(0))
+    assert final_a["epoch"] == final_b["epoch"] == EPOCHS - 1
+    assert final_a["model"].keys() == final_b["model"].keys()
+    for key, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][key]), key
+    optimizer_a = load_checkpoint(a.optimizer_checkpoint(0))["optimizer"]["state"]
+    optimizer_b = load_checkpoint(b.optimizer_checkpoint(0))["optimizer"]["state"]
+    for index, state in optimizer_a.items():
+        assert torch.equal(state["exp_avg"], optimizer_b[index]["exp_avg"])
+    log_a = pd.read_csv(a.training_tsv(0), sep="\t").drop(columns="time")
+    log_b = pd.read_csv(b.training_tsv(0), sep="\t").drop(columns="time")
+    pd.testing.assert_frame_equal(log_a, log_b)
+    assert len(log_b) == EPOCHS
+
+    # A last, uninterrupted apply finishes both: results written, tmp/ removed.
+    run_apply(path)
+    for maps in (a, b):
+        assert not maps.tmp_dir(0).exists()
+        assert maps.metrics_tsv(0, "BA", "validation", "image").is_file()
