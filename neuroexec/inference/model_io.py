@@ -84,7 +84,14 @@ def load_model(
         )
     model = build_model(info)
     state, _, _ = load_model_state(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches: the weights were trained for another input size
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise InputError(
+            path,
+            f"weights do not fit architecture {info.architecture} with input {input_size_of(info)}: {detail}",
+        ) from None
     if missing or unexpected:
         raise InputError(
             path,

@@ -59,7 +59,10 @@ def write_maps(
     from neuroexec.nn.autoencoder import build_autoencoder
     from neuroexec.nn.networks import build_network
 
-    input_size = [1, patch, patch, patch] if mode == "patch" else [1, *SHAPE]
+    if mode == "patch":
+        input_size = [1, patch, patch, patch]
+    else:
+        input_size = list(model.input_size) if model is not None else [1, *SHAPE]
     torch.manual_seed(seed)
     if model is None:
         if task == "reconstruction":

@@ -1,0 +1,83 @@
+"""`predict`: prediction (and, with labels, metrics) tables of a data group for one model, plus its
+`description.log`. The forward pass and the tables are the evaluation module's (the same code writes
+the training groups' results); this module picks the model, the data and the options.
+
+    split-<i>/best-<m>/<group>/<group>_image_level_prediction.tsv, ..._metrics.tsv (use_labels)
+                               <group>_patch_level_*.tsv (patch models; image level by soft voting)
+                               description.log
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from neuroexec.context import RunContext, resolve_device
+from neuroexec.errors import DeviceError
+from neuroexec.inference.model_io import (
+    group_caps,
+    group_dataset,
+    label_column,
+    load_model,
+    output_size_of,
+)
+from neuroexec.maps.info import MapsInfo, best_model_file
+
+
+def describe(task, info: MapsInfo, n_images: int, n_items: int, label: str | None, device) -> str:
+    """The text of description.log: what was run, when, with which model, on how many images."""
+    caps = ", ".join(f"{c}: {p}" for c, p in group_caps(task, info).items())
+    lines = [
+        f"Prediction of data group '{task.group.name}' ({_dt.datetime.now().isoformat(timespec='seconds')})",
+        f"model: {best_model_file(task.model.maps, task.split, task.metric)}",
+        f"  architecture {info.architecture}, task {info.task}, mode {info.mode}"
+        + (f", patch size {info.patch_size}, stride {info.stride_size}" if info.mode == "patch" else ""),
+        f"  split {task.split}, selection metric {task.metric}",
+        f"data: {n_images} image(s)" + (f", {n_items} {info.mode}(s)" if n_items != n_images else ""),
+        f"  CAPS {caps}",
+        f"  labels: {label or ('not used (use_labels = false)' if not task.group.use_labels else 'none')}",
+        f"compute: device {device}, amp {task.group.compute.amp}, batch size {task.group.compute.batch_size}, "
+        f"workers {task.group.compute.workers}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def predict_group(task, ctx: RunContext) -> dict:
+    """Write the prediction/metrics tables and description.log of the group for `task`'s model.
+
+    >>> predict_group(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
+    {'images': 8, 'rows': 8, 'loss': 0.61}
+    """
+    from neuroexec import evaluation
+    from neuroexec.steps.group import group_participants
+
+    compute = task.group.compute
+    device = resolve_device(compute.device)
+    if compute.amp and device.type != "cuda":
+        raise DeviceError(
+            f"groups.{task.group.name}.compute.amp = true needs a CUDA GPU (device is {device})"
+        )
+    model, info = load_model(task.model.maps, task.split, task.metric, device)
+    frame = group_participants(task)
+    label = label_column(task, info)
+    # reconstruction metrics need no label: they are always computed
+    use_labels = info.task == "reconstruction" or label is not None
+    dataset = group_dataset(task, info, frame, label)
+    ctx.reporter.info(
+        f"predict {task.group.name} with {task.model.name} split-{task.split} best-{task.metric}: "
+        f"{len(frame)} image(s)"
+    )
+    predictions, loss = evaluation.predict_frames(
+        model, dataset, info.task, device, compute.batch_size, compute.workers, compute.amp, info.label_code,
+        use_labels=use_labels, mode=info.mode, kernels=compute.kernels,
+    )  # fmt: skip
+    weights = None
+    if info.mode == "patch" and info.task == "classification":
+        # soft voting weighs each patch index by its validation accuracy: the validation results must exist
+        weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric)
+    n_classes = output_size_of(info) if info.task == "classification" else 0
+    text = describe(task, info, len(frame), len(dataset), label, device)
+    evaluation.write_results(
+        task.maps, task.split, task.metric, task.group.name, predictions, info.task, info.mode, loss,
+        n_classes, use_labels, patch_weights=weights, description=text,
+    )  # fmt: skip
+    return {"images": len(frame), "rows": len(predictions), "loss": None if loss is None else float(loss)}
