@@ -10,14 +10,13 @@ output NIfTI exists only when the output has the input's shape (reconstruction m
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from neuroexec import atomic, ops
 from neuroexec.context import RunContext, resolve_device
+from neuroexec.evaluation import autocast
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
@@ -26,13 +25,6 @@ from neuroexec.inference.model_io import (
     source_nifti,
     uncropped_of,
 )
-
-
-def autocast(device: torch.device, amp: bool):
-    """float16 autocast on CUDA when `amp`; a no-op elsewhere (AMP is refused on CPU by the spec check)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 class _Folder:
