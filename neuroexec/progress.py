@@ -11,6 +11,11 @@ from typing import TextIO, TypeVar
 
 T = TypeVar("T")
 
+# Plain output (CI, log files): a line every PLAIN_EVERY_S seconds, and a closing one for loops that
+# took longer than PLAIN_FINAL_AFTER_S (short loops stay silent: the step lines already say enough).
+PLAIN_EVERY_S = 10.0
+PLAIN_FINAL_AFTER_S = 2.0
+
 
 class Reporter:
     """Progress for long work. `quiet` silences bars (tests); messages still go to `stream`."""
@@ -27,7 +32,7 @@ class Reporter:
         print(f"warning: {message}", file=self.stream, flush=True)
 
     def iterate(self, items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
-        """Yield `items`, showing `desc i/total` (live) or a line every ~10% / 10 s (plain)."""
+        """Yield `items`, showing `desc i/total` live on a terminal, or a line every 10 s (plain)."""
         if total is None:
             try:
                 total = len(items)  # type: ignore[arg-type]
@@ -37,20 +42,18 @@ class Reporter:
             yield from items
             return
         start = last = time.monotonic()
-        last_pct = -1
         i = 0
         for i, item in enumerate(items, 1):
             yield item
             now = time.monotonic()
-            if self.live:
-                if now - last > 0.1 or i == total:
-                    self._live_line(desc, i, total, now - start)
-                    last = now
-            else:
-                pct = int(10 * i / total) if total else -1
-                if (total and pct > last_pct) or now - last > 10:
-                    self._plain_line(desc, i, total, now - start)
-                    last, last_pct = now, pct
+            if self.live and (now - last > 0.1 or i == total):
+                self._live_line(desc, i, total, now - start)
+                last = now
+            elif not self.live and now - last > PLAIN_EVERY_S:
+                self._plain_line(desc, i, total, now - start)
+                last = now
+        if not self.live and i and time.monotonic() - start > PLAIN_FINAL_AFTER_S:
+            self._plain_line(desc, i, total, time.monotonic() - start)
         if self.live and i:
             self.stream.write("\n")
             self.stream.flush()

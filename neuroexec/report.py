@@ -46,14 +46,16 @@ def report(spec: Spec) -> str:
                 rows = pd.read_csv(log, sep="\t")
                 lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
             for best in sorted(maps.split_dir(split).glob("best-*")):
-                metric = best.name[len("best-"):]
+                metric = best.name[len("best-") :]
                 valid = metric_values(maps.metrics_tsv(split, metric, "validation", "image"))
                 lines.append(f"      best-{metric}: validation {_fmt(valid)}")
                 for group in sorted(spec.groups):
                     result = maps.metrics_tsv(split, metric, group, "image")
                     if result.is_file():
                         lines.append(f"        group {group}: {_fmt(metric_values(result))}  ({result})")
-                    for summary in sorted(maps.result_dir(split, metric, group).glob("interpret-*/summary.json")):
+                    for summary in sorted(
+                        maps.result_dir(split, metric, group).glob("interpret-*/summary.json")
+                    ):
                         lines.append(f"        {summary.parent.name}: {_saliency_line(summary)}")
     return "\n".join(lines)
 
@@ -63,10 +65,13 @@ def _saliency_line(path: Path) -> str:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return f"unreadable {path}"
-    used = data.get("images_used", data.get("count", "?"))
+    used = data.get("used", "?")
     mask = data.get("mask") or {}
-    inside, share = mask.get("mass_fraction_inside"), mask.get("volume_fraction")
-    if inside is not None and share is not None and share > 0:
-        return (f"{used} images; {100 * inside:.1f}% of the saliency lies in the {mask.get('name', 'mask')} region, "
-                f"which is {100 * share:.1f}% of the volume ({inside / share:.1f}x chance)  ({path.parent})")
+    inside, share = mask.get("mass_inside"), mask.get("brain_share")
+    if inside is not None and share:
+        region = Path(mask.get("path", "mask")).name.split(".")[0]
+        return (
+            f"{used} images; {100 * inside:.1f}% of the saliency lies in the {region} region, which is "
+            f"{100 * share:.1f}% of the brain ({inside / share:.1f}x an even spread)  ({path.parent})"
+        )
     return f"{used} images  ({path.parent})"

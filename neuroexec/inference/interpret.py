@@ -184,12 +184,13 @@ def interpret_group(task, ctx: RunContext) -> dict:
     if interp.method == "smoothgrad":
         summary.update(smoothgrad_samples=interp.smoothgrad_samples, smoothgrad_noise=interp.smoothgrad_noise)
     if mask is not None:
-        summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask)}
+        summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
         m = summary["mask"]
         ctx.reporter.info(
             f"interpret {interp.name} ({task.group.name}, split-{task.split}): {100 * m['mass_inside']:.1f}% of the "
-            f"saliency mass lies in the mask, which covers {100 * m['volume_share']:.1f}% of the volume "
-            f"(x{m['ratio']:.1f})"
+            f"saliency mass lies in the {mask_path.name.split('.')[0]} mask, which covers "
+            f"{100 * m['brain_share']:.1f}% of the brain "
+            f"({m['ratio']:.1f}x an even spread)"
         )
     atomic.write_json(maps_layout.interpret_summary(*where), summary)
     return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
@@ -276,18 +277,28 @@ def _load_mask(task, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndar
     return Path(path), mask
 
 
-def mask_mass(saliency: np.ndarray, mask: np.ndarray) -> dict:
-    """Fraction of the saliency mass (|map|) inside `mask`, the mask's share of the volume, and their ratio.
+def mask_mass(saliency: np.ndarray, mask: np.ndarray, brain: np.ndarray | None = None) -> dict:
+    """Fraction of the saliency mass (|map|) inside `mask`, the mask's share of the image volume and of
+    the brain (`brain`: a boolean map, default the whole image), and the ratio of mass to brain share
+    (1 = no better than spreading saliency evenly over the brain).
 
-    >>> mask_mass(np.array([[[3.0, 1.0]]]), np.array([[[True, False]]]))
-    {'mass_inside': 0.75, 'volume_share': 0.5, 'ratio': 1.5}
+    >>> mask_mass(np.array([[[3.0, 1.0, 0.0]]]), np.array([[[True, False, False]]]), np.array([[[1, 1, 0]]]) > 0)
+    {'mass_inside': 0.75, 'volume_share': 0.3333333333333333, 'brain_share': 0.5, 'ratio': 1.5}
     """
     weights = np.abs(np.asarray(saliency, dtype=np.float64))
     total = float(weights.sum())
     inside = float(weights[mask].sum()) / total if total > 0 else 0.0
-    share = float(mask.mean())
+    brain = np.ones_like(mask, dtype=bool) if brain is None else brain
+    brain_share = float((mask & brain).sum()) / max(int(brain.sum()), 1)
     return {
         "mass_inside": inside,
-        "volume_share": share,
-        "ratio": inside / share if share > 0 else float("nan"),
+        "volume_share": float(mask.mean()),
+        "brain_share": brain_share,
+        "ratio": inside / brain_share if brain_share > 0 else float("nan"),
     }
+
+
+def brain_of(mean_input: np.ndarray) -> np.ndarray:
+    """Brain voxels: the mean input image above 10% of its maximum (background is ~0 after min-max)."""
+    image = np.asarray(mean_input, dtype=np.float64)
+    return image > 0.1 * float(image.max())

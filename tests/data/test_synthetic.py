@@ -65,7 +65,7 @@ def test_offset_ids_sessions_and_reporter(tmp_path: Path) -> None:
         resolution_mm=8.0,
         sessions=2,
         subject_offset=100,
-        reporter=Reporter(stream, live=False),
+        reporter=Reporter(stream, live=True),
     )
     pairs = list(zip(data.participants.participant_id, data.participants.session_id))
     assert pairs == [

@@ -76,6 +76,7 @@ def test_saliency_concentrates_in_the_atrophy_region(tmp_path: Path):
     mask = summary["mask"]
     assert Path(mask["path"]) == test.mask
     assert result["mask"] == mask
-    # the region is ~0.3% of the volume; a trained model puts many times that share of saliency there
-    assert mask["mass_inside"] > 5 * mask["volume_share"], mask
+    # the region is ~0.3% of the volume (~1% of the brain); a trained model puts many times that share
+    # of the saliency there
+    assert mask["mass_inside"] > 5 * mask["brain_share"] >= 5 * mask["volume_share"], mask
     assert summary["used"] == len(pd.read_csv(data_tsv, sep="\t"))

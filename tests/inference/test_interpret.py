@@ -88,7 +88,12 @@ def test_outputs_files_summary_and_source_affine(bench, cohort_a):
     m = mean[0].numpy().astype(np.float64)
     assert summary["mask"]["mass_inside"] == pytest.approx(m[mask_array].sum() / m.sum(), rel=1e-6)
     assert summary["mask"]["volume_share"] == pytest.approx(mask_array.mean())
-    assert summary["mask"]["ratio"] == pytest.approx(summary["mask"]["mass_inside"] / mask_array.mean())
+    images = np.stack([np.asarray(x, dtype=np.float64)[0] for x in group_images(bench, cohort_a)])
+    brain = images.mean(axis=0) > 0.1 * images.mean(axis=0).max()
+    assert summary["mask"]["brain_share"] == pytest.approx((mask_array & brain).sum() / brain.sum())
+    assert summary["mask"]["ratio"] == pytest.approx(
+        summary["mask"]["mass_inside"] / summary["mask"]["brain_share"]
+    )
     assert result["used"] == len(bench.frame)
 
 
@@ -190,4 +195,16 @@ def test_patch_model_maps_per_index_and_folded(tmp_path, cohort_a):
 def test_mask_mass_counts_absolute_mass():
     saliency = np.array([[[3.0, -1.0], [0.0, 0.0]]])
     mask = np.array([[[False, True], [False, False]]])
-    assert mask_mass(saliency, mask) == {"mass_inside": 0.25, "volume_share": 0.25, "ratio": 1.0}
+    assert mask_mass(saliency, mask) == {
+        "mass_inside": 0.25,
+        "volume_share": 0.25,
+        "brain_share": 0.25,
+        "ratio": 1.0,
+    }
+    brain = np.array([[[True, True], [False, False]]])
+    assert mask_mass(saliency, mask, brain) == {
+        "mass_inside": 0.25,
+        "volume_share": 0.25,
+        "brain_share": 0.5,
+        "ratio": 0.5,
+    }
