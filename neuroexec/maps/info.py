@@ -82,7 +82,9 @@ def read_maps_info(root: Path) -> MapsInfo:
         input_size = input_size or _legacy_input_size(mode, raw)
         if task == "classification" and not label_code and diagnoses:
             # The older generation had no label_code: it used one fixed diagnosis code.
-            label_code = {d: LEGACY_DIAGNOSIS_CODE[d] for d in diagnoses if d in LEGACY_DIAGNOSIS_CODE} or None
+            label_code = {
+                d: LEGACY_DIAGNOSIS_CODE[d] for d in diagnoses if d in LEGACY_DIAGNOSIS_CODE
+            } or None
             output_size = output_size or (len(set(label_code.values())) if label_code else None)
     return MapsInfo(
         root=root,
