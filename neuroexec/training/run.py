@@ -143,10 +143,13 @@ def train_split(task, ctx: RunContext) -> dict:
             )
             outputs.write_run_files(maps, parameters, net, split)
         data = (train_data, valid_data)
-        stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx)
+        best_valid: dict[str, tuple] = {}  # metric -> validation (frame, loss) of its best epoch
+        stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid)
         distributed.barrier(ctx)
         if main:
-            _final_results(trainer, model, maps, split, selection, train_data, valid_data, label_code, device)
+            _final_results(
+                trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
+            )
             outputs.append_information(
                 maps,
                 f"split-{split}: training finished after {progress.epoch + 1} epochs"
@@ -161,8 +164,11 @@ def train_split(task, ctx: RunContext) -> dict:
     }
 
 
-def _epochs(trainer: Trainer, t, maps, split, progress, data, selection, n_classes, key, ctx) -> bool:
-    """The epoch loop (`t` the model's Train settings); True when early stopping ended it."""
+def _epochs(
+    trainer: Trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid
+) -> bool:
+    """The epoch loop (`t` the model's Train settings); True when early stopping ended it. `best_valid`
+    receives each selection metric's validation predictions at its best epoch (re-used at the end)."""
     (train_data, valid_data), task, main, rep = data, trainer.task, ctx.is_main, ctx.reporter
     loader = trainer.loader(train_data, trainer.sampler(train_data, shuffle=True))
     board = outputs.Board(maps, split, t.tensorboard and main)
@@ -186,6 +192,7 @@ def _epochs(trainer: Trainer, t, maps, split, progress, data, selection, n_class
             ]
             for m in improved:
                 progress.best[m], progress.best_epoch[m] = _value(valid_values, m), epoch
+                best_valid[m] = (valid_frame, valid_loss)
             stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
             progress.epoch = epoch
             if main:
@@ -221,11 +228,15 @@ def _summary(epoch, epochs, train, valid, selection, improved) -> str:
 
 
 def _final_results(
-    trainer, model, maps, split, selection, train_data, valid_data, label_code, device
+    trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
 ) -> None:
     """Train and validation results of each selection metric's best model, and the autoencoder
-    reconstructions (`visualization`) from the best-loss model."""
+    reconstructions (`visualization`) from the best-loss model. The validation predictions of a best
+    epoch were made by the same weights in the epoch loop and are re-used (after a resume, the epochs
+    before it are not in memory: then they are recomputed); metrics sharing a best epoch share one
+    train-set pass."""
     c, net, n_classes = model.compute, trainer.net, len(label_code or {})
+    train_by_epoch: dict[int, tuple] = {}
     for metric in selection:
         state, epoch, _ = load_model_state(maps.best_model(split, metric))
         net.load_state_dict(state)
@@ -233,10 +244,17 @@ def _final_results(
             ("validation", valid_data),
             ("train", train_data),
         ):  # validation first: soft-vote weights
-            frame, loss = predict_frames(
-                net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
-                mode=model.mode, kernels=c.kernels,
-            )  # fmt: skip
+            if group == "validation" and metric in best_valid:
+                frame, loss = best_valid[metric]
+            elif group == "train" and epoch in train_by_epoch:
+                frame, loss = train_by_epoch[epoch]
+            else:
+                frame, loss = predict_frames(
+                    net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
+                    mode=model.mode, kernels=c.kernels,
+                )  # fmt: skip
+                if group == "train":
+                    train_by_epoch[epoch] = (frame, loss)
             write_results(
                 maps, split, metric, group, frame, model.task, model.mode, loss, n_classes, True,
                 description=f"Prediction of the {group} group of split {split} with the best-{metric} model "

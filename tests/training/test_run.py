@@ -194,3 +194,30 @@ def test_classification_beats_chance_on_synthetic_atrophy(tmp_path):
     log = read_tsv(maps.training_tsv(0))
     assert table["BA"][0] >= 0.75  # 8 validation subjects, chance is 0.5
     assert log["loss_train"].iloc[-3:].mean() < log["loss_train"].iloc[:3].mean()
+
+
+def test_final_results_equal_a_fresh_evaluation_of_each_best_model(tmp_path):
+    """The end-of-training tables re-use the best epoch's validation pass: they must equal what the saved
+    best model predicts when evaluated again."""
+    from neuroexec.evaluation import predict_frames
+    from neuroexec.steps.split import split_frames
+
+    path = write_spec(tmp_path, {"cnn": CLASSIFIER})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/cnn")
+    info = read_maps_info(maps.root)
+    task = train_task(path, "cnn")
+    for metric in ("loss", "BA"):
+        net = build_network("TinyCNN", info.input_size, info.output_size)
+        net.load_state_dict(load_model_state(maps.best_model(0, metric))[0])
+        for group, frame in zip(("train", "validation"), split_frames(maps.root, 0)):
+            data = setup.make_dataset(task.model, task.dataset, frame, info.label_code, False)
+            fresh, loss = predict_frames(
+                net, data, "classification", torch.device("cpu"), 4, 0, False, info.label_code
+            )
+            written = read_tsv(maps.prediction_tsv(0, metric, group, "image"))
+            keys = ["participant_id", "session_id"]
+            merged = written.merge(fresh, on=keys, suffixes=("", "_fresh"))
+            assert len(merged) == len(fresh) == len(written)
+            assert (merged["predicted_label"] == merged["predicted_label_fresh"]).all()
+            np.testing.assert_allclose(merged["proba0"], merged["proba0_fresh"], rtol=1e-5, atol=1e-6)
