@@ -91,7 +91,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     tr = terminalreporter
     tr.section("neuroexec ratios (min time; baseline = eager torch / ClinicaDL layout; floor = copy_)")
     tr.write_line(
-        f"{'group':<16}{'variant':<42}{'role':<10}{'ms':>9}{'GB/s':>8}{'item/s':>9}{'x base':>8}{'of copy':>9}"
+        f"{'group':<22}{'variant':<42}{'role':<10}{'ms':>9}{'GB/s':>8}{'item/s':>9}{'x base':>8}{'of copy':>9}"
     )
 
     def fmt(v: float | None, spec: str) -> str:
@@ -99,7 +99,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
     for r in rows:
         tr.write_line(
-            f"{r['group']:<16}{r['name']:<42}{r['role']:<10}{r['time_ms']:>9.2f}"
+            f"{r['group']:<22}{r['name']:<42}{r['role']:<10}{r['time_ms']:>9.2f}"
             f"{fmt(r.get('GB_per_s'), '.1f'):>8}{fmt(r.get('items_per_s'), '.0f'):>9}"
             f"{fmt(r.get('speedup_vs_baseline'), '.2f'):>8}{fmt(r.get('fraction_of_copy_bw'), '.0%'):>9}"
         )
