@@ -8,24 +8,10 @@ from pathlib import Path
 import torch
 
 from neuroexec.errors import Problem
+from neuroexec.metrics import SELECTION_METRICS
 from neuroexec.spec.model import Compute, Model, Spec
 
-TASK_METRICS = {
-    "classification": (
-        "loss",
-        "BA",
-        "accuracy",
-        "F1_score",
-        "sensitivity",
-        "specificity",
-        "PPV",
-        "NPV",
-        "MCC",
-        "MK",
-    ),
-    "regression": ("loss", "MAE", "RMSE", "R2_score"),
-    "reconstruction": ("loss", "MAE", "RMSE", "PSNR", "SSIM"),
-}
+TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be selected on
 RESERVED_GROUPS = ("train", "validation")
 
 

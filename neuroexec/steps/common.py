@@ -3,7 +3,10 @@ that change results, and step-id builders (one place that spells step ids)."""
 
 from __future__ import annotations
 
-from neuroexec.spec.model import Compute, Model, Spec
+import pandas as pd
+
+from neuroexec.data.participants import check_images_exist, load_participants
+from neuroexec.spec.model import Compute, Dataset, Model, Spec
 
 
 def generate_id(dataset: str) -> str:
@@ -64,3 +67,19 @@ def participants_inputs(spec: Spec, dataset: str) -> tuple:
 
 def trained_models(spec: Spec) -> list[Model]:
     return [m for m in spec.models.values() if not m.pretrained]
+
+
+def dataset_frame(
+    ds: Dataset, label: str | None, diagnoses: tuple[str, ...] | None, check_images: bool = True
+) -> pd.DataFrame:
+    """The participants of every cohort of a dataset (with a `cohort` column), filtered on `diagnoses`;
+    with `check_images`, every session's image must exist (all missing ones reported together)."""
+    frames = [
+        load_participants(c.participants, label=label, diagnoses=list(diagnoses) if diagnoses else None,
+                          baseline=ds.baseline).assign(cohort=c.name)
+        for c in ds.cohorts
+    ]  # fmt: skip
+    frame = pd.concat(frames, ignore_index=True)
+    if check_images:
+        check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
+    return frame

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from neuroexec.context import RunContext
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import plan_extraction, run_extraction
@@ -13,7 +11,7 @@ from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.info import read_maps_info
 from neuroexec.spec.model import Dataset, Spec
-from neuroexec.steps.common import extract_id, generate_id
+from neuroexec.steps.common import dataset_frame, extract_id, generate_id
 from neuroexec.steps.registry import Step, StepKind, register
 
 
@@ -97,14 +95,9 @@ def expand(spec: Spec) -> list[Step]:
 def run(step: Step, ctx: RunContext) -> dict:
     ds, mode, size, stride = step.payload
     ds: Dataset
-    frames = [
-        load_participants(c.participants, label=None, diagnoses=None, baseline=ds.baseline).assign(
-            cohort=c.name
-        )
-        for c in ds.cohorts
-    ]
+    frame = dataset_frame(ds, label=None, diagnoses=None, check_images=False)
     plan = plan_extraction(
-        pd.concat(frames, ignore_index=True),
+        frame,
         {c.name: c.caps for c in ds.cohorts},
         mode,
         uncropped=ds.uncropped,

@@ -15,12 +15,18 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps.info import MapsInfo, read_maps_info
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Group, Interpretation, Model, Spec, as_config
-from neuroexec.steps.common import dataset_deps, group_id, participants_inputs, split_id, train_id
+from neuroexec.steps.common import (
+    dataset_deps,
+    dataset_frame,
+    group_id,
+    participants_inputs,
+    split_id,
+    train_id,
+)
 from neuroexec.steps.registry import Step, StepKind, register
 
 
@@ -141,19 +147,7 @@ def _pretrained_mode(model: Model) -> str | None:
 
 def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFrame:
     """The group's participants (all cohorts), filtered on diagnoses, images checked."""
-    label = (group.label or model_label) if group.use_labels else None
-    frames = []
-    for cohort in ds.cohorts:
-        f = load_participants(
-            cohort.participants,
-            label=label,
-            diagnoses=list(group.diagnoses) if group.diagnoses else None,
-            baseline=ds.baseline,
-        )
-        frames.append(f.assign(cohort=cohort.name))
-    frame = pd.concat(frames, ignore_index=True)
-    check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
-    return frame
+    return dataset_frame(ds, (group.label or model_label) if group.use_labels else None, group.diagnoses)
 
 
 def _record(ds: Dataset) -> dict:

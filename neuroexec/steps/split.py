@@ -10,11 +10,10 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.data.splits import make_splits, read_split_directory
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Model, Spec, as_config
-from neuroexec.steps.common import dataset_deps, participants_inputs, split_id, trained_models
+from neuroexec.steps.common import dataset_deps, dataset_frame, participants_inputs, split_id, trained_models
 from neuroexec.steps.registry import Step, StepKind, register
 
 
@@ -49,20 +48,7 @@ def expand(spec: Spec) -> list[Step]:
 
 def load_training_frame(model: Model, ds: Dataset) -> pd.DataFrame:
     """All training participants of a model (every cohort), filtered on diagnoses, images checked."""
-    label = model.label if model.task != "reconstruction" else None
-    frames = []
-    for cohort in ds.cohorts:
-        frame = load_participants(
-            cohort.participants,
-            label=label,
-            diagnoses=list(model.diagnoses) if model.diagnoses else None,
-            baseline=ds.baseline,
-        )
-        frame = frame.assign(cohort=cohort.name)
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
-    check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
-    return frame
+    return dataset_frame(ds, model.label if model.task != "reconstruction" else None, model.diagnoses)
 
 
 def run(step: Step, ctx: RunContext) -> dict:
