@@ -24,6 +24,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """--print-spec and --quiet, which every spec-building command has."""
+    flag(
+        p,
+        "--print-spec",
+        dest="print_spec",
+        action="store_true",
+        default=False,
+        help="print the spec and exit",
+    )
+    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
+
+
 def flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *aliases: str, **kw: Any) -> None:
     """An option under its ClinicaDL spelling plus its dashed form (`--batch_size`, `--batch-size`)."""
     names = [name, *aliases]
@@ -238,15 +251,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="ClinicaDL train config TOML (flags override it)",
     )
-    flag(
-        p,
-        "--print-spec",
-        dest="print_spec",
-        action="store_true",
-        default=False,
-        help="print the spec and exit",
-    )
-    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
+    add_run_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

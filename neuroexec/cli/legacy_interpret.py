@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuroexec.cli.clinicadl_commands import HelpFormatter, flag
+from neuroexec.cli.clinicadl_commands import HelpFormatter, add_run_flags, flag
 
 LEVELS = ("group", "individual")
 
@@ -93,15 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("Results display")
     flag(g, "--vmax", type=float, default=0.5, help="maximum of the colour scale of 2D maps")
-    flag(
-        p,
-        "--print-spec",
-        dest="print_spec",
-        action="store_true",
-        default=False,
-        help="print the spec and exit",
-    )
-    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
+    add_run_flags(p)
     return p
 
 
