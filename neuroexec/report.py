@@ -71,7 +71,7 @@ def _saliency_line(path: Path) -> str:
     if inside is not None and share:
         region = Path(mask.get("path", "mask")).name.split(".")[0]
         return (
-            f"{used} images; {100 * inside:.1f}% of the saliency lies in the {region} region, which is "
+            f"{used} maps; {100 * inside:.1f}% of the saliency lies in the {region} region, which is "
             f"{100 * share:.1f}% of the brain ({inside / share:.1f}x an even spread)  ({path.parent})"
         )
-    return f"{used} images  ({path.parent})"
+    return f"{used} maps  ({path.parent})"
