@@ -34,9 +34,9 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
         rep.info(f"Nothing to do: all {len(selected)} steps are up to date.")
         return result
     rep.info(f"Applying {len(todo)} of {len(selected)} steps ({len(result.skipped)} up to date).")
-    homes = [p.step.home for p in todo] if ctx.is_main else []
+    scopes = [(p.step.home, p.step.lock_scope) for p in todo] if ctx.is_main else []
     fingerprints = {p.step.id: p.fingerprint for p in plan.steps if p.action == UP_TO_DATE}
-    with locked(homes):
+    with locked(scopes):
         for i, p in enumerate(todo, 1):
             rep.info(
                 f"[{i}/{len(todo)}] {p.action} {p.step.id}" + (f" ({WORDS[NEW]})" if p.action == NEW else "")

@@ -4,7 +4,10 @@ file identities (path -> size, mtime, content hash) so plan re-hashes only files
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +52,31 @@ class StateStore:
         return self.data["steps"].get(step_id)
 
     def put(self, step_id: str, entry: dict[str, Any], files: dict[str, Any]) -> None:
-        self.data["steps"][step_id] = entry
-        self.data["files"].update(files)
-        atomic.write_json(self.path, self.data)
+        with self._merging():
+            self.data["steps"][step_id] = entry
+            self.data["files"].update(files)
+            atomic.write_json(self.path, self.data)
 
     def forget(self, step_ids: list[str]) -> None:
-        steps = self.data["steps"]
-        if any(s in steps for s in step_ids):
-            for s in step_ids:
-                steps.pop(s, None)
-            atomic.write_json(self.path, self.data)
+        with self._merging():
+            steps = self.data["steps"]
+            if any(s in steps for s in step_ids):
+                for s in step_ids:
+                    steps.pop(s, None)
+                atomic.write_json(self.path, self.data)
+
+    @contextlib.contextmanager
+    def _merging(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive flock, re-reading the file first: another apply may have
+        recorded steps of another part of this folder (one split per cluster job) since we loaded it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / "state.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self._data = self._read()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def file_cache(self) -> dict[str, Any]:
         return self.data["files"]

@@ -119,6 +119,7 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                                 config=config,
                                 deps=tuple(dict.fromkeys(deps)),
                                 payload=task,
+                                lock_scope=f"split-{split}",
                             )
                         )
     return steps

@@ -27,6 +27,9 @@ class Step:
     deps: tuple[str, ...] = ()
     inputs: tuple[Path, ...] = ()  # external files (not produced by other steps) this step reads
     payload: Any = field(default=None, compare=False, repr=False)  # typed objects for `run`
+    # What apply locks inside `home`: "" the whole folder, or a part of it ("split-3") that applies
+    # running other parts of the same folder do not touch (one split per cluster job).
+    lock_scope: str = ""
 
 
 @dataclass(frozen=True)

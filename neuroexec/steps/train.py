@@ -70,6 +70,7 @@ def expand(spec: Spec) -> list[Step]:
                     deps=tuple(deps),
                     inputs=inputs,
                     payload=task,
+                    lock_scope=f"split-{split}",
                 )
             )
     return steps

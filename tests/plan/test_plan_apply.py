@@ -256,3 +256,28 @@ models = ["cnn"]
     action, reasons = actions(path, target)[target]
     assert action == "~" and reasons == [f"input {nifti.relative_to(tmp_path / 'data/other')} changed"]
     assert actions(path)["group.real.define[cnn]"][0] == "+"
+
+
+def test_one_split_per_job_runs_beside_another_job_on_the_same_maps(tmp_path):
+    path = write(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            'architecture = "TinyCNN"', 'architecture = "TinyCNN"\ntrain = { epochs = 1 }'
+        )
+    )
+    run(path, target="model.cnn.split")
+    run(path, target="dataset.demo.extract[image]")  # shared steps first, then one job per split
+    maps = tmp_path / "maps/cnn"
+    other_job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        lock = lock_file(maps, "split-0")  # another job is training split 0
+        lock.write_text(json.dumps({"pid": other_job.pid, "host": socket.gethostname(), "started": "now"}))
+        assert run(path, target="model.cnn.train[split-1]").ran == ["model.cnn.train[split-1]"]
+        with pytest.raises(LockHeld, match="split-0"):
+            run(path, target="model.cnn.train[split-0]")
+        assert actions(path, "model.cnn.train[split-1]")["model.cnn.train[split-1]"][0] == "="
+    finally:
+        other_job.kill()
+        other_job.wait()
