@@ -145,3 +145,22 @@ def test_validate_command_exit_codes(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, BASE + "bogus = 1\n"))]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'bogus'" in err and "Traceback" not in err
+
+
+def test_every_schema_field_is_documented():
+    """The schema is the reference documentation: every field says what it is (and, when it has no
+    default, its description says what leaving it out means)."""
+    undocumented = []
+
+    def walk(node: dict, path: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            where = f"{path}.{name}" if path else name
+            if not sub.get("description"):
+                undocumented.append(where)
+            walk(sub, where)
+            for key in ("additionalProperties", "items"):
+                if isinstance(sub.get(key), dict):
+                    walk(sub[key], f"{where}.<name>" if key == "additionalProperties" else f"{where}[]")
+
+    walk(schema(), "")
+    assert undocumented == []
