@@ -118,6 +118,19 @@ def _with_labels(frame: pd.DataFrame, folder: Path, root: Path) -> pd.DataFrame:
     return frame
 
 
+def _side_file(folder: Path, name: str) -> tuple[Path, bool] | None:
+    """The file of one side of a split and whether to keep only first sessions: `<side>_baseline.tsv`
+    when asked for and present, else `<side>.tsv` reduced to each participant's first session (what
+    ClinicaDL's baseline file holds), so a directory with only train.tsv / validation.tsv is usable."""
+    if (folder / name).is_file():
+        return folder / name, False
+    if name.endswith("_baseline.tsv"):
+        longitudinal = folder / name.replace("_baseline.tsv", ".tsv")
+        if longitudinal.is_file():
+            return longitudinal, True
+    return None
+
+
 def read_split_directory(
     path: Path,
     n_splits: int,
@@ -128,7 +141,8 @@ def read_split_directory(
 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """(train, validation) per split from `split-<i>/` folders (or, for one split, the folder itself):
     `train.tsv` (`train_baseline.tsv` with baseline) and `validation_baseline.tsv` (`validation.tsv`
-    with valid_longitudinal). A participant on both sides is an error.
+    with valid_longitudinal). A missing `*_baseline.tsv` is replaced by the first session of each
+    participant of its `*.tsv`. A participant on both sides is an error.
 
     >>> folds = read_split_directory(Path("split/5_fold"), 5, label="diagnosis")  # doctest: +SKIP
     """
@@ -140,7 +154,8 @@ def read_split_directory(
     result = []
     folders = [_split_folder(path, n_splits, i) for i in range(n_splits)]  # all present before reading any
     for i, folder in enumerate(folders):
-        missing = [n for n in (train_name, valid_name) if not (folder / n).is_file()]
+        found = {name: _side_file(folder, name) for name in (train_name, valid_name)}
+        missing = [n for n, f in found.items() if f is None]
         if missing:
             present = sorted(p.name for p in folder.glob("*.tsv"))
             raise InputError(
@@ -149,15 +164,16 @@ def read_split_directory(
                 f"split-{i}",
             )
         sides = []
-        for name in (train_name, valid_name):
-            frame = _with_labels(load_participants(folder / name), folder, path)
-            sides.append(validate_participants(frame, folder / name, label, diagnoses))
+        for file, first_sessions in found.values():
+            frame = _with_labels(load_participants(file, baseline=first_sessions), folder, path)
+            sides.append(validate_participants(frame, file, label, diagnoses))
         train, valid = sides
         leak = sorted(set(train["participant_id"]) & set(valid["participant_id"]))
         if leak:
             raise InputError(
                 folder,
-                f"{len(leak)} participant(s) in both {train_name} and {valid_name}:\n{list_lines(leak)}",
+                f"{len(leak)} participant(s) in both {found[train_name][0].name} and "
+                f"{found[valid_name][0].name}:\n{list_lines(leak)}",
             )
         result.append((train, valid))
     return result

@@ -129,3 +129,22 @@ def test_split_directory_errors(tmp_path: Path) -> None:
         read_split_directory(tmp_path, 1)
     with pytest.raises(InputError, match="lacks split-1/"):
         read_split_directory(tmp_path, 2)
+
+
+def test_directory_with_only_longitudinal_files_uses_first_sessions(tmp_path: Path) -> None:
+    # split-<i>/train.tsv + validation.tsv (no *_baseline.tsv): validation keeps each participant's
+    # first session, as the baseline file would; validation.tsv is read whole with valid_longitudinal.
+    frame = _frame(4, 4, sessions=3)
+    folds = make_splits(frame, 2, "diagnosis", seed=0)
+    for i, (train, valid) in enumerate(folds):
+        _write(tmp_path / f"split-{i}" / "train.tsv", train)
+        _write(tmp_path / f"split-{i}" / "validation.tsv", valid.iloc[::-1])  # not in session order
+    for (train, valid), (e_train, e_valid) in zip(read_split_directory(tmp_path, 2), folds):
+        assert len(train) == len(e_train) and _ids(valid) == _ids(e_valid)
+        assert sorted(zip(valid.participant_id, valid.session_id)) == sorted(
+            (p, "ses-M000") for p in _ids(e_valid)
+        )
+    [(_, longitudinal)] = read_split_directory(tmp_path / "split-1", 1, valid_longitudinal=True)
+    assert len(longitudinal) == len(folds[1][1])
+    [(train_first, _)] = read_split_directory(tmp_path / "split-0", 1, baseline=True)
+    assert set(train_first.session_id) == {"ses-M000"} and _ids(train_first) == _ids(folds[0][0])
