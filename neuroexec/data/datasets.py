@@ -25,10 +25,31 @@ from torch.utils.data import Dataset
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_counts
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
-from neuroexec.errors import InputError
+from neuroexec.errors import InputError, NeuroexecError
 
 TASKS = ("classification", "regression", "reconstruction")
 _MAX_OPEN_MMAPS = 256
+
+
+class ItemInputError(InputError):
+    """An InputError raised while reading an item, that survives a DataLoader worker: torch rebuilds
+    a worker's exception as `type(msg)` from one string (the worker's traceback), which would turn a
+    plain InputError into a RuntimeError carrying a traceback. Built from that one string, this class
+    keeps only the original message (the text after the last `<module>.ItemInputError: `).
+
+    >>> str(ItemInputError("Caught ...\\nneuroexec.data.datasets.ItemInputError: a.pt: corrupt"))
+    'a.pt: corrupt'
+    """
+
+    def __init__(self, path: str | Path | None, message: str | None = None, field: str | None = None):
+        if message is not None:
+            super().__init__(path, message, field)
+            return
+        text = str(path)
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        original = text[text.rfind(marker) + len(marker) :] if marker in text else text
+        NeuroexecError.__init__(self, original.strip())
+        self.path, self.field = None, None
 
 
 def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
@@ -40,11 +61,11 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
     try:
         value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
-        raise InputError(path, "tensor file not found (run the extraction first)") from None
+        raise ItemInputError(path, "tensor file not found (run the extraction first)") from None
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise InputError(path, f"cannot load the tensor (corrupt or truncated file?): {exc}") from None
+        raise ItemInputError(path, f"cannot load the tensor (corrupt or truncated file?): {exc}") from None
     if not isinstance(value, torch.Tensor):
-        raise InputError(path, f"expected a tensor, found {type(value).__name__}")
+        raise ItemInputError(path, f"expected a tensor, found {type(value).__name__}")
     return value
 
 
@@ -149,7 +170,7 @@ class ImageDataset(_CapsItems):
             return self._cache[i]
         tensor = load_tensor(self.paths[i])
         if tensor.dim() != 4 or tensor.shape[0] != 1:
-            raise InputError(
+            raise ItemInputError(
                 self.paths[i], f"expected an image tensor [1, X, Y, Z], found shape {tuple(tensor.shape)}"
             )
         tensor = tensor.float()
@@ -267,17 +288,19 @@ class PatchDataset(_CapsItems):
         if kind == "bundle":
             bundle = self._mapped(path)
             if bundle.dim() != 5 or bundle.shape[0] != self._n or tuple(bundle.shape[2:]) != (s, s, s):
-                raise InputError(
+                raise ItemInputError(
                     path,
                     f"expected a patch bundle [{self._n}, 1, {s}, {s}, {s}], found {tuple(bundle.shape)}",
                 )
-            return bundle[k].float().clone()
+            # A view of the private (copy-on-write) mapping: the batch's collate makes the one copy
+            # (a clone here would copy every patch twice).
+            return bundle[k].float()
         if kind == "clinicadl":
             return load_tensor(_patch_file(path, k)).float().reshape(1, s, s, s)
         full = self._mapped(path)
         gd, gh, gw = patch_counts(full.shape, s, self.stride)
         if gd * gh * gw != self._n:
-            raise InputError(
+            raise ItemInputError(
                 path, f"image of shape {tuple(full.shape)} has {gd * gh * gw} patches, others {self._n}"
             )
         a, rest = divmod(k, gh * gw)

@@ -132,3 +132,16 @@ def test_multi_cohort_items(tmp_path: Path) -> None:
     ds = ImageDataset(frame, caps, "diagnosis", encode_labels(frame.diagnosis), "classification")
     assert ds[3]["participant_id"] == "sub-0011"
     np.testing.assert_array_equal(ds[3]["image"][0].numpy(), _nifti_data(b, "sub-0011"))
+
+
+def test_corrupt_tensor_read_in_a_worker_is_still_an_input_error(extracted) -> None:
+    # DataLoader workers hand exceptions back as type(message): the error must stay an InputError
+    # naming the file, without the worker's traceback (workers = 2 is the spec's default).
+    data, frame = extracted
+    ds = ImageDataset(frame, data.caps_dir, None, None, "reconstruction")
+    ds.paths[1].write_bytes(ds.paths[1].read_bytes()[:200])
+    with pytest.raises(InputError) as err:
+        list(DataLoader(ds, batch_size=2, num_workers=1))
+    message = str(err.value)
+    assert message.startswith(f"{ds.paths[1]}: cannot load the tensor (corrupt or truncated file?)")
+    assert "Traceback" not in message and "worker" not in message
