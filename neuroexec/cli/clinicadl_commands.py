@@ -1,4 +1,5 @@
-"""ClinicaDL-style commands (train, predict, interpret, save-tensor, import-maps): argument parsing only.
+"""ClinicaDL-style commands (predict, interpret, save-tensor, import-maps; train in train_command.py):
+argument parsing only.
 
 Each command builds the equivalent spec (neuroexec/compat/), writes it into `<MAPS>/.neuroexec/` and runs
 it through plan/apply; `--print-spec` prints that spec instead. Flags keep ClinicaDL's spellings
@@ -10,8 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
-
-from neuroexec.errors import InputError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -32,7 +31,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         dest="print_spec",
         action="store_true",
         default=False,
-        help="print the spec and exit",
+        help="print the equivalent spec (TOML) and exit instead of running it",
     )
     flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
 
@@ -49,7 +48,14 @@ def flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *alias
 def switch(p, name: str, negation: str, dest: str, default: bool | None, help: str) -> None:
     """A `--name / --negation` pair (both spellings of each), e.g. --gpu / --no-gpu."""
     flag(p, name, dest=dest, action="store_true", default=default, help=help)
-    flag(p, negation, dest=dest, action="store_false", default=argparse.SUPPRESS, help=f"negation of {name}")
+    flag(
+        p,
+        negation,
+        dest=dest,
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help=f"negation of {name} (default: see {name})",
+    )
 
 
 def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = False) -> None:
@@ -60,7 +66,7 @@ def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = 
         "--no-gpu",
         "gpu",
         None,
-        "use the GPU (--gpu: required, error without one; --no-gpu: CPU; neither: GPU when present)",
+        "use the GPU (--gpu: required, error without one; --no-gpu: CPU) (default: the GPU when present)",
     )
     if amp_negation:
         switch(
@@ -94,14 +100,15 @@ def add_data(p, labels: bool) -> None:
         "--caps_directory",
         type=Path,
         default=None,
-        help="CAPS of a new data group (a cohort TSV with --multi_cohort); not given for an existing group",
+        help="CAPS of a new data group (a cohort TSV with --multi_cohort) (default: the CAPS the existing group recorded)",
     )
     flag(
         g,
         "--participants_tsv",
         type=Path,
         default=None,
-        help="participants TSV, per-diagnosis folder or split `test` folder of a new data group",
+        help="participants TSV, per-diagnosis folder or split `test` folder of a new data group "
+        "(default: the sessions the existing group recorded)",
     )
     flag(
         g,
@@ -150,109 +157,14 @@ def add_data(p, labels: bool) -> None:
         default=None,
         help="best models to use, e.g. loss BA (default: loss)",
     )
-    flag(
-        p,
-        "--print-spec",
-        dest="print_spec",
-        action="store_true",
-        default=False,
-        help="print the equivalent spec (TOML) and exit instead of running it",
-    )
-    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
+    add_run_flags(p)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     fmt = {"formatter_class": HelpFormatter}
-    p = sub.add_parser(
-        "train",
-        help="ClinicaDL-style: train image cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS",
-        description="Train a network as ClinicaDL's `train image` (builds and applies a spec).",
-        **fmt,
-    )
-    p.add_argument(
-        "input_type", choices=["image", "patch"], help="input type (the preprocessing JSON decides patches)"
-    )
-    p.add_argument("network", choices=["cnn", "autoencoder"], help="network type")
-    p.add_argument("caps_directory", type=Path, help="CAPS folder")
-    p.add_argument(
-        "preprocessing_json", help="'t1-linear' or a JSON of CAPS/tensor_extraction/ (extract_<mode>.json)"
-    )
-    p.add_argument(
-        "tsv_directory", type=Path, help="split directory (split-<i>/train.tsv, validation_baseline.tsv)"
-    )
-    p.add_argument("output_maps", type=Path, help="MAPS folder to write")
-    add_compute(p, 8, train=True)
-    g = p.add_argument_group("Training")
-    for name, kind, shown in (
-        ("--epochs", int, 20),
-        ("--learning_rate", float, 1e-4),
-        ("--weight_decay", float, 1e-4),
-        ("--dropout", float, 0.5),
-        ("--patience", int, 0),
-        ("--tolerance", float, 0.0),
-        ("--accumulation_steps", int, 1),
-        ("--n_splits", int, "the split directory's count"),
-        ("--seed", int, 0),
-    ):
-        flag(g, name, type=kind, default=None, help=f"{name.strip('-').replace('_', ' ')} (default: {shown})")
-    flag(g, "--optimizer", choices=["Adam", "AdamW", "SGD"], default=None, help="optimizer (default: Adam)")
-    flag(g, "--architecture", default=None, help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)")
-    flag(
-        g,
-        "--split",
-        type=int,
-        nargs="+",
-        action="extend",
-        default=None,
-        help="splits to train (default: all)",
-    )
-    flag(
-        g,
-        "--selection_metrics",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="best models kept (default: loss)",
-    )
-    flag(g, "--label", default=None, help="label column (default: diagnosis)")
-    flag(g, "--diagnoses", nargs="+", action="extend", default=None, help="labels kept (default: all)")
-    flag(
-        g,
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="deterministic algorithms (default: off)",
-    )
-    flag(
-        g,
-        "--visualization",
-        action="store_true",
-        default=False,
-        help="autoencoder: write input/output NIfTIs",
-    )
-    flag(
-        g,
-        "--transfer_learning_path",
-        type=Path,
-        default=None,
-        help="MAPS (either generation) to initialise from",
-    )
-    flag(
-        g,
-        "--transfer_learning_selection",
-        default=None,
-        help="best model of the source: best_loss or best_balanced_accuracy (default: the latter when the source has it)",
-    )
-    flag(
-        g,
-        "--config_file",
-        "-c",
-        type=Path,
-        default=None,
-        help="ClinicaDL train config TOML (flags override it)",
-    )
-    add_run_flags(p)
-    p.set_defaults(func=cmd_train)
+    from neuroexec.cli import train_command
+
+    train_command.add_command(sub)
 
     p = sub.add_parser(
         "predict",
@@ -309,70 +221,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --- commands ------------------------------------------------------------------------------------
-
-TRAIN_KEYS = (
-    "epochs",
-    "learning_rate",
-    "weight_decay",
-    "dropout",
-    "patience",
-    "tolerance",
-    "accumulation_steps",
-    "n_splits",
-    "seed",
-    "optimizer",
-    "architecture",
-    "split",
-    "selection_metrics",
-    "label",
-    "diagnoses",
-    "deterministic",
-    "amp",
-    "gpu",
-    "n_proc",
-    "batch_size",
-    "visualization",
-    "transfer_learning_path",
-    "transfer_learning_selection",
-)
-
-
-def train_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags given on the command line over the config file's values."""
-    from neuroexec.compat.clinicadl_config import read_train_config
-
-    options = read_train_config(args.config_file) if args.config_file else {}
-    for key in TRAIN_KEYS:
-        value = getattr(args, key, None)
-        if value is not None and not (key == "visualization" and not value):
-            options[key] = value
-    return options
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from neuroexec.compat.runner import run_built_spec, spec_path
-    from neuroexec.compat.train_spec import TrainOptions, preprocessing, train_spec_dict
-
-    mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json)["mode"]
-    if mode != args.input_type:
-        raise InputError(
-            args.preprocessing_json,
-            f"this extraction is {mode}-based, but `train {args.input_type}` was asked",
-        )
-    if args.visualization and args.network != "autoencoder":
-        raise InputError(
-            None, "--visualization is for autoencoders (train image autoencoder)", "--visualization"
-        )
-    opts = TrainOptions(
-        args.network,
-        args.caps_directory,
-        args.preprocessing_json,
-        args.tsv_directory,
-        args.output_maps,
-        train_options(args),
-    )
-    doc = train_spec_dict(opts)
-    return run_built_spec(doc, spec_path(args.output_maps, "train"), args.print_spec, args.quiet)
 
 
 def group_options(args: argparse.Namespace):

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keep_true",
         action="store_true",
         default=None,
-        help="only correctly classified images (--no-keep_true: only misclassified; neither: all)",
+        help="only correctly classified images (--no-keep_true: only misclassified) (default: all images)",
     )
     flag(
         g,
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keep_true",
         action="store_false",
         default=argparse.SUPPRESS,
-        help="only misclassified images",
+        help="only misclassified images (default: see --keep_true)",
     )
     flag(
         g,

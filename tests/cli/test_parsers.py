@@ -47,10 +47,18 @@ def test_parsed_values():
     assert args.gpu is None and args.use_labels is True and args.n_proc == 2 and args.batch_size == 8
 
 
-def test_dashed_spellings():
-    dashed = [a.replace("_", "-") if a.startswith("--") else a for a in SEEDS["predict"]]
-    plain = build_parser().parse_args(SEEDS["predict"])
+@pytest.mark.parametrize("command", list(SEEDS))
+def test_dashed_spellings(command):
+    dashed = [a.replace("_", "-") if a.startswith("--") else a for a in SEEDS[command]]
+    assert dashed != SEEDS[command]
+    plain = build_parser().parse_args(SEEDS[command])
     assert vars(build_parser().parse_args(dashed)) == vars(plain)
+
+
+def test_legacy_dashed_spellings():
+    dashed = [a.replace("_", "-") if a.startswith("--") else a for a in LEGACY[1:]]
+    parser = legacy_interpret.build_parser()
+    assert vars(parser.parse_args(dashed)) == vars(parser.parse_args(LEGACY[1:]))
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "interpret", "save-tensor"])
@@ -107,3 +115,29 @@ def test_legacy_help(capsys):
                  "--baseline", "--keep_true", "--no-keep_true", "--nifti_template_path", "--multi_cohort", "--vmax"):  # fmt: skip
         assert flag in text
     assert "(default: 0.5)" in text and "(default: AD)" in text
+
+
+def _subparsers(parser):
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "interpret", "save-tensor", "legacy interpret"])
+def test_help_gives_every_flag_its_default(command):
+    """Each option's help line (as --help renders it) says what its default is."""
+    parser = (
+        legacy_interpret.build_parser()
+        if command == "legacy interpret"
+        else _subparsers(build_parser())[command]
+    )
+    formatter = parser._get_formatter()
+    missing = [
+        action.option_strings[0]
+        for action in parser._actions
+        if action.option_strings
+        and action.dest != "help"
+        and "default" not in formatter._get_help_string(action)
+    ]
+    assert missing == []
