@@ -140,6 +140,46 @@ def recorded_dataset(maps: Path, group: str) -> dict[str, Any]:
     return {"caps": str(caps), "participants": str(participants[0])}
 
 
+def recorded_options(maps: Path, group: str) -> dict[str, Any]:
+    """The options an existing group was defined with (its define step's config in neuroexec's state:
+    diagnoses, label, use_labels, skip_leak_check); {} for a group neuroexec did not define."""
+    from neuroexec.steps.common import group_id
+
+    state = MapsLayout(maps).state_file
+    try:
+        steps = json.loads(state.read_text()).get("steps", {}) if state.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    record = steps.get(group_id(group, model_name(maps))) or {}
+    return record.get("config") or {}
+
+
+def _reuse(group: dict[str, Any], opts: GroupOptions, recorded: dict[str, Any]) -> None:
+    """Re-using a group keeps what it was defined with (a flag given now still wins), so the same data
+    is used again and its define step stays up to date."""
+    if recorded.get("skip_leak_check"):
+        group["skip_leak_check"] = True
+    if not opts.diagnoses and recorded.get("diagnoses"):
+        group["diagnoses"] = list(recorded["diagnoses"])
+    if opts.label is None and recorded.get("label"):
+        group["label"] = recorded["label"]
+    if opts.use_labels and recorded.get("use_labels") is False:
+        group["use_labels"] = False
+
+
+def _check_leak_check_possible(maps: Path, opts: GroupOptions) -> None:
+    """A new group is checked against the training participants; say which flag to use when the MAPS
+    does not record them (an older-generation model folder, or a MAPS whose groups/ was removed)."""
+    path = MapsLayout(maps).train_validation_tsv
+    if not opts.skip_leak_check and not path.is_file():
+        raise InputError(
+            path,
+            "this MAPS does not record its training participants, so the new data group cannot be checked "
+            "for data leakage; add --skip_leak_check if you know the data was not used for training",
+            "--skip_leak_check",
+        )
+
+
 def _training_spec(maps: Path) -> dict[str, Any]:
     path = MapsLayout(maps).neuroexec_dir / TRAIN_SPEC
     if not path.is_file():
@@ -191,9 +231,11 @@ def group_spec_dict(
                     MapsLayout(maps).group_dir(g),
                     f"data group '{g}' does not exist in this MAPS: --caps_directory and --participants_tsv are both required",
                 )
+            _check_leak_check_possible(maps, opts)
             dataset = new_dataset(opts)
         else:
             dataset = recorded_dataset(maps, g)
+            _reuse(group, opts, recorded_options(maps, g))
         ds_name = f"{g}-data"
         doc.setdefault("datasets", {})[ds_name] = dataset
         group.update(dataset=ds_name, models=[name])

@@ -118,3 +118,62 @@ def test_unsafe_checkpoint_gives_exit_code_2(tmp_path, tiny_data, capsys):
     assert (tmp_path / "victim").is_dir()  # nothing was unpickled
     assert main(["import-maps", str(maps)]) == 2
     assert "UNUSABLE" in capsys.readouterr().out
+
+
+def test_older_generation_model_folder_predicted_and_interpreted(tmp_path, tiny_data, capsys):
+    """fold-<i>/models/best_<metric>/model_best.pth.tar + commandline.json, used as is by the newer commands."""
+    from tests.compat.conftest import make_legacy_model
+
+    model = make_legacy_model(tmp_path / "model", tiny_data)
+    argv = ["predict", str(model), "test", "--caps_directory", str(tiny_data["test_caps"]), "--participants_tsv",
+            str(tiny_data["test_by_diagnosis"]), "--no-gpu", "--n_proc", "0", "--quiet"]  # fmt: skip
+    # It records no training participants: the leakage check cannot run, and the message names the flag.
+    assert main(argv) == 2
+    assert "--skip_leak_check" in capsys.readouterr().err
+    assert (
+        main(
+            [*argv, "--skip_leak_check", "--diagnoses", "AD", "--selection_metrics", "best_balanced_accuracy"]
+        )
+        == 0
+    )
+    table = pd.read_csv(model / "split-0" / "best-BA" / "test" / "test_image_level_prediction.tsv", sep="\t")
+    assert sorted(table["participant_id"]) == ["sub-0102", "sub-0103"]
+    from neuroexec.nn.networks import build_network
+
+    net = build_network("Conv4_FC3", (1, 20, 20, 20), 2, 0.0).eval()
+    ckpt = torch.load(model / "fold-0/models/best_balanced_accuracy/model_best.pth.tar", weights_only=False)
+    net.load_state_dict(ckpt["model"])
+    for _, row in table.iterrows():
+        x = torch.load(
+            next((tiny_data["test_caps"] / "subjects" / row["participant_id"]).rglob("*.pt")),
+            weights_only=True,
+        )
+        with torch.no_grad():
+            proba = torch.softmax(net(x[None]), 1)[0]
+        assert abs(row["proba1"] - proba[1].item()) < 1e-4  # the older generation's codes: CN 0, AD 1
+        assert row["true_label"] == 1
+
+    # Re-using the group (no data flags) keeps what it was defined with: AD only, no leakage check.
+    data_tsv = model / "groups" / "test" / "data.tsv"
+    before = (data_tsv.read_text(), data_tsv.stat().st_mtime_ns)
+    capsys.readouterr()
+    assert main(["interpret", str(model), "test", "g", "--no-gpu", "--n_proc", "0", "--quiet"]) == 0
+    assert (data_tsv.read_text(), data_tsv.stat().st_mtime_ns) == before
+    used = pd.read_csv(model / "split-0" / "best-loss" / "test" / "interpret-g" / "data.tsv", sep="\t")
+    assert sorted(used["participant_id"]) == ["sub-0102", "sub-0103"]
+
+
+def test_clinicadl_maps_as_transfer_learning_source(tmp_path, tiny_data):
+    """`train image cnn --transfer_learning_path` on a MAPS ClinicaDL 1.x wrote: the best-BA weights (the
+    seed's default selection) initialise the network (a learning rate of 1e-12 keeps them)."""
+    source = make_clinicadl_maps(tmp_path / "source", tiny_data, splits=(0,))
+    maps = tmp_path / "target"
+    argv = ["train", "image", "cnn", str(tiny_data["caps"]), "t1-linear", str(tiny_data["split"]), str(maps),
+            "--architecture", "Conv4_FC3", "--epochs", "1", "--learning_rate", "1e-12", "--split", "0",
+            "--no-gpu", "--n_proc", "0", "--quiet", "--transfer_learning_path", str(source)]  # fmt: skip
+    assert main(argv) == 0
+    got = torch.load(maps / "split-0" / "best-loss" / "model.pth.tar", weights_only=True)["model"]
+    for metric, same in (("BA", True), ("loss", False)):
+        src = torch.load(source / "split-0" / f"best-{metric}" / "model.pth.tar", weights_only=True)["model"]
+        weights = [k for k in src if k.endswith("weight")]
+        assert all(torch.allclose(got[k], src[k], atol=1e-6) for k in weights) is same

@@ -126,3 +126,29 @@ def test_patch_model_without_validation_predictions_is_refused(tmp_path, tiny_da
     (model / "commandline.json").write_text(json.dumps(cmd))
     assert main(["interpret", "group", str(model), "m", "--use_cpu", "--keep_true", "--quiet"]) == 2
     assert "validation predictions" in capsys.readouterr().err
+
+
+def test_older_command_on_a_clinicadl_maps(tmp_path, tiny_data):
+    """The older interpret on a MAPS ClinicaDL 1.x wrote: its best-loss model, its label_code (AD = node 0)."""
+    from tests.compat.conftest import make_clinicadl_maps
+
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data, splits=(0,))
+    argv = ["interpret", "group", str(maps), "cl", "--use_cpu", "--nproc", "0", "--quiet", "--selection", "best_loss",
+            "--caps_dir", str(tiny_data["test_caps"]), "--tsv_path", str(tiny_data["test_by_diagnosis"])]  # fmt: skip
+    assert main(argv) == 0
+    out = legacy_out(maps, "best_loss", "cl")
+    assert tree(out) == ["commandline.json", "data.tsv", "map.nii.gz", "map.npy"]
+    net = build_network("Conv4_FC3", (1, 20, 20, 20), 2, 0.0).double().eval()
+    net.load_state_dict(
+        torch.load(maps / "split-0" / "best-loss" / "model.pth.tar", weights_only=True)["model"]
+    )
+    expected = []
+    for p in ("sub-0102", "sub-0103"):  # AD.tsv
+        x = torch.load(next((tiny_data["test_caps"] / "subjects" / p).rglob("*.pt")), weights_only=True)
+        x = x[None].double().requires_grad_(True)
+        net(x)[0, 0].backward()
+        expected.append(x.grad.abs()[0, 0].numpy())
+    expected = np.mean(expected, axis=0)
+    np.testing.assert_allclose(
+        np.load(out / "map.npy"), expected, rtol=1e-3, atol=1e-6 * np.abs(expected).max()
+    )

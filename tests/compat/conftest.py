@@ -69,14 +69,16 @@ def clinicadl_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def make_clinicadl_maps(root: Path, data: dict[str, Path], splits=(0, 1), metrics=("loss", "BA")) -> Path:
-    """A MAPS with ClinicaDL 1.x's layout, maps.json keys and checkpoint keys, written by hand."""
+    """A MAPS with ClinicaDL 1.x's layout, maps.json keys and values (an unused transfer_path is "", as
+    its writer turns False into), groups/<train|validation>/split-<i>/{data.tsv, maps.json} and checkpoint
+    keys, written by hand."""
     root.mkdir(parents=True)
     params = {
         "architecture": ARCH, "multi_network": False, "dropout": 0.0, "latent_space_size": 2, "feature_size": 1024,
         "n_conv": 4, "io_layer_channels": 8, "normalization": "BatchNorm", "selection_metrics": list(metrics),
         "label": "diagnosis", "label_code": {"AD": 0, "CN": 1}, "selection_threshold": 0.0,
         "loss": "CrossEntropyLoss", "gpu": False, "n_proc": 2, "batch_size": 2, "evaluation_steps": 0,
-        "amp": False, "seed": 0, "deterministic": False, "compensation": "memory", "transfer_path": False,
+        "amp": False, "seed": 0, "deterministic": False, "compensation": "memory", "transfer_path": "",
         "transfer_selection_metric": "loss", "nb_unfrozen_layer": 0, "multi_cohort": False,
         "diagnoses": ["AD", "CN"], "baseline": False, "normalize": True, "data_augmentation": False,
         "sampler": "random", "size_reduction": False, "n_splits": len(splits), "optimizer": "Adam",
@@ -106,6 +108,8 @@ def make_clinicadl_maps(root: Path, data: dict[str, Path], splits=(0, 1), metric
             part.assign(cohort="single")[["participant_id", "session_id", "cohort", "diagnosis"]].to_csv(
                 groups / side / f"split-{i}" / "data.tsv", sep="\t", index=False
             )
+            record = {"caps_directory": str(data["caps"]), "multi_cohort": False}
+            (groups / side / f"split-{i}" / "maps.json").write_text(json.dumps(record, indent=4))
         for j, metric in enumerate(metrics):
             best = root / f"split-{i}" / f"best-{metric}"
             best.mkdir(parents=True)

@@ -103,3 +103,45 @@ def test_unsafe_checkpoint_is_refused_before_running(clinicadl_maps):
         check_models(clinicadl_maps, ["loss"])
     with pytest.raises(InputError, match="selection metric 'MAE'"):
         check_models(clinicadl_maps, ["MAE"])
+
+
+def test_reused_group_keeps_the_options_it_was_defined_with(clinicadl_maps, tiny_data):
+    folder = clinicadl_maps / "groups" / "test"
+    folder.mkdir()
+    (folder / "maps.json").write_text(
+        json.dumps(
+            {
+                "caps_directory": str(tiny_data["test_caps"]),
+                "multi_cohort": False,
+                "participants": [str(tiny_data["test_by_diagnosis"])],
+            }
+        )  # fmt: skip
+    )
+    config = {
+        "dataset": "test-data",
+        "label": "sex",
+        "use_labels": False,
+        "diagnoses": ["AD"],
+        "skip_leak_check": True,
+    }
+    (clinicadl_maps / ".neuroexec").mkdir()
+    (clinicadl_maps / ".neuroexec" / "state.json").write_text(
+        json.dumps({"steps": {"group.test.define[maps]": {"config": config}}})
+    )
+    group = group_spec_dict(GroupOptions(clinicadl_maps, "test"), predict=True)["groups"]["test"]
+    assert group["diagnoses"] == ["AD"] and group["skip_leak_check"] is True
+    assert group["label"] == "sex" and group["use_labels"] is False
+    # A flag given now wins over the recorded option.
+    group = group_spec_dict(GroupOptions(clinicadl_maps, "test", diagnoses=["CN"]), predict=True)["groups"][
+        "test"
+    ]
+    assert group["diagnoses"] == ["CN"]
+
+
+def test_new_group_on_a_maps_without_training_participants_names_the_flag(clinicadl_maps, tiny_data):
+    (clinicadl_maps / "groups" / "train+validation.tsv").unlink()
+    opts = GroupOptions(clinicadl_maps, "test", tiny_data["test_caps"], tiny_data["test_tsv"])
+    with pytest.raises(InputError, match="--skip_leak_check"):
+        group_spec_dict(opts, predict=True)
+    opts.skip_leak_check = True
+    assert group_spec_dict(opts, predict=True)["groups"]["test"]["skip_leak_check"] is True
