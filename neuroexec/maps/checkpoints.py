@@ -60,10 +60,15 @@ def _numpy_scalar_globals() -> list[Any]:
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 _FIX = (
-    "If you trust this file, convert it once with:\n"
+    "If you trust this file, keep a copy of it, then convert it once into tensors and numbers with:\n"
     "    import torch\n"
     "    ckpt = torch.load({path}, map_location='cpu', weights_only=False)  # runs the file's code\n"
-    "    torch.save({{k: ckpt[k] for k in ('model', 'epoch', 'name') if k in ckpt}}, {path})"
+    "    ckpt = ckpt if isinstance(ckpt, dict) else {{'model': ckpt}}\n"
+    "    model = ckpt.get('model', ckpt.get('state_dict', ckpt))\n"
+    "    model = model.state_dict() if isinstance(model, torch.nn.Module) else model\n"
+    "    weights = {{k: v for k, v in model.items() if isinstance(v, torch.Tensor)}}\n"
+    "    torch.save({{'model': weights, 'epoch': int(ckpt.get('epoch', 0)), 'name': str(ckpt.get('name', ''))}},\n"
+    "               {path})"
 )
 
 

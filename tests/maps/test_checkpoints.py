@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,33 @@ def test_a_checkpoint_without_weights_names_its_keys(tmp_path):
     torch.save({"epoch": 3, "iteration": 5}, path)
     with pytest.raises(InputError, match="epoch, iteration"):
         load_model_state(path)
+
+
+class Opaque:
+    """A harmless custom object: what a checkpoint pickled with extra Python objects holds."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@pytest.mark.parametrize("kind", ["custom name", "whole module", "module under 'model'"])
+def test_the_refusal_explains_a_conversion_that_works(tmp_path, kind):
+    """Following the message's instructions literally turns the refused file into a safe checkpoint."""
+    net = _net()
+    path = tmp_path / "model.pth.tar"
+    content = {
+        "custom name": {"model": net.state_dict(), "epoch": np.int64(3), "name": Opaque("TinyCNN")},
+        "whole module": net,
+        "module under 'model'": {"model": net, "epoch": 3},
+    }[kind]
+    torch.save(content, path)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        load_model_state(path)
+    message = str(error.value)
+    assert "can run code" in message and "If you trust this file" in message
+    code = message.split("convert it once into tensors and numbers with:\n", 1)[1]
+    exec(textwrap.dedent(code), {})  # what the user is told to run
+    state, epoch, _ = load_model_state(path)
+    assert epoch == (0 if kind == "whole module" else 3)
+    assert state.keys() == net.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
