@@ -108,8 +108,9 @@ def load_participants(
 ) -> pd.DataFrame:
     """Read a participants TSV (file, per-diagnosis folder or split `test` folder), checked.
 
-    `diagnoses` keeps rows whose `diagnosis` (or, lacking it, `label`) is listed; `baseline` keeps the
-    first session of each participant (or reads the `*_baseline.tsv` files of a folder). Returns
+    `diagnoses` keeps rows whose label (or, when the label column lacks a requested value, whose
+    `diagnosis`) is listed; `baseline` keeps the first session of each participant (or reads the
+    `*_baseline.tsv` files of a folder). Returns
     participant_id, session_id first, then the other columns (label, cohort, ...), index 0..n-1.
 
     >>> load_participants(Path("split/test"), "diagnosis", ["AD", "CN"], baseline=True)  # doctest: +SKIP
@@ -122,6 +123,16 @@ def load_participants(
         if baseline:
             frame = _keep_baseline(frame)
     return validate_participants(frame, path, label, diagnoses)
+
+
+def _diagnoses_column(frame: pd.DataFrame, label: str | None, diagnoses: list[str]) -> str | None:
+    """The column a `diagnoses` filter reads: the label column when it holds every requested value
+    (label = "dx_3class", diagnoses = ["AD", "CN"]), else `diagnosis` as in ClinicaDL (a regression on
+    age filtered on diagnoses), else the label column (whose missing values are then reported)."""
+    if label is not None and label != "diagnosis" and label in frame.columns:
+        if set(diagnoses) <= set(frame[label].dropna().astype(str)):
+            return label
+    return "diagnosis" if "diagnosis" in frame.columns else label
 
 
 def validate_participants(
@@ -146,7 +157,7 @@ def validate_participants(
         )
 
     if diagnoses is not None:
-        column = "diagnosis" if "diagnosis" in frame.columns else label
+        column = _diagnoses_column(frame, label, diagnoses)
         if column is None:
             raise InputError(path, "a diagnoses filter needs a 'diagnosis' (or label) column", "diagnoses")
         present = set(frame[column].dropna().astype(str))

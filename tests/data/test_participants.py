@@ -154,3 +154,18 @@ def test_check_images_exist_reports_all_missing(fresh_caps: GeneratedDataset) ->
     assert "25 image(s) not found" in text and "sub-900 ses-M000: missing" in text
     assert "and 5 more" in text
     assert "sub-900_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz" in text
+
+
+def test_diagnoses_filter_reads_the_label_column_when_it_holds_them(tmp_path: Path) -> None:
+    rows = [dict(r, dx2=d) for r, d in zip(ROWS, ["AD", "AD", "MCI", "CN"])]
+    path = _tsv(tmp_path / "p.tsv", rows)
+    # label dx2 holds AD and CN: the filter keeps the rows whose dx2 is AD or CN
+    frame = load_participants(path, "dx2", ["AD", "CN"])
+    assert sorted(zip(frame.participant_id, frame.dx2)) == [
+        ("sub-01", "AD"),
+        ("sub-01", "AD"),
+        ("sub-03", "CN"),
+    ]
+    # a label without those values (regression on age): the filter reads `diagnosis`, as ClinicaDL does
+    frame = load_participants(path, "age", ["AD", "CN"])
+    assert sorted(frame.participant_id) == ["sub-01", "sub-01", "sub-02"]
