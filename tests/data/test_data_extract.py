@@ -181,3 +181,19 @@ def test_missing_image_is_reported_at_planning(fresh_caps: GeneratedDataset) -> 
     _nifti(fresh_caps, 6).unlink()
     with pytest.raises(InputError, match="1 session\\(s\\) without a t1-linear image:\n  sub-0006 ses-M000"):
         plan_extraction(_frame(fresh_caps), fresh_caps.caps_dir, "image")
+
+
+def test_extraction_reports_progress_over_the_images_to_do(fresh_caps: GeneratedDataset) -> None:
+    import io
+
+    from neuroexec.progress import Reporter
+
+    frame = _frame(fresh_caps)
+    stream = io.StringIO()
+    run_extraction(
+        plan_extraction(frame.iloc[:5], fresh_caps.caps_dir, "image"), True, Reporter(stream, live=True)
+    )
+    assert "extract image 5/5" in stream.getvalue()
+    stream = io.StringIO()  # incremental: the bar counts only the 3 images not yet extracted
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "image"), True, Reporter(stream, live=True))
+    assert "extract image 3/3" in stream.getvalue() and "/8" not in stream.getvalue()
