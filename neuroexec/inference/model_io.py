@@ -3,6 +3,7 @@ the group's images as a dataset, and the source NIfTI geometry (affine, shape) f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,24 @@ def group_caps(task, info: MapsInfo) -> dict[str, Path]:
     if str(caps).endswith(".tsv"):  # ClinicaDL's multi-cohort table: cohort, path
         table = pd.read_csv(caps, sep="\t", dtype=str)
         return {row["cohort"]: Path(row["path"]) for row in table.to_dict("records")}
+    if _trained_multi_cohort(info.root):
+        # One CAPS for several cohorts would read every image from the first cohort's CAPS.
+        raise InputError(
+            where,
+            f"group '{task.group.name}': the model was trained on a multi-cohort dataset but "
+            f"caps_directory names one CAPS ({caps}), so the images of the other cohorts cannot be "
+            "found; evaluate them through a group with `dataset = ...` instead",
+            "caps_directory",
+        )
     return {SINGLE_COHORT: Path(caps)}
+
+
+def _trained_multi_cohort(root: Path) -> bool:
+    """maps.json's `multi_cohort` flag (False when unreadable: read_maps_info reports that)."""
+    try:
+        return bool(json.loads((Path(root) / "maps.json").read_text()).get("multi_cohort"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def uncropped_of(task, info: MapsInfo) -> bool:

@@ -52,3 +52,24 @@ def test_patch_affine_moves_the_origin_to_the_patch_corner():
     moved = patch_affine(affine, (12, 14, 12), 6, 6, 5)
     np.testing.assert_allclose(moved[:3, 3], [-10 + 2 * 6, -20, -30 + 4 * 6])
     np.testing.assert_allclose(moved[:3, :3], affine[:3, :3])
+
+
+def test_training_group_of_a_multi_cohort_model_is_refused_clearly(tmp_path):
+    # maps.json of a multi-cohort model naming one CAPS: reading every cohort's images from it would
+    # fail later with misleading "tensor not found" paths; the error names maps.json and the fix.
+    from neuroexec.inference.model_io import group_caps
+    from neuroexec.maps.info import read_maps_info
+    from neuroexec.spec.model import Group, Model
+    from neuroexec.steps.group import GroupTask
+
+    write_maps(tmp_path / "maps", tmp_path / "caps")
+    path = tmp_path / "maps" / "maps.json"
+    task = GroupTask(
+        Group(name="validation", models=("m",), from_training="validation"),
+        Model(name="m", maps=tmp_path / "maps", dataset=None), None, 0, "loss",
+    )  # fmt: skip
+    assert group_caps(task, read_maps_info(tmp_path / "maps")) == {"single": tmp_path / "caps"}
+    path.write_text(json.dumps({**json.loads(path.read_text()), "multi_cohort": True}))
+    with pytest.raises(InputError, match="multi-cohort dataset but caps_directory names one CAPS") as err:
+        group_caps(task, read_maps_info(tmp_path / "maps"))
+    assert str(path) in str(err.value)
