@@ -53,18 +53,51 @@ def determinism(enabled: bool):
 
 def early_stop(progress: Progress, valid_loss: float, patience: int, tolerance: float) -> bool:
     """Update the early-stopping counter with this epoch's validation loss; True to stop.
-    `patience` 0 disables it (ClinicaDL: stop after `patience` epochs without a decrease > tolerance).
+    ClinicaDL's rule: an epoch improves when its loss < best * (1 - tolerance) (`tolerance` is
+    relative); stop after `patience` epochs without improvement, or at once on a NaN loss (after the
+    first epoch). `patience` 0 disables it.
 
     >>> p = Progress(); [early_stop(p, v, 2, 0.0) for v in (1.0, 1.0, 1.0)]
     [False, False, True]
     """
     if patience <= 0:
         return False
-    if progress.stop_best is None or valid_loss < progress.stop_best - tolerance:
+    if progress.stop_best is None:
+        progress.stop_best, progress.stop_bad_epochs = float(valid_loss), 0
+        return False
+    if math.isnan(valid_loss):
+        return True
+    if valid_loss < progress.stop_best - progress.stop_best * tolerance:
         progress.stop_best, progress.stop_bad_epochs = float(valid_loss), 0
     else:
         progress.stop_bad_epochs += 1
     return progress.stop_bad_epochs >= patience
+
+
+def log_row(epoch: int, iteration: int, elapsed: float, train: dict, valid: dict) -> dict[str, float]:
+    """A training.tsv row (ClinicaDL's): epoch, iteration (index of the epoch's last batch), time,
+    then every metric with suffix _train, then _valid. A metric computed per class only (`<m>-<k>`,
+    more than 2 classes) also gets its mean over the classes as `<m>`, as ClinicaDL logs it.
+
+    >>> log_row(0, 2, 1.5, {"BA-0": 0.5, "BA-1": 1.0}, {"BA-0": 1.0, "BA-1": 1.0})["BA_train"]
+    0.75
+    """
+    row: dict[str, float] = {"epoch": epoch, "iteration": iteration, "time": round(elapsed, 3)}
+    for values, suffix in ((train, "train"), (valid, "valid")):
+        for name, value in _with_class_means(values).items():
+            row[f"{name}_{suffix}"] = value
+    return row
+
+
+def _with_class_means(values: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        base, _, k = name.rpartition("-")
+        if base and k.isdigit() and base not in values and base not in out:
+            per_class = [float(v) for n, v in values.items() if n.rpartition("-")[0] == base]
+            out[base] = float(sum(per_class) / len(per_class))
+        out[name] = value
+    return out
 
 
 def _value(values: dict[str, float], metric: str) -> float:
@@ -95,8 +128,8 @@ def train_split(task, ctx: RunContext) -> dict:
     label_code = setup.label_code_of(model, maps)
     n_classes = len(label_code) if label_code else 0
     train_frame, valid_frame = split_frames(model.maps, split)
-    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache)
-    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache)
+    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn)
+    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     key = resume.config_key({"config": config_of(model), "split": split})
@@ -141,7 +174,7 @@ def train_split(task, ctx: RunContext) -> dict:
             parameters = outputs.maps_parameters(
                 model, ds, label_code, input_size, output_size, task.transfer_from
             )
-            outputs.write_run_files(maps, parameters, net, split)
+            outputs.write_run_files(maps, parameters, net, split, resumed_from)
         data = (train_data, valid_data)
         best_valid: dict[str, tuple] = {}  # metric -> validation (frame, loss) of its best epoch
         stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid)
@@ -183,10 +216,9 @@ def _epochs(
             valid_values = {**frame_metrics(valid_frame, task, n_classes), "loss": valid_loss}
             progress.elapsed = time.monotonic() - start
             progress.iteration += steps
-            row = {"epoch": epoch, "iteration": len(loader), "time": round(progress.elapsed, 3)}
-            row.update({f"{k}_train": v for k, v in train_values.items()})
-            row.update({f"{k}_valid": v for k, v in valid_values.items()})
-            progress.rows.append(row)
+            progress.rows.append(
+                log_row(epoch, len(loader) - 1, progress.elapsed, train_values, valid_values)
+            )
             improved = [
                 m for m in selection if is_improvement(m, _value(valid_values, m), progress.best.get(m))
             ]

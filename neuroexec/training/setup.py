@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -22,13 +27,25 @@ from neuroexec.spec.model import Compute, Dataset, Model
 
 def label_code_of(model: Model, maps: MapsLayout) -> dict[str, int] | None:
     """ClinicaDL's label_code (sorted labels) of all the model's training data, so that every split
-    shares it; None unless the task is classification."""
-    if model.task != "classification":
+    shares it; None unless the task is classification. For regression, checks that the label column
+    is numeric (an InputError names the first value that is not)."""
+    if model.task not in ("classification", "regression"):
         return None
     path = maps.train_validation_tsv
     frame = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
     if model.label not in frame.columns:
         raise InputError(path, f"no column {model.label!r} (the model's label)", "label")
+    if model.task == "regression":
+        numbers = pd.to_numeric(frame[model.label], errors="coerce")
+        bad = frame[model.label][numbers.isna() & frame[model.label].notna()]
+        if len(bad):
+            raise InputError(
+                path,
+                f"regression needs a numeric label column; {model.label!r} holds {bad.iloc[0]!r} "
+                f"({len(bad)} non-numeric value(s))",
+                "label",
+            )
+        return None
     code = encode_labels(frame[model.label].astype(str))
     if len(code) < 2:
         raise InputError(
@@ -38,9 +55,15 @@ def label_code_of(model: Model, maps: MapsLayout) -> dict[str, int] | None:
 
 
 def make_dataset(
-    model: Model, ds: Dataset, frame: pd.DataFrame, label_code: dict | None, cache: bool = False
+    model: Model,
+    ds: Dataset,
+    frame: pd.DataFrame,
+    label_code: dict | None,
+    cache: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> ImageDataset | PatchDataset:
-    """The torch dataset of one participants frame (image or patch mode)."""
+    """The torch dataset of one participants frame (image or patch mode). `cache` (image mode) reads
+    the images into memory now when they fit (`preload`); patch mode reads memory-mapped bundles."""
     caps = {c.name: c.caps for c in ds.cohorts}
     label = model.label if model.task != "reconstruction" else None
     common = dict(label=label, label_code=label_code, task=model.task, uncropped=ds.uncropped)
@@ -51,7 +74,47 @@ def make_dataset(
         return PatchDataset(frame, caps, size=patch.size, stride=patch.stride, **common)
     if model.mode != "image":
         raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
-    return ImageDataset(frame, caps, cache=cache, **common)
+    dataset = ImageDataset(frame, caps, cache=cache, **common)
+    if cache:
+        preload(dataset, warn=warn)
+    return dataset
+
+
+def preload(dataset: ImageDataset, budget: float = 0.5, warn: Callable[[str], None] | None = None) -> bool:
+    """compute.cache: read every image into memory now, in this process (DataLoader workers forked
+    later share it), when the dataset takes at most `budget` of the available memory; otherwise turn
+    the cache off with a warning. Returns whether the dataset is cached.
+
+    >>> preload(ImageDataset(frame, caps, cache=True))
+    True
+    """
+    if not len(dataset):
+        return False
+    dataset.cache = False  # reading the first image's shape must not start the cache
+    need = len(dataset) * math.prod(dataset.input_size) * 4
+    available = available_memory()
+    if available is not None and need > budget * available:
+        message = (
+            f"compute.cache: the {len(dataset)} images need {need / 2**30:.2f} GiB, more than "
+            f"{budget:.0%} of the {available / 2**30:.2f} GiB of available memory; reading them from disk"
+        )
+        (warn or (lambda text: warnings.warn(text, stacklevel=3)))(message)
+        return False
+    dataset.cache = True
+    for i in range(len(dataset)):
+        dataset.image(i)
+    return True
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux /proc/meminfo or sysconf), None when unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
 
 
 def output_size_of(model: Model, label_code: dict | None) -> int | None:
@@ -84,10 +147,31 @@ def transfer(network: nn.Module, source: Path, source_maps: Path | None, is_auto
 
 
 def device_of(compute: Compute, rank: int = 0, world_size: int = 1) -> torch.device:
-    """The training device (under DDP on GPUs: this rank's GPU); amp on the CPU is refused."""
+    """The training device (under DDP on GPUs: this rank's GPU); amp on the CPU is refused, and
+    compile on the CPU without a C++ compiler (what torch.compile's inductor needs there)."""
     device = resolve_device(compute.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
     if compute.amp and device.type != "cuda":
         raise DeviceError("compute.amp = true needs a CUDA GPU; this training would run on the CPU")
+    if compute.compile and device.type == "cpu":
+        check_cpu_compiler()
     return device
+
+
+def check_cpu_compiler() -> None:
+    """Raise DeviceError unless torch.compile's inductor finds a C++ compiler (CXX or g++ ...)."""
+    try:
+        from torch._inductor import config
+        from torch._inductor.cpp_builder import cpp_compiler_search
+    except ImportError:  # another torch layout: let torch.compile report for itself
+        return
+    search = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
+    try:
+        cpp_compiler_search(search)
+    except Exception:  # noqa: BLE001 - inductor's InvalidCxxCompiler or a failing lookup
+        tried = ", ".join(str(c) for c in search if c is not None) or "none"
+        raise DeviceError(
+            "compute.compile = true on the CPU needs a C++ compiler for torch.compile (inductor); "
+            f"none works here (tried: {tried}). Install g++ (or set CXX), or set compute.compile = false"
+        ) from None
