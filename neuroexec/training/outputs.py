@@ -130,22 +130,34 @@ def environment_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_run_files(maps: MapsLayout, parameters: dict, network: nn.Module, split: int) -> None:
-    """maps.json, environment.txt and information.log (architecture printout, dates)."""
+def write_run_files(
+    maps: MapsLayout, parameters: dict, network: nn.Module, split: int, resumed_after: int | None = None
+) -> None:
+    """maps.json, environment.txt and information.log (architecture printout, then one dated line per
+    event). The log of earlier splits is kept when the header (versions, task, architecture) is the
+    same; a different header (the model changed) starts a new log."""
     atomic.write_json(maps.maps_json, parameters)
     atomic.write_text(maps.environment_txt, environment_text())
-    now = time.strftime("%Y-%m-%d %H:%M:%S")
     n_params = sum(p.numel() for p in network.parameters())
-    info = [
-        f"neuroexec {neuroexec.__version__}, python {sys.version.split()[0]}, torch {torch.__version__}",
-        f"Training of split {split} started on {now}",
-        f"Task: {parameters['network_task']}, mode: {parameters['mode']}, "
-        f"architecture: {parameters['architecture']} ({n_params} parameters)",
-        f"Input size: {parameters['input_size']}, output size: {parameters['output_size']}",
-        "",
-        str(network),
-    ]
-    atomic.write_text(maps.information_log, "\n".join(info) + "\n")
+    header = "\n".join(
+        [
+            f"neuroexec {neuroexec.__version__}, python {sys.version.split()[0]}, torch {torch.__version__}",
+            f"Task: {parameters['network_task']}, mode: {parameters['mode']}, "
+            f"architecture: {parameters['architecture']} ({n_params} parameters)",
+            f"Input size: {parameters['input_size']}, output size: {parameters['output_size']}",
+            "",
+            str(network),
+            "",
+        ]
+    )
+    path = maps.information_log
+    old = path.read_text() if path.is_file() else ""
+    if not old.startswith(header):
+        atomic.write_text(path, header)
+    if resumed_after is None:
+        append_information(maps, f"split-{split}: training started")
+    else:
+        append_information(maps, f"split-{split}: training resumed after epoch {resumed_after}")
 
 
 def append_information(maps: MapsLayout, line: str) -> None:

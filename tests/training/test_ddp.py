@@ -28,7 +28,6 @@ TRAIN = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_
 BODY = 'task = "classification"\ndropout = 0.0\n' + TRAIN
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
 )

@@ -181,7 +181,6 @@ def test_missing_transfer_source_names_the_file(tmp_path):
         setup.transfer(build_network("TinyCNN", (1, 21, 26, 22), 2), missing, None, False)
 
 
-@pytest.mark.slow
 def test_classification_beats_chance_on_synthetic_atrophy(tmp_path):
     body = (
         'task = "classification"\ndropout = 0.0\n'
@@ -221,3 +220,107 @@ def test_final_results_equal_a_fresh_evaluation_of_each_best_model(tmp_path):
             assert len(merged) == len(fresh) == len(written)
             assert (merged["predicted_label"] == merged["predicted_label_fresh"]).all()
             np.testing.assert_allclose(merged["proba0"], merged["proba0_fresh"], rtol=1e-5, atol=1e-6)
+
+
+# ClinicaDL 1.x maps.json keys, as FORMATS.md lists them.
+MAPS_JSON_KEYS = """architecture multi_network dropout latent_space_size feature_size n_conv io_layer_channels
+normalization selection_metrics label label_code selection_threshold loss gpu n_proc batch_size
+evaluation_steps amp seed deterministic compensation transfer_path transfer_selection_metric
+nb_unfrozen_layer multi_cohort diagnoses baseline normalize data_augmentation sampler size_reduction
+n_splits optimizer epochs learning_rate weight_decay patience tolerance accumulation_steps network_task
+caps_directory tsv_path preprocessing_dict mode split validation num_networks output_size
+input_size""".split()
+
+
+def test_maps_json_tensorboard_and_information_log_of_two_splits(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = write_spec(tmp_path, {"cnn": CLASSIFIER})
+    path.write_text(path.read_text().replace("splits = [0]", "splits = [0, 1]"))
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/cnn")
+
+    raw = json.loads(maps.maps_json.read_text())
+    assert [key for key in MAPS_JSON_KEYS if key not in raw] == []
+    assert raw["split"] == [0, 1] and raw["selection_metrics"] == ["loss", "BA"]
+    assert raw["label_code"] == {"AD": 0, "CN": 1} and raw["network_task"] == "classification"
+    assert raw["input_size"] == [1, 21, 26, 22] and raw["output_size"] == 2
+    assert set(raw["preprocessing_dict"]) >= {"preprocessing", "mode", "use_uncropped_image", "file_type"}
+    assert raw["preprocessing_dict"]["file_type"]["pattern"].endswith("_T1w.nii.gz")
+    assert f"torch=={torch.__version__}" in maps.environment_txt.read_text().splitlines()
+
+    # information.log: the architecture printout once, then the events of both splits in order.
+    log = maps.information_log.read_text()
+    modules = build_network("TinyCNN", (1, 21, 26, 22), 2).modules()
+    n_conv = sum(isinstance(m, torch.nn.Conv3d) for m in modules)
+    assert log.count("architecture: TinyCNN") == 1 and log.count("Conv3d(") == n_conv
+    events = [line.split(" ", 2)[2] for line in log.splitlines() if line[:2] == "20" and "split-" in line]
+    assert events == [
+        "split-0: training started",
+        "split-0: training finished after 3 epochs",
+        "split-1: training started",
+        "split-1: training finished after 3 epochs",
+    ]
+
+    for split in (0, 1):
+        table = read_tsv(maps.training_tsv(split))
+        n_batches = 2  # 6 training images in batches of 4
+        assert list(table["iteration"]) == [n_batches - 1] * 3  # ClinicaDL: index of the last batch
+        # The TensorBoard event files are readable and hold training.tsv's values per epoch.
+        for phase, suffix in (("train", "_train"), ("validation", "_valid")):
+            board = EventAccumulator(str(maps.tensorboard_dir(split, phase)))
+            board.Reload()
+            assert {"loss", "BA", "accuracy"} <= set(board.Tags()["scalars"])
+            for metric in ("loss", "BA"):
+                events = board.Scalars(metric)
+                assert [e.step for e in events] == [0, 1, 2]
+                np.testing.assert_allclose([e.value for e in events], table[metric + suffix], rtol=1e-6)
+
+
+def test_early_stopping_ends_training_and_still_writes_results(tmp_path):
+    # tolerance is relative (ClinicaDL): a validation loss must fall by half to count as progress.
+    body = (
+        'task = "classification"\ntrain = { epochs = 6, learning_rate = 1e-4, patience = 2, tolerance = 0.5 }'
+    )
+    path = write_spec(tmp_path, {"cnn": body})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/cnn")
+    log = read_tsv(maps.training_tsv(0))
+    assert list(log["epoch"]) == [0, 1, 2]  # epochs 1 and 2 did not halve epoch 0's loss
+    assert (log["loss_valid"] > 0.5 * log["loss_valid"][0]).all()
+    assert "training finished after 3 epochs (early stopping)" in maps.information_log.read_text()
+    assert maps.metrics_tsv(0, "loss", "validation", "image").is_file()
+    assert not maps.tmp_dir(0).exists()
+
+
+def test_early_stop_rule():
+    from neuroexec.training.resume import Progress
+    from neuroexec.training.run import early_stop
+
+    def run(losses, patience, tolerance):
+        progress = Progress()
+        return [early_stop(progress, loss, patience, tolerance) for loss in losses]
+
+    assert run([1.0, 0.95, 0.92, 0.91], 2, 0.1) == [False, False, True, True]  # needs < best * 0.9
+    assert run([1.0, 0.89, 0.85, 0.79], 2, 0.1) == [False, False, False, False]  # 0.79 < 0.89 * 0.9
+    assert run([1.0, 2.0, 0.5, 2.0, 2.0], 2, 0.0) == [False, False, False, False, True]  # counter resets
+    assert run([1.0, float("nan")], 5, 0.0) == [False, True]  # NaN stops at once (ClinicaDL)
+    assert run([1.0] * 10, 0, 0.0) == [False] * 10  # patience 0: never
+
+
+def test_training_tsv_row_averages_per_class_metrics():
+    from neuroexec.metrics import classification_metrics
+    from neuroexec.training.run import log_row
+
+    y_true, y_pred = np.array([0, 1, 2, 1, 0, 2]), np.array([0, 1, 1, 1, 2, 2])
+    values = {**classification_metrics(y_true, y_pred, 3), "loss": 0.7}
+    row = log_row(4, 9, 12.34567, values, values)
+    assert list(row)[:3] == ["epoch", "iteration", "time"] and row["time"] == 12.346
+    sensitivities = [np.mean(y_pred[y_true == k] == k) for k in range(3)]  # recall of each class
+    for suffix in ("_train", "_valid"):
+        for metric in (*CLASSIFICATION_METRICS, "loss"):
+            assert metric + suffix in row
+        assert row["sensitivity" + suffix] == pytest.approx(np.mean(sensitivities))
+        assert row["accuracy" + suffix] == pytest.approx(4 / 6)
+    names = list(row)
+    assert names.index("loss_train") < names.index("BA_valid")  # every _train column, then _valid
