@@ -39,6 +39,7 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     assert set(resume["rng"]) == {"torch", "cuda", "numpy", "python"}
     assert load_checkpoint(b.optimizer_checkpoint(0))["name"] == "Adam"
     interrupted(path, "model.b.train*", EPOCHS - 1)
+    assert "split-0: training resumed after epoch 1" in b.information_log.read_text()
 
     a = MapsLayout(tmp_path / "maps/a")
     final_a = load_checkpoint(a.checkpoint(0))
