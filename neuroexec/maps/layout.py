@@ -63,6 +63,10 @@ class MapsLayout:
         """`groups/train/split-<i>/data.tsv` and `groups/validation/split-<i>/data.tsv`."""
         return self.group_dir(group) / f"split-{split}" / "data.tsv"
 
+    def split_group_maps_json(self, group: str, split: int) -> Path:
+        """`groups/<train|validation>/split-<i>/maps.json`: ClinicaDL reads the training groups' record here."""
+        return self.group_dir(group) / f"split-{split}" / "maps.json"
+
     # --- splits ----------------------------------------------------------------------------------
     def split_dir(self, split: int) -> Path:
         return self.root / f"split-{split}"

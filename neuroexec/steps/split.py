@@ -67,14 +67,14 @@ def run(step: Step, ctx: RunContext) -> dict:
     for i, (train, valid) in enumerate(pairs):
         atomic.write_tsv(maps.split_group_tsv("train", i), _with_columns(train, frame, columns))
         atomic.write_tsv(maps.split_group_tsv("validation", i), _with_columns(valid, frame, columns))
+    record = {
+        "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
+        "multi_cohort": ds.multi_cohort,
+    }
     for group in ("train", "validation"):
-        atomic.write_json(
-            maps.group_maps_json(group),
-            {
-                "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
-                "multi_cohort": ds.multi_cohort,
-            },
-        )
+        atomic.write_json(maps.group_maps_json(group), record)
+        for i in range(len(pairs)):  # ClinicaDL reads the training groups' record per split
+            atomic.write_json(maps.split_group_maps_json(group, i), record)
     return {
         "participants": int(frame["participant_id"].nunique()),
         "sessions": len(frame),

@@ -93,6 +93,9 @@ def test_apply_then_plan_is_up_to_date_and_second_apply_does_nothing(tmp_path, c
     assert second.ran == [] and "Nothing to do: all 4 steps are up to date." in capsys.readouterr().out
     maps = tmp_path / "maps/cnn"
     assert (maps / "groups/train/split-1/data.tsv").is_file()
+    for group in ("train", "validation"):  # where ClinicaDL's predict looks for the training groups
+        record = json.loads((maps / f"groups/{group}/split-1/maps.json").read_text())
+        assert record == {"caps_directory": str(tmp_path / "data/demo"), "multi_cohort": False}
     assert json.loads((maps / "groups/test/maps.json").read_text())["caps_directory"] == str(
         tmp_path / "data/other"
     )
