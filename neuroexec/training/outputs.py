@@ -78,11 +78,13 @@ def maps_parameters(
         "seed": c.seed,
         "deterministic": c.deterministic,
         "compensation": "memory",
-        "transfer_path": str(transfer_from.parents[2]) if transfer_from is not None else False,
+        # ClinicaDL turns every *_path key into a Path unless it is "": no transfer is "", never false
+        "transfer_path": str(transfer_from.parents[2]) if transfer_from is not None else "",
         "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
         "nb_unfrozen_layer": 0,
         "multi_cohort": dataset.multi_cohort,
-        "diagnoses": list(model.diagnoses) if model.diagnoses else [],
+        # ClinicaDL's predict keeps only these diagnoses: the trained labels, never an empty list
+        "diagnoses": list(model.diagnoses) if model.diagnoses else trained_diagnoses(model, label_code),
         "baseline": dataset.baseline,
         "normalize": dataset.normalize,
         "data_augmentation": False,
@@ -98,7 +100,7 @@ def maps_parameters(
         "accumulation_steps": t.accumulation_steps,
         "network_task": model.task,
         "caps_directory": str(dataset.caps),
-        "tsv_path": str(dataset.participants),
+        "tsv_path": str(model.split.directory or dataset.participants),
         "preprocessing_dict": pre,
         "mode": model.mode,
         "split": list(model.split.indices),
@@ -108,6 +110,18 @@ def maps_parameters(
         "input_size": list(input_size),
         "neuroexec_version": neuroexec.__version__,
     }
+
+
+def trained_diagnoses(model, label_code: dict | None) -> list[str]:
+    """The diagnoses the model was trained on: its classes, else the diagnosis column of its training data."""
+    if label_code and model.label == "diagnosis":
+        return sorted(label_code)
+    tsv = MapsLayout(model.maps).train_validation_tsv
+    if tsv.is_file():
+        frame = pd.read_csv(tsv, sep="\t", dtype=str)
+        if "diagnosis" in frame.columns:
+            return sorted(frame["diagnosis"].dropna().unique())
+    return []
 
 
 def environment_text() -> str:

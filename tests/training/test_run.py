@@ -324,3 +324,13 @@ def test_training_tsv_row_averages_per_class_metrics():
         assert row["accuracy" + suffix] == pytest.approx(4 / 6)
     names = list(row)
     assert names.index("loss_train") < names.index("BA_valid")  # every _train column, then _valid
+
+
+def test_maps_json_values_clinicadl_reads_literally(tmp_path):
+    """ClinicaDL turns *_path keys into paths unless "" and filters predict data on `diagnoses`."""
+    path = write_spec(tmp_path, {"cnn": CLASSIFIER.replace("epochs = 3", "epochs = 1")})
+    run_apply(path)
+    raw = json.loads(MapsLayout(tmp_path / "maps/cnn").maps_json.read_text())
+    assert raw["transfer_path"] == ""
+    assert raw["diagnoses"] == ["AD", "CN"]
+    assert raw["tsv_path"] == str(tmp_path / "data/demo/participants.tsv")
