@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -18,7 +17,7 @@ from neuroexec.context import RunContext
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps.info import MapsInfo, read_maps_info
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec.model import Dataset, Group, Interpretation, Model, Spec, as_config
+from neuroexec.spec.model import Dataset, Group, Interpretation, Model, Spec
 from neuroexec.steps.common import (
     dataset_deps,
     dataset_frame,
@@ -36,7 +35,8 @@ class GroupTask:
 
     group: Group
     model: Model
-    dataset: Dataset | None  # None for the training groups (train / validation)
+    dataset: Dataset | None  # the group's data (the model's training data for train / validation);
+    # None only for the training groups of a pretrained MAPS (its maps.json names the CAPS)
     split: int
     metric: str
     interpretation: Interpretation | None = None
@@ -91,7 +91,9 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
     for group in spec.groups.values():
         for name in group.models:
             model = spec.models[name]
-            ds = spec.datasets.get(group.dataset) if group.dataset else None
+            # The training groups (train / validation) read the model's own training dataset.
+            ds_name = group.dataset or (model.dataset if not model.pretrained else None)
+            ds = spec.datasets.get(ds_name) if ds_name else None
             for split in _splits(group, model):
                 for metric in group.selection_metrics:
                     for item in wants(group):
@@ -102,7 +104,7 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                         else:
                             mode = _pretrained_mode(model)
                         if ds is not None and mode:
-                            deps.extend(dataset_deps(spec, group.dataset, mode))
+                            deps.extend(dataset_deps(spec, ds_name, mode))
                         task = GroupTask(group, model, ds, split, metric, item)
                         config = {
                             "group": group_config(group),
@@ -251,13 +253,5 @@ def group_participants(task: GroupTask) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
 
 
-def caps_of(task: GroupTask) -> dict[str, Path]:
-    """cohort -> CAPS folder for the group's images."""
-    if task.dataset is not None:
-        return {c.name: c.caps for c in task.dataset.cohorts}
-    ds = task.model
-    raise NeuroexecError(f"group {task.group.name}: use the training dataset of {ds.name}")
-
-
 register(StepKind(name="group", expand=expand, run=run, check=check))
-__all__ = ["GroupTask", "result_steps", "group_participants", "caps_of", "as_config"]
+__all__ = ["GroupTask", "result_steps", "group_participants"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from neuroexec.context import RunContext
@@ -284,3 +285,36 @@ def test_one_split_per_job_runs_beside_another_job_on_the_same_maps(tmp_path):
     finally:
         other_job.kill()
         other_job.wait()
+
+
+def test_training_groups_of_a_multi_cohort_model_read_every_cohort(tmp_path):
+    """The validation group of a model trained on two cohorts finds each image in its own CAPS."""
+    from neuroexec.data.synthetic import generate_atrophy_dataset
+
+    generate_atrophy_dataset(tmp_path / "data/a", subjects=6, resolution_mm=8, seed=1)
+    generate_atrophy_dataset(tmp_path / "data/b", subjects=6, resolution_mm=8, seed=2, subject_offset=100)
+    path = tmp_path / "spec.toml"
+    path.write_text(f"""
+version = 1
+[compute]
+workers = 0
+[datasets.both]
+cohorts = [{{ name = "A", caps = "{tmp_path}/data/a", participants = "{tmp_path}/data/a/participants.tsv" }},
+           {{ name = "B", caps = "{tmp_path}/data/b", participants = "{tmp_path}/data/b/participants.tsv" }}]
+[models.cnn]
+maps = "maps/cnn"
+dataset = "both"
+architecture = "TinyCNN"
+split = {{ n_splits = 2, splits = [0] }}
+train = {{ epochs = 1 }}
+[groups.validation]
+from_training = "validation"
+models = ["cnn"]
+save_tensors = {{}}
+""")
+    result = run(path, target=None)
+    assert "group.validation.save-tensors[cnn/split-0/best-loss]" in result.ran
+    valid = pd.read_csv(tmp_path / "maps/cnn/groups/validation/split-0/data.tsv", sep="\t")
+    assert set(valid["cohort"]) == {"A", "B"}
+    tensors = tmp_path / "maps/cnn/split-0/best-loss/validation/tensors"
+    assert len(list(tensors.glob("*_input.pt"))) == len(valid)
