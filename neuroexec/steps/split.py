@@ -11,6 +11,7 @@ import pandas as pd
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.splits import make_splits, read_split_directory
+from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Model, Spec, as_config
 from neuroexec.steps.common import dataset_deps, dataset_frame, participants_inputs, split_id, trained_models
@@ -57,16 +58,22 @@ def run(step: Step, ctx: RunContext) -> dict:
     frame = load_training_frame(model, ds)
     label = model.label if model.task != "reconstruction" else None
     if model.split.directory is not None:
+        # Labels and the diagnoses filter come from the dataset's participants (split files may hold ids only).
         pairs = read_split_directory(
             model.split.directory, model.split.n_splits, valid_longitudinal=model.split.valid_longitudinal
         )
+        everyone = dataset_frame(ds, None, None, check_images=False)
+        pairs = [
+            tuple(_in_dataset(part, frame, everyone, model.split.directory, i))
+            for i, part in enumerate(pairs)
+        ]
     else:
         pairs = make_splits(frame, model.split.n_splits, label=label, seed=model.split.seed)
     columns = [c for c in ("participant_id", "session_id", "cohort", label) if c and c in frame.columns]
     atomic.write_tsv(maps.train_validation_tsv, frame[columns])
     for i, (train, valid) in enumerate(pairs):
-        atomic.write_tsv(maps.split_group_tsv("train", i), _with_columns(train, frame, columns))
-        atomic.write_tsv(maps.split_group_tsv("validation", i), _with_columns(valid, frame, columns))
+        atomic.write_tsv(maps.split_group_tsv("train", i), _columns_of(train, frame, columns))
+        atomic.write_tsv(maps.split_group_tsv("validation", i), _columns_of(valid, frame, columns))
     record = {
         "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
         "multi_cohort": ds.multi_cohort,
@@ -82,12 +89,26 @@ def run(step: Step, ctx: RunContext) -> dict:
     }
 
 
-def _with_columns(part: pd.DataFrame, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Split files from a user directory may lack columns: take them from the participants frame."""
+def _in_dataset(part: tuple, frame: pd.DataFrame, everyone: pd.DataFrame, directory: Path, split: int):
+    """The (train, validation) sessions of a user split that are in the training data: sessions the
+    diagnoses filter removed are dropped; sessions absent from the dataset's participants are an error."""
     keys = ["participant_id", "session_id"]
-    if all(c in part.columns for c in columns):
-        return part[columns]
-    return part[keys].merge(frame[columns], on=keys, how="left")
+    kept = set(map(tuple, frame[keys].astype(str).to_numpy()))
+    known = set(map(tuple, everyone[keys].astype(str).to_numpy()))
+    for side in part:
+        pairs = list(map(tuple, side[keys].astype(str).to_numpy()))
+        unknown = [f"{p} {s}" for p, s in pairs if (p, s) not in known]
+        if unknown:
+            listed = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise InputError(directory, f"split-{split} lists {len(unknown)} session(s) that are not in the "
+                             f"dataset's participants: {listed}", "split.directory")  # fmt: skip
+        yield side[[pair in kept for pair in pairs]]
+
+
+def _columns_of(part: pd.DataFrame, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The split's sessions with the participants frame's columns (labels come from the dataset)."""
+    keys = ["participant_id", "session_id"]
+    return part[keys].astype(str).merge(frame[columns].astype({k: str for k in keys}), on=keys, how="left")
 
 
 def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -318,3 +318,28 @@ save_tensors = {{}}
     assert set(valid["cohort"]) == {"A", "B"}
     tensors = tmp_path / "maps/cnn/split-0/best-loss/validation/tensors"
     assert len(list(tensors.glob("*_input.pt"))) == len(valid)
+
+
+def test_user_split_directory_keeps_dataset_labels_filters_diagnoses_and_names_strangers(tmp_path):
+    path = write(tmp_path)
+    run(path, target="dataset.demo.generate")
+    people = pd.read_csv(tmp_path / "data/demo/participants.tsv", sep="\t", dtype=str)
+    folder = tmp_path / "splits/split-0"
+    folder.mkdir(parents=True)
+    valid = people.iloc[:2][["participant_id", "session_id"]]  # ids only: labels come from the dataset
+    people.iloc[2:][["participant_id", "session_id"]].to_csv(folder / "train.tsv", sep="\t", index=False)
+    valid.to_csv(folder / "validation.tsv", sep="\t", index=False)
+    text = path.read_text().replace(
+        "split = { n_splits = 2 }", 'split = { n_splits = 1, directory = "splits" }'
+    )
+    path.write_text(text.replace('architecture = "TinyCNN"', 'architecture = "TinyCNN"\ndiagnoses = ["AD"]'))
+    run(path, target="model.cnn.split")
+    train = pd.read_csv(tmp_path / "maps/cnn/groups/train/split-0/data.tsv", sep="\t", dtype=str)
+    expected = people.iloc[2:].query("diagnosis == 'AD'")
+    assert sorted(train["participant_id"]) == sorted(expected["participant_id"])  # CN sessions dropped
+    assert set(train["diagnosis"]) == {"AD"}  # no empty labels
+    pd.concat([valid, pd.DataFrame([{"participant_id": "sub-9999", "session_id": "ses-M000"}])]).to_csv(
+        folder / "validation.tsv", sep="\t", index=False
+    )
+    with pytest.raises(StepFailed, match="sub-9999 ses-M000"):
+        run(path, target="model.cnn.split")
