@@ -150,10 +150,29 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
     upstream = {d: planned[d].fingerprint or "" for d in step.deps}
     fp, inputs, _ = step_fingerprint(step, upstream, stores)
     if fp == record.get("fingerprint"):
+        gone = _missing_outputs(step)
+        if gone:
+            return PlannedStep(
+                step, CHANGED, [f"output {_short_path(str(p), step.home)} is missing" for p in gone], fp
+            )
         return PlannedStep(step, UP_TO_DATE, [], fp)
     return PlannedStep(
         step, CHANGED, _reasons(step, record, upstream, inputs) or ["format version changed"], fp
     )
+
+
+def _missing_outputs(step: Step, limit: int = 3) -> list[Path]:
+    """The first few declared outputs of a recorded step that no longer exist."""
+    declared = kind(step.kind).outputs
+    if declared is None:
+        return []
+    gone = []
+    for path in declared(step):
+        if not path.exists():
+            gone.append(path)
+            if len(gone) == limit:
+                break
+    return gone
 
 
 def _reasons(step: Step, record: dict, upstream: dict[str, str], inputs: dict[str, str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from neuroexec.context import RunContext
@@ -110,4 +111,19 @@ def run(step: Step, ctx: RunContext) -> dict:
     return {"extracted": counts.extracted, "up_to_date": counts.up_to_date}
 
 
-register(StepKind(name="extract", expand=expand, run=run))
+def outputs(step: Step) -> list[Path]:
+    """Every tensor the extraction manifests record (and the manifests themselves)."""
+    ds, mode, _, _ = step.payload
+    files: list[Path] = []
+    for cohort in ds.cohorts:
+        manifest = CapsLayout(cohort.caps).manifest_json(mode)
+        files.append(manifest)
+        try:
+            entries = json.loads(manifest.read_text()).get("entries", {})
+        except (OSError, ValueError):
+            continue
+        files.extend(cohort.caps / key for key in entries)
+    return files
+
+
+register(StepKind(name="extract", expand=expand, run=run, outputs=outputs))

@@ -44,4 +44,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     return {"caps": str(ds.caps), "subjects": g.subjects}
 
 
-register(StepKind(name="generate", expand=expand, run=run))
+def outputs(step: Step) -> list:
+    ds = step.payload
+    return [ds.participants, ds.mask()]
+
+
+register(StepKind(name="generate", expand=expand, run=run, outputs=outputs))

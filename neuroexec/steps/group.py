@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -253,5 +254,11 @@ def group_participants(task: GroupTask) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
 
 
-register(StepKind(name="group", expand=expand, run=run, check=check))
+def outputs(step: Step) -> list[Path]:
+    group, model, _ = step.payload
+    maps = MapsLayout(model.maps)
+    return [maps.group_maps_json(group.name), maps.group_data_tsv(group.name)]
+
+
+register(StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs))
 __all__ = ["GroupTask", "result_steps", "group_participants"]

@@ -25,4 +25,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     return interpret_group(step.payload, ctx)
 
 
-register(StepKind(name="interpret", expand=expand, run=run))
+def outputs(step: Step) -> list:
+    t = step.payload
+    return [t.maps.interpret_summary(t.split, t.metric, t.group.name, t.interpretation.name)]
+
+
+register(StepKind(name="interpret", expand=expand, run=run, outputs=outputs))

@@ -26,4 +26,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     return predict_group(step.payload, ctx)
 
 
-register(StepKind(name="predict", expand=expand, run=run))
+def outputs(step: Step) -> list:
+    t = step.payload
+    return [t.maps.prediction_tsv(t.split, t.metric, t.group.name, "image")]
+
+
+register(StepKind(name="predict", expand=expand, run=run, outputs=outputs))

@@ -41,6 +41,8 @@ class StepKind:
     check: Callable[[Step], str | None] | None = None
     # Run on every torchrun rank (DDP training); other kinds run on rank 0 only.
     distributed: bool = False
+    # Key files the step leaves behind: a recorded step with one of them missing is re-planned (`~`).
+    outputs: Callable[[Step], list[Path]] | None = None
 
 
 _KINDS: dict[str, StepKind] = {}

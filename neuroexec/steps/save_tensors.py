@@ -25,4 +25,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     return save_group_tensors(step.payload, ctx)
 
 
-register(StepKind(name="save-tensors", expand=expand, run=run))
+def outputs(step: Step) -> list:
+    t = step.payload
+    return [t.maps.tensors_dir(t.split, t.metric, t.group.name)]
+
+
+register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs))

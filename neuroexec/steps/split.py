@@ -118,4 +118,12 @@ def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFram
     return read(maps.split_group_tsv("train", split)), read(maps.split_group_tsv("validation", split))
 
 
-register(StepKind(name="split", expand=expand, run=run))
+def outputs(step: Step) -> list[Path]:
+    model, _ = step.payload
+    maps = MapsLayout(model.maps)
+    return [maps.train_validation_tsv] + [
+        maps.split_group_tsv(group, i) for i in model.split.indices for group in ("train", "validation")
+    ]
+
+
+register(StepKind(name="split", expand=expand, run=run, outputs=outputs))

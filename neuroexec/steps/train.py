@@ -7,7 +7,8 @@ from pathlib import Path
 
 from neuroexec.context import RunContext
 from neuroexec.maps.info import best_model_file
-from neuroexec.spec.model import Dataset, Model, Spec, as_config
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Dataset, Model, Spec, as_config, canonical_metric
 from neuroexec.steps.common import dataset_deps, result_compute, split_id, train_id, trained_models
 from neuroexec.steps.registry import Step, StepKind, register
 
@@ -82,4 +83,12 @@ def run(step: Step, ctx: RunContext) -> dict:
     return train_split(step.payload, ctx)
 
 
-register(StepKind(name="train", expand=expand, run=run, distributed=True))
+def outputs(step: Step) -> list[Path]:
+    """The training log and the best model of each selection metric."""
+    task: TrainTask = step.payload
+    maps = MapsLayout(task.model.maps)
+    metrics = dict.fromkeys(canonical_metric(m) for m in task.model.train.selection_metrics)
+    return [maps.training_tsv(task.split)] + [maps.best_model(task.split, m) for m in metrics]
+
+
+register(StepKind(name="train", expand=expand, run=run, distributed=True, outputs=outputs))

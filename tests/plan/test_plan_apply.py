@@ -343,3 +343,24 @@ def test_user_split_directory_keeps_dataset_labels_filters_diagnoses_and_names_s
     )
     with pytest.raises(StepFailed, match="sub-9999 ses-M000"):
         run(path, target="model.cnn.split")
+
+
+def test_deleted_outputs_are_replanned_and_restored(tmp_path):
+    path = write(tmp_path)
+    target = "dataset.demo.extract[image]"
+    run(path, target=target)
+    run(path, target=DATA_STEPS)
+    tensors = sorted((tmp_path / "data/demo/subjects").rglob("*.pt"))
+    tensors[0].unlink()
+    (tmp_path / "maps/cnn/groups/test/data.tsv").unlink()
+    plan = actions(path)
+    action, reasons = plan[target]
+    assert action == "~" and reasons == [
+        f"output {tensors[0].relative_to(tmp_path / 'data/demo')} is missing"
+    ]
+    assert plan[DATA_STEPS] == ("~", ["output groups/test/data.tsv is missing"])
+    assert plan["model.cnn.split"][0] == "="
+    run(path, target=target)
+    run(path, target=DATA_STEPS)
+    assert tensors[0].is_file() and (tmp_path / "maps/cnn/groups/test/data.tsv").is_file()
+    assert actions(path, DATA_STEPS)[DATA_STEPS][0] == "="
