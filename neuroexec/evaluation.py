@@ -148,6 +148,7 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         pin_memory=device.type == "cuda",
+        collate_fn=getattr(dataset, "collate_fn", None),  # datasets that fetch whole batches bring their own
         **extra,
     )
 

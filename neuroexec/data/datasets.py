@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_counts
@@ -263,6 +263,10 @@ class PatchDataset(_CapsItems):
             self._open.popitem(last=False)
         return tensor
 
+    def close(self) -> None:
+        """Drop the memory maps this dataset holds open (the next read opens them again)."""
+        self._open.clear()
+
     @property
     def n_patches(self) -> int:
         return self._n
@@ -280,6 +284,30 @@ class PatchDataset(_CapsItems):
         else:
             image, k = divmod(i, self._n)
         return self._item(image, self.patch(image, k), k)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch at once (the DataLoader calls this with the batch's indices): each patch is
+        copied once, straight from its memory-mapped bundle into the batch tensor, with none of the
+        per-item dicts and the second copy that collating single items costs."""
+        s = self.size
+        images = torch.empty((len(indices), 1, s, s, s), dtype=torch.float32)
+        rows = []
+        for j, i in enumerate(indices):
+            image, k = (i, self.patch_index) if self.patch_index is not None else divmod(i, self._n)
+            images[j] = self.patch(image, k)
+            rows.append((image, k))
+        return {
+            "image": images,
+            "label": default_collate([self.labels[image] for image, _ in rows]),
+            "participant_id": [self.participants[image] for image, _ in rows],
+            "session_id": [self.sessions[image] for image, _ in rows],
+            "mode_id": torch.tensor([k for _, k in rows]),
+        }
+
+    @staticmethod
+    def collate_fn(batch: dict | list) -> dict:
+        """Batches from __getitems__ are already collated; single items (e.g. a custom sampler) are not."""
+        return batch if isinstance(batch, dict) else default_collate(batch)
 
     def patch(self, image: int, k: int) -> torch.Tensor:
         """Patch k [1, s, s, s] of image `image` (ClinicaDL's C-order numbering)."""

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from neuroexec import atomic, ops
 from neuroexec.context import RunContext, resolve_device
 from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.evaluation import make_loader
 from neuroexec.inference.figure import save_saliency_figure
 from neuroexec.inference.model_io import (
     group_caps,
@@ -118,7 +118,7 @@ def interpret_group(task, ctx: RunContext) -> dict:
     mask_path, mask = _load_mask(task, image_shape)
 
     generator = torch.Generator(device=device).manual_seed(int(compute.seed))
-    loader = DataLoader(dataset, batch_size=compute.batch_size, shuffle=False, num_workers=compute.workers)
+    loader = make_loader(dataset, compute.batch_size, compute.workers, device)
     maps_layout, where = task.maps, (task.split, task.metric, task.group.name, interp.name)
     acc = _Accumulator()
     mode = info.mode

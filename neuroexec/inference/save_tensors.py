@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from neuroexec import atomic, ops
 from neuroexec.context import RunContext, resolve_device
-from neuroexec.evaluation import autocast
+from neuroexec.evaluation import autocast, make_loader
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
@@ -72,7 +71,7 @@ def save_group_tensors(task, ctx: RunContext) -> dict:
     per_image = int(getattr(dataset, "n_patches", 1)) if info.mode == "patch" else 1
     size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
-    loader = DataLoader(dataset, batch_size=compute.batch_size, shuffle=False, num_workers=compute.workers)
+    loader = make_loader(dataset, compute.batch_size, compute.workers, device)
 
     position, saved, niftis = 0, 0, 0
     folder: _Folder | None = None

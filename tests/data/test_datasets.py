@@ -145,3 +145,23 @@ def test_corrupt_tensor_read_in_a_worker_is_still_an_input_error(extracted) -> N
     message = str(err.value)
     assert message.startswith(f"{ds.paths[1]}: cannot load the tensor (corrupt or truncated file?)")
     assert "Traceback" not in message and "worker" not in message
+
+
+@pytest.mark.parametrize("patch_index", [None, 3])
+def test_batched_patch_fetch_equals_item_by_item(fresh_caps: GeneratedDataset, patch_index) -> None:
+    """__getitems__ (what the DataLoader calls for a batch) gives what collating single items gives."""
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:3]
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "patch", size=10, stride=8), normalize=False)
+    code = encode_labels(frame.diagnosis)
+    ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, patch_index)
+    indices = [len(ds) - 1, 0, 2]
+    batched = ds.__getitems__(indices)
+    single = torch.utils.data.default_collate([ds[i] for i in indices])
+    assert torch.equal(batched["image"], single["image"]) and torch.equal(batched["label"], single["label"])
+    assert torch.equal(batched["mode_id"], single["mode_id"])
+    assert batched["participant_id"] == single["participant_id"]
+    assert batched["session_id"] == single["session_id"]
+    loader = DataLoader(ds, batch_size=2, collate_fn=ds.collate_fn)
+    assert torch.equal(
+        torch.cat([b["image"] for b in loader]), torch.stack([ds[i]["image"] for i in range(len(ds))])
+    )
