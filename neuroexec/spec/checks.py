@@ -64,6 +64,9 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
             continue
         if model.dataset not in spec.datasets:
             add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
+        if model.train.visualization and (model.task != "reconstruction" or model.mode != "image"):
+            add(f"{key}.train.visualization", "writes input/output images of an autoencoder: only for task = "
+                "'reconstruction' with mode = 'image'")  # fmt: skip
         if "patch" in raw_m and model.mode != "patch":
             add(f"{key}.patch", "patch settings need mode = 'patch'")
         allowed = TASK_METRICS[model.task]

@@ -164,3 +164,10 @@ def test_every_schema_field_is_documented():
 
     walk(schema(), "")
     assert undocumented == []
+
+
+def test_visualization_only_for_image_autoencoders(tmp_path):
+    msgs = problems(write(tmp_path, BASE + 'mode = "patch"\ntrain = { visualization = true }\n'))
+    assert any(
+        "models.cnn.train.visualization: writes input/output images of an autoencoder" in m for m in msgs
+    )
