@@ -1,0 +1,65 @@
+"""Two-way compatibility checked against ClinicaDL itself. Runs only where a ClinicaDL executable is
+configured (NEUROEXEC_CLINICADL=/path/to/clinicadl, e.g. ClinicaDL 1.6.1 in its own venv: it needs
+numpy<2, pandas<2 and its own torch); skipped otherwise (CI has no ClinicaDL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neuroexec.context import RunContext
+from neuroexec.executor import apply
+from neuroexec.plan.graph import make_plan
+from neuroexec.progress import Reporter
+from neuroexec.spec import load_spec
+
+CLINICADL = os.environ.get("NEUROEXEC_CLINICADL")
+pytestmark = pytest.mark.skipif(
+    not (CLINICADL and Path(CLINICADL).exists()), reason="set NEUROEXEC_CLINICADL to a clinicadl executable"
+)
+
+SPEC = """
+version = 1
+[compute]
+workers = 0
+batch_size = 4
+deterministic = true
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 12, resolution_mm = 4, seed = 1 }
+[datasets.other]
+caps = "data/other"
+generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "demo"
+architecture = "Conv4_FC3"
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1, learning_rate = 1e-3 }
+[groups.test]
+dataset = "other"
+models = ["cnn"]
+"""
+
+
+def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path):
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(SPEC)
+    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    cmd = [CLINICADL, "predict", "maps/cnn", "cdl", "--caps_directory", "data/other",
+           "--participants_tsv", "data/other/participants.tsv", "--no-gpu", "--n_proc", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = tmp_path / "maps/cnn/split-0/best-loss"
+    theirs = pd.read_csv(result / "cdl/cdl_image_level_prediction.tsv", sep="\t")
+    ours = pd.read_csv(result / "test/test_image_level_prediction.tsv", sep="\t")
+    assert list(theirs.columns) == list(ours.columns)
+    both = theirs.merge(ours, on=["participant_id", "session_id"], suffixes=("_cdl", "_nx"))
+    assert len(both) == len(ours) == 6
+    assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all()
+    assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
+    assert (result / "cdl/cdl_image_level_metrics.tsv").is_file()
