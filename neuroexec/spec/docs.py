@@ -38,7 +38,7 @@ def _walk(node: dict[str, Any], prefix: str, lines: list[str]) -> None:
 
 def _type(node: dict[str, Any]) -> str:
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in node["enum"])
     if node.get("type") == "array":
         return f"list of {_type(node.get('items', {}))}"
     return {

@@ -25,7 +25,7 @@ class Compute:
     batch_size: int = 8
     seed: int = 0
     deterministic: bool = False
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # "auto": see training.setup.channels_last_for
     cache: bool = False
 
     def merged(self, overrides: dict[str, Any] | None) -> Compute:

@@ -132,6 +132,7 @@ def train_split(task, ctx: RunContext) -> dict:
     valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
+    c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
     key = resume.config_key({"config": config_of(model), "split": split})
 
     with determinism(c.deterministic):

@@ -72,3 +72,13 @@ def test_cache_that_does_not_fit_is_turned_off_with_a_warning(frames, monkeypatc
     data.paths[0].unlink()
     with pytest.raises(InputError):  # not cached: read from disk
         data[0]
+
+
+def test_channels_last_auto_follows_the_image_size():
+    from neuroexec.spec.model import Compute
+    from neuroexec.training.setup import channels_last_for
+
+    assert channels_last_for(Compute(), [1, 169, 208, 179]) is True
+    assert channels_last_for(Compute(), [1, 42, 52, 45]) is False
+    assert channels_last_for(Compute(channels_last=True), [1, 8, 8, 8]) is True
+    assert channels_last_for(Compute(channels_last=False), [1, 169, 208, 179]) is False
