@@ -53,7 +53,12 @@ def make_data(root: Path) -> tuple[Path, Path]:
     frame = pd.read_csv(data.participants_tsv, sep="\t", dtype=str)
     valid = frame.iloc[[0, 2, 4, 6]] if SUBJECTS == 8 else frame.iloc[::2]
     train = frame.drop(valid.index)
-    split = root / "split"
+    # ClinicaDL's layout (FORMATS.md): <tsv_dir>/train.tsv with every training session, and the split
+    # files in <tsv_dir>/<kfold_dir>/ (the TSV_DIRECTORY given to `train`), directly and as split-0/.
+    tsv_dir = root / "split"
+    tsv_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(tsv_dir / "train.tsv", sep="\t", index=False)
+    split = tsv_dir / "1_fold"
     for folder in (split, split / "split-0"):
         folder.mkdir(parents=True, exist_ok=True)
         for name, part in (("train", train), ("train_baseline", train), ("validation", valid),
