@@ -180,16 +180,21 @@ def _check_leak_check_possible(maps: Path, opts: GroupOptions) -> None:
         )
 
 
-def _training_spec(maps: Path) -> dict[str, Any]:
+def _training_spec(maps: Path, group: str) -> dict[str, Any]:
+    """The spec evaluating a training group (train / validation): neuroexec's own training spec when it
+    trained the MAPS; otherwise (ClinicaDL) the MAPS as a pretrained model whose recorded training
+    groups (`groups/<group>/split-<i>/data.tsv`, CAPS from maps.json) are read as they are."""
     path = MapsLayout(maps).neuroexec_dir / TRAIN_SPEC
-    if not path.is_file():
+    if path.is_file():
+        return parse_toml(path)
+    if not list((MapsLayout(maps).group_dir(group)).glob("split-*/data.tsv")):
         raise InputError(
-            maps,
-            "the data groups 'train' and 'validation' are the training data of each split; neuroexec can only "
-            f"evaluate them on a MAPS it trained with `neuroexec train` ({path} not found). Define a new data "
-            "group with --caps_directory and --participants_tsv instead",
+            MapsLayout(maps).group_dir(group),
+            f"the data group '{group}' is the training data of each split, but this MAPS records none "
+            f"(no groups/{group}/split-<i>/data.tsv). Define a new data group with --caps_directory and "
+            "--participants_tsv instead",
         )
-    return parse_toml(path)
+    return {"version": 1, "models": {model_name(maps): {"maps": str(maps)}}}
 
 
 def group_spec_dict(
@@ -212,7 +217,7 @@ def group_spec_dict(
             raise InputError(
                 None, f"the data group '{g}' is the training data: {', '.join(given)} cannot be given"
             )
-        doc = _training_spec(maps)
+        doc = _training_spec(maps, g)
         name = next(iter(doc["models"]))
         group.update(from_training=g, models=[name])
     else:

@@ -130,9 +130,7 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
 
 def _check_group_model(group, model: Model, key: str, add) -> None:
     if model.pretrained:
-        if group.from_training is not None:
-            add(key, f"from_training needs a model trained by this spec; models.{model.name} is pretrained")
-        return
+        return  # its training groups, when used, are read from the MAPS (groups/<group>/split-<i>/data.tsv)
     if group.splits is not None:
         bad = [s for s in group.splits if s not in model.split.indices]
         if bad:

@@ -86,7 +86,7 @@ def expand(spec: Spec) -> list[Step]:
 
 
 def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[Step]:
-    """Steps of `kind` for every (group, model, split, metric) of the spec where `wants(group)` yields
+    """Steps of `kind` for every (group, model, split, metric) of the spec where `wants(group, model)` yields
     items (None for one step per result, or interpretations)."""
     steps = []
     for group in spec.groups.values():
@@ -97,7 +97,7 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
             ds = spec.datasets.get(ds_name) if ds_name else None
             for split in _splits(group, model):
                 for metric in group.selection_metrics:
-                    for item in wants(group):
+                    for item in wants(group, model):
                         deps = [group_id(group.name, name)] if group.dataset else []
                         if not model.pretrained:
                             deps.append(train_id(name, split))

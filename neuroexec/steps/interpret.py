@@ -15,7 +15,7 @@ def expand(spec: Spec) -> list[Step]:
         "interpret",
         make_id=lambda g, m, s, metric, item: interpret_id(g, item.name, m, s, metric),
         extra_config=lambda group, item: {"interpret": as_config(item)},
-        wants=lambda group: list(group.interpret),
+        wants=lambda group, model: list(group.interpret),
     )
 
 

@@ -10,13 +10,15 @@ from neuroexec.steps.registry import Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:
-    # The training groups' predictions are written by training itself (ClinicaDL's layout).
     return result_steps(
         spec,
         "predict",
         make_id=lambda g, m, s, metric, _: predict_id(g, m, s, metric),
         extra_config=lambda group, _: {},
-        wants=lambda group: [None] if group.predict and group.from_training is None else [],
+        # A pretrained MAPS's training groups are predicted; a spec-trained model's are written by training.
+        wants=lambda group, model: (
+            [None] if group.predict and (group.from_training is None or model.pretrained) else []
+        ),
     )
 
 

@@ -15,7 +15,7 @@ def expand(spec: Spec) -> list[Step]:
         "save-tensors",
         make_id=lambda g, m, s, metric, _: save_tensors_id(g, m, s, metric),
         extra_config=lambda group, _: {"save_tensors": as_config(group.save_tensors)},
-        wants=lambda group: [None] if group.save_tensors is not None else [],
+        wants=lambda group, model: [None] if group.save_tensors is not None else [],
     )
 
 

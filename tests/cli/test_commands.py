@@ -177,3 +177,16 @@ def test_clinicadl_maps_as_transfer_learning_source(tmp_path, tiny_data):
         src = torch.load(source / "split-0" / f"best-{metric}" / "model.pth.tar", weights_only=True)["model"]
         weights = [k for k in src if k.endswith("weight")]
         assert all(torch.allclose(got[k], src[k], atol=1e-6) for k in weights) is same
+
+
+def test_predict_the_validation_group_of_a_clinicadl_maps(tmp_path, tiny_data):
+    """ClinicaDL records its training groups (groups/validation/split-<i>/data.tsv, CAPS in maps.json):
+    neuroexec evaluates them as they are, with no train.toml of its own."""
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data)
+    assert main(["predict", str(maps), "validation", "--no-gpu", "--n_proc", "0", "--quiet"]) == 0
+    for split in (0, 1):
+        recorded = pd.read_csv(maps / f"groups/validation/split-{split}/data.tsv", sep="\t", dtype=str)
+        table = pd.read_csv(maps / f"split-{split}/best-loss/validation/validation_image_level_prediction.tsv",
+                            sep="\t", dtype={"participant_id": str})  # fmt: skip
+        assert sorted(table["participant_id"]) == sorted(recorded["participant_id"])
+        assert (maps / f"split-{split}/best-loss/validation/validation_image_level_metrics.tsv").is_file()

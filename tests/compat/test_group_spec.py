@@ -73,8 +73,19 @@ def test_multi_cohort_tables(clinicadl_maps, tiny_data, tmp_path):
     ]
 
 
-def test_training_groups_need_a_maps_neuroexec_trained(clinicadl_maps):
-    with pytest.raises(InputError, match="train.toml"):
+def test_training_groups_of_a_clinicadl_maps_are_read_from_its_records(clinicadl_maps):
+    doc = group_spec_dict(GroupOptions(clinicadl_maps, "validation"), predict=True)
+    (model,) = doc["models"].values()
+    assert model == {"maps": str(clinicadl_maps.resolve())}  # the MAPS as it is: no training spec needed
+    group = doc["groups"]["validation"]
+    assert group["from_training"] == "validation" and "dataset" not in group
+
+
+def test_training_groups_need_recorded_training_data(clinicadl_maps):
+    import shutil
+
+    shutil.rmtree(clinicadl_maps / "groups" / "validation")
+    with pytest.raises(InputError, match="records none"):
         group_spec_dict(GroupOptions(clinicadl_maps, "validation"), predict=True)
 
 
