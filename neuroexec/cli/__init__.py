@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if legacy_interpret.wants(argv):
             return legacy_interpret.main([a for a in argv if a != "--debug"])
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args([a for a in argv if a != "--debug"])  # accepted anywhere
         return int(args.func(args) or 0)
     except StepFailed as exc:
         if debug:

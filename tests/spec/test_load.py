@@ -171,3 +171,10 @@ def test_visualization_only_for_image_autoencoders(tmp_path):
     assert any(
         "models.cnn.train.visualization: writes input/output images of an autoencoder" in m for m in msgs
     )
+
+
+def test_debug_flag_is_accepted_after_the_command(tmp_path, capsys):
+    path = write(tmp_path, BASE + "bogus = 1\n")
+    assert main(["validate", str(path), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'bogus'" in err and "Traceback" in err  # --debug shows the traceback
