@@ -41,6 +41,34 @@ def _check_volume(volume: torch.Tensor, size: int, stride: int) -> tuple[int, in
     return patch_grid(volume.shape, size, stride)
 
 
+def _patch_output(
+    volume: torch.Tensor, grid: tuple[int, int, int], size: int, out: torch.Tensor | None
+) -> torch.Tensor:
+    """The output of `extract_patches`: `out` once checked, or a new tensor.
+
+    A caller that cuts many images recycles one `out`: a fresh output above glibc's mmap threshold
+    (32 MB) comes as new pages, and their page faults can cost more than the copy itself.
+    """
+    b, c = volume.shape[:2]
+    shape = (b * grid[0] * grid[1] * grid[2], c, size, size, size)
+    if out is None:
+        return torch.empty(shape, dtype=volume.dtype, device=volume.device)
+    if tuple(out.shape) != shape or out.dtype != volume.dtype or out.device != volume.device:
+        raise ValueError(
+            f"out must be a {volume.dtype} tensor of shape {shape} on {volume.device}, got a {out.dtype} "
+            f"tensor of shape {tuple(out.shape)} on {out.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous: patches are written as one block [B * n, C, s, s, s]")
+    source, target = volume.untyped_storage(), out.untyped_storage()
+    if source.device == target.device and (
+        source.data_ptr() < target.data_ptr() + target.nbytes()
+        and target.data_ptr() < source.data_ptr() + source.nbytes()
+    ):
+        raise ValueError("out shares memory with the volume: patches would overwrite their source")
+    return out
+
+
 def _check_patches(
     patches: torch.Tensor, image_shape: Sequence[int], size: int, stride: int
 ) -> tuple[int, int, int, int, int]:
@@ -131,12 +159,14 @@ _extract = LazyKernel(_extract_kernel)
 _fold = LazyKernel(_fold_kernel)
 
 
-def extract_patches_triton(volume: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+def extract_patches_triton(
+    volume: torch.Tensor, size: int, stride: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Triton path of `extract_patches`; reads `volume` through its strides (no contiguous copy)."""
     nd, nh, nw = _check_volume(volume, size, stride)
     check_float(volume, "volume")
     b, c = volume.shape[:2]
-    out = torch.empty(b * nd * nh * nw, c, size, size, size, dtype=volume.dtype, device=volume.device)
+    out = _patch_output(volume, (nd, nh, nw), size, out)
     cols = next_pow2(size)
     rows = max(1, min(next_pow2(size * size), 4096 // cols))
     grid = (b * nd * nh * nw * c, -(-size * size // rows))
@@ -160,13 +190,17 @@ def fold_patches_triton(
 
 
 # ---------------------------------------------------------------------------------------------- torch
-def extract_patches_torch(volume: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+def extract_patches_torch(
+    volume: torch.Tensor, size: int, stride: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eager `extract_patches`: unfold views, then a single strided copy into the output."""
-    _check_volume(volume, size, stride)
-    c = volume.shape[1]
+    nd, nh, nw = grid = _check_volume(volume, size, stride)
+    b, c = volume.shape[:2]
+    out = _patch_output(volume, grid, size, out)
     p = volume.unfold(2, size, stride).unfold(3, size, stride).unfold(4, size, stride)
     # [B, C, nD, nH, nW, s, s, s] -> [B, nD, nH, nW, C, s, s, s]
-    return p.permute(0, 2, 3, 4, 1, 5, 6, 7).reshape(-1, c, size, size, size).contiguous()
+    out.view(b, nd, nh, nw, c, size, size, size).copy_(p.permute(0, 2, 3, 4, 1, 5, 6, 7))
+    return out
 
 
 def fold_patches_torch(

@@ -135,16 +135,23 @@ def saliency_accumulate(
     return _checked(fn, grads, state, abs=abs, normalize=normalize, return_maps=return_maps)
 
 
-def extract_patches(volume: torch.Tensor, size: int, stride: int, kernels: str = "auto") -> torch.Tensor:
+def extract_patches(
+    volume: torch.Tensor,
+    size: int,
+    stride: int,
+    kernels: str = "auto",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """[B, C, D, H, W] -> contiguous [B * n, C, size, size, size]; patch k of an image in C order of
-    `unfold(2).unfold(3).unfold(4)` (ClinicaDL's patch numbering).
+    `unfold(2).unfold(3).unfold(4)` (ClinicaDL's patch numbering). `out`, when given, receives the
+    patches (same dtype and device, contiguous): a caller cutting many images recycles one buffer.
 
     Example:
         >>> extract_patches(torch.zeros(2, 1, 10, 10, 12), 5, 5).shape
         torch.Size([16, 1, 5, 5, 5])
     """
     fn = _patches.extract_patches_triton if use_triton(kernels, volume) else _patches.extract_patches_torch
-    return _checked(fn, volume, size, stride)
+    return _checked(fn, volume, size, stride, out=out)
 
 
 def fold_patches(

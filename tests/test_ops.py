@@ -86,6 +86,8 @@ def test_kernel_argument_errors_become_input_errors():
         ops.recon_stats(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(InputError, match=r"larger than the image size"):
         ops.patch_grid((4, 5, 6), 9, 1)
+    with pytest.raises(InputError, match=r"out must be a torch.float32 tensor of shape \(8, 1, 2, 2, 2\)"):
+        ops.extract_patches(torch.zeros(1, 1, 4, 4, 4), 2, 2, out=torch.zeros(8, 1, 2, 2, 3))
 
 
 def test_saliency_and_fold_through_ops_match_references():

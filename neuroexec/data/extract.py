@@ -115,8 +115,10 @@ def extract_patches_to(
     stride: int,
     layout: str = "bundle",
     uncropped: bool = False,
+    out: torch.Tensor | None = None,
 ) -> list[Path]:
     """Cut an image tensor [1, X, Y, Z] into patches (ClinicaDL order) and write them; returns the paths.
+    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset).
 
     layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
     then opens one file per image and reads patches from one memory-mapped block, instead of opening,
@@ -130,12 +132,12 @@ def extract_patches_to(
     from neuroexec import ops
 
     n = int(np.prod(patch_counts(image.shape, size, stride)))
-    patches = ops.extract_patches(image.unsqueeze(0), size, stride)  # [n, 1, s, s, s], contiguous
+    patches = ops.extract_patches(image.unsqueeze(0), size, stride, out=out)  # [n, 1, s, s, s]
     if patches.shape[0] != n:
         raise RuntimeError(f"extract_patches returned {patches.shape[0]} patches, expected {n}")
     if layout == "bundle":
         path = caps.patch_bundle(participant, session, size, stride, uncropped)
-        save_torch(path, patches.contiguous())
+        save_torch(path, patches)
         return [path]
     paths = []
     for k in range(n):
@@ -311,6 +313,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
             todo.append(item)
     dirty: set[str] = set()
     last_save = time.monotonic()
+    patch_buffer = None  # recycled from image to image (same shape over a dataset)
     items = (
         reporter.iterate(todo, total=len(todo), desc=f"extract {plan.mode}") if reporter is not None else todo
     )
@@ -328,6 +331,9 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                 outputs.append(path)
             if plan.mode == "patch":
                 n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
+                shape = (n, image.shape[0], plan.size, plan.size, plan.size)
+                if patch_buffer is None or tuple(patch_buffer.shape) != shape:
+                    patch_buffer = torch.empty(shape, dtype=image.dtype)
                 outputs += extract_patches_to(
                     image,
                     caps,
@@ -337,6 +343,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                     plan.stride,
                     plan.layout,
                     plan.uncropped,
+                    out=patch_buffer,
                 )
             record = {
                 "nifti": _key(caps, item.nifti),

@@ -106,12 +106,28 @@ def test_incremental_extraction_redoes_only_changed_images(fresh_caps: Generated
 
 
 @pytest.mark.parametrize("layout", ["bundle", "clinicadl"])
-def test_patch_extraction_records_and_is_incremental(fresh_caps: GeneratedDataset, layout: str) -> None:
+def test_patch_extraction_records_and_is_incremental(
+    fresh_caps: GeneratedDataset, layout: str, tmp_path: Path
+) -> None:
     frame = _frame(fresh_caps).iloc[:3]
     plan = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6, layout=layout)
     assert run_extraction(plan, normalize=True) == (3, 0)
     caps = CapsLayout(fresh_caps.caps_dir)
     n = 3 * 4 * 3  # (21-8)//6+1, (26-8)//6+1, (22-8)//6+1
+    for participant in frame["participant_id"]:  # each image's own patches (one buffer serves them all)
+        i = int(participant.removeprefix("sub-"))
+        extract_image(_nifti(fresh_caps, i), tmp_path / f"{participant}.pt", normalize=True)
+        image = torch.load(tmp_path / f"{participant}.pt", weights_only=True)[0].numpy()
+        if layout == "clinicadl":
+            paths = [caps.patch_tensor(participant, "ses-M000", 8, 6, k) for k in range(n)]
+            got = [torch.load(path, weights_only=True)[0].numpy() for path in paths]
+        else:
+            got = [
+                p[0].numpy()
+                for p in torch.load(caps.patch_bundle(participant, "ses-M000", 8, 6), weights_only=True)
+            ]
+        for k, (a, b) in enumerate(zip(got, _reference_patches(image, 8, 6), strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{participant} patch {k}")
     if layout == "clinicadl":
         assert caps.patch_tensor("sub-0002", "ses-M000", 8, 6, n - 1).is_file()
         assert not caps.patch_tensor("sub-0002", "ses-M000", 8, 6, n).exists()

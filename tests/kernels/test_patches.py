@@ -60,6 +60,36 @@ def test_extract_reads_non_contiguous_volumes(backend, make):
     assert torch.equal(got.double().cpu(), extract_patches_reference(volume.cpu(), 3, 2))
 
 
+@pytest.mark.parametrize("shape,size,stride", CASES)
+def test_extract_writes_into_a_recycled_out(backend, shape, size, stride, make):
+    extract = extract_fn(backend)
+    n = torch.tensor(patch_grid(shape, size, stride)).prod().item()
+    out = torch.full((shape[0] * n, shape[1], size, size, size), float("nan"), device=backend.device)
+    for seed in (0, 1):  # the second image overwrites every value of the first
+        volume = make(shape, torch.float32, backend.device, seed=seed)
+        got = extract(volume, size, stride, out=out)
+        assert got is out
+        assert torch.equal(out.double().cpu(), extract_patches_reference(volume.cpu(), size, stride))
+
+
+def test_extract_refuses_an_out_it_cannot_fill(backend, make):
+    volume = make((2, 1, 7, 9, 11), torch.float32, backend.device)
+    extract = extract_fn(backend)
+    shape = (2 * 3 * 4 * 5, 1, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"out must be a torch.float32 tensor of shape \(120, 1, 3, 3, 3\)"):
+        extract(volume, 3, 2, out=torch.empty(shape[0] - 1, *shape[1:], device=backend.device))
+    with pytest.raises(ValueError, match="got a torch.float16 tensor"):
+        extract(volume, 3, 2, out=torch.empty(shape, dtype=torch.float16, device=backend.device))
+    with pytest.raises(ValueError, match="out must be contiguous"):
+        extract(
+            volume, 3, 2, out=torch.empty(3, 3, 3, 1, shape[0], device=backend.device).permute(4, 3, 0, 1, 2)
+        )
+    storage = torch.zeros(volume.numel() + 120 * 27, device=backend.device)
+    source = storage[: volume.numel()].view(volume.shape).copy_(volume)
+    with pytest.raises(ValueError, match="shares memory with the volume"):
+        extract(source, 3, 2, out=storage[volume.numel() - 27 : volume.numel() - 27 + 120 * 27].view(shape))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_fold_inverts_extract_when_stride_tiles_the_image(backend, dtype, make):
     volume = make((2, 2, 8, 12, 4), dtype, backend.device)
