@@ -17,6 +17,11 @@ def init_from_env() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def local_world_size() -> int:
+    """Training processes on this machine: torchrun's LOCAL_WORLD_SIZE, 1 outside torchrun."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def barrier(ctx) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.barrier()

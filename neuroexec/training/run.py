@@ -128,8 +128,9 @@ def train_split(task, ctx: RunContext) -> dict:
     label_code = setup.label_code_of(model, maps)
     n_classes = len(label_code) if label_code else 0
     train_frame, valid_frame = split_frames(model.maps, split)
-    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn)
-    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn)
+    processes = distributed.local_world_size() if ctx.world_size > 1 else 1
+    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
+    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))

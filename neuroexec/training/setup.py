@@ -61,9 +61,11 @@ def make_dataset(
     label_code: dict | None,
     cache: bool = False,
     warn: Callable[[str], None] | None = None,
+    processes: int = 1,
 ) -> ImageDataset | PatchDataset:
     """The torch dataset of one participants frame (image or patch mode). `cache` (image mode) reads
-    the images into memory now when they fit (`preload`); patch mode reads memory-mapped bundles."""
+    the images into memory now when they fit (`preload`) in this process's share of the memory, one of
+    `processes` training processes on this machine; patch mode reads memory-mapped bundles."""
     caps = {c.name: c.caps for c in ds.cohorts}
     label = model.label if model.task != "reconstruction" else None
     common = dict(label=label, label_code=label_code, task=model.task, uncropped=ds.uncropped)
@@ -76,14 +78,16 @@ def make_dataset(
         raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
     dataset = ImageDataset(frame, caps, cache=cache, **common)
     if cache:
-        preload(dataset, warn=warn)
+        preload(dataset, budget=0.5 / max(1, processes), warn=warn)
     return dataset
 
 
 def preload(dataset: ImageDataset, budget: float = 0.5, warn: Callable[[str], None] | None = None) -> bool:
     """compute.cache: read every image into memory now, in this process (DataLoader workers forked
     later share it), when the dataset takes at most `budget` of the available memory; otherwise turn
-    the cache off with a warning. Returns whether the dataset is cached.
+    the cache off with a warning. Returns whether the dataset is cached. Under torchrun every process
+    holds its own copy (a shuffled DistributedSampler gives each one every image over the epochs), so
+    the caller divides the budget by the processes on the machine.
 
     >>> preload(ImageDataset(frame, caps, cache=True))
     True
@@ -96,7 +100,8 @@ def preload(dataset: ImageDataset, budget: float = 0.5, warn: Callable[[str], No
     if available is not None and need > budget * available:
         message = (
             f"compute.cache: the {len(dataset)} images need {need / 2**30:.2f} GiB, more than "
-            f"{budget:.0%} of the {available / 2**30:.2f} GiB of available memory; reading them from disk"
+            f"{budget:.0%} of the {available / 2**30:.2f} GiB of available memory (each training process "
+            "on this machine holds its own copy); reading them from disk"
         )
         (warn or (lambda text: warnings.warn(text, stacklevel=3)))(message)
         return False

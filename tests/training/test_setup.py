@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -72,6 +74,18 @@ def test_cache_that_does_not_fit_is_turned_off_with_a_warning(frames, monkeypatc
     data.paths[0].unlink()
     with pytest.raises(InputError):  # not cached: read from disk
         data[0]
+
+
+def test_cache_budget_is_shared_by_the_processes_on_the_machine(frames, monkeypatch):
+    task, frame = frames
+    code = {"AD": 0, "CN": 1}
+    need = len(frame) * math.prod(setup.make_dataset(task.model, task.dataset, frame, code).input_size) * 4
+    monkeypatch.setattr(setup, "available_memory", lambda: 3 * need)  # the dataset takes 1/3 of it
+    alone = setup.make_dataset(task.model, task.dataset, frame, code, True, processes=1)
+    assert alone.cache  # 1/3 <= 1/2
+    warnings: list[str] = []
+    shared = setup.make_dataset(task.model, task.dataset, frame, code, True, warnings.append, processes=2)
+    assert not shared.cache and "25% of the" in warnings[0] and "its own copy" in warnings[0]
 
 
 def test_channels_last_auto_follows_the_image_size():
