@@ -28,6 +28,16 @@ class MapsLayout:
     def information_log(self) -> Path:
         return self.root / "information.log"
 
+    @property
+    def caps_cohorts_tsv(self) -> Path:
+        """Multi-cohort models: ClinicaDL's CAPS table (cohort, path), which maps.json caps_directory names."""
+        return self.root / "caps_cohorts.tsv"
+
+    def caps_directory(self, dataset) -> Path:
+        """maps.json `caps_directory` of a model trained on `dataset` (a spec Dataset): its CAPS, or for
+        several cohorts the cohort table above."""
+        return self.caps_cohorts_tsv if dataset.multi_cohort else Path(dataset.caps)
+
     # --- neuroexec's own files (ignored by ClinicaDL) ---------------------------------------------
     @property
     def neuroexec_dir(self) -> Path:

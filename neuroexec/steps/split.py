@@ -74,10 +74,12 @@ def run(step: Step, ctx: RunContext) -> dict:
     for i, (train, valid) in enumerate(pairs):
         atomic.write_tsv(maps.split_group_tsv("train", i), _columns_of(train, frame, columns))
         atomic.write_tsv(maps.split_group_tsv("validation", i), _columns_of(valid, frame, columns))
-    record = {
-        "caps_directory": str(ds.caps) if not ds.multi_cohort else None,
-        "multi_cohort": ds.multi_cohort,
-    }
+    if ds.multi_cohort:
+        cohorts = pd.DataFrame(
+            {"cohort": [c.name for c in ds.cohorts], "path": [str(c.caps) for c in ds.cohorts]}
+        )
+        atomic.write_tsv(maps.caps_cohorts_tsv, cohorts)
+    record = {"caps_directory": str(maps.caps_directory(ds)), "multi_cohort": ds.multi_cohort}
     for group in ("train", "validation"):
         atomic.write_json(maps.group_maps_json(group), record)
         for i in range(len(pairs)):  # ClinicaDL reads the training groups' record per split
@@ -119,9 +121,10 @@ def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def outputs(step: Step) -> list[Path]:
-    model, _ = step.payload
+    model, ds = step.payload
     maps = MapsLayout(model.maps)
-    return [maps.train_validation_tsv] + [
+    cohorts = [maps.caps_cohorts_tsv] if ds.multi_cohort else []
+    return [maps.train_validation_tsv, *cohorts] + [
         maps.split_group_tsv(group, i) for i in model.split.indices for group in ("train", "validation")
     ]
 

@@ -99,7 +99,7 @@ def maps_parameters(
         "tolerance": t.tolerance,
         "accumulation_steps": t.accumulation_steps,
         "network_task": model.task,
-        "caps_directory": str(dataset.caps),
+        "caps_directory": str(MapsLayout(model.maps).caps_directory(dataset)),
         "tsv_path": str(model.split.directory or dataset.participants),
         "preprocessing_dict": pre,
         "mode": model.mode,

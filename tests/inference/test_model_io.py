@@ -73,3 +73,9 @@ def test_training_group_of_a_multi_cohort_model_is_refused_clearly(tmp_path):
     with pytest.raises(InputError, match="multi-cohort dataset but caps_directory names one CAPS") as err:
         group_caps(task, read_maps_info(tmp_path / "maps"))
     assert str(path) in str(err.value)
+    # What neuroexec writes for such a model: caps_directory names ClinicaDL's cohort table.
+    table = tmp_path / "maps" / "caps_cohorts.tsv"
+    table.write_text(f"cohort\tpath\nA\t{tmp_path}/caps-a\nB\t{tmp_path}/caps-b\n")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "caps_directory": str(table)}))
+    caps = group_caps(task, read_maps_info(tmp_path / "maps"))
+    assert caps == {"A": tmp_path / "caps-a", "B": tmp_path / "caps-b"}

@@ -318,6 +318,15 @@ save_tensors = {{}}
     assert set(valid["cohort"]) == {"A", "B"}
     tensors = tmp_path / "maps/cnn/split-0/best-loss/validation/tensors"
     assert len(list(tensors.glob("*_input.pt"))) == len(valid)
+    # The MAPS names both CAPS, as ClinicaDL's multi-cohort table (cohort, path), not the first one.
+    table = tmp_path / "maps/cnn/caps_cohorts.tsv"
+    assert pd.read_csv(table, sep="\t").to_dict("list") == {
+        "cohort": ["A", "B"],
+        "path": [str(tmp_path / "data/a"), str(tmp_path / "data/b")],
+    }
+    for record in ("maps.json", "groups/validation/maps.json", "groups/train/split-0/maps.json"):
+        parameters = json.loads((tmp_path / "maps/cnn" / record).read_text())
+        assert (parameters["caps_directory"], parameters["multi_cohort"]) == (str(table), True), record
 
 
 def test_user_split_directory_keeps_dataset_labels_filters_diagnoses_and_names_strangers(tmp_path):
