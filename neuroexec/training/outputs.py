@@ -198,12 +198,14 @@ class Board:
                 for phase in ("train", "validation")
             }
 
-    def log(self, phase: str, values: dict[str, float], epoch: int) -> None:
+    def log(self, phase: str, values: dict[str, float], step: int) -> None:
+        """One point per metric at `step` (ClinicaDL's global step: the index of the epoch's last batch,
+        counted from the start of training)."""
         writer = self.writers.get(phase)
         if writer is None:
             return
         for name, value in values.items():
-            writer.add_scalar(name, value, epoch)
+            writer.add_scalar(name, value, step)
         writer.flush()
 
     def close(self) -> None:

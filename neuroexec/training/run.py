@@ -235,8 +235,9 @@ def _epochs(
                         maps.best_model(split, m), trainer.state_dict(), epoch, trainer.net.architecture_name
                     )
                 outputs.write_training_tsv(maps, split, progress.rows)
-                board.log("train", train_values, epoch)
-                board.log("validation", valid_values, epoch)
+                step = epoch * len(loader) + len(loader) - 1  # ClinicaDL's global step: batches so far
+                board.log("train", train_values, step)
+                board.log("validation", valid_values, step)
                 resume.save_epoch(
                     maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
                     progress, key, trainer.scaler,

@@ -266,14 +266,15 @@ def test_maps_json_tensorboard_and_information_log_of_two_splits(tmp_path):
         table = read_tsv(maps.training_tsv(split))
         n_batches = 2  # 6 training images in batches of 4
         assert list(table["iteration"]) == [n_batches - 1] * 3  # ClinicaDL: index of the last batch
-        # The TensorBoard event files are readable and hold training.tsv's values per epoch.
+        # The TensorBoard event files are readable and hold training.tsv's values per epoch, at
+        # ClinicaDL's global step (batches since the start: iteration + epoch * batches per epoch).
         for phase, suffix in (("train", "_train"), ("validation", "_valid")):
             board = EventAccumulator(str(maps.tensorboard_dir(split, phase)))
             board.Reload()
             assert {"loss", "BA", "accuracy"} <= set(board.Tags()["scalars"])
             for metric in ("loss", "BA"):
                 events = board.Scalars(metric)
-                assert [e.step for e in events] == [0, 1, 2]
+                assert [e.step for e in events] == [1, 3, 5]
                 np.testing.assert_allclose([e.value for e in events], table[metric + suffix], rtol=1e-6)
 
 
