@@ -20,6 +20,19 @@ from neuroexec.spec import load_spec
 EXAMPLES = sorted((Path(__file__).parents[1] / "spec" / "examples").glob("*.toml"))
 
 
+def test_the_readme_spec_is_valid_but_for_the_data_it_points_at(tmp_path):
+    """README's walked-through spec names data on the reader's disk: those paths are its only problems."""
+    from neuroexec.errors import SpecError
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## A spec, walked through", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    (tmp_path / "spec.toml").write_text(block)
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "spec.toml")
+    problems = [str(p) for p in err.value.problems]
+    assert problems and all(re.search(r"(folder|file or folder) not found: ", p) for p in problems), problems
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_validates_and_plans(example, tmp_path):
     copy = tmp_path / example.name  # planned from a copy: its relative data/ and maps/ land in tmp

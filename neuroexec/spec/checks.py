@@ -15,6 +15,25 @@ TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be se
 RESERVED_GROUPS = ("train", "validation")
 
 
+def _check_cohort_entry(entry: dict, where: str, owner: str, raw_datasets: dict, add) -> None:
+    """A cohort is either caps + participants or `dataset`, another single-cohort dataset of the spec."""
+    has = {k for k in ("caps", "participants", "dataset") if k in entry}
+    if "dataset" in has:
+        if has != {"dataset"}:
+            add(where, "give either dataset or caps + participants, not both")
+        ref = entry["dataset"]
+        if ref == owner:
+            add(f"{where}.dataset", "a dataset cannot be one of its own cohorts")
+        elif ref not in raw_datasets:
+            known = ", ".join(sorted(n for n in raw_datasets if n != owner)) or "none"
+            add(f"{where}.dataset", f"unknown dataset {ref!r} (datasets: {known})")
+        elif "cohorts" in raw_datasets[ref]:
+            add(f"{where}.dataset", f"datasets.{ref} has cohorts itself: list its cohorts here instead")
+    elif has != {"caps", "participants"}:
+        missing = " and ".join(sorted({"caps", "participants"} - has))
+        add(where, f"missing {missing} (or `dataset`, another dataset of this spec)")
+
+
 def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
     f = str(spec.path)
     out: list[Problem] = []
@@ -31,10 +50,15 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
         elif not has & {"generate", "cohorts"} and has != {"caps", "participants"}:
             missing = sorted({"caps", "participants"} - has)
             add(key, f"missing {' and '.join(missing)} (or a `generate` table for synthetic data)")
+        for i, entry in enumerate(raw_ds.get("cohorts", [])):
+            _check_cohort_entry(entry, f"{key}.cohorts[{i}]", name, raw.get("datasets", {}), add)
         ds = spec.datasets[name]
-        if ds.generate is None:
-            for i, c in enumerate(ds.cohorts):
+        entries = raw_ds.get("cohorts", [{}] * len(ds.cohorts))
+        if ds.generate is None and len(ds.cohorts) == len(entries):
+            for i, (c, entry) in enumerate(zip(ds.cohorts, entries)):
                 where = f"{key}.cohorts[{i}]" if ds.multi_cohort else key
+                if "dataset" in entry:
+                    continue  # another dataset of the spec: checked as itself, or generated before use
                 if not c.caps.is_dir():
                     add(f"{where}.caps", f"CAPS folder not found: {c.caps}")
                 if not c.participants.exists():

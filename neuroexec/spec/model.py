@@ -48,6 +48,7 @@ class Cohort:
     name: str
     caps: Path
     participants: Path
+    generated_by: str | None = None  # the spec dataset whose generate step writes this CAPS
 
 
 @dataclass(frozen=True)

@@ -50,19 +50,21 @@ def result_compute(c: Compute) -> dict:
     return {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
 
 
+def generate_deps(ds: Dataset) -> tuple[str, ...]:
+    """The generate steps that write a dataset's CAPS: its own, or those of the cohorts it borrows."""
+    return tuple(generate_id(name) for name in dict.fromkeys(c.generated_by for c in ds.cohorts) if name)
+
+
 def dataset_deps(spec: Spec, dataset: str, mode: str | None = None) -> tuple[str, ...]:
     """The steps that make a dataset's images (and tensors of `mode`) exist."""
-    ds = spec.datasets[dataset]
-    deps = (generate_id(dataset),) if ds.generate is not None else ()
+    deps = generate_deps(spec.datasets[dataset])
     return (*deps, extract_id(dataset, mode)) if mode else deps
 
 
 def participants_inputs(spec: Spec, dataset: str) -> tuple:
-    """External participant files of a dataset (none when generated: the generate step makes them)."""
+    """External participant files of a dataset (not those a generate step makes)."""
     ds = spec.datasets[dataset]
-    if ds.generate is not None:
-        return ()
-    return tuple(c.participants for c in ds.cohorts if c.participants.is_file())
+    return tuple(c.participants for c in ds.cohorts if c.generated_by is None and c.participants.is_file())
 
 
 def trained_models(spec: Spec) -> list[Model]:

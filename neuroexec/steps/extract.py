@@ -12,7 +12,7 @@ from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.info import read_maps_info
 from neuroexec.spec.model import Dataset, Spec
-from neuroexec.steps.common import dataset_frame, extract_id, generate_id
+from neuroexec.steps.common import dataset_frame, extract_id, generate_deps
 from neuroexec.steps.registry import Step, StepKind, register
 
 
@@ -53,6 +53,8 @@ def source_files(ds: Dataset) -> tuple[Path, ...]:
     its image is listed under its expected folder (shown as missing, then reported by the step)."""
     files: list[Path] = []
     for cohort in ds.cohorts:
+        if cohort.generated_by is not None:
+            continue  # not yet written at plan time: the generate step is a dependency instead
         files.append(cohort.participants)
         frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
         caps = CapsLayout(cohort.caps)
@@ -77,8 +79,8 @@ def expand(spec: Spec) -> list[Step]:
                 "preprocessing": ds.preprocessing,
                 "patch_layout": ds.patch_layout if kind == "patch" else None,
             }
-            deps = (generate_id(name),) if ds.generate is not None else ()
-            inputs = () if ds.generate is not None else source_files(ds)
+            deps = generate_deps(ds)
+            inputs = source_files(ds)
             steps.append(
                 Step(
                     id=extract_id(name, mode),

@@ -373,3 +373,38 @@ def test_deleted_outputs_are_replanned_and_restored(tmp_path):
     run(path, target=DATA_STEPS)
     assert tensors[0].is_file() and (tmp_path / "maps/cnn/groups/test/data.tsv").is_file()
     assert actions(path, DATA_STEPS)[DATA_STEPS][0] == "="
+
+
+def test_cohorts_can_be_datasets_the_same_spec_generates(tmp_path):
+    """`cohorts = [{ name, dataset }]`: the generate steps run first, then extraction reads both CAPS."""
+    path = tmp_path / "spec.toml"
+    path.write_text("""
+version = 1
+[compute]
+workers = 0
+[datasets.both]
+cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]
+[datasets.a]
+generate = { subjects = 6, resolution_mm = 8, seed = 1 }
+[datasets.b]
+generate = { subjects = 6, resolution_mm = 8, seed = 2, subject_offset = 100 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "both"
+architecture = "TinyCNN"
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1 }
+""")
+    steps = [p.step for p in make_plan(load_spec(path)).steps]
+    ids = [step.id for step in steps]
+    extract = next(i for i in ids if i.startswith("dataset.both.extract"))
+    assert {"dataset.a.generate", "dataset.b.generate"} <= set(steps[ids.index(extract)].deps)
+    assert max(ids.index("dataset.a.generate"), ids.index("dataset.b.generate")) < ids.index(extract)
+    assert ids.index(extract) < ids.index("model.cnn.train[split-0]")
+    result = run(path, target=None)
+    assert "model.cnn.train[split-0]" in result.ran
+    train = pd.read_csv(tmp_path / "maps/cnn/groups/train/split-0/data.tsv", sep="\t")
+    assert set(train["cohort"]) == {"A", "B"}
+    cohorts = pd.read_csv(tmp_path / "maps/cnn/caps_cohorts.tsv", sep="\t")
+    assert list(cohorts["path"]) == [str(tmp_path / "data/a"), str(tmp_path / "data/b")]
+    assert {action for action, _ in actions(path).values()} == {"="}  # nothing left to do

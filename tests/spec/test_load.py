@@ -178,3 +178,48 @@ def test_debug_flag_is_accepted_after_the_command(tmp_path, capsys):
     assert main(["validate", str(path), "--debug"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'bogus'" in err and "Traceback" in err  # --debug shows the traceback
+
+
+COHORTS_OF_GENERATED = """
+version = 1
+[datasets.a]
+generate = { subjects = 6, resolution_mm = 8, seed = 1 }
+[datasets.b]
+generate = { subjects = 6, resolution_mm = 8, seed = 2, subject_offset = 100 }
+[datasets.both]
+cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]
+"""
+
+
+def test_a_cohort_can_be_another_dataset_of_the_spec_even_one_not_generated_yet(tmp_path):
+    spec = load_spec(write(tmp_path, COHORTS_OF_GENERATED))  # data/a and data/b do not exist yet
+    both = spec.datasets["both"]
+    assert both.multi_cohort and [c.name for c in both.cohorts] == ["A", "B"]
+    assert [c.caps for c in both.cohorts] == [spec.datasets["a"].caps, spec.datasets["b"].caps]
+    assert [c.participants for c in both.cohorts] == [
+        spec.datasets["a"].participants,
+        spec.datasets["b"].participants,
+    ]
+    assert [c.generated_by for c in both.cohorts] == ["a", "b"]
+
+
+def test_cohort_entries_that_cannot_be_resolved_are_named(tmp_path):
+    caps = tmp_path / "caps"
+    caps.mkdir()
+    (tmp_path / "p.tsv").write_text("participant_id\tsession_id\n")
+    text = COHORTS_OF_GENERATED.replace(
+        'cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]',
+        'cohorts = [{ name = "A", dataset = "nope" }, { name = "B", dataset = "b", caps = "caps" },\n'
+        '           { name = "C", caps = "caps" }, { name = "D", dataset = "both" }, { name = "E", dataset = "ab" }]\n'
+        '[datasets.ab]\ncohorts = [{ name = "X", caps = "caps", participants = "p.tsv" }]',
+    )
+    found = problems(write(tmp_path, text))
+    assert any("datasets.both.cohorts[0].dataset" in p and "unknown dataset 'nope'" in p for p in found)
+    assert any(
+        "datasets.both.cohorts[1]" in p and "either dataset or caps + participants" in p for p in found
+    )
+    assert any("datasets.both.cohorts[2]" in p and "missing participants" in p for p in found)
+    assert any("datasets.both.cohorts[3].dataset" in p and "its own cohorts" in p for p in found)
+    assert any(
+        "datasets.both.cohorts[4].dataset" in p and "datasets.ab has cohorts itself" in p for p in found
+    )
