@@ -63,3 +63,48 @@ def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path):
     assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all()
     assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
     assert (result / "cdl/cdl_image_level_metrics.tsv").is_file()
+
+
+MULTI_COHORT_SPEC = """
+version = 1
+[compute]
+workers = 0
+batch_size = 4
+deterministic = true
+[datasets.both]
+cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]
+[datasets.a]
+generate = { subjects = 6, resolution_mm = 4, seed = 1 }
+[datasets.b]
+generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "both"
+architecture = "Conv4_FC3"
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1, learning_rate = 1e-3 }
+[groups.validation]
+from_training = "validation"
+models = ["cnn"]
+"""
+
+
+def test_clinicadl_finds_every_cohort_of_a_multi_cohort_maps(tmp_path):
+    """maps.json names caps_cohorts.tsv: ClinicaDL re-evaluates the validation group across both CAPS."""
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(MULTI_COHORT_SPEC)
+    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    result = tmp_path / "maps/cnn/split-0/best-loss/validation"
+    ours = pd.read_csv(result / "validation_image_level_prediction.tsv", sep="\t")
+    assert set(pd.read_csv(tmp_path / "maps/cnn/groups/validation/split-0/data.tsv", sep="\t")["cohort"]) == {
+        "A",
+        "B",
+    }
+    cmd = [CLINICADL, "predict", "maps/cnn", "validation", "--selection_metrics", "loss", "--no-gpu",
+           "--n_proc", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    theirs = pd.read_csv(result / "validation_image_level_prediction.tsv", sep="\t")  # rewritten by ClinicaDL
+    both = theirs.merge(ours, on=["participant_id", "session_id"], suffixes=("_cdl", "_nx"))
+    assert len(both) == len(ours) == len(theirs) > 0
+    assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
