@@ -31,3 +31,27 @@ def make_tiny_caps(
         frame = load_participants(data.participants_tsv)
         run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
     return data.caps_dir, data.participants_tsv
+
+
+def two_cohort_spec(architecture: str = "TinyCNN", resolution_mm: int = 8, extra: str = "") -> str:
+    """A spec whose model trains on two synthetic cohorts, A and B, that the spec itself generates
+    (`cohorts = [{ name, dataset }]`), on split 0 of 2, for one epoch; `extra` is appended."""
+    return f"""
+version = 1
+[compute]
+workers = 0
+batch_size = 4
+deterministic = true
+[datasets.both]
+cohorts = [{{ name = "A", dataset = "a" }}, {{ name = "B", dataset = "b" }}]
+[datasets.a]
+generate = {{ subjects = 6, resolution_mm = {resolution_mm}, seed = 1 }}
+[datasets.b]
+generate = {{ subjects = 6, resolution_mm = {resolution_mm}, seed = 2, subject_offset = 100 }}
+[models.cnn]
+maps = "maps/cnn"
+dataset = "both"
+architecture = "{architecture}"
+split = {{ n_splits = 2, splits = [0] }}
+train = {{ epochs = 1, learning_rate = 1e-3 }}
+{extra}"""

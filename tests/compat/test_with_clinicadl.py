@@ -16,6 +16,7 @@ from neuroexec.executor import apply
 from neuroexec.plan.graph import make_plan
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
+from tests.helpers import two_cohort_spec
 
 CLINICADL = os.environ.get("NEUROEXEC_CLINICADL")
 pytestmark = pytest.mark.skipif(
@@ -65,34 +66,13 @@ def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path):
     assert (result / "cdl/cdl_image_level_metrics.tsv").is_file()
 
 
-MULTI_COHORT_SPEC = """
-version = 1
-[compute]
-workers = 0
-batch_size = 4
-deterministic = true
-[datasets.both]
-cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]
-[datasets.a]
-generate = { subjects = 6, resolution_mm = 4, seed = 1 }
-[datasets.b]
-generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
-[models.cnn]
-maps = "maps/cnn"
-dataset = "both"
-architecture = "Conv4_FC3"
-split = { n_splits = 2, splits = [0] }
-train = { epochs = 1, learning_rate = 1e-3 }
-[groups.validation]
-from_training = "validation"
-models = ["cnn"]
-"""
+VALIDATION_GROUP = '[groups.validation]\nfrom_training = "validation"\nmodels = ["cnn"]\n'
 
 
 def test_clinicadl_finds_every_cohort_of_a_multi_cohort_maps(tmp_path):
     """maps.json names caps_cohorts.tsv: ClinicaDL re-evaluates the validation group across both CAPS."""
     spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(MULTI_COHORT_SPEC)
+    spec_path.write_text(two_cohort_spec("Conv4_FC3", 4, VALIDATION_GROUP))
     apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
     result = tmp_path / "maps/cnn/split-0/best-loss/validation"
     ours = pd.read_csv(result / "validation_image_level_prediction.tsv", sep="\t")

@@ -19,6 +19,7 @@ from neuroexec.plan.graph import make_plan
 from neuroexec.plan.render import render_json, render_text
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
+from tests.helpers import two_cohort_spec
 
 SPEC = """
 version = 1
@@ -378,23 +379,7 @@ def test_deleted_outputs_are_replanned_and_restored(tmp_path):
 def test_cohorts_can_be_datasets_the_same_spec_generates(tmp_path):
     """`cohorts = [{ name, dataset }]`: the generate steps run first, then extraction reads both CAPS."""
     path = tmp_path / "spec.toml"
-    path.write_text("""
-version = 1
-[compute]
-workers = 0
-[datasets.both]
-cohorts = [{ name = "A", dataset = "a" }, { name = "B", dataset = "b" }]
-[datasets.a]
-generate = { subjects = 6, resolution_mm = 8, seed = 1 }
-[datasets.b]
-generate = { subjects = 6, resolution_mm = 8, seed = 2, subject_offset = 100 }
-[models.cnn]
-maps = "maps/cnn"
-dataset = "both"
-architecture = "TinyCNN"
-split = { n_splits = 2, splits = [0] }
-train = { epochs = 1 }
-""")
+    path.write_text(two_cohort_spec())
     steps = [p.step for p in make_plan(load_spec(path)).steps]
     ids = [step.id for step in steps]
     extract = next(i for i in ids if i.startswith("dataset.both.extract"))
