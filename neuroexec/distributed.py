@@ -22,6 +22,11 @@ def local_world_size() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def local_rank() -> int:
+    """This process's rank on its machine: torchrun's LOCAL_RANK, 0 outside torchrun."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def barrier(ctx) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.barrier()

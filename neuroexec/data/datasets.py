@@ -160,6 +160,7 @@ class ImageDataset(_CapsItems):
             ]
         )
         self.cache = cache
+        self.shared_cache = False  # set by training.setup.preload: one copy per machine under torchrun
         self._cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:

@@ -131,6 +131,10 @@ def train_split(task, ctx: RunContext) -> dict:
     processes = distributed.local_world_size() if ctx.world_size > 1 else 1
     train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
     valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
+    if getattr(train_data, "shared_cache", False):
+        rep.info(
+            f"compute.cache: the images are in memory once, shared by the {processes} processes on this machine"
+        )
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from neuroexec import distributed
 from neuroexec.context import resolve_device
 from neuroexec.data.datasets import ImageDataset, PatchDataset
 from neuroexec.data.participants import encode_labels
+from neuroexec.data.shared_cache import share_images
 from neuroexec.errors import DeviceError, InputError, NeuroexecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import read_maps_info
@@ -78,16 +81,23 @@ def make_dataset(
         raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
     dataset = ImageDataset(frame, caps, cache=cache, **common)
     if cache:
-        preload(dataset, budget=0.5 / max(1, processes), warn=warn)
+        preload(dataset, warn=warn, processes=processes)
     return dataset
 
 
-def preload(dataset: ImageDataset, budget: float = 0.5, warn: Callable[[str], None] | None = None) -> bool:
+def preload(
+    dataset: ImageDataset,
+    budget: float = 0.5,
+    warn: Callable[[str], None] | None = None,
+    processes: int = 1,
+) -> bool:
     """compute.cache: read every image into memory now, in this process (DataLoader workers forked
     later share it), when the dataset takes at most `budget` of the available memory; otherwise turn
-    the cache off with a warning. Returns whether the dataset is cached. Under torchrun every process
-    holds its own copy (a shuffled DistributedSampler gives each one every image over the epochs), so
-    the caller divides the budget by the processes on the machine.
+    the cache off with a warning. Returns whether the dataset is cached.
+
+    Under torchrun (`processes` > 1 on this machine, a process group initialised) the copy is shared
+    by the machine's processes through /dev/shm (`shared_cache`), and `dataset.shared_cache` says so.
+    Without room there, each process holds its own copy, within `budget / processes`.
 
     >>> preload(ImageDataset(frame, caps, cache=True))
     True
@@ -95,13 +105,25 @@ def preload(dataset: ImageDataset, budget: float = 0.5, warn: Callable[[str], No
     if not len(dataset):
         return False
     dataset.cache = False  # reading the first image's shape must not start the cache
-    need = len(dataset) * math.prod(dataset.input_size) * 4
+    shape = dataset.input_size
+    need = len(dataset) * math.prod(shape) * 4
     available = available_memory()
-    if available is not None and need > budget * available:
+    fits = available is None or need <= budget * available
+    if processes > 1:
+        if dist.is_initialized():
+            images = share_images(dataset.paths, shape, dataset.image, distributed.local_rank(), fits)
+            if images is not None:
+                dataset.cache, dataset.shared_cache = True, True
+                dataset._cache.update(enumerate(images))
+                return True
+        budget /= processes
+        fits = available is None or need <= budget * available
+    if not fits:
+        copies = f" (each of the {processes} training processes on this machine holds its own copy)"
         message = (
             f"compute.cache: the {len(dataset)} images need {need / 2**30:.2f} GiB, more than "
-            f"{budget:.0%} of the {available / 2**30:.2f} GiB of available memory (each training process "
-            "on this machine holds its own copy); reading them from disk"
+            f"{budget:.0%} of the {available / 2**30:.2f} GiB of available memory"
+            f"{copies if processes > 1 else ''}; reading them from disk"
         )
         (warn or (lambda text: warnings.warn(text, stacklevel=3)))(message)
         return False

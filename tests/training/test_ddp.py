@@ -32,9 +32,10 @@ BODY = 'task = "classification"\ndropout = 0.0\n' + TRAIN
     shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
 )
 def test_two_cpu_processes_match_one_process(tmp_path):
-    path = write_spec(
-        tmp_path, {"one": BODY.format(acc=6), "two": BODY.format(acc=3)}, subjects=12, batch_size=1
-    )
+    # The 2 processes also share one in-memory copy of the images (compute.cache through /dev/shm).
+    two = BODY.format(acc=3) + "\ncompute = { cache = true }"
+    path = write_spec(tmp_path, {"one": BODY.format(acc=6), "two": two}, subjects=12, batch_size=1)
+    leftovers = set(Path("/dev/shm").glob("neuroexec-cache-*"))
     run_apply(path, target="model.one.train*")  # also prepares the data and both models' splits
     run_apply(path, target="model.two.split")
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -45,6 +46,9 @@ def test_two_cpu_processes_match_one_process(tmp_path):
         capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if Path("/dev/shm").is_dir():
+        assert "shared by the 2 processes on this machine" in done.stdout + done.stderr
+        assert set(Path("/dev/shm").glob("neuroexec-cache-*")) == leftovers  # unlinked once mapped
 
     one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
     log_one = pd.read_csv(one.training_tsv(0), sep="\t")
