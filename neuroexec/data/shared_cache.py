@@ -33,7 +33,8 @@ def shm_file(paths: Sequence[Path]) -> Path:
 
 def _all_agree(flag: bool) -> bool:
     """True when `flag` is true in every process of the job."""
-    value = torch.tensor([1 if flag else 0])
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces CUDA tensors only
+    value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
 
