@@ -34,7 +34,9 @@ def extracted(tmp_path_factory) -> dict:
         run_extraction(plan, normalize=True)
     files["bundle"] = sorted(data.caps_dir.rglob("*_patches_T1w.pt"))
     files["clinicadl"] = sorted(data.caps_dir.rglob("*_patch-*_T1w.pt"))
-    dataset = PatchDataset(frame, data.caps_dir, size=PATCH, stride=STRIDE)
+    # As training reads them: each patch min-max normalised (ClinicaDL's rule). The bundles are written
+    # normalised, so the dataset only checks each patch's range.
+    dataset = PatchDataset(frame, data.caps_dir, size=PATCH, stride=STRIDE, normalize=True)
     n = len(dataset)
     return {"dataset": dataset, "files": files, "n": n, "bytes": n * PATCH**3 * 4}
 

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_counts
+from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError, NeuroexecError
 
@@ -191,7 +192,9 @@ class ImageDataset(_CapsItems):
 class PatchDataset(_CapsItems):
     """(image, patch) pairs, or one patch per image with `patch_index`. Reads neuroexec's per-image
     bundle memory-mapped; without it, ClinicaDL's per-patch files; without those, the image tensor
-    (patches cut on the fly, as ClinicaDL does with prepare_dl = false)."""
+    (patches cut on the fly, as ClinicaDL does with prepare_dl = false). With `normalize`, each patch is
+    min-max normalised on its own, as ClinicaDL does (`intensity.minmax_items_`; the extract step
+    writes bundles already normalised, which leaves only the range check here)."""
 
     def __init__(
         self,
@@ -204,8 +207,10 @@ class PatchDataset(_CapsItems):
         stride: int | None = None,
         patch_index: int | None = None,
         uncropped: bool = False,
+        normalize: bool = False,
     ):
         super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        self.normalize = normalize
         if size is None or size < 1:
             raise InputError(None, f"a patch dataset needs a patch size >= 1, got {size}", "patch_size")
         stride = size if stride is None else stride
@@ -284,7 +289,10 @@ class PatchDataset(_CapsItems):
             image, k = i, self.patch_index
         else:
             image, k = divmod(i, self._n)
-        return self._item(image, self.patch(image, k), k)
+        patch = self.patch(image, k)
+        if self.normalize:
+            patch = minmax_items_(patch[None].clone())[0]  # the patch may be a view of a mapped file
+        return self._item(image, patch, k)
 
     def __getitems__(self, indices: list[int]) -> dict:
         """A whole batch at once (the DataLoader calls this with the batch's indices): each patch is
@@ -297,6 +305,8 @@ class PatchDataset(_CapsItems):
             image, k = (i, self.patch_index) if self.patch_index is not None else divmod(i, self._n)
             images[j] = self.patch(image, k)
             rows.append((image, k))
+        if self.normalize:
+            minmax_items_(images)
         return {
             "image": images,
             "label": default_collate([self.labels[image] for image, _ in rows]),

@@ -27,6 +27,7 @@ import torch
 
 from neuroexec.atomic import save_torch, write_json
 from neuroexec.data.caps import CROPPED_DESCRIPTION, UNCROPPED_DESCRIPTION, CapsLayout, nifti_pattern
+from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError
 
@@ -116,9 +117,11 @@ def extract_patches_to(
     layout: str = "bundle",
     uncropped: bool = False,
     out: torch.Tensor | None = None,
+    normalize: bool = False,
 ) -> list[Path]:
     """Cut an image tensor [1, X, Y, Z] into patches (ClinicaDL order) and write them; returns the paths.
-    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset).
+    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset). With
+    `normalize`, each patch is min-max normalised on its own, as ClinicaDL feeds patches to a model.
 
     layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
     then opens one file per image and reads patches from one memory-mapped block, instead of opening,
@@ -135,6 +138,8 @@ def extract_patches_to(
     patches = ops.extract_patches(image.unsqueeze(0), size, stride, out=out)  # [n, 1, s, s, s]
     if patches.shape[0] != n:
         raise RuntimeError(f"extract_patches returned {patches.shape[0]} patches, expected {n}")
+    if normalize:
+        minmax_items_(patches)
     if layout == "bundle":
         path = caps.patch_bundle(participant, session, size, stride, uncropped)
         save_torch(path, patches)
@@ -344,6 +349,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                     plan.layout,
                     plan.uncropped,
                     out=patch_buffer,
+                    normalize=normalize,
                 )
             record = {
                 "nifti": _key(caps, item.nifti),

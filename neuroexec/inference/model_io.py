@@ -193,6 +193,7 @@ def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
             size=int(info.patch_size),
             stride=int(info.stride_size or info.patch_size),
             uncropped=uncropped,
+            normalize=info.normalize,  # each patch, as the model saw them in training
         )
     if info.mode != "image":
         raise InputError(

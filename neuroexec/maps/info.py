@@ -39,6 +39,7 @@ class MapsInfo:
     tsv_path: str | None = None
     diagnoses: tuple[str, ...] | None = None
     dropout: float = 0.5
+    normalize: bool = True  # min-max normalisation of each item at load (ClinicaDL's default)
     legacy: bool = False  # fold-<i> / commandline.json generation
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -104,6 +105,7 @@ def read_maps_info(root: Path) -> MapsInfo:
         tsv_path=raw.get("tsv_path"),
         diagnoses=diagnoses,
         dropout=float(raw.get("dropout") or 0.5),
+        normalize=bool(raw.get("normalize", raw.get("minmaxnormalization", True))),
         legacy=legacy,
         raw=raw,
     )

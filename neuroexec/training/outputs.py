@@ -43,7 +43,9 @@ def maps_parameters(
         "preprocessing": dataset.preprocessing,
         "mode": model.mode,
         "use_uncropped_image": dataset.uncropped,
-        "prepare_dl": True,
+        # Patch mode: ClinicaDL reads one file per patch only from the "clinicadl" layout; from bundles
+        # (whose CAPS also hold the image tensors) it cuts the patches from the image, as neuroexec can.
+        "prepare_dl": model.mode != "patch" or dataset.patch_layout == "clinicadl",
         "extract_json": f"extract_{model.mode}.json",
         "file_type": {
             "pattern": "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz",

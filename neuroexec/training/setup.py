@@ -76,7 +76,9 @@ def make_dataset(
         patch = model.patch
         if patch is None:
             raise NeuroexecError(f"models.{model.name}: mode 'patch' needs patch = {{ size, stride }}")
-        return PatchDataset(frame, caps, size=patch.size, stride=patch.stride, **common)
+        return PatchDataset(
+            frame, caps, size=patch.size, stride=patch.stride, normalize=ds.normalize, **common
+        )
     if model.mode != "image":
         raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
     dataset = ImageDataset(frame, caps, cache=cache, **common)

@@ -165,3 +165,43 @@ def test_batched_patch_fetch_equals_item_by_item(fresh_caps: GeneratedDataset, p
     assert torch.equal(
         torch.cat([b["image"] for b in loader]), torch.stack([ds[i]["image"] for i in range(len(ds))])
     )
+
+
+@pytest.mark.parametrize("layout", ["bundle", "clinicadl", "image-only"])
+def test_normalize_gives_each_patch_its_own_min_max_as_clinicadl(fresh_caps: GeneratedDataset, layout: str):
+    """ClinicaDL min-max normalises every item it loads: in patch mode, each patch. Whatever the source
+    (bundles normalised at extraction, raw per-patch files, patches cut from raw images), batched or
+    one by one, the patches delivered are (x - min) / (max - min) of the raw patch; a constant patch,
+    where ClinicaDL would divide 0 by 0, is zeros."""
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:2]
+    mode = "image" if layout == "image-only" else "patch"
+    plan = plan_extraction(
+        frame, fresh_caps.caps_dir, mode, size=10, stride=8, layout=layout.replace("image-only", "bundle")
+    )
+    run_extraction(plan, normalize=layout == "bundle")  # raw tensors elsewhere: ClinicaDL's prepare-data
+    code = encode_labels(frame.diagnosis)
+    ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, normalize=True)
+    raw = [_nifti_data(fresh_caps, p).astype(np.float64) for p in frame.participant_id]
+    batch = ds.__getitems__(list(range(len(ds))))["image"]
+    for i in range(len(ds)):
+        image, k = divmod(i, ds.n_patches)
+        patch = _expected_patch(raw[image], k, 10, 8)
+        span = patch.max() - patch.min()
+        want = (patch - patch.min()) / span if span > 0 else np.zeros_like(patch)
+        np.testing.assert_allclose(ds[i]["image"][0].numpy(), want, atol=1e-6, err_msg=f"item {i}")
+        np.testing.assert_allclose(batch[i, 0].numpy(), want, atol=1e-6, err_msg=f"batched item {i}")
+    plain = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8)
+    if layout != "bundle":  # without normalize: the stored values as they are
+        np.testing.assert_array_equal(plain[1]["image"][0].numpy(), _expected_patch(raw[0], 1, 10, 8))
+
+
+def test_minmax_items_leaves_normalised_items_alone_and_zeroes_constant_ones():
+    from neuroexec.data.intensity import minmax_items_
+
+    items = torch.stack([torch.linspace(0, 1, 27).view(1, 3, 3, 3), torch.full((1, 3, 3, 3), 7.0)])
+    items = torch.cat([items, 5 + 2 * items[:1]])
+    before = items[0].clone()
+    minmax_items_(items)
+    assert torch.equal(items[0], before)  # already [0, 1]: bit for bit
+    assert torch.equal(items[1], torch.zeros(1, 3, 3, 3))
+    torch.testing.assert_close(items[2], before)

@@ -137,6 +137,13 @@ def bench(tmp_path: Path, cohort_a: GeneratedDataset) -> Bench:
     return make_bench(tmp_path, [("A", cohort_a)])
 
 
+def minmax(t: torch.Tensor) -> torch.Tensor:
+    """ClinicaDL's MinMaxNormalization of one item, written out (zeros for a constant item): what a
+    patch-mode model sees of each patch."""
+    span = t.max() - t.min()
+    return (t - t.min()) / span if span > 0 else torch.zeros_like(t)
+
+
 def image_tensor(data: GeneratedDataset, participant: str, session: str) -> torch.Tensor:
     from neuroexec.data.caps import CapsLayout
 

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from inference_bench import SHAPE, image_tensor, make_bench
+from inference_bench import SHAPE, image_tensor, make_bench, minmax
 
 from neuroexec.errors import InputError
 from neuroexec.inference.interpret import interpret_group, mask_mass
@@ -177,7 +177,7 @@ def test_patch_model_maps_per_index_and_folded(tmp_path, cohort_a):
     expected = np.zeros(SHAPE)
     for k in range(8):
         a, b, c = (k // 4) * size, ((k // 2) % 2) * size, (k % 2) * size
-        patches = [im[:, a : a + size, b : b + size, c : c + size] for im in images]
+        patches = [minmax(im[:, a : a + size, b : b + size, c : c + size]) for im in images]
         ref = reference_maps(bench.model, patches, 0).mean(0)
         mean = torch.load(out / f"mean_patch-{k}_map.pt", weights_only=True).numpy()
         np.testing.assert_allclose(mean, ref, atol=1e-5 * ref.max(), rtol=1e-4)

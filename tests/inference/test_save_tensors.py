@@ -6,7 +6,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import torch
-from inference_bench import SHAPE, image_tensor, make_bench
+from inference_bench import SHAPE, image_tensor, make_bench, minmax
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.inference.save_tensors import save_group_tensors
@@ -67,7 +67,7 @@ def test_patch_autoencoder_tensors_per_patch_and_folded_nifti(tmp_path, cohort_a
         folded_in, folded_out = np.zeros(SHAPE), np.zeros(SHAPE)
         for k in range(8):
             a, b, c = (k // 4) * size, ((k // 2) % 2) * size, (k % 2) * size
-            patch = image[:, a : a + size, b : b + size, c : c + size]
+            patch = minmax(image[:, a : a + size, b : b + size, c : c + size])  # each patch, as ClinicaDL
             x = torch.load(
                 bench.maps.tensor_file(0, "loss", "test", p, s, "patch", k, "input"), weights_only=True
             )
