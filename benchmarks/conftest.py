@@ -40,7 +40,7 @@ def batch_size(device: torch.device) -> int:
 def run(benchmark, device: torch.device) -> Callable[..., object]:
     """run(fn, role, bytes=..., items=...): benchmark fn (synchronising CUDA) with fixed rounds."""
 
-    def _run(fn: Callable[[], object], role: str, bytes: int = 0, items: int = 0, rounds: int = 7) -> object:
+    def _run(fn: Callable[[], object], role: str, bytes: int = 0, items: int = 0, rounds: int = 15) -> object:
         benchmark.extra_info.update(role=role, bytes=int(bytes), items=int(items), device=str(device))
 
         def call() -> object:
