@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_counts
-from neuroexec.data.intensity import minmax_items_
+from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError, NeuroexecError
 
@@ -136,7 +136,9 @@ class _CapsItems(Dataset):
 class ImageDataset(_CapsItems):
     """Whole images [1, X, Y, Z] from `deeplearning_prepare_data/image_based/`. `cache` keeps each
     tensor in memory after its first read (per worker process). `task` None is inferred: classification
-    with a label code, regression with a label only, reconstruction without a label."""
+    with a label code, regression with a label only, reconstruction without a label. With `normalize`,
+    an image whose tensor was not extracted normalised is min-max normalised as it is read, as ClinicaDL
+    does with each item (tensors extracted normalised are only range-checked)."""
 
     def __init__(
         self,
@@ -147,8 +149,10 @@ class ImageDataset(_CapsItems):
         task: str | None = None,
         uncropped: bool = False,
         cache: bool = False,
+        normalize: bool = False,
     ):
         super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        self.normalize = normalize
         self.paths = [
             layout.image_tensor(p, s, uncropped)
             for layout, p, s in zip(self.layouts, self.participants, self.sessions)
@@ -181,7 +185,8 @@ class ImageDataset(_CapsItems):
         return tensor
 
     def __getitem__(self, i: int) -> dict:
-        return self._item(i, self.image(i), 0)
+        image = self.image(i)
+        return self._item(i, minmax_item(image) if self.normalize else image, 0)
 
     @property
     def input_size(self) -> list[int]:

@@ -30,3 +30,19 @@ def minmax_items_(batch: torch.Tensor) -> torch.Tensor:
         span = torch.where(span > 0, span, torch.ones_like(span))  # constant: (x - min) / 1 = 0
         flat.sub_(lo).div_(span)  # rows already in [0, 1]: x - 0 and x / 1, exact
     return batch
+
+
+def minmax_item(item: torch.Tensor) -> torch.Tensor:
+    """`minmax_items_` of one item, never in place: `item` itself when it already spans [0, 1] or is
+    all 0 (a cached or memory-mapped tensor stays untouched), else a new tensor.
+
+    Example:
+        >>> minmax_item(torch.tensor([1.0, 3.0]))
+        tensor([0., 1.])
+    """
+    if item.numel() == 0:
+        return item
+    lo, hi = item.amin(), item.amax()
+    if float(lo) == 0.0 and float(hi) in (0.0, 1.0):
+        return item
+    return minmax_items_(item[None].clone())[0]

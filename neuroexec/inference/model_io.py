@@ -200,7 +200,13 @@ def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
             info.root / "maps.json", f"mode '{info.mode}' is not supported (image or patch)", "mode"
         )
     return datasets.ImageDataset(
-        frame, caps, label=label, label_code=info.label_code, task=info.task, uncropped=uncropped
+        frame,
+        caps,
+        label=label,
+        label_code=info.label_code,
+        task=info.task,
+        uncropped=uncropped,
+        normalize=info.normalize,  # as the model saw its images in training
     )
 
 

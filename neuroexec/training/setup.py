@@ -81,7 +81,7 @@ def make_dataset(
         )
     if model.mode != "image":
         raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
-    dataset = ImageDataset(frame, caps, cache=cache, **common)
+    dataset = ImageDataset(frame, caps, cache=cache, normalize=ds.normalize, **common)
     if cache:
         preload(dataset, warn=warn, processes=processes)
     return dataset

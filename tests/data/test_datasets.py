@@ -205,3 +205,19 @@ def test_minmax_items_leaves_normalised_items_alone_and_zeroes_constant_ones():
     assert torch.equal(items[0], before)  # already [0, 1]: bit for bit
     assert torch.equal(items[1], torch.zeros(1, 3, 3, 3))
     torch.testing.assert_close(items[2], before)
+
+
+@pytest.mark.parametrize("extracted_normalised", [False, True])
+def test_image_items_are_normalised_as_the_model_expects(fresh_caps: GeneratedDataset, extracted_normalised):
+    """normalize: an image extracted raw (as ClinicaDL's prepare-data writes it) is min-max normalised as
+    it is read; one extracted normalised is handed over as it is, not copied (a cache stays shared)."""
+    frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:2]
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "image"), normalize=extracted_normalised)
+    ds = ImageDataset(frame, fresh_caps.caps_dir, None, None, "reconstruction", cache=True, normalize=True)
+    raw = _nifti_data(fresh_caps, frame.participant_id.iloc[1]).astype(np.float64)
+    want = (raw - raw.min()) / (raw.max() - raw.min())
+    item = ds[1]["image"]
+    np.testing.assert_allclose(item[0].numpy(), want, atol=1e-6)
+    assert (item is ds._cache[1]) == extracted_normalised
+    if not extracted_normalised:
+        assert float(ds._cache[1].max()) == float(raw.max())  # the cached raw tensor is not modified
