@@ -19,8 +19,8 @@ import pandas as pd
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.errors import InputError
+from neuroexec.spec.model import SINGLE_COHORT  # noqa: F401 - re-exported
 
-SINGLE_COHORT = "single"  # cohort name of a non-multi-cohort dataset (as in ClinicaDL's caps_dict)
 MAX_LISTED = 20
 _NOT_DIAGNOSES = {"train", "validation", "test", "labels", "participants", "data", "missing_mods"}
 

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+# The cohort of a dataset with one CAPS: ClinicaDL names it "single" (its caps_dict key and the cohort
+# column of the tables it writes and reads), so neuroexec's tables say the same.
+SINGLE_COHORT = "single"
+
 # ClinicaDL's spelling of selection metrics; `balanced_accuracy` is accepted as an alias of BA.
 METRIC_ALIASES = {"balanced_accuracy": "BA"}
 

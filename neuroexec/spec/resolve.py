@@ -76,7 +76,7 @@ def _dataset(name: str, raw: dict[str, Any], base: Path, others: dict[str, m.Dat
         if generate and participants is None and caps is not None:
             participants = caps / "participants.tsv"
         by = name if generate else None
-        cohorts = (m.Cohort(name, caps, participants, by),) if caps and participants else ()
+        cohorts = (m.Cohort(m.SINGLE_COHORT, caps, participants, by),) if caps and participants else ()
     return m.Dataset(
         name=name,
         cohorts=cohorts,

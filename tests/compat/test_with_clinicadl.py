@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from neuroexec.context import RunContext
 from neuroexec.executor import apply
@@ -100,3 +101,26 @@ def test_clinicadl_finds_every_cohort_of_a_multi_cohort_maps(tmp_path):
     both = theirs.merge(ours, on=["participant_id", "session_id"], suffixes=("_cdl", "_nx"))
     assert len(both) == len(ours) == len(theirs) > 0
     assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
+
+
+def test_clinicadl_interpret_gradients_equal_neuroexec_signed_gradients(tmp_path):
+    """ClinicaDL 1.6.1's `interpret ... gradients` keeps the sign: it equals neuroexec's gradients with
+    absolute = false, map by map and on average (neuroexec's default, |gradient|, is FORMATS.md's)."""
+    spec_path = tmp_path / "spec.toml"
+    interpret = (
+        'interpret = [{ name = "nx", method = "gradients", absolute = false, save_individual = true }]\n'
+    )
+    spec_path.write_text(SPEC + interpret)
+    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    cmd = [CLINICADL, "interpret", "maps/cnn", "test", "cdl", "gradients", "--selection_metrics", "loss",
+           "--save_individual", "--no-gpu", "-np", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = tmp_path / "maps/cnn/split-0/best-loss/test"
+    theirs = sorted(p.name for p in (result / "interpret-cdl").glob("*.pt"))
+    ours = sorted(p.name for p in (result / "interpret-nx").glob("*_map.pt") if not p.name.startswith("std_"))
+    assert len(theirs) == 7 and theirs == ours  # the mean and one map per image; neuroexec adds std
+    for name in theirs:
+        a = torch.load(result / "interpret-cdl" / name, weights_only=True)
+        b = torch.load(result / "interpret-nx" / name, weights_only=True)
+        assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-6 * float(b.abs().max()), name
