@@ -98,6 +98,9 @@ def test_apply_then_plan_is_up_to_date_and_second_apply_does_nothing(tmp_path, c
     for group in ("train", "validation"):  # where ClinicaDL's predict looks for the training groups
         record = json.loads((maps / f"groups/{group}/split-1/maps.json").read_text())
         assert record == {"caps_directory": str(tmp_path / "data/demo"), "multi_cohort": False}
+    for table in ("groups/train/split-1/data.tsv", "groups/test/data.tsv"):
+        # one CAPS: ClinicaDL looks each row's cohort up in {"single": caps}
+        assert set(pd.read_csv(maps / table, sep="\t")["cohort"]) == {"single"}, table
     assert json.loads((maps / "groups/test/maps.json").read_text())["caps_directory"] == str(
         tmp_path / "data/other"
     )
