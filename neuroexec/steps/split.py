@@ -69,7 +69,10 @@ def run(step: Step, ctx: RunContext) -> dict:
         ]
     else:
         pairs = make_splits(frame, model.split.n_splits, label=label, seed=model.split.seed)
-    columns = [c for c in ("participant_id", "session_id", "cohort", label) if c and c in frame.columns]
+    # The diagnosis column too, whatever the task: ClinicaDL's predict filters a MAPS's data on the
+    # diagnoses in maps.json, which are read from it.
+    wanted = ("participant_id", "session_id", "cohort", label, "diagnosis")
+    columns = [c for c in dict.fromkeys(wanted) if c and c in frame.columns]
     atomic.write_tsv(maps.train_validation_tsv, frame[columns])
     for i, (train, valid) in enumerate(pairs):
         atomic.write_tsv(maps.split_group_tsv("train", i), _columns_of(train, frame, columns))

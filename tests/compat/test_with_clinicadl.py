@@ -124,3 +124,30 @@ def test_clinicadl_interpret_gradients_equal_neuroexec_signed_gradients(tmp_path
         a = torch.load(result / "interpret-cdl" / name, weights_only=True)
         b = torch.load(result / "interpret-nx" / name, weights_only=True)
         assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-6 * float(b.abs().max()), name
+
+
+def test_clinicadl_saves_the_tensors_and_metrics_of_a_neuroexec_autoencoder(tmp_path):
+    """`predict --save_tensor` on a neuroexec autoencoder: the same input and output tensors and the same
+    reconstruction metrics as neuroexec's own save_tensors group."""
+    spec_path = tmp_path / "spec.toml"
+    text = SPEC.replace('architecture = "Conv4_FC3"', 'architecture = "Conv4_FC3"\ntask = "reconstruction"')
+    spec_path.write_text(text + "save_tensors = {}\n")
+    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    cmd = [CLINICADL, "predict", "maps/cnn", "cdl", "--caps_directory", "data/other", "--participants_tsv",
+           "data/other/participants.tsv", "--save_tensor", "--selection_metrics", "loss", "--no-gpu",
+           "--n_proc", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = tmp_path / "maps/cnn/split-0/best-loss"
+    names = sorted(p.name for p in (result / "cdl/tensors").glob("*.pt"))
+    assert len(names) == 12 and names == sorted(p.name for p in (result / "test/tensors").glob("*.pt"))
+    for name in names:
+        a = torch.load(result / "cdl/tensors" / name, weights_only=True)
+        b = torch.load(result / "test/tensors" / name, weights_only=True)
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-6, name
+    theirs = pd.read_csv(result / "cdl/cdl_image_level_prediction.tsv", sep="\t")
+    ours = pd.read_csv(result / "test/test_image_level_prediction.tsv", sep="\t")
+    both = theirs.merge(ours, on=["participant_id", "session_id"], suffixes=("_cdl", "_nx"))
+    assert len(both) == 6 and list(theirs.columns) == list(ours.columns)
+    for metric in ("MAE", "RMSE", "PSNR", "SSIM"):
+        assert (both[f"{metric}_cdl"] - both[f"{metric}_nx"]).abs().max() < 1e-5, metric

@@ -93,7 +93,10 @@ def test_reconstruction_trains_and_writes_visualisations(tmp_path):
     assert log["loss_train"].iloc[-1] < log["loss_train"].iloc[0]
     assert {"MAE_valid", "RMSE_valid", "PSNR_valid", "SSIM_valid"} <= set(log.columns)
     assert read_maps_info(maps.root).task == "reconstruction"
-    assert json.loads(maps.maps_json.read_text())["architecture"] == "AE_TinyCNN"
+    parameters = json.loads(maps.maps_json.read_text())
+    assert parameters["architecture"] == "AE_TinyCNN"
+    # ClinicaDL's predict keeps only the maps.json diagnoses: an autoencoder's are its data's, never []
+    assert parameters["diagnoses"] == ["AD", "CN"]
     prediction = read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))
     assert list(prediction.columns[3:]) == ["MAE", "RMSE", "PSNR", "SSIM"]
     import nibabel as nib
