@@ -151,3 +151,66 @@ def test_clinicadl_saves_the_tensors_and_metrics_of_a_neuroexec_autoencoder(tmp_
     assert len(both) == 6 and list(theirs.columns) == list(ours.columns)
     for metric in ("MAE", "RMSE", "PSNR", "SSIM"):
         assert (both[f"{metric}_cdl"] - both[f"{metric}_nx"]).abs().max() < 1e-5, metric
+
+
+DATA_ONLY = """
+version = 1
+[compute]
+workers = 0
+batch_size = 4
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 12, resolution_mm = 4, seed = 1 }
+[datasets.other]
+caps = "data/other"
+generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
+"""
+
+
+def _clinicadl_split(participants: Path, folder: Path) -> Path:
+    """ClinicaDL's split layout: <folder>/train.tsv, then <folder>/1_fold/ (and split-0/) with the files."""
+    frame = pd.read_csv(participants, sep="\t", dtype=str)
+    valid = frame.iloc[::3]
+    train = frame.drop(valid.index)
+    folder.mkdir(parents=True)
+    frame.to_csv(folder / "train.tsv", sep="\t", index=False)
+    for split in (folder / "1_fold", folder / "1_fold/split-0"):
+        split.mkdir(parents=True, exist_ok=True)
+        for name, part in (("train", train), ("train_baseline", train), ("validation", valid),
+                           ("validation_baseline", valid)):  # fmt: skip
+            part.to_csv(split / f"{name}.tsv", sep="\t", index=False)
+    return folder / "1_fold"
+
+
+def test_neuroexec_predicts_a_clinicadl_patch_maps_as_clinicadl_does(tmp_path):
+    """A patch CNN trained by ClinicaDL (raw tensors, each patch min-max normalised at load): neuroexec's
+    predictions on another cohort equal ClinicaDL's own, per patch and soft-voted per image."""
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(DATA_ONLY)
+    ctx = RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True))
+    apply(make_plan(load_spec(spec_path)), ctx)  # the synthetic CAPS
+    prepare = [CLINICADL, "prepare-data", "patch", "data/demo", "t1-linear", "--patch_size", "24",
+               "--stride_size", "12", "-ej", "extract_patch.json", "-np", "1"]  # fmt: skip
+    split = _clinicadl_split(tmp_path / "data/demo/participants.tsv", tmp_path / "split")
+    train = [CLINICADL, "train", "classification", "data/demo", "extract_patch.json", str(split), "maps_cdl",
+             "--architecture", "Conv4_FC3", "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",
+             "--split", "0"]  # fmt: skip
+    for cmd in (prepare, train):
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    spec_path.write_text(
+        DATA_ONLY + '[models.cdl]\nmaps = "maps_cdl"\n[groups.test]\ndataset = "other"\nmodels = ["cdl"]\n'
+    )
+    apply(make_plan(load_spec(spec_path)), ctx)
+    predict = [CLINICADL, "predict", "maps_cdl", "cdl", "--caps_directory", "data/other", "--participants_tsv",
+               "data/other/participants.tsv", "--selection_metrics", "loss", "--no-gpu", "--n_proc", "0"]  # fmt: skip
+    done = subprocess.run(predict, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = tmp_path / "maps_cdl/split-0/best-loss"
+    for level, keys in (("patch", ["patch_id"]), ("image", [])):
+        theirs = pd.read_csv(result / f"cdl/cdl_{level}_level_prediction.tsv", sep="\t")
+        ours = pd.read_csv(result / f"test/test_{level}_level_prediction.tsv", sep="\t")
+        both = theirs.merge(ours, on=["participant_id", "session_id", *keys], suffixes=("_cdl", "_nx"))
+        assert len(both) == len(ours) == len(theirs) == 6 * (12 if level == "patch" else 1)
+        assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5, level
+        assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all(), level
