@@ -44,10 +44,11 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_tsv(path: str | Path, frame: Any) -> None:
-    """Write a pandas DataFrame as a tab-separated file without index (ClinicaDL's convention)."""
+def write_tsv(path: str | Path, frame: Any, na_rep: str = "") -> None:
+    """Write a pandas DataFrame as a tab-separated file without index (ClinicaDL's convention), missing
+    values as `na_rep`."""
     with atomic_open(path, "w") as f:
-        frame.to_csv(f, sep="\t", index=False)
+        frame.to_csv(f, sep="\t", index=False, na_rep=na_rep)
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

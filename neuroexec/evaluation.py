@@ -297,7 +297,7 @@ def write_results(
         if use_labels:
             table = tables.metrics_for_predictions(level_frame, task, n_classes, level_loss)
             path = maps.metrics_tsv(split, metric, group, level)
-            atomic.write_tsv(path, table)
+            atomic.write_tsv(path, table, na_rep="N/A")  # ClinicaDL's mark of the loss's missing CI
             written.append(path)
     path = maps.description_log(split, metric, group)
     text = description or f"Predictions of group {group} by the best-{metric} model of split {split}."

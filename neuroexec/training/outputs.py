@@ -69,7 +69,9 @@ def maps_parameters(
         "normalization": "BatchNorm",
         "selection_metrics": list(t.selection_metrics),
         "label": model.label if model.task != "reconstruction" else None,
-        "label_code": label_code or {},
+        # null without classes (regression, reconstruction), as ClinicaDL writes it: its datasets read
+        # an empty {} as a label code and look every target up in it
+        "label_code": label_code or None,
         "selection_threshold": 0.0,
         "loss": LOSS_NAMES[model.task],
         "gpu": c.device != "cpu",

@@ -51,32 +51,49 @@ models = ["cnn"]
 PATCH_MODE = 'mode = "patch"\npatch = { size = 24, stride = 12 }\n'
 
 
-@pytest.mark.parametrize("mode", ["image", "patch"])
-def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path, mode):
+VARIANTS = {
+    "image": "",
+    "patch": PATCH_MODE,
+    "regression": 'task = "regression"\nlabel = "age"\n',  # maps.json label_code null, as ClinicaDL's
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path, variant):
     """Patch mode too: ClinicaDL cuts the patches from the image tensors (prepare_dl = false for
     neuroexec's bundles) and min-max normalises each one, as neuroexec does."""
     spec_path = tmp_path / "spec.toml"
-    text = (
-        SPEC
-        if mode == "image"
-        else SPEC.replace('architecture = "Conv4_FC3"\n', 'architecture = "Conv4_FC3"\n' + PATCH_MODE)
-    )
-    spec_path.write_text(text)
+    architecture = 'architecture = "Conv4_FC3"\n'
+    spec_path.write_text(SPEC.replace(architecture, architecture + VARIANTS[variant]))
     apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
     cmd = [CLINICADL, "predict", "maps/cnn", "cdl", "--caps_directory", "data/other",
            "--participants_tsv", "data/other/participants.tsv", "--no-gpu", "--n_proc", "0"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = tmp_path / "maps/cnn/split-0/best-loss"
+    mode = "patch" if variant == "patch" else "image"
     keys = ["participant_id", "session_id"] + (["patch_id"] if mode == "patch" else [])
     theirs = pd.read_csv(result / f"cdl/cdl_{mode}_level_prediction.tsv", sep="\t")
     ours = pd.read_csv(result / f"test/test_{mode}_level_prediction.tsv", sep="\t")
     assert list(theirs.columns) == list(ours.columns)
     both = theirs.merge(ours, on=keys, suffixes=("_cdl", "_nx"))
     assert len(both) == len(ours) == 6 * (1 if mode == "image" else 2 * 3 * 2)  # 42x52x45 at 4 mm
-    assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
-    assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all()
-    assert (result / f"cdl/cdl_{mode}_level_metrics.tsv").is_file()
+    if variant == "regression":
+        scale = both["predicted_label_nx"].abs().max()
+        assert (both["predicted_label_cdl"] - both["predicted_label_nx"]).abs().max() <= 1e-5 * scale
+    else:
+        assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
+        assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all()
+    theirs, ours = (
+        pd.read_csv(result / f"{g}/{g}_{mode}_level_metrics.tsv", sep="\t") for g in ("cdl", "test")
+    )
+    assert list(theirs.columns) == list(ours.columns) and list(theirs["Metrics"]) == list(ours["Metrics"])
+    values = [c for c in ours.columns if c not in ("Metrics", "loss")]
+    assert (theirs.loc[0, values] - ours.loc[0, values]).abs().max() <= 1e-4 * ours.loc[0, values].abs().max()
+    # neuroexec's loss is the mean over the items; ClinicaDL's is the sum of its batches' means (its
+    # predict batches by 8): the same number only when everything fits one batch.
+    batches = -(-len(both) // 8)
+    assert theirs.loc[0, "loss"] == pytest.approx(batches * ours.loc[0, "loss"], rel=1e-4), len(both)
 
 
 VALIDATION_GROUP = '[groups.validation]\nfrom_training = "validation"\nmodels = ["cnn"]\n'

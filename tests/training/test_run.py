@@ -69,6 +69,9 @@ def test_classification_writes_every_clinicadl_output(tmp_path):
     assert epoch == int(log["loss_valid"].idxmin())
     table = read_tsv(maps.metrics_tsv(0, "loss", "validation", "image"))
     assert table["loss"][0] == pytest.approx(log["loss_valid"].min(), rel=1e-5)
+    # The loss has no interval: ClinicaDL writes N/A there (and pandas reads it back as missing).
+    lines = maps.metrics_tsv(0, "loss", "validation", "image").read_text().splitlines()
+    assert [line.split("\t")[-1] for line in lines] == ["loss", lines[1].split("\t")[-1], "N/A", "N/A", "N/A"]
 
 
 def test_regression_loss_goes_down(tmp_path):
@@ -82,6 +85,8 @@ def test_regression_loss_goes_down(tmp_path):
     prediction = read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))
     assert list(prediction.columns[3:]) == ["true_label", "predicted_label"]
     assert read_maps_info(maps.root).output_size == 1
+    # No classes: label_code is null, as ClinicaDL writes it (its predict reads {} as a label code)
+    assert json.loads(maps.maps_json.read_text())["label_code"] is None
 
 
 def test_reconstruction_trains_and_writes_visualisations(tmp_path):
