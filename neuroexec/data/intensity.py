@@ -23,12 +23,12 @@ def minmax_items_(batch: torch.Tensor) -> torch.Tensor:
     """
     if batch.numel() == 0:
         return batch
-    flat = batch.view(batch.shape[0], -1)
-    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)  # 8x faster than aminmax(dim=1)
-    if bool(((lo != 0) | ((hi != 1) & (hi != 0))).any()):  # rows in [0, 1] or all 0 are final
+    dims = tuple(range(1, batch.dim()))  # any strides: tensors ClinicaDL saved are often not contiguous
+    lo, hi = batch.amin(dims, keepdim=True), batch.amax(dims, keepdim=True)  # 8x faster than aminmax
+    if bool(((lo != 0) | ((hi != 1) & (hi != 0))).any()):  # items in [0, 1] or all 0 are final
         span = hi - lo
         span = torch.where(span > 0, span, torch.ones_like(span))  # constant: (x - min) / 1 = 0
-        flat.sub_(lo).div_(span)  # rows already in [0, 1]: x - 0 and x / 1, exact
+        batch.sub_(lo).div_(span)  # items already in [0, 1]: x - 0 and x / 1, exact
     return batch
 
 
@@ -45,4 +45,4 @@ def minmax_item(item: torch.Tensor) -> torch.Tensor:
     lo, hi = item.amin(), item.amax()
     if float(lo) == 0.0 and float(hi) in (0.0, 1.0):
         return item
-    return minmax_items_(item[None].clone())[0]
+    return minmax_items_(item[None].clone(memory_format=torch.contiguous_format))[0]

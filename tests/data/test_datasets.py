@@ -214,6 +214,11 @@ def test_image_items_are_normalised_as_the_model_expects(fresh_caps: GeneratedDa
     frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:2]
     run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "image"), normalize=extracted_normalised)
     ds = ImageDataset(frame, fresh_caps.caps_dir, None, None, "reconstruction", cache=True, normalize=True)
+    # ClinicaDL's prepare-data saves tensors in the NIfTI's (Fortran) memory order: not contiguous
+    saved = torch.load(ds.paths[1], weights_only=True)
+    fortran = torch.empty(tuple(reversed(saved.shape))).permute(*reversed(range(saved.dim()))).copy_(saved)
+    assert not fortran.is_contiguous()
+    torch.save(fortran, ds.paths[1])
     raw = _nifti_data(fresh_caps, frame.participant_id.iloc[1]).astype(np.float64)
     want = (raw - raw.min()) / (raw.max() - raw.min())
     item = ds[1]["image"]
