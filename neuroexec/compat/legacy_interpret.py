@@ -22,7 +22,7 @@ from neuroexec.compat.legacy_layout import LegacyTarget, write_legacy_outputs
 from neuroexec.compat.runner import run_built_spec, spec_path
 from neuroexec.compat.train_spec import metric_name
 from neuroexec.errors import InputError
-from neuroexec.maps.info import MapsInfo, read_maps_info
+from neuroexec.maps.info import MapsInfo, read_maps_info, recorded_path
 from neuroexec.maps.layout import MapsLayout
 
 LEVELS = ("group", "individual")
@@ -56,8 +56,8 @@ def group_name(name: str) -> str:
 
 
 def _data(o: LegacyOptions, info: MapsInfo) -> tuple[Path, Path]:
-    caps = o.caps_dir or (Path(info.caps_directory) if info.caps_directory else None)
-    tsv = o.tsv_path or (Path(info.tsv_path) if info.tsv_path else None)
+    caps = o.caps_dir or (recorded_path(info.caps_directory, info.root) if info.caps_directory else None)
+    tsv = o.tsv_path or (recorded_path(info.tsv_path, info.root) if info.tsv_path else None)
     if caps is None or tsv is None:
         which = [f for f, v in (("--caps_dir", caps), ("--tsv_path", tsv)) if v is None]
         raise InputError(

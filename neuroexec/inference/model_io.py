@@ -15,7 +15,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import SINGLE_COHORT, cohort_of
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps.checkpoints import load_model_state
-from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
+from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info, recorded_path
 
 
 def output_size_of(info: MapsInfo) -> int:
@@ -121,8 +121,8 @@ def group_caps(task, info: MapsInfo) -> dict[str, Path]:
             where, f"group '{task.group.name}': multi-cohort training data is not supported here yet"
         )
     if str(caps).endswith(".tsv"):  # ClinicaDL's multi-cohort table: cohort, path
-        table = pd.read_csv(caps, sep="\t", dtype=str)
-        return {row["cohort"]: Path(row["path"]) for row in table.to_dict("records")}
+        table = pd.read_csv(recorded_path(caps, info.root), sep="\t", dtype=str)
+        return {row["cohort"]: recorded_path(row["path"], info.root) for row in table.to_dict("records")}
     if _trained_multi_cohort(info.root):
         # One CAPS for several cohorts would read every image from the first cohort's CAPS.
         raise InputError(
@@ -132,7 +132,7 @@ def group_caps(task, info: MapsInfo) -> dict[str, Path]:
             "found; evaluate them through a group with `dataset = ...` instead",
             "caps_directory",
         )
-    return {SINGLE_COHORT: Path(caps)}
+    return {SINGLE_COHORT: recorded_path(caps, info.root)}
 
 
 def _trained_multi_cohort(root: Path) -> bool:

@@ -111,6 +111,17 @@ def read_maps_info(root: Path) -> MapsInfo:
     )
 
 
+def recorded_path(value: str, maps_root: Path) -> Path:
+    """A path a MAPS records (ClinicaDL keeps it as typed, often relative to where it was run): as it
+    is when absolute or found from here, else from the folder holding the MAPS, where ClinicaDL users
+    usually run it; unchanged when neither exists (the caller's error names it)."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    beside = Path(maps_root).resolve().parent / path
+    return beside if beside.exists() else path
+
+
 # The older generation's fixed label encoding (it wrote no label_code).
 LEGACY_DIAGNOSIS_CODE = {"CN": 0, "AD": 1, "sMCI": 0, "pMCI": 1, "MCI": 1}
 

@@ -199,35 +199,62 @@ def _clinicadl_split(participants: Path, folder: Path) -> Path:
     return folder / "1_fold"
 
 
-def test_neuroexec_predicts_a_clinicadl_patch_maps_as_clinicadl_does(tmp_path):
-    """A patch CNN trained by ClinicaDL (raw tensors, each patch min-max normalised at load): neuroexec's
-    predictions on another cohort equal ClinicaDL's own, per patch and soft-voted per image."""
+# ClinicaDL-trained models: (prepare-data mode and options, train task and options, compared columns
+# per prediction level)
+CLINICADL_TRAINED = {
+    "patch-classification": (
+        ["patch", "--patch_size", "24", "--stride_size", "12"],
+        ["classification", "--architecture", "Conv4_FC3"],
+        {"patch": ["proba0", "predicted_label"], "image": ["proba0", "predicted_label"]},
+    ),
+    "regression": (
+        ["image"],
+        ["regression", "--architecture", "Conv4_FC3", "--label", "age"],
+        {"image": ["predicted_label"]},
+    ),
+    "reconstruction": (
+        ["image"],
+        ["reconstruction", "--architecture", "AE_Conv4_FC3"],
+        {"image": ["MAE", "RMSE", "PSNR", "SSIM"]},
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", list(CLINICADL_TRAINED))
+def test_neuroexec_predicts_a_clinicadl_maps_as_clinicadl_does(tmp_path, variant):
+    """A model trained by ClinicaDL (on its own raw tensors, stored in the NIfTI's memory order, each item
+    min-max normalised at load): neuroexec's predictions on another cohort equal ClinicaDL's own."""
+    prepare_args, train_args, compared = CLINICADL_TRAINED[variant]
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(DATA_ONLY)
     ctx = RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True))
     apply(make_plan(load_spec(spec_path)), ctx)  # the synthetic CAPS
-    prepare = [CLINICADL, "prepare-data", "patch", "data/demo", "t1-linear", "--patch_size", "24",
-               "--stride_size", "12", "-ej", "extract_patch.json", "-np", "1"]  # fmt: skip
+    prepare = [CLINICADL, "prepare-data", prepare_args[0], "data/demo", "t1-linear", *prepare_args[1:],
+               "-ej", "extract.json", "-np", "1"]  # fmt: skip
     split = _clinicadl_split(tmp_path / "data/demo/participants.tsv", tmp_path / "split")
-    train = [CLINICADL, "train", "classification", "data/demo", "extract_patch.json", str(split), "maps_cdl",
-             "--architecture", "Conv4_FC3", "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",
+    train = [CLINICADL, "train", train_args[0], "data/demo", "extract.json", str(split), "maps_cdl",
+             *train_args[1:], "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",
              "--split", "0"]  # fmt: skip
     for cmd in (prepare, train):
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    spec_path.write_text(
-        DATA_ONLY + '[models.cdl]\nmaps = "maps_cdl"\n[groups.test]\ndataset = "other"\nmodels = ["cdl"]\n'
+    groups = '[groups.test]\ndataset = "other"\nmodels = ["cdl"]\n'
+    groups += (
+        '[groups.validation]\nfrom_training = "validation"\nmodels = ["cdl"]\n'  # ClinicaDL's raw tensors
     )
+    spec_path.write_text(DATA_ONLY + '[models.cdl]\nmaps = "maps_cdl"\n' + groups)
     apply(make_plan(load_spec(spec_path)), ctx)
     predict = [CLINICADL, "predict", "maps_cdl", "cdl", "--caps_directory", "data/other", "--participants_tsv",
                "data/other/participants.tsv", "--selection_metrics", "loss", "--no-gpu", "--n_proc", "0"]  # fmt: skip
     done = subprocess.run(predict, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = tmp_path / "maps_cdl/split-0/best-loss"
-    for level, keys in (("patch", ["patch_id"]), ("image", [])):
+    for level, columns in compared.items():
+        keys = ["participant_id", "session_id"] + (["patch_id"] if level == "patch" else [])
         theirs = pd.read_csv(result / f"cdl/cdl_{level}_level_prediction.tsv", sep="\t")
         ours = pd.read_csv(result / f"test/test_{level}_level_prediction.tsv", sep="\t")
-        both = theirs.merge(ours, on=["participant_id", "session_id", *keys], suffixes=("_cdl", "_nx"))
+        both = theirs.merge(ours, on=keys, suffixes=("_cdl", "_nx"))
         assert len(both) == len(ours) == len(theirs) == 6 * (12 if level == "patch" else 1)
-        assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5, level
-        assert (both["predicted_label_cdl"] == both["predicted_label_nx"]).all(), level
+        for column in columns:
+            a, b = both[f"{column}_cdl"], both[f"{column}_nx"]
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max()), (level, column)
