@@ -258,3 +258,20 @@ def test_neuroexec_predicts_a_clinicadl_maps_as_clinicadl_does(tmp_path, variant
         for column in columns:
             a, b = both[f"{column}_cdl"], both[f"{column}_nx"]
             assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max()), (level, column)
+
+
+def test_clinicadl_transfers_a_neuroexec_autoencoder_into_its_cnn(tmp_path):
+    """ClinicaDL's `train --transfer_path` loads a neuroexec autoencoder's encoder into its Conv4_FC3
+    strictly (load_state_dict): the parameter names and shapes are ClinicaDL's own."""
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        SPEC.replace('architecture = "Conv4_FC3"', 'architecture = "Conv4_FC3"\ntask = "reconstruction"')
+    )
+    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    split = _clinicadl_split(tmp_path / "data/demo/participants.tsv", tmp_path / "split")
+    train = [CLINICADL, "train", "classification", "data/demo", "extract_image.json", str(split), "maps_tl",
+             "--architecture", "Conv4_FC3", "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",
+             "--split", "0", "--transfer_path", "maps/cnn", "--transfer_selection_metric", "loss"]  # fmt: skip
+    done = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "maps_tl/split-0/best-loss/model.pth.tar").is_file()
