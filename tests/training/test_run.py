@@ -126,6 +126,8 @@ def test_patch_mode_writes_patch_and_soft_voted_image_levels(tmp_path):
     maps = MapsLayout(tmp_path / "maps/patch")
     info = read_maps_info(maps.root)
     assert info.mode == "patch" and info.patch_size == 12 and info.input_size == (1, 12, 12, 12)
+    # Bundles are neuroexec's own: ClinicaDL must cut the patches from the image tensors (prepare_dl false)
+    assert info.raw["preprocessing_dict"]["prepare_dl"] is False
     patches = read_tsv(maps.prediction_tsv(0, "loss", "validation", "patch"))
     images = read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))
     n_patches = patches["patch_id"].nunique()
