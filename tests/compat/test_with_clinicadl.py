@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
     not (CLINICADL and Path(CLINICADL).exists()), reason="set NEUROEXEC_CLINICADL to a clinicadl executable"
 )
 
-SPEC = """
+DATA_ONLY = """
 version = 1
 [compute]
 workers = 0
@@ -36,7 +36,10 @@ generate = { subjects = 12, resolution_mm = 4, seed = 1 }
 [datasets.other]
 caps = "data/other"
 generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
-[models.cnn]
+"""
+SPEC = (
+    DATA_ONLY
+    + """[models.cnn]
 maps = "maps/cnn"
 dataset = "demo"
 architecture = "Conv4_FC3"
@@ -46,6 +49,7 @@ train = { epochs = 1, learning_rate = 1e-3 }
 dataset = "other"
 models = ["cnn"]
 """
+)
 
 
 PATCH_MODE = 'mode = "patch"\npatch = { size = 24, stride = 12 }\n'
@@ -168,20 +172,6 @@ def test_clinicadl_saves_the_tensors_and_metrics_of_a_neuroexec_autoencoder(tmp_
     assert len(both) == 6 and list(theirs.columns) == list(ours.columns)
     for metric in ("MAE", "RMSE", "PSNR", "SSIM"):
         assert (both[f"{metric}_cdl"] - both[f"{metric}_nx"]).abs().max() < 1e-5, metric
-
-
-DATA_ONLY = """
-version = 1
-[compute]
-workers = 0
-batch_size = 4
-[datasets.demo]
-caps = "data/demo"
-generate = { subjects = 12, resolution_mm = 4, seed = 1 }
-[datasets.other]
-caps = "data/other"
-generate = { subjects = 6, resolution_mm = 4, seed = 2, subject_offset = 500 }
-"""
 
 
 def _clinicadl_split(participants: Path, folder: Path) -> Path:
