@@ -294,10 +294,8 @@ class PatchDataset(_CapsItems):
             image, k = i, self.patch_index
         else:
             image, k = divmod(i, self._n)
-        patch = self.patch(image, k)
-        if self.normalize:
-            patch = minmax_items_(patch[None].clone())[0]  # the patch may be a view of a mapped file
-        return self._item(image, patch, k)
+        patch = self.patch(image, k)  # may be a view of a mapped file: minmax_item never writes into it
+        return self._item(image, minmax_item(patch) if self.normalize else patch, k)
 
     def __getitems__(self, indices: list[int]) -> dict:
         """A whole batch at once (the DataLoader calls this with the batch's indices): each patch is

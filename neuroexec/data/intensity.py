@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 
 
+def _final(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Whether items of range [lo, hi] are already what min-max normalisation gives: [0, 1], or all 0."""
+    return (lo == 0) & ((hi == 1) | (hi == 0))
+
+
 def minmax_items_(batch: torch.Tensor) -> torch.Tensor:
     """(x - min) / (max - min) for each item `batch[i]`, in place; returns `batch`.
 
@@ -25,7 +30,7 @@ def minmax_items_(batch: torch.Tensor) -> torch.Tensor:
         return batch
     dims = tuple(range(1, batch.dim()))  # any strides: tensors ClinicaDL saved are often not contiguous
     lo, hi = batch.amin(dims, keepdim=True), batch.amax(dims, keepdim=True)  # 8x faster than aminmax
-    if bool(((lo != 0) | ((hi != 1) & (hi != 0))).any()):  # items in [0, 1] or all 0 are final
+    if not bool(_final(lo, hi).all()):
         span = hi - lo
         span = torch.where(span > 0, span, torch.ones_like(span))  # constant: (x - min) / 1 = 0
         batch.sub_(lo).div_(span)  # items already in [0, 1]: x - 0 and x / 1, exact
@@ -42,7 +47,6 @@ def minmax_item(item: torch.Tensor) -> torch.Tensor:
     """
     if item.numel() == 0:
         return item
-    lo, hi = item.amin(), item.amax()
-    if float(lo) == 0.0 and float(hi) in (0.0, 1.0):
+    if bool(_final(item.amin(), item.amax())):
         return item
     return minmax_items_(item[None].clone(memory_format=torch.contiguous_format))[0]
