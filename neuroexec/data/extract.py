@@ -203,7 +203,15 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _params(plan: ExtractionPlan, normalize: bool | None) -> dict:
-    return {"normalize": normalize, "uncropped": plan.uncropped, "size": plan.size, "stride": plan.stride}
+    """What an extracted file depends on; a None value is not compared (unknown yet, or not relevant)."""
+    patches = None if plan.mode != "patch" or normalize is None else ("each patch" if normalize else "none")
+    return {
+        "normalize": normalize,
+        "uncropped": plan.uncropped,
+        "size": plan.size,
+        "stride": plan.stride,
+        "patch_normalization": patches,  # bundles written before per-patch normalisation are stale
+    }
 
 
 def plan_extraction(

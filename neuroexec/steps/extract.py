@@ -79,6 +79,9 @@ def expand(spec: Spec) -> list[Step]:
                 "preprocessing": ds.preprocessing,
                 "patch_layout": ds.patch_layout if kind == "patch" else None,
             }
+            if kind == "patch":  # patches are min-max normalised one by one, as ClinicaDL feeds them (a
+                # change of what the network sees: models trained on earlier bundles are planned again)
+                config["patch_normalization"] = "each patch" if ds.normalize else "none"
             deps = generate_deps(ds)
             inputs = source_files(ds)
             steps.append(

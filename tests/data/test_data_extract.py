@@ -216,3 +216,21 @@ def test_extraction_reports_progress_over_the_images_to_do(fresh_caps: Generated
     stream = io.StringIO()  # incremental: the bar counts only the 3 images not yet extracted
     run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "image"), True, Reporter(stream, live=True))
     assert "extract image 3/3" in stream.getvalue() and "/8" not in stream.getvalue()
+
+
+def test_patches_extracted_before_per_patch_normalisation_are_extracted_again(fresh_caps: GeneratedDataset):
+    frame = _frame(fresh_caps).iloc[:2]
+    plan = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6)
+    assert run_extraction(plan, normalize=True) == (2, 0)
+    caps = CapsLayout(fresh_caps.caps_dir)
+    manifest = caps.manifest_json("patch")
+    record = json.loads(manifest.read_text())
+    for entry in record["entries"].values():  # as an earlier neuroexec recorded them
+        entry["params"].pop("patch_normalization")
+    manifest.write_text(json.dumps(record))
+    again = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6, normalize=True)
+    assert {item.reason for item in again.items} == {"parameters changed"}
+    assert run_extraction(again, normalize=True) == (2, 0)
+    bundle = torch.load(caps.patch_bundle("sub-0000", "ses-M000", 8, 6), weights_only=True)
+    ranges = bundle.flatten(1).aminmax(dim=1)
+    assert set(ranges.min.tolist()) == {0.0} and set(ranges.max.tolist()) <= {0.0, 1.0}
