@@ -124,27 +124,36 @@ def test_clinicadl_finds_every_cohort_of_a_multi_cohort_maps(tmp_path):
     assert (both["proba0_cdl"] - both["proba0_nx"]).abs().max() < 1e-5
 
 
-def test_clinicadl_interpret_gradients_equal_neuroexec_signed_gradients(tmp_path):
+@pytest.mark.parametrize("mode", ["image", "patch"])
+def test_clinicadl_interpret_gradients_equal_neuroexec_signed_gradients(tmp_path, mode):
     """ClinicaDL 1.6.1's `interpret ... gradients` keeps the sign: it equals neuroexec's gradients with
-    absolute = false, map by map and on average (neuroexec's default, |gradient|, is FORMATS.md's)."""
+    absolute = false, map by map (neuroexec's default, |gradient|, is FORMATS.md's). The means agree in
+    image mode; in patch mode ClinicaDL divides each patch's sum by the number of patches of the whole
+    group, not of images, so its means are neuroexec's divided by the patches per image."""
     spec_path = tmp_path / "spec.toml"
+    architecture = 'architecture = "Conv4_FC3"\n'
+    text = SPEC.replace(architecture, architecture + (PATCH_MODE if mode == "patch" else ""))
     interpret = (
         'interpret = [{ name = "nx", method = "gradients", absolute = false, save_individual = true }]\n'
     )
-    spec_path.write_text(SPEC + interpret)
+    spec_path.write_text(text + interpret)
     apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
     cmd = [CLINICADL, "interpret", "maps/cnn", "test", "cdl", "gradients", "--selection_metrics", "loss",
            "--save_individual", "--no-gpu", "-np", "0"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = tmp_path / "maps/cnn/split-0/best-loss/test"
+    per_image = 1 if mode == "image" else 2 * 3 * 2  # patches of a 42x52x45 image
     theirs = sorted(p.name for p in (result / "interpret-cdl").glob("*.pt"))
-    ours = sorted(p.name for p in (result / "interpret-nx").glob("*_map.pt") if not p.name.startswith("std_"))
-    assert len(theirs) == 7 and theirs == ours  # the mean and one map per image; neuroexec adds std
+    ours = sorted(
+        p.name for p in (result / "interpret-nx").glob(f"*_{mode}-*_map.pt") if not p.name.startswith("std_")
+    )
+    assert len(theirs) == 7 * per_image and theirs == ours  # means, and one map per image and index
     for name in theirs:
         a = torch.load(result / "interpret-cdl" / name, weights_only=True)
         b = torch.load(result / "interpret-nx" / name, weights_only=True)
-        assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-6 * float(b.abs().max()), name
+        scale = per_image if name.startswith("mean_") else 1
+        assert a.shape == b.shape and float((a * scale - b).abs().max()) <= 1e-6 * float(b.abs().max()), name
 
 
 def test_clinicadl_saves_the_tensors_and_metrics_of_a_neuroexec_autoencoder(tmp_path):
