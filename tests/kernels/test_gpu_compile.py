@@ -35,7 +35,8 @@ WRAPPERS = [
 
 @pytest.fixture(scope="module")
 def compiled() -> list[dict]:
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": path}
     result = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("gpu_compile.py"))],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
