@@ -182,32 +182,22 @@ def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
     from neuroexec.data import datasets
 
     caps = group_caps(task, info)
-    uncropped = uncropped_of(task, info)
+    # Items normalised as the model saw them in training (each image, or each patch).
+    common = dict(
+        label=label,
+        label_code=info.label_code,
+        task=info.task,
+        uncropped=uncropped_of(task, info),
+        normalize=info.normalize,
+    )
     if info.mode == "patch":
-        return datasets.PatchDataset(
-            frame,
-            caps,
-            label=label,
-            label_code=info.label_code,
-            task=info.task,
-            size=int(info.patch_size),
-            stride=int(info.stride_size or info.patch_size),
-            uncropped=uncropped,
-            normalize=info.normalize,  # each patch, as the model saw them in training
-        )
+        stride = int(info.stride_size or info.patch_size)
+        return datasets.PatchDataset(frame, caps, size=int(info.patch_size), stride=stride, **common)
     if info.mode != "image":
         raise InputError(
             info.root / "maps.json", f"mode '{info.mode}' is not supported (image or patch)", "mode"
         )
-    return datasets.ImageDataset(
-        frame,
-        caps,
-        label=label,
-        label_code=info.label_code,
-        task=info.task,
-        uncropped=uncropped,
-        normalize=info.normalize,  # as the model saw its images in training
-    )
+    return datasets.ImageDataset(frame, caps, **common)
 
 
 def label_column(task, info: MapsInfo) -> str | None:
