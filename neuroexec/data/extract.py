@@ -202,9 +202,14 @@ def _read_manifest(path: Path) -> dict:
         return {"entries": {}}
 
 
+def patch_normalization(normalize: bool) -> str:
+    """How extracted patches are normalised, as recorded (manifest, step config): one by one or not."""
+    return "each patch" if normalize else "none"
+
+
 def _params(plan: ExtractionPlan, normalize: bool | None) -> dict:
     """What an extracted file depends on; a None value is not compared (unknown yet, or not relevant)."""
-    patches = None if plan.mode != "patch" or normalize is None else ("each patch" if normalize else "none")
+    patches = None if plan.mode != "patch" or normalize is None else patch_normalization(normalize)
     return {
         "normalize": normalize,
         "uncropped": plan.uncropped,

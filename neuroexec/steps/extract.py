@@ -7,7 +7,7 @@ from pathlib import Path
 
 from neuroexec.context import RunContext
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import plan_extraction, run_extraction
+from neuroexec.data.extract import patch_normalization, plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.info import read_maps_info
@@ -81,7 +81,7 @@ def expand(spec: Spec) -> list[Step]:
             }
             if kind == "patch":  # patches are min-max normalised one by one, as ClinicaDL feeds them (a
                 # change of what the network sees: models trained on earlier bundles are planned again)
-                config["patch_normalization"] = "each patch" if ds.normalize else "none"
+                config["patch_normalization"] = patch_normalization(ds.normalize)
             deps = generate_deps(ds)
             inputs = source_files(ds)
             steps.append(
