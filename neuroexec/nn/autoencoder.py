@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neuroexec.errors import NeuroexecError
@@ -23,7 +22,13 @@ from neuroexec.nn.networks import CNN, PadMaxPool3d, build_network
 
 
 class CropMaxUnpool3d(nn.Module):
-    """Inverse of PadMaxPool3d: max-unpool to the padded size, then drop the front padding."""
+    """Inverse of PadMaxPool3d: max-unpool to the padded size, then drop the front padding.
+
+    The unpooling is a scatter of each maximum back to its index, which is what `F.max_unpool3d` computes,
+    but torch ships no deterministic `max_unpool3d`: under `compute.deterministic` it would warn on every
+    batch. PadMaxPool3d's windows do not overlap, so its indices are distinct and the scatter (deterministic
+    in torch) gives the same numbers and gradients.
+    """
 
     def __init__(self, kernel_size: int, stride: int):
         super().__init__()
@@ -33,7 +38,9 @@ class CropMaxUnpool3d(nn.Module):
     def forward(
         self, x: torch.Tensor, indices: torch.Tensor, pad: tuple[int, ...], padded_shape: tuple[int, ...]
     ) -> torch.Tensor:
-        out = F.max_unpool3d(x, indices, self.kernel_size, self.stride, output_size=padded_shape[-3:])
+        n, c = x.shape[:2]
+        out = x.new_zeros(n, c, *padded_shape[-3:])
+        out.view(n, c, -1).scatter_(2, indices.reshape(n, c, -1), x.reshape(n, c, -1))
         # pad is F.pad order (last dim first): front paddings of W, H, D at positions 0, 2, 4.
         return out[:, :, pad[4] :, pad[2] :, pad[0] :]
 

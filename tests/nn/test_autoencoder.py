@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from neuroexec.errors import NeuroexecError
 from neuroexec.nn.autoencoder import AutoEncoder, CropMaxUnpool3d, build_autoencoder
@@ -70,6 +71,35 @@ def test_crop_max_unpool_puts_each_block_maximum_back_where_it_was():
     upsampled = block_max.repeat(2, 2).repeat(2, 3).repeat(2, 4)[:, :, 1:, :, 1:]
     expected = np.where(x.numpy() == upsampled, x.numpy(), 0.0)
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_crop_max_unpool_equals_torch_max_unpool_and_is_deterministic(recwarn):
+    """Same values and gradients as F.max_unpool3d, with no nondeterminism warning: torch has no
+    deterministic max_unpool3d, and deterministic training would warn on every batch."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 8, 7, dtype=torch.float64)
+    pooled, indices, pad = PadMaxPool3d(2, 2).pool_with_indices(x)
+    padded = (10, 8, 8)
+    grad = torch.randn(2, 3, 9, 8, 7, dtype=torch.float64)
+
+    ours_in = pooled.clone().requires_grad_()
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ours = CropMaxUnpool3d(2, 2)(ours_in, indices, pad, padded)
+        ours.backward(grad)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    assert not [w for w in recwarn if "deterministic" in str(w.message)]
+
+    theirs_in = pooled.clone().requires_grad_()
+    theirs = F.max_unpool3d(theirs_in, indices, 2, 2, output_size=padded)[:, :, pad[4] :, pad[2] :, pad[0] :]
+    theirs.backward(grad)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours_in.grad, theirs_in.grad)
 
 
 def test_autoencoder_trains_end_to_end():
