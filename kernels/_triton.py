@@ -50,6 +50,39 @@ def load() -> Any:
     return _loaded["triton"]
 
 
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as "3.6.0" or "2.4.0rc1"."""
+    parts = (version.split(".") + ["0"])[:2]
+    return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+
+
+def interpreter_problem(triton_version: str | None = None, numpy_version: str | None = None) -> str | None:
+    """Why the installed Triton's CPU interpreter (TRITON_INTERPRET=1) cannot run these kernels, or None.
+
+    Found by running the kernel tests on Triton 3.0 to 3.9. Compiled for a GPU, every kernel builds on all
+    of them (tests/kernels/test_gpu_compile.py); the interpreter is what fails on some.
+    """
+    if triton_version is None or numpy_version is None:
+        import importlib.metadata
+
+        import numpy
+
+        triton_version = triton_version or importlib.metadata.version("triton")
+        numpy_version = numpy_version or numpy.__version__
+    triton_release, numpy_release = _release(triton_version), _release(numpy_version)
+    if triton_release < (3, 2):
+        return (
+            f"Triton {triton_version}'s interpreter takes constexpr parameters written as string annotations "
+            "(as in these kernels) for runtime values; Triton 3.2 fixed that"
+        )
+    if triton_release < (3, 7) and numpy_release >= (2, 4):
+        return (
+            f"Triton {triton_version}'s interpreter calls int() on 1-element arrays, which numpy "
+            f"{numpy_version} refuses; Triton 3.7 fixed that (or use numpy < 2.4)"
+        )
+    return None
+
+
 def next_pow2(n: int) -> int:
     """Smallest power of two >= n (>= 1)."""
     return 1 << max(0, int(n) - 1).bit_length()
@@ -86,4 +119,13 @@ def check_float(t: Any, name: str, allow_f64: bool = False) -> None:
         raise ValueError(f"{name} has dtype {str(t.dtype).replace('torch.', '')}; expected one of {names}")
 
 
-__all__ = ["LazyKernel", "available", "check_float", "interpret_mode", "load", "loaded_mode", "next_pow2"]
+__all__ = [
+    "LazyKernel",
+    "available",
+    "check_float",
+    "interpret_mode",
+    "interpreter_problem",
+    "load",
+    "loaded_mode",
+    "next_pow2",
+]

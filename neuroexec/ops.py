@@ -65,6 +65,10 @@ def use_triton(kernels: str, *tensors: torch.Tensor) -> bool:
             f"kernels = 'triton' needs CUDA tensors, got tensors on {', '.join(devices)} "
             "(use 'auto' or 'torch', or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter)"
         )
+    if not on_cuda and (problem := _triton.interpreter_problem()):
+        raise DeviceError(
+            f"kernels = 'triton' on {tensors[0].device} needs Triton's interpreter, but {problem}"
+        )
     if any(t.dtype == torch.float64 for t in tensors):
         raise InputError(
             None, "kernels = 'triton' supports float32, bfloat16 and float16, not float64", field="kernels"

@@ -19,6 +19,8 @@ def interpret(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run Triton kernels in the interpreter for this test (when triton allows it in this process)."""
     if _triton.loaded_mode() is False:
         pytest.skip("triton already runs compiled in this process")
+    if _triton.available() and (problem := _triton.interpreter_problem()):
+        pytest.skip(problem)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
@@ -71,6 +73,37 @@ def test_triton_under_the_interpreter_runs_on_cpu(interpret):
     assert torch.equal(patches.double(), extract_patches_reference(x, 2, 1))
     folded = ops.fold_patches(patches, x.shape, 2, 1, kernels="triton")
     assert torch.allclose(folded.double(), fold_patches_reference(patches, x.shape, 2, 1), atol=1e-6)
+
+
+@needs_triton
+def test_triton_on_cpu_names_an_interpreter_that_cannot_run_the_kernels(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_triton, "interpreter_problem", lambda: "Triton 3.6.0's interpreter calls int() ...")
+    with pytest.raises(DeviceError, match=r"on cpu needs Triton's interpreter, but Triton 3\.6\.0's"):
+        ops.recon_stats(torch.zeros(1, 4), torch.zeros(1, 4), kernels="triton")
+
+
+@pytest.mark.parametrize(
+    "triton_version, numpy_version, fixed_in",
+    [
+        ("3.0.0", "1.26.4", "3.2"),
+        ("3.1.0", "2.4.6", "3.2"),
+        ("3.6.0", "2.4.0", "3.7"),
+        ("3.2.0", "2.4.6", "3.7"),
+    ],
+)
+def test_interpreter_problem_names_the_triton_that_fixed_it(triton_version, numpy_version, fixed_in):
+    problem = _triton.interpreter_problem(triton_version, numpy_version)
+    assert problem is not None and f"Triton {triton_version}'s interpreter" in problem
+    assert f"Triton {fixed_in} fixed that" in problem
+
+
+@pytest.mark.parametrize(
+    "triton_version, numpy_version",
+    [("3.2.0", "2.3.5"), ("3.6.0", "1.26.4"), ("3.7.1", "2.4.6"), ("3.9.0", "2.4.6")],
+)
+def test_interpreters_that_run_the_kernels_have_no_problem(triton_version, numpy_version):
+    assert _triton.interpreter_problem(triton_version, numpy_version) is None
 
 
 @needs_triton

@@ -42,6 +42,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
             )
         if not want_interpret and user_interpret:
             pytest.skip("TRITON_INTERPRET=1 is exported: Triton kernels are tested in the interpreter")
+        if want_interpret and (problem := _triton.interpreter_problem()):
+            pytest.skip(problem)
         if _triton.loaded_mode() not in (None, want_interpret):
             pytest.skip("triton was already imported in the other mode in this process")
         monkeypatch.setenv("TRITON_INTERPRET", "1" if want_interpret else "0")

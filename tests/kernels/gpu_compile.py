@@ -9,6 +9,7 @@ tensors, so each kernel is compiled with the argument types and constexpr values
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +106,24 @@ def compile_launch(launch: Launch, capability: int) -> dict[str, str]:
             signature[param.name], constexprs[param.name] = "constexpr", value
         else:
             signature[param.name] = _arg_type(value)
-    source = ASTSource(fn=jit, signature=signature, constexprs=constexprs)
+    if "constexprs" in inspect.signature(ASTSource.__init__).parameters:  # Triton >= 3.3
+        source = ASTSource(fn=jit, signature=signature, constexprs=constexprs)
+    else:  # Triton 3.0-3.2: constexprs are left out of the signature and passed as constants
+        runtime = {name: kind for name, kind in signature.items() if kind != "constexpr"}
+        source = ASTSource(jit, runtime, constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32))
     target = next((line for line in compiled.asm["ptx"].splitlines() if line.startswith(".target")), "")
     return {"ptx_target": target, "cubin_bytes": len(compiled.asm["cubin"])}
+
+
+def _explain(err: BaseException) -> str:
+    """The error and its causes: Triton before 3.5 puts the reason (say, "must be a power of 2") in the
+    cause of its CompilationError, not in its message."""
+    lines = []
+    while err is not None:
+        lines.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__
+    return "\ncaused by ".join(lines)
 
 
 def run_case(name: str, dtype: str, target: str, call, edit=None) -> list[dict[str, Any]]:
@@ -120,7 +135,7 @@ def run_case(name: str, dtype: str, target: str, call, edit=None) -> list[dict[s
         try:
             record.update(ok=True, **compile_launch(launch, TARGETS[target]))
         except Exception as err:  # noqa: BLE001 - every compiler error is reported, none is fatal here
-            record.update(ok=False, error=f"{type(err).__name__}: {err}")
+            record.update(ok=False, error=_explain(err))
         records.append(record)
     return records
 
