@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU build of torch (from local disk here). GPU users: make install TORCH_SPEC="torch>=2.4" EXTRAS=test,gpu
+# CPU build of torch (from local disk here). GPU users: make install TORCH_SPEC="torch>=2.5" EXTRAS=test,gpu
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= test
 QUICKSTART ?= spec/examples/quickstart.toml
