@@ -30,6 +30,9 @@ class RunContext:
     reporter: Reporter = field(default_factory=Reporter)
     rank: int = 0
     world_size: int = 1
+    # Fingerprints of the steps the running step depends on, as they are for this run (set by the
+    # executor for each step): what a step that resumes partial work checks that work against.
+    upstream: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:

@@ -4,7 +4,7 @@ folders they write, recording each finished step so a re-run continues where it 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from neuroexec import distributed
 from neuroexec.context import RunContext
@@ -57,7 +57,7 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
     outputs = None
     try:
         if k.distributed or ctx.is_main:
-            outputs = k.run(step, ctx)
+            outputs = k.run(step, replace(ctx, upstream=upstream))
     except NeuroexecError as exc:
         raise StepFailed(step.id, exc) from exc
     except KeyboardInterrupt:

@@ -15,7 +15,9 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +69,22 @@ def config_key(config: dict) -> str:
     """A short hash of the training config, stored in the resume state: a checkpoint made with other
     settings is never resumed."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_key(config: dict, split: int, upstream: Mapping[str, str], inputs: Sequence[Path]) -> str:
+    """What an interrupted run must have been started with to be resumed: the training config, the split,
+    the fingerprints of the steps training depends on (images, split tables, a transfer source trained
+    by the same spec) and the size and mtime of its input files (a transfer source from elsewhere).
+    After a change to any of them, resuming would mix two trainings in one model, so training restarts.
+    """
+    files = {}
+    for path in inputs:
+        try:
+            stat = Path(path).stat()
+            files[str(path)] = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            files[str(path)] = "missing"
+    return config_key({"config": config, "split": split, "upstream": dict(upstream), "inputs": files})
 
 
 @dataclass

@@ -138,7 +138,8 @@ def train_split(task, ctx: RunContext) -> dict:
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
-    key = resume.config_key({"config": config_of(model), "split": split})
+    transfer_inputs = [task.transfer_from] if task.transfer_from is not None else []
+    key = resume.run_key(config_of(model), split, ctx.upstream, transfer_inputs)
 
     with determinism(c.deterministic):
         resume.seed_everything(c.seed)
@@ -162,6 +163,11 @@ def train_split(task, ctx: RunContext) -> dict:
             if main:
                 rep.info(f"  split-{split}: resuming after epoch {progress.epoch + 1} of {t.epochs}")
         else:
+            if main and maps.resume_state(split).is_file():
+                rep.info(
+                    f"  split-{split}: the interrupted run cannot be resumed (other settings, data or transfer "
+                    "source, or incomplete checkpoints); training starts over"
+                )
             progress = Progress()
             if task.transfer_from is not None:
                 copied = setup.transfer(

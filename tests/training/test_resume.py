@@ -62,3 +62,26 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     for maps in (a, b):
         assert not maps.tmp_dir(0).exists()
         assert maps.metrics_tsv(0, "BA", "validation", "image").is_file()
+
+
+def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
+    # "a" is interrupted on one synthetic dataset, then the dataset is generated anew (another seed): the
+    # same training config, other images and split tables. Resuming would finish, on the new data, a model
+    # started on the old one. "a" must start over and end exactly as "b", trained on the new data only.
+    path = write_spec(tmp_path, {"a": BODY, "b": BODY})
+    interrupted(path, "model.a.train*", 1)
+    a = MapsLayout(tmp_path / "maps/a")
+    assert load_checkpoint(a.resume_state(0))["progress"]["epoch"] == 1
+    text = path.read_text()
+    assert "seed = 1 }" in text
+    path.write_text(text.replace("seed = 1 }", "seed = 2 }"))
+
+    interrupted(path, "model.a.train*", EPOCHS - 1)
+    interrupted(path, "model.b.train*", EPOCHS - 1)
+    assert "resumed" not in a.information_log.read_text()
+    b = MapsLayout(tmp_path / "maps/b")
+    final_a, final_b = load_checkpoint(a.checkpoint(0)), load_checkpoint(b.checkpoint(0))
+    for key, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][key]), key
+    log_a = pd.read_csv(a.training_tsv(0), sep="\t").drop(columns="time")
+    pd.testing.assert_frame_equal(log_a, pd.read_csv(b.training_tsv(0), sep="\t").drop(columns="time"))
