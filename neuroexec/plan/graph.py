@@ -143,11 +143,12 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
         return PlannedStep(step, REFUSED, [f"needs {d}, which is refused" for d in blocked])
     record = stores[step.home].record(step.id)
     pending = [d for d in step.deps if planned[d].action in (NEW, CHANGED)]
-    if record is None:
-        return PlannedStep(step, NEW, [])
     if pending:
-        return PlannedStep(step, CHANGED, [f"upstream {d} will run" for d in pending])
+        reasons = [f"upstream {d} will run" for d in pending]
+        return PlannedStep(step, CHANGED, reasons) if record else PlannedStep(step, NEW, [])
     upstream = {d: planned[d].fingerprint or "" for d in step.deps}
+    if record is None:
+        return PlannedStep(step, NEW, _resumes(step, upstream))
     fp, inputs, _ = step_fingerprint(step, upstream, stores)
     if fp == record.get("fingerprint"):
         gone = _missing_outputs(step)
@@ -156,9 +157,15 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
                 step, CHANGED, [f"output {_short_path(str(p), step.home)} is missing" for p in gone], fp
             )
         return PlannedStep(step, UP_TO_DATE, [], fp)
-    return PlannedStep(
-        step, CHANGED, _reasons(step, record, upstream, inputs) or ["format version changed"], fp
-    )
+    reasons = _reasons(step, record, upstream, inputs) or ["format version changed"]
+    return PlannedStep(step, CHANGED, reasons + _resumes(step, upstream), fp)
+
+
+def _resumes(step: Step, upstream: dict[str, str]) -> list[str]:
+    """The step kind's note on partial work this run would continue, if any."""
+    note = kind(step.kind).resumes
+    found = note(step, upstream) if note else None
+    return [found] if found else []
 
 
 def _missing_outputs(step: Step, limit: int = 3) -> list[Path]:

@@ -43,6 +43,9 @@ class StepKind:
     distributed: bool = False
     # Key files the step leaves behind: a recorded step with one of them missing is re-planned (`~`).
     outputs: Callable[[Step], list[Path]] | None = None
+    # Plan-time note on partial work a run would continue (an interrupted training), given the
+    # fingerprints of the step's dependencies, or None. Must not write anything.
+    resumes: Callable[[Step, dict[str, str]], str | None] | None = None
 
 
 _KINDS: dict[str, StepKind] = {}

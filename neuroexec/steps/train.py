@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,26 @@ def expand(spec: Spec) -> list[Step]:
     return steps
 
 
+def resume_key(task: TrainTask, upstream: Mapping[str, str]) -> str:
+    """The key an interrupted run of `task` is resumed by (see training.resume.run_key)."""
+    from neuroexec.training import resume
+
+    inputs = [task.transfer_from] if task.transfer_from is not None else []
+    return resume.run_key(config_of(task.model), task.split, upstream, inputs)
+
+
+def resumes(step: Step, upstream: dict[str, str]) -> str | None:
+    """For plans: where apply would resume an interrupted training of this split, if it would."""
+    from neuroexec.training import resume
+
+    task: TrainTask = step.payload
+    key = resume_key(task, upstream)
+    epoch = resume.resumable_epoch(MapsLayout(task.model.maps), task.split, key)
+    if epoch is None:
+        return None
+    return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
+
+
 def run(step: Step, ctx: RunContext) -> dict:
     from neuroexec.training.run import train_split
 
@@ -91,4 +112,4 @@ def outputs(step: Step) -> list[Path]:
     return [maps.training_tsv(task.split)] + [maps.best_model(task.split, m) for m in metrics]
 
 
-register(StepKind(name="train", expand=expand, run=run, distributed=True, outputs=outputs))
+register(StepKind(name="train", expand=expand, run=run, distributed=True, outputs=outputs, resumes=resumes))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from neuroexec import atomic
+from neuroexec.errors import NeuroexecError
 from neuroexec.maps.checkpoints import load_checkpoint, save_model, save_optimizer
 from neuroexec.maps.layout import MapsLayout
 
@@ -143,14 +144,33 @@ def save_epoch(
     atomic.save_torch(maps.resume_state(split), state)
 
 
+def _resume_state(maps: MapsLayout, split: int, key: str) -> dict | None:
+    """The resume state of an interrupted run made under `key`, or None."""
+    path = maps.resume_state(split)
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    return state if state.get("config_key") == key else None
+
+
+def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
+    """The last finished epoch (0-based) of an interrupted run that `key` resumes, or None. For plans:
+    reads the small resume state only, not the checkpoints `load_resume` also checks."""
+    try:
+        state = _resume_state(maps, split, key)
+    except NeuroexecError:
+        return None
+    return None if state is None else int(state["progress"]["epoch"])
+
+
 def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
     """(model checkpoint, optimizer checkpoint, resume state) of an interrupted run with the same
     config, or None (no checkpoint, or one made with other settings)."""
     files = (maps.checkpoint(split), maps.optimizer_checkpoint(split), maps.resume_state(split))
     if not all(f.is_file() for f in files):
         return None
-    resume = load_checkpoint(files[2])
-    if resume.get("config_key") != key:
+    resume = _resume_state(maps, split, key)
+    if resume is None:
         return None
     model, optimizer = load_checkpoint(files[0]), load_checkpoint(files[1])
     epoch = resume["progress"]["epoch"]

@@ -114,7 +114,7 @@ def train_split(task, ctx: RunContext) -> dict:
     8
     """
     from neuroexec.steps.split import split_frames
-    from neuroexec.steps.train import config_of
+    from neuroexec.steps.train import resume_key
 
     model, ds, split = task.model, task.dataset, task.split
     c, t = model.compute, model.train
@@ -138,8 +138,7 @@ def train_split(task, ctx: RunContext) -> dict:
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
-    transfer_inputs = [task.transfer_from] if task.transfer_from is not None else []
-    key = resume.run_key(config_of(model), split, ctx.upstream, transfer_inputs)
+    key = resume_key(task, ctx.upstream)
 
     with determinism(c.deterministic):
         resume.seed_everything(c.seed)

@@ -8,6 +8,8 @@ import torch
 
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import make_plan
+from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV
 from tests.training.training_specs import run_apply, write_spec
 
@@ -25,6 +27,10 @@ def interrupted(path, target: str, after_epoch: int) -> None:
             run_apply(path, target=target)
 
 
+def plan_reasons(path, step_id: str) -> list[str]:
+    return next(p.reasons for p in make_plan(load_spec(path)).steps if p.step.id == step_id)
+
+
 def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     # Two identical models (same data, same split seed): "a" runs straight through, "b" is stopped after
     # epoch 1 and resumed. Both are stopped after the last epoch so its tmp/ checkpoint (the final
@@ -38,6 +44,9 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     assert resume["progress"]["epoch"] == 1 and len(resume["progress"]["rows"]) == 2
     assert set(resume["rng"]) == {"torch", "cuda", "numpy", "python"}
     assert load_checkpoint(b.optimizer_checkpoint(0))["name"] == "Adam"
+    assert plan_reasons(path, "model.b.train[split-0]") == [
+        f"interrupted after epoch 2 of {EPOCHS}: apply resumes there"
+    ]
     interrupted(path, "model.b.train*", EPOCHS - 1)
     assert "split-0: training resumed after epoch 1" in b.information_log.read_text()
 
@@ -75,6 +84,7 @@ def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
     text = path.read_text()
     assert "seed = 1 }" in text
     path.write_text(text.replace("seed = 1 }", "seed = 2 }"))
+    assert not any("resumes" in reason for reason in plan_reasons(path, "model.a.train[split-0]"))
 
     interrupted(path, "model.a.train*", EPOCHS - 1)
     interrupted(path, "model.b.train*", EPOCHS - 1)
