@@ -83,3 +83,9 @@ class StepFailed(NeuroexecError):
         self.step_id = step_id
         self.cause = cause
         super().__init__(f"step {step_id} failed: {cause}")
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (library errors often add paragraphs of advice)."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:limit]

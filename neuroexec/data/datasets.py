@@ -26,7 +26,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_counts
 from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
-from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.errors import InputError, NeuroexecError, first_line
 
 TASKS = ("classification", "regression", "reconstruction")
 _MAX_OPEN_MMAPS = 256
@@ -64,7 +64,11 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
     except FileNotFoundError:
         raise ItemInputError(path, "tensor file not found (run the extraction first)") from None
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise ItemInputError(path, f"cannot load the tensor (corrupt or truncated file?): {exc}") from None
+        raise ItemInputError(
+            path,
+            f"cannot load the tensor (corrupt or truncated file?): {first_line(exc)}. If its NIfTI is in the "
+            "CAPS, delete the file and run apply again: the extract step writes missing tensors anew",
+        ) from None
     if not isinstance(value, torch.Tensor):
         raise ItemInputError(path, f"expected a tensor, found {type(value).__name__}")
     return value

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from neuroexec.atomic import save_torch
-from neuroexec.errors import InputError, UnsafeCheckpointError
+from neuroexec.errors import InputError, UnsafeCheckpointError, first_line
 
 
 def _to_cpu_copies(obj: Any) -> Any:
@@ -109,20 +109,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 "numbers.\n" + _FIX.format(path=repr(str(path))),
             ) from None
         raise InputError(
-            path, f"not a readable checkpoint (corrupt or truncated?): {_first_line(error)}"
+            path, f"not a readable checkpoint (corrupt or truncated?): {first_line(error)}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
         raise InputError(
-            path, f"not a readable checkpoint (corrupt or truncated?): {_first_line(error)}"
+            path, f"not a readable checkpoint (corrupt or truncated?): {first_line(error)}"
         ) from None
     if not isinstance(checkpoint, dict):
         raise InputError(path, f"expected a checkpoint dictionary, found {type(checkpoint).__name__}")
     return checkpoint
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
 
 
 def _plain_number(value: Any) -> Any:

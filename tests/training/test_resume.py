@@ -1,4 +1,5 @@
-"""Resumable and reproducible training: interrupted-then-resumed == uninterrupted, bit for bit."""
+"""Resumable training: interrupted-then-resumed == uninterrupted, bit for bit; never resumed on other data;
+a failed apply says how to continue."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neuroexec.errors import StepFailed
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.graph import make_plan
@@ -95,3 +97,18 @@ def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
         assert torch.equal(value, final_b["model"][key]), key
     log_a = pd.read_csv(a.training_tsv(0), sep="\t").drop(columns="time")
     pd.testing.assert_frame_equal(log_a, pd.read_csv(b.training_tsv(0), sep="\t").drop(columns="time"))
+
+
+def test_a_corrupt_tensor_names_the_file_and_the_way_back(tmp_path):
+    path = write_spec(tmp_path, {"cnn": 'task = "classification"\ntrain = { epochs = 1 }'})
+    run_apply(path, target="dataset.demo.extract*")
+    tensor = sorted((tmp_path / "data/demo/subjects").rglob("*.pt"))[0]
+    tensor.write_bytes(tensor.read_bytes()[:300])
+    with pytest.raises(StepFailed) as err:
+        run_apply(path)
+    message = str(err.value)
+    assert str(tensor) in message and "delete the file and run apply again" in message
+    assert "\n" not in message  # torch's paragraphs of advice about checkpoints are left out
+    tensor.unlink()  # what the message says to do
+    run_apply(path)
+    assert {p.action for p in make_plan(load_spec(path)).steps} == {"="}
