@@ -45,6 +45,13 @@ def report(spec: Spec) -> str:
             if log.is_file():
                 rows = pd.read_csv(log, sep="\t")
                 lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
+            staged = maps.staged_training_tsv(split)
+            if staged.is_file():
+                done = len(pd.read_csv(staged, sep="\t"))
+                lines.append(
+                    f"    split-{split}: a training stopped after {done} epochs waits in {maps.tmp_dir(split)} "
+                    "(apply continues it); what follows comes from the last finished training"
+                )
             for best in sorted(maps.split_dir(split).glob("best-*")):
                 metric = best.name[len("best-") :]
                 valid = metric_values(maps.metrics_tsv(split, metric, "validation", "image"))

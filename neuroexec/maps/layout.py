@@ -104,6 +104,15 @@ class MapsLayout:
         """neuroexec's full resume record (scheduler, RNG states, best values), beside ClinicaDL's two."""
         return self.tmp_dir(split) / "resume.pth.tar"
 
+    def staged_best_model(self, split: int, metric: str) -> Path:
+        """Where a training keeps its best-<metric> model until it finishes (then moved to best_model),
+        so that an interrupted training never leaves its models beside another training's results."""
+        return self.tmp_dir(split) / f"best-{metric}" / "model.pth.tar"
+
+    def staged_training_tsv(self, split: int) -> Path:
+        """The log of a training in progress (moved to training_tsv when it finishes)."""
+        return self.tmp_dir(split) / "training.tsv"
+
     def best_dir(self, split: int, metric: str) -> Path:
         return self.split_dir(split) / f"best-{metric}"
 

@@ -5,6 +5,7 @@ reconstructions of `visualization = true`. Only rank 0 calls these."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import sys
 import time
@@ -186,7 +187,19 @@ def append_information(maps: MapsLayout, line: str) -> None:
 
 
 def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]]) -> None:
-    atomic.write_tsv(maps.training_tsv(split), pd.DataFrame(rows))
+    """The log of the training in progress (staged in tmp/ until the training finishes)."""
+    atomic.write_tsv(maps.staged_training_tsv(split), pd.DataFrame(rows))
+
+
+def publish_training(maps: MapsLayout, split: int, metrics: list[str]) -> None:
+    """Move a finished training's log and best models from tmp/ into place, each move atomic. Files
+    already moved (a run stopped halfway through this and resumed) are left where they are."""
+    moves = [(maps.staged_best_model(split, m), maps.best_model(split, m)) for m in metrics]
+    moves.append((maps.staged_training_tsv(split), maps.training_tsv(split)))
+    for staged, final in moves:
+        if staged.is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
 
 
 class Board:

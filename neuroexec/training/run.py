@@ -191,6 +191,7 @@ def train_split(task, ctx: RunContext) -> dict:
         stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid)
         distributed.barrier(ctx)
         if main:
+            outputs.publish_training(maps, split, selection)
             _final_results(
                 trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
             )
@@ -241,7 +242,10 @@ def _epochs(
             if main:
                 for m in improved:
                     save_model(
-                        maps.best_model(split, m), trainer.state_dict(), epoch, trainer.net.architecture_name
+                        maps.staged_best_model(split, m),
+                        trainer.state_dict(),
+                        epoch,
+                        trainer.net.architecture_name,
                     )
                 outputs.write_training_tsv(maps, split, progress.rows)
                 step = epoch * len(loader) + len(loader) - 1  # ClinicaDL's global step: batches so far

@@ -11,6 +11,7 @@ from neuroexec.errors import StepFailed
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.graph import make_plan
+from neuroexec.report import report
 from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV
 from tests.training.training_specs import run_apply, write_spec
@@ -63,8 +64,12 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     optimizer_b = load_checkpoint(b.optimizer_checkpoint(0))["optimizer"]["state"]
     for index, state in optimizer_a.items():
         assert torch.equal(state["exp_avg"], optimizer_b[index]["exp_avg"])
-    log_a = pd.read_csv(a.training_tsv(0), sep="\t").drop(columns="time")
-    log_b = pd.read_csv(b.training_tsv(0), sep="\t").drop(columns="time")
+    # Stopped before the end, neither training has published anything: log and best models wait in tmp/.
+    for maps in (a, b):
+        assert not maps.training_tsv(0).exists() and not maps.best_dir(0, "loss").exists()
+        assert maps.staged_best_model(0, "loss").is_file()
+    log_a = pd.read_csv(a.staged_training_tsv(0), sep="\t").drop(columns="time")
+    log_b = pd.read_csv(b.staged_training_tsv(0), sep="\t").drop(columns="time")
     pd.testing.assert_frame_equal(log_a, log_b)
     assert len(log_b) == EPOCHS
 
@@ -73,6 +78,8 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     for maps in (a, b):
         assert not maps.tmp_dir(0).exists()
         assert maps.metrics_tsv(0, "BA", "validation", "image").is_file()
+        assert len(pd.read_csv(maps.training_tsv(0), sep="\t")) == EPOCHS
+        assert load_checkpoint(maps.best_model(0, "loss"))["epoch"] <= EPOCHS - 1
 
 
 def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
@@ -95,8 +102,9 @@ def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
     final_a, final_b = load_checkpoint(a.checkpoint(0)), load_checkpoint(b.checkpoint(0))
     for key, value in final_a["model"].items():
         assert torch.equal(value, final_b["model"][key]), key
-    log_a = pd.read_csv(a.training_tsv(0), sep="\t").drop(columns="time")
-    pd.testing.assert_frame_equal(log_a, pd.read_csv(b.training_tsv(0), sep="\t").drop(columns="time"))
+    log_a = pd.read_csv(a.staged_training_tsv(0), sep="\t").drop(columns="time")
+    log_b = pd.read_csv(b.staged_training_tsv(0), sep="\t").drop(columns="time")
+    pd.testing.assert_frame_equal(log_a, log_b)
 
 
 def test_a_corrupt_tensor_names_the_file_and_the_way_back(tmp_path):
@@ -112,3 +120,21 @@ def test_a_corrupt_tensor_names_the_file_and_the_way_back(tmp_path):
     tensor.unlink()  # what the message says to do
     run_apply(path)
     assert {p.action for p in make_plan(load_spec(path)).steps} == {"="}
+
+
+def test_an_interrupted_retraining_leaves_the_finished_training_in_place(tmp_path):
+    # Retraining with other settings is stopped halfway: until it finishes, the MAPS keeps the last
+    # finished training's log and models, which its results were computed with, and report says so.
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path)
+    a = MapsLayout(tmp_path / "maps/a")
+    finished = [a.training_tsv(0), a.best_model(0, "loss"), a.best_model(0, "BA")]
+    before = [f.read_bytes() for f in finished]
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
+    interrupted(path, "model.a.train*", 1)
+    assert [f.read_bytes() for f in finished] == before
+    assert f"a training stopped after 2 epochs waits in {a.tmp_dir(0)}" in report(load_spec(path))
+
+    run_apply(path)
+    assert a.best_model(0, "loss").read_bytes() != before[1]  # the new training, published
+    assert "waits in" not in report(load_spec(path)) and not a.tmp_dir(0).exists()
