@@ -192,10 +192,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input_maps_directory", type=Path, help="MAPS")
     p.add_argument("data_group", help="data group name")
     p.add_argument("name", help="name of the map set (interpret-<name>/)")
+    p.add_argument(
+        "method",
+        nargs="?",
+        default="gradients",
+        choices=["gradients", "grad-cam", "smoothgrad"],
+        help="saliency method, as ClinicaDL >= 1.3 takes it (smoothgrad is neuroexec's)",
+    )
     add_compute(p, 2, amp_negation=False)
     add_data(p, labels=False)
     g = p.add_argument_group("Other options")
     flag(g, "--target_node", type=int, default=0, help="output node the gradients explain")
+    flag(
+        g,
+        "--level_grad_cam",
+        type=int,
+        default=None,
+        help="ClinicaDL's Grad-CAM layer (default: not given; a value is refused: neuroexec's Grad-CAM "
+        "uses the last convolution block)",
+    )
     flag(g, "--save_individual", action="store_true", default=False, help="also save one map per image")
     p.set_defaults(func=cmd_interpret)
 
@@ -265,7 +280,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_interpret(args: argparse.Namespace) -> int:
-    entry = {"name": args.name, "target_node": args.target_node, "save_individual": args.save_individual}
+    from neuroexec.errors import InputError
+
+    if args.level_grad_cam is not None:
+        raise InputError(
+            None,
+            f"--level_grad_cam {args.level_grad_cam} is not supported: neuroexec's Grad-CAM explains the "
+            "activation of the last convolution block (the standard Grad-CAM); leave the option out",
+            field="--level_grad_cam",
+        )
+    entry = {
+        "name": args.name,
+        "method": args.method,
+        "target_node": args.target_node,
+        "save_individual": args.save_individual,
+    }
     return _run_group(args, f"interpret-{args.name}", interpret=[entry])
 
 

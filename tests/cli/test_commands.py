@@ -190,3 +190,16 @@ def test_predict_the_validation_group_of_a_clinicadl_maps(tmp_path, tiny_data):
                             sep="\t", dtype={"participant_id": str})  # fmt: skip
         assert sorted(table["participant_id"]) == sorted(recorded["participant_id"])
         assert (maps / f"split-{split}/best-loss/validation/validation_image_level_metrics.tsv").is_file()
+
+
+def test_interpret_method_argument_reaches_the_spec_and_grad_cam_levels_are_refused(
+    tmp_path, tiny_data, capsys
+):
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data, splits=(0,), metrics=("loss",))
+    data = ["--caps_directory", str(tiny_data["test_caps"]), "--participants_tsv", str(tiny_data["test_tsv"])]
+    assert main(["interpret", str(maps), "test", "cam", "grad-cam", *data, "--print-spec"]) == 0
+    assert 'method = "grad-cam"' in capsys.readouterr().out
+    assert main(["interpret", str(maps), "test", "cam", "grad-cam", *data, "--level_grad_cam", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--level_grad_cam 2 is not supported" in err and "last convolution block" in err
+    assert not (maps / "groups" / "test").exists()

@@ -33,6 +33,14 @@ def test_seed_flags_accepted(command):
     assert args.batch_size in (2, 4)
 
 
+def test_interpret_takes_clinicadl_1_3_method_argument():
+    assert build_parser().parse_args(["interpret", "maps", "g", "n"]).method == "gradients"
+    args = build_parser().parse_args(["interpret", "maps", "g", "n", "grad-cam", "--level_grad_cam", "3"])
+    assert args.method == "grad-cam" and args.level_grad_cam == 3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["interpret", "maps", "g", "n", "occlusion"])
+
+
 def test_parsed_values():
     args = build_parser().parse_args(SEEDS["train"])
     assert args.split == [0, 1] and args.selection_metrics == ["loss", "BA"] and args.gpu is True and args.amp
