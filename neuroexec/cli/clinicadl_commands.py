@@ -80,6 +80,7 @@ def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = 
     flag(
         g,
         "--n_proc",
+        "-np",
         type=int,
         default=None if train else 2,
         help="DataLoader workers" + (" (default: 2)" if train else ""),
@@ -120,6 +121,7 @@ def add_data(p, labels: bool) -> None:
     flag(
         g,
         "--diagnoses",
+        "-d",
         nargs="+",
         action="extend",
         default=None,
@@ -128,6 +130,7 @@ def add_data(p, labels: bool) -> None:
     flag(
         g,
         "--overwrite",
+        "-o",
         action="store_true",
         default=False,
         help="redefine an existing data group (its results are erased)",
@@ -152,6 +155,7 @@ def add_data(p, labels: bool) -> None:
     flag(
         p,
         "--selection_metrics",
+        "-sm",
         nargs="+",
         action="extend",
         default=None,
@@ -176,6 +180,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_group", help="data group name")
     add_compute(p, 8)
     add_data(p, labels=True)
+    flag(
+        p,
+        "--split",
+        "-s",
+        type=int,
+        nargs="+",
+        action="extend",
+        default=None,
+        help="splits to use (default: every split of the MAPS)",
+    )
     g = p.add_argument_group("Reconstruction")
     flag(g, "--save_tensor", action="store_true", default=False, help="save input/output tensors")
     flag(g, "--save_nifti", action="store_true", default=False, help="save input/output NIfTIs")
@@ -199,7 +213,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=["gradients", "grad-cam", "smoothgrad"],
         help="saliency method, as ClinicaDL >= 1.3 takes it (smoothgrad is neuroexec's)",
     )
-    add_compute(p, 2, amp_negation=False)
+    add_compute(p, 2)
     add_data(p, labels=False)
     g = p.add_argument_group("Other options")
     flag(g, "--target_node", type=int, default=0, help="output node the gradients explain")
@@ -253,6 +267,7 @@ def group_options(args: argparse.Namespace):
         selection_metrics=args.selection_metrics,
         overwrite=args.overwrite,
         skip_leak_check=args.skip_leak_check,
+        splits=getattr(args, "split", None),
         compute={
             "gpu": args.gpu,
             "amp": getattr(args, "amp", None) or None,
@@ -268,7 +283,7 @@ def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
 
     doc = group_spec_dict(group_options(args), **kw)
     if not args.print_spec and args.data_group not in RESERVED:
-        check_models(args.input_maps_directory, args.selection_metrics)
+        check_models(args.input_maps_directory, args.selection_metrics, group_options(args).splits)
     return run_built_spec(
         doc, spec_path(args.input_maps_directory, command, args.data_group), args.print_spec, args.quiet
     )

@@ -44,6 +44,7 @@ class GroupOptions:
     selection_metrics: list[str] | None = None
     overwrite: bool = False
     skip_leak_check: bool = False
+    splits: list[int] | None = None  # None: every split of the MAPS
     compute: dict[str, Any] = field(default_factory=dict)  # gpu, amp, n_proc, batch_size
 
 
@@ -256,6 +257,8 @@ def group_spec_dict(
         group["label"] = opts.label
     if opts.diagnoses:
         group["diagnoses"] = list(opts.diagnoses)
+    if opts.splits:
+        group["splits"] = sorted(set(opts.splits))
     if save_tensors is not None:
         group["save_tensors"] = save_tensors
     if interpret:
@@ -267,14 +270,22 @@ def group_spec_dict(
     return doc
 
 
-def check_models(maps: Path, metrics: list[str] | None) -> None:
-    """Validate at the edge: every best model the command will use exists and loads safely
-    (weights_only; a checkpoint needing arbitrary unpickling raises UnsafeCheckpointError, exit 2)."""
+def check_models(maps: Path, metrics: list[str] | None, splits: list[int] | None = None) -> None:
+    """Validate at the edge: every best model the command will use (of `splits`, default all) exists and
+    loads safely (weights_only; a checkpoint needing arbitrary unpickling raises UnsafeCheckpointError,
+    exit 2)."""
     from neuroexec.maps.checkpoints import load_checkpoint
     from neuroexec.maps.info import best_model_file, read_maps_info
 
     info = read_maps_info(maps.resolve())
-    for split in info.splits:
+    unknown = sorted(set(splits or []) - set(info.splits))
+    if unknown:
+        raise InputError(
+            maps,
+            f"no split {', '.join(map(str, unknown))} in this MAPS (it has {', '.join(map(str, info.splits))})",
+            "--split",
+        )
+    for split in sorted(set(splits)) if splits else info.splits:
         for metric in dict.fromkeys(metric_name(m) for m in (metrics or ["loss"])):
             path = best_model_file(info.root, split, metric)
             if not path.is_file():

@@ -203,3 +203,12 @@ def test_interpret_method_argument_reaches_the_spec_and_grad_cam_levels_are_refu
     err = capsys.readouterr().err
     assert "--level_grad_cam 2 is not supported" in err and "last convolution block" in err
     assert not (maps / "groups" / "test").exists()
+
+
+def test_predict_split_flag_evaluates_only_those_splits(tmp_path, tiny_data, capsys):
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data)
+    assert main(predict_argv(maps, tiny_data, "--split", "7")) == 2
+    assert "no split 7 in this MAPS (it has 0, 1)" in capsys.readouterr().err
+    assert main(predict_argv(maps, tiny_data, "-s", "1")) == 0
+    assert (maps / "split-1/best-loss/test/test_image_level_prediction.tsv").is_file()
+    assert not (maps / "split-0/best-loss/test").exists()

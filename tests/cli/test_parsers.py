@@ -41,6 +41,16 @@ def test_interpret_takes_clinicadl_1_3_method_argument():
         build_parser().parse_args(["interpret", "maps", "g", "n", "occlusion"])
 
 
+def test_clinicadl_1_6_short_flags():
+    args = build_parser().parse_args(
+        ["predict", "m", "g", "-np", "3", "-d", "AD", "-o", "-sm", "loss", "BA", "-s", "0", "-s", "2"]
+    )
+    assert args.n_proc == 3 and args.diagnoses == ["AD"] and args.overwrite
+    assert args.selection_metrics == ["loss", "BA"] and args.split == [0, 2]
+    args = build_parser().parse_args(["interpret", "m", "g", "n", "grad-cam", "--amp", "-np", "1"])
+    assert args.amp is True and args.n_proc == 1
+
+
 def test_parsed_values():
     args = build_parser().parse_args(SEEDS["train"])
     assert args.split == [0, 1] and args.selection_metrics == ["loss", "BA"] and args.gpu is True and args.amp
