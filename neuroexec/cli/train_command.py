@@ -1,5 +1,7 @@
 """`neuroexec train image|patch cnn|autoencoder CAPS PREPROCESSING TSV_DIRECTORY MAPS` (ClinicaDL's
-`train image`, seed 002): argument parsing only; the spec is built by neuroexec/compat/train_spec.py.
+`train image`, seed 002) and `neuroexec train classification|regression|reconstruction CAPS
+PREPROCESSING_JSON TSV_DIRECTORY MAPS` (ClinicaDL 1.3 and later): argument parsing only; the spec is built
+by neuroexec/compat/train_spec.py.
 
 Flags given on the command line override the `--config_file` TOML's values; a flag left out keeps the
 config file's value, else the spec's default (each `--help` line says which).
@@ -46,18 +48,43 @@ TRAIN_KEYS = (
 )
 
 
+ALIASES = {"--learning_rate": ("-lr",), "--weight_decay": ("-wd",), "--accumulation_steps": ("-asteps",)}
+
+# `train KIND ...`: ClinicaDL's older page (seed 002) names the input type then the network; ClinicaDL 1.3
+# and later name the task, and the preprocessing JSON says image or patch.
+INPUT_TYPES = ("image", "patch")
+TASKS = ("classification", "regression", "reconstruction")
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
-    """The `train` sub-command and its flags (seed 002 plus ClinicaDL's train options)."""
+    """The `train` sub-command in both of ClinicaDL's forms, and its flags (seed 002 plus ClinicaDL's)."""
     p = sub.add_parser(
         "train",
-        help="ClinicaDL-style: train image cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS",
-        description="Train a network as ClinicaDL's `train image` (builds and applies a spec).",
+        help="ClinicaDL-style: train image cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS, or "
+        "train classification|regression|reconstruction CAPS PREPROCESSING_JSON TSV_DIR MAPS",
+        description="Train a network as ClinicaDL's `train` does (builds and applies a spec).",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "input_type", choices=["image", "patch"], help="input type (the preprocessing JSON decides patches)"
-    )
-    p.add_argument("network", choices=["cnn", "autoencoder"], help="network type")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in (*INPUT_TYPES, *TASKS):
+        older = kind in INPUT_TYPES
+        q = kinds.add_parser(
+            kind,
+            help=f"train {kind} NETWORK CAPS PREPROCESSING TSV_DIR MAPS (ClinicaDL's older form)"
+            if older
+            else f"train {kind} CAPS PREPROCESSING_JSON TSV_DIR MAPS (ClinicaDL 1.3 and later)",
+            description=f"Train a network for {'a ' + kind + '-based input' if older else 'the ' + kind + ' task'}"
+            " as ClinicaDL does (builds and applies a spec).",
+            formatter_class=HelpFormatter,
+        )
+        if older:
+            q.add_argument("network", choices=["cnn", "autoencoder"], help="network type")
+        _add_positionals(q)
+        _add_flags(q)
+        q.set_defaults(func=cmd_train, input_type=kind if older else None, network=None if older else kind)
+
+
+def _add_positionals(p: argparse.ArgumentParser) -> None:
     p.add_argument("caps_directory", type=Path, help="CAPS folder")
     p.add_argument(
         "preprocessing_json", help="'t1-linear' or a JSON of CAPS/tensor_extraction/ (extract_<mode>.json)"
@@ -66,15 +93,32 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "tsv_directory", type=Path, help="split directory (split-<i>/train.tsv, validation_baseline.tsv)"
     )
     p.add_argument("output_maps", type=Path, help="MAPS folder to write")
+
+
+def _add_flags(p: argparse.ArgumentParser) -> None:
     add_compute(p, 8, train=True)
     g = p.add_argument_group("Training")
     for name, kind, shown in NUMBERS:
-        flag(g, name, type=kind, default=None, help=f"{name.strip('-').replace('_', ' ')} (default: {shown})")
+        flag(
+            g,
+            name,
+            *ALIASES.get(name, ()),
+            type=kind,
+            default=None,
+            help=f"{name.strip('-').replace('_', ' ')} (default: {shown})",
+        )
     flag(g, "--optimizer", choices=["Adam", "AdamW", "SGD"], default=None, help="optimizer (default: Adam)")
-    flag(g, "--architecture", default=None, help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)")
+    flag(
+        g,
+        "--architecture",
+        "-a",
+        default=None,
+        help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)",
+    )
     flag(
         g,
         "--split",
+        "-s",
         type=int,
         nargs="+",
         action="extend",
@@ -84,19 +128,28 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     flag(
         g,
         "--selection_metrics",
+        "-sm",
         nargs="+",
         action="extend",
         default=None,
         help="best models kept (default: loss)",
     )
-    flag(g, "--label", default=None, help="label column (default: diagnosis)")
-    flag(g, "--diagnoses", nargs="+", action="extend", default=None, help="labels kept (default: all)")
+    flag(g, "--label", default=None, help="label column (default: diagnosis; age for regression)")
+    flag(g, "--diagnoses", "-d", nargs="+", action="extend", default=None, help="labels kept (default: all)")
     flag(
         g,
         "--deterministic",
         action="store_true",
         default=None,
         help="deterministic algorithms (default: off)",
+    )
+    flag(
+        g,
+        "--nondeterministic",
+        dest="deterministic",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="negation of --deterministic (default: see --deterministic)",
     )
     flag(
         g,
@@ -108,6 +161,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     flag(
         g,
         "--transfer_learning_path",
+        "--transfer_path",
+        "-tp",
         type=Path,
         default=None,
         help="MAPS (either generation) to initialise from (default: none, random initialisation)",
@@ -115,6 +170,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     flag(
         g,
         "--transfer_learning_selection",
+        "--transfer_selection_metric",
+        "-tsm",
         default=None,
         help="best model of the source: best_loss or best_balanced_accuracy (default: the latter when the source has it)",
     )
@@ -127,7 +184,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="ClinicaDL train config TOML, flags override it (default: none)",
     )
     add_run_flags(p)
-    p.set_defaults(func=cmd_train)
 
 
 def train_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,17 +200,19 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from neuroexec.compat.runner import run_built_spec, spec_path
-    from neuroexec.compat.train_spec import TrainOptions, preprocessing, train_spec_dict
+    from neuroexec.compat.train_spec import NETWORKS, TrainOptions, preprocessing, train_spec_dict
 
     mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json)["mode"]
-    if mode != args.input_type:
+    if args.input_type is not None and mode != args.input_type:
         raise InputError(
             args.preprocessing_json,
             f"this extraction is {mode}-based, but `train {args.input_type}` was asked",
         )
-    if args.visualization and args.network != "autoencoder":
+    if args.visualization and NETWORKS[args.network] != "reconstruction":
         raise InputError(
-            None, "--visualization is for autoencoders (train image autoencoder)", "--visualization"
+            None,
+            "--visualization is for autoencoders (train image autoencoder, or train reconstruction)",
+            "--visualization",
         )
     opts = TrainOptions(
         args.network,

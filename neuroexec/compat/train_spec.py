@@ -21,7 +21,15 @@ from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file, read_maps_info
 from neuroexec.spec.model import canonical_metric
 
-NETWORKS = {"cnn": "classification", "autoencoder": "reconstruction"}
+# The network type (seed 002's form) or the task (ClinicaDL 1.3+'s) -> the task; it also names the model.
+NETWORKS = {
+    "cnn": "classification",
+    "autoencoder": "reconstruction",
+    "classification": "classification",
+    "regression": "regression",
+    "reconstruction": "reconstruction",
+}
+DEFAULT_LABELS = {"classification": "diagnosis", "regression": "age"}  # ClinicaDL's train_config.toml
 DATASET = "data"
 
 
@@ -135,7 +143,11 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     """The spec (a dict, absolute paths) equivalent to the command."""
     o = opts.options
     if opts.network not in NETWORKS:
-        raise InputError(None, f"network type must be cnn or autoencoder, got {opts.network!r}", "NETWORK")
+        raise InputError(
+            None,
+            f"network type or task must be one of {', '.join(NETWORKS)}, got {opts.network!r}",
+            "NETWORK",
+        )
     caps = opts.caps_directory.resolve()
     maps = opts.output_maps.resolve()
     pre = preprocessing(caps, opts.preprocessing_json)
@@ -159,6 +171,8 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
         model["patch"] = pre["patch"]
     if task != "reconstruction" and o.get("label") is not None:
         model["label"] = o["label"]
+    elif task == "regression":
+        model["label"] = DEFAULT_LABELS[task]
     for key in ("diagnoses", "architecture", "dropout"):
         if o.get(key) is not None:
             model[key] = list(o[key]) if key == "diagnoses" else o[key]

@@ -51,6 +51,23 @@ def test_clinicadl_1_6_short_flags():
     assert args.amp is True and args.n_proc == 1
 
 
+def test_train_takes_clinicadl_1_3_task_form_and_its_short_flags():
+    args = build_parser().parse_args(
+        ["train", "regression", "caps", "extract_image.json", "split", "maps", "-lr", "0.01", "-wd", "0",
+         "-a", "Conv4_FC3", "-asteps", "2", "-s", "1", "-sm", "MAE", "-d", "AD", "-np", "1", "-tp", "src",
+         "-tsm", "loss", "--nondeterministic"]
+    )  # fmt: skip
+    assert (args.kind, args.network, args.input_type) == ("regression", "regression", None)
+    assert args.learning_rate == 0.01 and args.weight_decay == 0 and args.architecture == "Conv4_FC3"
+    assert args.accumulation_steps == 2 and args.split == [1] and args.selection_metrics == ["MAE"]
+    assert args.diagnoses == ["AD"] and args.n_proc == 1 and str(args.transfer_learning_path) == "src"
+    assert args.transfer_learning_selection == "loss" and args.deterministic is False
+    args = build_parser().parse_args(["train", "image", "autoencoder", "caps", "t1-linear", "split", "maps"])
+    assert (args.kind, args.network, args.input_type) == ("image", "autoencoder", "image")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "segmentation", "caps", "t1-linear", "split", "maps"])
+
+
 def test_parsed_values():
     args = build_parser().parse_args(SEEDS["train"])
     assert args.split == [0, 1] and args.selection_metrics == ["loss", "BA"] and args.gpu is True and args.amp
@@ -79,10 +96,12 @@ def test_legacy_dashed_spellings():
     assert vars(parser.parse_args(dashed)) == vars(parser.parse_args(LEGACY[1:]))
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "interpret", "save-tensor"])
+@pytest.mark.parametrize(
+    "command", ["train image", "train regression", "predict", "interpret", "save-tensor"]
+)
 def test_help_shows_defaults(command, capsys):
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args([command, "--help"])
+        build_parser().parse_args([*command.split(), "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "default" in text
@@ -142,14 +161,20 @@ def _subparsers(parser):
     return action.choices
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "interpret", "save-tensor", "legacy interpret"])
+@pytest.mark.parametrize(
+    "command",
+    ["train image", "train patch", "train classification", "train regression", "train reconstruction",
+     "predict", "interpret", "save-tensor", "legacy interpret"],
+)  # fmt: skip
 def test_help_gives_every_flag_its_default(command):
     """Each option's help line (as --help renders it) says what its default is."""
-    parser = (
-        legacy_interpret.build_parser()
-        if command == "legacy interpret"
-        else _subparsers(build_parser())[command]
-    )
+    if command == "legacy interpret":
+        parser = legacy_interpret.build_parser()
+    else:
+        parser = build_parser()
+        for word in command.split():
+            parser = _subparsers(parser)[word]
+    assert any(action.option_strings and action.dest != "help" for action in parser._actions)
     formatter = parser._get_formatter()
     missing = [
         action.option_strings[0]

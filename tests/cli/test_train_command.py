@@ -3,8 +3,10 @@ older-generation model folder, ClinicaDL config file."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from neuroexec.cli import main
@@ -60,3 +62,29 @@ def test_unknown_config_option_is_exit_2(tmp_path, tiny_data, capsys):
             "--config_file", str(config)]  # fmt: skip
     assert main(argv) == 2
     assert "[Model] whatever: unknown option" in capsys.readouterr().err
+
+
+def test_train_task_form_trains_a_regression_on_age_by_default(tmp_path, tiny_data, capsys):
+    # ClinicaDL 1.3+'s `train regression CAPS PREPROCESSING_JSON TSV_DIRECTORY MAPS`, whose default label
+    # is age, as ClinicaDL's train_config.toml says.
+    split = tmp_path / "split"
+    shutil.copytree(tiny_data["split"], split)
+    for tsv in split.rglob("*.tsv"):
+        frame = pd.read_csv(tsv, sep="\t", dtype=str)
+        frame["age"] = [str(60 + int(p[-1])) for p in frame["participant_id"]]
+        frame.to_csv(tsv, sep="\t", index=False)
+    maps = tmp_path / "maps"
+    argv = ["train", "regression", str(tiny_data["caps"]), "t1-linear", str(split), str(maps), "--epochs", "1",
+            "--batch_size", "2", "--no-gpu", "-np", "0", "-s", "0", "-a", "Conv4_FC3", "--quiet"]  # fmt: skip
+    assert main([*argv, "--print-spec"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "[models.regression]" in printed and 'task = "regression"' in printed and 'label = "age"' in printed
+    )
+    assert main(argv) == 0
+    info = read_maps_info(maps)
+    assert (info.task, info.label, info.splits, info.architecture) == ("regression", "age", (0,), "Conv4_FC3")
+    assert (maps / "split-0/best-loss/validation/validation_image_level_metrics.tsv").is_file()
+    assert main(["train", "classification", str(tiny_data["caps"]), "t1-linear", str(split), str(maps),
+                 "--visualization"]) == 2  # fmt: skip
+    assert "--visualization is for autoencoders" in capsys.readouterr().err

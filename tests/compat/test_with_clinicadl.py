@@ -4,8 +4,10 @@ numpy<2, pandas<2 and its own torch); skipped otherwise (CI has no ClinicaDL).""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -234,9 +236,25 @@ def test_neuroexec_predicts_a_clinicadl_maps_as_clinicadl_does(tmp_path, variant
     train = [CLINICADL, "train", train_args[0], "data/demo", "extract.json", str(split), "maps_cdl",
              *train_args[1:], "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",
              "--split", "0"]  # fmt: skip
-    for cmd in (prepare, train):
+    # The same train command line, given to neuroexec (ClinicaDL 1.3+'s `train TASK` form).
+    train_nx = [sys.executable, "-m", "neuroexec", *train[1:], "--quiet"]
+    train_nx[train_nx.index("maps_cdl")] = "maps_nx"
+    for cmd in (prepare, train, train_nx):
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cdl_json, nx_json = (
+        json.loads((tmp_path / m / "maps.json").read_text()) for m in ("maps_cdl", "maps_nx")
+    )
+    for key in (
+        "mode",
+        "network_task",
+        "architecture",
+        "label",
+        "patch_size",
+        "stride_size",
+        "selection_metrics",
+    ):
+        assert cdl_json.get(key) == nx_json.get(key), key
     groups = '[groups.test]\ndataset = "other"\nmodels = ["cdl"]\n'
     groups += (
         '[groups.validation]\nfrom_training = "validation"\nmodels = ["cdl"]\n'  # ClinicaDL's raw tensors
