@@ -94,6 +94,11 @@ def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = 
     )
 
 
+def add_splits(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """--split / -s, repeatable and multi-valued: `-s 0 1` or `-s 0 -s 1`."""
+    flag(p, "--split", "-s", type=int, nargs="+", action="extend", default=None, help=help)
+
+
 def add_data(p, labels: bool) -> None:
     g = p.add_argument_group("Data management")
     flag(
@@ -180,16 +185,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_group", help="data group name")
     add_compute(p, 8)
     add_data(p, labels=True)
-    flag(
-        p,
-        "--split",
-        "-s",
-        type=int,
-        nargs="+",
-        action="extend",
-        default=None,
-        help="splits to use (default: every split of the MAPS)",
-    )
+    add_splits(p, "splits to use (default: every split of the MAPS)")
     g = p.add_argument_group("Reconstruction")
     flag(g, "--save_tensor", action="store_true", default=False, help="save input/output tensors")
     flag(g, "--save_nifti", action="store_true", default=False, help="save input/output NIfTIs")

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroexec.cli.clinicadl_commands import HelpFormatter, add_compute, add_run_flags, flag
+from neuroexec.cli.clinicadl_commands import HelpFormatter, add_compute, add_run_flags, add_splits, flag
 from neuroexec.errors import InputError
 
 # (flag, type, default shown in --help): the training hyper-parameters, all "not given" (None) by default.
@@ -115,16 +115,7 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)",
     )
-    flag(
-        g,
-        "--split",
-        "-s",
-        type=int,
-        nargs="+",
-        action="extend",
-        default=None,
-        help="splits to train (default: all)",
-    )
+    add_splits(g, "splits to train (default: all)")
     flag(
         g,
         "--selection_metrics",
