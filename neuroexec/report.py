@@ -48,9 +48,14 @@ def report(spec: Spec) -> str:
             staged = maps.staged_training_tsv(split)
             if staged.is_file():
                 done = len(pd.read_csv(staged, sep="\t"))
+                before = (
+                    "what follows comes from the last finished training"
+                    if log.is_file()
+                    else "no training of this split has finished yet"
+                )
                 lines.append(
                     f"    split-{split}: a training stopped after {done} epochs waits in {maps.tmp_dir(split)} "
-                    "(apply continues it); what follows comes from the last finished training"
+                    f"(apply continues it); {before}"
                 )
             for best in sorted(maps.split_dir(split).glob("best-*")):
                 metric = best.name[len("best-") :]

@@ -42,6 +42,8 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
     interrupted(path, "model.a.train*", EPOCHS - 1)
     interrupted(path, "model.b.train*", 1)
     b = MapsLayout(tmp_path / "maps/b")
+    assert "stopped after 2 epochs waits in" in report(load_spec(path))
+    assert "no training of this split has finished yet" in report(load_spec(path))
     assert load_checkpoint(b.checkpoint(0))["epoch"] == 1
     resume = load_checkpoint(b.resume_state(0))  # weights_only: plain tensors and numbers only
     assert resume["progress"]["epoch"] == 1 and len(resume["progress"]["rows"]) == 2
