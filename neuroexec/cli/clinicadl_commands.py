@@ -277,9 +277,10 @@ def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
     from neuroexec.compat.group_spec import RESERVED, check_models, group_spec_dict
     from neuroexec.compat.runner import run_built_spec, spec_path
 
-    doc = group_spec_dict(group_options(args), **kw)
+    opts = group_options(args)
+    doc = group_spec_dict(opts, **kw)
     if not args.print_spec and args.data_group not in RESERVED:
-        check_models(args.input_maps_directory, args.selection_metrics, group_options(args).splits)
+        check_models(args.input_maps_directory, args.selection_metrics, opts.splits)
     return run_built_spec(
         doc, spec_path(args.input_maps_directory, command, args.data_group), args.print_spec, args.quiet
     )

@@ -29,7 +29,7 @@ NETWORKS = {
     "regression": "regression",
     "reconstruction": "reconstruction",
 }
-DEFAULT_LABELS = {"classification": "diagnosis", "regression": "age"}  # ClinicaDL's train_config.toml
+REGRESSION_LABEL = "age"  # ClinicaDL's train_config.toml (classification's, diagnosis, is the spec's default)
 DATASET = "data"
 
 
@@ -172,7 +172,7 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     if task != "reconstruction" and o.get("label") is not None:
         model["label"] = o["label"]
     elif task == "regression":
-        model["label"] = DEFAULT_LABELS[task]
+        model["label"] = REGRESSION_LABEL
     for key in ("diagnoses", "architecture", "dropout"):
         if o.get(key) is not None:
             model[key] = list(o[key]) if key == "diagnoses" else o[key]
