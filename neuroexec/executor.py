@@ -3,6 +3,7 @@ folders they write, recording each finished step so a re-run continues where it 
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 
@@ -56,6 +57,10 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
     started = time.time()
     outputs = None
     try:
+        if ctx.is_main:
+            _remove_planned(p, ctx)
+        if k.distributed:
+            distributed.barrier(ctx)  # other ranks start once the planned removals are done
         if k.distributed or ctx.is_main:
             outputs = k.run(step, replace(ctx, upstream=upstream))
     except NeuroexecError as exc:
@@ -86,3 +91,14 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
             fresh,
         )
     return fp
+
+
+def _remove_planned(p: PlannedStep, ctx: RunContext) -> None:
+    """Delete exactly what the plan showed as this step's `-` lines (under the step's lock)."""
+    for r in p.removals:
+        ctx.reporter.info(f"      - removing {r.what} ({r.files()} files)")
+        for path in r.paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from neuroexec.errors import NeuroexecError
 from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint
 from neuroexec.plan.state import StateStores
 from neuroexec.spec.model import Spec
-from neuroexec.steps.registry import Step, kind, kinds
+from neuroexec.steps.registry import Removal, Step, kind, kinds
 
 NEW, CHANGED, UP_TO_DATE, REFUSED = "+", "~", "=", "!"
 
@@ -23,6 +23,7 @@ class PlannedStep:
     action: str
     reasons: list[str] = field(default_factory=list)
     fingerprint: str | None = None  # known when the step has a record to compare with
+    removals: list[Removal] = field(default_factory=list)  # what apply deletes right before it runs
 
     def as_json(self) -> dict[str, Any]:
         s = self.step
@@ -34,6 +35,10 @@ class PlannedStep:
             "home": str(s.home),
             "deps": list(s.deps),
             "fingerprint": self.fingerprint,
+            "removals": [
+                {"what": r.what, "paths": [str(p) for p in r.paths], "files": r.files()}
+                for r in self.removals
+            ],
         }
 
 
@@ -130,6 +135,7 @@ def make_plan(spec: Spec, stores: StateStores | None = None) -> Plan:
     planned: dict[str, PlannedStep] = {}
     for step in build_steps(spec):
         planned[step.id] = _plan_step(step, planned, stores)
+        planned[step.id].removals = _removals(planned[step.id])
     return Plan(spec, list(planned.values()), stores)
 
 
@@ -159,6 +165,19 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
         return PlannedStep(step, UP_TO_DATE, [], fp)
     reasons = _reasons(step, record, upstream, inputs) or ["format version changed"]
     return PlannedStep(step, CHANGED, reasons + _resumes(step, upstream), fp)
+
+
+def _removals(p: PlannedStep) -> list[Removal]:
+    """What running a `+` or `~` step deletes: the kind's `removes` hook, kept to paths that exist."""
+    hook = kind(p.step.kind).removes
+    if hook is None or p.action not in (NEW, CHANGED):
+        return []
+    found = []
+    for r in hook(p.step):
+        paths = tuple(path for path in r.paths if path.exists() or path.is_symlink())
+        if paths:
+            found.append(Removal(r.what, paths))
+    return found
 
 
 def _resumes(step: Step, upstream: dict[str, str]) -> list[str]:

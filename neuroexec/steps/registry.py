@@ -33,6 +33,28 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Removal:
+    """What apply deletes before running a step; the plan shows it as its own `-` line with the count
+    of files (Terraform's destroy). Apply deletes exactly these paths and nothing else.
+
+    Example: `Removal("results of group test, split 1", (maps / "split-1/best-loss/test",))`
+    """
+
+    what: str  # a short phrase: "results of group test, split 1"
+    paths: tuple[Path, ...]  # files or folders (folders are removed recursively)
+
+    def files(self) -> int:
+        """How many files that is now (folders count their files, at any depth)."""
+        count = 0
+        for path in self.paths:
+            if path.is_dir() and not path.is_symlink():
+                count += sum(1 for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+            elif path.exists() or path.is_symlink():
+                count += 1
+        return count
+
+
+@dataclass(frozen=True)
 class StepKind:
     name: str
     expand: Callable[[Spec], list[Step]]
@@ -46,6 +68,9 @@ class StepKind:
     # Plan-time note on partial work a run would continue (an interrupted training), given the
     # fingerprints of the step's dependencies, or None. Must not write anything.
     resumes: Callable[[Step, dict[str, str]], str | None] | None = None
+    # Plan-time: what running this step would delete (shown as `-` lines; the executor deletes exactly
+    # these paths right before the step runs, and `run` deletes nothing itself). Must not write anything.
+    removes: Callable[[Step], list[Removal]] | None = None
 
 
 _KINDS: dict[str, StepKind] = {}
