@@ -3,6 +3,11 @@
 Each item is a dict: "image" (float32), "label" (long for classification, float for regression, -1
 without label), "participant_id", "session_id", "mode_id" (0 for images, the patch index for patches).
 
+An item is a function of its index alone: nothing here draws random numbers (no augmentation, no
+random patch or crop), so the DataLoader workers, whose RNG streams differ with their number and
+id, cannot change a training. Randomness added to the data path must come from a generator seeded
+with (seed, epoch, sample index), never from a worker's or the process's global RNG.
+
     >>> data = ImageDataset(frame, {"single": Path("caps")}, "diagnosis", {"AD": 0, "CN": 1}, "classification")
     >>> data[0]["image"].shape
     torch.Size([1, 169, 208, 179])

@@ -95,7 +95,14 @@ class Trainer:
         )
 
     def loader(self, dataset, sampler: DistributedSampler) -> DataLoader:
-        return make_loader(dataset, self.compute.batch_size, self.compute.workers, self.device, sampler)
+        """A loader whose own seeded generator draws the seed of its worker processes. DataLoader
+        otherwise draws it from the global RNG, which dropout draws from too, each time an iterator
+        starts: every epoch with 0 workers, once with persistent workers, and again after a resume, so
+        `compute.workers` and an interruption would change the model. The items themselves draw no
+        random numbers (see neuroexec.data.datasets), so the worker seeds change nothing."""
+        loader = make_loader(dataset, self.compute.batch_size, self.compute.workers, self.device, sampler)
+        loader.generator = torch.Generator().manual_seed(self.compute.seed)
+        return loader
 
     # --- passes ----------------------------------------------------------------------------------
     def train_epoch(self, loader: DataLoader, epoch: int, desc: str) -> tuple[pd.DataFrame, int]:

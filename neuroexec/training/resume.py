@@ -32,7 +32,9 @@ INTERRUPT_ENV = "NEUROEXEC_INTERRUPT_AFTER_EPOCH"
 
 
 def rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states as weights_only-loadable values."""
+    """torch (CPU and CUDA), numpy and python RNG states as weights_only-loadable values. Only the
+    model draws from them (dropout): the shuffle (seeded with compute.seed + epoch) and the loaders
+    (compute.seed) have generators of their own (training.loop.Trainer), seeded alike on a resume."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     return {
