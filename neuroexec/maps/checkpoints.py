@@ -10,9 +10,13 @@ Reading also accepts the older generation's `model_best.pth.tar` ({"model", "epo
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
 import pickle
+import pickletools
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +62,16 @@ def _numpy_scalar_globals() -> list[Any]:
     return [core.multiarray.scalar, np.dtype, *(type(np.dtype(kind)) for kind in kinds)]
 
 
-_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")  # torch's wordings
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-1.6 (non-zip) format
+_LOADERS = {
+    "torch": "torch.load({path}, map_location='cpu', weights_only=False)",
+    "pickle": "pickle.load(open({path}, 'rb'))",
+}
 _FIX = (
     "If you trust this file, keep a copy of it, then convert it once into tensors and numbers with:\n"
-    "    import torch\n"
-    "    ckpt = torch.load({path}, map_location='cpu', weights_only=False)  # runs the file's code\n"
+    "    import pickle, torch\n"
+    "    ckpt = {load}  # runs the file's code: only for a file you trust\n"
     "    ckpt = ckpt if isinstance(ckpt, dict) else {{'model': ckpt}}\n"
     "    model = ckpt.get('model', ckpt.get('state_dict', ckpt))\n"
     "    model = model.state_dict() if isinstance(model, torch.nn.Module) else model\n"
@@ -70,6 +79,93 @@ _FIX = (
     "    torch.save({{'model': weights, 'epoch': int(ckpt.get('epoch', 0)), 'name': str(ckpt.get('name', ''))}},\n"
     "               {path})"
 )
+_STRINGS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "SHORT_BINSTRING",
+    "BINSTRING",
+    "STRING",
+}
+_NO_PUSH = {"PROTO", "FRAME", "MARK", "STOP"}
+
+
+def _global_name(module: str, name: str) -> str:
+    """`module.name` as Python 3 spells it (protocol-2 pickles say `__builtin__ exec` for builtins.exec)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
+def _pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
+    """The globals one pickle asks for, and whether it is torch's legacy magic number. pickletools
+    decodes the instructions without running any; a global built by STACK_GLOBAL (protocol 4) takes
+    the last two strings pushed, directly or from the memo."""
+    found: list[str] = []
+    pushed: list[object] = []
+    memo: dict[int, object] = {}
+    magic = False
+    for op, arg, _ in pickletools.genops(stream):
+        top = pushed[-1] if pushed else None
+        if op.name == "GLOBAL":
+            found.append(_global_name(*str(arg).split(" ", 1)))
+            pushed.append(None)
+        elif op.name == "STACK_GLOBAL":
+            module, name = ([None, None] + pushed)[-2:]
+            if isinstance(module, str) and isinstance(name, str):
+                found.append(_global_name(module, name))
+            pushed.append(None)
+        elif op.name in _STRINGS:
+            pushed.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(arg))
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = top
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = top
+        elif op.name not in _NO_PUSH:
+            magic = magic or arg == _LEGACY_MAGIC
+            pushed.append(None)
+        del pushed[:-2]
+    return found, magic
+
+
+def _asked_for(path: Path) -> tuple[list[str], str]:
+    """Every global the checkpoint's pickles name (zip: data.pkl; otherwise the pickles at the start of
+    the file, torch's legacy format or a raw pickle), and the loader that reads such a file: "torch" or
+    "pickle". Reading stops quietly where the data stops being a pickle (truncated or corrupt)."""
+    found: list[str] = []
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                stream = io.BytesIO(archive.read(pickles[0])) if pickles else io.BytesIO()
+        except (OSError, zipfile.BadZipFile, ValueError):
+            return found, "torch"
+        loader, count = "torch", 1
+    else:
+        stream, loader, count = io.BytesIO(path.read_bytes()), "pickle", 5  # magic, version, info, data, keys
+    for i in range(count):
+        try:
+            names, magic = _pickle_globals(stream)
+        except Exception:  # noqa: BLE001 - anything undecodable ends the scan, it never runs code
+            break
+        found += names
+        loader = "torch" if i == 0 and magic else loader
+    return found, loader
+
+
+def _allowed(name: str) -> bool:
+    """Whether torch's weights-only loader accepts this global (or our numpy scalar ones)."""
+    module, _, attribute = name.rpartition(".")
+    if module.startswith("numpy") and (attribute in ("scalar", "dtype") or attribute.endswith("DType")):
+        return True
+    try:
+        from torch import _weights_only_unpickler as safe
+
+        return name in safe._get_allowed_globals() or name in safe._get_user_allowed_globals()
+    except (ImportError, AttributeError):  # private API gone: torch's own objects, OrderedDict
+        return module == "torch" or module.startswith("torch.") or name == "collections.OrderedDict"
 
 
 def _refers_to_existing(name: str) -> bool:
@@ -81,9 +177,47 @@ def _refers_to_existing(name: str) -> bool:
     return hasattr(sys.modules[module], attribute)
 
 
+def _spoken(name: str) -> str:
+    """posix.system is what os.system pickles as: say both."""
+    module, _, attribute = name.rpartition(".")
+    return f"{name} (os.{attribute})" if module in ("posix", "nt") else name
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> UnsafeCheckpointError | None:
+    """The refusal of a checkpoint that asks for Python objects, naming them; None when it asks for none
+    (then it is corrupt, not hostile). Torch's own advice (reload with weights_only=False, or allowlist
+    the object) is never repeated: both would run the file's code."""
+    names, loader = _asked_for(path)
+    asked = list(dict.fromkeys(n for n in names if not _allowed(n)))
+    if not asked:
+        match = _GLOBAL.search(str(error))
+        if not (match and _refers_to_existing(match.group(1))):
+            return None
+        asked = [match.group(1)]
+    shown = ", ".join(map(_spoken, asked[:5])) + (f" and {len(asked) - 5} more" if len(asked) > 5 else "")
+    what = "a raw pickle file, not a torch checkpoint; " if loader == "pickle" else ""
+    return UnsafeCheckpointError(
+        path,
+        f"refused: {what}loading it needs the Python object{'s' if len(asked) > 1 else ''} {shown}, and "
+        "unpickling arbitrary objects can run code (a hostile checkpoint does exactly that). Checkpoints "
+        "written by neuroexec or ClinicaDL hold only tensors and numbers.\n"
+        + _FIX.format(path=repr(str(path)), load=_LOADERS[loader].format(path=repr(str(path)))),
+    )
+
+
+def _reason(error: BaseException) -> str:
+    """torch's reason for not reading a file, without its advice to load it unsafely."""
+    operand = re.search(r"Unsupported operand \d+", str(error))
+    if operand:
+        return f": {operand.group(0)}"
+    line = first_line(error)
+    return "" if "weights_only" in line or "Weights only" in line else f": {line}"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True; refuse (UnsafeCheckpointError) one that would need
-    arbitrary unpickling, and report a missing, truncated or corrupt file as an InputError.
+    arbitrary unpickling, naming what it asks for, and report a missing, truncated or corrupt file as an
+    InputError.
 
     >>> load_checkpoint(maps / "split-0/best-loss/model.pth.tar")["epoch"]
     3
@@ -100,21 +234,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             with torch.serialization.safe_globals(_numpy_scalar_globals()):
                 checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        match = _GLOBAL.search(str(error))
-        if match and _refers_to_existing(match.group(1)):
-            raise UnsafeCheckpointError(
-                path,
-                f"refused: loading it needs the Python object {match.group(1)}, and unpickling arbitrary "
-                "objects can run code. Checkpoints written by neuroexec or ClinicaDL hold only tensors and "
-                "numbers.\n" + _FIX.format(path=repr(str(path))),
-            ) from None
-        raise InputError(
-            path, f"not a readable checkpoint (corrupt or truncated?): {first_line(error)}"
-        ) from None
+        refusal = _refusal(path, error)
+        if refusal is not None:
+            raise refusal from None
+        raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){_reason(error)}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        raise InputError(
-            path, f"not a readable checkpoint (corrupt or truncated?): {first_line(error)}"
-        ) from None
+        raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){_reason(error)}") from None
     if not isinstance(checkpoint, dict):
         raise InputError(path, f"expected a checkpoint dictionary, found {type(checkpoint).__name__}")
     return checkpoint
