@@ -1,13 +1,12 @@
 """Data groups. `group.G.define[M]` records a group's data in model M's MAPS (groups/<G>/maps.json and
 data.tsv) after the leakage check; the seeds' consistency rule is enforced at plan time: a group that
-exists in the MAPS with other data is refused unless `overwrite = true`, which replaces it and removes
-what was computed for the old data. Also expands the per-result steps shared by predict, save-tensors and
+exists in the MAPS with other data (another CAPS, other sessions or labels) is refused unless
+`overwrite = true`, which replaces it; what that removes is planned (`removes`, group_record.py). Also expands the per-result steps shared by predict, save-tensors and
 interpret (the `GroupTask` payload)."""
 
 from __future__ import annotations
 
-import json
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.errors import InputError, NeuroexecError
-from neuroexec.maps.info import MapsInfo, read_maps_info
+from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Group, Interpretation, Model, Spec
 from neuroexec.steps.common import (
@@ -27,7 +26,8 @@ from neuroexec.steps.common import (
     split_id,
     train_id,
 )
-from neuroexec.steps.registry import Step, StepKind, register
+from neuroexec.steps.group_record import record, replaced_results, why_redefined
+from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,8 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                                 home=model.maps,
                                 config=config,
                                 deps=tuple(dict.fromkeys(deps)),
+                                # The model read, by content (rule 6): replaced by hand, it is noticed.
+                                inputs=(best_model_file(model.maps, split, metric),),
                                 payload=task,
                                 lock_scope=f"split-{split}",
                             )
@@ -154,45 +156,48 @@ def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFr
     return dataset_frame(ds, (group.label or model_label) if group.use_labels else None, group.diagnoses)
 
 
-def _record(ds: Dataset) -> dict:
-    """What groups/<G>/maps.json says about the data (ClinicaDL's keys, plus neuroexec's)."""
-    return {
-        "caps_directory": str(ds.caps) if not ds.multi_cohort else [str(c.caps) for c in ds.cohorts],
-        "multi_cohort": ds.multi_cohort,
-        "participants": [str(c.participants) for c in ds.cohorts],
-    }
-
-
-def _existing_differs(step: Step) -> str | None:
-    """Why the group already in the MAPS differs from the spec's (None when same or absent)."""
-    group, model, ds = step.payload
-    maps = MapsLayout(model.maps)
-    path = maps.group_maps_json(group.name)
-    if not path.is_file():
+def _label(group: Group, model: Model) -> str | None:
+    """The label column the group's data.tsv keeps (None without labels, or for an unreadable MAPS)."""
+    if not group.use_labels:
         return None
+    if group.label or not model.pretrained:
+        return group.label or model.label
     try:
-        old = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return f"{path} is not valid JSON"
-    new = _record(ds)
-    if str(old.get("caps_directory")) != str(new["caps_directory"]):
-        return f"it was defined with CAPS {old.get('caps_directory')}"
-    if "participants" in old and old["participants"] != new["participants"]:
-        return f"it was defined with participants {old['participants']}"
-    return None
+        return read_maps_info(model.maps).label
+    except NeuroexecError:
+        return None
+
+
+def _redefined(step: Step) -> str | None:
+    """Why the group already in the MAPS is other data than the spec's (None when the same or absent)."""
+    group, model, ds = step.payload
+    try:
+        return why_redefined(MapsLayout(model.maps), group, ds, _label(group, model))
+    except NeuroexecError as exc:
+        return str(exc)
 
 
 def check(step: Step) -> str | None:
     group, model, ds = step.payload
     if group.overwrite:
         return None
-    why = _existing_differs(step)
+    why = _redefined(step)
     if why:
         return (
             f"data group '{group.name}' already exists in {model.maps} with other data ({why}); "
-            f"set groups.{group.name}.overwrite = true to replace it and erase its results"
+            f"set groups.{group.name}.overwrite = true (--overwrite on the command line) to replace it "
+            "and remove its results"
         )
     return None
+
+
+def removes(step: Step) -> list[Removal]:
+    """With `overwrite = true`, replacing an existing group removes its results (planned `-` lines)."""
+    group, model, _ = step.payload
+    maps = MapsLayout(model.maps)
+    if not group.overwrite or not maps.group_dir(group.name).exists():
+        return []
+    return replaced_results(maps, group, redefined=_redefined(step) is not None)
 
 
 def run(step: Step, ctx: RunContext) -> dict:
@@ -202,9 +207,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     frame = group_frame(group, label, ds)
     if not group.skip_leak_check:
         leak_check(frame, maps, group.name)
-    if maps.group_dir(group.name).exists() and (group.overwrite or _existing_differs(step)):
-        erase_group(maps, group.name)
-    atomic.write_json(maps.group_maps_json(group.name), _record(ds))
+    if group.overwrite:
+        forget_removed_results(maps, group.name, model.name)
+    atomic.write_json(maps.group_maps_json(group.name), record(ds, maps.root))
     atomic.write_tsv(maps.group_data_tsv(group.name), frame)
     return {"sessions": len(frame)}
 
@@ -230,16 +235,19 @@ def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
         )
 
 
-def erase_group(maps: MapsLayout, group: str) -> None:
-    """Remove a data group and every result computed for it (all splits and selection metrics)."""
-    for result in maps.root.glob(f"split-*/best-*/{group}"):
-        shutil.rmtree(result)
-    if maps.group_dir(group).exists():
-        shutil.rmtree(maps.group_dir(group))
+def forget_removed_results(maps: MapsLayout, group: str, model: str) -> None:
+    """Forget the records of this group's result steps whose folder the planned removals deleted."""
     from neuroexec.plan.state import StateStore
 
     store = StateStore(maps.root)
-    store.forget([s for s in store.data["steps"] if s.startswith(f"group.{group}.")])
+    prefix = f"group.{group}."
+    pattern = re.compile(rf"\[{re.escape(model)}/split-(\d+)/best-([^\]]+)\]$")
+    gone = []
+    for step_id in store.data["steps"]:
+        found = pattern.search(step_id) if step_id.startswith(prefix) else None
+        if found and not maps.result_dir(int(found[1]), found[2], group).is_dir():
+            gone.append(step_id)
+    store.forget(gone)
 
 
 def group_participants(task: GroupTask) -> pd.DataFrame:
@@ -260,5 +268,5 @@ def outputs(step: Step) -> list[Path]:
     return [maps.group_maps_json(group.name), maps.group_data_tsv(group.name)]
 
 
-register(StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs))
+register(StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs, removes=removes))
 __all__ = ["GroupTask", "result_steps", "group_participants"]
