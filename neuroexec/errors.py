@@ -68,6 +68,67 @@ class LockHeld(NeuroexecError):
     exit_code = 3
 
 
+class LockUnsupported(NeuroexecError):
+    """The file system of a folder refuses file locks (NFS without lockd, Lustre without -o flock)."""
+
+    exit_code = 2
+
+    def __init__(self, folder: str | Path, cause: OSError):
+        super().__init__(
+            f"{folder}: its file system refuses file locks ({cause.strerror}), and apply does not write a "
+            "folder it cannot lock; enable locking on that mount (NFS: lockd/rpc.statd running; Lustre: "
+            "mount -o flock) or put the folder on a file system with locks."
+        )
+
+
+class FolderNotWritable(NeuroexecError):
+    """A folder apply must write is read-only (EROFS) or not ours to write (EACCES, EPERM)."""
+
+    exit_code = 2
+
+    def __init__(self, folder: str | Path, cause: OSError):
+        import errno
+
+        self.folder = str(folder)
+        if cause.errno == errno.EROFS:
+            why = "it is on a read-only file system"
+            way_out = "mount it read-write or point the spec at a writable folder"
+        else:
+            why = "permission denied"
+            way_out = "make it writable for you (chmod u+w) or point the spec at another folder"
+        super().__init__(f"cannot write into {folder}: {why}; apply writes there, so {way_out}.")
+
+
+class UnknownTarget(NeuroexecError):
+    """`--target` matches no step of the plan; names the steps (by family) that exist."""
+
+    exit_code = 2
+
+    def __init__(self, target: str | list[str], step_ids: list[str]):
+        import re
+
+        families: dict[str, list[str]] = {}
+        for step_id in step_ids:
+            found = re.fullmatch(r"(.*?)\[(.*)\]", step_id)
+            head, part = (found.group(1), found.group(2)) if found else (step_id, "")
+            families.setdefault(head, []).append(part)
+        shown = []
+        for head, parts in families.items():
+            parts = [p for p in parts if p]
+            if not parts:
+                shown.append(head)
+            elif len(parts) <= 3:
+                shown.extend(f"{head}[{p}]" for p in parts)
+            else:
+                shown.append(f"{head}[{parts[0]}] ... [{parts[-1]}] ({len(parts)} steps)")
+        wanted = target if isinstance(target, str) else " ".join(target)
+        listing = ", ".join(shown) if shown else "none: the spec has no steps"
+        super().__init__(
+            f"--target {wanted!r} matches no step; the steps are: {listing} "
+            "(`*` matches anything, e.g. --target 'model.*.train*'; see `neuroexec plan`)."
+        )
+
+
 class DeviceError(NeuroexecError):
     """A device was asked for that this machine does not have (cuda without a GPU, amp on CPU...)."""
 

@@ -25,6 +25,7 @@ from neuroexec.compat.train_spec import compute_table, metric_name
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.load import parse_toml
+from neuroexec.steps.group_record import recorded_paths
 
 RESERVED = ("train", "validation")
 TRAIN_SPEC = "train.toml"  # written by `neuroexec train` into <MAPS>/.neuroexec/
@@ -113,11 +114,14 @@ def recorded_dataset(maps: Path, group: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc})") from None
     caps = rec.get("caps_directory")
+    if caps is not None:  # found again relative to the MAPS after the project folder moved
+        moved = recorded_paths(rec, maps, "caps")
+        caps = moved if isinstance(caps, list) else moved[0]
     if caps is None:
         raise InputError(
             path, "no caps_directory recorded: give --caps_directory and --participants_tsv with --overwrite"
         )
-    participants = rec.get("participants")
+    participants = recorded_paths(rec, maps, "participants") if rec.get("participants") else None
     if participants is None:
         copy = layout.neuroexec_dir / "groups" / group / "participants.tsv"
         source = layout.group_data_tsv(group)

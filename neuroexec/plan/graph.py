@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuroexec.errors import NeuroexecError
+from neuroexec.errors import NeuroexecError, UnknownTarget
 from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint
 from neuroexec.plan.state import StateStores
 from neuroexec.spec.model import Spec
@@ -59,10 +59,7 @@ class Plan:
         pattern = target_pattern(target)
         wanted = {p.step.id for p in self.steps if pattern.fullmatch(p.step.id)}
         if not wanted:
-            raise NeuroexecError(
-                f"--target {target!r} matches no step; step ids look like "
-                f"{', '.join(p.step.id for p in self.steps[:3])}"
-            )
+            raise UnknownTarget(target, [p.step.id for p in self.steps])
         stack = list(wanted)
         while stack:
             for dep in index[stack.pop()].step.deps:

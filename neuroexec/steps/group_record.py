@@ -57,15 +57,15 @@ def read_record(maps: MapsLayout, group: str) -> dict | None:
 
 
 def recorded_paths(rec: dict, maps: Path, key: str) -> list[str]:
-    """Recorded absolute paths of `key` ("caps" or "participants"), each replaced by its path relative to
-    the MAPS when that one exists and the absolute one does not (the project folder moved)."""
+    """Recorded paths of `key` ("caps" or "participants"): each one's path relative to the MAPS where it
+    exists (the project folder moved or was copied with its data), else the absolute one."""
     absolute = rec.get("caps_directory") if key == "caps" else rec.get("participants")
     absolute = [str(p) for p in (absolute if isinstance(absolute, list) else [absolute] if absolute else [])]
     relative = (rec.get("relative_to_maps") or {}).get(key) or []
     out = []
     for i, path in enumerate(absolute):
         moved = (maps / relative[i]).resolve() if i < len(relative) else None
-        out.append(str(moved) if moved and moved.exists() and not Path(path).exists() else path)
+        out.append(str(moved) if moved is not None and moved.exists() else path)
     return out
 
 

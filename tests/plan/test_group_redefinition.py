@@ -194,3 +194,96 @@ def test_overwrite_with_the_same_data_removes_nothing(project, tmp_path):
     plan = make_plan(load_spec(path))
     assert all(p.action == "=" and not p.removals for p in plan.steps)
     assert "to remove" not in render_text(plan)
+
+
+PROJECT = """
+version = 1
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 8, resolution_mm = 8, seed = 1 }
+[datasets.other]
+caps = "data/other"
+generate = { subjects = 6, resolution_mm = 8, seed = 5, subject_offset = 100 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "demo"
+architecture = "TinyCNN"
+[groups.test]
+dataset = "other"
+models = ["cnn"]
+"""
+
+
+def test_a_moved_project_keeps_its_data_groups_and_another_caps_is_still_refused(tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "spec.toml").write_text(PROJECT)
+    spec = load_spec(first / "spec.toml")
+    apply(
+        make_plan(spec),
+        RunContext(spec_dir=first, reporter=Reporter(quiet=True)),
+        target="group.test.define[cnn]",
+    )
+    moved = tmp_path / "moved"
+    shutil.copytree(first, moved)
+    plan = {p.step.id: p for p in make_plan(load_spec(moved / "spec.toml")).steps}
+    assert plan["group.test.define[cnn]"].action != "!", plan["group.test.define[cnn]"].reasons
+    # The same sessions in another CAPS (a copy beside it) are other data.
+    shutil.copytree(moved / "data/other", moved / "data/copy")
+    (moved / "spec.toml").write_text(
+        PROJECT.replace('dataset = "other"', 'dataset = "copy"')
+        + '[datasets.copy]\ncaps = "data/copy"\nparticipants = "data/copy/participants.tsv"\n'
+    )
+    planned = {p.step.id: p for p in make_plan(load_spec(moved / "spec.toml")).steps}[
+        "group.test.define[cnn]"
+    ]
+    assert planned.action == "!" and f"it was defined with CAPS {first / 'data/other'}" in planned.reasons[0]
+
+
+def test_the_clinicadl_commands_refuse_an_edited_group_too_and_replace_it_with_overwrite(
+    tmp_path,
+    tiny_data,  # noqa: F811
+    capsys,
+):
+    from neuroexec.cli import main
+
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data, metrics=("loss",))
+    tsv = tmp_path / "test.tsv"
+    shutil.copy(tiny_data["test_tsv"], tsv)
+    run = ["--no-gpu", "--n_proc", "0", "--quiet"]
+    data = ["--caps_directory", str(tiny_data["test_caps"]), "--participants_tsv", str(tsv)]
+    assert main(["predict", str(maps), "test", *data, *run]) == 0
+    before = files(maps)
+    edit_tsv(tsv, lambda f: f.iloc[1:])
+    capsys.readouterr()
+    assert main(["predict", str(maps), "test", *run]) == 2  # the group re-used: its recorded TSV changed
+    err = capsys.readouterr().err
+    assert "1 dropped: sub-0100 ses-M000" in err and "--overwrite" in err
+    assert files(maps) == before
+    assert main(["predict", str(maps), "test", "--overwrite", *run]) == 0
+    table = pd.read_csv(maps / "split-0/best-loss/test/test_image_level_prediction.tsv", sep="\t")
+    assert sorted(table["participant_id"]) == ["sub-0101", "sub-0102", "sub-0103"]
+
+
+def test_a_moved_maps_re_uses_its_group_with_the_data_moved_beside_it(tmp_path, tiny_data, capsys):  # noqa: F811
+    from neuroexec.cli import main
+
+    first = tmp_path / "first"
+    maps = make_clinicadl_maps(first / "maps", tiny_data, splits=(0,), metrics=("loss",))
+    shutil.copytree(tiny_data["test_caps"], first / "caps")
+    run = ["--no-gpu", "--n_proc", "0", "--quiet"]
+    data = [
+        "--caps_directory",
+        str(first / "caps"),
+        "--participants_tsv",
+        str(first / "caps/participants.tsv"),
+    ]
+    assert main(["predict", str(maps), "test", *data, *run]) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(first, moved)
+    original = files(first / "caps")
+    assert main(["predict", str(moved / "maps"), "test", *run]) == 0
+    spec = load_spec(moved / "maps/.neuroexec/predict-test.toml")
+    assert spec.datasets["test-data"].caps == moved / "caps"  # its own copy, not the folder it came from
+    assert files(first / "caps") == original
+    assert all(p.action == "=" for p in make_plan(spec).steps)
