@@ -76,7 +76,7 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
     fp, inputs, fresh = step_fingerprint(step, upstream, plan.stores)
     if ctx.is_main:
         store.put(
-            step.id,
+            step.record_key,
             {
                 "fingerprint": fp,
                 "kind": step.kind,

@@ -329,7 +329,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
             expected = expected or tuple(entries[_key(caps, item.outputs[0])].get("shape") or ()) or None
         else:
             todo.append(item)
-    dirty: set[str] = set()
+    dirty: dict[str, dict] = {}  # cohort -> the manifest entries written since the last save
     last_save = time.monotonic()
     patch_buffer = None  # recycled from image to image (same shape over a dataset)
     items = (
@@ -372,10 +372,9 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                 "n_patches": n,
                 "params": _params(plan, normalize),
             }
-            entries = manifests[item.cohort]["entries"]
             for out in outputs:
-                entries[_key(caps, out)] = record
-            dirty.add(item.cohort)
+                manifests[item.cohort]["entries"][_key(caps, out)] = record
+                dirty.setdefault(item.cohort, {})[_key(caps, out)] = record
             if time.monotonic() - last_save > _MANIFEST_EVERY_S:
                 _save_manifests(plan, manifests, dirty)
                 last_save = time.monotonic()
@@ -386,9 +385,14 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
     return ExtractionCounts(extracted=len(todo), up_to_date=len(plan.items) - len(todo))
 
 
-def _save_manifests(plan: ExtractionPlan, manifests: dict, dirty: set[str]) -> None:
+def _save_manifests(plan: ExtractionPlan, manifests: dict, dirty: dict[str, dict]) -> None:
+    """Add the entries written since the last save to each manifest as it is on disk now: another
+    extraction into the same CAPS (another dataset reading it) may have recorded its own meanwhile."""
     for cohort in sorted(dirty):
-        manifest = manifests[cohort]
+        path = CapsLayout(plan.caps[cohort]).manifest_json(plan.mode)
+        manifest = _read_manifest(path)
+        manifest["entries"].update(dirty[cohort])
         manifest["version"] = 1
-        write_json(CapsLayout(plan.caps[cohort]).manifest_json(plan.mode), manifest)
+        write_json(path, manifest)
+        manifests[cohort] = manifest
     dirty.clear()

@@ -144,7 +144,7 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
     blocked = [d for d in step.deps if planned[d].action == REFUSED]
     if blocked:
         return PlannedStep(step, REFUSED, [f"needs {d}, which is refused" for d in blocked])
-    record = stores[step.home].record(step.id)
+    record = stores[step.home].record(step.record_key)
     pending = [d for d in step.deps if planned[d].action in (NEW, CHANGED)]
     if pending:
         reasons = [f"upstream {d} will run" for d in pending]
@@ -205,9 +205,8 @@ def _reasons(step: Step, record: dict, upstream: dict[str, str], inputs: dict[st
     old_in = record.get("inputs", {})
     for path, ident in inputs.items():
         if old_in.get(path) != ident:
-            reasons.append(
-                f"input {_short_path(path, step.home)} {'is missing' if ident == 'missing' else 'changed'}"
-            )
+            how = "is missing" if ident == "missing" else "is new" if path not in old_in else "changed"
+            reasons.append(f"input {_short_path(path, step.home)} {how}")
     reasons += [f"input {_short_path(p, step.home)} no longer used" for p in old_in if p not in inputs]
     return reasons
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from neuroexec.context import RunContext
@@ -11,6 +12,7 @@ from neuroexec.data.extract import patch_normalization, plan_extraction, run_ext
 from neuroexec.data.participants import load_participants
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.info import read_maps_info
+from neuroexec.plan.state import state_file
 from neuroexec.spec.model import Dataset, Spec
 from neuroexec.steps.common import dataset_frame, extract_id, generate_deps
 from neuroexec.steps.registry import Step, StepKind, register
@@ -84,18 +86,51 @@ def expand(spec: Spec) -> list[Step]:
                 config["patch_normalization"] = patch_normalization(ds.normalize)
             deps = generate_deps(ds)
             inputs = source_files(ds)
+            step_id = extract_id(name, mode)
             steps.append(
                 Step(
-                    id=extract_id(name, mode),
+                    id=step_id,
                     kind="extract",
                     home=ds.caps,
                     config=config,
                     deps=deps,
                     inputs=inputs,
                     payload=(ds, kind, size, stride),
+                    state_key=state_key(step_id, ds),
                 )
             )
     return steps
+
+
+def state_key(step_id: str, ds: Dataset) -> str:
+    """The key of an extraction's record in the CAPS: the step id and the participants lists it reads,
+    so that two specs extracting one CAPS for other sessions (a training and a test list under one
+    dataset name) keep a record each. A record under the bare id (written before records had this
+    key) still counts for the participants lists it was made with.
+
+    >>> state_key("dataset.adni.extract[image]", ds)  # doctest: +SKIP
+    'dataset.adni.extract[image] participants=../train.tsv'
+    """
+    lists = [c.participants for c in ds.cohorts if c.generated_by is None]
+    if not lists:
+        return ""  # generated: one spec generates a CAPS, its participants follow the generate step
+    key = f"{step_id} participants={','.join(os.path.relpath(p, ds.caps) for p in lists)}"
+    key += " baseline" if ds.baseline else ""
+    records = _records(ds.caps)
+    legacy = records.get(step_id)
+    if key not in records and isinstance(legacy, dict):
+        if all(str(p) in legacy.get("inputs", {}) for p in lists):
+            return ""
+    return key
+
+
+def _records(caps: Path) -> dict:
+    """The step records of a CAPS (empty when unreadable: the plan reports a damaged state file)."""
+    try:
+        steps = json.loads(state_file(caps).read_text()).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return steps if isinstance(steps, dict) else {}
 
 
 def run(step: Step, ctx: RunContext) -> dict:
@@ -117,7 +152,8 @@ def run(step: Step, ctx: RunContext) -> dict:
 
 
 def outputs(step: Step) -> list[Path]:
-    """Every tensor the extraction manifests record (and the manifests themselves)."""
+    """The tensors the extraction manifests record for this dataset's sessions (and the manifests): a
+    tensor another spec extracted into the same CAPS is not this step's."""
     ds, mode, _, _ = step.payload
     files: list[Path] = []
     for cohort in ds.cohorts:
@@ -125,9 +161,11 @@ def outputs(step: Step) -> list[Path]:
         files.append(manifest)
         try:
             entries = json.loads(manifest.read_text()).get("entries", {})
-        except (OSError, ValueError):
+            frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
+        except (OSError, ValueError, NeuroexecError):
             continue
-        files.extend(cohort.caps / key for key in entries)
+        sessions = set(zip(frame["participant_id"], frame["session_id"]))
+        files.extend(cohort.caps / key for key in entries if tuple(key.split("/")[1:3]) in sessions)
     return files
 
 

@@ -30,6 +30,13 @@ class Step:
     # What apply locks inside `home`: "" the whole folder, or a part of it ("split-3") that applies
     # running other parts of the same folder do not touch (one split per cluster job).
     lock_scope: str = ""
+    # Key of the step's record in home's state.json, when not its id: specs whose steps share an id and a
+    # home (one CAPS extracted for two participants lists) keep one record each.
+    state_key: str = ""
+
+    @property
+    def record_key(self) -> str:
+        return self.state_key or self.id
 
 
 @dataclass(frozen=True)
