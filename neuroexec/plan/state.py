@@ -17,8 +17,57 @@ from neuroexec.errors import InputError
 STATE_FORMAT = 1
 
 
+# Why an unreadable state file stops the plan instead of being taken as "nothing done yet".
+LOST_RECORDS = (
+    "neuroexec cannot tell which results in this folder are finished and will not redo (overwrite) "
+    "them: restore the file from a backup, or delete it (apply then treats the folder as one neuroexec "
+    "did not make)"
+)
+
+
 def state_file(home: Path) -> Path:
     return home / ".neuroexec" / "state.json"
+
+
+def empty_state() -> dict[str, Any]:
+    return {"format": STATE_FORMAT, "steps": {}, "files": {}}
+
+
+def read_state(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The records in a state file, or (empty records, why they cannot be read). A missing file is
+    empty records; a file that is not neuroexec's records (truncated, not UTF-8, `[]`, `{}`) is a
+    problem, never "nothing done yet", since that would redo and overwrite finished results.
+
+    >>> data, problem = read_state(maps / ".neuroexec" / "state.json")
+    """
+    if not path.exists():
+        return empty_state(), None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return empty_state(), "state file is not UTF-8 text (damaged?)"
+    except json.JSONDecodeError as exc:
+        return empty_state(), f"state file is not valid JSON (truncated?): {exc}"
+    except OSError as exc:
+        return empty_state(), f"state file cannot be read: {exc.strerror or exc}"
+    why = _not_records(data)
+    if why:
+        return empty_state(), f"state file {why}"
+    data.setdefault("files", {})
+    return data, None
+
+
+def _not_records(data: Any) -> str | None:
+    """Why parsed JSON is not a state file's records (None when it is)."""
+    if not isinstance(data, dict):
+        return f"holds a JSON {type(data).__name__} instead of neuroexec's records"
+    if not isinstance(data.get("steps"), dict):
+        return "has no step records (its 'steps' table is missing)"
+    if not all(isinstance(r, dict) for r in data["steps"].values()):
+        return "has step records that are not tables"
+    if not isinstance(data.get("files", {}), dict):
+        return "has a 'files' entry that is not a table"
+    return None
 
 
 class StateStore:
@@ -36,16 +85,9 @@ class StateStore:
         return self._data
 
     def _read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {"format": STATE_FORMAT, "steps": {}, "files": {}}
-        try:
-            data = json.loads(self.path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(
-                self.path, f"state file is corrupt ({exc}); remove it to re-run every step of this folder"
-            ) from None
-        data.setdefault("steps", {})
-        data.setdefault("files", {})
+        data, problem = read_state(self.path)
+        if problem is not None:
+            raise InputError(self.path, f"{problem}; {LOST_RECORDS}")
         return data
 
     def record(self, step_id: str) -> dict[str, Any] | None:

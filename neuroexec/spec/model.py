@@ -139,6 +139,8 @@ class Model:
     transfer: Transfer | None = None
     train: Train = field(default_factory=Train)
     compute: Compute = field(default_factory=Compute)
+    # Retrain into a MAPS neuroexec did not train for this model, replacing it (plan/ownership.py).
+    overwrite: bool = False
 
     @property
     def pretrained(self) -> bool:

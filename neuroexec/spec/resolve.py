@@ -132,6 +132,7 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
         transfer=transfer,
         train=m.Train(**train),
         compute=merged,
+        overwrite=d["overwrite"],
     )
 
 

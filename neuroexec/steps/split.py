@@ -13,9 +13,10 @@ from neuroexec.context import RunContext
 from neuroexec.data.splits import make_splits, read_split_directory
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.ownership import maps_refusal, maps_replaced
 from neuroexec.spec.model import Dataset, Model, Spec, as_config
 from neuroexec.steps.common import dataset_deps, dataset_frame, participants_inputs, split_id, trained_models
-from neuroexec.steps.registry import Step, StepKind, register
+from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -132,4 +133,20 @@ def outputs(step: Step) -> list[Path]:
     ]
 
 
-register(StepKind(name="split", expand=expand, run=run, outputs=outputs))
+def check(step: Step) -> str | None:
+    """The first step writing into a trained model's MAPS: refused when the folder is not the model's
+    (plan/ownership.py); the model's other steps in that MAPS depend on it, so they are refused too."""
+    model, _ = step.payload
+    return maps_refusal(model.maps, model.name, step.id, model.overwrite)
+
+
+def removes(step: Step) -> list[Removal]:
+    """With `overwrite = true`, a MAPS neuroexec did not train for this model is replaced: all of it."""
+    model, _ = step.payload
+    if not model.overwrite:
+        return []
+    replaced = maps_replaced(model.maps, model.name, step.id)
+    return [Removal(f"the MAPS {model.maps} replaced by models.{model.name}", replaced)] if replaced else []
+
+
+register(StepKind(name="split", expand=expand, run=run, check=check, outputs=outputs, removes=removes))
