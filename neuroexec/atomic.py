@@ -1,16 +1,95 @@
 """Atomic writes: every file neuroexec puts into a MAPS or CAPS is written to a temporary file in the
 same folder, flushed, then renamed over the target. An interrupted run leaves either the old file or
-the new one, never half of one."""
+the new one, never half of one.
+
+Files and folders get the user's umask (0o666 & ~umask, 0o777 & ~umask), so that a lab sharing a disk
+can read each other's results, as with any other tool.
+
+The temporary file is `.<name>.<pid>-<pidns>@<host>.<8 hex>.tmp` beside the target. A kill -9 leaves it
+behind; `sweep_temporaries`, called by apply on the folders it is about to write, removes those whose
+writer is gone: a process of this host (same host name and pid namespace) that no longer runs, or, for
+a writer on another host, a file untouched for `STALE_AFTER_S` (a live write touches its file every few
+seconds and lasts minutes at most). So the temporary files of a concurrent live apply on the same MAPS
+(cluster jobs on other splits) are kept. Files of any other name are never removed, including the
+`.<name>.<8 characters>.tmp` files of earlier versions (delete those by hand, with no apply running).
+
+Running out of room (ENOSPC, EDQUOT) becomes `DiskFull` naming the file being written, and a folder
+that refuses the write (EROFS, EACCES, EPERM) `FolderNotWritable` naming the folder; in both cases the
+old file is intact and the temporary file removed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from neuroexec.errors import DiskFull, FolderNotWritable
+
+STALE_AFTER_S = 3600  # a temporary file of another host's write untouched this long is left over
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+NAME_MAX = 255
+_OURS = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<ns>\d+)@(?P<host>[^@/]+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "localhost"
+
+
+def _pid_namespace() -> str:
+    """The inode of this process's pid namespace: pids of two containers of one host are not comparable."""
+    try:
+        return re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or "0"
+    except OSError:
+        return "0"
+
+
+def _temp_path(path: Path) -> Path:
+    tail = f".{os.getpid()}-{_pid_namespace()}@{_host()}.{secrets.token_hex(4)}.tmp"
+    return path.with_name("." + path.name[: NAME_MAX - 1 - len(tail)] + tail)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _make_folder(folder: Path, path: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # mode 0o777 & ~umask
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise DiskFull(path, exc) from exc
+        if exc.errno in REFUSED:
+            raise FolderNotWritable(_nearest_existing(folder), exc) from exc
+        raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary sibling of `path`, opened for writing, mode 0o666 & ~umask."""
+    while True:
+        tmp = _temp_path(path)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno in NO_ROOM:
+                raise DiskFull(path, exc) from exc
+            if exc.errno in REFUSED:
+                raise FolderNotWritable(path.parent, exc) from exc
+            raise
 
 
 @contextlib.contextmanager
@@ -21,17 +100,19 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     ...     f.write("hello")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _make_folder(path.parent, path)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            raise DiskFull(path, exc) from exc
         raise
 
 
@@ -51,12 +132,37 @@ def write_tsv(path: str | Path, frame: Any, na_rep: str = "") -> None:
         frame.to_csv(f, sep="\t", index=False, na_rep=na_rep)
 
 
+class _Recorded:
+    """A file whose first write error is kept: torch's zip writer turns it into a RuntimeError
+    ("[enforce fail at inline_container.cc...] unexpected pos") that no longer says why."""
+
+    def __init__(self, file: IO[bytes]):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
 def save_torch(path: str | Path, obj: Any) -> None:
     """torch.save, atomically. Tensors are cloned by the caller when they are views of a batch."""
     import torch
 
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        recorded = _Recorded(f)
+        try:
+            torch.save(obj, recorded)
+        except RuntimeError:
+            if recorded.error is not None:
+                raise recorded.error from None
+            raise
 
 
 def save_nifti(path: str | Path, array: Any, affine: Any) -> None:
@@ -73,3 +179,47 @@ def _gzip(raw: bytes) -> bytes:
     import gzip
 
     return gzip.compress(raw, compresslevel=1, mtime=0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def left_over(file: Path, now: float | None = None) -> bool:
+    """Whether `file` is a temporary file of an atomic write whose writer is gone (see the module's
+    docstring); a file of any other name is never one."""
+    found = _OURS.match(file.name)
+    if found and (found["host"], found["ns"]) == (_host(), _pid_namespace()):
+        return not _alive(int(found["pid"]))
+    if not found:
+        return False
+    try:
+        st = file.lstat()
+    except FileNotFoundError:
+        return False
+    age = (time.time() if now is None else now) - st.st_mtime
+    return stat.S_ISREG(st.st_mode) and age > STALE_AFTER_S
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Remove, under `folder`, the temporary files that interrupted atomic writes left behind (never those
+    of a live writer); returns what was removed. Symbolic links are not followed.
+
+    >>> sweep_temporaries(maps)  # after a kill -9 during a save
+    [PosixPath('maps/split-0/best-loss/.model.pth.tar.4242-4026531836@node1.1f2e3d4c.tmp')]
+    """
+    removed = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            file = Path(root) / name
+            if name.startswith(".") and name.endswith(".tmp") and left_over(file):
+                with contextlib.suppress(FileNotFoundError):
+                    file.unlink()
+                    removed.append(file)
+    return removed

@@ -99,6 +99,24 @@ class FolderNotWritable(NeuroexecError):
         super().__init__(f"cannot write into {folder}: {why}; apply writes there, so {way_out}.")
 
 
+class DiskFull(NeuroexecError):
+    """A write ran out of room (ENOSPC, or EDQUOT: the disk quota); names the file being written, whose
+    previous version is intact (atomic writes)."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | Path, cause: OSError):
+        import errno
+
+        self.path = str(path)
+        quota = " (disk quota exceeded)" if cause.errno == errno.EDQUOT else ""
+        super().__init__(
+            f"no space left on device{quota} while writing {path}; its previous version, if any, is "
+            f"unchanged: free some space on {Path(path).parent} (df -h shows how much) and run the command "
+            "again."
+        )
+
+
 class UnknownTarget(NeuroexecError):
     """`--target` matches no step of the plan; names the steps (by family) that exist."""
 

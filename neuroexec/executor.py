@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from neuroexec import distributed
+from neuroexec.atomic import sweep_temporaries
 from neuroexec.context import RunContext
 from neuroexec.errors import NeuroexecError, PlanRefused, StepFailed
 from neuroexec.lock import locked
@@ -38,6 +39,9 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
     scopes = [(p.step.home, p.step.lock_scope) for p in todo] if ctx.is_main else []
     fingerprints = {p.step.id: p.fingerprint for p in plan.steps if p.action == UP_TO_DATE}
     with locked(scopes):
+        for home in dict.fromkeys(home for home, _ in scopes):
+            if removed := sweep_temporaries(home):  # left by a killed run; a live one's are kept
+                rep.info(f"Removed {len(removed)} temporary file(s) an interrupted run left in {home}.")
         for i, p in enumerate(todo, 1):
             rep.info(
                 f"[{i}/{len(todo)}] {p.action} {p.step.id}" + (f" ({WORDS[NEW]})" if p.action == NEW else "")
