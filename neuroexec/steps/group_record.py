@@ -96,10 +96,13 @@ def caps_differ(rec: dict, ds: Dataset, maps: Path) -> str | None:
 
 
 def sessions_differ(recorded: pd.DataFrame, frame: pd.DataFrame, label: str | None) -> str | None:
-    """How the sessions (and labels) the group would have differ from its recorded data.tsv."""
+    """How the sessions (and labels) the group would have differ from its recorded data.tsv. Labels are
+    compared where both tables have the label column (a ClinicaDL data.tsv may keep only the diagnosis)."""
+    if label is not None and not (label in recorded.columns and label in frame.columns):
+        label = None
     old = _rows(recorded, label)
     new = _rows(frame, label)
-    if old == new:
+    if old == new and len(recorded) == len(frame):
         return None
     dropped = sorted(set(old) - set(new))
     added = sorted(set(new) - set(old))
@@ -111,18 +114,14 @@ def sessions_differ(recorded: pd.DataFrame, frame: pd.DataFrame, label: str | No
     ]
     if not parts:  # the same sessions and labels, but one of them listed twice
         parts = ["sessions listed another number of times"]
-    return f"its data.tsv has {len(old)} sessions, the participants now give {len(new)} ({'; '.join(parts)})"
+    return f"its data.tsv has {len(recorded)} sessions, the participants now give {len(frame)} ({'; '.join(parts)})"
 
 
 def _rows(frame: pd.DataFrame, label: str | None) -> dict[tuple[str, str], str | None]:
-    has_label = label is not None and label in frame.columns
+    values = frame[label] if label is not None else [None] * len(frame)
     rows: dict[tuple[str, str], str | None] = {}
-    for _, row in frame.iterrows():
-        key = (str(row["participant_id"]), str(row["session_id"]))
-        value = row[label] if has_label else None
-        rows[key] = None if value is None or pd.isna(value) else str(value)
-    if len(rows) != len(frame):
-        rows[("(duplicates)", str(len(frame)))] = None
+    for pid, sid, value in zip(frame["participant_id"], frame["session_id"], values):
+        rows[(str(pid), str(sid))] = None if value is None or pd.isna(value) else str(value)
     return rows
 
 

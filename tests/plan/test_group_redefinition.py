@@ -287,3 +287,18 @@ def test_a_moved_maps_re_uses_its_group_with_the_data_moved_beside_it(tmp_path, 
     assert spec.datasets["test-data"].caps == moved / "caps"  # its own copy, not the folder it came from
     assert files(first / "caps") == original
     assert all(p.action == "=" for p in make_plan(spec).steps)
+
+
+def test_sessions_compare_labels_only_where_both_tables_have_them():
+    from neuroexec.steps.group_record import sessions_differ
+
+    rows = pd.DataFrame(
+        {"participant_id": ["sub-1", "sub-2"], "session_id": ["ses-M000"] * 2, "age": ["70", "71"]}
+    )
+    clinicadl = rows[["participant_id", "session_id"]]  # a data.tsv without the label column
+    assert sessions_differ(clinicadl, rows, "age") is None
+    assert "1 with another age: sub-2 ses-M000" in sessions_differ(rows, rows.assign(age=["70", "72"]), "age")
+    twice = pd.concat([rows, rows.iloc[:1]])
+    assert sessions_differ(rows, twice, "age").startswith(
+        "its data.tsv has 2 sessions, the participants now give 3"
+    )
