@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from neuroexec.errors import NeuroexecError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Spec
+from neuroexec.steps.common import train_id
 
 HEADLINE = ("BA", "accuracy", "sensitivity", "specificity", "MAE", "RMSE", "R2_score", "PSNR", "SSIM", "loss")
 
@@ -28,34 +30,82 @@ def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in values.items()) or "(no metrics)"
 
 
+def _train_steps(spec: Spec) -> dict:
+    """The plan's train steps by id, with the fingerprints of their dependencies: what apply will do
+    with a training waiting in tmp/ is what the plan says (planning writes nothing)."""
+    from neuroexec.plan.graph import make_plan
+
+    try:
+        plan = make_plan(spec)
+    except NeuroexecError:
+        return {}
+    index = {p.step.id: p for p in plan.steps}
+    return {
+        p.step.id: (p, {d: index[d].fingerprint or "" for d in p.step.deps})
+        for p in plan.steps
+        if p.step.kind == "train"
+    }
+
+
+def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
+    """A training stopped in tmp/, and what apply will do with it: the plan's own resume note (the
+    train step's `resumes` hook, the resume-key check apply makes), never a guess."""
+    from neuroexec.plan.graph import CHANGED, NEW, UP_TO_DATE
+    from neuroexec.steps import train
+
+    try:
+        rows = pd.read_csv(maps.staged_training_tsv(split), sep="\t")
+        done = f"{len(rows)} epochs"
+    except (OSError, ValueError, pd.errors.ParserError):
+        done = "an unreadable number of epochs"
+    tmp = maps.tmp_dir(split)
+    before = (
+        "what follows comes from the last finished training"
+        if maps.training_tsv(split).is_file()
+        else "no training of this split has finished yet"
+    )
+    head = f"a training stopped after {done} waits in {tmp}"
+    if planned is None:
+        return f"{head}; apply does not train this split (not in the spec); {before}"
+    step, upstream = planned
+    note = train.resumes(step.step, upstream) if step.action in (NEW, CHANGED) else None
+    if note is not None and note in step.reasons:
+        if note.endswith("apply resumes there"):
+            return f"{head} (apply continues it); {before}"
+        return f"{head}; {note}; {before}"
+    if step.action == UP_TO_DATE:
+        return (
+            f"{head}, made with other settings or data than the spec's; apply leaves it (the finished "
+            f"training is up to date; delete that folder to discard it); {before}"
+        )
+    if step.action in (NEW, CHANGED):
+        return f"{head}, made with other settings or data; apply trains the split from the start; {before}"
+    return f"{head}; apply is refused here: {'; '.join(step.reasons)}; {before}"
+
+
 def report(spec: Spec) -> str:
     lines = [f"Results of {spec.path}:"]
+    trains = None  # the plan's train steps, computed once if a training waits in tmp/
     for name, ds in spec.datasets.items():
         where = ", ".join(str(c.caps) for c in ds.cohorts)
         lines.append(f"  dataset {name}: {where}")
     for name, model in spec.models.items():
         maps = MapsLayout(model.maps)
         lines.append(f"  model {name}: MAPS {maps.root}")
-        if not maps.maps_json.is_file():
+        splits = sorted(int(p.name.split("-")[1]) for p in maps.root.glob("split-*") if p.name[6:].isdigit())
+        waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
+        if not maps.maps_json.is_file() and not waiting:
             lines.append("    not trained yet (run `neuroexec apply`)")
             continue
-        splits = sorted(int(p.name.split("-")[1]) for p in maps.root.glob("split-*") if p.name[6:].isdigit())
         for split in splits:
             log = maps.training_tsv(split)
             if log.is_file():
                 rows = pd.read_csv(log, sep="\t")
                 lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
-            staged = maps.staged_training_tsv(split)
-            if staged.is_file():
-                done = len(pd.read_csv(staged, sep="\t"))
-                before = (
-                    "what follows comes from the last finished training"
-                    if log.is_file()
-                    else "no training of this split has finished yet"
-                )
+            if split in waiting:
+                trains = trains if trains is not None else _train_steps(spec)
                 lines.append(
-                    f"    split-{split}: a training stopped after {done} epochs waits in {maps.tmp_dir(split)} "
-                    f"(apply continues it); {before}"
+                    f"    split-{split}: {_waiting_line(maps, split, trains.get(train_id(name, split)))}"
                 )
             for best in sorted(maps.split_dir(split).glob("best-*")):
                 metric = best.name[len("best-") :]

@@ -113,6 +113,26 @@ class MapsLayout:
         """The log of a training in progress (moved to training_tsv when it finishes)."""
         return self.tmp_dir(split) / "training.tsv"
 
+    def staged_maps_json(self, split: int) -> Path:
+        """The maps.json of a training in progress: it replaces maps_json when the training finishes, so
+        that maps.json always describes the models in place."""
+        return self.tmp_dir(split) / "maps.json"
+
+    def staged_environment_txt(self, split: int) -> Path:
+        return self.tmp_dir(split) / "environment.txt"
+
+    def staged_information_log(self, split: int) -> Path:
+        """The header and the events of a training in progress (merged into information_log at its end)."""
+        return self.tmp_dir(split) / "information.log"
+
+    def staged_tensorboard_dir(self, split: int, phase: str) -> Path:
+        """The TensorBoard events of a training in progress (they replace tensorboard_dir at its end)."""
+        return self.tmp_dir(split) / "tensorboard" / phase
+
+    def replaced_dir(self, split: int) -> Path:
+        """Where publishing a training puts the folders it replaces, until it removes them."""
+        return self.tmp_dir(split) / "replaced"
+
     def best_dir(self, split: int, metric: str) -> Path:
         return self.split_dir(split) / f"best-{metric}"
 

@@ -105,11 +105,11 @@ def run(step: Step, ctx: RunContext) -> dict:
 
 
 def outputs(step: Step) -> list[Path]:
-    """The training log and the best model of each selection metric."""
+    """maps.json, the training log and the best model of each selection metric."""
     task: TrainTask = step.payload
     maps = MapsLayout(task.model.maps)
     metrics = dict.fromkeys(canonical_metric(m) for m in task.model.train.selection_metrics)
-    return [maps.training_tsv(task.split)] + [maps.best_model(task.split, m) for m in metrics]
+    return [maps.maps_json, maps.training_tsv(task.split)] + [maps.best_model(task.split, m) for m in metrics]
 
 
 register(StepKind(name="train", expand=expand, run=run, distributed=True, outputs=outputs, resumes=resumes))

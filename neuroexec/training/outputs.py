@@ -1,12 +1,18 @@
 """Files a training run writes into its MAPS besides checkpoints: maps.json (ClinicaDL 1.x keys),
 environment.txt, information.log, training_logs/ (training.tsv, TensorBoard) and the autoencoder
-reconstructions of `visualization = true`. Only rank 0 calls these."""
+reconstructions of `visualization = true`. Only rank 0 calls these.
+
+Until a training finishes, all of them but the reconstructions are written to its split's tmp/, and
+the MAPS keeps those of the last finished training, which describe the models in place;
+`publish_training` moves them into place at the end."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -149,16 +155,10 @@ def environment_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_run_files(
-    maps: MapsLayout, parameters: dict, network: nn.Module, split: int, resumed_after: int | None = None
-) -> None:
-    """maps.json, environment.txt and information.log (architecture printout, then one dated line per
-    event). The log of earlier splits is kept when the header (versions, task, architecture) is the
-    same; a different header (the model changed) starts a new log."""
-    atomic.write_json(maps.maps_json, parameters)
-    atomic.write_text(maps.environment_txt, environment_text())
+def information_header(parameters: dict, network: nn.Module) -> str:
+    """The head of information.log: versions, task, architecture and its printout."""
     n_params = sum(p.numel() for p in network.parameters())
-    header = "\n".join(
+    return "\n".join(
         [
             f"neuroexec {neuroexec.__version__}, python {sys.version.split()[0]}, torch {torch.__version__}",
             f"Task: {parameters['network_task']}, mode: {parameters['mode']}, "
@@ -169,21 +169,47 @@ def write_run_files(
             "",
         ]
     )
-    path = maps.information_log
+
+
+def write_run_files(
+    maps: MapsLayout, parameters: dict, network: nn.Module, split: int, resumed_after: int | None = None
+) -> None:
+    """The maps.json, environment.txt and information.log of the training in progress, staged in the
+    split's tmp/: the MAPS-level files keep describing the last finished training (whose models are in
+    place) until `publish_training`. The staged log holds the header and this training's events."""
+    atomic.write_json(maps.staged_maps_json(split), parameters)
+    atomic.write_text(maps.staged_environment_txt(split), environment_text())
+    header = information_header(parameters, network)
+    path = maps.staged_information_log(split)
     old = path.read_text() if path.is_file() else ""
-    if not old.startswith(header):
+    if resumed_after is None or not old.startswith(header):
         atomic.write_text(path, header)
     if resumed_after is None:
-        append_information(maps, f"split-{split}: training started")
+        append_information(maps, split, f"split-{split}: training started")
     else:
-        append_information(maps, f"split-{split}: training resumed after epoch {resumed_after}")
+        append_information(maps, split, f"split-{split}: training resumed after epoch {resumed_after}")
 
 
-def append_information(maps: MapsLayout, line: str) -> None:
-    """Add one dated line to information.log (atomically: read, extend, rewrite)."""
-    path = maps.information_log
+def append_information(maps: MapsLayout, split: int, line: str) -> None:
+    """Add one dated line to the staged information.log of a training (read, extend, rewrite)."""
+    path = maps.staged_information_log(split)
     old = path.read_text() if path.is_file() else ""
     atomic.write_text(path, f"{old}{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+_EVENT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} ")
+
+
+def _merge_information(staged: str, published: str) -> str:
+    """information.log after a training: the published log with the training's events appended when
+    the header (versions, architecture) is the same, else the training's own log."""
+    lines = staged.splitlines(keepends=True)
+    n_events = 0
+    while n_events < len(lines) and _EVENT.match(lines[len(lines) - 1 - n_events]):
+        n_events += 1
+    header = "".join(lines[: len(lines) - n_events])
+    events = "".join(lines[len(lines) - n_events :])
+    return (published if published.startswith(header) else header) + events
 
 
 def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]]) -> None:
@@ -191,36 +217,66 @@ def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]
     atomic.write_tsv(maps.staged_training_tsv(split), pd.DataFrame(rows))
 
 
-def publish_training(maps: MapsLayout, split: int, metrics: list[str]) -> None:
-    """Move a finished training's log and best models from tmp/ into place, each move atomic. Files
-    already moved (a run stopped halfway through this and resumed) are left where they are."""
+def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboard: bool = True) -> None:
+    """Put a finished training in place: its best models, training.tsv, TensorBoard events, maps.json,
+    environment.txt and information.log move from tmp/, each move atomic. Run again after a stop
+    halfway through, it completes the moves that were not made (tmp/ is removed after it)."""
     moves = [(maps.staged_best_model(split, m), maps.best_model(split, m)) for m in metrics]
     moves.append((maps.staged_training_tsv(split), maps.training_tsv(split)))
     for staged, final in moves:
         if staged.is_file():
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
+    for phase in ("train", "validation"):
+        staged, final = maps.staged_tensorboard_dir(split, phase), maps.tensorboard_dir(split, phase)
+        if staged.is_dir() or not tensorboard:  # TensorBoard off: the last training's events go too
+            _replace_dir(maps, split, staged, final)
+    log = maps.staged_information_log(split)
+    if log.is_file():
+        published = maps.information_log.read_text() if maps.information_log.is_file() else ""
+        atomic.write_text(maps.information_log, _merge_information(log.read_text(), published))
+        log.unlink()
+    for staged, final in (
+        (maps.staged_environment_txt(split), maps.environment_txt),
+        (maps.staged_maps_json(split), maps.maps_json),  # last: it names the models now in place
+    ):
+        if staged.is_file():
+            os.replace(staged, final)
+
+
+def _replace_dir(maps: MapsLayout, split: int, staged: Path, final: Path) -> None:
+    """Replace folder `final` by `staged`, or remove it without one: the old folder goes to
+    tmp/replaced/ (removed with tmp/), so that a stop halfway leaves both folders for the next run."""
+    if final.is_dir():
+        trash = maps.replaced_dir(split) / final.relative_to(maps.split_dir(split))
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+    if staged.is_dir():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
 
 
 class Board:
-    """TensorBoard scalars under training_logs/tensorboard/train|validation (disabled: does nothing)."""
+    """TensorBoard scalars of the training in progress, staged in tmp/tensorboard/train|validation
+    (moved to training_logs/tensorboard/ when it finishes); disabled, it does nothing. A writer is
+    opened at the first point, so a run with no epoch left to train adds no empty event file."""
 
     def __init__(self, maps: MapsLayout, split: int, enabled: bool):
-        self.writers = {}
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writers = {
-                phase: SummaryWriter(log_dir=str(maps.tensorboard_dir(split, phase)))
-                for phase in ("train", "validation")
-            }
+        self.maps, self.split, self.enabled = maps, split, enabled
+        self.writers: dict = {}
 
     def log(self, phase: str, values: dict[str, float], step: int) -> None:
         """One point per metric at `step` (ClinicaDL's global step: the index of the epoch's last batch,
         counted from the start of training)."""
+        if not self.enabled:
+            return
         writer = self.writers.get(phase)
         if writer is None:
-            return
+            from torch.utils.tensorboard import SummaryWriter
+
+            folder = self.maps.staged_tensorboard_dir(self.split, phase)
+            writer = self.writers[phase] = SummaryWriter(log_dir=str(folder))
         for name, value in values.items():
             writer.add_scalar(name, value, step)
         writer.flush()

@@ -175,11 +175,7 @@ def train_split(task, ctx: RunContext) -> dict:
                 if main:
                     rep.info(f"  split-{split}: {len(copied)} tensors transferred from {task.transfer_from}")
             if main:
-                resume.clear(maps, split)
-                for phase in ("train", "validation"):
-                    with contextlib.suppress(FileNotFoundError):
-                        for f in maps.tensorboard_dir(split, phase).iterdir():
-                            f.unlink()
+                resume.clear(maps, split)  # the finished training's files stay until this one finishes
         resumed_from = progress.epoch if found is not None else None
         if main:
             parameters = outputs.maps_parameters(
@@ -191,14 +187,15 @@ def train_split(task, ctx: RunContext) -> dict:
         stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid)
         distributed.barrier(ctx)
         if main:
-            outputs.publish_training(maps, split, selection)
-            _final_results(
-                trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
-            )
             outputs.append_information(
                 maps,
+                split,
                 f"split-{split}: training finished after {progress.epoch + 1} epochs"
                 + (" (early stopping)" if stopped else ""),
+            )
+            outputs.publish_training(maps, split, selection, t.tensorboard)
+            _final_results(
+                trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
             )
             resume.clear(maps, split)
     return {

@@ -65,6 +65,7 @@ maps = "pre"
 [groups.test]
 dataset = "other"
 models = ["pre"]
+save_tensors = {{}}
 interpret = [{{ name = "grad", target = "AD" }}]
 {extra}"""
 
@@ -82,6 +83,7 @@ train = { epochs = 1 }
 CKPT = "split-0/best-loss/model.pth.tar"
 PREDICT = "group.test.predict[{}/split-0/best-loss]"
 INTERPRET = "group.test.interpret.grad[{}/split-0/best-loss]"
+SAVE = "group.test.save-tensors[{}/split-0/best-loss]"
 
 
 def ctx(folder: Path) -> RunContext:
@@ -146,7 +148,8 @@ def test_spec_trained_model_plans_up_to_date_after_train_and_predict(trained):
 
 
 def test_replaced_pretrained_model_replans_its_predictions_and_maps(pretrained, trained):
-    assert set(run(pretrained)) >= {PREDICT.format("pre"), INTERPRET.format("pre")}
+    steps = {PREDICT.format("pre"), SAVE.format("pre"), INTERPRET.format("pre")}
+    assert set(run(pretrained)) >= steps
     assert {action for action, _ in plan_of(pretrained).values()} == {"="}
     results = MapsLayout(pretrained.parent / "pre")
     before = pd.read_csv(results.prediction_tsv(0, "loss", "test", "image"), sep="\t")
@@ -154,7 +157,7 @@ def test_replaced_pretrained_model_replans_its_predictions_and_maps(pretrained, 
     shutil.copyfile(trained.parent / "maps" / "cnn2" / CKPT, pretrained.parent / "pre" / CKPT)
     plan = plan_of(pretrained)
     changed = {step for step, (action, _) in plan.items() if action != "="}
-    assert changed == {PREDICT.format("pre"), INTERPRET.format("pre")}
+    assert changed == steps
     for step in changed:
         assert plan[step] == ("~", [f"input {CKPT} changed"])
 
@@ -171,8 +174,8 @@ def test_flipped_byte_with_mtime_restored_is_noticed(pretrained, monkeypatch):
     assert {action for action, _ in plan_of(pretrained).values()} == {"="}
     flip_byte_keep_mtime(pretrained.parent / "pre" / CKPT)
     plan = plan_of(pretrained)
-    assert plan[PREDICT.format("pre")] == ("~", [f"input {CKPT} changed"])
-    assert plan[INTERPRET.format("pre")] == ("~", [f"input {CKPT} changed"])
+    for step in (PREDICT, SAVE, INTERPRET):
+        assert plan[step.format("pre")] == ("~", [f"input {CKPT} changed"])
 
 
 def test_unchanged_maps_plans_up_to_date_without_hashing_again(pretrained, monkeypatch):
@@ -203,7 +206,8 @@ def test_altered_outside_transfer_source_replans_the_training(tmp_path, trained,
     assert plan_of(path)["model.ft.train[split-0]"][0] == "="
     flip_byte_keep_mtime(tmp_path / "pre" / CKPT)
     action, reasons = plan_of(path)["model.ft.train[split-0]"]
-    assert action == "~" and len(reasons) == 1 and reasons[0].startswith("input ") and "changed" in reasons[0]
+    assert action == "~" and len(reasons) == 1 and reasons[0].startswith("input ")
+    assert reasons[0].endswith("model.pth.tar changed")
 
 
 def test_model_files_are_trusted_on_ctime_and_inode_too_images_on_size_and_mtime(tmp_path, monkeypatch):

@@ -53,7 +53,7 @@ def test_interrupted_then_resumed_run_gives_identical_weights(tmp_path):
         f"interrupted after epoch 2 of {EPOCHS}: apply resumes there"
     ]
     interrupted(path, "model.b.train*", EPOCHS - 1)
-    assert "split-0: training resumed after epoch 1" in b.information_log.read_text()
+    assert "split-0: training resumed after epoch 1" in b.staged_information_log(0).read_text()
 
     a = MapsLayout(tmp_path / "maps/a")
     final_a = load_checkpoint(a.checkpoint(0))
@@ -99,7 +99,7 @@ def test_an_interrupted_run_is_not_resumed_on_other_data(tmp_path):
 
     interrupted(path, "model.a.train*", EPOCHS - 1)
     interrupted(path, "model.b.train*", EPOCHS - 1)
-    assert "resumed" not in a.information_log.read_text()
+    assert "resumed" not in a.staged_information_log(0).read_text()
     b = MapsLayout(tmp_path / "maps/b")
     final_a, final_b = load_checkpoint(a.checkpoint(0)), load_checkpoint(b.checkpoint(0))
     for key, value in final_a["model"].items():

@@ -1,0 +1,107 @@
+"""The MAPS always matches its models: an interrupted retraining leaves maps.json, environment.txt,
+information.log and the TensorBoard event files of the last finished training in place until the new
+training finishes; report never announces a resume that apply will not do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.inference.model_io import load_model
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import make_plan
+from neuroexec.report import report
+from neuroexec.spec import load_spec
+from neuroexec.training.resume import INTERRUPT_ENV
+from tests.training.training_specs import run_apply, write_spec
+
+BODY = 'task = "classification"\ntrain = { epochs = 2, learning_rate = 1e-3, selection_metrics = ["loss"] }'
+STEP = "model.a.train[split-0]"
+
+
+def interrupted(path: Path, after_epoch: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(INTERRUPT_ENV, str(after_epoch))
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path, target="model.a.train*")
+
+
+def records(maps: MapsLayout) -> dict[str, bytes]:
+    """Every MAPS-level record of a training, and its TensorBoard event files, by path."""
+    files = [maps.maps_json, maps.environment_txt, maps.information_log]
+    files += sorted((maps.training_logs(0) / "tensorboard").rglob("*"))
+    return {str(f.relative_to(maps.root)): f.read_bytes() for f in files if f.is_file()}
+
+
+def planned(path: Path, step_id: str = STEP):
+    return next(p for p in make_plan(load_spec(path)).steps if p.step.id == step_id)
+
+
+def test_a_reverted_spec_finds_the_finished_training_intact(tmp_path):
+    # Finished with TinyCNN; a retraining with Conv4_FC3 is stopped after its first epoch; the spec is
+    # reverted. The plan says "=", so the MAPS must still describe the TinyCNN models: same maps.json,
+    # same event files, and its best model loads and predicts.
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/a")
+    finished = records(maps)
+    assert {"maps.json", "environment.txt", "information.log"} <= set(finished)
+    assert any("tensorboard/validation/events" in name for name in finished)
+
+    original = path.read_text()
+    path.write_text(original.replace('architecture = "TinyCNN"', 'architecture = "Conv4_FC3"'))
+    interrupted(path, 0)
+    assert records(maps) == finished
+    assert "apply continues it" in report(load_spec(path))
+
+    path.write_text(original)
+    assert planned(path).action == "="
+    assert records(maps) == finished
+    net, info = load_model(maps.root, 0, "loss")
+    assert info.architecture == "TinyCNN"
+    with torch.no_grad():
+        assert torch.isfinite(net(torch.zeros(1, *info.input_size))).all()
+    text = report(load_spec(path))
+    assert f"waits in {maps.tmp_dir(0)}" in text and "apply continues it" not in text
+    assert "apply leaves it" in text
+
+
+def test_a_learning_rate_change_keeps_the_event_files_until_it_finishes(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/a")
+    finished = records(maps)
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 3e-3"))
+    interrupted(path, 0)
+    assert records(maps) == finished
+    step = planned(path)
+    assert step.action == "~" and any("apply resumes there" in r for r in step.reasons)
+
+    run_apply(path)
+    assert not maps.tmp_dir(0).exists()
+    now = records(maps)
+    assert now["maps.json"] != finished["maps.json"] and b'"learning_rate": 0.003' in now["maps.json"]
+    # Only the new training's events: one point per epoch of its training.tsv (both runs of it).
+    log = pd.read_csv(maps.training_tsv(0), sep="\t")
+    for phase, suffix in (("train", "_train"), ("validation", "_valid")):
+        board = EventAccumulator(str(maps.tensorboard_dir(0, phase)))
+        board.Reload()
+        events = board.Scalars("loss")
+        assert [e.step for e in events] == [1, 3]
+        np.testing.assert_allclose([e.value for e in events], log["loss" + suffix], rtol=1e-6)
+    information = maps.information_log.read_text()
+    assert information.count("architecture: TinyCNN") == 1
+    events = [line.split(" ", 2)[2] for line in information.splitlines() if line[:2] == "20"]
+    assert events == [
+        "split-0: training started",
+        "split-0: training finished after 2 epochs",
+        "split-0: training started",
+        "split-0: training resumed after epoch 0",
+        "split-0: training finished after 2 epochs",
+    ]
