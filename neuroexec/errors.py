@@ -139,10 +139,11 @@ class UnknownTarget(NeuroexecError):
                 shown.extend(f"{head}[{p}]" for p in parts)
             else:
                 shown.append(f"{head}[{parts[0]}] ... [{parts[-1]}] ({len(parts)} steps)")
-        wanted = target if isinstance(target, str) else " ".join(target)
+        targets = [target] if isinstance(target, str) else list(target)
+        wanted = ", ".join(repr(t) for t in targets)
         listing = ", ".join(shown) if shown else "none: the spec has no steps"
         super().__init__(
-            f"--target {wanted!r} matches no step; the steps are: {listing} "
+            f"--target {wanted} {'matches' if len(targets) == 1 else 'match'} no step; the steps are: {listing} "
             "(`*` matches anything, e.g. --target 'model.*.train*'; see `neuroexec plan`)."
         )
 

@@ -1,13 +1,20 @@
 """`neuroexec` command line: argument parsing only; the work is done by spec/, plan/ and the executor.
 
-Exit codes: 0 ok, 1 a step failed, 2 bad spec or input (or a refused plan), 3 a MAPS is locked.
+Exit codes: 0 ok, 1 a step failed, 2 bad spec or input (or a refused plan), 3 a MAPS is locked,
+130 interrupted (Ctrl-C, or SIGTERM as SLURM sends at a time limit). A closed stdout (`| head`) is not
+an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 from neuroexec import __version__
 from neuroexec.errors import NeuroexecError, StepFailed
@@ -28,17 +35,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TERMINATED = threading.Event()  # set by SIGTERM: a step that fails meanwhile was stopped, not broken
+
+
+def _terminated(signum: int, frame: object) -> None:
+    _TERMINATED.set()
+    raise KeyboardInterrupt  # SIGTERM (SLURM's time limit, `kill`) stops like Ctrl-C: locks released
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM is handled as Ctrl-C for the command, then the previous handler comes back."""
+    _TERMINATED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`neuroexec plan --json | head -1`): not an error. Later writes,
+    including Python's flush at exit, go to /dev/null instead of raising again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        from neuroexec.cli import legacy_interpret
+        with _sigterm_as_interrupt():
+            from neuroexec.cli import legacy_interpret
 
-        if legacy_interpret.wants(argv):
-            return legacy_interpret.main([a for a in argv if a != "--debug"])
-        args = build_parser().parse_args([a for a in argv if a != "--debug"])  # accepted anywhere
-        return int(args.func(args) or 0)
+            if legacy_interpret.wants(argv):
+                return legacy_interpret.main([a for a in argv if a != "--debug"])
+            args = build_parser().parse_args([a for a in argv if a != "--debug"])  # accepted anywhere
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+            return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except StepFailed as exc:
+        if _TERMINATED.is_set():  # e.g. DataLoader workers got SLURM's SIGTERM first
+            return _interrupted()
         if debug:
             traceback.print_exception(exc.cause)
         print(f"error: {exc}", file=sys.stderr)
@@ -52,5 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished steps are kept; run apply again to continue.", file=sys.stderr)
-        return 130
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    print("interrupted: finished steps are kept; run apply again to continue.", file=sys.stderr)
+    return 130

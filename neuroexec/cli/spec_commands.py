@@ -1,9 +1,11 @@
-"""`neuroexec validate | plan | apply | schema` on a spec file."""
+"""`neuroexec validate | plan | apply | report | schema` on a spec file, and `unlock` on a folder."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +45,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser(
+        "unlock",
+        help="show who holds the apply locks of a MAPS or CAPS folder and what is safe to do",
+        description="Show each lock of FOLDER (the whole folder, each split) and its holder (pid, host, "
+        "start). Locks vanish with their process, kill -9 included; a lock held for a host that crashed "
+        "is freed by the file server (NFS) later. --force removes the held lock files, unless their "
+        "holder runs on this host: only when you are sure nothing writes FOLDER.",
+    )
+    p.add_argument("folder", type=Path, metavar="FOLDER")
+    p.add_argument("--force", action="store_true", help="remove lock files held from another host")
+    p.set_defaults(func=cmd_unlock)
+
     p = sub.add_parser("schema", help="print the spec's JSON Schema (or its reference as Markdown)")
     p.add_argument("--markdown", action="store_true")
     p.set_defaults(func=cmd_schema)
@@ -78,10 +92,26 @@ def run_spec_file(path: Path, target: str | None = None, quiet: bool = False) ->
     try:
         plan = make_plan(spec)
         if ctx.is_main:
-            print(render_text(plan, color=sys.stdout.isatty()))
+            _print_plan(render_text(plan, color=sys.stdout.isatty()))
         apply(plan, ctx, target=target)
     finally:
         distributed.shutdown()
+    return 0
+
+
+def _print_plan(text: str) -> None:
+    """Print the plan before applying; a closed stdout (`apply spec | head`) must not stop the apply."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from neuroexec.lock import unlock
+
+    print(unlock(args.folder, force=args.force))
     return 0
 
 

@@ -178,23 +178,33 @@ def test_leakage_is_refused_unless_skipped(tmp_path):
     run(write(tmp_path, group_dataset="demo", group_extra="skip_leak_check = true"))
 
 
+def hold_lock(home: Path, scope: str) -> subprocess.Popen:
+    """Another process that takes the apply lock of `scope` in `home` and holds it until killed."""
+    code = "import sys; from pathlib import Path; from neuroexec.lock import acquire; "
+    code += "acquire(Path(sys.argv[1]), sys.argv[2]); print('held', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(home), scope],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
 def test_concurrent_apply_is_refused_and_stale_lock_taken_over(tmp_path):
     path = write(tmp_path)
     run(path, target="dataset.demo.generate")
     lock = lock_file(tmp_path / "maps/cnn")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_lock(tmp_path / "maps/cnn", "")
     try:
-        import socket
-
-        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
         with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
             run(path)
     finally:
         holder.kill()
         holder.wait()
-    run(path)  # the holder is dead: its lock is stale and taken over
-    assert not lock.exists()
+    run(path)  # the holder is dead (killed): its lock went with it
+    assert lock.read_text() == ""  # and ours was released
 
 
 def test_failed_step_keeps_earlier_results_and_rerun_continues(tmp_path):
@@ -276,12 +286,8 @@ def test_one_split_per_job_runs_beside_another_job_on_the_same_maps(tmp_path):
     run(path, target="model.cnn.split")
     run(path, target="dataset.demo.extract[image]")  # shared steps first, then one job per split
     maps = tmp_path / "maps/cnn"
-    other_job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other_job = hold_lock(maps, "split-0")  # another job is training split 0
     try:
-        import socket
-
-        lock = lock_file(maps, "split-0")  # another job is training split 0
-        lock.write_text(json.dumps({"pid": other_job.pid, "host": socket.gethostname(), "started": "now"}))
         assert run(path, target="model.cnn.train[split-1]").ran == ["model.cnn.train[split-1]"]
         with pytest.raises(LockHeld, match="split-0"):
             run(path, target="model.cnn.train[split-0]")
