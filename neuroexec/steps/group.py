@@ -180,7 +180,7 @@ def _redefined(step: Step) -> str | None:
 def check(step: Step) -> str | None:
     group, model, ds = step.payload
     if group.overwrite:
-        return None
+        return _leak_before_removal(step)
     why = _redefined(step)
     if why:
         return (
@@ -188,6 +188,23 @@ def check(step: Step) -> str | None:
             f"set groups.{group.name}.overwrite = true (--overwrite on the command line) to replace it "
             "and remove its results"
         )
+    return None
+
+
+def _leak_before_removal(step: Step) -> str | None:
+    """A replacement that removes results is checked for leakage at plan time, so that a group refused
+    for leakage never loses its results first (other groups are checked when the define step runs)."""
+    group, model, ds = step.payload
+    if group.skip_leak_check or not all(c.participants.exists() for c in ds.cohorts) or not removes(step):
+        return None
+    try:
+        frame = dataset_frame(ds, _label(group, model), group.diagnoses, check_images=False)
+    except NeuroexecError:
+        return None  # the define step's run names the problem with the participants
+    try:
+        leak_check(frame, MapsLayout(model.maps), group.name)
+    except InputError as exc:
+        return str(exc)
     return None
 
 

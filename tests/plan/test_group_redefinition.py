@@ -302,3 +302,14 @@ def test_sessions_compare_labels_only_where_both_tables_have_them():
     assert sessions_differ(rows, twice, "age").startswith(
         "its data.tsv has 2 sessions, the participants now give 3"
     )
+
+
+def test_a_replacement_that_would_leak_is_refused_before_anything_is_removed(project, tmp_path, tiny_data):  # noqa: F811
+    path, maps, _ = project
+    before = files(maps)
+    path = write(tmp_path, maps, tiny_data["caps"], tiny_data["tsv"], "overwrite = true")  # the training data
+    planned = define(path)
+    assert planned.action == "!" and "data leakage: 8 participant(s) of group 'test'" in planned.reasons[0]
+    with pytest.raises(PlanRefused):
+        apply_spec(path)
+    assert files(maps) == before
