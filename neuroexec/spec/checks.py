@@ -3,13 +3,15 @@ settings that contradict each other or this machine. All problems are returned t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from neuroexec.errors import Problem
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
-from neuroexec.spec.model import Compute, Model, Spec
+from neuroexec.spec.model import Compute, Group, Model, Spec
 
 TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be selected on
 RESERVED_GROUPS = ("train", "validation")
@@ -39,6 +41,13 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
     out: list[Problem] = []
     add = lambda key, msg: out.append(Problem(f, key, msg))  # noqa: E731
 
+    for key, path in spec_paths(spec, raw):
+        why = name_too_long(path)
+        if why:
+            add(key, why)
+    if out:
+        return out  # the checks below look these paths up, which the system refuses to do
+    _check_maps_folders(spec, add)
     _check_compute(spec.compute, "compute", add)
     for name, raw_ds in raw.get("datasets", {}).items():
         key = f"datasets.{name}"
@@ -73,7 +82,7 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
         maps_owner[model.maps] = name
         _check_compute(model.compute, f"{key}.compute", add)
         if model.pretrained:
-            for k in ("split", "transfer", "train"):
+            for k in ("split", "transfer", "train", "overwrite"):
                 if k in raw_m:
                     add(
                         f"{key}.{k}",
@@ -150,6 +159,112 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
             if interp.mask is not None and not interp.mask.is_file():
                 add(f"{key}.interpret[{i}].mask", f"mask file not found: {interp.mask}")
     return out
+
+
+def spec_paths(spec: Spec, raw: dict) -> list[tuple[str, Path]]:
+    """Every path of the spec with its key (cohorts borrowed from another dataset are that dataset's)."""
+    out: list[tuple[str, Path]] = []
+    for name, ds in spec.datasets.items():
+        entries = raw["datasets"][name].get("cohorts", [{}] * len(ds.cohorts))
+        for i, (c, entry) in enumerate(zip(ds.cohorts, entries)):
+            if len(ds.cohorts) != len(entries) or "dataset" in entry:
+                continue
+            where = f"datasets.{name}.cohorts[{i}]" if ds.multi_cohort else f"datasets.{name}"
+            out += [(f"{where}.caps", c.caps), (f"{where}.participants", c.participants)]
+    for name, model in spec.models.items():
+        out.append((f"models.{name}.maps", model.maps))
+        if model.split.directory is not None:
+            out.append((f"models.{name}.split.directory", model.split.directory))
+        if model.transfer is not None and model.transfer.maps is not None:
+            out.append((f"models.{name}.transfer.maps", model.transfer.maps))
+    for name, group in spec.groups.items():
+        out += [
+            (f"groups.{name}.interpret[{i}].mask", it.mask) for i, it in enumerate(group.interpret) if it.mask
+        ]
+        out += _result_paths(spec, group)
+    return out
+
+
+def _result_paths(spec: Spec, group: Group) -> list[tuple[str, Path]]:
+    """The longest names a group's results get in its models' MAPS (the group and interpretation names
+    are part of file and folder names there)."""
+    out = []
+    for model in (spec.models[m] for m in group.models if m in spec.models):
+        maps, split = MapsLayout(model.maps), (group.splits or (0,))[0]
+        for metric in group.selection_metrics:
+            out.append((f"groups.{group.name}", maps.prediction_tsv(split, metric, group.name, "image")))
+            out += [
+                (
+                    f"groups.{group.name}.interpret[{i}].name",
+                    maps.interpret_dir(split, metric, group.name, it.name),
+                )
+                for i, it in enumerate(group.interpret)
+            ]
+    return out
+
+
+def name_too_long(path: Path) -> str | None:
+    """Why the file system would refuse `path` (a name or the whole path over its limits), or None.
+    The limits are those of the nearest existing folder (255 bytes per name on most file systems)."""
+    parent = path
+    while not os.path.isdir(parent) and parent != parent.parent:  # isdir is False on any OSError
+        parent = parent.parent
+    name_max, path_max = _limit(parent, "PC_NAME_MAX", 255), _limit(parent, "PC_PATH_MAX", 4096)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            return (
+                f"the name '{part[:24]}...' is {size} bytes long, over this file system's limit of "
+                f"{name_max} bytes per file or folder name: use a shorter name"
+            )
+    size = len(os.fsencode(str(path)))
+    if size >= path_max:
+        return (
+            f"the path is {size} bytes long, over this file system's limit of {path_max}: use a shorter one"
+        )
+    return None
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+
+
+def _check_maps_folders(spec: Spec, add) -> None:
+    """A MAPS the spec trains is a folder of its own: not the spec's folder, not a file, not in or around
+    a CAPS or another MAPS (retraining with overwrite replaces all of it). One problem per model. A
+    pretrained MAPS is only read and added to (the ClinicaDL-style commands keep their spec inside it)."""
+    caps = {c.caps.resolve(): f"datasets.{n}" for n, ds in spec.datasets.items() for c in ds.cohorts}
+    maps = {m.maps.resolve(): n for n, m in spec.models.items()}
+    for root, name in maps.items():
+        if spec.models[name].pretrained:
+            continue  # a file there has no maps.json: the pretrained check says so
+        why = _shared_folder(root, spec.dir, caps, {m: f"models.{n}" for m, n in maps.items() if m != root})
+        if why:
+            add(
+                f"models.{name}.maps",
+                f"{why}; a MAPS needs a new or empty folder of its own, e.g. 'maps/{name}'",
+            )
+
+
+def _shared_folder(root: Path, spec_dir: Path, caps: dict[Path, str], others: dict[Path, str]) -> str | None:
+    if root == spec_dir:
+        return f"{root} is the spec's own folder"
+    if root.is_file():
+        return f"{root} is a file"
+    for folder, owner in caps.items():
+        if root == folder:
+            return f"{root} is the CAPS of {owner}"
+        if folder in root.parents:
+            return f"{root} is inside the CAPS of {owner} ({folder})"
+        if root in folder.parents:
+            return f"{root} holds the CAPS of {owner} ({folder})"
+    for other, owner in others.items():
+        if root in other.parents:
+            return f"{root} holds the MAPS of {owner} ({other})"
+    return None
 
 
 def _check_group_model(group, model: Model, key: str, add) -> None:
