@@ -313,3 +313,15 @@ def test_a_replacement_that_would_leak_is_refused_before_anything_is_removed(pro
     with pytest.raises(PlanRefused):
         apply_spec(path)
     assert files(maps) == before
+
+
+def test_apply_removes_what_the_plan_showed_and_nothing_that_appeared_since(project, tmp_path):
+    path, maps, tsv = project
+    edit_tsv(tsv, lambda f: f.iloc[:-1])
+    path = write(tmp_path, maps, caps(path), tsv, "overwrite = true\nsplits = [0]")
+    plan = make_plan(load_spec(path))
+    later = maps / "split-1/best-BA/test/kept.tsv"  # written after the plan was shown
+    later.parent.mkdir(parents=True)
+    later.write_text("participant_id\tsession_id\n")
+    apply(plan, RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    assert later.is_file() and not (maps / "split-1/best-loss/test").exists()
