@@ -138,7 +138,8 @@ def add_data(p, labels: bool) -> None:
         "-o",
         action="store_true",
         default=False,
-        help="redefine an existing data group (its results are erased)",
+        help="redefine an existing data group: the plan shows the results it removes (with the same "
+        "sessions, those of --split only)",
     )
     flag(
         g,

@@ -233,7 +233,7 @@ def group_spec_dict(
             raise InputError(
                 MapsLayout(maps).group_dir(g),
                 f"data group '{g}' already exists in this MAPS: do not give {', '.join(given)} (to re-use it) "
-                "or add --overwrite to redefine it (its results are erased)",
+                "or add --overwrite to redefine it (the plan shows the results that removes)",
             )
         if not exists or given:
             if len(given) != 2:
