@@ -110,10 +110,13 @@ class DiskFull(NeuroexecError):
 
         self.path = str(path)
         quota = " (disk quota exceeded)" if cause.errno == errno.EDQUOT else ""
+        if Path(path).is_dir():  # a library wrote without saying which file
+            where, kept, folder = f"into {path}", "", path
+        else:
+            where, kept, folder = str(path), "; its previous version, if any, is unchanged", Path(path).parent
         super().__init__(
-            f"no space left on device{quota} while writing {path}; its previous version, if any, is "
-            f"unchanged: free some space on {Path(path).parent} (df -h shows how much) and run the command "
-            "again."
+            f"no space left on device{quota} while writing {where}{kept}: free some space on {folder} "
+            "(df -h shows how much) and run the command again."
         )
 
 

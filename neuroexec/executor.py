@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field, replace
 
 from neuroexec import distributed
-from neuroexec.atomic import sweep_temporaries
+from neuroexec.atomic import NO_ROOM, sweep_temporaries
 from neuroexec.context import RunContext
-from neuroexec.errors import NeuroexecError, PlanRefused, StepFailed
+from neuroexec.errors import DiskFull, NeuroexecError, PlanRefused, StepFailed
 from neuroexec.lock import locked
 from neuroexec.plan.graph import NEW, REFUSED, UP_TO_DATE, Plan, PlannedStep, step_fingerprint
 from neuroexec.plan.render import WORDS
@@ -71,6 +71,10 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
         raise StepFailed(step.id, exc) from exc
     except KeyboardInterrupt:
         raise
+    except OSError as exc:
+        if exc.errno in NO_ROOM:  # a library's own write (TensorBoard's events): name what we know
+            raise StepFailed(step.id, DiskFull(exc.filename or step.home, exc)) from exc
+        raise StepFailed(step.id, exc) from exc
     except Exception as exc:  # an unexpected bug: keep the traceback for --debug
         raise StepFailed(step.id, exc) from exc
     finally:

@@ -209,3 +209,17 @@ def test_apply_on_a_full_disk_says_so_without_a_traceback_and_continues_later(tm
     monkeypatch.undo()
     assert main(["apply", str(spec)]) == 0  # room again: apply continues
     assert list((tmp_path / "maps/cnn").rglob("model.pth.tar"))
+
+
+def test_a_full_disk_in_tensorboards_own_writer_is_the_same_sentence(tmp_path, monkeypatch, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from neuroexec.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(CLI_SPEC)
+    monkeypatch.setattr(SummaryWriter, "add_scalar", _no_room)  # it raises without naming its file
+    assert main(["apply", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert f"no space left on device while writing into {tmp_path / 'maps' / 'cnn'}: free some space" in err
+    assert "unexpected error" not in err and "Traceback" not in err
