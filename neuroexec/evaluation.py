@@ -29,6 +29,20 @@ from neuroexec.maps.layout import MapsLayout
 
 LOSS_COLUMN = "_loss"  # per-sample loss carried by internal frames; never written to a TSV
 KEYS = ["participant_id", "session_id"]
+PLURAL = {"image": "images", "patch": "patches"}
+
+
+class NonFiniteOutputs(InputError):
+    """A model whose outputs are NaN or infinite: its weights are not usable (names the model file)."""
+
+    def __init__(self, model_file: Path, bad: int, total: int, mode: str):
+        self.bad, self.total = bad, total
+        super().__init__(
+            model_file,
+            f"the model's outputs are NaN or infinite for {bad} of {total} {PLURAL.get(mode, mode + 's')}, "
+            "so its predictions would mean nothing; retrain it (a training that diverged: lower "
+            "train.learning_rate) or replace this file",
+        )
 
 
 def mode_of(dataset: Dataset) -> str:
@@ -66,10 +80,12 @@ class Collector:
         self.labels: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []  # logits, predictions or [MAE, RMSE, PSNR, SSIM]
         self.losses: list[torch.Tensor] = []
+        self.nonfinite = 0  # samples whose network outputs hold a NaN or an infinity
 
     def add(self, batch: dict, outputs: torch.Tensor, images: torch.Tensor) -> None:
         """Record one batch: `outputs` the network's output for `images` (the batch's inputs)."""
         outputs = outputs.detach().float()
+        self.nonfinite += int((~torch.isfinite(outputs)).reshape(outputs.shape[0], -1).any(dim=1).sum())
         self.participants += list(batch["participant_id"])
         self.sessions += list(batch["session_id"])
         self.mode_ids += [int(i) for i in torch.as_tensor(batch["mode_id"]).reshape(-1)]
@@ -113,7 +129,8 @@ def split_loss(frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     """
     ids = [*KEYS, next(c for c in frame.columns if c.endswith("_id") and c not in KEYS)]
     frame = frame.drop_duplicates(subset=ids).reset_index(drop=True)
-    return frame.drop(columns=[LOSS_COLUMN]), float(frame[LOSS_COLUMN].mean())
+    # skipna=False: one sample whose loss is not a number makes the mean none either (never hidden)
+    return frame.drop(columns=[LOSS_COLUMN]), float(frame[LOSS_COLUMN].mean(skipna=False))
 
 
 def frame_metrics(frame: pd.DataFrame, task: str, n_classes: int = 0) -> dict[str, float]:
@@ -169,8 +186,10 @@ def collect(
     kernels: str = "auto",
     channels_last: bool = False,
     use_labels: bool = True,
+    model_file: Path | None = None,
 ) -> pd.DataFrame:
-    """One evaluation pass (eval mode, no gradients): the frame with per-sample losses."""
+    """One evaluation pass (eval mode, no gradients): the frame with per-sample losses. With
+    `model_file` (where the weights were read), outputs that are not numbers raise `NonFiniteOutputs`."""
     was_training = model.training
     model.eval()
     collector = Collector(task, mode, kernels, use_labels)
@@ -182,6 +201,8 @@ def collect(
             collector.add(batch, outputs, images)
     finally:
         model.train(was_training)
+    if model_file is not None and collector.nonfinite:
+        raise NonFiniteOutputs(model_file, collector.nonfinite, len(collector.participants), mode)
     return collector.frame()
 
 
@@ -197,8 +218,11 @@ def predict_frames(
     use_labels: bool = True,
     mode: str | None = None,
     kernels: str = "auto",
+    model_file: Path | None = None,
 ) -> tuple[pd.DataFrame, float | None]:
-    """Mode-level prediction frame of `dataset` and its mean loss (None without labels).
+    """Mode-level prediction frame of `dataset` and its mean loss (None without labels). With
+    `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
+    it (a table of such predictions would look real: probabilities of NaN logits give BA 0.5).
 
     >>> frame, loss = predict_frames(net, ImageDataset(...), "regression", torch.device("cpu"), 8, 0, False, None)
     >>> list(frame.columns)
@@ -210,7 +234,10 @@ def predict_frames(
         raise NeuroexecError("classification predictions need the model's label_code")
     mode = mode or mode_of(dataset)
     loader = make_loader(dataset, batch_size, workers, device)
-    frame, loss = split_loss(collect(model, loader, task, mode, device, amp, kernels, use_labels=use_labels))
+    frame = collect(
+        model, loader, task, mode, device, amp, kernels, use_labels=use_labels, model_file=model_file
+    )
+    frame, loss = split_loss(frame)
     if not use_labels and task != "reconstruction":
         return frame.drop(columns=["true_label"]), None
     return frame, (loss if use_labels else None)

@@ -69,6 +69,7 @@ def predict_group(task, ctx: RunContext) -> dict:
     predictions, loss = evaluation.predict_frames(
         model, dataset, info.task, device, compute.batch_size, compute.workers, compute.amp, info.label_code,
         use_labels=use_labels, mode=info.mode, kernels=compute.kernels,
+        model_file=best_model_file(task.model.maps, task.split, task.metric),
     )  # fmt: skip
     weights = None
     if info.mode == "patch" and info.task == "classification":

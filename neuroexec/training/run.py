@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -98,6 +99,24 @@ def _with_class_means(values: dict[str, float]) -> dict[str, float]:
             out[base] = float(sum(per_class) / len(per_class))
         out[name] = value
     return out
+
+
+def check_finite(epoch: int, train_loss: float, valid_loss: float, learning_rate: float, tmp: Path) -> None:
+    """Stop a training whose loss is no longer a number (before anything of the epoch is saved): its
+    weights would be NaN, and every later epoch, best model and result with them.
+
+    >>> check_finite(2, float("nan"), 0.5, 10.0, Path("tmp"))
+    Traceback (most recent call last):
+    neuroexec.errors.NeuroexecError: training diverged at epoch 3 (train loss nan): ...
+    """
+    for name, value in (("train", train_loss), ("validation", valid_loss)):
+        if not math.isfinite(value):
+            kept = f" (the epochs before it wait in {tmp}; apply unchanged resumes them)" if epoch else ""
+            raise NeuroexecError(
+                f"training diverged at epoch {epoch + 1} ({name} loss {value}): lower train.learning_rate "
+                f"(now {learning_rate:g}) in the spec and apply again, which trains the split from the "
+                f"start{kept}"
+            )
 
 
 def _value(values: dict[str, float], metric: str) -> float:
@@ -221,6 +240,7 @@ def _epochs(
             train_out, steps = trainer.train_epoch(loader, epoch, desc)
             train_frame, train_loss = split_loss(train_out)
             valid_frame, valid_loss = split_loss(trainer.evaluate(valid_data))
+            check_finite(epoch, train_loss, valid_loss, t.learning_rate, maps.tmp_dir(split))
             train_values = {**frame_metrics(train_frame, task, n_classes), "loss": train_loss}
             valid_values = {**frame_metrics(valid_frame, task, n_classes), "loss": valid_loss}
             progress.elapsed = time.monotonic() - start
@@ -283,6 +303,11 @@ def _final_results(
     c, net, n_classes = model.compute, trainer.net, len(label_code or {})
     train_by_epoch: dict[int, tuple] = {}
     for metric in selection:
+        if not maps.best_model(split, metric).is_file():
+            raise NeuroexecError(
+                f"split {split}: no best-{metric} model was saved: the validation {metric} was never a "
+                "number; choose other train.selection_metrics in the spec and apply again"
+            )
         state, epoch, _ = load_model_state(maps.best_model(split, metric))
         net.load_state_dict(state)
         for group, data in (
@@ -296,7 +321,7 @@ def _final_results(
             else:
                 frame, loss = predict_frames(
                     net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
-                    mode=model.mode, kernels=c.kernels,
+                    mode=model.mode, kernels=c.kernels, model_file=maps.best_model(split, metric),
                 )  # fmt: skip
                 if group == "train":
                     train_by_epoch[epoch] = (frame, loss)
