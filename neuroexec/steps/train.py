@@ -87,12 +87,20 @@ def resume_key(task: TrainTask, upstream: Mapping[str, str]) -> str:
 
 
 def resumes(step: Step, upstream: dict[str, str]) -> str | None:
-    """For plans: where apply would resume an interrupted training of this split, if it would."""
+    """For plans: where apply would resume an interrupted training of this split, if it would, or
+    that the interrupted run's files are damaged (apply then stops and says to delete tmp/)."""
     from neuroexec.training import resume
 
     task: TrainTask = step.payload
+    maps = MapsLayout(task.model.maps)
     key = resume_key(task, upstream)
-    epoch = resume.resumable_epoch(MapsLayout(task.model.maps), task.split, key)
+    why = resume.damage(maps, task.split, key)
+    if why is not None:
+        return (
+            f"interrupted, but {why}: apply stops there; delete {maps.tmp_dir(task.split)} to train "
+            "the split from the start"
+        )
+    epoch = resume.resumable_epoch(maps, task.split, key)
     if epoch is None:
         return None
     return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"

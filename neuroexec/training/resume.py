@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from neuroexec import atomic
-from neuroexec.errors import NeuroexecError
+from neuroexec.errors import InputError, NeuroexecError, UnsafeCheckpointError
 from neuroexec.maps.checkpoints import load_checkpoint, save_model, save_optimizer
 from neuroexec.maps.layout import MapsLayout
 
@@ -138,6 +138,10 @@ def save_epoch(
     )
     state = {
         "config_key": key,
+        # sizes of the two checkpoints: plans notice a truncated one without loading it
+        "sizes": {
+            f.name: f.stat().st_size for f in (maps.checkpoint(split), maps.optimizer_checkpoint(split))
+        },
         "progress": progress.as_state(),
         "rng": rng_state(),
         "scheduler": None,  # no learning-rate scheduler (ClinicaDL has none)
@@ -155,6 +159,42 @@ def _resume_state(maps: MapsLayout, split: int, key: str) -> dict | None:
     return state if state.get("config_key") == key else None
 
 
+def damage(maps: MapsLayout, split: int, key: str) -> str | None:
+    """Why the interrupted run that `key` would resume cannot be read, or None (nothing to resume, a
+    run made under another key, or intact files). Reads the small resume state and file sizes only.
+
+    >>> damage(MapsLayout(Path("maps/cnn")), 0, key)  # doctest: +SKIP
+    'resume.pth.tar is unreadable (corrupt or truncated?)'
+    """
+    path = maps.resume_state(split)
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
+    except NeuroexecError:
+        return f"{path.name} is unreadable (corrupt or truncated?)"
+    if state.get("config_key") != key:
+        return None
+    for name, size in (state.get("sizes") or {}).items():
+        file = maps.tmp_dir(split) / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} is truncated or altered ({file.stat().st_size} bytes, written with {size})"
+    return None
+
+
+def damaged_error(maps: MapsLayout, split: int, why: str) -> InputError:
+    """The error apply stops with on a damaged interrupted run: the folder to delete and what it costs."""
+    return InputError(
+        maps.tmp_dir(split),
+        f"the interrupted training of split {split} cannot be resumed: {why}; delete this folder to "
+        "train the split from the start (its epochs so far are lost), or restore the file",
+    )
+
+
 def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
     """The last finished epoch (0-based) of an interrupted run that `key` resumes, or None. For plans:
     reads the small resume state only, not the checkpoints `load_resume` also checks."""
@@ -167,14 +207,24 @@ def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
 
 def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
     """(model checkpoint, optimizer checkpoint, resume state) of an interrupted run with the same
-    config, or None (no checkpoint, or one made with other settings)."""
+    config, or None (no checkpoint, or one made with other settings). A damaged run that `key` would
+    resume raises `damaged_error`: starting over would silently discard it."""
+    why = damage(maps, split, key)
+    if why is not None:
+        raise damaged_error(maps, split, why)
     files = (maps.checkpoint(split), maps.optimizer_checkpoint(split), maps.resume_state(split))
     if not all(f.is_file() for f in files):
         return None
     resume = _resume_state(maps, split, key)
     if resume is None:
         return None
-    model, optimizer = load_checkpoint(files[0]), load_checkpoint(files[1])
+    try:
+        model, optimizer = load_checkpoint(files[0]), load_checkpoint(files[1])
+    except UnsafeCheckpointError:
+        raise
+    except InputError as err:
+        name = Path(err.path or files[0]).name
+        raise damaged_error(maps, split, f"{name} is unreadable (corrupt or truncated?)") from None
     epoch = resume["progress"]["epoch"]
     if model.get("epoch") != epoch or optimizer.get("epoch") != epoch:
         return None
