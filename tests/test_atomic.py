@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,3 +224,23 @@ def test_a_full_disk_in_tensorboards_own_writer_is_the_same_sentence(tmp_path, m
     err = capsys.readouterr().err
     assert f"no space left on device while writing into {tmp_path / 'maps' / 'cnn'}: free some space" in err
     assert "unexpected error" not in err and "Traceback" not in err
+
+
+def test_apply_into_a_read_only_folder_names_it_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from neuroexec.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(CLI_SPEC)
+    real_open = os.open
+
+    def read_only_split(path, flags, *args):
+        if flags & os.O_CREAT and "split-0" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(atomic.os, "open", read_only_split)
+    assert main(["apply", str(spec)]) == 1
+    err = capsys.readouterr().err
+    folder = re.escape(str(tmp_path / "maps" / "cnn"))
+    assert re.search(rf"cannot write into {folder}/\S*split-0: it is on a read-only file system", err)
+    assert "Traceback" not in err and "unexpected error" not in err
