@@ -102,8 +102,10 @@ def _flock(home: Path, fd: int, mode: int) -> bool:
 
 
 def _write_holder(fd: int, scope: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(_me(scope)).encode(), 0)
+    """The holder's note, for messages only: a full disk must not turn a held lock into an error."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_me(scope)).encode(), 0)
 
 
 def _take(home: Path, path: Path, mode: int, scope: str) -> bool:
@@ -115,7 +117,10 @@ def _take(home: Path, path: Path, mode: int, scope: str) -> bool:
             if not _flock(home, held.fd, fcntl.LOCK_EX):
                 # Linux drops the shared lock before trying the exclusive one: take it back (the
                 # other shared holders keep every exclusive one out meanwhile).
-                _flock(home, held.fd, fcntl.LOCK_SH)
+                if not _flock(home, held.fd, fcntl.LOCK_SH):
+                    raise LockHeld(
+                        f"{home}: another apply took the whole folder while this one held a split; stop both and run apply again."
+                    )
                 return False
             held.mode = fcntl.LOCK_EX
             _write_holder(held.fd, scope)
@@ -289,6 +294,8 @@ def inspect(home: Path) -> list[LockState]:
             fd = os.open(path, os.O_RDWR)
         except PermissionError:
             fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
         try:
             if _flock(home, fd, fcntl.LOCK_EX):
                 state = "free"
