@@ -274,3 +274,18 @@ def test_state_records_of_two_writers_are_merged(tmp_path):
     merged = StateStore(tmp_path)
     assert merged.record("a") == {"fingerprint": "1"} and merged.record("b") == {"fingerprint": "2"}
     assert merged.file_cache() == {"x.tsv": {"size": 1}}
+
+
+def test_the_unlock_command_prints_the_locks_and_refuses_to_break_a_local_holder(tmp_path, holders, capsys):
+    from neuroexec.cli import main
+
+    local = holders(tmp_path, "split-3")
+    assert main(["unlock", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{lock_file(tmp_path)}: held by the applies of single splits" in out
+    assert f"{lock_file(tmp_path, 'split-3')}: held by pid {local.pid}" in out
+    assert main(["unlock", str(tmp_path), "--force"]) == 3
+    assert (
+        f"error: not unlocking {tmp_path}: pid {local.pid} on this host holds it" in capsys.readouterr().err
+    )
+    assert lock_file(tmp_path, "split-3").exists() and not free(tmp_path, "split-3")
