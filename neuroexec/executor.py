@@ -104,7 +104,7 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
 def _remove_planned(p: PlannedStep, ctx: RunContext) -> None:
     """Delete exactly what the plan showed as this step's `-` lines (under the step's lock)."""
     for r in p.removals:
-        ctx.reporter.info(f"      - removing {r.what} ({r.files()} files)")
+        ctx.reporter.info(f"      - removing {r.what}: {r.files()} files")
         for path in r.paths:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

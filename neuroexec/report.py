@@ -12,6 +12,7 @@ from neuroexec.errors import NeuroexecError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import train_id
+from neuroexec.steps.group_record import stale_results
 
 HEADLINE = ("BA", "accuracy", "sensitivity", "specificity", "MAE", "RMSE", "R2_score", "PSNR", "SSIM", "loss")
 
@@ -115,6 +116,11 @@ def report(spec: Spec) -> str:
                     result = maps.metrics_tsv(split, metric, group, "image")
                     if result.is_file():
                         lines.append(f"        group {group}: {_fmt(metric_values(result))}  ({result})")
+                    if maps.result_dir(split, metric, group) in stale_results(maps, group, name):
+                        lines.append(
+                            f"        group {group}: STALE, computed on the group's old data (its "
+                            f"redefinition kept them); predict split {split} again to replace them"
+                        )
                     for summary in sorted(
                         maps.result_dir(split, metric, group).glob("interpret-*/summary.json")
                     ):

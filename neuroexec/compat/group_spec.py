@@ -251,6 +251,8 @@ def group_spec_dict(
         group.update(dataset=ds_name, models=[name])
         if opts.overwrite:
             group["overwrite"] = True
+            if opts.splits:  # ClinicaDL 1.x's --split --overwrite leaves the other splits' results
+                group["keep_other_splits"] = True
         if opts.skip_leak_check:
             group["skip_leak_check"] = True
     if opts.selection_metrics:

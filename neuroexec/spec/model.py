@@ -190,6 +190,7 @@ class Group:
     diagnoses: tuple[str, ...] | None = None
     skip_leak_check: bool = False
     overwrite: bool = False
+    keep_other_splits: bool = False  # with overwrite and splits: the other splits' old results stay (stale)
     predict: bool = True
     save_tensors: SaveTensors | None = None
     interpret: tuple[Interpretation, ...] = ()

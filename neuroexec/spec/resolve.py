@@ -163,6 +163,7 @@ def _group(
         diagnoses=tuple(d["diagnoses"]) if "diagnoses" in d else None,
         skip_leak_check=d["skip_leak_check"],
         overwrite=d["overwrite"],
+        keep_other_splits=d["keep_other_splits"],
         predict=d["predict"],
         save_tensors=save,
         interpret=interps,

@@ -26,7 +26,13 @@ from neuroexec.steps.common import (
     split_id,
     train_id,
 )
-from neuroexec.steps.group_record import record, replaced_results, why_redefined
+from neuroexec.steps.group_record import (
+    kept_stale,
+    record,
+    replaced_results,
+    stale_results,
+    why_redefined,
+)
 from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
@@ -217,6 +223,20 @@ def removes(step: Step) -> list[Removal]:
     return replaced_results(maps, group, redefined=_redefined(step) is not None)
 
 
+def notes(step: Step) -> list[str]:
+    """What a redefinition with `keep_other_splits` leaves in place (the plan says so)."""
+    group, model, _ = step.payload
+    maps = MapsLayout(model.maps)
+    if not group.keep_other_splits or not maps.group_dir(group.name).exists():
+        return []
+    kept = kept_stale(maps, group, redefined=_redefined(step) is not None)
+    return [
+        f"keeps {path.relative_to(maps.root)}: computed on the group's old data (keep_other_splits; "
+        "`report` marks it stale)"
+        for path in kept
+    ]
+
+
 def run(step: Step, ctx: RunContext) -> dict:
     group, model, ds = step.payload
     maps = MapsLayout(model.maps)
@@ -224,11 +244,14 @@ def run(step: Step, ctx: RunContext) -> dict:
     frame = group_frame(group, label, ds)
     if not group.skip_leak_check:
         leak_check(frame, maps, group.name)
+    old = stale_results(maps, group.name, model.name)  # kept by an earlier redefinition
     if group.overwrite:
         forget_removed_results(maps, group.name, model.name)
+        old |= set(kept_stale(maps, group, why_redefined(maps, group, ds, _label(group, model)) is not None))
+    stale = sorted(str(p.relative_to(maps.root)) for p in old)
     atomic.write_json(maps.group_maps_json(group.name), record(ds, maps.root))
     atomic.write_tsv(maps.group_data_tsv(group.name), frame)
-    return {"sessions": len(frame)}
+    return {"sessions": len(frame), "stale": stale} if stale else {"sessions": len(frame)}
 
 
 def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
@@ -285,5 +308,7 @@ def outputs(step: Step) -> list[Path]:
     return [maps.group_maps_json(group.name), maps.group_data_tsv(group.name)]
 
 
-register(StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs, removes=removes))
+register(
+    StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs, removes=removes, notes=notes)
+)
 __all__ = ["GroupTask", "result_steps", "group_participants"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -167,7 +168,7 @@ def replaced_results(maps: MapsLayout, group: Group, redefined: bool) -> list[Re
     for split, dirs in result_splits(maps, group.name).items():
         if group.splits is None or split in group.splits:
             what = f"results of group {group.name}, split {split} (replaced: overwrite = true)"
-        elif redefined:
+        elif redefined and not group.keep_other_splits:
             what = (
                 f"results of group {group.name}, split {split} (computed on its old data; "
                 f"split {split} is not in groups.{group.name}.splits)"
@@ -176,3 +177,38 @@ def replaced_results(maps: MapsLayout, group: Group, redefined: bool) -> list[Re
             continue
         removals.append(Removal(what, tuple(dirs)))
     return removals
+
+
+def kept_stale(maps: MapsLayout, group: Group, redefined: bool) -> list[Path]:
+    """The result folders a redefinition with `keep_other_splits` leaves in place, computed on the old data."""
+    if not (redefined and group.overwrite and group.keep_other_splits and group.splits is not None):
+        return []
+    kept = [
+        d
+        for split, dirs in result_splits(maps, group.name).items()
+        if split not in group.splits
+        for d in dirs
+    ]
+    return kept
+
+
+def stale_results(maps: MapsLayout, group: str, model: str) -> set[Path]:
+    """Result folders of a group that its last redefinition kept, computed on the old data, and that no
+    result step has computed again since (read from the MAPS's state records)."""
+    from neuroexec.plan.state import StateStore
+    from neuroexec.steps.common import group_id
+
+    try:
+        steps = StateStore(maps.root).data["steps"]
+    except NeuroexecError:
+        return set()
+    define = steps.get(group_id(group, model)) or {}
+    listed = {maps.root / p for p in (define.get("outputs") or {}).get("stale", [])}
+    again = set()
+    for step_id, rec in steps.items():
+        found = re.search(
+            rf"^group\.{re.escape(group)}\..*\[{re.escape(model)}/split-(\d+)/best-([^\]]+)\]$", step_id
+        )
+        if found and (rec.get("upstream") or {}).get(group_id(group, model)) == define.get("fingerprint"):
+            again.add(maps.result_dir(int(found[1]), found[2], group))
+    return {p for p in listed - again if p.is_dir()}

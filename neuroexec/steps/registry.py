@@ -78,6 +78,9 @@ class StepKind:
     # Plan-time: what running this step would delete (shown as `-` lines; the executor deletes exactly
     # these paths right before the step runs, and `run` deletes nothing itself). Must not write anything.
     removes: Callable[[Step], list[Removal]] | None = None
+    # Plan-time lines added to a + or ~ step's reasons: what it leaves in place that it might be expected
+    # to replace (another split's results, kept stale). Must not write anything.
+    notes: Callable[[Step], list[str]] | None = None
 
 
 _KINDS: dict[str, StepKind] = {}

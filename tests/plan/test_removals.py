@@ -101,3 +101,35 @@ def test_predict_one_split_with_overwrite_replaces_only_that_splits_results(tmp_
     after1 = contents(split1)
     assert not (split1 / "interpret-grad").exists()  # removed with split 1's results, as ClinicaDL does
     assert set(after1) == {k for k in before1 if "/" not in k}  # split 1's predictions, computed again
+
+
+def test_predict_one_split_with_overwrite_on_new_sessions_keeps_the_other_split_marked_stale(
+    tmp_path,
+    tiny_data,  # noqa: F811
+    capsys,
+):
+    from neuroexec.report import report
+
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data)
+    run = ["--no-gpu", "--n_proc", "0"]
+    data = ["--caps_directory", str(tiny_data["test_caps"]), "--participants_tsv", str(tiny_data["test_tsv"])]
+    assert main(["predict", str(maps), "test", *data, *run, "--quiet"]) == 0
+    assert main(["interpret", str(maps), "test", "grad", "--save_individual", *run, "--quiet"]) == 0
+    split0, split1 = maps / "split-0/best-loss/test", maps / "split-1/best-loss/test"
+    before0 = contents(split0)
+    capsys.readouterr()
+    new = [*data, "--diagnoses", "AD", "--split", "1", "--overwrite"]  # 2 of the 4 sessions
+    assert main(["predict", str(maps), "test", *new, *run]) == 0
+    out = capsys.readouterr().out
+    assert "keeps split-0/best-loss/test: computed on the group's old data" in out
+    assert "- results of group test, split 1 (replaced: overwrite = true)" in out and "split 0 (" not in out
+    assert contents(split0) == before0  # as ClinicaDL 1.x: only split 1's results are replaced
+    table = pd.read_csv(split1 / "test_image_level_prediction.tsv", sep="\t")
+    assert len(table) == 2 and not (split1 / "interpret-grad").exists()
+    text = report(load_spec(maps / ".neuroexec/predict-test.toml"))
+    stale = [line for line in text.splitlines() if "STALE" in line]
+    assert len(stale) == 1 and "predict split 0 again" in stale[0]
+    # Predicting split 0 again (same new data) clears the mark.
+    assert main(["predict", str(maps), "test", *run, "--quiet"]) == 0
+    assert "STALE" not in report(load_spec(maps / ".neuroexec/predict-test.toml"))
+    assert len(pd.read_csv(split0 / "test_image_level_prediction.tsv", sep="\t")) == 2
