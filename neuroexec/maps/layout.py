@@ -129,6 +129,11 @@ class MapsLayout:
         """The TensorBoard events of a training in progress (they replace tensorboard_dir at its end)."""
         return self.tmp_dir(split) / "tensorboard" / phase
 
+    def staged_results(self, split: int) -> MapsLayout:
+        """A MAPS-shaped folder in tmp/ where a finished training writes the train and validation results
+        of its best models and its reconstructions, before they are moved into place with the models."""
+        return MapsLayout(self.tmp_dir(split) / "results")
+
     def replaced_dir(self, split: int) -> Path:
         """Where publishing a training puts the folders it replaces, until it removes them."""
         return self.tmp_dir(split) / "replaced"

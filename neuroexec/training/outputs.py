@@ -217,11 +217,27 @@ def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]
     atomic.write_tsv(maps.staged_training_tsv(split), pd.DataFrame(rows))
 
 
+def trained_model(maps: MapsLayout, split: int, metric: str) -> Path:
+    """The best-<metric> model of the training that just finished: still in tmp/, or already published
+    (a run stopped halfway through `publish_training` and resumed)."""
+    staged = maps.staged_best_model(split, metric)
+    return staged if staged.is_file() else maps.best_model(split, metric)
+
+
 def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboard: bool = True) -> None:
-    """Put a finished training in place: its best models, training.tsv, TensorBoard events, maps.json,
-    environment.txt and information.log move from tmp/, each move atomic. Run again after a stop
-    halfway through, it completes the moves that were not made (tmp/ is removed after it)."""
+    """Put a finished training in place: its best models, their train and validation results and the
+    reconstructions, training.tsv, TensorBoard events, environment.txt, information.log and maps.json
+    move from tmp/, each move atomic. Run again after a stop halfway through, it completes the moves
+    that were not made (tmp/ is removed after it). Result files of other steps (a group's saliency
+    maps beside the validation results) are left where they are."""
     moves = [(maps.staged_best_model(split, m), maps.best_model(split, m)) for m in metrics]
+    results = maps.staged_results(split)
+    if results.root.is_dir():
+        moves += [
+            (f, maps.root / f.relative_to(results.root))
+            for f in sorted(results.root.rglob("*"))
+            if f.is_file()
+        ]
     moves.append((maps.staged_training_tsv(split), maps.training_tsv(split)))
     for staged, final in moves:
         if staged.is_file():

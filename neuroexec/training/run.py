@@ -212,10 +212,10 @@ def train_split(task, ctx: RunContext) -> dict:
                 f"split-{split}: training finished after {progress.epoch + 1} epochs"
                 + (" (early stopping)" if stopped else ""),
             )
-            outputs.publish_training(maps, split, selection, t.tensorboard)
             _final_results(
                 trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
             )
+            outputs.publish_training(maps, split, selection, t.tensorboard)
             resume.clear(maps, split)
     return {
         "epochs": progress.epoch + 1,
@@ -299,16 +299,18 @@ def _final_results(
     reconstructions (`visualization`) from the best-loss model. The validation predictions of a best
     epoch were made by the same weights in the epoch loop and are re-used (after a resume, the epochs
     before it are not in memory: then they are recomputed); metrics sharing a best epoch share one
-    train-set pass."""
+    train-set pass. Everything is written to tmp/ (`staged_results`), published with the models."""
     c, net, n_classes = model.compute, trainer.net, len(label_code or {})
+    out = maps.staged_results(split)
     train_by_epoch: dict[int, tuple] = {}
     for metric in selection:
-        if not maps.best_model(split, metric).is_file():
+        model_file = outputs.trained_model(maps, split, metric)
+        if not model_file.is_file():
             raise NeuroexecError(
                 f"split {split}: no best-{metric} model was saved: the validation {metric} was never a "
                 "number; choose other train.selection_metrics in the spec and apply again"
             )
-        state, epoch, _ = load_model_state(maps.best_model(split, metric))
+        state, epoch, _ = load_model_state(model_file)
         net.load_state_dict(state)
         for group, data in (
             ("validation", valid_data),
@@ -321,17 +323,17 @@ def _final_results(
             else:
                 frame, loss = predict_frames(
                     net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
-                    mode=model.mode, kernels=c.kernels, model_file=maps.best_model(split, metric),
+                    mode=model.mode, kernels=c.kernels, model_file=model_file,
                 )  # fmt: skip
                 if group == "train":
                     train_by_epoch[epoch] = (frame, loss)
             write_results(
-                maps, split, metric, group, frame, model.task, model.mode, loss, n_classes, True,
+                out, split, metric, group, frame, model.task, model.mode, loss, n_classes, True,
                 description=f"Prediction of the {group} group of split {split} with the best-{metric} model "
                 f"(epoch {epoch}) of {maps.root.name}.",
             )  # fmt: skip
     if model.task == "reconstruction" and model.train.visualization and model.mode == "image":
         metric = "loss" if "loss" in selection else selection[0]
-        net.load_state_dict(load_model_state(maps.best_model(split, metric))[0])
+        net.load_state_dict(load_model_state(outputs.trained_model(maps, split, metric))[0])
         for phase, data in (("train", train_data), ("validation", valid_data)):
-            outputs.write_reconstructions(maps, split, phase, net, data, device)
+            outputs.write_reconstructions(out, split, phase, net, data, device)

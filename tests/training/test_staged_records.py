@@ -105,3 +105,40 @@ def test_a_learning_rate_change_keeps_the_event_files_until_it_finishes(tmp_path
         "split-0: training resumed after epoch 0",
         "split-0: training finished after 2 epochs",
     ]
+
+
+def test_a_stop_while_the_final_results_are_written_keeps_the_finished_training(tmp_path, monkeypatch):
+    # The end of a retraining computes its best models' train and validation results: stopped there,
+    # the MAPS still holds the finished training whole (models, results, records), and the next apply
+    # completes the new one.
+    from neuroexec.training import run
+
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/a")
+    results = sorted(maps.best_dir(0, "loss").rglob("*.tsv"))
+    kept = [maps.best_model(0, "loss"), maps.training_tsv(0), *results]
+    before, finished = [f.read_bytes() for f in kept], records(maps)
+    assert len(results) == 4  # train and validation: predictions and metrics
+
+    write_results, calls = run.write_results, []
+
+    def stopped(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("stopped while writing results")
+        return write_results(*args, **kwargs)
+
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 3e-3"))
+    with monkeypatch.context() as mp:
+        mp.setattr(run, "write_results", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path)
+    assert calls == ["validation", "train"]
+    assert [f.read_bytes() for f in kept] == before and records(maps) == finished
+    assert any("apply resumes there" in r for r in planned(path).reasons)
+
+    run_apply(path)
+    assert maps.best_model(0, "loss").read_bytes() != before[0] and not maps.tmp_dir(0).exists()
+    assert b'"learning_rate": 0.003' in maps.maps_json.read_bytes()
+    assert sorted(maps.best_dir(0, "loss").rglob("*.tsv")) == results
