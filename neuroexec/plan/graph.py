@@ -133,13 +133,13 @@ def make_plan(spec: Spec, stores: StateStores | None = None) -> Plan:
     for step in build_steps(spec):
         planned[step.id] = _plan_step(step, planned, stores)
         planned[step.id].removals = _removals(planned[step.id])
+        planned[step.id].reasons += _notes(planned[step.id])
     return Plan(spec, list(planned.values()), stores)
 
 
 def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores) -> PlannedStep:
     check = kind(step.kind).check
     refusal = check(step) if check else None
-        planned[step.id].reasons += _notes(planned[step.id])
     if refusal:
         return PlannedStep(step, REFUSED, [refusal])
     blocked = [d for d in step.deps if planned[d].action == REFUSED]
@@ -178,17 +178,17 @@ def _removals(p: PlannedStep) -> list[Removal]:
     return found
 
 
-def _resumes(step: Step, upstream: dict[str, str]) -> list[str]:
-    """The step kind's note on partial work this run would continue, if any."""
-    note = kind(step.kind).resumes
-    found = note(step, upstream) if note else None
-    return [found] if found else []
-
 def _notes(p: PlannedStep) -> list[str]:
     """The kind's notes on what a `+` or `~` step leaves in place."""
     hook = kind(p.step.kind).notes
     return hook(p.step) if hook is not None and p.action in (NEW, CHANGED) else []
 
+
+def _resumes(step: Step, upstream: dict[str, str]) -> list[str]:
+    """The step kind's note on partial work this run would continue, if any."""
+    note = kind(step.kind).resumes
+    found = note(step, upstream) if note else None
+    return [found] if found else []
 
 
 def _missing_outputs(step: Step, limit: int = 3) -> list[Path]:
