@@ -19,6 +19,11 @@ from neuroexec.spec import load_spec
 from neuroexec.spec.docs import schema_markdown
 from neuroexec.spec.load import schema
 
+TARGET_HELP = (
+    "only steps matching GLOB (e.g. 'model.cnn.train[split-1]'), plus what they need; give it several "
+    "times for the steps matching any of them"
+)
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a spec (schema and references); exit 2 with every problem")
@@ -28,16 +33,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show what apply would run and why (writes nothing)")
     p.add_argument("spec", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable plan")
-    p.add_argument("--target", metavar="GLOB", help="only steps matching GLOB, plus what they need")
+    p.add_argument("--target", metavar="GLOB", action="append", help=TARGET_HELP)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("apply", help="run the steps that are not up to date (resumable)")
     p.add_argument("spec", type=Path)
-    p.add_argument(
-        "--target",
-        metavar="GLOB",
-        help="only steps matching GLOB (e.g. 'model.cnn.train[split-1]'), plus what they need",
-    )
+    p.add_argument("--target", metavar="GLOB", action="append", help=TARGET_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_apply)
 
@@ -84,7 +85,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return run_spec_file(args.spec, target=args.target, quiet=args.quiet)
 
 
-def run_spec_file(path: Path, target: str | None = None, quiet: bool = False) -> int:
+def run_spec_file(path: Path, target: str | list[str] | None = None, quiet: bool = False) -> int:
     """Plan and apply a spec file (shared by `apply` and the ClinicaDL-style commands)."""
     spec = load_spec(path)
     distributed.init_from_env()

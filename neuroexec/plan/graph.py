@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,20 @@ class Plan:
     def by_action(self, action: str) -> list[PlannedStep]:
         return [p for p in self.steps if p.action == action]
 
-    def select(self, target: str | None) -> list[PlannedStep]:
-        """Steps matching the glob plus everything they depend on (in order)."""
-        if not target:
+    def select(self, target: str | Sequence[str] | None) -> list[PlannedStep]:
+        """Steps matching the glob, or any of the globs (`--target` given several times), plus
+        everything they depend on (in order). Each glob must match a step."""
+        globs = [target] if isinstance(target, str) else list(target or ())
+        if not globs:
             return list(self.steps)
         index = {p.step.id: p for p in self.steps}
-        pattern = target_pattern(target)
-        wanted = {p.step.id for p in self.steps if pattern.fullmatch(p.step.id)}
-        if not wanted:
-            raise UnknownTarget(target, [p.step.id for p in self.steps])
+        wanted: set[str] = set()
+        for glob in globs:
+            pattern = target_pattern(glob)
+            found = {p.step.id for p in self.steps if pattern.fullmatch(p.step.id)}
+            if not found:
+                raise UnknownTarget(glob, [p.step.id for p in self.steps])
+            wanted |= found
         stack = list(wanted)
         while stack:
             for dep in index[stack.pop()].step.deps:
