@@ -124,7 +124,8 @@ def test_generate_over_a_caps_neuroexec_only_extracted_is_refused(tmp_path):
     real.write_text(f'version = 1\n[datasets.real]\ncaps = "{caps}"\nparticipants = "{tsv}"\n'
                     '[models.m]\nmaps = "maps/m"\ndataset = "real"\narchitecture = "TinyCNN"\n')  # fmt: skip
     run(real, "dataset.real.extract[image]")
-    assert "dataset.real.extract[image]" in json.loads((caps / ".neuroexec/state.json").read_text())["steps"]
+    records = json.loads((caps / ".neuroexec/state.json").read_text())["steps"].values()
+    assert [r["kind"] for r in records] == ["extract"]
     assert_refused_and_untouched(
         write(tmp_path, caps=str(caps)), caps, "dataset.demo.generate", "did not generate"
     )
