@@ -73,14 +73,18 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
     if note is not None and note in step.reasons:
         if note.endswith("apply resumes there"):
             return f"{head} (apply continues it); {before}"
-        return f"{head}; {note}; {before}"
+        if note.startswith("interrupted, but"):
+            return f"{head}; {note}; {before}"
     if step.action == UP_TO_DATE:
         return (
             f"{head}, made with other settings or data than the spec's; apply leaves it (the finished "
             f"training is up to date; delete that folder to discard it); {before}"
         )
     if step.action in (NEW, CHANGED):
-        return f"{head}, made with other settings or data; apply trains the split from the start; {before}"
+        return (
+            f"{head}, made with other settings or data; apply discards it and trains the split from the "
+            f"start; {before}"
+        )
     return f"{head}; apply is refused here: {'; '.join(step.reasons)}; {before}"
 
 

@@ -87,8 +87,9 @@ def resume_key(task: TrainTask, upstream: Mapping[str, str]) -> str:
 
 
 def resumes(step: Step, upstream: dict[str, str]) -> str | None:
-    """For plans: where apply would resume an interrupted training of this split, if it would, or
-    that the interrupted run's files are damaged (apply then stops and says to delete tmp/)."""
+    """For plans: where apply would resume an interrupted training of this split, that the interrupted
+    run's files are damaged (apply then stops and says to delete tmp/), or that apply discards an
+    interrupted run made with other settings."""
     from neuroexec.training import resume
 
     task: TrainTask = step.payload
@@ -101,9 +102,15 @@ def resumes(step: Step, upstream: dict[str, str]) -> str | None:
             "the split from the start"
         )
     epoch = resume.resumable_epoch(maps, task.split, key)
-    if epoch is None:
-        return None
-    return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
+    if epoch is not None:
+        return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
+    epoch = resume.discarded_epoch(maps, task.split, key)
+    if epoch is not None:
+        return (
+            f"the training interrupted after epoch {epoch + 1} in {maps.tmp_dir(task.split)} was made with "
+            "other settings or data: apply discards it and trains the split from the start"
+        )
+    return None
 
 
 def run(step: Step, ctx: RunContext) -> dict:

@@ -205,6 +205,19 @@ def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
     return None if state is None else int(state["progress"]["epoch"])
 
 
+def discarded_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
+    """The last finished epoch (0-based) of an interrupted run made under another key than `key`: a
+    training under `key` starts over and removes it. None without one (or an unreadable one)."""
+    path = maps.resume_state(split)
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+    except NeuroexecError:
+        return None
+    return None if state.get("config_key") == key else int(state["progress"]["epoch"])
+
+
 def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
     """(model checkpoint, optimizer checkpoint, resume state) of an interrupted run with the same
     config, or None (no checkpoint, or one made with other settings). A damaged run that `key` would

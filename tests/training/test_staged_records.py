@@ -142,3 +142,16 @@ def test_a_stop_while_the_final_results_are_written_keeps_the_finished_training(
     assert maps.best_model(0, "loss").read_bytes() != before[0] and not maps.tmp_dir(0).exists()
     assert b'"learning_rate": 0.003' in maps.maps_json.read_bytes()
     assert sorted(maps.best_dir(0, "loss").rglob("*.tsv")) == results
+
+
+def test_the_plan_names_an_interrupted_run_that_apply_discards(tmp_path):
+    path = write_spec(tmp_path, {"a": BODY})
+    interrupted(path, 0)
+    maps = MapsLayout(tmp_path / "maps/a")
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 3e-3"))
+    step = planned(path)
+    assert step.action == "+" and step.reasons == [
+        f"the training interrupted after epoch 1 in {maps.tmp_dir(0)} was made with other settings or data: "
+        "apply discards it and trains the split from the start"
+    ]
+    assert "apply discards it" in report(load_spec(path))
