@@ -92,7 +92,7 @@ def caps_refusal(caps: Path, key: str) -> str | None:
 
 def maps_refusal(maps: Path, model: str, split_step: str, overwrite: bool) -> str | None:
     """Why the model `model` must not be trained into `maps` (None: new, empty, made by neuroexec for
-    this model, or a MAPS that `overwrite` lets apply replace). `split_step` is the id of the model's
+    this model, or a MAPS that `overwrite` lets apply replace). `split_step` is the record key of the model's
     first step writing there, whose record proves neuroexec made the folder for this model."""
     found = survey(maps)
     key = f"models.{model}"

@@ -137,7 +137,7 @@ def check(step: Step) -> str | None:
     """The first step writing into a trained model's MAPS: refused when the folder is not the model's
     (plan/ownership.py); the model's other steps in that MAPS depend on it, so they are refused too."""
     model, _ = step.payload
-    return maps_refusal(model.maps, model.name, step.id, model.overwrite)
+    return maps_refusal(model.maps, model.name, step.record_key, model.overwrite)
 
 
 def removes(step: Step) -> list[Removal]:
@@ -145,7 +145,7 @@ def removes(step: Step) -> list[Removal]:
     model, _ = step.payload
     if not model.overwrite:
         return []
-    replaced = maps_replaced(model.maps, model.name, step.id)
+    replaced = maps_replaced(model.maps, model.name, step.record_key)
     return [Removal(f"the MAPS {model.maps} replaced by models.{model.name}", replaced)] if replaced else []
 
 
