@@ -138,16 +138,22 @@ def save_epoch(
     )
     state = {
         "config_key": key,
-        # sizes of the two checkpoints: plans notice a truncated one without loading it
-        "sizes": {
-            f.name: f.stat().st_size for f in (maps.checkpoint(split), maps.optimizer_checkpoint(split))
-        },
+        "sizes": _sizes(maps, split),
         "progress": progress.as_state(),
         "rng": rng_state(),
         "scheduler": None,  # no learning-rate scheduler (ClinicaDL has none)
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     atomic.save_torch(maps.resume_state(split), state)
+
+
+def _sizes(maps: MapsLayout, split: int) -> dict[str, int]:
+    """Sizes of the checkpoints and staged best models in tmp/ (by path in tmp/): plans notice a
+    truncated one without loading it."""
+    tmp = maps.tmp_dir(split)
+    files = [maps.checkpoint(split), maps.optimizer_checkpoint(split)]
+    files += sorted(tmp.glob(str(maps.staged_best_model(split, "*").relative_to(tmp))))  # every metric
+    return {str(f.relative_to(tmp)): f.stat().st_size for f in files}
 
 
 def _resume_state(maps: MapsLayout, split: int, key: str) -> dict | None:
@@ -172,15 +178,18 @@ def damage(maps: MapsLayout, split: int, key: str) -> str | None:
     try:
         state = load_checkpoint(path)
     except UnsafeCheckpointError:
-        raise
+        return f"{path.name} is refused (loading it needs Python objects, which could run code)"
     except NeuroexecError:
         return f"{path.name} is unreadable (corrupt or truncated?)"
     if state.get("config_key") != key:
         return None
+    required = {maps.checkpoint(split).name, maps.optimizer_checkpoint(split).name}
     for name, size in (state.get("sizes") or {}).items():
         file = maps.tmp_dir(split) / name
         if not file.is_file():
-            return f"{name} is missing"
+            if name in required:
+                return f"{name} is missing"
+            continue  # a best model already published by a run stopped while it finished
         if file.stat().st_size != size:
             return f"{name} is truncated or altered ({file.stat().st_size} bytes, written with {size})"
     return None

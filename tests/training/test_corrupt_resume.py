@@ -56,3 +56,12 @@ def test_a_truncated_resume_file_is_named_with_the_folder_to_delete(tmp_path, na
     shutil.rmtree(tmp)  # what the message says to do
     run_apply(path)
     assert maps.best_model(0, "loss").is_file() and not tmp.exists()
+
+
+def test_a_truncated_staged_best_model_is_noticed_before_training_goes_on(tmp_path):
+    path, maps = interrupted_run(tmp_path)
+    truncate(maps.staged_best_model(0, "loss"))
+    [note] = next(p.reasons for p in make_plan(load_spec(path)).steps if p.step.id == STEP)
+    assert note.startswith("interrupted, but best-loss/model.pth.tar is truncated or altered")
+    with pytest.raises(StepFailed, match="delete this folder"):
+        run_apply(path)
