@@ -99,6 +99,7 @@ def report(spec: Spec) -> str:
         lines.append(f"  model {name}: MAPS {maps.root}")
         splits = sorted(int(p.name.split("-")[1]) for p in maps.root.glob("split-*") if p.name[6:].isdigit())
         waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
+        stale = {group: stale_results(maps, group, name) for group in spec.groups}
         if not maps.maps_json.is_file() and not waiting:
             lines.append("    not trained yet (run `neuroexec apply`)")
             continue
@@ -120,7 +121,7 @@ def report(spec: Spec) -> str:
                     result = maps.metrics_tsv(split, metric, group, "image")
                     if result.is_file():
                         lines.append(f"        group {group}: {_fmt(metric_values(result))}  ({result})")
-                    if maps.result_dir(split, metric, group) in stale_results(maps, group, name):
+                    if maps.result_dir(split, metric, group) in stale[group]:
                         lines.append(
                             f"        group {group}: STALE, computed on the group's old data (its "
                             f"redefinition kept them); predict split {split} again to replace them"
