@@ -3,7 +3,8 @@ the same data, and what replacing it removes.
 
 A group's data is its sessions: the same CAPS (found again after the project folder moved: the record
 keeps each path relative to the MAPS too) and the same participant, session and label rows. Anything else
-is a redefinition, refused unless `overwrite = true`.
+is a redefinition, refused unless `overwrite = true`. Replacing a group removes its old results (planned
+`-` lines), except the other splits' with `keep_other_splits`: those stay, and `report` marks them stale.
 
 >>> why_redefined(maps, group, ds, "diagnosis")  # doctest: +SKIP
 'its data.tsv has 8 sessions, the participants now give 7 (1 dropped: sub-0003 ses-M000)'
@@ -183,13 +184,8 @@ def kept_stale(maps: MapsLayout, group: Group, redefined: bool) -> list[Path]:
     """The result folders a redefinition with `keep_other_splits` leaves in place, computed on the old data."""
     if not (redefined and group.overwrite and group.keep_other_splits and group.splits is not None):
         return []
-    kept = [
-        d
-        for split, dirs in result_splits(maps, group.name).items()
-        if split not in group.splits
-        for d in dirs
-    ]
-    return kept
+    found = result_splits(maps, group.name)
+    return [d for split, dirs in found.items() if split not in group.splits for d in dirs]
 
 
 def stale_results(maps: MapsLayout, group: str, model: str) -> set[Path]:
