@@ -56,7 +56,7 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
 
     try:
         rows = pd.read_csv(maps.staged_training_tsv(split), sep="\t")
-        done = f"{len(rows)} epochs"
+        done = f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}"
     except (OSError, ValueError, pd.errors.ParserError):
         done = "an unreadable number of epochs"
     tmp = maps.tmp_dir(split)
