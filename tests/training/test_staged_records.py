@@ -155,3 +155,34 @@ def test_the_plan_names_an_interrupted_run_that_apply_discards(tmp_path):
         "apply discards it and trains the split from the start"
     ]
     assert "apply discards it" in report(load_spec(path))
+
+
+def test_a_stop_halfway_through_publishing_is_completed_by_the_next_apply(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from neuroexec.training import outputs
+
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/a")
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 3e-3"))
+    replace = outputs.os.replace
+
+    def stop_at_maps_json(source, target):
+        if Path(target) == maps.maps_json:
+            raise KeyboardInterrupt("stopped before maps.json moved")
+        return replace(source, target)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(outputs.os, "replace", stop_at_maps_json)
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path)
+    assert b'"learning_rate": 0.001' in maps.maps_json.read_bytes()  # not yet moved
+    run_apply(path)
+    assert not maps.tmp_dir(0).exists()
+    assert b'"learning_rate": 0.003' in maps.maps_json.read_bytes()
+    log = pd.read_csv(maps.training_tsv(0), sep="\t")
+    board = EventAccumulator(str(maps.tensorboard_dir(0, "validation")))
+    board.Reload()
+    np.testing.assert_allclose([e.value for e in board.Scalars("loss")], log["loss_valid"], rtol=1e-6)
+    assert {p.action for p in make_plan(load_spec(path)).steps} == {"="}
