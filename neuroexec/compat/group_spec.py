@@ -24,6 +24,7 @@ from neuroexec import atomic
 from neuroexec.compat.train_spec import compute_table, metric_name
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.state import read_state
 from neuroexec.spec.load import parse_toml
 from neuroexec.steps.group_record import recorded_paths
 
@@ -51,16 +52,16 @@ class GroupOptions:
 
 def model_name(maps: Path) -> str:
     """The model name of the spec that trained this MAPS (from its state), else 'maps'."""
-    state = MapsLayout(maps).state_file
-    if state.is_file():
-        try:
-            steps = json.loads(state.read_text()).get("steps", {})
-        except json.JSONDecodeError:
-            steps = {}
-        names = sorted({m.group(1) for s in steps if (m := re.match(r"model\.([A-Za-z0-9_-]+)\.train\[", s))})
-        if len(names) == 1:
-            return names[0]
-    return "maps"
+    steps = _recorded_steps(maps)
+    names = sorted({m.group(1) for s in steps if (m := re.match(r"model\.([A-Za-z0-9_-]+)\.train\[", s))})
+    return names[0] if len(names) == 1 else "maps"
+
+
+def _recorded_steps(maps: Path) -> dict[str, Any]:
+    """The step records of a MAPS's state; {} when there are none or they cannot be read (the plan then
+    refuses the MAPS, naming its state file)."""
+    data, problem = read_state(MapsLayout(maps).state_file)
+    return {} if problem else data["steps"]
 
 
 def _cohort_table(path: Path, flag: str) -> pd.DataFrame:
@@ -150,12 +151,7 @@ def recorded_options(maps: Path, group: str) -> dict[str, Any]:
     diagnoses, label, use_labels, skip_leak_check); {} for a group neuroexec did not define."""
     from neuroexec.steps.common import group_id
 
-    state = MapsLayout(maps).state_file
-    try:
-        steps = json.loads(state.read_text()).get("steps", {}) if state.is_file() else {}
-    except json.JSONDecodeError:
-        return {}
-    record = steps.get(group_id(group, model_name(maps))) or {}
+    record = _recorded_steps(maps).get(group_id(group, model_name(maps))) or {}
     return record.get("config") or {}
 
 

@@ -212,3 +212,21 @@ def test_predict_split_flag_evaluates_only_those_splits(tmp_path, tiny_data, cap
     assert main(predict_argv(maps, tiny_data, "-s", "1")) == 0
     assert (maps / "split-1/best-loss/test/test_image_level_prediction.tsv").is_file()
     assert not (maps / "split-0/best-loss/test").exists()
+
+
+def test_damaged_state_file_is_a_sentence_and_keeps_every_result(tmp_path, tiny_data, capsys):
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data, splits=(0,), metrics=("loss",))
+    assert main(predict_argv(maps, tiny_data)) == 0
+    before = {p: p.read_bytes() for p in maps.rglob("*") if p.is_file() and ".neuroexec" not in p.parts}
+    state = maps / ".neuroexec" / "state.json"
+    for damaged in (
+        "[]",
+        '{"steps": {"model.maps.train[split-0]"',
+        "\udcff".encode("utf-8", "surrogateescape"),
+    ):
+        capsys.readouterr()
+        state.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+        assert main(predict_argv(maps, tiny_data, "--overwrite")) == 2
+        err = capsys.readouterr().err
+        assert str(state) in err and "Traceback" not in err
+        assert {p: p.read_bytes() for p in before} == before
