@@ -96,8 +96,10 @@ def _create_temp(path: Path) -> tuple[int, Path]:
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; on success rename it to `path`.
 
-    >>> with atomic_open(tmp / "a.txt", "w") as f:
-    ...     f.write("hello")
+    >>> with atomic_open(Path("a.txt"), "w") as f:
+    ...     print("hello", file=f)
+    >>> Path("a.txt").read_text()
+    'hello\\n'
     """
     path = Path(path)
     _make_folder(path.parent, path)
@@ -211,8 +213,12 @@ def sweep_temporaries(folder: str | Path) -> list[Path]:
     """Remove, under `folder`, the temporary files that interrupted atomic writes left behind (never those
     of a live writer); returns what was removed. Symbolic links are not followed.
 
-    >>> sweep_temporaries(maps)  # after a kill -9 during a save
-    [PosixPath('maps/split-0/best-loss/.model.pth.tar.4242-4026531836@node1.1f2e3d4c.tmp')]
+    >>> left = Path("maps/split-0/.model.pth.tar.4242-4026531836@node1.1f2e3d4c.tmp")  # node1 was killed
+    >>> left.parent.mkdir(parents=True)
+    >>> left.touch()
+    >>> os.utime(left, (0, 0))  # long ago
+    >>> sweep_temporaries("maps")
+    [PosixPath('maps/split-0/.model.pth.tar.4242-4026531836@node1.1f2e3d4c.tmp')]
     """
     removed = []
     for root, _, names in os.walk(folder):
