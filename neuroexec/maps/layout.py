@@ -51,6 +51,11 @@ class MapsLayout:
     def lock_file(self) -> Path:
         return self.neuroexec_dir / "lock"
 
+    @property
+    def information_lock(self) -> Path:
+        """Held while a finished training merges its events into information.log (splits finish side by side)."""
+        return self.neuroexec_dir / "information.lock"
+
     # --- data groups -----------------------------------------------------------------------------
     @property
     def groups_dir(self) -> Path:

@@ -249,9 +249,10 @@ def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboa
             _replace_dir(maps, split, staged, final)
     log = maps.staged_information_log(split)
     if log.is_file():
-        published = maps.information_log.read_text() if maps.information_log.is_file() else ""
-        atomic.write_text(maps.information_log, _merge_information(log.read_text(), published))
-        log.unlink()
+        with atomic.exclusive(maps.information_lock):  # another split's job may be merging its events
+            published = maps.information_log.read_text() if maps.information_log.is_file() else ""
+            atomic.write_text(maps.information_log, _merge_information(log.read_text(), published))
+            log.unlink()
     for staged, final in (
         (maps.staged_environment_txt(split), maps.environment_txt),
         (maps.staged_maps_json(split), maps.maps_json),  # last: it names the models now in place
