@@ -77,14 +77,15 @@ def config_key(config: dict) -> str:
 def run_key(config: dict, split: int, upstream: Mapping[str, str], inputs: Sequence[Path]) -> str:
     """What an interrupted run must have been started with to be resumed: the training config, the split,
     the fingerprints of the steps training depends on (images, split tables, a transfer source trained
-    by the same spec) and the size and mtime of its input files (a transfer source from elsewhere).
+    by the same spec) and the size, mtime, ctime and inode of its input files (a transfer source from elsewhere).
     After a change to any of them, resuming would mix two trainings in one model, so training restarts.
     """
     files = {}
     for path in inputs:
         try:
             stat = Path(path).stat()
-            files[str(path)] = [stat.st_size, stat.st_mtime_ns]
+            # ctime and inode too: a byte changed with the mtime put back, or a replaced file, is noticed
+            files[str(path)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
         except OSError:
             files[str(path)] = "missing"
     return config_key({"config": config, "split": split, "upstream": dict(upstream), "inputs": files})

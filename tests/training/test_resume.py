@@ -140,3 +140,22 @@ def test_an_interrupted_retraining_leaves_the_finished_training_in_place(tmp_pat
     run_apply(path)
     assert a.best_model(0, "loss").read_bytes() != before[1]  # the new training, published
     assert "waits in" not in report(load_spec(path)) and not a.tmp_dir(0).exists()
+
+
+def test_the_resume_key_notices_a_transfer_source_changed_with_its_mtime_put_back(tmp_path):
+    import os
+    import time
+
+    from neuroexec.training.resume import run_key
+
+    source = tmp_path / "model.pth.tar"
+    source.write_bytes(b"0123456789")
+    before = run_key({"a": 1}, 0, {}, [source])
+    stat = source.stat()
+    time.sleep(0.01)
+    with open(source, "r+b") as f:
+        f.write(b"X")
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert source.stat().st_size == stat.st_size and source.stat().st_mtime_ns == stat.st_mtime_ns
+    assert run_key({"a": 1}, 0, {}, [source]) != before
+    assert run_key({"a": 1}, 0, {}, [source]) == run_key({"a": 1}, 0, {}, [source])
