@@ -6,7 +6,10 @@ Accepted inputs (FORMATS.md "Participants TSV", ClinicaDL's conventions):
 - the `test` folder of a split directory (per-diagnosis files, or `test.tsv` / `test_baseline.tsv`);
 - multi-cohort: TSVs listing, per cohort, its CAPS and its participants TSV.
 
-    >>> frame = load_participants(Path("participants.tsv"), label="diagnosis", diagnoses=["AD", "CN"])
+    >>> rows = "participant_id\\tsession_id\\tdiagnosis\\nsub-01\\tses-M000\\tAD\\nsub-02\\tses-M000\\tMCI\\n"
+    >>> _ = Path("participants.tsv").write_text(rows + "sub-03\\tses-M000\\tCN\\n")
+    >>> load_participants(Path("participants.tsv"), "diagnosis", diagnoses=["AD", "CN"]).participant_id.tolist()
+    ['sub-01', 'sub-03']
 """
 
 from __future__ import annotations
@@ -113,7 +116,11 @@ def load_participants(
     `*_baseline.tsv` files of a folder). Returns
     participant_id, session_id first, then the other columns (label, cohort, ...), index 0..n-1.
 
-    >>> load_participants(Path("split/test"), "diagnosis", ["AD", "CN"], baseline=True)  # doctest: +SKIP
+    >>> _ = Path("p.tsv").write_text("participant_id\\tsession_id\\tdiagnosis\\nsub-01\\tses-M006\\tAD\\n")
+    >>> with Path("p.tsv").open("a") as f:
+    ...     print("sub-01\\tses-M000\\tAD", file=f)
+    >>> load_participants(Path("p.tsv"), "diagnosis", baseline=True).session_id.tolist()
+    ['ses-M000']
     """
     path = Path(path)
     if path.is_dir():
@@ -194,7 +201,10 @@ def combine_cohorts(
     A cohort's own diagnoses (if given) are intersected with `diagnoses`; a cohort left with none is
     skipped. Returns one frame with a `cohort` column and {cohort: caps_dir}.
 
-    >>> frame, caps = combine_cohorts([("adni", Path("caps_adni"), Path("adni.tsv"))], "diagnosis")  # doctest: +SKIP
+    >>> _ = Path("adni.tsv").write_text("participant_id\\tsession_id\\tdiagnosis\\nsub-01\\tses-M000\\tAD\\n")
+    >>> frame, caps = combine_cohorts([("adni", Path("caps_adni"), Path("adni.tsv"))], "diagnosis")
+    >>> frame.cohort.tolist(), caps
+    (['adni'], {'adni': PosixPath('caps_adni')})
     """
     frames, caps_by_cohort = [], {}
     for entry in cohorts:
@@ -253,7 +263,12 @@ def load_multi_cohort(
     """ClinicaDL's multi-cohort convention: `caps_tsv` has columns cohort, path (a CAPS per cohort);
     `participants_tsv` has cohort, path (a TSV or folder per cohort) and diagnoses ("AD,CN").
 
-    >>> frame, caps = load_multi_cohort(Path("caps.tsv"), Path("tsv.tsv"), "diagnosis")  # doctest: +SKIP
+    >>> _ = Path("adni.tsv").write_text("participant_id\\tsession_id\\tdiagnosis\\nsub-01\\tses-M000\\tCN\\n")
+    >>> _ = Path("caps.tsv").write_text("cohort\\tpath\\nadni\\tcaps_adni\\n")
+    >>> _ = Path("tsv.tsv").write_text("cohort\\tpath\\tdiagnoses\\nadni\\tadni.tsv\\tCN\\n")
+    >>> frame, caps = load_multi_cohort(Path("caps.tsv"), Path("tsv.tsv"), "diagnosis")
+    >>> frame.cohort.tolist(), caps
+    (['adni'], {'adni': PosixPath('caps_adni')})
     """
     caps_table = _read_cohort_table(Path(caps_tsv), need_diagnoses=False)
     tsv_table = _read_cohort_table(Path(participants_tsv), need_diagnoses=True)
@@ -296,7 +311,11 @@ def check_images_exist(
 ) -> None:
     """Raise one InputError listing every session whose t1-linear NIfTI is missing or ambiguous.
 
-    >>> check_images_exist(frame, {"single": Path("caps")})  # doctest: +SKIP
+    >>> frame = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-M000"]})
+    >>> check_images_exist(frame, Path("caps"))  # an empty CAPS
+    Traceback (most recent call last):
+    neuroexec.errors.InputError: caps: 1 image(s) not found in the CAPS:
+      sub-01 ses-M000: missing, expected caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz
     """
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
     layouts = {c: CapsLayout(p) for c, p in caps_by_cohort.items()}
