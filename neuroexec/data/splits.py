@@ -1,8 +1,11 @@
 """Train/validation splits at participant level: made here (seeded, stratified) or read from a
 ClinicaDL split directory (FORMATS.md "Split directories").
 
-    >>> folds = make_splits(frame, n_splits=5, label="diagnosis", seed=0)
-    >>> train, validation = folds[0]
+    >>> ids = [f"sub-{i:02d}" for i in range(10)]
+    >>> frame = pd.DataFrame({"participant_id": ids, "session_id": "ses-M000", "diagnosis": ["AD", "CN"] * 5})
+    >>> train, validation = make_splits(frame, n_splits=5, label="diagnosis", seed=0)[0]
+    >>> len(train), sorted(validation.diagnosis)
+    (8, ['AD', 'CN'])
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ def make_splits(
     participants are shuffled with `seed` and dealt to folds in turn (fold counts within one of the
     ideal); the dealing continues across strata so that fold sizes stay balanced too.
 
-    >>> [len(v) for _, v in make_splits(frame, 2, "diagnosis", seed=0)]  # doctest: +SKIP
+    >>> ids = [f"sub-{i:02d}" for i in range(10)]
+    >>> frame = pd.DataFrame({"participant_id": ids, "session_id": "ses-M000", "diagnosis": ["AD", "CN"] * 5})
+    >>> [len(v) for _, v in make_splits(frame, 2, "diagnosis", seed=0)]
     [5, 5]
     """
     if n_splits < 1:
@@ -144,7 +149,14 @@ def read_split_directory(
     with valid_longitudinal). A missing `*_baseline.tsv` is replaced by the first session of each
     participant of its `*.tsv`. A participant on both sides is an error.
 
-    >>> folds = read_split_directory(Path("split/5_fold"), 5, label="diagnosis")  # doctest: +SKIP
+    >>> for i, (train, validation) in enumerate([("sub-01", "sub-02"), ("sub-02", "sub-01")]):
+    ...     Path(f"split/2_fold/split-{i}").mkdir(parents=True)
+    ...     for name, who in (("train", train), ("validation", validation)):
+    ...         rows = f"participant_id\\tsession_id\\tdiagnosis\\n{who}\\tses-M000\\tAD\\n{who}\\tses-M006\\tAD\\n"
+    ...         _ = Path(f"split/2_fold/split-{i}/{name}.tsv").write_text(rows)
+    >>> train, validation = read_split_directory(Path("split/2_fold"), 2, label="diagnosis")[0]
+    >>> train.session_id.tolist(), validation.session_id.tolist()  # validation: baseline sessions only
+    (['ses-M000', 'ses-M006'], ['ses-M000'])
     """
     path = Path(path)
     if not path.is_dir():
