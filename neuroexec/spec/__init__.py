@@ -13,6 +13,7 @@ from neuroexec.spec.checks import semantic_problems
 from neuroexec.spec.load import parse_toml, schema_problems
 from neuroexec.spec.model import Spec
 from neuroexec.spec.resolve import resolve
+from neuroexec.spec.shape import shape_problems
 
 __all__ = ["Spec", "load_spec", "spec_from_dict"]
 
@@ -29,7 +30,7 @@ def spec_from_dict(doc: dict, path: Path) -> Spec:
     if problems:
         raise SpecError(problems)
     spec = resolve(doc, path)
-    problems = semantic_problems(spec, doc)
+    problems = shape_problems(doc, str(spec.path)) + semantic_problems(spec)
     if problems:
         raise SpecError(problems)
     return spec

@@ -1,5 +1,6 @@
 """Semantic checks of a resolved spec: references exist, no transfer cycle, paths exist where they must,
-settings that contradict each other or this machine. All problems are returned together."""
+settings that contradict each other or this machine. All problems are returned together. They read the
+frozen Spec only; which keys of a table go together is spec/shape.py's check of the TOML."""
 
 from __future__ import annotations
 
@@ -11,37 +12,25 @@ import torch
 from neuroexec.errors import Problem
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
-from neuroexec.spec.model import Compute, Group, Model, Spec
+from neuroexec.spec.model import Compute, Dataset, Group, Model, Spec, Split, Transfer
 
 TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be selected on
 RESERVED_GROUPS = ("train", "validation")
 
 
-def _check_cohort_entry(entry: dict, where: str, owner: str, raw_datasets: dict, add) -> None:
-    """A cohort is either caps + participants or `dataset`, another single-cohort dataset of the spec."""
-    has = {k for k in ("caps", "participants", "dataset") if k in entry}
-    if "dataset" in has:
-        if has != {"dataset"}:
-            add(where, "give either dataset or caps + participants, not both")
-        ref = entry["dataset"]
-        if ref == owner:
-            add(f"{where}.dataset", "a dataset cannot be one of its own cohorts")
-        elif ref not in raw_datasets:
-            known = ", ".join(sorted(n for n in raw_datasets if n != owner)) or "none"
-            add(f"{where}.dataset", f"unknown dataset {ref!r} (datasets: {known})")
-        elif "cohorts" in raw_datasets[ref]:
-            add(f"{where}.dataset", f"datasets.{ref} has cohorts itself: list its cohorts here instead")
-    elif has != {"caps", "participants"}:
-        missing = " and ".join(sorted({"caps", "participants"} - has))
-        add(where, f"missing {missing} (or `dataset`, another dataset of this spec)")
+def semantic_problems(spec: Spec) -> list[Problem]:
+    """Every problem of a resolved spec that the schema cannot see, each naming the file and key path.
 
-
-def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
+    >>> from neuroexec.spec.model import Compute
+    >>> spec = Spec(Path("/s/spec.toml"), 1, Compute(), {}, {}, {"test": Group("test", ("cnn",), "adni")})
+    >>> [p.key for p in semantic_problems(spec)]
+    ['groups.test.dataset', 'groups.test.models[0]']
+    """
     f = str(spec.path)
     out: list[Problem] = []
     add = lambda key, msg: out.append(Problem(f, key, msg))  # noqa: E731
 
-    for key, path in spec_paths(spec, raw):
+    for key, path in spec_paths(spec):
         why = name_too_long(path)
         if why:
             add(key, why)
@@ -49,128 +38,124 @@ def semantic_problems(spec: Spec, raw: dict) -> list[Problem]:
         return out  # the checks below look these paths up, which the system refuses to do
     _check_maps_folders(spec, add)
     _check_compute(spec.compute, "compute", add)
-    for name, raw_ds in raw.get("datasets", {}).items():
-        key = f"datasets.{name}"
-        has = {k for k in ("caps", "participants", "cohorts", "generate") if k in raw_ds}
-        if "generate" in has and has & {"participants", "cohorts"}:
-            add(key, "a generated dataset writes its own participants TSV: remove participants/cohorts")
-        elif "cohorts" in has and has & {"caps", "participants"}:
-            add(key, "give either cohorts or caps + participants, not both")
-        elif not has & {"generate", "cohorts"} and has != {"caps", "participants"}:
-            missing = sorted({"caps", "participants"} - has)
-            add(key, f"missing {' and '.join(missing)} (or a `generate` table for synthetic data)")
-        for i, entry in enumerate(raw_ds.get("cohorts", [])):
-            _check_cohort_entry(entry, f"{key}.cohorts[{i}]", name, raw.get("datasets", {}), add)
-        ds = spec.datasets[name]
-        entries = raw_ds.get("cohorts", [{}] * len(ds.cohorts))
-        if ds.generate is None and len(ds.cohorts) == len(entries):
-            for i, (c, entry) in enumerate(zip(ds.cohorts, entries)):
-                where = f"{key}.cohorts[{i}]" if ds.multi_cohort else key
-                if "dataset" in entry:
-                    continue  # another dataset of the spec: checked as itself, or generated before use
-                if not c.caps.is_dir():
-                    add(f"{where}.caps", f"CAPS folder not found: {c.caps}")
-                if not c.participants.exists():
-                    add(f"{where}.participants", f"participants file or folder not found: {c.participants}")
-
+    for ds in spec.datasets.values():
+        _check_dataset_paths(ds, add)
     maps_owner: dict[Path, str] = {}
     for name, model in spec.models.items():
-        key = f"models.{name}"
-        raw_m = raw["models"][name]
         if model.maps in maps_owner:
-            add(f"{key}.maps", f"same MAPS folder as models.{maps_owner[model.maps]}: {model.maps}")
+            add(f"models.{name}.maps", f"same MAPS folder as models.{maps_owner[model.maps]}: {model.maps}")
         maps_owner[model.maps] = name
-        _check_compute(model.compute, f"{key}.compute", add)
-        if model.pretrained:
-            for k in ("split", "transfer", "train", "overwrite"):
-                if k in raw_m:
-                    add(
-                        f"{key}.{k}",
-                        "only meaningful with `dataset` (a model without dataset is a pretrained MAPS)",
-                    )
-            if not (model.maps / "maps.json").is_file() and not (model.maps / "commandline.json").is_file():
-                add(
-                    f"{key}.maps",
-                    f"no dataset given, so this must be an existing MAPS, but {model.maps} has "
-                    "no maps.json (nor a legacy commandline.json)",
-                )
-            continue
-        if model.dataset not in spec.datasets:
-            add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
-        if model.train.visualization and (model.task != "reconstruction" or model.mode != "image"):
-            add(f"{key}.train.visualization", "writes input/output images of an autoencoder: only for task = "
-                "'reconstruction' with mode = 'image'")  # fmt: skip
-        if "patch" in raw_m and model.mode != "patch":
-            add(f"{key}.patch", "patch settings need mode = 'patch'")
-        allowed = TASK_METRICS[model.task]
-        for i, metric in enumerate(model.train.selection_metrics):
-            if metric not in allowed:
-                add(
-                    f"{key}.train.selection_metrics[{i}]",
-                    f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
-                )
-        s = model.split
-        if s.splits is not None and s.directory is None:
-            bad = [i for i in s.splits if i >= s.n_splits]
-            if bad:
-                add(f"{key}.split.splits", f"split(s) {bad} out of range for n_splits = {s.n_splits}")
-        if s.directory is not None and not s.directory.is_dir():
-            add(f"{key}.split.directory", f"split directory not found: {s.directory}")
-        if model.transfer is not None:
-            t = model.transfer
-            if (t.model is None) == (t.maps is None):
-                add(f"{key}.transfer", "give exactly one of transfer.model or transfer.maps")
-            elif t.model is not None and t.model not in spec.models:
-                add(f"{key}.transfer.model", _unknown("model", t.model, spec.models))
-            elif t.model == name:
-                add(f"{key}.transfer.model", "a model cannot transfer from itself")
-            elif t.maps is not None and not t.maps.is_dir():
-                add(f"{key}.transfer.maps", f"MAPS folder not found: {t.maps}")
+        _check_model(spec, model, add)
     out.extend(_cycle_problems(spec))
-
-    for name, group in spec.groups.items():
-        key = f"groups.{name}"
-        if (group.dataset is None) == (group.from_training is None):
-            add(key, "give exactly one of dataset or from_training")
-        elif group.dataset is not None and group.dataset not in spec.datasets:
-            add(f"{key}.dataset", _unknown("dataset", group.dataset, spec.datasets))
-        if name in RESERVED_GROUPS and group.from_training != name:
-            add(
-                key,
-                f"the group name '{name}' is reserved for the training data (set from_training = '{name}')",
-            )
-        if group.from_training is not None and group.from_training != name:
-            add(
-                f"{key}.from_training",
-                f"the training data groups keep ClinicaDL's names: name this group [groups.{group.from_training}]",
-            )
-        _check_compute(group.compute, f"{key}.compute", add)
-        for i, mname in enumerate(group.models):
-            if mname not in spec.models:
-                add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))
-                continue
-            _check_group_model(group, spec.models[mname], f"{key}.models[{i}]", add)
-        names = [i.name for i in group.interpret]
-        for n in sorted({n for n in names if names.count(n) > 1}):
-            add(f"{key}.interpret", f"interpretation name '{n}' is used twice")
-        for i, interp in enumerate(group.interpret):
-            if interp.keep_true is not None and not group.use_labels:
-                add(f"{key}.interpret[{i}].keep_true", "needs labels (use_labels = true)")
-            if interp.mask is not None and not interp.mask.is_file():
-                add(f"{key}.interpret[{i}].mask", f"mask file not found: {interp.mask}")
+    for group in spec.groups.values():
+        _check_group(spec, group, add)
     return out
 
 
-def spec_paths(spec: Spec, raw: dict) -> list[tuple[str, Path]]:
+def _check_dataset_paths(ds: Dataset, add) -> None:
+    """The CAPS and participants a dataset reads exist (a generated one writes them; a cohort that is
+    another dataset of the spec is checked as that dataset)."""
+    if ds.generate is not None:
+        return
+    for c in ds.cohorts:
+        if c.dataset is not None:
+            continue
+        if not c.caps.is_dir():
+            add(f"{c.key}.caps", f"CAPS folder not found: {c.caps}")
+        if not c.participants.exists():
+            add(f"{c.key}.participants", f"participants file or folder not found: {c.participants}")
+
+
+def _check_model(spec: Spec, model: Model, add) -> None:
+    key = f"models.{model.name}"
+    _check_compute(model.compute, f"{key}.compute", add)
+    if model.pretrained:
+        if not (model.maps / "maps.json").is_file() and not (model.maps / "commandline.json").is_file():
+            add(
+                f"{key}.maps",
+                f"no dataset given, so this must be an existing MAPS, but {model.maps} has "
+                "no maps.json (nor a legacy commandline.json)",
+            )
+        return
+    if model.dataset not in spec.datasets:
+        add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
+    if model.train.visualization and (model.task != "reconstruction" or model.mode != "image"):
+        add(f"{key}.train.visualization", "writes input/output images of an autoencoder: only for task = "
+            "'reconstruction' with mode = 'image'")  # fmt: skip
+    allowed = TASK_METRICS[model.task]
+    for i, metric in enumerate(model.train.selection_metrics):
+        if metric not in allowed:
+            add(
+                f"{key}.train.selection_metrics[{i}]",
+                f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
+            )
+    _check_split(model.split, f"{key}.split", add)
+    if model.transfer is not None:
+        _check_transfer(spec, model.name, model.transfer, add)
+
+
+def _check_split(s: Split, key: str, add) -> None:
+    if s.splits is not None and s.directory is None:
+        bad = [i for i in s.splits if i >= s.n_splits]
+        if bad:
+            add(f"{key}.splits", f"split(s) {bad} out of range for n_splits = {s.n_splits}")
+    if s.directory is not None and not s.directory.is_dir():
+        add(f"{key}.directory", f"split directory not found: {s.directory}")
+
+
+def _check_transfer(spec: Spec, name: str, t: Transfer, add) -> None:
+    key = f"models.{name}.transfer"
+    if (t.model is None) == (t.maps is None):
+        add(key, "give exactly one of transfer.model or transfer.maps")
+    elif t.model is not None and t.model not in spec.models:
+        add(f"{key}.model", _unknown("model", t.model, spec.models))
+    elif t.model == name:
+        add(f"{key}.model", "a model cannot transfer from itself")
+    elif t.maps is not None and not t.maps.is_dir():
+        add(f"{key}.maps", f"MAPS folder not found: {t.maps}")
+
+
+def _check_group(spec: Spec, group: Group, add) -> None:
+    name, key = group.name, f"groups.{group.name}"
+    if (group.dataset is None) == (group.from_training is None):
+        add(key, "give exactly one of dataset or from_training")
+    elif group.dataset is not None and group.dataset not in spec.datasets:
+        add(f"{key}.dataset", _unknown("dataset", group.dataset, spec.datasets))
+    if name in RESERVED_GROUPS and group.from_training != name:
+        add(key, f"the group name '{name}' is reserved for the training data (set from_training = '{name}')")
+    if group.from_training is not None and group.from_training != name:
+        add(
+            f"{key}.from_training",
+            f"the training data groups keep ClinicaDL's names: name this group [groups.{group.from_training}]",
+        )
+    _check_compute(group.compute, f"{key}.compute", add)
+    for i, mname in enumerate(group.models):
+        if mname not in spec.models:
+            add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))
+            continue
+        _check_group_model(group, spec.models[mname], f"{key}.models[{i}]", add)
+    _check_interpretations(group, add)
+
+
+def _check_interpretations(group: Group, add) -> None:
+    key = f"groups.{group.name}.interpret"
+    names = [i.name for i in group.interpret]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        add(key, f"interpretation name '{n}' is used twice")
+    for i, interp in enumerate(group.interpret):
+        if interp.keep_true is not None and not group.use_labels:
+            add(f"{key}[{i}].keep_true", "needs labels (use_labels = true)")
+        if interp.mask is not None and not interp.mask.is_file():
+            add(f"{key}[{i}].mask", f"mask file not found: {interp.mask}")
+
+
+def spec_paths(spec: Spec) -> list[tuple[str, Path]]:
     """Every path of the spec with its key (cohorts borrowed from another dataset are that dataset's)."""
     out: list[tuple[str, Path]] = []
-    for name, ds in spec.datasets.items():
-        entries = raw["datasets"][name].get("cohorts", [{}] * len(ds.cohorts))
-        for i, (c, entry) in enumerate(zip(ds.cohorts, entries)):
-            if len(ds.cohorts) != len(entries) or "dataset" in entry:
-                continue
-            where = f"datasets.{name}.cohorts[{i}]" if ds.multi_cohort else f"datasets.{name}"
-            out += [(f"{where}.caps", c.caps), (f"{where}.participants", c.participants)]
+    for ds in spec.datasets.values():
+        for c in ds.cohorts:
+            if c.dataset is None:
+                out += [(f"{c.key}.caps", c.caps), (f"{c.key}.participants", c.participants)]
     for name, model in spec.models.items():
         out.append((f"models.{name}.maps", model.maps))
         if model.split.directory is not None:
