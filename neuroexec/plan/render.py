@@ -59,8 +59,11 @@ def summary(plan: Plan) -> str:
 
 
 def render_json(plan: Plan) -> str:
+    return json.dumps(plan_data(plan), indent=2)
+
+
+def plan_data(plan: Plan) -> dict:
+    """What `plan --json` prints (and `apply --json`'s plan event carries): spec, steps, summary."""
     counts = {WORDS[a].replace(" ", "_"): len(plan.by_action(a)) for a in (NEW, CHANGED, UP_TO_DATE, REFUSED)}
     counts["files_to_remove"] = sum(r.files() for p in plan.steps for r in p.removals)
-    return json.dumps(
-        {"spec": str(plan.spec.path), "steps": [p.as_json() for p in plan.steps], "summary": counts}, indent=2
-    )
+    return {"spec": str(plan.spec.path), "steps": [p.as_json() for p in plan.steps], "summary": counts}
