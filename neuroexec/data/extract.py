@@ -5,9 +5,14 @@ NIfTI's mtime/size differ from those recorded in `tensor_extraction/neuroexec_ma
 The manifest is rewritten (atomically) every few images and when an error stops the run, so what was
 extracted before an interruption stays extracted and recorded.
 
-    >>> plan = plan_extraction(frame, {"single": Path("caps")}, mode="image")
-    >>> run_extraction(plan, normalize=True, reporter=Reporter())
-    ExtractionCounts(extracted=8, up_to_date=0)
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=4, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    ExtractionCounts(extracted=4, up_to_date=0)
+    >>> run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    ExtractionCounts(extracted=0, up_to_date=4)
 """
 
 from __future__ import annotations
@@ -79,8 +84,12 @@ def extract_image(
     `normalize` (ClinicaDL's MinMaxNormalization: idempotent, so ClinicaDL applying it again on
     load changes nothing). Returns the image shape.
 
-    >>> extract_image(Path("sub-01_..._T1w.nii.gz"), Path("sub-01_..._T1w.pt"), normalize=True)  # doctest: +SKIP
-    (169, 208, 179)
+    >>> import nibabel as nib
+    >>> nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.eye(4)), "t1.nii.gz")
+    >>> extract_image(Path("t1.nii.gz"), Path("t1.pt"), normalize=True)
+    (2, 3, 4)
+    >>> torch.load("t1.pt").max()
+    tensor(1.)
     """
     tensor = load_image_array(nifti, normalize, expected_shape)
     save_torch(out, tensor)
@@ -128,7 +137,9 @@ def extract_patches_to(
     unzipping and unpickling n small files (n = 8..1000s), which dominates data loading on most disks.
     layout="clinicadl" writes ClinicaDL's one file [1, s, s, s] per patch.
 
-    >>> extract_patches_to(torch.rand(1, 32, 32, 32), CapsLayout(Path("caps")), "sub-01", "ses-M000", 16, 16)  # doctest: +SKIP
+    >>> [path] = extract_patches_to(torch.rand(1, 32, 32, 32), CapsLayout(Path("caps")), "sub-01", "ses-M000", 16, 16)
+    >>> torch.load(path).shape  # 2 x 2 x 2 patches
+    torch.Size([8, 1, 16, 16, 16])
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -232,7 +243,12 @@ def plan_extraction(
     """Decide, per (participant, session), whether its tensors must be (re-)extracted. `normalize`
     None ignores the recorded normalisation when judging (a plan shown before the value is known).
 
-    >>> plan_extraction(frame, Path("caps"), "patch", size=50, stride=50).todo  # doctest: +SKIP
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=4, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> [item.reason for item in plan_extraction(frame, data.caps_dir, "patch", size=10, stride=10).items]
+    ['missing', 'missing', 'missing', 'missing']
     """
     if mode not in ("image", "patch"):
         raise InputError(None, f"extraction mode {mode!r} is not supported (image or patch)", "mode")
@@ -316,8 +332,12 @@ def extract_json_content(plan: ExtractionPlan) -> dict:
 def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> ExtractionCounts:
     """Extract the images the plan marks, recording each in the manifest; write extract_<mode>.json.
 
-    >>> run_extraction(plan_extraction(frame, Path("caps"), "image"), normalize=True)  # doctest: +SKIP
-    ExtractionCounts(extracted=8, up_to_date=0)
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=4, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    ExtractionCounts(extracted=4, up_to_date=0)
     """
     manifests = {c: _read_manifest(CapsLayout(p).manifest_json(plan.mode)) for c, p in plan.caps.items()}
     # Judge again with the actual normalisation: tensors made with the other setting are stale.
