@@ -74,8 +74,12 @@ class CapsLayout:
     def t1_linear_nifti(self, participant: str, session: str, uncropped: bool = False) -> Path:
         """The one t1-linear NIfTI of a session; InputError when there is none or several.
 
-        >>> CapsLayout(Path("caps")).t1_linear_nifti("sub-01", "ses-M000")  # doctest: +SKIP
-        PosixPath('caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-..._T1w.nii.gz')
+        >>> caps = CapsLayout(Path("caps"))
+        >>> folder = Path("caps/subjects/sub-01/ses-M000/t1_linear")
+        >>> folder.mkdir(parents=True)
+        >>> (folder / caps.nifti_name("sub-01", "ses-M000")).touch()
+        >>> caps.t1_linear_nifti("sub-01", "ses-M000")
+        PosixPath('caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz')
         """
         found = self.find_nifti(participant, session, uncropped)
         folder = self.t1_linear_dir(participant, session)

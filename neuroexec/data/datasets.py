@@ -8,9 +8,16 @@ random patch or crop), so the DataLoader workers, whose RNG streams differ with 
 id, cannot change a training. Randomness added to the data path must come from a generator seeded
 with (seed, epoch, sample index), never from a worker's or the process's global RNG.
 
-    >>> data = ImageDataset(frame, {"single": Path("caps")}, "diagnosis", {"AD": 0, "CN": 1}, "classification")
-    >>> data[0]["image"].shape
-    torch.Size([1, 169, 208, 179])
+    >>> from neuroexec.data.extract import plan_extraction, run_extraction
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=2, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    >>> images = ImageDataset(frame, data.caps_dir, "diagnosis", {"AD": 0, "CN": 1}, "classification")
+    >>> item = images[0]
+    >>> item["image"].shape, item["label"], item["participant_id"]
+    (torch.Size([1, 21, 26, 22]), tensor(1), 'sub-0000')
 """
 
 from __future__ import annotations
@@ -61,8 +68,13 @@ class ItemInputError(InputError):
 def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
     """torch.load(weights_only=True) of a tensor file; InputError naming the file when it is corrupt.
 
-    >>> load_tensor(Path("caps/.../sub-01_ses-M000_T1w_..._T1w.pt")).shape  # doctest: +SKIP
-    torch.Size([1, 169, 208, 179])
+    >>> torch.save(torch.zeros(1, 4, 5, 6), "image.pt")
+    >>> load_tensor(Path("image.pt")).shape
+    torch.Size([1, 4, 5, 6])
+    >>> _ = Path("image.pt").write_bytes(Path("image.pt").read_bytes()[:200])  # cut short
+    >>> load_tensor(Path("image.pt"))
+    Traceback (most recent call last):
+    neuroexec.data.datasets.ItemInputError: image.pt: cannot load the tensor (corrupt or truncated file?): ...
     """
     try:
         value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
