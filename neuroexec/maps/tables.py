@@ -70,8 +70,8 @@ def classification_frame(
 ) -> pd.DataFrame:
     """Classification predictions from raw network outputs [N, K]: softmax probabilities, argmax label.
 
-    >>> classification_frame(["sub-01"], ["ses-M000"], [0], [1], [[0.0, 2.0]], "image").predicted_label[0]
-    1
+    >>> classification_frame(["sub-01"], ["ses-M000"], [0], [1], [[0.0, 2.0]], "image").predicted_label.tolist()
+    [1]
     """
     logits = _numpy(logits)
     if logits.ndim != 2 or logits.shape[0] != len(participants):
@@ -96,8 +96,8 @@ def regression_frame(
 ) -> pd.DataFrame:
     """Regression predictions.
 
-    >>> regression_frame(["sub-01"], ["ses-M000"], [0], [70.0], [71.5], "image").predicted_label[0]
-    71.5
+    >>> regression_frame(["sub-01"], ["ses-M000"], [0], [70.0], [71.5], "image").predicted_label.tolist()
+    [71.5]
     """
     frame = pd.DataFrame(_id_columns(participants, sessions, mode_ids, mode))
     frame["true_label"] = _numpy(true_labels).reshape(-1)
@@ -117,8 +117,8 @@ def reconstruction_frame(
 ) -> pd.DataFrame:
     """Per-sample reconstruction metrics.
 
-    >>> reconstruction_frame(["sub-01"], ["ses-M000"], [0], [0.1], [0.2], [30.0], [0.9], "image").SSIM[0]
-    0.9
+    >>> reconstruction_frame(["sub-01"], ["ses-M000"], [0], [0.1], [0.2], [30.0], [0.9], "image").SSIM.tolist()
+    [0.9]
     """
     frame = pd.DataFrame(_id_columns(participants, sessions, mode_ids, mode))
     for name, values in zip(metrics.RECONSTRUCTION_METRICS, (mae, rmse, psnr, ssim)):
@@ -132,8 +132,12 @@ def soft_vote_weights(
     """ClinicaDL's soft-voting weights: per `<mode>_id`, the fraction of correct validation predictions
     (plain accuracy, as ClinicaDL), set to 0 below `selection_threshold`, then divided by their sum.
 
-    >>> soft_vote_weights(validation, "patch", selection_threshold=0.6)
-    {0: 0.55, 1: 0.45, 2: 0.0}
+    >>> validation = classification_frame(
+    ...     ["sub-01"] * 3 + ["sub-02"] * 3, ["ses-M000"] * 6, [0, 1, 2] * 2, [0, 0, 0, 1, 1, 1],
+    ...     [[2, 0], [2, 0], [0, 2], [0, 2], [2, 0], [2, 0]], "patch",
+    ... )  # patch 0 right twice, patch 1 once, patch 2 never
+    >>> soft_vote_weights(validation, "patch", selection_threshold=0.4)
+    {0: 0.6666666666666666, 1: 0.3333333333333333, 2: 0.0}
     """
     correct = validation_frame["true_label"].to_numpy() == validation_frame["predicted_label"].to_numpy()
     accuracy = pd.Series(correct.astype(np.float64)).groupby(validation_frame[f"{mode}_id"].to_numpy()).mean()
@@ -153,7 +157,10 @@ def soft_vote(frame: pd.DataFrame, weights: dict[int, float], mode: str) -> pd.D
     probabilities (classification, predicted label = argmax) or of the predictions (regression;
     ClinicaDL uses equal weights there). Rows sorted by participant and session, `<mode>_id` 0.
 
-    >>> soft_vote(patch_frame, soft_vote_weights(validation_frame, "patch"), "patch")
+    >>> patches = classification_frame(["sub-03"] * 2, ["ses-M000"] * 2, [0, 1], [1, 1], [[0, 3], [1, 0]], "patch")
+    >>> image = soft_vote(patches, {0: 0.5, 1: 0.5}, "patch")
+    >>> image.patch_id.tolist(), image.predicted_label.tolist(), image.proba1.round(3).tolist()
+    ([0], [1], [0.611])
     """
     id_column = f"{mode}_id"
     missing = sorted(set(frame[id_column].astype(int)) - set(weights))
@@ -194,7 +201,15 @@ def metrics_for_predictions(
     """The metrics table (Metrics/Values/Lower bound CI/Upper bound CI/SE) of a prediction frame;
     `loss` is added as a last column with its value only (no per-sample losses to resample).
 
-    >>> metrics_for_predictions(predictions, "classification", n_classes=2, loss=0.41)
+    >>> validation = classification_frame(
+    ...     ["sub-01"] * 3 + ["sub-02"] * 3, ["ses-M000"] * 6, [0, 1, 2] * 2, [0, 0, 0, 1, 1, 1],
+    ...     [[2, 0], [2, 0], [0, 2], [0, 2], [2, 0], [2, 0]], "patch",
+    ... )  # patch 0 right twice, patch 1 once, patch 2 never
+    >>> table = metrics_for_predictions(validation, "classification", n_classes=2, loss=0.41)
+    >>> table.Metrics.tolist()
+    ['Values', 'Lower bound CI', 'Upper bound CI', 'SE']
+    >>> table.loc[0, ["accuracy", "loss"]].tolist()
+    [0.5, 0.41]
     """
     if task == "classification":
         y_true = frame["true_label"].to_numpy(dtype=np.int64)
