@@ -41,7 +41,9 @@ def _to_cpu_copies(obj: Any) -> Any:
 def save_model(path: str | Path, state_dict: dict[str, torch.Tensor], epoch: int, name: str) -> None:
     """Write `{"model": state_dict, "epoch": epoch, "name": name}` atomically.
 
-    >>> save_model(maps / "split-0/best-loss/model.pth.tar", net.state_dict(), 3, "Conv5_FC3")
+    >>> save_model(Path("maps/split-0/best-loss/model.pth.tar"), torch.nn.Linear(2, 1).state_dict(), 3, "Linear")
+    >>> load_checkpoint(Path("maps/split-0/best-loss/model.pth.tar"))["name"]
+    'Linear'
     """
     save_torch(path, {"model": _to_cpu_copies(dict(state_dict)), "epoch": int(epoch), "name": str(name)})
 
@@ -49,7 +51,10 @@ def save_model(path: str | Path, state_dict: dict[str, torch.Tensor], epoch: int
 def save_optimizer(path: str | Path, state_dict: dict[str, Any], epoch: int, name: str) -> None:
     """Write `{"optimizer": state_dict, "epoch": epoch, "name": name}` atomically.
 
-    >>> save_optimizer(maps / "split-0/tmp/optimizer.pth.tar", optimizer.state_dict(), 3, "Adam")
+    >>> optimizer = torch.optim.Adam(torch.nn.Linear(2, 1).parameters())
+    >>> save_optimizer(Path("maps/split-0/tmp/optimizer.pth.tar"), optimizer.state_dict(), 3, "Adam")
+    >>> sorted(load_checkpoint(Path("maps/split-0/tmp/optimizer.pth.tar")))
+    ['epoch', 'name', 'optimizer']
     """
     save_torch(path, {"optimizer": _to_cpu_copies(state_dict), "epoch": int(epoch), "name": str(name)})
 
@@ -219,8 +224,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     arbitrary unpickling, naming what it asks for, and report a missing, truncated or corrupt file as an
     InputError.
 
-    >>> load_checkpoint(maps / "split-0/best-loss/model.pth.tar")["epoch"]
+    >>> save_model(Path("model.pth.tar"), torch.nn.Linear(2, 1).state_dict(), 3, "Linear")
+    >>> load_checkpoint(Path("model.pth.tar"))["epoch"]
     3
+    >>> torch.save({"model": torch.nn.Linear(2, 1)}, "pickled.pth.tar")  # a whole module, not weights
+    >>> load_checkpoint(Path("pickled.pth.tar"))
+    Traceback (most recent call last):
+    neuroexec.errors.UnsafeCheckpointError: ...
     """
     path = Path(path)
     if not path.is_file():
@@ -257,7 +267,9 @@ def load_model_state(path: str | Path) -> tuple[dict[str, torch.Tensor], int | N
     """(state_dict, epoch, architecture name) of a model checkpoint of either generation or of a bare
     state dict; a DistributedDataParallel `module.` prefix is removed.
 
-    >>> state, epoch, name = load_model_state(maps / "split-0/best-loss/model.pth.tar")
+    >>> torch.save({"module.weight": torch.ones(1, 2)}, "model.pth")  # a bare DistributedDataParallel state
+    >>> load_model_state(Path("model.pth"))
+    ({'weight': tensor([[1., 1.]])}, None, None)
     """
     checkpoint = load_checkpoint(path)
     if isinstance(checkpoint.get("model"), dict):
