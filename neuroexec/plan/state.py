@@ -38,7 +38,11 @@ def read_state(path: Path) -> tuple[dict[str, Any], str | None]:
     empty records; a file that is not neuroexec's records (truncated, not UTF-8, `[]`, `{}`) is a
     problem, never "nothing done yet", since that would redo and overwrite finished results.
 
-    >>> data, problem = read_state(maps / ".neuroexec" / "state.json")
+    >>> read_state(Path("maps/.neuroexec/state.json"))  # nothing done yet
+    ({'format': 1, 'steps': {}, 'files': {}}, None)
+    >>> _ = Path("state.json").write_text("[]")
+    >>> read_state(Path("state.json"))[1]
+    "state file holds a JSON list instead of neuroexec's records"
     """
     if not path.exists():
         return empty_state(), None
