@@ -26,7 +26,7 @@ from torch import nn
 import neuroexec
 from neuroexec import atomic
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec.model import Dataset, Model
+from neuroexec.spec.model import Compute, Dataset, Model, Train
 
 LOSS_NAMES = {"classification": "CrossEntropyLoss", "regression": "MSELoss", "reconstruction": "MSELoss"}
 
@@ -37,14 +37,106 @@ def maps_parameters(
     label_code: dict[str, int] | None,
     input_size: list[int],
     output_size: int | None,
-    transfer_from: Path | None,
+    transfer_maps: Path | None,
 ) -> dict:
-    """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`.
+    """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`, in ClinicaDL's order.
+    `transfer_maps` is the MAPS folder the model transfers from (either generation), None without one.
 
     >>> maps_parameters(model, dataset, {"AD": 0, "CN": 1}, [1, 21, 26, 22], 2, None)["network_task"]
     'classification'
     """
-    c, t = model.compute, model.train
+    return {
+        **_network_keys(model),
+        **_selection_keys(model, label_code),
+        **_compute_keys(model.compute),
+        # ClinicaDL turns every *_path key into a Path unless it is "": no transfer is "", never false
+        "transfer_path": str(transfer_maps) if transfer_maps is not None else "",
+        "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
+        "nb_unfrozen_layer": 0,
+        **_data_keys(model, dataset, label_code),
+        **_optimizer_keys(model.train),
+        "network_task": model.task,
+        "caps_directory": str(MapsLayout(model.maps).caps_directory(dataset)),
+        "tsv_path": str(model.split.directory or dataset.participants),
+        "preprocessing_dict": _preprocessing_dict(model, dataset),
+        "mode": model.mode,
+        "split": list(model.split.indices),
+        "validation": "KFoldSplit",
+        "num_networks": 1,
+        "output_size": output_size,
+        "input_size": list(input_size),
+        "neuroexec_version": neuroexec.__version__,
+    }
+
+
+def _network_keys(model: Model) -> dict:
+    architecture = model.architecture
+    if model.task == "reconstruction" and not architecture.startswith("AE_"):
+        architecture = f"AE_{architecture}"
+    return {
+        "architecture": architecture,
+        "multi_network": False,
+        "dropout": model.dropout,
+        "latent_space_size": 2,
+        "feature_size": 1024,
+        "n_conv": 4,
+        "io_layer_channels": 8,
+        "normalization": "BatchNorm",
+    }
+
+
+def _selection_keys(model: Model, label_code: dict[str, int] | None) -> dict:
+    return {
+        "selection_metrics": list(model.train.selection_metrics),
+        "label": model.label if model.task != "reconstruction" else None,
+        # null without classes (regression, reconstruction), as ClinicaDL writes it: its datasets read
+        # an empty {} as a label code and look every target up in it
+        "label_code": label_code or None,
+        "selection_threshold": 0.0,
+        "loss": LOSS_NAMES[model.task],
+    }
+
+
+def _compute_keys(c: Compute) -> dict:
+    return {
+        "gpu": c.device != "cpu",
+        "n_proc": c.workers,
+        "batch_size": c.batch_size,
+        "evaluation_steps": 0,
+        "amp": c.amp,
+        "seed": c.seed,
+        "deterministic": c.deterministic,
+        "compensation": "memory",
+    }
+
+
+def _data_keys(model: Model, dataset: Dataset, label_code: dict[str, int] | None) -> dict:
+    return {
+        "multi_cohort": dataset.multi_cohort,
+        # ClinicaDL's predict keeps only these diagnoses: the trained labels, never an empty list
+        "diagnoses": list(model.diagnoses) if model.diagnoses else trained_diagnoses(model, label_code),
+        "baseline": dataset.baseline,
+        "normalize": dataset.normalize,
+        "data_augmentation": False,
+        "sampler": "random",
+        "size_reduction": False,
+        "n_splits": model.split.n_splits,
+    }
+
+
+def _optimizer_keys(t: Train) -> dict:
+    return {
+        "optimizer": t.optimizer,
+        "epochs": t.epochs,
+        "learning_rate": t.learning_rate,
+        "weight_decay": t.weight_decay,
+        "patience": t.patience,
+        "tolerance": t.tolerance,
+        "accumulation_steps": t.accumulation_steps,
+    }
+
+
+def _preprocessing_dict(model: Model, dataset: Dataset) -> dict:
     patch = model.patch if model.mode == "patch" else None
     pre: dict = {
         "preprocessing": dataset.preprocessing,
@@ -62,65 +154,7 @@ def maps_parameters(
     }
     if patch is not None:
         pre.update(patch_size=patch.size, stride_size=patch.stride)
-    architecture = model.architecture
-    if model.task == "reconstruction" and not architecture.startswith("AE_"):
-        architecture = f"AE_{architecture}"
-    return {
-        "architecture": architecture,
-        "multi_network": False,
-        "dropout": model.dropout,
-        "latent_space_size": 2,
-        "feature_size": 1024,
-        "n_conv": 4,
-        "io_layer_channels": 8,
-        "normalization": "BatchNorm",
-        "selection_metrics": list(t.selection_metrics),
-        "label": model.label if model.task != "reconstruction" else None,
-        # null without classes (regression, reconstruction), as ClinicaDL writes it: its datasets read
-        # an empty {} as a label code and look every target up in it
-        "label_code": label_code or None,
-        "selection_threshold": 0.0,
-        "loss": LOSS_NAMES[model.task],
-        "gpu": c.device != "cpu",
-        "n_proc": c.workers,
-        "batch_size": c.batch_size,
-        "evaluation_steps": 0,
-        "amp": c.amp,
-        "seed": c.seed,
-        "deterministic": c.deterministic,
-        "compensation": "memory",
-        # ClinicaDL turns every *_path key into a Path unless it is "": no transfer is "", never false
-        "transfer_path": str(transfer_from.parents[2]) if transfer_from is not None else "",
-        "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
-        "nb_unfrozen_layer": 0,
-        "multi_cohort": dataset.multi_cohort,
-        # ClinicaDL's predict keeps only these diagnoses: the trained labels, never an empty list
-        "diagnoses": list(model.diagnoses) if model.diagnoses else trained_diagnoses(model, label_code),
-        "baseline": dataset.baseline,
-        "normalize": dataset.normalize,
-        "data_augmentation": False,
-        "sampler": "random",
-        "size_reduction": False,
-        "n_splits": model.split.n_splits,
-        "optimizer": t.optimizer,
-        "epochs": t.epochs,
-        "learning_rate": t.learning_rate,
-        "weight_decay": t.weight_decay,
-        "patience": t.patience,
-        "tolerance": t.tolerance,
-        "accumulation_steps": t.accumulation_steps,
-        "network_task": model.task,
-        "caps_directory": str(MapsLayout(model.maps).caps_directory(dataset)),
-        "tsv_path": str(model.split.directory or dataset.participants),
-        "preprocessing_dict": pre,
-        "mode": model.mode,
-        "split": list(model.split.indices),
-        "validation": "KFoldSplit",
-        "num_networks": 1,
-        "output_size": output_size,
-        "input_size": list(input_size),
-        "neuroexec_version": neuroexec.__version__,
-    }
+    return pre
 
 
 def trained_diagnoses(model, label_code: dict | None) -> list[str]:

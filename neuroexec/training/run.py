@@ -198,7 +198,7 @@ def train_split(task, ctx: RunContext) -> dict:
         resumed_from = progress.epoch if found is not None else None
         if main:
             parameters = outputs.maps_parameters(
-                model, ds, label_code, input_size, output_size, task.transfer_from
+                model, ds, label_code, input_size, output_size, task.transfer_maps
             )
             outputs.write_run_files(maps, parameters, net, split, resumed_from)
         data = (train_data, valid_data)
