@@ -1,7 +1,10 @@
 """The spec: TOML -> schema check -> resolved frozen dataclasses -> semantic checks.
 
->>> spec = load_spec(Path("spec/examples/quickstart.toml"))
->>> spec.models["cnn"].train.epochs
+>>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
+>>> _ = Path("spec.toml").write_text(toml + '[models.cnn]\\nmaps = "maps/cnn"\\ndataset = "demo"\\n')
+>>> spec = load_spec(Path("spec.toml"))
+>>> spec.models["cnn"].architecture, spec.models["cnn"].train.epochs  # defaults filled in
+('Conv5_FC3', 20)
 """
 
 from __future__ import annotations
