@@ -36,9 +36,15 @@ def transfer_weights(
     Every problem (a tensor missing on either side, a shape mismatch) is gathered into one
     NeuroexecError naming each layer with both shapes; nothing is copied in that case.
 
+    >>> from neuroexec.nn.autoencoder import build_autoencoder
+    >>> from neuroexec.nn.networks import build_network
+    >>> autoencoder = build_autoencoder("TinyCNN", (1, 21, 26, 22))
+    >>> cnn = build_network("TinyCNN", (1, 21, 26, 22), output_size=2)
     >>> names = transfer_weights(cnn, autoencoder.state_dict(), True, False)
     >>> names[0]
     'convolutions.0.weight'
+    >>> torch.equal(cnn.state_dict()["convolutions.0.weight"], autoencoder.state_dict()["encoder.0.weight"])
+    True
     """
     source = _strip_ddp_prefix(source_state)
     if source_is_autoencoder == target_is_autoencoder:
