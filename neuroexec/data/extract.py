@@ -41,7 +41,7 @@ _MANIFEST_EVERY_S = 2.0
 
 
 def patch_counts(shape, size: int, stride: int) -> tuple[int, int, int]:
-    """Patches per axis over the last three dimensions (ops.patch_grid when available)."""
+    """Patches per axis over the last three dimensions (ops.patch_grid, after a check naming the shape)."""
     *_, d, h, w = shape
     if size > min(d, h, w) or size < 1 or stride < 1:
         raise InputError(
@@ -49,10 +49,7 @@ def patch_counts(shape, size: int, stride: int) -> tuple[int, int, int]:
         )
     from neuroexec import ops
 
-    grid = getattr(ops, "patch_grid", None)
-    if grid is not None:
-        return tuple(grid(tuple(shape), size, stride))
-    return tuple((n - size) // stride + 1 for n in (d, h, w))
+    return ops.patch_grid(tuple(shape), size, stride)
 
 
 def read_nifti(nifti: Path) -> np.ndarray:
