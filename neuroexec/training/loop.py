@@ -27,7 +27,11 @@ from neuroexec.spec.model import Compute
 def make_optimizer(name: str, parameters, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
     """torch.optim.<name> (Adam, AdamW, SGD, RMSprop, ...) with the learning rate and weight decay.
 
-    >>> make_optimizer("Adam", net.parameters(), 1e-4, 1e-4)
+    >>> make_optimizer("AdamW", torch.nn.Linear(2, 1).parameters(), 1e-4, 1e-2).defaults["weight_decay"]
+    0.01
+    >>> make_optimizer("Adamm", torch.nn.Linear(2, 1).parameters(), 1e-4, 0.0)
+    Traceback (most recent call last):
+    neuroexec.errors.NeuroexecError: train.optimizer: unknown optimizer 'Adamm' (expected a torch.optim class, e.g. Adam)
     """
     cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
