@@ -129,8 +129,8 @@ def train_split(task, ctx: RunContext) -> dict:
     """Train split `task.split` of `task.model` (a neuroexec.steps.train.TrainTask); every rank calls
     it under torchrun, rank 0 writes. Returns a small summary for the state record.
 
-    >>> train_split(TrainTask(model, dataset, 0, None, None), RunContext(spec_dir=Path(".")))["epochs"]
-    8
+    The step that calls it (neuroexec/steps/train.py) is its example: it needs a whole model and its
+    data, which tests/training/test_run.py builds (TinyCNN, a tiny CAPS, one epoch).
     """
     from neuroexec.steps.split import split_frames
     from neuroexec.steps.train import resume_key
