@@ -14,15 +14,38 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from neuroexec import __version__
 from neuroexec.errors import NeuroexecError, StepFailed
 
+AddCommand = Callable[[argparse._SubParsersAction], None]
+
+
+def commands() -> list[AddCommand]:
+    """Every command, in the order `neuroexec --help` lists them: each function adds one sub-parser.
+    (The older `interpret group|individual` form has its own parser, chosen by main before this one.)
+    The command modules are imported here, when a parser is built: they import torch."""
+    from neuroexec.cli import clinicadl_commands as clinicadl
+    from neuroexec.cli import spec_commands as spec
+    from neuroexec.cli import train_command
+
+    return [
+        spec.add_validate,
+        spec.add_plan,
+        spec.add_apply,
+        spec.add_report,
+        spec.add_unlock,
+        spec.add_schema,
+        train_command.add_train,
+        clinicadl.add_predict,
+        clinicadl.add_interpret,
+        clinicadl.add_save_tensor,
+        clinicadl.add_import_maps,
+    ]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from neuroexec.cli import clinicadl_commands, spec_commands
-
     parser = argparse.ArgumentParser(
         prog="neuroexec",
         description="Declarative deep learning on 3D brain MRI: plan and apply a TOML experiment spec.",
@@ -30,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroexec {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    spec_commands.add_commands(sub)
-    clinicadl_commands.add_commands(sub)
+    for add in commands():
+        add(sub)
     return parser
 
 

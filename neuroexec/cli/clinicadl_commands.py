@@ -1,5 +1,5 @@
 """ClinicaDL-style commands (predict, interpret, save-tensor, import-maps; train in train_command.py):
-argument parsing only.
+argument parsing only; their shared flags are in flags.py, and neuroexec/cli/__init__.py registers them.
 
 Each command builds the equivalent spec (neuroexec/compat/), writes it into `<MAPS>/.neuroexec/` and runs
 it through plan/apply; `--print-spec` prints that spec instead. Flags keep ClinicaDL's spellings
@@ -12,175 +12,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from neuroexec.cli.flags import HelpFormatter, add_compute, add_data, add_splits, flag
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows `(default: X)` for every flag with a default; flags whose default is "not given" (None) say
-    what applies in their help text instead."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or isinstance(action.default, bool) and "default" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
+FORMAT = {"formatter_class": HelpFormatter}
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """--print-spec and --quiet, which every spec-building command has."""
-    flag(
-        p,
-        "--print-spec",
-        dest="print_spec",
-        action="store_true",
-        default=False,
-        help="print the equivalent spec (TOML) and exit instead of running it",
-    )
-    flag(p, "--quiet", action="store_true", default=False, help="no progress bars")
-
-
-def flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *aliases: str, **kw: Any) -> None:
-    """An option under its ClinicaDL spelling plus its dashed form (`--batch_size`, `--batch-size`)."""
-    names = [name, *aliases]
-    dashed = name.replace("_", "-")
-    if dashed not in names:
-        names.append(dashed)
-    p.add_argument(*names, **kw)
-
-
-def switch(p, name: str, negation: str, dest: str, default: bool | None, help: str) -> None:
-    """A `--name / --negation` pair (both spellings of each), e.g. --gpu / --no-gpu."""
-    flag(p, name, dest=dest, action="store_true", default=default, help=help)
-    flag(
-        p,
-        negation,
-        dest=dest,
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help=f"negation of {name} (default: see {name})",
-    )
-
-
-def add_compute(p, batch_default: int, amp_negation: bool = True, train: bool = False) -> None:
-    g = p.add_argument_group("Computational resources")
-    switch(
-        g,
-        "--gpu",
-        "--no-gpu",
-        "gpu",
-        None,
-        "use the GPU (--gpu: required, error without one; --no-gpu: CPU) (default: the GPU when present)",
-    )
-    if amp_negation:
-        switch(
-            g,
-            "--amp",
-            "--no-amp",
-            "amp",
-            None if train else False,
-            "mixed precision, GPU only" + (" (default: off)" if train else ""),
-        )
-    flag(
-        g,
-        "--n_proc",
-        "-np",
-        type=int,
-        default=None if train else 2,
-        help="DataLoader workers" + (" (default: 2)" if train else ""),
-    )
-    flag(
-        g,
-        "--batch_size",
-        type=int,
-        default=None if train else batch_default,
-        help="batch size" + (f" (default: {batch_default})" if train else ""),
-    )
-
-
-def add_splits(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
-    """--split / -s, repeatable and multi-valued: `-s 0 1` or `-s 0 -s 1`."""
-    flag(p, "--split", "-s", type=int, nargs="+", action="extend", default=None, help=help)
-
-
-def add_data(p, labels: bool) -> None:
-    g = p.add_argument_group("Data management")
-    flag(
-        g,
-        "--caps_directory",
-        type=Path,
-        default=None,
-        help="CAPS of a new data group (a cohort TSV with --multi_cohort) (default: the CAPS the existing group recorded)",
-    )
-    flag(
-        g,
-        "--participants_tsv",
-        type=Path,
-        default=None,
-        help="participants TSV, per-diagnosis folder or split `test` folder of a new data group "
-        "(default: the sessions the existing group recorded)",
-    )
-    flag(
-        g,
-        "--multi_cohort",
-        action="store_true",
-        default=False,
-        help="caps_directory and participants_tsv are TSVs with columns cohort, path",
-    )
-    flag(
-        g,
-        "--diagnoses",
-        "-d",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="keep only these labels (default: all of the TSVs)",
-    )
-    flag(
-        g,
-        "--overwrite",
-        "-o",
-        action="store_true",
-        default=False,
-        help="redefine an existing data group: the plan shows the results it removes (with the same "
-        "sessions, those of --split only)",
-    )
-    flag(
-        g,
-        "--skip_leak_check",
-        action="store_true",
-        default=False,
-        help="do not check that the group's participants were not used for training (not good practice)",
-    )
-    if labels:
-        switch(
-            g,
-            "--use_labels",
-            "--no_labels",
-            "use_labels",
-            True,
-            "the data has ground-truth labels (--no_labels: predictions only, no metrics)",
-        )
-        flag(g, "--label", default=None, help="label column (default: the model's)")
-    flag(
-        p,
-        "--selection_metrics",
-        "-sm",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="best models to use, e.g. loss BA (default: loss)",
-    )
-    add_run_flags(p)
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    fmt = {"formatter_class": HelpFormatter}
-    from neuroexec.cli import train_command
-
-    train_command.add_command(sub)
-
+def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="ClinicaDL-style: predict INPUT_MAPS_DIRECTORY DATA_GROUP",
         description="Predictions and metrics of a data group with a MAPS's best models.",
-        **fmt,
+        **FORMAT,
     )
     p.add_argument("input_maps_directory", type=Path, help="MAPS (neuroexec, ClinicaDL 1.x or older)")
     p.add_argument("data_group", help="data group name")
@@ -192,13 +34,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     flag(g, "--save_nifti", action="store_true", default=False, help="save input/output NIfTIs")
     p.set_defaults(func=cmd_predict)
 
+
+def add_interpret(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "interpret",
         help="ClinicaDL-style: interpret INPUT_MAPS_DIRECTORY DATA_GROUP NAME "
         "(or the older: interpret group|individual MODEL_PATH NAME)",
         description="Saliency maps of a data group. The older form `interpret group|individual "
         "MODEL_PATH NAME` is recognised by its first argument (see `interpret group --help`).",
-        **fmt,
+        **FORMAT,
     )
     p.add_argument("input_maps_directory", type=Path, help="MAPS")
     p.add_argument("data_group", help="data group name")
@@ -225,12 +69,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     flag(g, "--save_individual", action="store_true", default=False, help="also save one map per image")
     p.set_defaults(func=cmd_interpret)
 
+
+def add_save_tensor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "save-tensor",
         aliases=["save-tensors"],
         help="ClinicaDL-style: save-tensor MAPS DATA_GROUP",
         description="Save the input and output tensors of a data group.",
-        **fmt,
+        **FORMAT,
     )
     p.add_argument("input_maps_directory", type=Path, help="MAPS")
     p.add_argument("data_group", help="data group name")
@@ -239,8 +85,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     flag(p, "--save_nifti", action="store_true", default=False, help="also save input/output NIfTIs")
     p.set_defaults(func=cmd_save_tensor)
 
+
+def add_import_maps(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "import-maps", help="report what neuroexec recognises in a MAPS (either generation)", **fmt
+        "import-maps", help="report what neuroexec recognises in a MAPS (either generation)", **FORMAT
     )
     p.add_argument("path", type=Path, help="MAPS folder")
     p.set_defaults(func=cmd_import_maps)

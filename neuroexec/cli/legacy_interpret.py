@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuroexec.cli.clinicadl_commands import HelpFormatter, add_run_flags, flag
+from neuroexec.cli.flags import HelpFormatter, add_run_flags, flag
 
 LEVELS = ("group", "individual")
 

@@ -3,49 +3,48 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
-from neuroexec import distributed
-from neuroexec.context import RunContext
-from neuroexec.executor import apply
+from neuroexec.cli.flags import add_target
 from neuroexec.plan.graph import make_plan
 from neuroexec.plan.render import render_json, render_text
-from neuroexec.progress import Reporter
+from neuroexec.run_spec import run_spec_file
 from neuroexec.spec import load_spec
 from neuroexec.spec.docs import schema_markdown
 from neuroexec.spec.load import schema
 
-TARGET_HELP = (
-    "only steps matching GLOB (e.g. 'model.cnn.train[split-1]'), plus what they need; give it several "
-    "times for the steps matching any of them"
-)
 
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a spec (schema and references); exit 2 with every problem")
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_validate)
 
+
+def add_plan(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show what apply would run and why (writes nothing)")
     p.add_argument("spec", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable plan")
-    p.add_argument("--target", metavar="GLOB", action="append", help=TARGET_HELP)
+    add_target(p)
     p.set_defaults(func=cmd_plan)
 
+
+def add_apply(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="run the steps that are not up to date (resumable)")
     p.add_argument("spec", type=Path)
-    p.add_argument("--target", metavar="GLOB", action="append", help=TARGET_HELP)
+    add_target(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_apply)
 
+
+def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="where the results of a spec are and what they say")
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_report)
 
+
+def add_unlock(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "unlock",
         help="show who holds the apply locks of a MAPS or CAPS folder and what is safe to do",
@@ -58,6 +57,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="remove lock files held from another host")
     p.set_defaults(func=cmd_unlock)
 
+
+def add_schema(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schema", help="print the spec's JSON Schema (or its reference as Markdown)")
     p.add_argument("--markdown", action="store_true")
     p.set_defaults(func=cmd_schema)
@@ -83,30 +84,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     return run_spec_file(args.spec, target=args.target, quiet=args.quiet)
-
-
-def run_spec_file(path: Path, target: str | list[str] | None = None, quiet: bool = False) -> int:
-    """Plan and apply a spec file (shared by `apply` and the ClinicaDL-style commands)."""
-    spec = load_spec(path)
-    distributed.init_from_env()
-    ctx = RunContext.from_env(spec.dir, Reporter(quiet=quiet))
-    try:
-        plan = make_plan(spec)
-        if ctx.is_main:
-            _print_plan(render_text(plan, color=sys.stdout.isatty()))
-        apply(plan, ctx, target=target)
-    finally:
-        distributed.shutdown()
-    return 0
-
-
-def _print_plan(text: str) -> None:
-    """Print the plan before applying; a closed stdout (`apply spec | head`) must not stop the apply."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroexec.cli.clinicadl_commands import HelpFormatter, add_compute, add_run_flags, add_splits, flag
+from neuroexec.cli.flags import HelpFormatter, add_compute, add_run_flags, add_splits, flag
 from neuroexec.errors import InputError
 
 # (flag, type, default shown in --help): the training hyper-parameters, all "not given" (None) by default.
@@ -56,7 +56,7 @@ INPUT_TYPES = ("image", "patch")
 TASKS = ("classification", "regression", "reconstruction")
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def add_train(sub: argparse._SubParsersAction) -> None:
     """The `train` sub-command in both of ClinicaDL's forms, and its flags (seed 002 plus ClinicaDL's)."""
     p = sub.add_parser(
         "train",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec import atomic
+from neuroexec.run_spec import run_spec_file
 from neuroexec.spec import spec_from_dict
 from neuroexec.spec.toml_writer import dumps
 
@@ -30,6 +31,4 @@ def run_built_spec(doc: dict[str, Any], path: Path, print_only: bool = False, qu
         print(text, end="")
         return 0
     atomic.write_text(path, text)
-    from neuroexec.cli.spec_commands import run_spec_file
-
     return run_spec_file(path, quiet=quiet)
