@@ -39,6 +39,8 @@ from neuroexec.inference.model_io import (
     uncropped_of,
 )
 from neuroexec.inference.saliency import resolve_target, saliency_batch
+from neuroexec.inference.task import GroupTask, group_participants
+from neuroexec.maps.info import MapsInfo
 from neuroexec.ops import SaliencyState
 
 
@@ -78,13 +80,12 @@ def _selected(outputs: torch.Tensor, labels: torch.Tensor, keep_true: bool | Non
     return correct if keep_true else ~correct
 
 
-def interpret_group(task, ctx: RunContext) -> dict:
+def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     """Compute and write the saliency maps of `task.interpretation` for the group (see module doc).
 
     >>> interpret_group(GroupTask(group, model, dataset, 0, "loss", interpretation), ctx)  # doctest: +SKIP
     {'used': 12, 'skipped': 0, ...}
     """
-    from neuroexec.steps.group import group_participants
 
     interp = task.interpretation
     if interp is None:
@@ -212,7 +213,9 @@ def _nifti_name(path: Path) -> Path:
     return path.with_name(path.name[: -len(".pt")] + ".nii.gz")
 
 
-def _write_maps(task, info, acc: _Accumulator, affine: np.ndarray, image_shape: tuple[int, ...]):
+def _write_maps(
+    task: GroupTask, info: MapsInfo, acc: _Accumulator, affine: np.ndarray, image_shape: tuple[int, ...]
+):
     """Write mean/std maps (.pt and 3D NIfTI) per mode index; return the whole-brain mean map and mean
     input (3D numpy) — folded back from the patches for a patch model."""
     interp, maps = task.interpretation, task.maps
@@ -255,7 +258,7 @@ def _fold(means: dict[int, torch.Tensor], image_shape, size: int, stride: int, c
     return _volume(folded[0])
 
 
-def _load_mask(task, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndarray | None]:
+def _load_mask(task: GroupTask, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndarray | None]:
     """The interpretation's mask, else the generated dataset's region mask; checked against the images."""
     import nibabel as nib
 

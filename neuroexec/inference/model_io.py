@@ -14,6 +14,7 @@ from torch import nn
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import SINGLE_COHORT, cohort_of
 from neuroexec.errors import InputError, NeuroexecError
+from neuroexec.inference.task import GroupTask
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info, recorded_path
 
@@ -105,7 +106,7 @@ def load_model(
 # --- the group's images -----------------------------------------------------------------------------
 
 
-def group_caps(task, info: MapsInfo) -> dict[str, Path]:
+def group_caps(task: GroupTask, info: MapsInfo) -> dict[str, Path]:
     """cohort -> CAPS of a group: the spec dataset's cohorts, or for the training groups the CAPS the
     model was trained on (maps.json `caps_directory`)."""
     if task.dataset is not None:
@@ -143,7 +144,7 @@ def _trained_multi_cohort(root: Path) -> bool:
         return False
 
 
-def uncropped_of(task, info: MapsInfo) -> bool:
+def uncropped_of(task: GroupTask, info: MapsInfo) -> bool:
     return bool(task.dataset.uncropped) if task.dataset is not None else info.uncropped
 
 
@@ -177,7 +178,7 @@ def patch_affine(
     return moved
 
 
-def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
+def group_dataset(task: GroupTask, info: MapsInfo, frame: pd.DataFrame, label: str | None):
     """The group's items (image or patch mode per the model) read from the extracted tensors."""
     from neuroexec.data import datasets
 
@@ -200,7 +201,7 @@ def group_dataset(task, info: MapsInfo, frame: pd.DataFrame, label: str | None):
     return datasets.ImageDataset(frame, caps, **common)
 
 
-def label_column(task, info: MapsInfo) -> str | None:
+def label_column(task: GroupTask, info: MapsInfo) -> str | None:
     """The true-label column of a group (None when the group has no labels or the task has none)."""
     if not task.group.use_labels or info.task == "reconstruction":
         return None

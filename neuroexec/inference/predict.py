@@ -20,10 +20,11 @@ from neuroexec.inference.model_io import (
     load_model,
     output_size_of,
 )
+from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.maps.info import MapsInfo, best_model_file
 
 
-def describe(task, info: MapsInfo, n_images: int, n_items: int, label: str | None, device) -> str:
+def describe(task: GroupTask, info: MapsInfo, n_images: int, n_items: int, label: str | None, device) -> str:
     """The text of description.log: what was run, when, with which model, on how many images."""
     caps = ", ".join(f"{c}: {p}" for c, p in group_caps(task, info).items())
     lines = [
@@ -41,14 +42,13 @@ def describe(task, info: MapsInfo, n_images: int, n_items: int, label: str | Non
     return "\n".join(lines) + "\n"
 
 
-def predict_group(task, ctx: RunContext) -> dict:
+def predict_group(task: GroupTask, ctx: RunContext) -> dict:
     """Write the prediction/metrics tables and description.log of the group for `task`'s model.
 
     >>> predict_group(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
     {'images': 8, 'rows': 8, 'loss': 0.61}
     """
     from neuroexec import evaluation
-    from neuroexec.steps.group import group_participants
 
     compute = task.group.compute
     device = resolve_device(compute.device)

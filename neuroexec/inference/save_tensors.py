@@ -24,6 +24,7 @@ from neuroexec.inference.model_io import (
     source_nifti,
     uncropped_of,
 )
+from neuroexec.inference.task import GroupTask, group_participants
 
 
 class _Folder:
@@ -52,13 +53,12 @@ class _Folder:
         return one(self.inputs), (one(self.outputs) if len(self.outputs) == self.n else None)
 
 
-def save_group_tensors(task, ctx: RunContext) -> dict:
+def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     """Write the group's input/output tensors (and NIfTIs with `save_tensors.nifti`).
 
     >>> save_group_tensors(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
     {'images': 8, 'tensors': 16, 'niftis': 16}
     """
-    from neuroexec.steps.group import group_participants
 
     compute = task.group.compute
     device = resolve_device(compute.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec.errors import InputError
+from neuroexec.extraction_mode import ExtractionMode
 
 TASK_NAMES = {
     "classification": "classification",
@@ -44,10 +45,8 @@ class MapsInfo:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
-    def extract_mode(self) -> str:
-        if self.mode == "patch" and self.patch_size:
-            return f"patch-s{self.patch_size}-t{self.stride_size or self.patch_size}"
-        return "image"
+    def extract_mode(self) -> ExtractionMode:
+        return ExtractionMode.of(self.mode, self.patch_size, self.stride_size)
 
 
 def read_maps_info(root: Path) -> MapsInfo:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from neuroexec.extraction_mode import ExtractionMode
+
 # The cohort of a dataset with one CAPS: ClinicaDL names it "single" (its caps_dict key and the cohort
 # column of the tables it writes and reads), so neuroexec's tables say the same.
 SINGLE_COHORT = "single"
@@ -150,11 +152,11 @@ class Model:
         return self.dataset is None
 
     @property
-    def extract_mode(self) -> str:
-        """The tensor extraction this model reads: 'image' or 'patch-s<size>-t<stride>'."""
+    def extract_mode(self) -> ExtractionMode:
+        """The tensor extraction this model reads: whole images, or patches of its size and stride."""
         if self.mode == "patch" and self.patch is not None:
-            return f"patch-s{self.patch.size}-t{self.patch.stride}"
-        return "image"
+            return ExtractionMode.patch(self.patch.size, self.patch.stride)
+        return ExtractionMode.IMAGE
 
 
 @dataclass(frozen=True)

@@ -2,30 +2,25 @@
 data.tsv) after the leakage check; the seeds' consistency rule is enforced at plan time: a group that
 exists in the MAPS with other data (another CAPS, other sessions or labels) is refused unless
 `overwrite = true`, which replaces it; what that removes is planned (`removes`, group_record.py). Also expands the per-result steps shared by predict, save-tensors and
-interpret (the `GroupTask` payload)."""
+interpret (the `GroupTask` payload, neuroexec/inference/task.py)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
+from neuroexec.data.tasks import GroupDefineTask, dataset_frame
 from neuroexec.errors import InputError, NeuroexecError
-from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
+from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.inference.task import GroupTask
+from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec.model import Dataset, Group, Interpretation, Model, Spec
-from neuroexec.steps.common import (
-    dataset_deps,
-    dataset_frame,
-    group_id,
-    participants_inputs,
-    split_id,
-    train_id,
-)
+from neuroexec.spec.model import Dataset, Group, Model, Spec
+from neuroexec.steps.common import dataset_deps, group_id, split_id, train_id
 from neuroexec.steps.group_record import (
     kept_stale,
     record,
@@ -34,36 +29,6 @@ from neuroexec.steps.group_record import (
     why_redefined,
 )
 from neuroexec.steps.registry import Removal, Step, StepKind, register
-
-
-@dataclass(frozen=True)
-class GroupTask:
-    """What a predict / save-tensors / interpret step works on: one group, one model, one best model."""
-
-    group: Group
-    model: Model
-    dataset: Dataset | None  # the group's data (the model's training data for train / validation);
-    # None only for the training groups of a pretrained MAPS (its maps.json names the CAPS)
-    split: int
-    metric: str
-    interpretation: Interpretation | None = None
-
-    @property
-    def maps(self) -> MapsLayout:
-        return MapsLayout(self.model.maps)
-
-    def info(self) -> MapsInfo:
-        return read_maps_info(self.model.maps)
-
-
-def group_config(group: Group) -> dict:
-    return {
-        "dataset": group.dataset,
-        "from_training": group.from_training,
-        "label": group.label,
-        "use_labels": group.use_labels,
-        "diagnoses": list(group.diagnoses or []),
-    }
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -77,15 +42,16 @@ def expand(spec: Spec) -> list[Step]:
             deps = list(dataset_deps(spec, group.dataset))
             if not model.pretrained:
                 deps.append(split_id(name))
+            task = GroupDefineTask(group, model, ds)
             steps.append(
                 Step(
                     id=group_id(group.name, name),
                     kind="group",
                     home=model.maps,
-                    config={**group_config(group), "skip_leak_check": group.skip_leak_check},
+                    config=task.config(),
                     deps=tuple(deps),
-                    inputs=participants_inputs(spec, group.dataset),
-                    payload=(group, model, ds),
+                    inputs=task.inputs(),
+                    payload=task,
                 )
             )
     return steps
@@ -113,22 +79,14 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                         if ds is not None and mode:
                             deps.extend(dataset_deps(spec, ds_name, mode))
                         task = GroupTask(group, model, ds, split, metric, item)
-                        config = {
-                            "group": group_config(group),
-                            "model": name,
-                            "split": split,
-                            "metric": metric,
-                            **extra_config(group, item),
-                        }
                         steps.append(
                             Step(
                                 id=make_id(group.name, name, split, metric, item),
                                 kind=kind,
                                 home=model.maps,
-                                config=config,
+                                config={**task.config(), **extra_config(group, item)},
                                 deps=tuple(dict.fromkeys(deps)),
-                                # The model read, by content (rule 6): replaced by hand, it is noticed.
-                                inputs=(best_model_file(model.maps, split, metric),),
+                                inputs=task.inputs(),  # the checkpoint read (rule 6)
                                 payload=task,
                                 lock_scope=f"split-{split}",
                             )
@@ -147,7 +105,7 @@ def _splits(group: Group, model: Model) -> tuple[int, ...]:
         return ()
 
 
-def _pretrained_mode(model: Model) -> str | None:
+def _pretrained_mode(model: Model) -> ExtractionMode | None:
     try:
         return read_maps_info(model.maps).extract_mode
     except NeuroexecError:
@@ -162,29 +120,17 @@ def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFr
     return dataset_frame(ds, (group.label or model_label) if group.use_labels else None, group.diagnoses)
 
 
-def _label(group: Group, model: Model) -> str | None:
-    """The label column the group's data.tsv keeps (None without labels, or for an unreadable MAPS)."""
-    if not group.use_labels:
-        return None
-    if group.label or not model.pretrained:
-        return group.label or model.label
-    try:
-        return read_maps_info(model.maps).label
-    except NeuroexecError:
-        return None
-
-
 def _redefined(step: Step) -> str | None:
     """Why the group already in the MAPS is other data than the spec's (None when the same or absent)."""
-    group, model, ds = step.payload
+    task: GroupDefineTask = step.payload
     try:
-        return why_redefined(MapsLayout(model.maps), group, ds, _label(group, model))
+        return why_redefined(task.maps, task.group, task.dataset, task.label())
     except NeuroexecError as exc:
         return str(exc)
 
 
 def check(step: Step) -> str | None:
-    group, model, ds = step.payload
+    group, model = step.payload.group, step.payload.model
     if group.overwrite:
         return _leak_before_removal(step)
     why = _redefined(step)
@@ -200,15 +146,16 @@ def check(step: Step) -> str | None:
 def _leak_before_removal(step: Step) -> str | None:
     """A replacement that removes results is checked for leakage at plan time, so that a group refused
     for leakage never loses its results first (other groups are checked when the define step runs)."""
-    group, model, ds = step.payload
+    task: GroupDefineTask = step.payload
+    group, ds = task.group, task.dataset
     if group.skip_leak_check or not all(c.participants.exists() for c in ds.cohorts) or not removes(step):
         return None
     try:
-        frame = dataset_frame(ds, _label(group, model), group.diagnoses, check_images=False)
+        frame = dataset_frame(ds, task.label(), group.diagnoses, check_images=False)
     except NeuroexecError:
         return None  # the define step's run names the problem with the participants
     try:
-        leak_check(frame, MapsLayout(model.maps), group.name)
+        leak_check(frame, task.maps, group.name)
     except InputError as exc:
         return str(exc)
     return None
@@ -216,8 +163,8 @@ def _leak_before_removal(step: Step) -> str | None:
 
 def removes(step: Step) -> list[Removal]:
     """With `overwrite = true`, replacing an existing group removes its results (planned `-` lines)."""
-    group, model, _ = step.payload
-    maps = MapsLayout(model.maps)
+    task: GroupDefineTask = step.payload
+    group, maps = task.group, task.maps
     if not group.overwrite or not maps.group_dir(group.name).exists():
         return []
     return replaced_results(maps, group, redefined=_redefined(step) is not None)
@@ -225,8 +172,8 @@ def removes(step: Step) -> list[Removal]:
 
 def notes(step: Step) -> list[str]:
     """What a redefinition with `keep_other_splits` leaves in place (the plan says so)."""
-    group, model, _ = step.payload
-    maps = MapsLayout(model.maps)
+    task: GroupDefineTask = step.payload
+    group, maps = task.group, task.maps
     if not group.keep_other_splits or not maps.group_dir(group.name).exists():
         return []
     kept = kept_stale(maps, group, redefined=_redefined(step) is not None)
@@ -238,8 +185,8 @@ def notes(step: Step) -> list[str]:
 
 
 def run(step: Step, ctx: RunContext) -> dict:
-    group, model, ds = step.payload
-    maps = MapsLayout(model.maps)
+    task: GroupDefineTask = step.payload
+    group, model, ds, maps = task.group, task.model, task.dataset, task.maps
     label = model.label if not model.pretrained else read_maps_info(model.maps).label
     frame = group_frame(group, label, ds)
     if not group.skip_leak_check:
@@ -247,7 +194,7 @@ def run(step: Step, ctx: RunContext) -> dict:
     old = stale_results(maps, group.name, model.name)  # kept by an earlier redefinition
     if group.overwrite:
         forget_removed_results(maps, group.name, model.name)
-        old |= set(kept_stale(maps, group, why_redefined(maps, group, ds, _label(group, model)) is not None))
+        old |= set(kept_stale(maps, group, why_redefined(maps, group, ds, task.label()) is not None))
     stale = sorted(str(p.relative_to(maps.root)) for p in old)
     atomic.write_json(maps.group_maps_json(group.name), record(ds, maps.root))
     atomic.write_tsv(maps.group_data_tsv(group.name), frame)
@@ -290,25 +237,11 @@ def forget_removed_results(maps: MapsLayout, group: str, model: str) -> None:
     store.forget(gone)
 
 
-def group_participants(task: GroupTask) -> pd.DataFrame:
-    """The participants a result step evaluates: the group's data.tsv, or a split's training group."""
-    maps = task.maps
-    if task.group.from_training is not None:
-        path = maps.split_group_tsv(task.group.from_training, task.split)
-    else:
-        path = maps.group_data_tsv(task.group.name)
-    if not path.is_file():
-        raise InputError(path, f"data group '{task.group.name}' has no data.tsv in this MAPS")
-    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
-
-
 def outputs(step: Step) -> list[Path]:
-    group, model, _ = step.payload
-    maps = MapsLayout(model.maps)
-    return [maps.group_maps_json(group.name), maps.group_data_tsv(group.name)]
+    task: GroupDefineTask = step.payload
+    return task.outputs()
 
 
 register(
     StepKind(name="group", expand=expand, run=run, check=check, outputs=outputs, removes=removes, notes=notes)
 )
-__all__ = ["GroupTask", "result_steps", "group_participants"]

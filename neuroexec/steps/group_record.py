@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from neuroexec.data.tasks import dataset_frame
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Group
-from neuroexec.steps.common import dataset_frame
 from neuroexec.steps.registry import Removal
 
 KEYS = ("participant_id", "session_id")

@@ -11,11 +11,12 @@ import pandas as pd
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.splits import make_splits, read_split_directory
+from neuroexec.data.tasks import SplitTask, dataset_frame
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.ownership import maps_refusal, maps_replaced
-from neuroexec.spec.model import Dataset, Model, Spec, as_config
-from neuroexec.steps.common import dataset_deps, dataset_frame, participants_inputs, split_id, trained_models
+from neuroexec.spec.model import Spec
+from neuroexec.steps.common import dataset_deps, split_id, trained_models
 from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
@@ -24,40 +25,26 @@ def expand(spec: Spec) -> list[Step]:
     for model in trained_models(spec):
         if model.dataset not in spec.datasets:
             continue
-        ds = spec.datasets[model.dataset]
-        config = {
-            "dataset": model.dataset,
-            "label": model.label if model.task != "reconstruction" else None,
-            "diagnoses": list(model.diagnoses or []),
-            "split": as_config(model.split),
-        }
-        inputs = participants_inputs(spec, model.dataset)
-        if model.split.directory is not None:
-            inputs += tuple(sorted(p for p in model.split.directory.rglob("*.tsv")))
+        task = SplitTask(model, spec.datasets[model.dataset])
         steps.append(
             Step(
                 id=split_id(model.name),
                 kind="split",
                 home=model.maps,
-                config=config,
+                config=task.config(),
                 deps=dataset_deps(spec, model.dataset),
-                inputs=inputs,
-                payload=(model, ds),
+                inputs=task.inputs(),
+                payload=task,
             )
         )
     return steps
 
 
-def load_training_frame(model: Model, ds: Dataset) -> pd.DataFrame:
-    """All training participants of a model (every cohort), filtered on diagnoses, images checked."""
-    return dataset_frame(ds, model.label if model.task != "reconstruction" else None, model.diagnoses)
-
-
 def run(step: Step, ctx: RunContext) -> dict:
-    model, ds = step.payload
+    task: SplitTask = step.payload
+    model, ds, label = task.model, task.dataset, task.label
     maps = MapsLayout(model.maps)
-    frame = load_training_frame(model, ds)
-    label = model.label if model.task != "reconstruction" else None
+    frame = task.frame()
     if model.split.directory is not None:
         # Labels and the diagnoses filter come from the dataset's participants (split files may hold ids only).
         pairs = read_split_directory(
@@ -117,32 +104,21 @@ def _columns_of(part: pd.DataFrame, frame: pd.DataFrame, columns: list[str]) -> 
     return part[keys].astype(str).merge(frame[columns].astype({k: str for k in keys}), on=keys, how="left")
 
 
-def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, validation) participants of one split, as recorded in the MAPS."""
-    maps = MapsLayout(maps_root)
-    read = lambda p: pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})  # noqa: E731
-    return read(maps.split_group_tsv("train", split)), read(maps.split_group_tsv("validation", split))
-
-
 def outputs(step: Step) -> list[Path]:
-    model, ds = step.payload
-    maps = MapsLayout(model.maps)
-    cohorts = [maps.caps_cohorts_tsv] if ds.multi_cohort else []
-    return [maps.train_validation_tsv, *cohorts] + [
-        maps.split_group_tsv(group, i) for i in model.split.indices for group in ("train", "validation")
-    ]
+    task: SplitTask = step.payload
+    return task.outputs()
 
 
 def check(step: Step) -> str | None:
     """The first step writing into a trained model's MAPS: refused when the folder is not the model's
     (plan/ownership.py); the model's other steps in that MAPS depend on it, so they are refused too."""
-    model, _ = step.payload
+    model = step.payload.model
     return maps_refusal(model.maps, model.name, step.record_key, model.overwrite)
 
 
 def removes(step: Step) -> list[Removal]:
     """With `overwrite = true`, a MAPS neuroexec did not train for this model is replaced: all of it."""
-    model, _ = step.payload
+    model = step.payload.model
     if not model.overwrite:
         return []
     replaced = maps_replaced(model.maps, model.name, step.record_key)

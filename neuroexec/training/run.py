@@ -29,6 +29,7 @@ from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.loop import Trainer, make_optimizer
 from neuroexec.training.resume import Progress
+from neuroexec.training.task import TrainTask
 
 
 @contextlib.contextmanager
@@ -125,16 +126,13 @@ def _value(values: dict[str, float], metric: str) -> float:
     return float(values[metric])
 
 
-def train_split(task, ctx: RunContext) -> dict:
-    """Train split `task.split` of `task.model` (a neuroexec.steps.train.TrainTask); every rank calls
+def train_split(task: TrainTask, ctx: RunContext) -> dict:
+    """Train split `task.split` of `task.model` (a neuroexec.training.task.TrainTask); every rank calls
     it under torchrun, rank 0 writes. Returns a small summary for the state record.
 
     The step that calls it (neuroexec/steps/train.py) is its example: it needs a whole model and its
     data, which tests/training/test_run.py builds (TinyCNN, a tiny CAPS, one epoch).
     """
-    from neuroexec.steps.split import split_frames
-    from neuroexec.steps.train import resume_key
-
     model, ds, split = task.model, task.dataset, task.split
     c, t = model.compute, model.train
     maps = MapsLayout(model.maps)
@@ -146,7 +144,7 @@ def train_split(task, ctx: RunContext) -> dict:
     selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
     label_code = setup.label_code_of(model, maps)
     n_classes = len(label_code) if label_code else 0
-    train_frame, valid_frame = split_frames(model.maps, split)
+    train_frame, valid_frame = task.split_frames()
     processes = distributed.local_world_size() if ctx.world_size > 1 else 1
     train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
     valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
@@ -157,7 +155,7 @@ def train_split(task, ctx: RunContext) -> dict:
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
-    key = resume_key(task, ctx.upstream)
+    key = task.resume_key(ctx.upstream)
 
     with determinism(c.deterministic):
         resume.seed_everything(c.seed)

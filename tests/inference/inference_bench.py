@@ -16,11 +16,11 @@ from neuroexec.context import RunContext
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
 from neuroexec.data.synthetic import GeneratedDataset, generate_atrophy_dataset
+from neuroexec.inference.task import GroupTask
 from neuroexec.maps.checkpoints import save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.progress import Reporter
 from neuroexec.spec.model import Cohort, Compute, Dataset, Group, Interpretation, Model, SaveTensors
-from neuroexec.steps.group import GroupTask
 
 SHAPE = (12, 14, 12)  # ~14 mm voxels over the MNI crop: a few ms per forward pass
 

@@ -16,11 +16,11 @@ from neuroexec.context import RunContext
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.synthetic import generate_atrophy_dataset
 from neuroexec.inference.interpret import interpret_group
+from neuroexec.inference.task import GroupTask
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.nn.networks import build_network
 from neuroexec.progress import Reporter
 from neuroexec.spec.model import Cohort, Compute, Dataset, Generate, Group, Interpretation, Model
-from neuroexec.steps.group import GroupTask
 
 RESOLUTION = 6.0
 

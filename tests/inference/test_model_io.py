@@ -58,9 +58,9 @@ def test_training_group_of_a_multi_cohort_model_is_refused_clearly(tmp_path):
     # maps.json of a multi-cohort model naming one CAPS: reading every cohort's images from it would
     # fail later with misleading "tensor not found" paths; the error names maps.json and the fix.
     from neuroexec.inference.model_io import group_caps
+    from neuroexec.inference.task import GroupTask
     from neuroexec.maps.info import read_maps_info
     from neuroexec.spec.model import Group, Model
-    from neuroexec.steps.group import GroupTask
 
     write_maps(tmp_path / "maps", tmp_path / "caps")
     path = tmp_path / "maps" / "maps.json"

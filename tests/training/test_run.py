@@ -209,7 +209,7 @@ def test_final_results_equal_a_fresh_evaluation_of_each_best_model(tmp_path):
     """The end-of-training tables re-use the best epoch's validation pass: they must equal what the saved
     best model predicts when evaluated again."""
     from neuroexec.evaluation import predict_frames
-    from neuroexec.steps.split import split_frames
+    from neuroexec.training.task import split_frames
 
     path = write_spec(tmp_path, {"cnn": CLASSIFIER})
     run_apply(path)

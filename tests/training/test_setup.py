@@ -11,8 +11,8 @@ import torch
 from neuroexec.errors import DeviceError, InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Compute, Model
-from neuroexec.steps.split import split_frames
 from neuroexec.training import setup
+from neuroexec.training.task import split_frames
 from tests.training.training_specs import run_apply, train_task, write_spec
 
 

@@ -1,0 +1,194 @@
+"""The data-side tasks: what an extract, split or group-define step works on, as frozen dataclasses.
+
+Each task gives the step its config slice (what decides the result, fingerprinted by the plan), its
+input files (read at plan time by identity) and the key files it leaves behind. The steps in
+`neuroexec/steps/` only wire them into the graph (ids and dependencies).
+
+>>> task = ExtractTask(dataset, ExtractionMode.patch(50, 50))  # doctest: +SKIP
+>>> task.config()["patch_size"], task.mode.kind  # doctest: +SKIP
+(50, 'patch')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.extract import patch_normalization
+from neuroexec.data.participants import check_images_exist, load_participants
+from neuroexec.errors import NeuroexecError
+from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.maps.info import read_maps_info
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Dataset, Group, Model, as_config
+
+
+def dataset_frame(
+    ds: Dataset, label: str | None, diagnoses: tuple[str, ...] | None, check_images: bool = True
+) -> pd.DataFrame:
+    """The participants of every cohort of a dataset (with a `cohort` column), filtered on `diagnoses`;
+    with `check_images`, every session's image must exist (all missing ones reported together)."""
+    frames = [
+        load_participants(c.participants, label=label, diagnoses=list(diagnoses) if diagnoses else None,
+                          baseline=ds.baseline).assign(cohort=c.name)
+        for c in ds.cohorts
+    ]  # fmt: skip
+    frame = pd.concat(frames, ignore_index=True)
+    if check_images:
+        check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
+    return frame
+
+
+def participants_files(ds: Dataset) -> tuple[Path, ...]:
+    """External participant files of a dataset (not those a generate step makes)."""
+    return tuple(c.participants for c in ds.cohorts if c.generated_by is None and c.participants.is_file())
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    """`dataset.X.extract[<mode>]`: the tensors of one mode for every session of a dataset."""
+
+    dataset: Dataset
+    mode: ExtractionMode
+
+    def config(self) -> dict:
+        ds, mode = self.dataset, self.mode
+        config = {
+            "mode": mode.kind,
+            "patch_size": mode.size,
+            "stride": mode.stride,
+            "normalize": ds.normalize,
+            "uncropped": ds.uncropped,
+            "preprocessing": ds.preprocessing,
+            "patch_layout": ds.patch_layout if mode.is_patch else None,
+        }
+        if mode.is_patch:  # patches are min-max normalised one by one, as ClinicaDL feeds them (a
+            # change of what the network sees: models trained on earlier bundles are planned again)
+            config["patch_normalization"] = patch_normalization(ds.normalize)
+        return config
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The participants files and every session's NIfTI of a (non-generated) dataset, so a changed
+        image shows in the plan. One directory listing per session; a session without its image is
+        listed under its expected folder (shown as missing, then reported by the step)."""
+        ds = self.dataset
+        files: list[Path] = []
+        for cohort in ds.cohorts:
+            if cohort.generated_by is not None:
+                continue  # not yet written at plan time: the generate step is a dependency instead
+            files.append(cohort.participants)
+            frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
+            caps = CapsLayout(cohort.caps)
+            for participant, session in zip(frame["participant_id"], frame["session_id"]):
+                found = caps.find_nifti(participant, session, ds.uncropped)
+                files.extend(found or [caps.t1_linear_dir(participant, session)])
+        return tuple(files)
+
+    def outputs(self) -> list[Path]:
+        """The tensors the extraction manifests record for this dataset's sessions (and the manifests):
+        a tensor another spec extracted into the same CAPS is not this task's."""
+        ds = self.dataset
+        files: list[Path] = []
+        for cohort in ds.cohorts:
+            manifest = CapsLayout(cohort.caps).manifest_json(self.mode.kind)
+            files.append(manifest)
+            try:
+                entries = json.loads(manifest.read_text()).get("entries", {})
+                frame = load_participants(
+                    cohort.participants, label=None, diagnoses=None, baseline=ds.baseline
+                )
+            except (OSError, ValueError, NeuroexecError):
+                continue
+            sessions = set(zip(frame["participant_id"], frame["session_id"]))
+            files.extend(cohort.caps / key for key in entries if tuple(key.split("/")[1:3]) in sessions)
+        return files
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """`model.M.split`: the training participants of a model, split and recorded in its MAPS."""
+
+    model: Model
+    dataset: Dataset
+
+    @property
+    def label(self) -> str | None:
+        """The label column the split stratifies on and keeps (none for reconstruction)."""
+        return self.model.label if self.model.task != "reconstruction" else None
+
+    def config(self) -> dict:
+        model = self.model
+        return {
+            "dataset": model.dataset,
+            "label": self.label,
+            "diagnoses": list(model.diagnoses or []),
+            "split": as_config(model.split),
+        }
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The dataset's participants files and the user's split files (split.directory)."""
+        inputs = participants_files(self.dataset)
+        if self.model.split.directory is not None:
+            inputs += tuple(sorted(p for p in self.model.split.directory.rglob("*.tsv")))
+        return inputs
+
+    def frame(self) -> pd.DataFrame:
+        """All training participants of the model (every cohort), filtered on diagnoses, images checked."""
+        return dataset_frame(self.dataset, self.label, self.model.diagnoses)
+
+    def outputs(self) -> list[Path]:
+        model = self.model
+        maps = MapsLayout(model.maps)
+        cohorts = [maps.caps_cohorts_tsv] if self.dataset.multi_cohort else []
+        return [maps.train_validation_tsv, *cohorts] + [
+            maps.split_group_tsv(group, i) for i in model.split.indices for group in ("train", "validation")
+        ]
+
+
+def group_config(group: Group) -> dict:
+    """What decides a data group's sessions (part of every result step's config too)."""
+    return {
+        "dataset": group.dataset,
+        "from_training": group.from_training,
+        "label": group.label,
+        "use_labels": group.use_labels,
+        "diagnoses": list(group.diagnoses or []),
+    }
+
+
+@dataclass(frozen=True)
+class GroupDefineTask:
+    """`group.G.define[M]`: a data group's sessions recorded in model M's MAPS (groups/<G>/)."""
+
+    group: Group
+    model: Model
+    dataset: Dataset
+
+    @property
+    def maps(self) -> MapsLayout:
+        return MapsLayout(self.model.maps)
+
+    def config(self) -> dict:
+        return {**group_config(self.group), "skip_leak_check": self.group.skip_leak_check}
+
+    def inputs(self) -> tuple[Path, ...]:
+        return participants_files(self.dataset)
+
+    def outputs(self) -> list[Path]:
+        return [self.maps.group_maps_json(self.group.name), self.maps.group_data_tsv(self.group.name)]
+
+    def label(self) -> str | None:
+        """The label column the group's data.tsv keeps (None without labels, or for an unreadable MAPS)."""
+        group, model = self.group, self.model
+        if not group.use_labels:
+            return None
+        if group.label or not model.pretrained:
+            return group.label or model.label
+        try:
+            return read_maps_info(model.maps).label
+        except NeuroexecError:
+            return None

@@ -1,0 +1,73 @@
+"""What a predict, save-tensors or interpret step works on: one data group, one model, one best model.
+
+The task gives the step the base of its config slice (the group's data, the model, the split and the
+selection metric; each kind adds its own settings), the checkpoint it reads (declared as the step's input
+by construction, so a best model replaced by hand is noticed), and the participants it evaluates.
+
+>>> task = GroupTask(group, model, dataset, 0, "loss")  # doctest: +SKIP
+>>> task.checkpoint  # doctest: +SKIP
+PosixPath('maps/cnn/split-0/best-loss/model.pth.tar')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from neuroexec.data.tasks import group_config
+from neuroexec.errors import InputError
+from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Dataset, Group, Interpretation, Model
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """One group, one model, one best model (split and selection metric), and an interpretation."""
+
+    group: Group
+    model: Model
+    dataset: Dataset | None  # the group's data (the model's training data for train / validation);
+    # None only for the training groups of a pretrained MAPS (its maps.json names the CAPS)
+    split: int
+    metric: str
+    interpretation: Interpretation | None = None
+
+    @property
+    def maps(self) -> MapsLayout:
+        return MapsLayout(self.model.maps)
+
+    def info(self) -> MapsInfo:
+        return read_maps_info(self.model.maps)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The best model this task reads (either MAPS generation)."""
+        return best_model_file(self.model.maps, self.split, self.metric)
+
+    def config(self) -> dict:
+        """What every result step's config holds; the step kind adds its own settings."""
+        return {
+            "group": group_config(self.group),
+            "model": self.model.name,
+            "split": self.split,
+            "metric": self.metric,
+        }
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The model read, by content: replaced by hand, it is noticed."""
+        return (self.checkpoint,)
+
+
+def group_participants(task: GroupTask) -> pd.DataFrame:
+    """The participants a result step evaluates: the group's data.tsv, or a split's training group."""
+    maps = task.maps
+    if task.group.from_training is not None:
+        path = maps.split_group_tsv(task.group.from_training, task.split)
+    else:
+        path = maps.group_data_tsv(task.group.name)
+    if not path.is_file():
+        raise InputError(path, f"data group '{task.group.name}' has no data.tsv in this MAPS")
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})

@@ -1,0 +1,91 @@
+"""What a `model.M.train[split-i]` step works on: one split of one model, and the transfer source.
+
+The task gives the step its config slice (everything that changes the trained weights, fingerprinted by
+the plan), its input files, the key files it leaves behind and the key an interrupted run is resumed by;
+`training/run.py` trains it. The split tables it reads are the split step's (groups/ of the MAPS).
+
+>>> TrainTask(model, dataset, 0, None, None).config() == training_config(model)  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec.model import Compute, Dataset, Model, as_config, canonical_metric
+from neuroexec.training import resume
+
+
+def result_compute(c: Compute) -> dict:
+    """Compute settings that change a trained model (workers, device and kernels do not)."""
+    return {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
+
+
+def training_config(model: Model) -> dict:
+    """The training config slice: everything that changes the trained weights."""
+    return {
+        "dataset": model.dataset,
+        "task": model.task,
+        "mode": model.mode,
+        "patch": as_config(model.patch) if model.patch else None,
+        "label": model.label,
+        "diagnoses": list(model.diagnoses or []),
+        "architecture": model.architecture,
+        "dropout": model.dropout,
+        "transfer": as_config(model.transfer) if model.transfer else None,
+        "train": as_config(model.train),
+        "compute": result_compute(model.compute),
+    }
+
+
+def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) participants of one split, as the split step recorded them in the MAPS."""
+    maps = MapsLayout(maps_root)
+    read = lambda p: pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})  # noqa: E731
+    return read(maps.split_group_tsv("train", split)), read(maps.split_group_tsv("validation", split))
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    model: Model
+    dataset: Dataset
+    split: int
+    transfer_from: Path | None  # the source model file (another model's best, or a MAPS's)
+    transfer_maps: Path | None  # the source MAPS folder (its maps.json says autoencoder or CNN)
+    # Whether a step of the same spec trains the transfer source (then it is a dependency, not an input).
+    transfer_trained: bool = False
+
+    @property
+    def maps(self) -> MapsLayout:
+        return MapsLayout(self.model.maps)
+
+    def config(self) -> dict:
+        return training_config(self.model)
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The transfer source, when no step of the spec makes it (a pretrained model, another MAPS)."""
+        if self.transfer_from is None or self.transfer_trained:
+            return ()
+        return (self.transfer_from,)
+
+    def outputs(self) -> list[Path]:
+        """maps.json, the training log and the best model of each selection metric."""
+        maps = self.maps
+        metrics = dict.fromkeys(canonical_metric(m) for m in self.model.train.selection_metrics)
+        return [maps.maps_json, maps.training_tsv(self.split)] + [
+            maps.best_model(self.split, m) for m in metrics
+        ]
+
+    def resume_key(self, upstream: Mapping[str, str]) -> str:
+        """The key an interrupted run of this task is resumed by (see training.resume.run_key)."""
+        inputs = [self.transfer_from] if self.transfer_from is not None else []
+        return resume.run_key(self.config(), self.split, upstream, inputs)
+
+    def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(train, validation) participants of this split, as recorded in the MAPS."""
+        return split_frames(self.model.maps, self.split)
