@@ -101,7 +101,13 @@ def preload(
     by the machine's processes through /dev/shm (`shared_cache`), and `dataset.shared_cache` says so.
     Without room there, each process holds its own copy, within `budget / processes`.
 
-    >>> preload(ImageDataset(frame, caps, cache=True))
+    >>> from neuroexec.data.extract import plan_extraction, run_extraction
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=2, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+    >>> preload(ImageDataset(frame, data.caps_dir, cache=True))  # 2 images of 21 x 26 x 22 voxels
     True
     """
     if not len(dataset):
