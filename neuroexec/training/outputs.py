@@ -42,8 +42,14 @@ def maps_parameters(
     """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`, in ClinicaDL's order.
     `transfer_maps` is the MAPS folder the model transfers from (either generation), None without one.
 
-    >>> maps_parameters(model, dataset, {"AD": 0, "CN": 1}, [1, 21, 26, 22], 2, None)["network_task"]
-    'classification'
+    >>> from neuroexec.spec import load_spec
+    >>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
+    >>> _ = Path("spec.toml").write_text(toml + '[models.cnn]\\nmaps = "maps/cnn"\\ndataset = "demo"\\n')
+    >>> spec = load_spec(Path("spec.toml"))
+    >>> model, dataset = spec.models["cnn"], spec.datasets["demo"]
+    >>> parameters = maps_parameters(model, dataset, {"AD": 0, "CN": 1}, [1, 21, 26, 22], 2, None)
+    >>> parameters["network_task"], parameters["architecture"], parameters["label_code"]
+    ('classification', 'Conv5_FC3', {'AD': 0, 'CN': 1})
     """
     return {
         **_network_keys(model),
