@@ -31,6 +31,10 @@ NETWORKS = {
 }
 REGRESSION_LABEL = "age"  # ClinicaDL's train_config.toml (classification's, diagnosis, is the spec's default)
 DATASET = "data"
+# Options copied as they are into the model's [train] table.
+TRAIN_KEYS = (
+    "epochs", "learning_rate", "weight_decay", "optimizer", "patience", "tolerance", "accumulation_steps",
+)  # fmt: skip
 
 
 @dataclass
@@ -156,6 +160,21 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
         opts.tsv_directory.resolve(), splits_dir, maps / ".neuroexec" / "participants.tsv"
     )
 
+    dataset = _dataset_table(o, caps, participants, pre)
+    model = _model_table(opts, maps, pre)
+    model["split"] = _split_table(o, splits_dir, n_found)
+    if o.get("transfer_learning_path"):
+        model["transfer"] = _transfer(Path(o["transfer_learning_path"]), o.get("transfer_learning_selection"))
+    train = _train_table(o)
+    if train:
+        model["train"] = train
+    compute = compute_table(o)
+    if compute:
+        model["compute"] = compute
+    return {"version": 1, "datasets": {DATASET: dataset}, "models": {opts.network: model}}
+
+
+def _dataset_table(o: dict[str, Any], caps: Path, participants: Path, pre: dict[str, Any]) -> dict[str, Any]:
     dataset: dict[str, Any] = {"caps": str(caps), "participants": str(participants)}
     if pre.get("uncropped"):
         dataset["uncropped"] = True
@@ -164,8 +183,12 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     for key in ("baseline", "normalize"):
         if o.get(key) is not None:
             dataset[key] = bool(o[key])
+    return dataset
 
-    task = NETWORKS[opts.network]
+
+def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[str, Any]:
+    """The model's own keys: task, mode, label, network (split, transfer, train, compute are added)."""
+    o, task = opts.options, NETWORKS[opts.network]
     model: dict[str, Any] = {"maps": str(maps), "dataset": DATASET, "task": task, "mode": pre["mode"]}
     if "patch" in pre:
         model["patch"] = pre["patch"]
@@ -176,35 +199,24 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     for key in ("diagnoses", "architecture", "dropout"):
         if o.get(key) is not None:
             model[key] = list(o[key]) if key == "diagnoses" else o[key]
+    return model
+
+
+def _split_table(o: dict[str, Any], splits_dir: Path, n_found: int) -> dict[str, Any]:
     n_splits = o.get("n_splits") or n_found
     split: dict[str, Any] = {"n_splits": int(n_splits), "directory": str(splits_dir)}
     if o.get("split"):
         split["splits"] = sorted({int(s) for s in o["split"]})
-    model["split"] = split
-    if o.get("transfer_learning_path"):
-        model["transfer"] = _transfer(Path(o["transfer_learning_path"]), o.get("transfer_learning_selection"))
-    train: dict[str, Any] = {}
-    for key in (
-        "epochs",
-        "learning_rate",
-        "weight_decay",
-        "optimizer",
-        "patience",
-        "tolerance",
-        "accumulation_steps",
-    ):
-        if o.get(key) is not None:
-            train[key] = o[key]
+    return split
+
+
+def _train_table(o: dict[str, Any]) -> dict[str, Any]:
+    train: dict[str, Any] = {key: o[key] for key in TRAIN_KEYS if o.get(key) is not None}
     if o.get("selection_metrics"):
         train["selection_metrics"] = list(dict.fromkeys(metric_name(m) for m in o["selection_metrics"]))
     if o.get("visualization"):
         train["visualization"] = True
-    if train:
-        model["train"] = train
-    compute = compute_table(o)
-    if compute:
-        model["compute"] = compute
-    return {"version": 1, "datasets": {DATASET: dataset}, "models": {opts.network: model}}
+    return train
 
 
 def compute_table(o: dict[str, Any]) -> dict[str, Any]:
