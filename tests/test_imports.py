@@ -210,6 +210,18 @@ def test_cycles_are_found_and_named() -> None:
     assert "d -> e -> d" in describe(edges)
 
 
+def test_only_the_entry_point_imports_the_cli() -> None:
+    """The command line is the outermost layer: compat/ and the engine run specs without it."""
+    importers = {
+        f"{source} ({', '.join(where)})"
+        for source, targets in module_graph().items()
+        for target, where in targets.items()
+        if package_of(target) == "neuroexec.cli"
+        and package_of(source) not in ("neuroexec.cli", "neuroexec.__main__")
+    }
+    assert importers == set()
+
+
 PENDING = pytest.mark.xfail(
     strict=False,
     reason="issue 15: import cycles remain; `pytest tests/test_imports.py --runxfail` lists them",
