@@ -219,38 +219,9 @@ def group_spec_dict(
                 None, f"the data group '{g}' is the training data: {', '.join(given)} cannot be given"
             )
         doc = _training_spec(maps, g)
-        name = next(iter(doc["models"]))
-        group.update(from_training=g, models=[name])
+        group.update(from_training=g, models=[next(iter(doc["models"]))])
     else:
-        doc = {"version": 1, "models": {model_name(maps): {"maps": str(maps)}}}
-        name = next(iter(doc["models"]))
-        exists = MapsLayout(maps).group_maps_json(g).is_file()
-        if exists and given and not opts.overwrite:
-            raise InputError(
-                MapsLayout(maps).group_dir(g),
-                f"data group '{g}' already exists in this MAPS: do not give {', '.join(given)} (to re-use it) "
-                "or add --overwrite to redefine it (the plan shows the results that removes)",
-            )
-        if not exists or given:
-            if len(given) != 2:
-                raise InputError(
-                    MapsLayout(maps).group_dir(g),
-                    f"data group '{g}' does not exist in this MAPS: --caps_directory and --participants_tsv are both required",
-                )
-            _check_leak_check_possible(maps, opts)
-            dataset = new_dataset(opts)
-        else:
-            dataset = recorded_dataset(maps, g)
-            _reuse(group, opts, recorded_options(maps, g))
-        ds_name = f"{g}-data"
-        doc.setdefault("datasets", {})[ds_name] = dataset
-        group.update(dataset=ds_name, models=[name])
-        if opts.overwrite:
-            group["overwrite"] = True
-            if opts.splits:  # ClinicaDL 1.x's --split --overwrite leaves the other splits' results
-                group["keep_other_splits"] = True
-        if opts.skip_leak_check:
-            group["skip_leak_check"] = True
+        doc = _data_group_spec(maps, opts, group, given)
     if opts.selection_metrics:
         group["selection_metrics"] = list(dict.fromkeys(metric_name(m) for m in opts.selection_metrics))
     if not opts.use_labels:
@@ -269,6 +240,44 @@ def group_spec_dict(
     if compute:
         group["compute"] = compute
     doc.setdefault("groups", {})[g] = group
+    return doc
+
+
+def _data_group_spec(
+    maps: Path, opts: GroupOptions, group: dict[str, Any], given: list[str]
+) -> dict[str, Any]:
+    """The spec of a data group other than the training data's: new (both --caps_directory and
+    --participants_tsv), redefined (--overwrite) or reused as recorded in the MAPS; completes `group`."""
+    g = opts.group
+    doc = {"version": 1, "models": {model_name(maps): {"maps": str(maps)}}}
+    name = next(iter(doc["models"]))
+    exists = MapsLayout(maps).group_maps_json(g).is_file()
+    if exists and given and not opts.overwrite:
+        raise InputError(
+            MapsLayout(maps).group_dir(g),
+            f"data group '{g}' already exists in this MAPS: do not give {', '.join(given)} (to re-use it) "
+            "or add --overwrite to redefine it (the plan shows the results that removes)",
+        )
+    if not exists or given:
+        if len(given) != 2:
+            raise InputError(
+                MapsLayout(maps).group_dir(g),
+                f"data group '{g}' does not exist in this MAPS: --caps_directory and --participants_tsv are both required",
+            )
+        _check_leak_check_possible(maps, opts)
+        dataset = new_dataset(opts)
+    else:
+        dataset = recorded_dataset(maps, g)
+        _reuse(group, opts, recorded_options(maps, g))
+    ds_name = f"{g}-data"
+    doc.setdefault("datasets", {})[ds_name] = dataset
+    group.update(dataset=ds_name, models=[name])
+    if opts.overwrite:
+        group["overwrite"] = True
+        if opts.splits:  # ClinicaDL 1.x's --split --overwrite leaves the other splits' results
+            group["keep_other_splits"] = True
+    if opts.skip_leak_check:
+        group["skip_leak_check"] = True
     return doc
 
 
