@@ -127,12 +127,14 @@ def test_an_empty_just_created_lock_file_is_held_not_stale(tmp_path):
         with pytest.raises(LockHeld, match="split-0: a process that has not written its name yet"):
             acquire(tmp_path, "split-0")
         release(path)  # not ours: the other holder keeps it
-        assert path.exists()
+        assert path.exists() and not free(tmp_path, "split-0")
         with pytest.raises(LockHeld):
             acquire(tmp_path, "split-0")
     finally:
         os.close(fd)
-    release(acquire(tmp_path, "split-0"))  # an empty file nobody holds is simply free
+    assert acquire(tmp_path, "split-0") == path  # an empty file nobody holds is simply free
+    release(path)
+    assert free(tmp_path, "split-0")
 
 
 def test_a_killed_holder_frees_its_lock_at_once(tmp_path, holders):
@@ -141,9 +143,13 @@ def test_a_killed_holder_frees_its_lock_at_once(tmp_path, holders):
         acquire(tmp_path, "split-0")
     os.kill(other.pid, signal.SIGKILL)
     other.wait()
+    assert free(tmp_path, "split-0") and free(tmp_path)  # at once: no timeout, no stale-lock guess
     assert json.loads(lock_file(tmp_path, "split-0").read_text())["pid"] == other.pid  # its note stays
-    release(acquire(tmp_path, "split-0"))
-    release(acquire(tmp_path))
+    assert acquire(tmp_path, "split-0") == lock_file(tmp_path, "split-0")
+    release(lock_file(tmp_path, "split-0"))
+    assert acquire(tmp_path) == lock_file(tmp_path)
+    release(lock_file(tmp_path))
+    assert free(tmp_path, "split-0") and free(tmp_path)
 
 
 def test_release_by_another_process_leaves_the_lock_held(tmp_path, holders):
