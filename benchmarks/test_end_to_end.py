@@ -86,7 +86,7 @@ def test_train_neuroexec_trainer(run, images, device):
                       compile=os.environ.get("NEUROEXEC_BENCH_COMPILE") == "1")  # fmt: skip
     net = network(device, channels_last=True)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
-    ctx = RunContext(spec_dir=os.getcwd(), reporter=Reporter(quiet=True))
+    ctx = RunContext(reporter=Reporter(quiet=True))
     trainer = Trainer(net, opt, "classification", "image", device, compute, 1, ctx)
     data = batches(images)
     run(lambda: trainer.train_epoch(data, 0, "bench"), "neuroexec", items=images.shape[0], rounds=2)

@@ -48,12 +48,12 @@ split = {{ n_splits = 5 }}
 """)
     apply(
         make_plan(load_spec(spec)),
-        RunContext(spec_dir=root, reporter=Reporter(quiet=True)),
+        RunContext(reporter=Reporter(quiet=True)),
         target="model.cnn.split",
     )
     apply(
         make_plan(load_spec(spec)),
-        RunContext(spec_dir=root, reporter=Reporter(quiet=True)),
+        RunContext(reporter=Reporter(quiet=True)),
         target="dataset.big.extract[image]",
     )
     return spec

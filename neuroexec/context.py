@@ -1,20 +1,32 @@
-"""The run context: what a step needs besides its own config. Device, kernel choice, reporter and the
-distributed rank travel here instead of in globals."""
+"""The run context: what a step needs besides its own config. The device, the kernel choice, amp, the
+loader settings (`StepSettings`, resolved once per step from the step's `compute` block), the reporter
+and the distributed rank travel here instead of in globals."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 
-from neuroexec.errors import DeviceError
+from neuroexec.errors import DeviceError, InputError
 from neuroexec.progress import Reporter
+
+if TYPE_CHECKING:
+    from neuroexec.spec.model import Compute
+
+# compute.kernels: "auto" (Triton for CUDA tensors when importable), "triton" (always) or "torch".
+Kernels = Literal["auto", "triton", "torch"]
+KERNELS: tuple[str, ...] = get_args(Kernels)
 
 
 def resolve_device(requested: str) -> torch.device:
-    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error, not a silent fallback."""
+    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error, not a silent fallback.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
@@ -22,28 +34,83 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How one step runs, from its `compute` block: the device (this rank's GPU under torchrun), the
+    kernel choice handed to every `neuroexec.ops` call, mixed precision and the loader settings."""
+
+    device: torch.device
+    kernels: Kernels
+    amp: bool
+    workers: int
+    batch_size: int
+
+
+def resolve_settings(compute: Compute, rank: int = 0, world_size: int = 1) -> StepSettings:
+    """The one place a step's compute settings become a device and a kernel choice. Under torchrun
+    with GPUs the device is this rank's GPU (set by `distributed.init_from_env`); `cuda` without a GPU
+    and amp on the CPU are DeviceErrors, an unknown kernel choice an InputError.
+
+    >>> from neuroexec.spec.model import Compute
+    >>> resolve_settings(Compute(device="cpu", kernels="torch", workers=0))
+    StepSettings(device=device(type='cpu'), kernels='torch', amp=False, workers=0, batch_size=8)
+    """
+    device = resolve_device(compute.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if compute.amp and device.type != "cuda":
+        raise DeviceError(
+            f"compute.amp = true needs a CUDA GPU; this step would run on the {device.type.upper()}"
+        )
+    if compute.kernels not in KERNELS:
+        raise InputError(
+            None, f"compute.kernels must be one of {', '.join(KERNELS)}; got {compute.kernels!r}", "kernels"
+        )
+    return StepSettings(device, compute.kernels, compute.amp, compute.workers, compute.batch_size)
+
+
 @dataclass
 class RunContext:
     """Handed to every step's run function."""
 
-    spec_dir: Path
     reporter: Reporter = field(default_factory=Reporter)
     rank: int = 0
     world_size: int = 1
     # Fingerprints of the steps the running step depends on, as they are for this run (set by the
     # executor for each step): what a step that resumes partial work checks that work against.
     upstream: dict[str, str] = field(default_factory=dict)
+    # The running step's compute settings, resolved once by the executor (`for_step`).
+    settings: StepSettings | None = None
 
     @property
     def is_main(self) -> bool:
         """Only rank 0 writes into a MAPS."""
         return self.rank == 0
 
+    def for_step(self, compute: Compute | None, upstream: dict[str, str]) -> RunContext:
+        """The context of one step: its upstream fingerprints, its settings resolved from its `compute`
+        block (None: a step that runs nothing on a device), and a quiet reporter on ranks other than 0
+        (every rank runs a DDP training; rank 0 speaks for all)."""
+        settings = None if compute is None else resolve_settings(compute, self.rank, self.world_size)
+        reporter = self.reporter if self.is_main else Reporter(quiet=True)
+        return replace(self, upstream=upstream, settings=settings, reporter=reporter)
+
+    def with_settings(self, compute: Compute) -> RunContext:
+        """This context when the executor resolved the step's settings; otherwise (a function called
+        outside apply: a test, a benchmark) one with `compute` resolved now.
+
+        >>> from neuroexec.spec.model import Compute
+        >>> RunContext().with_settings(Compute(device="cpu")).settings.device
+        device(type='cpu')
+        """
+        if self.settings is not None:
+            return self
+        return replace(self, settings=resolve_settings(compute, self.rank, self.world_size))
+
     @classmethod
-    def from_env(cls, spec_dir: Path, reporter: Reporter | None = None) -> RunContext:
+    def from_env(cls, reporter: Reporter | None = None) -> RunContext:
         """Pick up torchrun's RANK / WORLD_SIZE when launched under it."""
         return cls(
-            spec_dir=spec_dir,
             reporter=reporter or Reporter(),
             rank=int(os.environ.get("RANK", "0")),
             world_size=int(os.environ.get("WORLD_SIZE", "1")),

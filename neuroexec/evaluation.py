@@ -5,8 +5,8 @@ the predict step. A `Collector` turns network outputs batch by batch into the ro
 frame (FORMATS.md "Result tables") plus a per-sample loss, so the training pass can report train
 metrics from its own running predictions instead of a second pass over the training set.
 
-    >>> frame, loss = predict_frames(net, dataset, "classification", torch.device("cpu"), 8, 0, False,
-    ...                              {"AD": 0, "CN": 1})
+    >>> settings = resolve_settings(Compute(device="cpu", workers=0))  # a step's ctx.settings
+    >>> frame, loss = predict_frames(net, dataset, "classification", settings, {"AD": 0, "CN": 1})
     >>> write_results(MapsLayout(root), 0, "loss", "validation", frame, "classification", "image", loss, 2, True)
 """
 
@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from neuroexec import atomic, metrics, ops
+from neuroexec.context import Kernels, StepSettings
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps import tables
 from neuroexec.maps.layout import MapsLayout
@@ -50,9 +51,9 @@ def mode_of(dataset: Dataset) -> str:
     return "patch" if hasattr(dataset, "n_patches") else "image"
 
 
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:
     """bf16 autocast where the GPU supports it, else fp16; a no-op without amp or on the CPU."""
-    if not amp or device.type != "cuda":
+    if not settings.amp or settings.device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
@@ -71,7 +72,7 @@ def sample_losses(task: str, outputs: torch.Tensor, batch: dict, images: torch.T
 class Collector:
     """Rows of a prediction frame, gathered batch by batch (on the CPU, as float64 numbers)."""
 
-    def __init__(self, task: str, mode: str, kernels: str = "auto", use_labels: bool = True):
+    def __init__(self, task: str, mode: str, kernels: Kernels, use_labels: bool = True):
         self.task, self.mode, self.kernels = task, mode, kernels
         self.use_labels = use_labels or task == "reconstruction"
         self.participants: list[str] = []
@@ -149,22 +150,17 @@ def frame_metrics(frame: pd.DataFrame, task: str, n_classes: int = 0) -> dict[st
     return dict(metrics.reconstruction_metrics(*columns))
 
 
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    workers: int,
-    device: torch.device,
-    sampler: Sampler | None = None,
-) -> DataLoader:
-    """A DataLoader that keeps the device busy: workers kept alive, prefetching, pinned memory on CUDA."""
-    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+def make_loader(dataset: Dataset, settings: StepSettings, sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader that keeps the device busy (the step's batch size and workers): workers kept alive,
+    prefetching, pinned memory on CUDA."""
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if settings.workers > 0 else {}
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
         sampler=sampler,
         shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+        num_workers=settings.workers,
+        pin_memory=settings.device.type == "cuda",
         collate_fn=getattr(dataset, "collate_fn", None),  # datasets that fetch whole batches bring their own
         **extra,
     )
@@ -181,22 +177,21 @@ def collect(
     loader: DataLoader,
     task: str,
     mode: str,
-    device: torch.device,
-    amp: bool = False,
-    kernels: str = "auto",
+    settings: StepSettings,
     channels_last: bool = False,
     use_labels: bool = True,
     model_file: Path | None = None,
 ) -> pd.DataFrame:
-    """One evaluation pass (eval mode, no gradients): the frame with per-sample losses. With
-    `model_file` (where the weights were read), outputs that are not numbers raise `NonFiniteOutputs`."""
+    """One evaluation pass (eval mode, no gradients) on the step's device, kernels and amp: the frame
+    with per-sample losses. With `model_file` (where the weights were read), outputs that are not
+    numbers raise `NonFiniteOutputs`."""
     was_training = model.training
     model.eval()
-    collector = Collector(task, mode, kernels, use_labels)
+    collector = Collector(task, mode, settings.kernels, use_labels)
     try:
         for batch in loader:
-            images = to_device(batch["image"], device, channels_last)
-            with autocast(device, amp):
+            images = to_device(batch["image"], settings.device, channels_last)
+            with autocast(settings):
                 outputs = model(images)
             collector.add(batch, outputs, images)
     finally:
@@ -210,21 +205,17 @@ def predict_frames(
     model: nn.Module,
     dataset: Dataset,
     task: str,
-    device: torch.device,
-    batch_size: int,
-    workers: int,
-    amp: bool,
+    settings: StepSettings,
     label_code: dict[str, int] | None,
     use_labels: bool = True,
     mode: str | None = None,
-    kernels: str = "auto",
     model_file: Path | None = None,
 ) -> tuple[pd.DataFrame, float | None]:
     """Mode-level prediction frame of `dataset` and its mean loss (None without labels). With
     `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
     it (a table of such predictions would look real: probabilities of NaN logits give BA 0.5).
 
-    >>> frame, loss = predict_frames(net, ImageDataset(...), "regression", torch.device("cpu"), 8, 0, False, None)
+    >>> frame, loss = predict_frames(net, ImageDataset(...), "regression", ctx.settings, None)
     >>> list(frame.columns)
     ['participant_id', 'session_id', 'image_id', 'true_label', 'predicted_label']
     """
@@ -233,10 +224,8 @@ def predict_frames(
     if task == "classification" and not label_code:
         raise NeuroexecError("classification predictions need the model's label_code")
     mode = mode or mode_of(dataset)
-    loader = make_loader(dataset, batch_size, workers, device)
-    frame = collect(
-        model, loader, task, mode, device, amp, kernels, use_labels=use_labels, model_file=model_file
-    )
+    loader = make_loader(dataset, settings)
+    frame = collect(model, loader, task, mode, settings, use_labels=use_labels, model_file=model_file)
     frame, loss = split_loss(frame)
     if not use_labels and task != "reconstruction":
         return frame.drop(columns=["true_label"]), None

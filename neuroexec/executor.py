@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from neuroexec import distributed
 from neuroexec.atomic import NO_ROOM, sweep_temporaries
@@ -66,7 +66,7 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
         if k.distributed:
             distributed.barrier(ctx)  # other ranks start once the planned removals are done
         if k.distributed or ctx.is_main:
-            outputs = k.run(step, replace(ctx, upstream=upstream))
+            outputs = k.run(step, ctx.for_step(step.compute, upstream))
     except NeuroexecError as exc:
         raise StepFailed(step.id, exc) from exc
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neuroexec.context import StepSettings
 from neuroexec.evaluation import patch_weights_from_validation, predict_frames, write_results
 from neuroexec.maps.layout import MapsLayout
 
@@ -48,7 +49,11 @@ def test_classification_frame_matches_a_float64_forward_pass():
     net = Linear(3)
     data = Items(list(images), list(labels))
     frame, loss = predict_frames(
-        net, data, "classification", torch.device("cpu"), 2, 0, False, {"A": 0, "B": 1, "C": 2}
+        net,
+        data,
+        "classification",
+        StepSettings(torch.device("cpu"), "auto", False, 0, 2),
+        {"A": 0, "B": 1, "C": 2},
     )
     logits = net.double()(images.double()).detach().numpy()
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -60,10 +65,7 @@ def test_classification_frame_matches_a_float64_forward_pass():
         Linear(3),
         data,
         "classification",
-        torch.device("cpu"),
-        2,
-        0,
-        False,
+        StepSettings(torch.device("cpu"), "auto", False, 0, 2),
         {"A": 0, "B": 1, "C": 2},
         use_labels=False,
     )
@@ -79,7 +81,9 @@ def test_reconstruction_frame_matches_direct_errors():
             return x * 0.5
 
     data = Items(list(images), [torch.tensor(-1)] * 3)
-    frame, loss = predict_frames(Half(), data, "reconstruction", torch.device("cpu"), 2, 0, False, None)
+    frame, loss = predict_frames(
+        Half(), data, "reconstruction", StepSettings(torch.device("cpu"), "auto", False, 0, 2), None
+    )
     error = (images * 0.5 - images).double().flatten(1)
     assert np.allclose(frame["MAE"], error.abs().mean(1).numpy(), atol=1e-6)
     assert np.allclose(frame["RMSE"], error.pow(2).mean(1).sqrt().numpy(), atol=1e-6)

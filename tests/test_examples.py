@@ -56,7 +56,7 @@ def test_transfer_and_patches_example_applies_end_to_end(tmp_path):
         tiny((Path(__file__).parents[1] / "spec/examples/transfer_and_patches.toml").read_text())
     )
     spec = load_spec(spec_path)
-    result = apply(make_plan(spec), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    result = apply(make_plan(spec), RunContext(reporter=Reporter(quiet=True)))
     assert len(result.ran) == len(make_plan(spec).steps)
     assert {p.action for p in make_plan(load_spec(spec_path)).steps} == {"="}
 

@@ -48,7 +48,7 @@ def _apply(spec: Path, target: str | None = None, messages: list[str] | None = N
     reporter = Reporter(quiet=True)
     if messages is not None:
         reporter.info = messages.append  # what apply tells the user
-    return apply(make_plan(load_spec(spec)), RunContext(spec_dir=spec.parent, reporter=reporter), target)
+    return apply(make_plan(load_spec(spec)), RunContext(reporter=reporter), target)
 
 
 def _modes(root: Path) -> dict[str, set[str]]:

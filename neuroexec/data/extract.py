@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from neuroexec.atomic import save_torch, write_json
+from neuroexec.context import Kernels
 from neuroexec.data.caps import CROPPED_DESCRIPTION, UNCROPPED_DESCRIPTION, CapsLayout, nifti_pattern
 from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
@@ -124,10 +125,13 @@ def extract_patches_to(
     uncropped: bool = False,
     out: torch.Tensor | None = None,
     normalize: bool = False,
+    kernels: Kernels = "auto",
 ) -> list[Path]:
     """Cut an image tensor [1, X, Y, Z] into patches (ClinicaDL order) and write them; returns the paths.
-    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset). With
-    `normalize`, each patch is min-max normalised on its own, as ClinicaDL feeds patches to a model.
+    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset, on the
+    image's device). With `normalize`, each patch is min-max normalised on its own, as ClinicaDL feeds
+    patches to a model. `kernels` is the step's compute.kernels, handed to `ops.extract_patches`
+    ("auto": the torch fallback for a CPU image, as ops decides).
 
     layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
     then opens one file per image and reads patches from one memory-mapped block, instead of opening,
@@ -143,7 +147,9 @@ def extract_patches_to(
     from neuroexec import ops
 
     n = int(np.prod(patch_counts(image.shape, size, stride)))
-    patches = ops.extract_patches(image.unsqueeze(0), size, stride, out=out)  # [n, 1, s, s, s]
+    # [n, 1, s, s, s]
+    patches = ops.extract_patches(image.unsqueeze(0), size, stride, kernels=kernels, out=out)
+    patches = patches.cpu()  # cut on a GPU (kernels = "triton"): written from host memory
     if patches.shape[0] != n:
         raise RuntimeError(f"extract_patches returned {patches.shape[0]} patches, expected {n}")
     if normalize:
@@ -326,8 +332,17 @@ def extract_json_content(plan: ExtractionPlan) -> dict:
     return content
 
 
-def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> ExtractionCounts:
+def run_extraction(
+    plan: ExtractionPlan,
+    normalize: bool,
+    reporter=None,
+    kernels: Kernels = "auto",
+    device: torch.device | None = None,
+) -> ExtractionCounts:
     """Extract the images the plan marks, recording each in the manifest; write extract_<mode>.json.
+    Images are read on the CPU and their patches cut there, by `ops.extract_patches` with `kernels`
+    (the step's compute.kernels); with "triton" they are cut on `device` (the step's), the one choice
+    that runs a kernel on images read into host memory.
 
     >>> from neuroexec.data.participants import load_participants
     >>> from neuroexec.data.synthetic import generate_atrophy_dataset
@@ -349,6 +364,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
     dirty: dict[str, dict] = {}  # cohort -> the manifest entries written since the last save
     last_save = time.monotonic()
     patch_buffer = None  # recycled from image to image (same shape over a dataset)
+    cut_on = device if kernels == "triton" and device is not None else torch.device("cpu")
     items = (
         reporter.iterate(todo, total=len(todo), desc=f"extract {plan.mode}") if reporter is not None else todo
     )
@@ -368,9 +384,9 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                 n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
                 shape = (n, image.shape[0], plan.size, plan.size, plan.size)
                 if patch_buffer is None or tuple(patch_buffer.shape) != shape:
-                    patch_buffer = torch.empty(shape, dtype=image.dtype)
+                    patch_buffer = torch.empty(shape, dtype=image.dtype, device=cut_on)
                 outputs += extract_patches_to(
-                    image,
+                    image.to(cut_on),
                     caps,
                     item.participant,
                     item.session,
@@ -380,6 +396,7 @@ def run_extraction(plan: ExtractionPlan, normalize: bool, reporter=None) -> Extr
                     plan.uncropped,
                     out=patch_buffer,
                     normalize=normalize,
+                    kernels=kernels,
                 )
             record = {
                 "nifti": _key(caps, item.nifti),

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from neuroexec import atomic, ops
-from neuroexec.context import RunContext, resolve_device
+from neuroexec.context import Kernels, RunContext
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
 from neuroexec.inference.figure import save_saliency_figure
@@ -54,7 +54,7 @@ class _Accumulator:
     skipped: int = 0
 
     def add(
-        self, k: int, maps: torch.Tensor, images: torch.Tensor, interp, kernels: str
+        self, k: int, maps: torch.Tensor, images: torch.Tensor, interp, kernels: Kernels
     ) -> torch.Tensor | None:
         if k not in self.maps:
             self.maps[k] = SaliencyState.empty(maps.shape[1:], maps.device)
@@ -91,7 +91,8 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     if interp is None:
         raise NeuroexecError(f"group {task.group.name}: interpret step without an interpretation")
     compute = task.group.compute
-    device = resolve_device(compute.device)
+    settings = ctx.with_settings(compute).settings  # resolved once for the step
+    device = settings.device
     model, info = load_model(task.model.maps, task.split, task.metric, device)
     if info.task == "reconstruction":
         raise NeuroexecError(f"{task.model.maps}: saliency maps are not defined for reconstruction models")
@@ -119,7 +120,7 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     mask_path, mask = _load_mask(task, image_shape)
 
     generator = torch.Generator(device=device).manual_seed(int(compute.seed))
-    loader = make_loader(dataset, compute.batch_size, compute.workers, device)
+    loader = make_loader(dataset, settings)
     maps_layout, where = task.maps, (task.split, task.metric, task.group.name, interp.name)
     acc = _Accumulator()
     mode = info.mode
@@ -139,7 +140,7 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
         mode_ids = torch.as_tensor(batch["mode_id"]).to(device)
         for k in sorted(set(mode_ids[keep].tolist())):
             index = torch.nonzero(keep & (mode_ids == k)).flatten()
-            processed = acc.add(int(k), raw[index], images[index], interp, compute.kernels)
+            processed = acc.add(int(k), raw[index], images[index], interp, settings.kernels)
             for j, i in enumerate(index.tolist()):
                 row = _row(batch, i, outputs, mode, info.task, label is not None)
                 acc.rows.append(row)
@@ -153,7 +154,7 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
             f"group {task.group.name}, interpretation '{interp.name}': no image selected "
             f"(keep_true = {interp.keep_true}, {acc.skipped} skipped)"
         )
-    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape)
+    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
     outdir = maps_layout.interpret_dir(*where)
     atomic.write_tsv(outdir / "data.tsv", pd.DataFrame(acc.rows))
     if interp.figure:
@@ -214,10 +215,15 @@ def _nifti_name(path: Path) -> Path:
 
 
 def _write_maps(
-    task: GroupTask, info: MapsInfo, acc: _Accumulator, affine: np.ndarray, image_shape: tuple[int, ...]
+    task: GroupTask,
+    info: MapsInfo,
+    acc: _Accumulator,
+    affine: np.ndarray,
+    image_shape: tuple[int, ...],
+    kernels: Kernels,
 ):
     """Write mean/std maps (.pt and 3D NIfTI) per mode index; return the whole-brain mean map and mean
-    input (3D numpy) — folded back from the patches for a patch model."""
+    input (3D numpy) — folded back from the patches for a patch model (with the step's `kernels`)."""
     interp, maps = task.interpretation, task.maps
     where = (task.split, task.metric, task.group.name, interp.name)
     size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
@@ -231,12 +237,8 @@ def _write_maps(
         atomic.save_nifti(_nifti_name(std_path), std.reshape(std.shape[-3:]).numpy(), place)
     if info.mode != "patch":
         return _volume(acc.maps[0].mean()), _volume(acc.inputs[0].mean())
-    whole_map = _fold(
-        {k: s.mean() for k, s in acc.maps.items()}, image_shape, size, stride, task.group.compute
-    )
-    whole_input = _fold(
-        {k: s.mean() for k, s in acc.inputs.items()}, image_shape, size, stride, task.group.compute
-    )
+    whole_map = _fold({k: s.mean() for k, s in acc.maps.items()}, image_shape, size, stride, kernels)
+    whole_input = _fold({k: s.mean() for k, s in acc.inputs.items()}, image_shape, size, stride, kernels)
     atomic.save_nifti(_nifti_name(maps.mean_map(*where, "image", 0)), whole_map, affine)
     return whole_map, whole_input
 
@@ -245,16 +247,16 @@ def _volume(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().reshape(t.shape[-3:]).numpy()
 
 
-def _fold(means: dict[int, torch.Tensor], image_shape, size: int, stride: int, compute) -> np.ndarray:
+def _fold(
+    means: dict[int, torch.Tensor], image_shape, size: int, stride: int, kernels: Kernels
+) -> np.ndarray:
     """Per-patch-index means -> one image (overlaps averaged; patch indices never selected are zeros)."""
     n = int(np.prod(ops.patch_grid(tuple(image_shape), size, stride)))
     first = next(iter(means.values()))
     patches = torch.zeros((n, *first.shape), dtype=torch.float32, device=first.device)
     for k, mean in means.items():
         patches[k] = mean
-    folded = ops.fold_patches(
-        patches, (1, first.shape[0], *image_shape), size, stride, kernels=compute.kernels
-    )
+    folded = ops.fold_patches(patches, (1, first.shape[0], *image_shape), size, stride, kernels=kernels)
     return _volume(folded[0])
 
 

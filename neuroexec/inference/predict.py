@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from neuroexec.context import RunContext, resolve_device
-from neuroexec.errors import DeviceError
+from neuroexec.context import RunContext, StepSettings
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
@@ -24,7 +23,9 @@ from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.maps.info import MapsInfo, best_model_file
 
 
-def describe(task: GroupTask, info: MapsInfo, n_images: int, n_items: int, label: str | None, device) -> str:
+def describe(
+    task: GroupTask, info: MapsInfo, n_images: int, n_items: int, label: str | None, settings: StepSettings
+) -> str:
     """The text of description.log: what was run, when, with which model, on how many images."""
     caps = ", ".join(f"{c}: {p}" for c, p in group_caps(task, info).items())
     lines = [
@@ -36,8 +37,8 @@ def describe(task: GroupTask, info: MapsInfo, n_images: int, n_items: int, label
         f"data: {n_images} image(s)" + (f", {n_items} {info.mode}(s)" if n_items != n_images else ""),
         f"  CAPS {caps}",
         f"  labels: {label or ('not used (use_labels = false)' if not task.group.use_labels else 'none')}",
-        f"compute: device {device}, amp {task.group.compute.amp}, batch size {task.group.compute.batch_size}, "
-        f"workers {task.group.compute.workers}",
+        f"compute: device {settings.device}, amp {settings.amp}, batch size {settings.batch_size}, "
+        f"workers {settings.workers}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -50,13 +51,8 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
     """
     from neuroexec import evaluation
 
-    compute = task.group.compute
-    device = resolve_device(compute.device)
-    if compute.amp and device.type != "cuda":
-        raise DeviceError(
-            f"groups.{task.group.name}.compute.amp = true needs a CUDA GPU (device is {device})"
-        )
-    model, info = load_model(task.model.maps, task.split, task.metric, device)
+    settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
+    model, info = load_model(task.model.maps, task.split, task.metric, settings.device)
     frame = group_participants(task)
     label = label_column(task, info)
     # reconstruction metrics need no label: they are always computed
@@ -67,8 +63,7 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         f"{len(frame)} image(s)"
     )
     predictions, loss = evaluation.predict_frames(
-        model, dataset, info.task, device, compute.batch_size, compute.workers, compute.amp, info.label_code,
-        use_labels=use_labels, mode=info.mode, kernels=compute.kernels,
+        model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
         model_file=best_model_file(task.model.maps, task.split, task.metric),
     )  # fmt: skip
     weights = None
@@ -76,7 +71,7 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         # soft voting weighs each patch index by its validation accuracy: the validation results must exist
         weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric)
     n_classes = output_size_of(info) if info.task == "classification" else 0
-    text = describe(task, info, len(frame), len(dataset), label, device)
+    text = describe(task, info, len(frame), len(dataset), label, settings)
     evaluation.write_results(
         task.maps, task.split, task.metric, task.group.name, predictions, info.task, info.mode, loss,
         n_classes, use_labels, patch_weights=weights, description=text,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from neuroexec import atomic, ops
-from neuroexec.context import RunContext, resolve_device
+from neuroexec.context import Kernels, RunContext
 from neuroexec.evaluation import autocast, make_loader
 from neuroexec.inference.model_io import (
     group_caps,
@@ -42,7 +42,9 @@ class _Folder:
             self.outputs[k] = y
         return len(self.inputs) == self.n
 
-    def fold(self, image_shape, size: int, stride: int, kernels: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def fold(
+        self, image_shape, size: int, stride: int, kernels: Kernels
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         def one(parts: dict[int, torch.Tensor]) -> np.ndarray:
             stacked = torch.stack([parts[k] for k in range(self.n)]).float()
             folded = ops.fold_patches(
@@ -60,8 +62,8 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     {'images': 8, 'tensors': 16, 'niftis': 16}
     """
 
-    compute = task.group.compute
-    device = resolve_device(compute.device)
+    settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
+    device = settings.device
     model, info = load_model(task.model.maps, task.split, task.metric, device)
     frame = group_participants(task)
     records = frame.to_dict("records")
@@ -71,14 +73,14 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     per_image = int(getattr(dataset, "n_patches", 1)) if info.mode == "patch" else 1
     size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
-    loader = make_loader(dataset, compute.batch_size, compute.workers, device)
+    loader = make_loader(dataset, settings)
 
     position, saved, niftis = 0, 0, 0
     folder: _Folder | None = None
     warned = False
     for batch in ctx.reporter.iterate(loader, total=len(loader), desc="save tensors"):
         images = batch["image"].to(device, torch.float32)
-        with torch.no_grad(), autocast(device, compute.amp):
+        with torch.no_grad(), autocast(settings):
             outputs = model(images).float()
         for i in range(images.shape[0]):
             p, s, k = str(batch["participant_id"][i]), str(batch["session_id"][i]), int(batch["mode_id"][i])
@@ -105,7 +107,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                 if not folder.add(k, x, y if same else None):
                     continue
                 affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped))
-                volume_in, volume_out = folder.fold(image_shape, size, stride, compute.kernels)
+                volume_in, volume_out = folder.fold(image_shape, size, stride, settings.kernels)
                 folder = None
             atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)
             niftis += 1

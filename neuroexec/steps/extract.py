@@ -58,6 +58,7 @@ def expand(spec: Spec) -> list[Step]:
                     inputs=task.inputs(),
                     payload=task,
                     state_key=state_key(step_id, ds),
+                    compute=spec.compute,
                 )
             )
     return steps
@@ -108,7 +109,10 @@ def run(step: Step, ctx: RunContext) -> dict:
         layout=ds.patch_layout,
         normalize=ds.normalize,
     )
-    counts = run_extraction(plan, normalize=ds.normalize, reporter=ctx.reporter)
+    settings = ctx.with_settings(step.compute).settings
+    counts = run_extraction(
+        plan, ds.normalize, ctx.reporter, kernels=settings.kernels, device=settings.device
+    )
     return {"extracted": counts.extracted, "up_to_date": counts.up_to_date}
 
 

@@ -89,6 +89,7 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                                 inputs=task.inputs(),  # the checkpoint read (rule 6)
                                 payload=task,
                                 lock_scope=f"split-{split}",
+                                compute=group.compute,
                             )
                         )
     return steps

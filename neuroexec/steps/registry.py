@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuroexec.spec.model import Spec
+from neuroexec.spec.model import Compute, Spec
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class Step:
     # Key of the step's record in home's state.json, when not its id: specs whose steps share an id and a
     # home (one CAPS extracted for two participants lists) keep one record each.
     state_key: str = ""
+    # The compute block the step runs with: the executor resolves it into the step's RunContext
+    # (`ctx.settings`: device, kernels, amp, loader). None for a step that computes nothing on a device.
+    compute: Compute | None = field(default=None, compare=False, repr=False)
 
     @property
     def record_key(self) -> str:

@@ -51,6 +51,7 @@ def expand(spec: Spec) -> list[Step]:
                     inputs=task.inputs(),
                     payload=task,
                     lock_scope=f"split-{split}",
+                    compute=model.compute,
                 )
             )
     return steps

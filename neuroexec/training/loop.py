@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from neuroexec import ops
-from neuroexec.context import RunContext
+from neuroexec.context import Kernels, RunContext
 from neuroexec.errors import NeuroexecError
 from neuroexec.evaluation import Collector, autocast, collect, make_loader, to_device
 from neuroexec.spec.model import Compute
@@ -41,7 +41,7 @@ def make_optimizer(name: str, parameters, learning_rate: float, weight_decay: fl
     return cls(parameters, lr=learning_rate, weight_decay=weight_decay)
 
 
-def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, kernels: str):
+def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, kernels: Kernels):
     """Mean loss of a batch: cross-entropy, MSE on the first output, or the reconstruction MSE."""
     if task == "classification":
         return F.cross_entropy(outputs.float(), labels)
@@ -62,18 +62,22 @@ def gather_frames(frame: pd.DataFrame, ctx: RunContext) -> pd.DataFrame:
 @dataclass
 class Trainer:
     """The network, its optimizer and how to run it; `net` is the bare module (its state dict has no
-    `module.` prefix), `forward` what training calls (compiled and/or DDP-wrapped)."""
+    `module.` prefix), `forward` what training calls (compiled and/or DDP-wrapped). The device, kernels,
+    amp and loader settings are the step's (`ctx.settings`); `compute` gives the model's own (compile,
+    seed, channels_last)."""
 
     net: nn.Module
     optimizer: torch.optim.Optimizer
     task: str
     mode: str
-    device: torch.device
     compute: Compute
     accumulation_steps: int
     ctx: RunContext
 
     def __post_init__(self) -> None:
+        self.ctx = self.ctx.with_settings(self.compute)
+        self.settings = self.ctx.settings
+        self.device = self.settings.device
         self.ddp = None
         forward: nn.Module = self.net
         if self.ctx.world_size > 1:
@@ -83,7 +87,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
             forward = self.ddp
         self.forward = torch.compile(forward) if self.compute.compile else forward
-        use_fp16 = self.compute.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        use_fp16 = self.settings.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
 
     # --- data ------------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ class Trainer:
         starts: every epoch with 0 workers, once with persistent workers, and again after a resume, so
         `compute.workers` and an interruption would change the model. The items themselves draw no
         random numbers (see neuroexec.data.datasets), so the worker seeds change nothing."""
-        loader = make_loader(dataset, self.compute.batch_size, self.compute.workers, self.device, sampler)
+        loader = make_loader(dataset, self.settings, sampler)
         loader.generator = torch.Generator().manual_seed(self.compute.seed)
         return loader
 
@@ -115,7 +119,7 @@ class Trainer:
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         self.net.train()
-        collector = Collector(self.task, self.mode, self.compute.kernels)
+        collector = Collector(self.task, self.mode, self.settings.kernels)
         n_batches, steps = len(loader), 0
         self.optimizer.zero_grad(set_to_none=True)
         batches = self.ctx.reporter.iterate(loader, total=n_batches, desc=desc)
@@ -125,9 +129,9 @@ class Trainer:
             step_now = (i + 1) % self.accumulation_steps == 0 or i + 1 == n_batches
             sync = contextlib.nullcontext() if step_now or self.ddp is None else self.ddp.no_sync()
             with sync:
-                with autocast(self.device, self.compute.amp):
+                with autocast(self.settings):
                     outputs = self.forward(images)
-                    loss = task_loss(self.task, outputs, labels, images, self.compute.kernels)
+                    loss = task_loss(self.task, outputs, labels, images, self.settings.kernels)
                 self.scaler.scale(loss / self.accumulation_steps).backward()
             if step_now:
                 self.scaler.step(self.optimizer)
@@ -141,16 +145,7 @@ class Trainer:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""
         self.sync_buffers()
         loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
-        frame = collect(
-            self.net,
-            loader,
-            self.task,
-            self.mode,
-            self.device,
-            self.compute.amp,
-            self.compute.kernels,
-            self.compute.channels_last,
-        )
+        frame = collect(self.net, loader, self.task, self.mode, self.settings, self.compute.channels_last)
         return gather_frames(frame, self.ctx)
 
     def sync_buffers(self) -> None:

@@ -24,7 +24,6 @@ from neuroexec.evaluation import frame_metrics, predict_frames, split_loss, writ
 from neuroexec.maps.checkpoints import load_model_state, save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
-from neuroexec.progress import Reporter
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.loop import Trainer, make_optimizer
@@ -136,11 +135,9 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     model, ds, split = task.model, task.dataset, task.split
     c, t = model.compute, model.train
     maps = MapsLayout(model.maps)
-    main = ctx.is_main
-    if not main:
-        ctx = dataclasses.replace(ctx, reporter=Reporter(quiet=True))
-    rep = ctx.reporter
-    device = setup.device_of(c, ctx.rank, ctx.world_size)
+    ctx = ctx.with_settings(c)  # device, kernels, amp, loader: resolved once for the step
+    main, rep, device = ctx.is_main, ctx.reporter, ctx.settings.device
+    setup.check_compile(c, device)
     selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
     label_code = setup.label_code_of(model, maps)
     n_classes = len(label_code) if label_code else 0
@@ -164,9 +161,7 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
             net = net.to(memory_format=torch.channels_last_3d)
         net = net.to(device)
         optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
-        trainer = Trainer(
-            net, optimizer, model.task, model.mode, device, c, max(1, t.accumulation_steps), ctx
-        )
+        trainer = Trainer(net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx)
         found = resume.load_resume(maps, split, key)
         if found is not None:
             checkpoint, optimizer_checkpoint, state = found
@@ -298,7 +293,7 @@ def _final_results(
     epoch were made by the same weights in the epoch loop and are re-used (after a resume, the epochs
     before it are not in memory: then they are recomputed); metrics sharing a best epoch share one
     train-set pass. Everything is written to tmp/ (`staged_results`), published with the models."""
-    c, net, n_classes = model.compute, trainer.net, len(label_code or {})
+    net, n_classes = trainer.net, len(label_code or {})
     out = maps.staged_results(split)
     train_by_epoch: dict[int, tuple] = {}
     for metric in selection:
@@ -320,8 +315,8 @@ def _final_results(
                 frame, loss = train_by_epoch[epoch]
             else:
                 frame, loss = predict_frames(
-                    net, data, model.task, device, c.batch_size, c.workers, c.amp, label_code,
-                    mode=model.mode, kernels=c.kernels, model_file=model_file,
+                    net, data, model.task, trainer.settings, label_code, mode=model.mode,
+                    model_file=model_file,
                 )  # fmt: skip
                 if group == "train":
                     train_by_epoch[epoch] = (frame, loss)

@@ -16,7 +16,6 @@ import torch.distributed as dist
 from torch import nn
 
 from neuroexec import distributed
-from neuroexec.context import resolve_device
 from neuroexec.data.datasets import ImageDataset, PatchDataset
 from neuroexec.data.participants import encode_labels
 from neuroexec.data.shared_cache import share_images
@@ -181,17 +180,14 @@ def transfer(network: nn.Module, source: Path, source_maps: Path | None, is_auto
     return transfer_weights(network, state, source_is_ae, is_autoencoder)
 
 
-def device_of(compute: Compute, rank: int = 0, world_size: int = 1) -> torch.device:
-    """The training device (under DDP on GPUs: this rank's GPU); amp on the CPU is refused, and
-    compile on the CPU without a C++ compiler (what torch.compile's inductor needs there)."""
-    device = resolve_device(compute.device)
-    if device.type == "cuda" and world_size > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if compute.amp and device.type != "cuda":
-        raise DeviceError("compute.amp = true needs a CUDA GPU; this training would run on the CPU")
+def check_compile(compute: Compute, device: torch.device) -> None:
+    """compute.compile on the CPU without a C++ compiler (what torch.compile's inductor needs there) is
+    refused before the first epoch. The device itself is the step's (`RunContext.settings`).
+
+    >>> check_compile(Compute(compile=False), torch.device("cpu"))
+    """
     if compute.compile and device.type == "cpu":
         check_cpu_compiler()
-    return device
 
 
 def check_cpu_compiler() -> None:

@@ -71,7 +71,7 @@ def test_clinicadl_predict_reads_a_neuroexec_maps_and_agrees(tmp_path, variant):
     spec_path = tmp_path / "spec.toml"
     architecture = 'architecture = "Conv4_FC3"\n'
     spec_path.write_text(SPEC.replace(architecture, architecture + VARIANTS[variant]))
-    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(spec_path)), RunContext(reporter=Reporter(quiet=True)))
     cmd = [CLINICADL, "predict", "maps/cnn", "cdl", "--caps_directory", "data/other",
            "--participants_tsv", "data/other/participants.tsv", "--no-gpu", "--n_proc", "0"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -109,7 +109,7 @@ def test_clinicadl_finds_every_cohort_of_a_multi_cohort_maps(tmp_path):
     """maps.json names caps_cohorts.tsv: ClinicaDL re-evaluates the validation group across both CAPS."""
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(two_cohort_spec("Conv4_FC3", 4, VALIDATION_GROUP))
-    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(spec_path)), RunContext(reporter=Reporter(quiet=True)))
     result = tmp_path / "maps/cnn/split-0/best-loss/validation"
     ours = pd.read_csv(result / "validation_image_level_prediction.tsv", sep="\t")
     assert set(pd.read_csv(tmp_path / "maps/cnn/groups/validation/split-0/data.tsv", sep="\t")["cohort"]) == {
@@ -139,7 +139,7 @@ def test_clinicadl_interpret_gradients_equal_neuroexec_signed_gradients(tmp_path
         'interpret = [{ name = "nx", method = "gradients", absolute = false, save_individual = true }]\n'
     )
     spec_path.write_text(text + interpret)
-    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(spec_path)), RunContext(reporter=Reporter(quiet=True)))
     cmd = [CLINICADL, "interpret", "maps/cnn", "test", "cdl", "gradients", "--selection_metrics", "loss",
            "--save_individual", "--no-gpu", "-np", "0"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -164,7 +164,7 @@ def test_clinicadl_saves_the_tensors_and_metrics_of_a_neuroexec_autoencoder(tmp_
     spec_path = tmp_path / "spec.toml"
     text = SPEC.replace('architecture = "Conv4_FC3"', 'architecture = "Conv4_FC3"\ntask = "reconstruction"')
     spec_path.write_text(text + "save_tensors = {}\n")
-    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(spec_path)), RunContext(reporter=Reporter(quiet=True)))
     cmd = [CLINICADL, "predict", "maps/cnn", "cdl", "--caps_directory", "data/other", "--participants_tsv",
            "data/other/participants.tsv", "--save_tensor", "--selection_metrics", "loss", "--no-gpu",
            "--n_proc", "0"]  # fmt: skip
@@ -228,7 +228,7 @@ def test_neuroexec_predicts_a_clinicadl_maps_as_clinicadl_does(tmp_path, variant
     prepare_args, train_args, compared = CLINICADL_TRAINED[variant]
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(DATA_ONLY)
-    ctx = RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True))
+    ctx = RunContext(reporter=Reporter(quiet=True))
     apply(make_plan(load_spec(spec_path)), ctx)  # the synthetic CAPS
     prepare = [CLINICADL, "prepare-data", prepare_args[0], "data/demo", "t1-linear", *prepare_args[1:],
                "-ej", "extract.json", "-np", "1"]  # fmt: skip
@@ -284,7 +284,7 @@ def test_clinicadl_transfers_a_neuroexec_autoencoder_into_its_cnn(tmp_path):
     spec_path.write_text(
         SPEC.replace('architecture = "Conv4_FC3"', 'architecture = "Conv4_FC3"\ntask = "reconstruction"')
     )
-    apply(make_plan(load_spec(spec_path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(spec_path)), RunContext(reporter=Reporter(quiet=True)))
     split = _clinicadl_split(tmp_path / "data/demo/participants.tsv", tmp_path / "split")
     train = [CLINICADL, "train", "classification", "data/demo", "extract_image.json", str(split), "maps_tl",
              "--architecture", "Conv4_FC3", "--epochs", "1", "--batch_size", "4", "--no-gpu", "--n_proc", "0",

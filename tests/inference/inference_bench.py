@@ -128,7 +128,7 @@ def make_bench(tmp_path: Path, cohorts: list[tuple[str, GeneratedDataset]], **ma
         name="ds", cohorts=tuple(Cohort(c, d.caps_dir, d.participants_tsv) for c, d in cohorts),
         multi_cohort=len(cohorts) > 1,
     )  # fmt: skip
-    return Bench(root, model, frame, dataset, RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    return Bench(root, model, frame, dataset, RunContext(reporter=Reporter(quiet=True)))
 
 
 @pytest.fixture

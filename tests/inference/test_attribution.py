@@ -70,7 +70,7 @@ def test_saliency_concentrates_in_the_atrophy_region(tmp_path: Path):
     group = Group(name="test", models=("m",), dataset="test", interpret=(interp,),
                   compute=Compute(device="cpu", workers=0, batch_size=4))  # fmt: skip
     task = GroupTask(group, Model(name="m", maps=root, dataset=None), dataset, 0, "loss", interp)
-    result = interpret_group(task, RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    result = interpret_group(task, RunContext(reporter=Reporter(quiet=True)))
 
     summary = json.loads(MapsLayout(root).interpret_summary(0, "loss", "test", "ad").read_text())
     mask = summary["mask"]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from inference_bench import make_bench
 
+from neuroexec.context import StepSettings
 from neuroexec.evaluation import NonFiniteOutputs, predict_frames
 from neuroexec.inference.model_io import group_dataset, load_model
 from neuroexec.inference.predict import predict_group
@@ -51,7 +52,12 @@ def test_the_count_is_of_the_outputs_that_are_not_numbers(tmp_path, cohort_a):
     net, info = load_model(bench.root, 0, "loss")
     dataset = group_dataset(task, info, bench.frame, "diagnosis")
     model_file = bench.maps.best_model(0, "loss")
-    args = (dataset, "classification", torch.device("cpu"), 3, 0, False, info.label_code)
+    args = (
+        dataset,
+        "classification",
+        StepSettings(torch.device("cpu"), "auto", False, 0, 3),
+        info.label_code,
+    )
     frame, _ = predict_frames(net, *args, model_file=model_file)
     assert len(frame) == 8  # the intact model: no error
     with pytest.raises(NonFiniteOutputs) as err:

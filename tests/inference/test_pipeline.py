@@ -47,7 +47,7 @@ interpret = [{ name = "cam", method = "grad-cam", figure = false }]
 def test_spec_runs_every_result_step(tmp_path: Path):
     path = tmp_path / "spec.toml"
     path.write_text(SPEC)
-    result = apply(make_plan(load_spec(path)), RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    result = apply(make_plan(load_spec(path)), RunContext(reporter=Reporter(quiet=True)))
     ran = set(result.ran)
     assert {"group.test.predict[cnn/split-0/best-loss]", "group.test.save-tensors[cnn/split-0/best-loss]",
             "group.test.interpret.grad[cnn/split-0/best-loss]",

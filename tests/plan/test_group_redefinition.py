@@ -62,7 +62,7 @@ def write(tmp_path: Path, maps: Path, caps: Path, tsv: Path, extra: str = "") ->
 
 
 def apply_spec(path: Path):
-    return apply(make_plan(load_spec(path)), RunContext(spec_dir=path.parent, reporter=Reporter(quiet=True)))
+    return apply(make_plan(load_spec(path)), RunContext(reporter=Reporter(quiet=True)))
 
 
 def files(maps: Path) -> dict[str, bytes]:
@@ -221,7 +221,7 @@ def test_a_moved_project_keeps_its_data_groups_and_another_caps_is_still_refused
     spec = load_spec(first / "spec.toml")
     apply(
         make_plan(spec),
-        RunContext(spec_dir=first, reporter=Reporter(quiet=True)),
+        RunContext(reporter=Reporter(quiet=True)),
         target="group.test.define[cnn]",
     )
     moved = tmp_path / "moved"
@@ -323,5 +323,5 @@ def test_apply_removes_what_the_plan_showed_and_nothing_that_appeared_since(proj
     later = maps / "split-1/best-BA/test/kept.tsv"  # written after the plan was shown
     later.parent.mkdir(parents=True)
     later.write_text("participant_id\tsession_id\n")
-    apply(plan, RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(plan, RunContext(reporter=Reporter(quiet=True)))
     assert later.is_file() and not (maps / "split-1/best-loss/test").exists()

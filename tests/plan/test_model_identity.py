@@ -87,7 +87,7 @@ SAVE = "group.test.save-tensors[{}/split-0/best-loss]"
 
 
 def ctx(folder: Path) -> RunContext:
-    return RunContext(spec_dir=folder, reporter=Reporter(quiet=True))
+    return RunContext(reporter=Reporter(quiet=True))
 
 
 def plan_of(path: Path) -> dict[str, tuple[str, list[str]]]:

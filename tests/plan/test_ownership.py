@@ -59,7 +59,7 @@ def plan_of(path: Path) -> dict:
 
 
 def run(path: Path, target: str | None = None):
-    ctx = RunContext(spec_dir=path.parent, reporter=Reporter(quiet=True))
+    ctx = RunContext(reporter=Reporter(quiet=True))
     return apply(make_plan(load_spec(path)), ctx, target=target)
 
 

@@ -53,7 +53,7 @@ def write(tmp_path: Path, seed=1, n_splits=2, group_dataset="other", group_extra
 
 
 def ctx(tmp_path: Path) -> RunContext:
-    return RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True))
+    return RunContext(reporter=Reporter(quiet=True))
 
 
 def actions(path: Path, target: str | None = None) -> dict[str, tuple[str, list[str]]]:
@@ -91,7 +91,7 @@ def test_apply_then_plan_is_up_to_date_and_second_apply_does_nothing(tmp_path, c
     assert all(a == "=" for a, _ in actions(path, DATA_STEPS).values())
     spec = load_spec(path)
     reporter = Reporter(stream=sys.stdout, quiet=True)
-    second = apply(make_plan(spec), RunContext(spec_dir=tmp_path, reporter=reporter), target=DATA_STEPS)
+    second = apply(make_plan(spec), RunContext(reporter=reporter), target=DATA_STEPS)
     assert second.ran == [] and "Nothing to do: all 4 steps are up to date." in capsys.readouterr().out
     maps = tmp_path / "maps/cnn"
     assert (maps / "groups/train/split-1/data.tsv").is_file()

@@ -34,7 +34,7 @@ def write(tmp_path: Path, subjects: int) -> Path:
 
 
 def apply_spec(path: Path) -> None:
-    apply(make_plan(load_spec(path)), RunContext(spec_dir=path.parent, reporter=Reporter(quiet=True)))
+    apply(make_plan(load_spec(path)), RunContext(reporter=Reporter(quiet=True)))
 
 
 def files_under(*paths: Path) -> set[Path]:
@@ -59,7 +59,7 @@ def test_generating_again_plans_the_removal_of_the_old_dataset_with_its_file_cou
         str(caps / n) for n in ("subjects", "masks", "participants.tsv")
     )
     assert files_under(caps) >= old  # planning removes nothing
-    apply(plan, RunContext(spec_dir=tmp_path, reporter=Reporter(quiet=True)))
+    apply(plan, RunContext(reporter=Reporter(quiet=True)))
     assert sorted(p.name for p in (caps / "subjects").iterdir()) == [f"sub-000{i}" for i in range(4)]
     assert len(pd.read_csv(caps / "participants.tsv", sep="\t")) == 4
 

@@ -73,7 +73,7 @@ def actions(path: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 def run(path: Path, target: str | None = None) -> list[str]:
-    ctx = RunContext(spec_dir=path.parent, reporter=Reporter(quiet=True))
+    ctx = RunContext(reporter=Reporter(quiet=True))
     return apply(make_plan(load_spec(path)), ctx, target=target).ran
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -42,8 +41,8 @@ def linear() -> torch.nn.Module:
 
 def trainer(net, optimizer, batch_size: int, accumulation: int, compile: bool = False) -> Trainer:
     compute = Compute(device="cpu", workers=0, batch_size=batch_size, seed=0, compile=compile)
-    ctx = RunContext(spec_dir=Path("."), reporter=Reporter(quiet=True))
-    return Trainer(net, optimizer, "regression", "image", torch.device("cpu"), compute, accumulation, ctx)
+    ctx = RunContext(reporter=Reporter(quiet=True))
+    return Trainer(net, optimizer, "regression", "image", compute, accumulation, ctx)
 
 
 def one_epoch(n: int, batch_size: int, accumulation: int, optimizer: str = "Adam", compile: bool = False):

@@ -208,6 +208,7 @@ def test_classification_beats_chance_on_synthetic_atrophy(tmp_path):
 def test_final_results_equal_a_fresh_evaluation_of_each_best_model(tmp_path):
     """The end-of-training tables re-use the best epoch's validation pass: they must equal what the saved
     best model predicts when evaluated again."""
+    from neuroexec.context import StepSettings
     from neuroexec.evaluation import predict_frames
     from neuroexec.training.task import split_frames
 
@@ -222,7 +223,11 @@ def test_final_results_equal_a_fresh_evaluation_of_each_best_model(tmp_path):
         for group, frame in zip(("train", "validation"), split_frames(maps.root, 0)):
             data = setup.make_dataset(task.model, task.dataset, frame, info.label_code, False)
             fresh, loss = predict_frames(
-                net, data, "classification", torch.device("cpu"), 4, 0, False, info.label_code
+                net,
+                data,
+                "classification",
+                StepSettings(torch.device("cpu"), "auto", False, 0, 4),
+                info.label_code,
             )
             written = read_tsv(maps.prediction_tsv(0, metric, group, "image"))
             keys = ["participant_id", "session_id"]

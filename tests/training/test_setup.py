@@ -19,11 +19,12 @@ from tests.training.training_specs import run_apply, train_task, write_spec
 def test_compile_on_the_cpu_without_a_cpp_compiler_is_a_clear_error(monkeypatch):
     from torch._inductor import config
 
-    assert setup.device_of(Compute(device="cpu", compile=True)) == torch.device("cpu")  # g++ is here
+    cpu = torch.device("cpu")
+    setup.check_compile(Compute(device="cpu", compile=True), cpu)  # g++ is here
     monkeypatch.setattr(config.cpp, "cxx", ("/nowhere/g++",))
     with pytest.raises(DeviceError, match=r"C\+\+ compiler.*/nowhere/g\+\+.*compute.compile = false"):
-        setup.device_of(Compute(device="cpu", compile=True))
-    assert setup.device_of(Compute(device="cpu", compile=False)) == torch.device("cpu")
+        setup.check_compile(Compute(device="cpu", compile=True), cpu)
+    setup.check_compile(Compute(device="cpu", compile=False), cpu)
 
 
 def write_labels(tmp_path, ages) -> MapsLayout:

@@ -4,8 +4,6 @@ model of an uninterrupted run (TinyCNN has dropout, whose draws would shift with
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
@@ -85,11 +83,9 @@ def test_the_training_loaders_leave_the_global_rng_to_the_model(workers):
     # Dropout draws from the global RNG: epochs of loading (the train loader's iterators, a validation
     # pass with its own loader; worker processes started or reused) must not move it.
     compute = Compute(device="cpu", workers=workers, batch_size=2, seed=0)
-    ctx = RunContext(spec_dir=Path("."), reporter=Reporter(quiet=True))
+    ctx = RunContext(reporter=Reporter(quiet=True))
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(27, 1))
-    t = Trainer(
-        net, torch.optim.SGD(net.parameters()), "regression", "image", torch.device("cpu"), compute, 1, ctx
-    )
+    t = Trainer(net, torch.optim.SGD(net.parameters()), "regression", "image", compute, 1, ctx)
     data = Items(6)
     loader = t.loader(data, t.sampler(data, shuffle=True))
     torch.manual_seed(5)

@@ -43,7 +43,7 @@ def write_spec(tmp_path: Path, models: dict[str, str], subjects: int = 12, batch
 
 def run_apply(path: Path, target: str | None = None):
     spec = load_spec(path)
-    return apply(make_plan(spec), RunContext(spec_dir=path.parent, reporter=Reporter(quiet=True)), target)
+    return apply(make_plan(spec), RunContext(reporter=Reporter(quiet=True)), target)
 
 
 def train_task(path: Path, model: str, split: int = 0):
