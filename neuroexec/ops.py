@@ -21,6 +21,7 @@ from kernels import saliency as _saliency
 from kernels.patches import patch_grid as _patch_grid
 from kernels.recon import ReconStats
 from kernels.saliency import SaliencyState
+from neuroexec.context import KERNELS, Kernels
 from neuroexec.errors import DeviceError, InputError
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "use_triton",
 ]
 
-CHOICES = ("auto", "triton", "torch")
+CHOICES = KERNELS  # compute.kernels; steps pass their own (RunContext.settings.kernels)
 T = TypeVar("T")
 
 
@@ -94,7 +95,7 @@ def patch_grid(shape: Sequence[int], size: int, stride: int) -> tuple[int, int, 
     return _checked(_patch_grid, shape, size, stride)
 
 
-def recon_stats(x: torch.Tensor, y: torch.Tensor, kernels: str = "auto") -> ReconStats:
+def recon_stats(x: torch.Tensor, y: torch.Tensor, kernels: Kernels = "auto") -> ReconStats:
     """Per-sample SSE, SAE and reference max of output `x` vs reference `y` ([B, ...]), one pass.
 
     Example:
@@ -106,7 +107,7 @@ def recon_stats(x: torch.Tensor, y: torch.Tensor, kernels: str = "auto") -> Reco
     return _checked(fn, x, y)
 
 
-def recon_loss(output: torch.Tensor, target: torch.Tensor, kernels: str = "auto") -> torch.Tensor:
+def recon_loss(output: torch.Tensor, target: torch.Tensor, kernels: Kernels = "auto") -> torch.Tensor:
     """Mean squared error over all elements (like nn.MSELoss()), with a fused backward.
 
     Example:
@@ -123,7 +124,7 @@ def saliency_accumulate(
     abs: bool = True,
     normalize: str | None = None,
     return_maps: bool = False,
-    kernels: str = "auto",
+    kernels: Kernels = "auto",
 ) -> torch.Tensor | None:
     """Add a batch of gradient maps [B, *map_shape] into `state` (in place); return the processed
     float32 maps when `return_maps`. `normalize="max"` divides each map by its max |value| (0-safe).
@@ -143,7 +144,7 @@ def extract_patches(
     volume: torch.Tensor,
     size: int,
     stride: int,
-    kernels: str = "auto",
+    kernels: Kernels = "auto",
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[B, C, D, H, W] -> contiguous [B * n, C, size, size, size]; patch k of an image in C order of
@@ -159,7 +160,7 @@ def extract_patches(
 
 
 def fold_patches(
-    patches: torch.Tensor, image_shape: Sequence[int], size: int, stride: int, kernels: str = "auto"
+    patches: torch.Tensor, image_shape: Sequence[int], size: int, stride: int, kernels: Kernels = "auto"
 ) -> torch.Tensor:
     """Inverse of `extract_patches`: [B * n, C, s, s, s] -> [B, C, D, H, W] (float32, float64 for
     float64 input), averaging overlaps; voxels covered by no patch are 0.
