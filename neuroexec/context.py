@@ -12,6 +12,7 @@ import torch
 
 from neuroexec.errors import DeviceError, InputError
 from neuroexec.progress import Reporter
+from neuroexec.views import View
 
 if TYPE_CHECKING:
     from neuroexec.spec.model import Compute
@@ -81,6 +82,8 @@ class RunContext:
     upstream: dict[str, str] = field(default_factory=dict)
     # The running step's compute settings, resolved once by the executor (`for_step`).
     settings: StepSettings | None = None
+    # Where apply's events go (neuroexec/views.py); None: today's lines through `reporter`.
+    view: View | None = None
 
     @property
     def is_main(self) -> bool:

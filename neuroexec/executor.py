@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from neuroexec import distributed
+from neuroexec import distributed, views
 from neuroexec.atomic import NO_ROOM, sweep_temporaries
 from neuroexec.context import RunContext
-from neuroexec.errors import DiskFull, NeuroexecError, PlanRefused, StepFailed
+from neuroexec.errors import DiskFull, PlanRefused, StepFailed
 from neuroexec.lock import locked
-from neuroexec.plan.graph import NEW, REFUSED, UP_TO_DATE, Plan, PlannedStep, step_fingerprint
-from neuroexec.plan.render import WORDS
-from neuroexec.steps.registry import kind
+from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep, step_fingerprint
+from neuroexec.plan.registry import kind
 
 
 @dataclass
@@ -31,30 +32,64 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
         raise PlanRefused("apply refused: fix these steps first (see `neuroexec plan`):\n" + "\n".join(lines))
     todo = [p for p in selected if p.action != UP_TO_DATE]
     result = ApplyResult(skipped=[p.step.id for p in selected if p.action == UP_TO_DATE])
-    rep = ctx.reporter
+    view = _view(ctx)
     if not todo:
-        rep.info(f"Nothing to do: all {len(selected)} steps are up to date.")
+        view.emit(views.NothingToDo(selected=len(selected)))
         return result
-    rep.info(f"Applying {len(todo)} of {len(selected)} steps ({len(result.skipped)} up to date).")
+    view.emit(views.ApplyStarted(steps=len(todo), selected=len(selected), up_to_date=len(result.skipped)))
+    start = time.monotonic()
     scopes = [(p.step.home, p.step.lock_scope) for p in todo] if ctx.is_main else []
     fingerprints = {p.step.id: p.fingerprint for p in plan.steps if p.action == UP_TO_DATE}
     with locked(scopes):
         for home in dict.fromkeys(home for home, _ in scopes):
             if removed := sweep_temporaries(home):  # left by a killed run; a live one's are kept
-                rep.info(f"Removed {len(removed)} temporary file(s) an interrupted run left in {home}.")
+                view.emit(views.TemporariesSwept(folder=home, files=len(removed)))
         for i, p in enumerate(todo, 1):
-            rep.info(
-                f"[{i}/{len(todo)}] {p.action} {p.step.id}" + (f" ({WORDS[NEW]})" if p.action == NEW else "")
-            )
-            start = time.monotonic()
-            fingerprints[p.step.id] = _run_one(p, plan, ctx, fingerprints)
+            run = partial(_run_one, p, plan, ctx, fingerprints, view)
+            fingerprints[p.step.id] = _told(view, p, (i, len(todo)), run)
             result.ran.append(p.step.id)
-            rep.info(f"      done in {time.monotonic() - start:.1f}s")
-    rep.info(f"Applied {len(result.ran)} steps.")
+    view.emit(
+        views.ApplyFinished(ran=len(result.ran), up_to_date=len(result.skipped), duration_s=_since(start))
+    )
     return result
 
 
-def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str, str | None]) -> str:
+def _view(ctx: RunContext) -> views.View:
+    """Where this process tells what apply does: only rank 0 speaks (torchrun's other ranks would repeat
+    every line); without a view of its own, today's lines through the context's reporter."""
+    if not ctx.is_main:
+        return views.Silent()
+    return ctx.view or views.HumanView(ctx.reporter)
+
+
+def _told(view: views.View, p: PlannedStep, at: tuple[int, int], run: Callable[[], tuple[str, dict]]) -> str:
+    """`run` the step `p` between its started and its finished (or failed, or interrupted) events; `at`
+    is (index, total) among the steps to run. Returns the step's fingerprint."""
+    where = {"step": p.step.id, "index": at[0], "total": at[1]}
+    view.emit(views.StepStarted(**where, kind=p.step.kind, action=p.action))
+    start = time.monotonic()
+    try:
+        fp, outputs = run()
+    except Exception as exc:  # StepFailed, or its record could not be written (a read-only folder)
+        cause = exc.cause if isinstance(exc, StepFailed) else exc
+        error, code = str(cause) or type(cause).__name__, getattr(exc, "exit_code", 1)
+        view.emit(views.StepFailed(**where, duration_s=_since(start), error=error, exit_code=code))
+        raise
+    except KeyboardInterrupt:
+        view.emit(views.StepInterrupted(**where, duration_s=_since(start)))
+        raise
+    view.emit(views.StepFinished(**where, duration_s=_since(start), outputs=outputs))
+    return fp
+
+
+def _since(start: float) -> float:
+    return round(time.monotonic() - start, 3)
+
+
+def _run_one(
+    p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str, str | None], view: views.View
+) -> tuple[str, dict]:
+    """Run the step (its planned removals first, on rank 0), record it; its fingerprint and outputs."""
     step = p.step
     k = kind(step.kind)
     upstream = {d: fingerprints.get(d) or "" for d in step.deps}
@@ -62,21 +97,14 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
     outputs = None
     try:
         if ctx.is_main:
-            _remove_planned(p, ctx)
+            _remove_planned(p, view)
         if k.distributed:
             distributed.barrier(ctx)  # other ranks start once the planned removals are done
         if k.distributed or ctx.is_main:
             outputs = k.run(step, ctx.for_step(step.compute, upstream))
-    except NeuroexecError as exc:
-        raise StepFailed(step.id, exc) from exc
-    except KeyboardInterrupt:
-        raise
-    except OSError as exc:
-        if exc.errno in NO_ROOM:  # a library's own write (TensorBoard's events): name what we know
-            raise StepFailed(step.id, DiskFull(exc.filename or step.home, exc)) from exc
-        raise StepFailed(step.id, exc) from exc
-    except Exception as exc:  # an unexpected bug: keep the traceback for --debug
-        raise StepFailed(step.id, exc) from exc
+    except Exception as exc:  # a user's problem (NeuroexecError) or a bug, whose traceback --debug shows
+        full = isinstance(exc, OSError) and exc.errno in NO_ROOM  # a library's own write (TensorBoard's)
+        raise StepFailed(step.id, DiskFull(exc.filename or step.home, exc) if full else exc) from exc
     finally:
         distributed.barrier(ctx)
     # Fingerprint after the run: input files are hashed once, here, and cached for later plans.
@@ -98,13 +126,13 @@ def _run_one(p: PlannedStep, plan: Plan, ctx: RunContext, fingerprints: dict[str
             },
             fresh,
         )
-    return fp
+    return fp, outputs or {}
 
 
-def _remove_planned(p: PlannedStep, ctx: RunContext) -> None:
+def _remove_planned(p: PlannedStep, view: views.View) -> None:
     """Delete exactly what the plan showed as this step's `-` lines (under the step's lock)."""
     for r in p.removals:
-        ctx.reporter.info(f"      - removing {r.what}: {r.files()} files")
+        view.emit(views.Removing(step=p.step.id, what=r.what, files=r.files()))
         for path in r.paths:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

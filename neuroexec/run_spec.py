@@ -7,40 +7,37 @@ the spec they build (neuroexec/compat/runner.py). The command line only parses a
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.executor import apply
 from neuroexec.plan.graph import make_plan
-from neuroexec.plan.render import render_text
+from neuroexec.plan.render import plan_data, render_text
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
+from neuroexec.views import HumanView, JsonView, PlanShown
 
 
-def run_spec_file(path: Path, target: str | list[str] | None = None, quiet: bool = False) -> int:
-    """Load the spec at `path`, print its plan (on the main process), then apply the steps matching
-    `target` (all when None) and what they need."""
+def run_spec_file(
+    path: Path, target: str | list[str] | None = None, quiet: bool = False, json_lines: bool = False
+) -> int:
+    """Load the spec at `path`, show its plan (on the main process), then apply the steps matching
+    `target` (all when None) and what they need. `json_lines`: the plan and apply's events as JSON
+    lines on stdout (`apply --json`) instead of the lines people read; progress stays on stderr."""
     spec = load_spec(path)
     distributed.init_from_env()
-    ctx = RunContext.from_env(Reporter(quiet=quiet))
+    reporter = Reporter(quiet=quiet)  # on stderr
+    view = JsonView() if json_lines else HumanView(reporter)
+    ctx = replace(RunContext.from_env(reporter), view=view)
     try:
         plan = make_plan(spec)
         if ctx.is_main:
-            _print_plan(render_text(plan, color=sys.stdout.isatty()))
+            text = render_text(plan, color=sys.stdout.isatty())
+            view.emit(PlanShown(text=text, plan=plan_data(plan)))  # a closed stdout does not stop apply
         apply(plan, ctx, target=target)
     finally:
         distributed.shutdown()
     return 0
-
-
-def _print_plan(text: str) -> None:
-    """Print the plan before applying; a closed stdout (`apply spec | head`) must not stop the apply."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -35,6 +35,11 @@ def add_apply(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", type=Path)
     add_target(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the plan and each step's events as JSON lines on stdout (one object a line)",
+    )
     p.set_defaults(func=cmd_apply)
 
 
@@ -83,7 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    return run_spec_file(args.spec, target=args.target, quiet=args.quiet)
+    return run_spec_file(args.spec, target=args.target, quiet=args.quiet, json_lines=args.json)
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
