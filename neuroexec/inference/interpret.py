@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from neuroexec import atomic, ops
-from neuroexec.context import Kernels, RunContext
+from neuroexec.context import Kernels, RunContext, StepSettings
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
 from neuroexec.inference.figure import save_saliency_figure
@@ -80,19 +80,63 @@ def _selected(outputs: torch.Tensor, labels: torch.Tensor, keep_true: bool | Non
     return correct if keep_true else ~correct
 
 
+@dataclass(frozen=True)
+class _Explained:
+    """The model whose predictions are explained, and what its maps are taken of."""
+
+    model: torch.nn.Module
+    info: MapsInfo
+    target: int  # the output node explained
+    target_name: str | None  # its class name, when it has one
+    label: str | None  # the group's true-label column (None: unlabelled)
+
+
 def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     """Compute and write the saliency maps of `task.interpretation` for the group (see module doc).
 
     >>> interpret_group(GroupTask(group, model, dataset, 0, "loss", interpretation), ctx)  # doctest: +SKIP
     {'used': 12, 'skipped': 0, ...}
     """
-
     interp = task.interpretation
     if interp is None:
         raise NeuroexecError(f"group {task.group.name}: interpret step without an interpretation")
-    compute = task.group.compute
-    settings = ctx.with_settings(compute).settings  # resolved once for the step
-    device = settings.device
+    settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
+    explained = _explained(task, settings.device)
+    frame = group_participants(task)
+    if frame.empty:
+        raise InputError(task.maps.group_data_tsv(task.group.name), "the data group has no participants")
+    info = explained.info
+    dataset = group_dataset(task, info, frame, explained.label)
+    caps = group_caps(task, info)
+    affine, image_shape = nifti_geometry(
+        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info))
+    )
+    mask_path, mask = _load_mask(task, image_shape)
+    acc = _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
+    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
+    where = (task.split, task.metric, task.group.name, interp.name)
+    outdir = task.maps.interpret_dir(*where)
+    atomic.write_tsv(outdir / "data.tsv", pd.DataFrame(acc.rows))
+    if interp.figure:
+        save_saliency_figure(
+            outdir / "mean_image-0_map.png",
+            whole_map,
+            whole_input,
+            interp.vmax,
+            f"{interp.method}, {task.group.name}, target {explained.target_name or explained.target}",
+        )
+    summary = _summary(task, explained, acc)
+    if mask is not None:
+        summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
+        ctx.reporter.info(_mask_line(task, mask_path, summary["mask"]))
+    atomic.write_json(task.maps.interpret_summary(*where), summary)
+    return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
+
+
+def _explained(task: GroupTask, device: torch.device) -> _Explained:
+    """The best model to explain, its input gradients only, and the target node; a keep_true that the
+    group or the model cannot honour is refused here, before any image is read."""
+    interp = task.interpretation
     model, info = load_model(task.model.maps, task.split, task.metric, device)
     if info.task == "reconstruction":
         raise NeuroexecError(f"{task.model.maps}: saliency maps are not defined for reconstruction models")
@@ -109,28 +153,27 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
             "group and a classification model",
             "keep_true",
         )
-    frame = group_participants(task)
-    if frame.empty:
-        raise InputError(task.maps.group_data_tsv(task.group.name), "the data group has no participants")
-    dataset = group_dataset(task, info, frame, label)
-    caps = group_caps(task, info)
-    affine, image_shape = nifti_geometry(
-        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info))
-    )
-    mask_path, mask = _load_mask(task, image_shape)
+    return _Explained(model, info, target, target_name, label)
 
-    generator = torch.Generator(device=device).manual_seed(int(compute.seed))
-    loader = make_loader(dataset, settings)
-    maps_layout, where = task.maps, (task.split, task.metric, task.group.name, interp.name)
+
+def _accumulate(
+    task: GroupTask,
+    explained: _Explained,
+    loader: torch.utils.data.DataLoader,
+    settings: StepSettings,
+    ctx: RunContext,
+) -> _Accumulator:
+    """Saliency maps of every batch folded into the running sums per mode index (see module doc)."""
+    interp, device = task.interpretation, settings.device
+    generator = torch.Generator(device=device).manual_seed(int(task.group.compute.seed))
     acc = _Accumulator()
-    mode = info.mode
     for batch in ctx.reporter.iterate(loader, total=len(loader), desc=f"interpret {interp.name}"):
         images = batch["image"].to(device, torch.float32)
         raw, outputs = saliency_batch(
-            model,
+            explained.model,
             images,
             interp.method,
-            target,
+            explained.target,
             interp.smoothgrad_samples,
             interp.smoothgrad_noise,
             generator,
@@ -141,30 +184,40 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
         for k in sorted(set(mode_ids[keep].tolist())):
             index = torch.nonzero(keep & (mode_ids == k)).flatten()
             processed = acc.add(int(k), raw[index], images[index], interp, settings.kernels)
-            for j, i in enumerate(index.tolist()):
-                row = _row(batch, i, outputs, mode, info.task, label is not None)
-                acc.rows.append(row)
-                if processed is not None:
-                    path = maps_layout.individual_map(
-                        *where, row["participant_id"], row["session_id"], mode, int(k)
-                    )
-                    atomic.save_torch(path, processed[j].detach().cpu().clone())
+            _keep_items(task, explained, acc, batch, outputs, index, int(k), processed)
     if not acc.maps:
         raise NeuroexecError(
             f"group {task.group.name}, interpretation '{interp.name}': no image selected "
             f"(keep_true = {interp.keep_true}, {acc.skipped} skipped)"
         )
-    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
-    outdir = maps_layout.interpret_dir(*where)
-    atomic.write_tsv(outdir / "data.tsv", pd.DataFrame(acc.rows))
-    if interp.figure:
-        save_saliency_figure(
-            outdir / "mean_image-0_map.png",
-            whole_map,
-            whole_input,
-            interp.vmax,
-            f"{interp.method}, {task.group.name}, target {target_name or target}",
-        )
+    return acc
+
+
+def _keep_items(
+    task: GroupTask,
+    explained: _Explained,
+    acc: _Accumulator,
+    batch: dict,
+    outputs: torch.Tensor,
+    index: torch.Tensor,
+    k: int,
+    processed: torch.Tensor | None,
+) -> None:
+    """The data.tsv rows of the batch items `index` of mode index `k`, and their own maps when
+    save_individual asks for them (`processed`)."""
+    mode, kind = explained.info.mode, explained.info.task
+    where = (task.split, task.metric, task.group.name, task.interpretation.name)
+    for j, i in enumerate(index.tolist()):
+        row = _row(batch, i, outputs, mode, kind, explained.label is not None)
+        acc.rows.append(row)
+        if processed is not None:
+            path = task.maps.individual_map(*where, row["participant_id"], row["session_id"], mode, k)
+            atomic.save_torch(path, processed[j].detach().cpu().clone())
+
+
+def _summary(task: GroupTask, explained: _Explained, acc: _Accumulator) -> dict:
+    """summary.json: what was explained, how, and how many items were used."""
+    interp = task.interpretation
     summary = {
         "name": interp.name,
         "method": interp.method,
@@ -172,9 +225,9 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
         "split": task.split,
         "selection_metric": task.metric,
         "group": task.group.name,
-        "mode": mode,
-        "target_node": target,
-        "target": target_name,
+        "mode": explained.info.mode,
+        "target_node": explained.target,
+        "target": explained.target_name,
         "keep_true": interp.keep_true,
         "absolute": interp.absolute,
         "normalize": interp.normalize,
@@ -185,17 +238,16 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     }
     if interp.method == "smoothgrad":
         summary.update(smoothgrad_samples=interp.smoothgrad_samples, smoothgrad_noise=interp.smoothgrad_noise)
-    if mask is not None:
-        summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
-        m = summary["mask"]
-        ctx.reporter.info(
-            f"interpret {interp.name} ({task.group.name}, split-{task.split}): {100 * m['mass_inside']:.1f}% of the "
-            f"saliency mass lies in the {mask_path.name.split('.')[0]} mask, which covers "
-            f"{100 * m['brain_share']:.1f}% of the brain "
-            f"({m['ratio']:.1f}x an even spread)"
-        )
-    atomic.write_json(maps_layout.interpret_summary(*where), summary)
-    return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
+    return summary
+
+
+def _mask_line(task: GroupTask, mask_path: Path, m: dict) -> str:
+    """The progress line saying how much of the saliency lies in the mask."""
+    return (
+        f"interpret {task.interpretation.name} ({task.group.name}, split-{task.split}): "
+        f"{100 * m['mass_inside']:.1f}% of the saliency mass lies in the {mask_path.name.split('.')[0]} "
+        f"mask, which covers {100 * m['brain_share']:.1f}% of the brain ({m['ratio']:.1f}x an even spread)"
+    )
 
 
 def _row(batch: dict, i: int, outputs: torch.Tensor, mode: str, kind: str, labelled: bool) -> dict:
