@@ -5,9 +5,19 @@ the predict step. A `Collector` turns network outputs batch by batch into the ro
 frame (FORMATS.md "Result tables") plus a per-sample loss, so the training pass can report train
 metrics from its own running predictions instead of a second pass over the training set.
 
+    >>> from neuroexec.context import resolve_settings
+    >>> from neuroexec.spec.model import Compute
     >>> settings = resolve_settings(Compute(device="cpu", workers=0))  # a step's ctx.settings
-    >>> frame, loss = predict_frames(net, dataset, "classification", settings, {"AD": 0, "CN": 1})
-    >>> write_results(MapsLayout(root), 0, "loss", "validation", frame, "classification", "image", loss, 2, True)
+    >>> item = {"image": torch.ones(1, 4, 4, 4), "label": torch.tensor(70.0), "participant_id": "sub-01",
+    ...         "session_id": "ses-M000", "mode_id": 0}  # an item as ImageDataset gives it
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    >>> _ = nn.init.ones_(net[1].weight), nn.init.zeros_(net[1].bias)  # predicts the sum of the 64 voxels
+    >>> frame, loss = predict_frames(net, [item], "regression", settings, None)
+    >>> frame.predicted_label.tolist(), loss  # (70 - 64) ** 2
+    ([64.0], 36.0)
+    >>> files = write_results(MapsLayout(Path("maps")), 0, "loss", "test", frame, "regression", "image", loss, 0, True)
+    >>> [str(f) for f in files]
+    ['maps/split-0/best-loss/test/test_image_level_prediction.tsv', 'maps/split-0/best-loss/test/test_image_level_metrics.tsv', 'maps/split-0/best-loss/test/description.log']
 """
 
 from __future__ import annotations
@@ -215,9 +225,15 @@ def predict_frames(
     `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
     it (a table of such predictions would look real: probabilities of NaN logits give BA 0.5).
 
-    >>> frame, loss = predict_frames(net, ImageDataset(...), "regression", ctx.settings, None)
+    >>> from neuroexec.context import resolve_settings
+    >>> from neuroexec.spec.model import Compute
+    >>> settings = resolve_settings(Compute(device="cpu", workers=0))  # a step's ctx.settings
+    >>> item = {"image": torch.ones(1, 4, 4, 4), "label": torch.tensor(1), "participant_id": "sub-01",
+    ...         "session_id": "ses-M000", "mode_id": 0}  # an item as ImageDataset gives it
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> frame, loss = predict_frames(net, [item], "classification", settings, {"AD": 0, "CN": 1})
     >>> list(frame.columns)
-    ['participant_id', 'session_id', 'image_id', 'true_label', 'predicted_label']
+    ['participant_id', 'session_id', 'image_id', 'true_label', 'predicted_label', 'proba0', 'proba1']
     """
     if task not in tables.TASKS:
         raise NeuroexecError(f"unknown task {task!r}; expected one of {', '.join(tables.TASKS)}")
@@ -242,8 +258,14 @@ def patch_weights_from_validation(
     """Soft-voting weights from the validation `<mode>`-level predictions of a best model: each
     `<mode>_id`'s validation accuracy, normalised (ClinicaDL's semantics).
 
-    >>> patch_weights_from_validation(MapsLayout(root), 0, "loss")
-    {0: 0.26, 1: 0.24, ...}
+    >>> validation = tables.classification_frame(
+    ...     ["sub-01"] * 2 + ["sub-02"] * 2, ["ses-M000"] * 4, [0, 1] * 2, [0, 0, 1, 1],
+    ...     [[2, 0], [2, 0], [0, 2], [2, 0]], "patch",
+    ... )  # patch 0 right twice, patch 1 once
+    >>> maps = MapsLayout(Path("maps"))
+    >>> _ = write_results(maps, 0, "loss", "validation", validation, "classification", "patch", 0.4, 2, True)
+    >>> patch_weights_from_validation(maps, 0, "loss")
+    {0: 0.6666666666666666, 1: 0.3333333333333333}
     """
     path = maps.prediction_tsv(split, metric, "validation", mode)
     if not path.is_file():
@@ -298,7 +320,12 @@ def write_results(
     image level by soft voting, and `description.log`, under `split-<i>/best-<metric>/<group>/`.
     Reconstruction in patch mode has no image level (as in ClinicaDL). Returns the files written.
 
-    >>> write_results(MapsLayout(root), 0, "BA", "validation", frame, "classification", "patch", 0.4, 2, True)
+    >>> validation = tables.classification_frame(
+    ...     ["sub-01"] * 2, ["ses-M000"] * 2, [0, 1], [0, 0], [[2, 0], [0, 2]], "patch"
+    ... )
+    >>> files = write_results(MapsLayout(Path("maps")), 0, "BA", "validation", validation, "classification", "patch", 0.4, 2, True)
+    >>> [f.name for f in files]  # the image level by soft voting
+    ['validation_patch_level_prediction.tsv', 'validation_patch_level_metrics.tsv', 'validation_image_level_prediction.tsv', 'validation_image_level_metrics.tsv', 'description.log']
     """
     frame = frame.drop(columns=[LOSS_COLUMN], errors="ignore")
     written: list[Path] = []
