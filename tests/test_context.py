@@ -14,11 +14,11 @@ from neuroexec import context, ops
 from neuroexec.context import RunContext, StepSettings, resolve_settings
 from neuroexec.errors import DeviceError, InputError, StepFailed
 from neuroexec.executor import apply
+from neuroexec.plan import registry
 from neuroexec.plan.graph import make_plan
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import Compute
-from neuroexec.steps import registry
 
 SPEC = """
 version = 1

@@ -11,9 +11,9 @@ from typing import Any
 
 from neuroexec.errors import NeuroexecError, UnknownTarget
 from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint
+from neuroexec.plan.registry import Removal, Step, kind, kinds
 from neuroexec.plan.state import StateStores
 from neuroexec.spec.model import Spec
-from neuroexec.steps.registry import Removal, Step, kind, kinds
 
 NEW, CHANGED, UP_TO_DATE, REFUSED = "+", "~", "=", "!"
 

@@ -12,10 +12,10 @@ from neuroexec.data.tasks import ExtractTask, dataset_frame
 from neuroexec.errors import NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
+from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.plan.state import state_file
 from neuroexec.spec.model import Dataset, Spec
 from neuroexec.steps.common import extract_id, generate_deps
-from neuroexec.steps.registry import Step, StepKind, register
 
 
 def modes_needed(spec: Spec) -> dict[str, set[ExtractionMode]]:

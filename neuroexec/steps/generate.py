@@ -5,9 +5,9 @@ from __future__ import annotations
 from neuroexec.context import RunContext
 from neuroexec.data.synthetic import generate_atrophy_dataset
 from neuroexec.plan.ownership import caps_refusal
+from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.spec.model import Spec, as_config
 from neuroexec.steps.common import generate_id
-from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 # What a previous generation wrote (the folder's .neuroexec state is kept).
 GENERATED = ("subjects", "masks", "tensor_extraction", "participants.tsv")

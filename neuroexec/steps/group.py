@@ -19,6 +19,7 @@ from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.inference.task import GroupTask
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.spec.model import Dataset, Group, Model, Spec
 from neuroexec.steps.common import dataset_deps, group_id, split_id, train_id
 from neuroexec.steps.group_record import (
@@ -28,7 +29,6 @@ from neuroexec.steps.group_record import (
     stale_results,
     why_redefined,
 )
-from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:

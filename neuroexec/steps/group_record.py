@@ -22,8 +22,8 @@ import pandas as pd
 from neuroexec.data.tasks import dataset_frame
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.registry import Removal
 from neuroexec.spec.model import Dataset, Group
-from neuroexec.steps.registry import Removal
 
 KEYS = ("participant_id", "session_id")
 

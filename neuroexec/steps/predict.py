@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
+from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import predict_id
 from neuroexec.steps.group import result_steps
-from neuroexec.steps.registry import Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
+from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec, as_config
 from neuroexec.steps.common import save_tensors_id
 from neuroexec.steps.group import result_steps
-from neuroexec.steps.registry import Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:

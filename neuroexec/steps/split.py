@@ -15,9 +15,9 @@ from neuroexec.data.tasks import SplitTask, dataset_frame
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.ownership import maps_refusal, maps_replaced
+from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import dataset_deps, split_id, trained_models
-from neuroexec.steps.registry import Removal, Step, StepKind, register
 
 
 def expand(spec: Spec) -> list[Step]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from neuroexec.context import RunContext
 from neuroexec.maps.info import best_model_file
+from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import dataset_deps, split_id, train_id, trained_models
-from neuroexec.steps.registry import Step, StepKind, register
 from neuroexec.training import resume
 from neuroexec.training.task import TrainTask
 

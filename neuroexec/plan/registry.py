@@ -1,6 +1,7 @@
 """The one small interface through which step kinds plug into the engine.
 
-A step kind is a module under `neuroexec/steps/` that registers a `StepKind`: its name, how it expands a
+It belongs to the engine (plan, executor), which imports no step kind: a step kind is a module under
+`neuroexec/steps/` (named in STEP_MODULES) that registers a `StepKind`: its name, how it expands a
 spec into steps (ids, dependencies, input files, the config slice that decides its result) and a `run`
 function. The engine (plan, executor) knows nothing else about it.
 """
