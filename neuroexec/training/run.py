@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from neuroexec import distributed
 from neuroexec.context import RunContext
@@ -24,7 +25,7 @@ from neuroexec.evaluation import frame_metrics, predict_frames, split_loss, writ
 from neuroexec.maps.checkpoints import load_model_state, save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
-from neuroexec.spec.model import canonical_metric
+from neuroexec.spec.model import Compute, Train, canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.loop import Trainer, make_optimizer
 from neuroexec.training.resume import Progress
@@ -125,6 +126,35 @@ def _value(values: dict[str, float], metric: str) -> float:
     return float(values[metric])
 
 
+@dataclasses.dataclass(frozen=True)
+class _SplitRun:
+    """What the epoch loop and the final results of one split's training share."""
+
+    task: TrainTask
+    ctx: RunContext  # with the step's settings
+    maps: MapsLayout
+    trainer: Trainer
+    train_data: Dataset
+    valid_data: Dataset
+    label_code: dict[str, int] | None
+    selection: list[str]  # the selection metrics, canonical names
+    key: str  # the resume key (neuroexec.training.task.TrainTask.resume_key)
+    # metric -> validation (frame, loss) of its best epoch, filled by the epoch loop, re-used at the end
+    best_valid: dict[str, tuple] = dataclasses.field(default_factory=dict)
+
+    @property
+    def split(self) -> int:
+        return self.task.split
+
+    @property
+    def train(self) -> Train:
+        return self.task.model.train
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_code) if self.label_code else 0
+
+
 def train_split(task: TrainTask, ctx: RunContext) -> dict:
     """Train split `task.split` of `task.model` (a neuroexec.training.task.TrainTask); every rank calls
     it under torchrun, rank 0 writes. Returns a small summary for the state record.
@@ -132,23 +162,15 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     The step that calls it (neuroexec/steps/train.py) is its example: it needs a whole model and its
     data, which tests/training/test_run.py builds (TinyCNN, a tiny CAPS, one epoch).
     """
-    model, ds, split = task.model, task.dataset, task.split
+    model, split = task.model, task.split
     c, t = model.compute, model.train
     maps = MapsLayout(model.maps)
     ctx = ctx.with_settings(c)  # device, kernels, amp, loader: resolved once for the step
-    main, rep, device = ctx.is_main, ctx.reporter, ctx.settings.device
-    setup.check_compile(c, device)
+    main = ctx.is_main
+    setup.check_compile(c, ctx.settings.device)
     selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
     label_code = setup.label_code_of(model, maps)
-    n_classes = len(label_code) if label_code else 0
-    train_frame, valid_frame = task.split_frames()
-    processes = distributed.local_world_size() if ctx.world_size > 1 else 1
-    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
-    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
-    if getattr(train_data, "shared_cache", False):
-        rep.info(
-            f"compute.cache: the images are in memory once, shared by the {processes} processes on this machine"
-        )
+    train_data, valid_data = _datasets(task, label_code, ctx)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
@@ -156,47 +178,15 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
 
     with determinism(c.deterministic):
         resume.seed_everything(c.seed)
-        net = setup.build(model, input_size, output_size)
-        if c.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
-        net = net.to(device)
-        optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
-        trainer = Trainer(net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx)
-        found = resume.load_resume(maps, split, key)
-        if found is not None:
-            checkpoint, optimizer_checkpoint, state = found
-            net.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(optimizer_checkpoint["optimizer"])
-            if state.get("scaler"):
-                trainer.scaler.load_state_dict(state["scaler"])
-            progress = Progress.from_state(state["progress"])
-            resume.set_rng_state(state["rng"])
-            if main:
-                rep.info(f"  split-{split}: resuming after epoch {progress.epoch + 1} of {t.epochs}")
-        else:
-            if main and maps.resume_state(split).is_file():
-                rep.info(
-                    f"  split-{split}: the interrupted run cannot be resumed (other settings, data or transfer "
-                    "source, or incomplete checkpoints); training starts over"
-                )
-            progress = Progress()
-            if task.transfer_from is not None:
-                copied = setup.transfer(
-                    net, task.transfer_from, task.transfer_maps, model.task == "reconstruction"
-                )
-                if main:
-                    rep.info(f"  split-{split}: {len(copied)} tensors transferred from {task.transfer_from}")
-            if main:
-                resume.clear(maps, split)  # the finished training's files stay until this one finishes
-        resumed_from = progress.epoch if found is not None else None
+        trainer = _trainer(task, c, input_size, output_size, ctx)
+        run = _SplitRun(task, ctx, maps, trainer, train_data, valid_data, label_code, selection, key)
+        progress, resumed_from = _start(run)
         if main:
             parameters = outputs.maps_parameters(
-                model, ds, label_code, input_size, output_size, task.transfer_maps
+                model, task.dataset, label_code, input_size, output_size, task.transfer_maps
             )
-            outputs.write_run_files(maps, parameters, net, split, resumed_from)
-        data = (train_data, valid_data)
-        best_valid: dict[str, tuple] = {}  # metric -> validation (frame, loss) of its best epoch
-        stopped = _epochs(trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid)
+            outputs.write_run_files(maps, parameters, trainer.net, split, resumed_from)
+        stopped = _epochs(run, progress)
         distributed.barrier(ctx)
         if main:
             outputs.append_information(
@@ -205,9 +195,7 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
                 f"split-{split}: training finished after {progress.epoch + 1} epochs"
                 + (" (early stopping)" if stopped else ""),
             )
-            _final_results(
-                trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
-            )
+            _final_results(run)
             outputs.publish_training(maps, split, selection, t.tensorboard)
             resume.clear(maps, split)
     return {
@@ -218,64 +206,145 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     }
 
 
-def _epochs(
-    trainer: Trainer, t, maps, split, progress, data, selection, n_classes, key, ctx, best_valid
-) -> bool:
-    """The epoch loop (`t` the model's Train settings); True when early stopping ended it. `best_valid`
-    receives each selection metric's validation predictions at its best epoch (re-used at the end)."""
-    (train_data, valid_data), task, main, rep = data, trainer.task, ctx.is_main, ctx.reporter
-    loader = trainer.loader(train_data, trainer.sampler(train_data, shuffle=True))
-    board = outputs.Board(maps, split, t.tensorboard and main)
+def _datasets(task: TrainTask, label_code: dict[str, int] | None, ctx: RunContext) -> tuple[Dataset, Dataset]:
+    """The split's training and validation items (compute.cache: shared by this machine's processes)."""
+    model, ds, c, rep = task.model, task.dataset, task.model.compute, ctx.reporter
+    train_frame, valid_frame = task.split_frames()
+    processes = distributed.local_world_size() if ctx.world_size > 1 else 1
+    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
+    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
+    if getattr(train_data, "shared_cache", False):
+        rep.info(
+            f"compute.cache: the images are in memory once, shared by the {processes} processes on this machine"
+        )
+    return train_data, valid_data
+
+
+def _trainer(
+    task: TrainTask, c: Compute, input_size: list[int], output_size: int | None, ctx: RunContext
+) -> Trainer:
+    """The network (seeded by the caller), on the step's device, with its optimizer."""
+    model, t = task.model, task.model.train
+    net = setup.build(model, input_size, output_size)
+    if c.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    net = net.to(ctx.settings.device)
+    optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
+    return Trainer(net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx)
+
+
+def _start(run: _SplitRun) -> tuple[Progress, int | None]:
+    """Where the training starts: after the last saved epoch of an interrupted run made with the same
+    key (weights, optimizer, scaler and RNG restored), else from the first epoch, with the transferred
+    weights when the model has a transfer source. Returns the progress and the epoch resumed after."""
+    task, trainer, maps, split = run.task, run.trainer, run.maps, run.split
+    main, rep = run.ctx.is_main, run.ctx.reporter
+    found = resume.load_resume(maps, split, run.key)
+    if found is not None:
+        checkpoint, optimizer_checkpoint, state = found
+        trainer.net.load_state_dict(checkpoint["model"])
+        trainer.optimizer.load_state_dict(optimizer_checkpoint["optimizer"])
+        if state.get("scaler"):
+            trainer.scaler.load_state_dict(state["scaler"])
+        progress = Progress.from_state(state["progress"])
+        resume.set_rng_state(state["rng"])
+        if main:
+            rep.info(f"  split-{split}: resuming after epoch {progress.epoch + 1} of {run.train.epochs}")
+        return progress, progress.epoch
+    if main and maps.resume_state(split).is_file():
+        rep.info(
+            f"  split-{split}: the interrupted run cannot be resumed (other settings, data or transfer "
+            "source, or incomplete checkpoints); training starts over"
+        )
+    if task.transfer_from is not None:
+        copied = setup.transfer(
+            trainer.net, task.transfer_from, task.transfer_maps, task.model.task == "reconstruction"
+        )
+        if main:
+            rep.info(f"  split-{split}: {len(copied)} tensors transferred from {task.transfer_from}")
+    if main:
+        resume.clear(maps, split)  # the finished training's files stay until this one finishes
+    return Progress(), None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Epoch:
+    """One epoch's metrics and what they decided."""
+
+    index: int
+    train: dict[str, float]
+    valid: dict[str, float]
+    improved: list[str]  # the selection metrics whose best model this epoch is
+    stop: bool  # early stopping
+
+
+def _epochs(run: _SplitRun, progress: Progress) -> bool:
+    """The epoch loop; True when early stopping ended it. `run.best_valid` receives each selection
+    metric's validation predictions at its best epoch (re-used at the end)."""
+    t, trainer, main = run.train, run.trainer, run.ctx.is_main
+    loader = trainer.loader(run.train_data, trainer.sampler(run.train_data, shuffle=True))
+    board = outputs.Board(run.maps, run.split, t.tensorboard and main)
     start = time.monotonic() - progress.elapsed
     try:
         for epoch in range(progress.epoch + 1, t.epochs):
-            desc = f"split-{split} epoch {epoch + 1}/{t.epochs}"
-            train_out, steps = trainer.train_epoch(loader, epoch, desc)
-            train_frame, train_loss = split_loss(train_out)
-            valid_frame, valid_loss = split_loss(trainer.evaluate(valid_data))
-            check_finite(epoch, train_loss, valid_loss, t.learning_rate, maps.tmp_dir(split))
-            train_values = {**frame_metrics(train_frame, task, n_classes), "loss": train_loss}
-            valid_values = {**frame_metrics(valid_frame, task, n_classes), "loss": valid_loss}
-            progress.elapsed = time.monotonic() - start
-            progress.iteration += steps
-            progress.rows.append(
-                log_row(epoch, len(loader) - 1, progress.elapsed, train_values, valid_values)
-            )
-            improved = [
-                m for m in selection if is_improvement(m, _value(valid_values, m), progress.best.get(m))
-            ]
-            for m in improved:
-                progress.best[m], progress.best_epoch[m] = _value(valid_values, m), epoch
-                best_valid[m] = (valid_frame, valid_loss)
-            stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
-            progress.epoch = epoch
+            done = _epoch(run, loader, epoch, progress, start)
             if main:
-                for m in improved:
-                    save_model(
-                        maps.staged_best_model(split, m),
-                        trainer.state_dict(),
-                        epoch,
-                        trainer.net.architecture_name,
-                    )
-                outputs.write_training_tsv(maps, split, progress.rows)
-                step = epoch * len(loader) + len(loader) - 1  # ClinicaDL's global step: batches so far
-                board.log("train", train_values, step)
-                board.log("validation", valid_values, step)
-                resume.save_epoch(
-                    maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
-                    progress, key, trainer.scaler,
-                )  # fmt: skip
-                rep.info(_summary(epoch, t.epochs, train_values, valid_values, selection, improved))
-            distributed.barrier(ctx)
+                _save_epoch(run, done, progress, board, len(loader))
+            distributed.barrier(run.ctx)
             if resume.interrupt_requested(epoch):
                 raise KeyboardInterrupt(f"{resume.INTERRUPT_ENV}={epoch}")
-            if stop:
+            if done.stop:
                 if main:
-                    rep.info(f"  early stopping: no validation loss decrease for {t.patience} epochs")
+                    run.ctx.reporter.info(
+                        f"  early stopping: no validation loss decrease for {t.patience} epochs"
+                    )
                 return True
     finally:
         board.close()
     return False
+
+
+def _epoch(run: _SplitRun, loader: DataLoader, epoch: int, progress: Progress, start: float) -> _Epoch:
+    """Train and validate one epoch; `progress` takes its row, the improved best values and the
+    early-stopping count (`start`: the monotonic time the training began, resumed time included)."""
+    t, trainer, maps, split = run.train, run.trainer, run.maps, run.split
+    train_out, steps = trainer.train_epoch(loader, epoch, f"split-{split} epoch {epoch + 1}/{t.epochs}")
+    train_frame, train_loss = split_loss(train_out)
+    valid_frame, valid_loss = split_loss(trainer.evaluate(run.valid_data))
+    check_finite(epoch, train_loss, valid_loss, t.learning_rate, maps.tmp_dir(split))
+    train_values = {**frame_metrics(train_frame, trainer.task, run.n_classes), "loss": train_loss}
+    valid_values = {**frame_metrics(valid_frame, trainer.task, run.n_classes), "loss": valid_loss}
+    progress.elapsed = time.monotonic() - start
+    progress.iteration += steps
+    progress.rows.append(log_row(epoch, len(loader) - 1, progress.elapsed, train_values, valid_values))
+    improved = [m for m in run.selection if is_improvement(m, _value(valid_values, m), progress.best.get(m))]
+    for m in improved:
+        progress.best[m], progress.best_epoch[m] = _value(valid_values, m), epoch
+        run.best_valid[m] = (valid_frame, valid_loss)
+    stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
+    progress.epoch = epoch
+    return _Epoch(epoch, train_values, valid_values, improved, stop)
+
+
+def _save_epoch(run: _SplitRun, done: _Epoch, progress: Progress, board: outputs.Board, batches: int) -> None:
+    """Rank 0 after an epoch: the improved best models (staged in tmp/), training.tsv, TensorBoard,
+    the resume checkpoint and the progress line."""
+    trainer, maps, split, epoch = run.trainer, run.maps, run.split, done.index
+    for m in done.improved:
+        save_model(
+            maps.staged_best_model(split, m), trainer.state_dict(), epoch, trainer.net.architecture_name
+        )
+    outputs.write_training_tsv(maps, split, progress.rows)
+    step = epoch * batches + batches - 1  # ClinicaDL's global step: batches so far
+    board.log("train", done.train, step)
+    board.log("validation", done.valid, step)
+    resume.save_epoch(
+        maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
+        progress, run.key, trainer.scaler,
+    )  # fmt: skip
+    run.ctx.reporter.info(
+        _summary(epoch, run.train.epochs, done.train, done.valid, run.selection, done.improved)
+    )
 
 
 def _summary(epoch, epochs, train, valid, selection, improved) -> str:
@@ -285,48 +354,52 @@ def _summary(epoch, epochs, train, valid, selection, improved) -> str:
     return f"  epoch {epoch + 1}/{epochs} (train/valid) " + ", ".join(parts) + star
 
 
-def _final_results(
-    trainer, model, maps, split, selection, train_data, valid_data, label_code, device, best_valid
-) -> None:
+def _final_results(run: _SplitRun) -> None:
     """Train and validation results of each selection metric's best model, and the autoencoder
-    reconstructions (`visualization`) from the best-loss model. The validation predictions of a best
-    epoch were made by the same weights in the epoch loop and are re-used (after a resume, the epochs
-    before it are not in memory: then they are recomputed); metrics sharing a best epoch share one
-    train-set pass. Everything is written to tmp/ (`staged_results`), published with the models."""
-    net, n_classes = trainer.net, len(label_code or {})
-    out = maps.staged_results(split)
-    train_by_epoch: dict[int, tuple] = {}
-    for metric in selection:
-        model_file = outputs.trained_model(maps, split, metric)
-        if not model_file.is_file():
-            raise NeuroexecError(
-                f"split {split}: no best-{metric} model was saved: the validation {metric} was never a "
-                "number; choose other train.selection_metrics in the spec and apply again"
-            )
-        state, epoch, _ = load_model_state(model_file)
-        net.load_state_dict(state)
-        for group, data in (
-            ("validation", valid_data),
-            ("train", train_data),
-        ):  # validation first: soft-vote weights
-            if group == "validation" and metric in best_valid:
-                frame, loss = best_valid[metric]
-            elif group == "train" and epoch in train_by_epoch:
-                frame, loss = train_by_epoch[epoch]
-            else:
-                frame, loss = predict_frames(
-                    net, data, model.task, trainer.settings, label_code, mode=model.mode,
-                    model_file=model_file,
-                )  # fmt: skip
-                if group == "train":
-                    train_by_epoch[epoch] = (frame, loss)
-            write_results(
-                out, split, metric, group, frame, model.task, model.mode, loss, n_classes, True,
-                description=f"Prediction of the {group} group of split {split} with the best-{metric} model "
-                f"(epoch {epoch}) of {maps.root.name}.",
-            )  # fmt: skip
+    reconstructions (`visualization`) from the best-loss model. Everything is written to tmp/
+    (`staged_results`), published with the models."""
+    out = run.maps.staged_results(run.split)
+    train_by_epoch: dict[int, tuple] = {}  # metrics sharing a best epoch share one train-set pass
+    for metric in run.selection:
+        _best_model_results(run, metric, out, train_by_epoch)
+    model, net = run.task.model, run.trainer.net
     if model.task == "reconstruction" and model.train.visualization and model.mode == "image":
-        metric = "loss" if "loss" in selection else selection[0]
-        net.load_state_dict(load_model_state(outputs.trained_model(maps, split, metric))[0])
-        for phase, data in (("train", train_data), ("validation", valid_data)):
-            outputs.write_reconstructions(out, split, phase, net, data, device)
+        metric = "loss" if "loss" in run.selection else run.selection[0]
+        net.load_state_dict(load_model_state(outputs.trained_model(run.maps, run.split, metric))[0])
+        for phase, data in (("train", run.train_data), ("validation", run.valid_data)):
+            outputs.write_reconstructions(out, run.split, phase, net, data, run.ctx.settings.device)
+
+
+def _best_model_results(
+    run: _SplitRun, metric: str, out: MapsLayout, train_by_epoch: dict[int, tuple]
+) -> None:
+    """The validation and train results of the best-`metric` model. The validation predictions of a
+    best epoch were made by the same weights in the epoch loop and are re-used (after a resume, the
+    epochs before it are not in memory: then they are recomputed)."""
+    net, model, maps, split = run.trainer.net, run.task.model, run.maps, run.split
+    model_file = outputs.trained_model(maps, split, metric)
+    if not model_file.is_file():
+        raise NeuroexecError(
+            f"split {split}: no best-{metric} model was saved: the validation {metric} was never a "
+            "number; choose other train.selection_metrics in the spec and apply again"
+        )
+    state, epoch, _ = load_model_state(model_file)
+    net.load_state_dict(state)
+    # validation first: the soft vote of the train results reads its weights
+    for group, data in (("validation", run.valid_data), ("train", run.train_data)):
+        if group == "validation" and metric in run.best_valid:
+            frame, loss = run.best_valid[metric]
+        elif group == "train" and epoch in train_by_epoch:
+            frame, loss = train_by_epoch[epoch]
+        else:
+            frame, loss = predict_frames(
+                net, data, model.task, run.trainer.settings, run.label_code, mode=model.mode,
+                model_file=model_file,
+            )  # fmt: skip
+            if group == "train":
+                train_by_epoch[epoch] = (frame, loss)
+        write_results(
+            out, split, metric, group, frame, model.task, model.mode, loss, run.n_classes, True,
+            description=f"Prediction of the {group} group of split {split} with the best-{metric} model "
+            f"(epoch {epoch}) of {maps.root.name}.",
+        )  # fmt: skip
