@@ -7,7 +7,7 @@ distributions for AD and CN, so a model that beats chance must look at that regi
 The phantom is analytic (nested soft ellipsoids in millimetres), so each image is computed directly on
 its grid: no template, no download, no resampling, and the same anatomy at every resolution.
 
-    >>> data = generate_atrophy_dataset(Path("demo"), subjects=40, resolution_mm=4.0)
+    >>> data = generate_atrophy_dataset(Path("demo"), subjects=4, resolution_mm=4.0)
     >>> data.shape
     (42, 52, 45)
 """
