@@ -5,7 +5,9 @@ ClinicaDL groups options in sections ([Model], [Optimization], [Computational], 
 implement is accepted only when it holds ClinicaDL's default (so a config written by `clinicadl train
 list_models`-style templates still reads), otherwise it is an error naming it, as is any unknown key.
 
->>> read_train_config(Path("config.toml"))  # doctest: +SKIP
+>>> toml = '[Model]\\narchitecture = "Conv5_FC3"\\n[Optimization]\\nepochs = 2\\n[Cross_validation]\\nn_splits = 2\\n'
+>>> _ = Path("config.toml").write_text(toml)
+>>> read_train_config(Path("config.toml"))
 {'architecture': 'Conv5_FC3', 'epochs': 2, 'n_splits': 2}
 """
 

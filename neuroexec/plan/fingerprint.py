@@ -33,7 +33,12 @@ def is_model_file(path: Path) -> bool:
 def file_identity(path: Path, cache: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """(identity, cache entry to store or None). A missing file has the identity 'missing'.
 
-    >>> ident, entry = file_identity(Path("maps/cnn/split-0/best-loss/model.pth.tar"), {})  # doctest: +SKIP
+    >>> _ = Path("model.pth.tar").write_bytes(b"abc")
+    >>> ident, entry = file_identity(Path("model.pth.tar"), {})
+    >>> ident == entry["sha256"] == hashlib.sha256(b"abc").hexdigest(), sorted(entry)  # a model: inode too
+    (True, ['ctime_ns', 'hashed_ns', 'ino', 'mtime_ns', 'sha256', 'size'])
+    >>> file_identity(Path("nowhere.pt"), {})
+    ('missing', None)
     """
     key = str(path)
     try:
