@@ -15,7 +15,7 @@ metrics from its own running predictions instead of a second pass over the train
     >>> frame, loss = predict_frames(net, [item], "regression", settings, None)
     >>> frame.predicted_label.tolist(), loss  # (70 - 64) ** 2
     ([64.0], 36.0)
-    >>> files = write_results(MapsLayout(Path("maps")), 0, "loss", "test", frame, "regression", "image", loss, 0, True)
+    >>> files = write_results(ResultSet(MapsLayout(Path("maps")), 0, "loss", "test", "regression", "image"), frame, loss)
     >>> [str(f) for f in files]
     ['maps/split-0/best-loss/test/test_image_level_prediction.tsv', 'maps/split-0/best-loss/test/test_image_level_metrics.tsv', 'maps/split-0/best-loss/test/description.log']
 """
@@ -23,6 +23,7 @@ metrics from its own running predictions instead of a second pass over the train
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +264,7 @@ def patch_weights_from_validation(
     ...     [[2, 0], [2, 0], [0, 2], [2, 0]], "patch",
     ... )  # patch 0 right twice, patch 1 once
     >>> maps = MapsLayout(Path("maps"))
-    >>> _ = write_results(maps, 0, "loss", "validation", validation, "classification", "patch", 0.4, 2, True)
+    >>> _ = write_results(ResultSet(maps, 0, "loss", "validation", "classification", "patch", 2), validation, 0.4)
     >>> patch_weights_from_validation(maps, 0, "loss")
     {0: 0.6666666666666666, 1: 0.3333333333333333}
     """
@@ -276,43 +277,51 @@ def patch_weights_from_validation(
     return tables.soft_vote_weights(frame, mode, selection_threshold)
 
 
-def _image_level(
-    maps: MapsLayout,
-    split: int,
-    metric: str,
-    group: str,
-    frame: pd.DataFrame,
-    task: str,
-    mode: str,
-    use_labels: bool,
-    weights: dict[int, float] | None,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ResultSet:
+    """One group's results by one best model: where they go (`split-<i>/best-<metric>/<group>/` of
+    the MAPS) and how they read (the model's task and mode, its classes, whether the group is labelled).
+
+    >>> ResultSet(MapsLayout(Path("maps")), 0, "loss", "test", "regression", "image").tsv("image")
+    PosixPath('maps/split-0/best-loss/test/test_image_level_prediction.tsv')
+    """
+
+    maps: MapsLayout
+    split: int
+    metric: str
+    group: str
+    task: str
+    mode: str
+    n_classes: int = 0
+    use_labels: bool = True
+
+    def tsv(self, level: str, kind: str = "prediction") -> Path:
+        """The `<level>`-level prediction or metrics table."""
+        where = (self.split, self.metric, self.group, level)
+        return self.maps.prediction_tsv(*where) if kind == "prediction" else self.maps.metrics_tsv(*where)
+
+
+def _image_level(results: ResultSet, frame: pd.DataFrame, weights: dict[int, float] | None) -> pd.DataFrame:
     """Soft vote of a `<mode>`-level frame (classification: validation-accuracy weights)."""
+    mode = results.mode
     ids = sorted(int(i) for i in frame[f"{mode}_id"].unique())
-    if weights is None and task == "classification":
-        has_validation = maps.prediction_tsv(split, metric, "validation", mode).is_file()
-        if group == "validation" and use_labels:
+    if weights is None and results.task == "classification":
+        validation = results.maps.prediction_tsv(results.split, results.metric, "validation", mode)
+        if results.group == "validation" and results.use_labels:
             weights = tables.soft_vote_weights(frame, mode)
-        elif has_validation:
-            weights = patch_weights_from_validation(maps, split, metric, mode)
+        elif validation.is_file():
+            weights = patch_weights_from_validation(results.maps, results.split, results.metric, mode)
     weights = weights or {i: 1.0 / len(ids) for i in ids}
-    if use_labels:
+    if results.use_labels:
         return tables.soft_vote(frame, weights, mode)
     voted = tables.soft_vote(frame.assign(true_label=-1), weights, mode)
     return voted.drop(columns=["true_label"])
 
 
 def write_results(
-    maps: MapsLayout,
-    split: int,
-    metric: str,
-    group: str,
+    results: ResultSet,
     frame: pd.DataFrame,
-    task: str,
-    mode: str,
     loss: float | None,
-    n_classes: int,
-    use_labels: bool,
     patch_weights: dict[int, float] | None = None,
     description: str = "",
 ) -> list[Path]:
@@ -320,30 +329,28 @@ def write_results(
     image level by soft voting, and `description.log`, under `split-<i>/best-<metric>/<group>/`.
     Reconstruction in patch mode has no image level (as in ClinicaDL). Returns the files written.
 
-    >>> validation = tables.classification_frame(
-    ...     ["sub-01"] * 2, ["ses-M000"] * 2, [0, 1], [0, 0], [[2, 0], [0, 2]], "patch"
-    ... )
-    >>> files = write_results(MapsLayout(Path("maps")), 0, "BA", "validation", validation, "classification", "patch", 0.4, 2, True)
-    >>> [f.name for f in files]  # the image level by soft voting
-    ['validation_patch_level_prediction.tsv', 'validation_patch_level_metrics.tsv', 'validation_image_level_prediction.tsv', 'validation_image_level_metrics.tsv', 'description.log']
+    >>> frame = tables.classification_frame(["sub-01"], ["ses-M000"], [0], [1], [[0, 2]], "image")
+    >>> results = ResultSet(MapsLayout(Path("maps")), 0, "BA", "test", "classification", "image", n_classes=2)
+    >>> [f.name for f in write_results(results, frame, 0.1)]
+    ['test_image_level_prediction.tsv', 'test_image_level_metrics.tsv', 'description.log']
     """
+    r = results
     frame = frame.drop(columns=[LOSS_COLUMN], errors="ignore")
     written: list[Path] = []
-    levels = [(mode, frame, loss)]
-    if mode != "image" and task != "reconstruction":
-        voted = _image_level(maps, split, metric, group, frame, task, mode, use_labels, patch_weights)
-        levels.append(("image", voted, None))
+    levels = [(r.mode, frame, loss)]
+    if r.mode != "image" and r.task != "reconstruction":
+        levels.append(("image", _image_level(r, frame, patch_weights), None))
     for level, level_frame, level_loss in levels:
-        path = maps.prediction_tsv(split, metric, group, level)
+        path = r.tsv(level)
         atomic.write_tsv(path, level_frame)
         written.append(path)
-        if use_labels:
-            table = tables.metrics_for_predictions(level_frame, task, n_classes, level_loss)
-            path = maps.metrics_tsv(split, metric, group, level)
+        if r.use_labels:
+            table = tables.metrics_for_predictions(level_frame, r.task, r.n_classes, level_loss)
+            path = r.tsv(level, "metrics")
             atomic.write_tsv(path, table, na_rep="N/A")  # ClinicaDL's mark of the loss's missing CI
             written.append(path)
-    path = maps.description_log(split, metric, group)
-    text = description or f"Predictions of group {group} by the best-{metric} model of split {split}."
+    path = r.maps.description_log(r.split, r.metric, r.group)
+    text = description or f"Predictions of group {r.group} by the best-{r.metric} model of split {r.split}."
     atomic.write_text(path, text.rstrip("\n") + "\n")
     written.append(path)
     return written

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuroexec.context import StepSettings
-from neuroexec.evaluation import patch_weights_from_validation, predict_frames, write_results
+from neuroexec.evaluation import ResultSet, patch_weights_from_validation, predict_frames, write_results
 from neuroexec.maps.layout import MapsLayout
 
 
@@ -103,7 +103,7 @@ def test_patch_results_soft_vote_with_validation_weights(tmp_path):
         "proba0": [0.9, 0.4, 0.2, 0.3],
         "proba1": [0.1, 0.6, 0.8, 0.7],
     })  # fmt: skip
-    write_results(maps, 0, "loss", "validation", validation, "classification", "patch", 0.5, 2, True)
+    write_results(ResultSet(maps, 0, "loss", "validation", "classification", "patch", 2), validation, 0.5)
     weights = patch_weights_from_validation(maps, 0, "loss")
     assert weights == pytest.approx({0: 1 / 1.5, 1: 0.5 / 1.5})
     image = pd.read_csv(maps.prediction_tsv(0, "loss", "validation", "image"), sep="\t")
@@ -113,7 +113,9 @@ def test_patch_results_soft_vote_with_validation_weights(tmp_path):
     train = validation.drop(columns="true_label").assign(
         proba0=[0.3, 0.9, 0.5, 0.5], proba1=[0.7, 0.1, 0.5, 0.5]
     )
-    write_results(maps, 0, "loss", "train", train, "classification", "patch", None, 2, False)
+    write_results(
+        ResultSet(maps, 0, "loss", "train", "classification", "patch", 2, use_labels=False), train, None
+    )
     voted = pd.read_csv(maps.prediction_tsv(0, "loss", "train", "image"), sep="\t")
     assert voted["proba0"][0] == pytest.approx((0.3 * 1.0 + 0.9 * 0.5) / 1.5)
     assert "true_label" not in voted.columns

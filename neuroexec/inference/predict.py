@@ -72,8 +72,8 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric)
     n_classes = output_size_of(info) if info.task == "classification" else 0
     text = describe(task, info, len(frame), len(dataset), label, settings)
-    evaluation.write_results(
-        task.maps, task.split, task.metric, task.group.name, predictions, info.task, info.mode, loss,
-        n_classes, use_labels, patch_weights=weights, description=text,
-    )  # fmt: skip
+    results = evaluation.ResultSet(
+        task.maps, task.split, task.metric, task.group.name, info.task, info.mode, n_classes, use_labels
+    )
+    evaluation.write_results(results, predictions, loss, patch_weights=weights, description=text)
     return {"images": len(frame), "rows": len(predictions), "loss": None if loss is None else float(loss)}

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.errors import NeuroexecError
-from neuroexec.evaluation import frame_metrics, predict_frames, split_loss, write_results
+from neuroexec.evaluation import ResultSet, frame_metrics, predict_frames, split_loss, write_results
 from neuroexec.maps.checkpoints import load_model_state, save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
@@ -399,7 +399,9 @@ def _best_model_results(
             if group == "train":
                 train_by_epoch[epoch] = (frame, loss)
         write_results(
-            out, split, metric, group, frame, model.task, model.mode, loss, run.n_classes, True,
+            ResultSet(out, split, metric, group, model.task, model.mode, run.n_classes),
+            frame,
+            loss,
             description=f"Prediction of the {group} group of split {split} with the best-{metric} model "
             f"(epoch {epoch}) of {maps.root.name}.",
-        )  # fmt: skip
+        )
