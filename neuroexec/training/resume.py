@@ -170,7 +170,12 @@ def damage(maps: MapsLayout, split: int, key: str) -> str | None:
     """Why the interrupted run that `key` would resume cannot be read, or None (nothing to resume, a
     run made under another key, or intact files). Reads the small resume state and file sizes only.
 
-    >>> damage(MapsLayout(Path("maps/cnn")), 0, key)  # doctest: +SKIP
+    >>> maps = MapsLayout(Path("maps/cnn"))
+    >>> damage(maps, 0, "0123")  # nothing to resume
+    >>> atomic.save_torch(maps.resume_state(0), {"config_key": "0123", "epoch": 3})
+    >>> damage(maps, 0, "0123")  # intact
+    >>> _ = maps.resume_state(0).write_bytes(maps.resume_state(0).read_bytes()[:100])  # cut short
+    >>> damage(maps, 0, "0123")
     'resume.pth.tar is unreadable (corrupt or truncated?)'
     """
     path = maps.resume_state(split)
