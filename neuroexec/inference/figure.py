@@ -35,7 +35,9 @@ def save_saliency_figure(
     """Write a PNG of three orthogonal slices of `saliency` (3D) over `background` (3D, same shape);
     the colour scale runs from 0 to `vmax` * max |saliency|.
 
-    >>> save_saliency_figure(Path("mean_image-0_map.png"), mean_map, mean_input, 0.5, "grad")  # doctest: +SKIP
+    >>> save_saliency_figure(Path("map.png"), np.random.rand(6, 7, 8), np.ones((6, 7, 8)), 0.5, "gradients")
+    >>> Path("map.png").read_bytes()[:4]
+    b'\\x89PNG'
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -124,7 +124,12 @@ def saliency_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw saliency maps of a batch for `method`, and the batch's clean outputs.
 
-    >>> maps, out = saliency_batch(model, torch.rand(2, 1, 24, 24, 24), "gradients", target=1)  # doctest: +SKIP
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> maps, out = saliency_batch(model, torch.rand(2, 1, 4, 4, 4), "gradients", target=1)
+    >>> maps.shape, out.shape
+    (torch.Size([2, 1, 4, 4, 4]), torch.Size([2, 2]))
+    >>> torch.allclose(maps.reshape(2, 64), model[1].weight[1])  # a linear model's gradient: its weights
+    True
     """
     if method == "gradients":
         return gradients(model, x, target)
