@@ -8,6 +8,7 @@ from neuroexec.data.datasets import ImageDataset, PatchDataset, load_tensor
 from neuroexec.data.extract import (
     ExtractionCounts,
     ExtractionPlan,
+    PatchCut,
     extract_image,
     extract_patches_to,
     plan_extraction,
@@ -31,6 +32,7 @@ __all__ = [
     "ExtractionPlan",
     "GeneratedDataset",
     "ImageDataset",
+    "PatchCut",
     "PatchDataset",
     "check_images_exist",
     "combine_cohorts",

@@ -114,36 +114,44 @@ def load_image_array(
     return tensor.contiguous()
 
 
+@dataclass(frozen=True)
+class PatchCut:
+    """How an image is cut into patches and written.
+
+    layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
+    then opens one file per image and reads patches from one memory-mapped block, instead of opening,
+    unzipping and unpickling n small files (n = 8..1000s), which dominates data loading on most disks.
+    layout="clinicadl" writes ClinicaDL's one file [1, s, s, s] per patch. With `normalize`, each patch
+    is min-max normalised on its own, as ClinicaDL feeds patches to a model."""
+
+    size: int
+    stride: int
+    layout: str = "bundle"
+    uncropped: bool = False
+    normalize: bool = False
+
+
 def extract_patches_to(
     image: torch.Tensor,
     caps: CapsLayout,
     participant: str,
     session: str,
-    size: int,
-    stride: int,
-    layout: str = "bundle",
-    uncropped: bool = False,
+    cut: PatchCut,
     out: torch.Tensor | None = None,
-    normalize: bool = False,
     kernels: Kernels = "auto",
 ) -> list[Path]:
     """Cut an image tensor [1, X, Y, Z] into patches (ClinicaDL order) and write them; returns the paths.
     `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset, on the
-    image's device). With `normalize`, each patch is min-max normalised on its own, as ClinicaDL feeds
-    patches to a model. `kernels` is the step's compute.kernels, handed to `ops.extract_patches`
+    image's device). `kernels` is the step's compute.kernels, handed to `ops.extract_patches`
     ("auto": the torch fallback for a CPU image, as ops decides).
 
-    layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
-    then opens one file per image and reads patches from one memory-mapped block, instead of opening,
-    unzipping and unpickling n small files (n = 8..1000s), which dominates data loading on most disks.
-    layout="clinicadl" writes ClinicaDL's one file [1, s, s, s] per patch.
-
-    >>> [path] = extract_patches_to(torch.rand(1, 32, 32, 32), CapsLayout(Path("caps")), "sub-01", "ses-M000", 16, 16)
+    >>> [path] = extract_patches_to(torch.rand(1, 32, 32, 32), CapsLayout(Path("caps")), "sub-01", "ses-M000", PatchCut(16, 16))
     >>> torch.load(path).shape  # 2 x 2 x 2 patches
     torch.Size([8, 1, 16, 16, 16])
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    size, stride, uncropped = cut.size, cut.stride, cut.uncropped
+    if cut.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {cut.layout!r}")
     from neuroexec import ops
 
     n = int(np.prod(patch_counts(image.shape, size, stride)))
@@ -152,9 +160,9 @@ def extract_patches_to(
     patches = patches.cpu()  # cut on a GPU (kernels = "triton"): written from host memory
     if patches.shape[0] != n:
         raise RuntimeError(f"extract_patches returned {patches.shape[0]} patches, expected {n}")
-    if normalize:
+    if cut.normalize:
         minmax_items_(patches)
-    if layout == "bundle":
+    if cut.layout == "bundle":
         path = caps.patch_bundle(participant, session, size, stride, uncropped)
         save_torch(path, patches)
         return [path]
@@ -198,10 +206,12 @@ class ExtractionCounts(NamedTuple):
     up_to_date: int
 
 
-def _outputs(caps: CapsLayout, p: str, s: str, mode, uncropped, size, stride, layout, n) -> tuple[Path, ...]:
-    if mode == "image":
+def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | None) -> tuple[Path, ...]:
+    """The tensors extraction writes for session `s` of participant `p` (`n` patches, when known)."""
+    size, stride, uncropped = plan.size, plan.stride, plan.uncropped
+    if plan.mode == "image":
         return (caps.image_tensor(p, s, uncropped),)
-    if layout == "bundle":  # the image tensor too: ClinicaDL (prepare_dl = false) cuts patches from it
+    if plan.layout == "bundle":  # the image tensor too: ClinicaDL (prepare_dl = false) cuts patches from it
         return (caps.image_tensor(p, s, uncropped), caps.patch_bundle(p, s, size, stride, uncropped))
     if n is None:  # unknown count (shape not recorded yet): patch 0 stands for the set
         return (caps.patch_tensor(p, s, size, stride, 0, uncropped),)
@@ -277,7 +287,7 @@ def plan_extraction(
         if mode == "patch" and layout == "clinicadl":
             first = entries.get(_key(caps, caps.patch_tensor(p, s, size, stride, 0, uncropped)), {})
             n = first.get("n_patches")
-        outputs = _outputs(caps, p, s, mode, uncropped, size, stride, layout, n)
+        outputs = _outputs(caps, p, s, plan, n)
         plan.items.append(
             ExtractionItem(
                 cohort, p, s, nifti, outputs, _reason(caps, nifti, outputs, entries, plan, normalize)
@@ -352,60 +362,18 @@ def run_extraction(
     ExtractionCounts(extracted=4, up_to_date=0)
     """
     manifests = {c: _read_manifest(CapsLayout(p).manifest_json(plan.mode)) for c, p in plan.caps.items()}
-    # Judge again with the actual normalisation: tensors made with the other setting are stale.
-    todo, expected = [], None
-    for item in plan.items:
-        caps = CapsLayout(plan.caps[item.cohort])
-        entries = manifests[item.cohort]["entries"]
-        if _reason(caps, item.nifti, item.outputs, entries, plan, normalize) == "up to date":
-            expected = expected or tuple(entries[_key(caps, item.outputs[0])].get("shape") or ()) or None
-        else:
-            todo.append(item)
+    todo, expected = _still_to_do(plan, manifests, normalize)
+    cut_on = device if kernels == "triton" and device is not None else torch.device("cpu")
+    extractor = _Extractor(plan, normalize, kernels, cut_on, expected)
     dirty: dict[str, dict] = {}  # cohort -> the manifest entries written since the last save
     last_save = time.monotonic()
-    patch_buffer = None  # recycled from image to image (same shape over a dataset)
-    cut_on = device if kernels == "triton" and device is not None else torch.device("cpu")
     items = (
         reporter.iterate(todo, total=len(todo), desc=f"extract {plan.mode}") if reporter is not None else todo
     )
     try:
         for item in items:
             caps = CapsLayout(plan.caps[item.cohort])
-            st = item.nifti.stat()
-            image = load_image_array(item.nifti, normalize, expected)
-            expected = expected or tuple(image.shape[1:])
-            outputs: list[Path] = []
-            n = None
-            if plan.mode == "image" or plan.layout == "bundle":
-                path = caps.image_tensor(item.participant, item.session, plan.uncropped)
-                save_torch(path, image)
-                outputs.append(path)
-            if plan.mode == "patch":
-                n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
-                shape = (n, image.shape[0], plan.size, plan.size, plan.size)
-                if patch_buffer is None or tuple(patch_buffer.shape) != shape:
-                    patch_buffer = torch.empty(shape, dtype=image.dtype, device=cut_on)
-                outputs += extract_patches_to(
-                    image.to(cut_on),
-                    caps,
-                    item.participant,
-                    item.session,
-                    plan.size,
-                    plan.stride,
-                    plan.layout,
-                    plan.uncropped,
-                    out=patch_buffer,
-                    normalize=normalize,
-                    kernels=kernels,
-                )
-            record = {
-                "nifti": _key(caps, item.nifti),
-                "mtime_ns": st.st_mtime_ns,
-                "size": st.st_size,
-                "shape": list(image.shape[1:]),
-                "n_patches": n,
-                "params": _params(plan, normalize),
-            }
+            outputs, record = extractor.extract(caps, item)
             for out in outputs:
                 manifests[item.cohort]["entries"][_key(caps, out)] = record
                 dirty.setdefault(item.cohort, {})[_key(caps, out)] = record
@@ -417,6 +385,70 @@ def run_extraction(
     for root in plan.caps.values():
         write_json(CapsLayout(root).extract_json(plan.mode), extract_json_content(plan))
     return ExtractionCounts(extracted=len(todo), up_to_date=len(plan.items) - len(todo))
+
+
+def _still_to_do(
+    plan: ExtractionPlan, manifests: dict, normalize: bool
+) -> tuple[list[ExtractionItem], tuple[int, ...] | None]:
+    """The plan's items judged again with the actual normalisation (tensors made with the other setting
+    are stale), and the image shape recorded by an item up to date (which new images must have)."""
+    todo, expected = [], None
+    for item in plan.items:
+        caps = CapsLayout(plan.caps[item.cohort])
+        entries = manifests[item.cohort]["entries"]
+        if _reason(caps, item.nifti, item.outputs, entries, plan, normalize) == "up to date":
+            expected = expected or tuple(entries[_key(caps, item.outputs[0])].get("shape") or ()) or None
+        else:
+            todo.append(item)
+    return todo, expected
+
+
+@dataclass
+class _Extractor:
+    """Extracts one image after another: each checked against the first image's shape (`expected`),
+    its patches cut into one buffer recycled from image to image (same shape over a dataset)."""
+
+    plan: ExtractionPlan
+    normalize: bool
+    kernels: Kernels
+    cut_on: torch.device
+    expected: tuple[int, ...] | None
+    patch_buffer: torch.Tensor | None = None
+
+    def extract(self, caps: CapsLayout, item: ExtractionItem) -> tuple[list[Path], dict]:
+        """Write the tensors of `item`; returns them and the manifest record they share."""
+        plan = self.plan
+        st = item.nifti.stat()
+        image = load_image_array(item.nifti, self.normalize, self.expected)
+        self.expected = self.expected or tuple(image.shape[1:])
+        outputs: list[Path] = []
+        n = None
+        if plan.mode == "image" or plan.layout == "bundle":
+            path = caps.image_tensor(item.participant, item.session, plan.uncropped)
+            save_torch(path, image)
+            outputs.append(path)
+        if plan.mode == "patch":
+            n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
+            outputs += self._patches(caps, item, image, n)
+        record = {
+            "nifti": _key(caps, item.nifti),
+            "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size,
+            "shape": list(image.shape[1:]),
+            "n_patches": n,
+            "params": _params(plan, self.normalize),
+        }
+        return outputs, record
+
+    def _patches(self, caps: CapsLayout, item: ExtractionItem, image: torch.Tensor, n: int) -> list[Path]:
+        plan = self.plan
+        shape = (n, image.shape[0], plan.size, plan.size, plan.size)
+        if self.patch_buffer is None or tuple(self.patch_buffer.shape) != shape:
+            self.patch_buffer = torch.empty(shape, dtype=image.dtype, device=self.cut_on)
+        cut = PatchCut(plan.size, plan.stride, plan.layout, plan.uncropped, self.normalize)
+        return extract_patches_to(
+            image.to(self.cut_on), caps, item.participant, item.session, cut, self.patch_buffer, self.kernels
+        )
 
 
 def _save_manifests(plan: ExtractionPlan, manifests: dict, dirty: dict[str, dict]) -> None:

@@ -13,7 +13,13 @@ import torch
 
 from neuroexec.atomic import save_nifti
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import extract_image, extract_patches_to, plan_extraction, run_extraction
+from neuroexec.data.extract import (
+    PatchCut,
+    extract_image,
+    extract_patches_to,
+    plan_extraction,
+    run_extraction,
+)
 from neuroexec.data.participants import load_participants
 from neuroexec.data.synthetic import GeneratedDataset
 from neuroexec.errors import InputError
@@ -51,7 +57,7 @@ def test_extract_image_equals_nifti_data(tiny_dataset: GeneratedDataset, tmp_pat
 def test_patches_match_direct_slicing(tmp_path: Path, layout: str) -> None:
     volume = torch.randn(1, 13, 11, 12)
     caps = CapsLayout(tmp_path)
-    paths = extract_patches_to(volume, caps, "sub-01", "ses-M000", size=5, stride=3, layout=layout)
+    paths = extract_patches_to(volume, caps, "sub-01", "ses-M000", PatchCut(size=5, stride=3, layout=layout))
     reference = _reference_patches(volume[0].numpy(), 5, 3)
     assert len(reference) == 3 * 3 * 3  # (13-5)//3+1, (11-5)//3+1, (12-5)//3+1
     if layout == "bundle":
