@@ -4,8 +4,12 @@ Each task gives the step its config slice (what decides the result, fingerprinte
 input files (read at plan time by identity) and the key files it leaves behind. The steps in
 `neuroexec/steps/` only wire them into the graph (ids and dependencies).
 
->>> task = ExtractTask(dataset, ExtractionMode.patch(50, 50))  # doctest: +SKIP
->>> task.config()["patch_size"], task.mode.kind  # doctest: +SKIP
+>>> from neuroexec.spec import load_spec
+>>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
+>>> _ = Path("spec.toml").write_text(toml + '[models.cnn]\\nmaps = "maps/cnn"\\ndataset = "demo"\\n')
+>>> spec = load_spec(Path("spec.toml"))
+>>> task = ExtractTask(spec.datasets["demo"], ExtractionMode.patch(50, 50))
+>>> task.config()["patch_size"], task.mode.kind
 (50, 'patch')
 """
 

@@ -4,8 +4,13 @@ The task gives the step the base of its config slice (the group's data, the mode
 selection metric; each kind adds its own settings), the checkpoint it reads (declared as the step's input
 by construction, so a best model replaced by hand is noticed), and the participants it evaluates.
 
->>> task = GroupTask(group, model, dataset, 0, "loss")  # doctest: +SKIP
->>> task.checkpoint  # doctest: +SKIP
+>>> from neuroexec.spec import load_spec
+>>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
+>>> _ = Path("spec.toml").write_text(toml + '[models.cnn]\\nmaps = "maps/cnn"\\ndataset = "demo"\\n'
+...                             '[groups.test]\\ndataset = "demo"\\nmodels = ["cnn"]\\n')
+>>> spec = load_spec(Path("spec.toml"))
+>>> task = GroupTask(spec.groups["test"], spec.models["cnn"], spec.datasets["demo"], 0, "loss")
+>>> task.checkpoint.relative_to(Path.cwd())
 PosixPath('maps/cnn/split-0/best-loss/model.pth.tar')
 """
 

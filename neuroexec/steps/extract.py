@@ -70,7 +70,11 @@ def state_key(step_id: str, ds: Dataset) -> str:
     dataset name) keep a record each. A record under the bare id (written before records had this
     key) still counts for the participants lists it was made with.
 
-    >>> state_key("dataset.adni.extract[image]", ds)  # doctest: +SKIP
+    >>> from neuroexec.spec import load_spec
+    >>> Path("caps").mkdir()
+    >>> _ = Path("train.tsv").write_text("participant_id\\tsession_id\\nsub-01\\tses-M000\\n")
+    >>> _ = Path("spec.toml").write_text('version = 1\\n[datasets.adni]\\ncaps = "caps"\\nparticipants = "train.tsv"\\n')
+    >>> state_key("dataset.adni.extract[image]", load_spec(Path("spec.toml")).datasets["adni"])
     'dataset.adni.extract[image] participants=../train.tsv'
     """
     lists = [c.participants for c in ds.cohorts if c.generated_by is None]

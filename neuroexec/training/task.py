@@ -4,7 +4,12 @@ The task gives the step its config slice (everything that changes the trained we
 the plan), its input files, the key files it leaves behind and the key an interrupted run is resumed by;
 `training/run.py` trains it. The split tables it reads are the split step's (groups/ of the MAPS).
 
->>> TrainTask(model, dataset, 0, None, None).config() == training_config(model)  # doctest: +SKIP
+>>> from neuroexec.spec import load_spec
+>>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
+>>> _ = Path("spec.toml").write_text(toml + '[models.cnn]\\nmaps = "maps/cnn"\\ndataset = "demo"\\n')
+>>> spec = load_spec(Path("spec.toml"))
+>>> model = spec.models["cnn"]
+>>> TrainTask(model, spec.datasets["demo"], 0, None, None).config() == training_config(model)
 True
 """
 
