@@ -1,8 +1,9 @@
 """Plan and apply a spec file: what `neuroexec apply` does, and what the ClinicaDL-style commands do with
 the spec they build (neuroexec/compat/runner.py). The command line only parses arguments around it.
 
->>> run_spec_file(Path("spec/examples/quickstart.toml"), target=["model.*.split"])  # doctest: +SKIP
-0
+`neuroexec apply spec.toml --target 'model.*.split'` is `run_spec_file(Path("spec.toml"),
+target=["model.*.split"])`, and exits with what it returns (0 when every step succeeded); it prints the
+plan and the steps' progress, so the command line (tests/cli/) is where it is tried.
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ def describe(
 def predict_group(task: GroupTask, ctx: RunContext) -> dict:
     """Write the prediction/metrics tables and description.log of the group for `task`'s model.
 
-    >>> predict_group(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
-    {'images': 8, 'rows': 8, 'loss': 0.61}
+    It needs a trained model in its MAPS, so the predict step is its example; tests/inference/test_predict.py
+    runs it on a tiny MAPS. It returns the step's record summary, such as {'images': 8, 'rows': 8, 'loss': 0.61}.
     """
     from neuroexec import evaluation
 

@@ -58,8 +58,9 @@ class _Folder:
 def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     """Write the group's input/output tensors (and NIfTIs with `save_tensors.nifti`).
 
-    >>> save_group_tensors(GroupTask(group, model, dataset, 0, "loss"), ctx)  # doctest: +SKIP
-    {'images': 8, 'tensors': 16, 'niftis': 16}
+    It needs a trained model in its MAPS, so the save-tensors step is its example;
+    tests/inference/test_save_tensors.py runs it on a tiny MAPS. It returns the step's record summary,
+    such as {'images': 8, 'tensors': 16, 'niftis': 16}.
     """
 
     settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
