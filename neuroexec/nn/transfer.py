@@ -46,22 +46,48 @@ def transfer_weights(
     >>> torch.equal(cnn.state_dict()["convolutions.0.weight"], autoencoder.state_dict()["encoder.0.weight"])
     True
     """
-    source = _strip_ddp_prefix(source_state)
-    if source_is_autoencoder == target_is_autoencoder:
-        source_prefix = target_prefix = ""
-    elif source_is_autoencoder:
-        source_prefix, target_prefix = "encoder.", "convolutions."
-    else:
-        source_prefix, target_prefix = "convolutions.", "encoder."
-
+    source_prefix, target_prefix = _prefixes(source_is_autoencoder, target_is_autoencoder)
     mapped = {
         target_prefix + key[len(source_prefix) :]: value
-        for key, value in source.items()
+        for key, value in _strip_ddp_prefix(source_state).items()
         if key.startswith(source_prefix)
     }
     target_state = target.state_dict()
     wanted = [key for key in target_state if key.startswith(target_prefix)]
+    problems = _mismatches(mapped, target_state, wanted, source_prefix, target_prefix)
+    if problems:
+        kinds = (
+            f"{'autoencoder' if source_is_autoencoder else 'CNN'} -> "
+            f"{'autoencoder' if target_is_autoencoder else 'CNN'}"
+        )
+        raise NeuroexecError(
+            f"cannot transfer weights ({kinds}), {len(problems)} mismatching layer(s):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
+    with torch.no_grad():
+        for key in wanted:
+            target_state[key].copy_(mapped[key])
+    return wanted
+
+
+def _prefixes(source_is_autoencoder: bool, target_is_autoencoder: bool) -> tuple[str, str]:
+    """The source and target name prefixes of the tensors copied (see the module's table)."""
+    if source_is_autoencoder == target_is_autoencoder:
+        return "", ""
+    if source_is_autoencoder:
+        return "encoder.", "convolutions."
+    return "convolutions.", "encoder."
+
+
+def _mismatches(
+    mapped: dict[str, torch.Tensor],
+    target_state: dict[str, torch.Tensor],
+    wanted: list[str],
+    source_prefix: str,
+    target_prefix: str,
+) -> list[str]:
+    """Every tensor missing on either side or of another shape, one line each, with both shapes."""
     problems = []
     for key in wanted:
         if key not in mapped:
@@ -78,17 +104,4 @@ def transfer_weights(
             )
     if not wanted:
         problems.append(f"the target has no '{target_prefix}*' tensors to receive weights")
-    if problems:
-        kinds = (
-            f"{'autoencoder' if source_is_autoencoder else 'CNN'} -> "
-            f"{'autoencoder' if target_is_autoencoder else 'CNN'}"
-        )
-        raise NeuroexecError(
-            f"cannot transfer weights ({kinds}), {len(problems)} mismatching layer(s):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
-
-    with torch.no_grad():
-        for key in wanted:
-            target_state[key].copy_(mapped[key])
-    return wanted
+    return problems
