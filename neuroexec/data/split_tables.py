@@ -3,8 +3,14 @@ session), groups/train|validation/split-<i>/data.tsv and the training groups' ma
 split step (`model.M.split`) writes them from its task; training reads them back
 (`neuroexec.training.task.split_frames`), predict's leakage check reads train+validation.tsv.
 
->>> write_split_tables(SplitTask(model, dataset))  # doctest: +SKIP
-{'participants': 12, 'sessions': 12, 'splits': 2}
+>>> from neuroexec.data.synthetic import generate_atrophy_dataset
+>>> from neuroexec.spec import load_spec
+>>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n[models.cnn]\\n'
+>>> _ = Path("spec.toml").write_text(toml + 'maps = "maps/cnn"\\ndataset = "demo"\\nsplit = { n_splits = 2 }\\n')
+>>> spec = load_spec(Path("spec.toml"))
+>>> _ = generate_atrophy_dataset(spec.datasets["demo"].caps, subjects=8, resolution_mm=8.0)  # its generate step
+>>> write_split_tables(SplitTask(spec.models["cnn"], spec.datasets["demo"]))
+{'participants': 8, 'sessions': 8, 'splits': 2}
 """
 
 from __future__ import annotations
