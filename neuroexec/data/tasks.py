@@ -24,7 +24,7 @@ import pandas as pd
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import patch_normalization
 from neuroexec.data.participants import check_images_exist, load_participants
-from neuroexec.errors import NeuroexecError
+from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
@@ -185,6 +185,14 @@ class GroupDefineTask:
     def outputs(self) -> list[Path]:
         return [self.maps.group_maps_json(self.group.name), self.maps.group_data_tsv(self.group.name)]
 
+    def sessions(self) -> pd.DataFrame:
+        """The group's participants (all cohorts), filtered on diagnoses, images checked, with the label
+        column of the group or of the model (a pretrained model's MAPS must be readable)."""
+        group, model = self.group, self.model
+        model_label = model.label if not model.pretrained else read_maps_info(model.maps).label
+        label = (group.label or model_label) if group.use_labels else None
+        return dataset_frame(self.dataset, label, group.diagnoses)
+
     def label(self) -> str | None:
         """The label column the group's data.tsv keeps (None without labels, or for an unreadable MAPS)."""
         group, model = self.group, self.model
@@ -196,3 +204,24 @@ class GroupDefineTask:
             return read_maps_info(model.maps).label
         except NeuroexecError:
             return None
+
+
+def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
+    """Refuse a group that shares participants with the model's training data."""
+    path = maps.train_validation_tsv
+    if not path.is_file():
+        raise InputError(
+            path,
+            "the training participants of this MAPS are unknown, so data leakage cannot "
+            f"be checked; set groups.{group}.skip_leak_check = true if you accept that",
+        )
+    train = pd.read_csv(path, sep="\t", dtype=str)
+    shared = sorted(set(frame["participant_id"]) & set(train["participant_id"]))
+    if shared:
+        listed = ", ".join(shared[:20]) + (f" and {len(shared) - 20} more" if len(shared) > 20 else "")
+        raise InputError(
+            path,
+            f"data leakage: {len(shared)} participant(s) of group '{group}' were used to "
+            f"train this model: {listed}. Use other participants, or set "
+            f"groups.{group}.skip_leak_check = true (not good practice)",
+        )

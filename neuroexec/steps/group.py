@@ -9,18 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pandas as pd
-
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.tasks import GroupDefineTask, dataset_frame
+from neuroexec.data.tasks import GroupDefineTask, dataset_frame, leak_check
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.inference.task import GroupTask
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.registry import Removal, Step, StepKind, register
-from neuroexec.spec.model import Dataset, Group, Model, Spec
+from neuroexec.spec.model import Group, Model, Spec
 from neuroexec.steps.common import dataset_deps, group_id, split_id, train_id
 from neuroexec.steps.group_record import (
     kept_stale,
@@ -116,11 +114,6 @@ def _pretrained_mode(model: Model) -> ExtractionMode | None:
 # --- the define step ------------------------------------------------------------------------------
 
 
-def group_frame(group: Group, model_label: str | None, ds: Dataset) -> pd.DataFrame:
-    """The group's participants (all cohorts), filtered on diagnoses, images checked."""
-    return dataset_frame(ds, (group.label or model_label) if group.use_labels else None, group.diagnoses)
-
-
 def _redefined(step: Step) -> str | None:
     """Why the group already in the MAPS is other data than the spec's (None when the same or absent)."""
     task: GroupDefineTask = step.payload
@@ -188,8 +181,7 @@ def notes(step: Step) -> list[str]:
 def run(step: Step, ctx: RunContext) -> dict:
     task: GroupDefineTask = step.payload
     group, model, ds, maps = task.group, task.model, task.dataset, task.maps
-    label = model.label if not model.pretrained else read_maps_info(model.maps).label
-    frame = group_frame(group, label, ds)
+    frame = task.sessions()
     if not group.skip_leak_check:
         leak_check(frame, maps, group.name)
     old = stale_results(maps, group.name, model.name)  # kept by an earlier redefinition
@@ -200,27 +192,6 @@ def run(step: Step, ctx: RunContext) -> dict:
     atomic.write_json(maps.group_maps_json(group.name), record(ds, maps.root))
     atomic.write_tsv(maps.group_data_tsv(group.name), frame)
     return {"sessions": len(frame), "stale": stale} if stale else {"sessions": len(frame)}
-
-
-def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
-    """Refuse a group that shares participants with the model's training data."""
-    path = maps.train_validation_tsv
-    if not path.is_file():
-        raise InputError(
-            path,
-            "the training participants of this MAPS are unknown, so data leakage cannot "
-            f"be checked; set groups.{group}.skip_leak_check = true if you accept that",
-        )
-    train = pd.read_csv(path, sep="\t", dtype=str)
-    shared = sorted(set(frame["participant_id"]) & set(train["participant_id"]))
-    if shared:
-        listed = ", ".join(shared[:20]) + (f" and {len(shared) - 20} more" if len(shared) > 20 else "")
-        raise InputError(
-            path,
-            f"data leakage: {len(shared)} participant(s) of group '{group}' were used to "
-            f"train this model: {listed}. Use other participants, or set "
-            f"groups.{group}.skip_leak_check = true (not good practice)",
-        )
 
 
 def forget_removed_results(maps: MapsLayout, group: str, model: str) -> None:
