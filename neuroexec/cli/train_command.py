@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroexec.cli.flags import HelpFormatter, add_compute, add_run_flags, add_splits, flag
+from neuroexec.cli.flags import HelpFormatter, Options, add_compute, add_run_flags, add_splits, flag
 from neuroexec.errors import InputError
 
 # (flag, type, default shown in --help): the training hyper-parameters, all "not given" (None) by default.
@@ -98,6 +98,15 @@ def _add_positionals(p: argparse.ArgumentParser) -> None:
 def _add_flags(p: argparse.ArgumentParser) -> None:
     add_compute(p, 8, train=True)
     g = p.add_argument_group("Training")
+    _network_flags(g)
+    _data_flags(g)
+    _run_flags(g)
+    _start_flags(g)
+    add_run_flags(p)
+
+
+def _network_flags(g: Options) -> None:
+    """The numbers of the training, the optimizer, the network, the splits and the best models kept."""
     for name, kind, shown in NUMBERS:
         flag(
             g,
@@ -125,8 +134,16 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="best models kept (default: loss)",
     )
+
+
+def _data_flags(g: Options) -> None:
+    """The label column and the labels kept."""
     flag(g, "--label", default=None, help="label column (default: diagnosis; age for regression)")
     flag(g, "--diagnoses", "-d", nargs="+", action="extend", default=None, help="labels kept (default: all)")
+
+
+def _run_flags(g: Options) -> None:
+    """Determinism and the autoencoder's visualisation."""
     flag(
         g,
         "--deterministic",
@@ -149,6 +166,10 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
         default=False,
         help="autoencoder: write input/output NIfTIs",
     )
+
+
+def _start_flags(g: Options) -> None:
+    """Where the weights and the settings start from: a transfer source, a ClinicaDL config file."""
     flag(
         g,
         "--transfer_learning_path",
@@ -174,7 +195,6 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="ClinicaDL train config TOML, flags override it (default: none)",
     )
-    add_run_flags(p)
 
 
 def train_options(args: argparse.Namespace) -> dict[str, Any]:
