@@ -5,8 +5,10 @@ them unless --overwrite; with neither, the group is re-used with the data it rec
 The model keeps the name the MAPS's training used (read from its state), else `maps`, so a re-run of the
 same command — or of a spec that trained the MAPS — is a no-op.
 
->>> doc = group_spec_dict(GroupOptions(Path("maps"), "test", caps_directory=Path("caps"),
-...                                    participants_tsv=Path("test.tsv")), predict=True)  # doctest: +SKIP
+`group_spec_dict(GroupOptions(Path("maps"), "test", caps_directory=Path("caps"),
+participants_tsv=Path("test.tsv")), predict=True)` builds the spec of `predict maps test --caps_directory
+caps --participants_tsv test.tsv`; it reads the MAPS's records, so tests/compat/test_group_spec.py runs
+it on a MAPS of its own.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 `split-<i>/best-<metric>/model.pth.tar` + maps.json, or the older `fold-<i>/models/best_<metric>/
 model_best.pth.tar` + commandline.json) and report what can be used as is, and what cannot.
 
->>> print(render(describe_maps(Path("maps/cnn"))))  # doctest: +SKIP
+`print(render(describe_maps(Path("maps/cnn"))))` is what the command prints; it needs a MAPS, which
+tests/cli/test_commands.py builds of both generations.
 """
 
 from __future__ import annotations

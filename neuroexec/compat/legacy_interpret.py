@@ -5,8 +5,8 @@ keep_true), applied; then its maps are copied into the older layout (compat/lega
 Both levels share the engine results (individual maps are always kept, which also tells which sessions
 keep_true left), so `group` then `individual` with the same NAME computes the maps once.
 
->>> run_legacy(LegacyOptions("group", Path("model"), "maps"))  # doctest: +SKIP
-0
+`run_legacy(LegacyOptions("group", Path("model"), "maps"))` needs a trained model and returns the exit
+code (0); tests/cli/test_legacy_interpret.py runs both levels on a tiny one.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 The maps are those of `split-<i>/best-<metric>/<group>/interpret-<name>/` (no second saliency code);
 the NIfTI affine comes from a template given by the user, else from each map's source image.
 
->>> write_legacy_outputs(LegacyTarget(...))  # doctest: +SKIP
+`write_legacy_outputs(LegacyTarget(...))` copies the maps of an applied interpretation; it needs a
+trained model, so tests/cli/test_legacy_interpret.py is where it runs.
 """
 
 from __future__ import annotations

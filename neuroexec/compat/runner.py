@@ -1,8 +1,9 @@
 """Run (or print) a spec built by a ClinicaDL-style command: written as TOML with absolute paths into
 `<MAPS>/.neuroexec/<command>[-<group>].toml`, validated, then planned and applied like `neuroexec apply`.
 
->>> run_built_spec(doc, Path("maps/.neuroexec/predict-test.toml"), print_only=False)  # doctest: +SKIP
-0
+`run_built_spec(doc, Path("maps/.neuroexec/predict-test.toml"), print_only=False)` applies the spec `doc`
+and returns the exit code (0 when every step succeeded); the ClinicaDL-style commands are its examples
+(tests/cli/).
 """
 
 from __future__ import annotations

@@ -3,7 +3,12 @@
 The spec has one dataset (`data`: the CAPS + the split directory's participants) and one model named by
 the network type (`cnn` or `autoencoder`), so re-running the same command is a no-op.
 
->>> doc = train_spec_dict(TrainOptions("cnn", Path("caps"), "t1-linear", Path("split"), Path("maps")))  # doctest: +SKIP
+>>> Path("caps").mkdir(); Path("split").mkdir()
+>>> for name in ("train.tsv", "validation.tsv"):
+...     _ = Path("split", name).write_text("participant_id\\tsession_id\\tdiagnosis\\n")
+>>> doc = train_spec_dict(TrainOptions("cnn", Path("caps"), "t1-linear", Path("split"), Path("maps")))
+>>> doc["models"]["cnn"]["dataset"], doc["models"]["cnn"]["split"]["n_splits"]
+('data', 1)
 """
 
 from __future__ import annotations

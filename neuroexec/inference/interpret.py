@@ -94,8 +94,9 @@ class _Explained:
 def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     """Compute and write the saliency maps of `task.interpretation` for the group (see module doc).
 
-    >>> interpret_group(GroupTask(group, model, dataset, 0, "loss", interpretation), ctx)  # doctest: +SKIP
-    {'used': 12, 'skipped': 0, ...}
+    It needs a trained model in its MAPS, so the interpret step is its example;
+    tests/inference/test_interpret.py runs it on a tiny MAPS. It returns the step's record summary, such
+    as {'used': 12, 'skipped': 0, ...}.
     """
     interp = task.interpretation
     if interp is None:

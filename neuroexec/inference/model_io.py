@@ -47,8 +47,8 @@ def input_size_of(info: MapsInfo) -> tuple[int, ...]:
 def build_model(info: MapsInfo) -> nn.Module:
     """The (untrained) network a MAPS describes: a CNN, or its AutoEncoder for reconstruction.
 
-    >>> build_model(read_maps_info(Path("maps/cnn"))).architecture_name  # doctest: +SKIP
-    'Conv5_FC3'
+    `build_model(read_maps_info(Path("maps/cnn"))).architecture_name` is 'Conv5_FC3' for a MAPS of that
+    architecture (tests/inference/test_model_io.py).
     """
     from neuroexec.nn.autoencoder import build_autoencoder
     from neuroexec.nn.networks import build_network
@@ -72,7 +72,8 @@ def load_model(
 ) -> tuple[nn.Module, MapsInfo]:
     """The best model of `split` for selection `metric`, in eval mode on `device`, and its MapsInfo.
 
-    >>> model, info = load_model(Path("maps/cnn"), 0, "loss", "cpu")  # doctest: +SKIP
+    `model, info = load_model(Path("maps/cnn"), 0, "loss", "cpu")` needs a trained MAPS
+    (tests/inference/test_model_io.py).
     """
     maps_root = Path(maps_root)
     info = read_maps_info(maps_root)

@@ -6,8 +6,9 @@ keeps each path relative to the MAPS too) and the same participant, session and 
 is a redefinition, refused unless `overwrite = true`. Replacing a group removes its old results (planned
 `-` lines), except the other splits' with `keep_other_splits`: those stay, and `report` marks them stale.
 
->>> why_redefined(maps, group, ds, "diagnosis")  # doctest: +SKIP
+`why_redefined(maps, group, ds, "diagnosis")` says, for a group whose participants lost a session,
 'its data.tsv has 8 sessions, the participants now give 7 (1 dropped: sub-0003 ses-M000)'
+(tests/steps/test_group_redefinition.py).
 """
 
 from __future__ import annotations
