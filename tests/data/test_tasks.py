@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.tasks import ExtractTask, GroupDefineTask, SplitTask, group_config
+from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.spec.model import Cohort, Dataset, Group, Model, Split
 from tests.helpers import make_tiny_caps
@@ -76,3 +79,21 @@ def test_group_define_label_of_an_unreadable_pretrained_maps_is_none(tmp_path: P
     assert task.config()["diagnoses"] == ["AD"]
     assert GroupDefineTask(Group(name="t", models=("m",), use_labels=False), pretrained, ds).label() is None
     assert GroupDefineTask(Group(name="t", models=("m",), label="age"), pretrained, ds).label() == "age"
+
+
+def test_group_sessions_keep_the_label_of_the_group_or_the_model(tmp_path: Path):
+    caps, tsv = make_tiny_caps(tmp_path / "caps", n_subjects=4, shape=(12, 14, 12))
+    ds = _dataset(caps, tsv)
+    trained = Model(name="m", maps=tmp_path / "maps", dataset="d")
+    frame = GroupDefineTask(
+        Group(name="test", models=("m",), dataset="d", diagnoses=("AD",)), trained, ds
+    ).sessions()
+    assert set(frame["diagnosis"]) == {"AD"} and len(frame) == 2 and set(frame["cohort"]) == {"single"}
+    unlabelled = GroupDefineTask(Group(name="test", models=("m",), use_labels=False), trained, ds).sessions()
+    assert len(unlabelled) == 4
+    # A pretrained model's label comes from its MAPS: an unreadable one is named (label() says None).
+    pretrained = GroupDefineTask(
+        Group(name="test", models=("m",)), Model(name="m", maps=tmp_path / "x", dataset=None), ds
+    )
+    with pytest.raises(InputError, match="not a MAPS folder"):
+        pretrained.sessions()
