@@ -122,6 +122,32 @@ def add_data(p: argparse.ArgumentParser, labels: bool) -> None:
     """The data group's flags of predict, interpret and save-tensor (labels: predict's --use_labels,
     --label), their --selection_metrics and the run flags."""
     g = p.add_argument_group("Data management")
+    _group_source_flags(g)
+    _group_redefinition_flags(g)
+    if labels:
+        switch(
+            g,
+            "--use_labels",
+            "--no_labels",
+            "use_labels",
+            True,
+            "the data has ground-truth labels (--no_labels: predictions only, no metrics)",
+        )
+        flag(g, "--label", default=None, help="label column (default: the model's)")
+    flag(
+        p,
+        "--selection_metrics",
+        "-sm",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="best models to use, e.g. loss BA (default: loss)",
+    )
+    add_run_flags(p)
+
+
+def _group_source_flags(g: Options) -> None:
+    """Where a data group's sessions come from: CAPS, participants, cohorts, diagnoses kept."""
     flag(
         g,
         "--caps_directory",
@@ -153,6 +179,10 @@ def add_data(p: argparse.ArgumentParser, labels: bool) -> None:
         default=None,
         help="keep only these labels (default: all of the TSVs)",
     )
+
+
+def _group_redefinition_flags(g: Options) -> None:
+    """Redefining an existing data group, and the leak check of a new one."""
     flag(
         g,
         "--overwrite",
@@ -169,23 +199,3 @@ def add_data(p: argparse.ArgumentParser, labels: bool) -> None:
         default=False,
         help="do not check that the group's participants were not used for training (not good practice)",
     )
-    if labels:
-        switch(
-            g,
-            "--use_labels",
-            "--no_labels",
-            "use_labels",
-            True,
-            "the data has ground-truth labels (--no_labels: predictions only, no metrics)",
-        )
-        flag(g, "--label", default=None, help="label column (default: the model's)")
-    flag(
-        p,
-        "--selection_metrics",
-        "-sm",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="best models to use, e.g. loss BA (default: loss)",
-    )
-    add_run_flags(p)
