@@ -2,8 +2,9 @@
 each module of those two packages as a doctest module (testpaths in pyproject.toml), as
 --doctest-modules would, but only there: tests/ and benchmarks/ keep their own collection. Each example
 runs in its own empty temporary folder, made the current directory, so that the relative paths it
-writes (`Path("maps/cnn")`) land there; `tmp_path` names that folder. The fixtures of the tests
-themselves are in tests/conftest.py."""
+writes (`Path("maps/cnn")`) land there; `tmp_path` names that folder. (This file sits at the root
+because a conftest applies to the folders below it only; the tests' own setup and fixtures are in
+tests/conftest.py and the conftest.py files of tests/' subfolders.)"""
 
 from __future__ import annotations
 
