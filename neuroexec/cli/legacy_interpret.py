@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuroexec.cli.flags import HelpFormatter, add_run_flags, flag
+from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag
 
 LEVELS = ("group", "individual")
 
@@ -52,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="best models to explain (default: best_balanced_accuracy; several allowed)",
     )
-    g = p.add_argument_group("Data management")
+    _data_flags(p.add_argument_group("Data management"))
+    g = p.add_argument_group("Results display")
+    flag(g, "--vmax", type=float, default=0.5, help="maximum of the colour scale of 2D maps")
+    add_run_flags(p)
+    return p
+
+
+def _data_flags(g: Options) -> None:
+    """The images explained: their TSVs and CAPS, the diagnosis read and the one explained, which
+    predictions are kept, the affine of the maps."""
     flag(
         g,
         "--tsv_path",
@@ -91,10 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         g, "--multi_cohort", action="store_true", default=False, help="caps_dir and tsv_path are cohort TSVs"
     )
-    g = p.add_argument_group("Results display")
-    flag(g, "--vmax", type=float, default=0.5, help="maximum of the colour scale of 2D maps")
-    add_run_flags(p)
-    return p
 
 
 def main(argv: list[str]) -> int:
