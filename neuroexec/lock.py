@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuroexec.errors import DiskFull, FolderNotWritable, LockHeld, LockUnsupported
+from neuroexec.records import WHOLE, lock_file, lock_files, scope_lock_files, scope_of
 
-WHOLE = ""  # the scope that covers the whole folder
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
 NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
@@ -61,10 +61,6 @@ class _Held:
 
 _HELD: dict[str, _Held] = {}  # realpath of the lock file -> its one open file in this process
 _MUTEX = threading.RLock()
-
-
-def lock_file(home: Path, scope: str = WHOLE) -> Path:
-    return home / ".neuroexec" / ("lock" if scope == WHOLE else f"lock.{scope}")
 
 
 def _me(scope: str) -> dict:
@@ -210,9 +206,9 @@ def _refuse(home: Path, held: list[str]) -> LockHeld:
 def _scope_holders(home: Path) -> list[str]:
     """The scopes of `home` that others seem to hold, for the refusal of a whole-folder lock."""
     held = []
-    for path in sorted((home / ".neuroexec").glob("lock.*")):
+    for path in scope_lock_files(home):
         if os.path.realpath(path) not in _HELD and (record := holder(path)) is not None:
-            held.append(_describe(path.name.removeprefix("lock."), record))
+            held.append(_describe(scope_of(path), record))
     return held
 
 
@@ -251,8 +247,8 @@ def release(path: Path) -> None:
         if os.path.realpath(path) not in _HELD:
             return
         _drop(path)
-        if path.name != "lock":
-            _drop(path.parent / "lock")
+        if scope_of(path) != WHOLE:
+            _drop(lock_file(path.parent.parent))  # the whole folder's, which every scope holds shared
 
 
 @contextlib.contextmanager
@@ -284,9 +280,8 @@ class LockState:
 def inspect(home: Path) -> list[LockState]:
     """The lock files of `home` and whether someone holds them. Probing takes each lock for an instant,
     so an apply starting at that very moment may be refused (exit 3): run it again."""
-    folder = home / ".neuroexec"
     states = []
-    for path in [*sorted(folder.glob("lock")), *sorted(folder.glob("lock.*"))]:
+    for path in lock_files(home):
         if os.path.realpath(path) in _HELD:
             states.append(LockState(path, "held", _me(path.name)))
             continue

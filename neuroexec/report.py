@@ -97,7 +97,7 @@ def report(spec: Spec) -> str:
     for name, model in spec.models.items():
         maps = MapsLayout(model.maps)
         lines.append(f"  model {name}: MAPS {maps.root}")
-        splits = sorted(int(p.name.split("-")[1]) for p in maps.root.glob("split-*") if p.name[6:].isdigit())
+        splits = maps.splits()
         waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
         stale = {group: stale_results(maps, group, name) for group in spec.groups}
         if not maps.maps_json.is_file() and not waiting:
@@ -113,8 +113,7 @@ def report(spec: Spec) -> str:
                 lines.append(
                     f"    split-{split}: {_waiting_line(maps, split, trains.get(train_id(name, split)))}"
                 )
-            for best in sorted(maps.split_dir(split).glob("best-*")):
-                metric = best.name[len("best-") :]
+            for metric in maps.best_metrics(split):
                 valid = metric_values(maps.metrics_tsv(split, metric, "validation", "image"))
                 lines.append(f"      best-{metric}: validation {_fmt(valid)}")
                 for group in sorted(spec.groups):
@@ -126,9 +125,7 @@ def report(spec: Spec) -> str:
                             f"        group {group}: STALE, computed on the group's old data (its "
                             f"redefinition kept them); predict split {split} again to replace them"
                         )
-                    for summary in sorted(
-                        maps.result_dir(split, metric, group).glob("interpret-*/summary.json")
-                    ):
+                    for summary in maps.interpret_summaries(split, metric, group):
                         lines.append(f"        {summary.parent.name}: {_saliency_line(summary)}")
     return "\n".join(lines)
 

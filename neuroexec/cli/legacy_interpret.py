@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag
+from neuroexec.maps.layout import MapsLayout
 
 LEVELS = ("group", "individual")
 
@@ -25,7 +26,7 @@ def wants(argv: list[str]) -> bool:
     if len(words) < 2 or words[0] != "interpret" or words[1] not in LEVELS:
         return False
     level = Path(words[1])
-    return not ((level / "maps.json").is_file() or (level / "commandline.json").is_file())
+    return not MapsLayout(level).is_maps
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from neuroexec.spec.load import parse_toml
 from neuroexec.steps.group_record import recorded_paths
 
 RESERVED = ("train", "validation")
-TRAIN_SPEC = "train.toml"  # written by `neuroexec train` into <MAPS>/.neuroexec/
+TRAIN_SPEC = "train"  # the spec `neuroexec train` writes into <MAPS>/.neuroexec/
 
 
 @dataclass
@@ -126,7 +126,7 @@ def recorded_dataset(maps: Path, group: str) -> dict[str, Any]:
         )
     participants = recorded_paths(rec, maps, "participants") if rec.get("participants") else None
     if participants is None:
-        copy = layout.neuroexec_dir / "groups" / group / "participants.tsv"
+        copy = layout.group_participants_copy(group)
         source = layout.group_data_tsv(group)
         if not source.is_file():
             raise InputError(source, f"data group '{group}' has no data.tsv: redefine it with --overwrite")
@@ -187,10 +187,10 @@ def _training_spec(maps: Path, group: str) -> dict[str, Any]:
     """The spec evaluating a training group (train / validation): neuroexec's own training spec when it
     trained the MAPS; otherwise (ClinicaDL) the MAPS as a pretrained model whose recorded training
     groups (`groups/<group>/split-<i>/data.tsv`, CAPS from maps.json) are read as they are."""
-    path = MapsLayout(maps).neuroexec_dir / TRAIN_SPEC
+    path = MapsLayout(maps).command_spec(TRAIN_SPEC)
     if path.is_file():
         return parse_toml(path)
-    if not list((MapsLayout(maps).group_dir(group)).glob("split-*/data.tsv")):
+    if not MapsLayout(maps).split_group_tsvs(group):
         raise InputError(
             MapsLayout(maps).group_dir(group),
             f"the data group '{group}' is the training data of each split, but this MAPS records none "

@@ -14,7 +14,7 @@ from pathlib import Path
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import MapsInfo, read_maps_info
-from neuroexec.maps.layout import MapsLayout
+from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
 
 
 @dataclass
@@ -55,12 +55,11 @@ def _best_files(root: Path, info: MapsInfo) -> list[tuple[int, str, Path]]:
     out = []
     for split in info.splits:
         if info.legacy:
-            for p in sorted((root / f"fold-{split}" / "models").glob("best_*/model_best.pth.tar")):
-                metric = p.parent.name[len("best_") :]
-                out.append((split, {"balanced_accuracy": "BA"}.get(metric, metric), p))
+            out += [(split, metric, p) for metric, p in LegacyMapsLayout(root).best_models(split)]
         else:
-            for p in sorted((root / f"split-{split}").glob("best-*/model.pth.tar")):
-                out.append((split, p.parent.name[len("best-") :], p))
+            layout = MapsLayout(root)
+            bests = [(metric, layout.best_model(split, metric)) for metric in layout.best_metrics(split)]
+            out += [(split, metric, p) for metric, p in bests if p.is_file()]
     return out
 
 
@@ -105,19 +104,14 @@ def describe_maps(root: Path) -> MapsReport:
         report.groups = sorted(p.name for p in groups_dir.iterdir() if p.is_dir())
     if info.legacy and info.mode in ("patch", "roi", "slice"):
         for split in info.splits:
-            found = list(
-                (root / f"fold-{split}" / "cnn_classification").glob(
-                    "best_*/validation_*_level_prediction.tsv"
-                )
-            )
-            if not found:
+            if not LegacyMapsLayout(root).prediction_tsvs(split, "validation"):
                 report.problems.append(
                     f"fold {split}: validation predictions (cnn_classification/best_<metric>/*.tsv) were erased: "
                     "soft voting of patch predictions at the image level is impossible"
                 )
     elif info.mode in ("patch", "roi", "slice"):
         for b in report.best:
-            if not list(b.path.parent.glob("validation/validation_*_level_prediction.tsv")):
+            if not MapsLayout(root).prediction_tsvs(b.split, b.metric, "validation"):
                 report.problems.append(
                     f"split {b.split} best-{b.metric}: validation predictions (split-<i>/best-<metric>/validation/*.tsv) "
                     "are missing: image-level soft voting needs them"

@@ -23,7 +23,7 @@ from neuroexec.compat.runner import run_built_spec, spec_path
 from neuroexec.compat.train_spec import metric_name
 from neuroexec.errors import InputError
 from neuroexec.maps.info import MapsInfo, read_maps_info, recorded_path
-from neuroexec.maps.layout import MapsLayout
+from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
 
 LEVELS = ("group", "individual")
 
@@ -126,15 +126,11 @@ def _check_soft_voting(info: MapsInfo, o: LegacyOptions) -> None:
         for s in o.selection:
             metric = metric_name(s)
             if info.legacy:
-                folder = (
-                    info.root
-                    / f"fold-{split}"
-                    / "cnn_classification"
-                    / f"best_{metric if metric != 'BA' else 'balanced_accuracy'}"
-                )
+                found = LegacyMapsLayout(info.root).prediction_tsv(split, metric, "validation", info.mode)
             else:
-                folder = MapsLayout(info.root).result_dir(split, metric, "validation")
-            if not list(folder.glob(f"validation_{info.mode}_level_prediction.tsv")):
+                found = MapsLayout(info.root).prediction_tsv(split, metric, "validation", info.mode)
+            folder = found.parent
+            if not found.is_file():
                 raise InputError(
                     folder,
                     f"the validation predictions of this {info.mode} model were erased: --keep_true needs image-level "

@@ -24,7 +24,7 @@ import torch
 from neuroexec import atomic, ops
 from neuroexec.errors import InputError
 from neuroexec.maps.info import MapsInfo
-from neuroexec.maps.layout import MapsLayout
+from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,12 @@ class LegacyTarget:
 
     @property
     def out_dir(self) -> Path:
-        return self.model_path / f"fold-{self.split}" / "gradients" / self.selection / self.name
+        return LegacyMapsLayout(self.model_path).gradients_dir(self.split, self.selection, self.name)
 
-
-def legacy_dir(model_path: Path, split: int, selection: str, name: str) -> Path:
-    return Path(model_path) / f"fold-{split}" / "gradients" / selection / name
+    def map_file(self, ext: str, participant: str | None = None, session: str | None = None) -> Path:
+        """`map.<ext>` of the group, or of one session."""
+        legacy = LegacyMapsLayout(self.model_path)
+        return legacy.gradient_map(self.split, self.selection, self.name, ext, participant, session)
 
 
 def _load_map(path: Path) -> np.ndarray:
@@ -89,15 +90,15 @@ def _image_map(t: LegacyTarget, files: list[Path], row: dict) -> np.ndarray:
     return folded[0].numpy()
 
 
-def _write_map(folder: Path, array: np.ndarray, affine_of, vmax: float) -> None:
-    """map.npy, and map.nii.gz (3D) or map.jpg (2D)."""
+def _write_map(map_file, array: np.ndarray, affine_of, vmax: float) -> None:
+    """map.npy, and map.nii.gz (3D) or map.jpg (2D); `map_file(ext)` names each."""
     squeezed = array[0] if array.ndim in (3, 4) and array.shape[0] == 1 else array
-    with atomic.atomic_open(folder / "map.npy") as f:
+    with atomic.atomic_open(map_file("npy")) as f:
         np.save(f, squeezed)
     if squeezed.ndim == 3:
-        atomic.save_nifti(folder / "map.nii.gz", squeezed.astype(np.float32), affine_of())
+        atomic.save_nifti(map_file("nii.gz"), squeezed.astype(np.float32), affine_of())
     elif squeezed.ndim == 2:
-        _write_jpg(folder / "map.jpg", squeezed, vmax)
+        _write_jpg(map_file("jpg"), squeezed, vmax)
 
 
 def _write_jpg(path: Path, array: np.ndarray, vmax: float) -> None:
@@ -127,9 +128,7 @@ def _map_files(t: LegacyTarget, participant: str | None = None, session: str | N
 def _n_parts(t: LegacyTarget) -> int:
     if t.info.mode != "patch":
         return 1
-    layout = MapsLayout(t.model_path)
-    folder = layout.interpret_dir(t.split, t.metric, t.group, t.name)
-    return len(list(folder.glob(f"mean_{t.info.mode}-*_map.pt")))
+    return len(MapsLayout(t.model_path).mean_maps(t.split, t.metric, t.group, t.name, t.info.mode))
 
 
 def used_sessions(t: LegacyTarget) -> pd.DataFrame:
@@ -137,7 +136,7 @@ def used_sessions(t: LegacyTarget) -> pd.DataFrame:
     layout = MapsLayout(t.model_path)
     ids = {"participant_id": str, "session_id": str}
     frame = pd.read_csv(layout.group_data_tsv(t.group), sep="\t", dtype=ids)
-    used_tsv = layout.interpret_dir(t.split, t.metric, t.group, t.name) / "data.tsv"
+    used_tsv = layout.interpret_data_tsv(t.split, t.metric, t.group, t.name)
     if not used_tsv.is_file():
         raise InputError(used_tsv, "the interpret step wrote no data.tsv (did it run?)")
     try:
@@ -153,19 +152,20 @@ def write_legacy_outputs(t: LegacyTarget) -> Path:
     data = used_sessions(t)
     if data.empty:
         raise InputError(out, "no session left to explain (keep_true selected none)", "--keep_true")
-    atomic.write_tsv(out / "data.tsv", data)
-    atomic.write_json(out / "commandline.json", t.commandline)
+    legacy = LegacyMapsLayout(t.model_path)
+    atomic.write_tsv(legacy.gradients_data_tsv(t.split, t.selection, t.name), data)
+    atomic.write_json(legacy.gradients_commandline_json(t.split, t.selection, t.name), t.commandline)
     rows = data.to_dict("records")
     template = _template_affine(t.template) if t.template is not None else None
     if t.level == "group":
         mean = _image_map(t, _map_files(t), rows[0])
         _write_map(
-            out, mean, lambda: template if template is not None else _source_affine(t, rows[0]), t.vmax
+            t.map_file, mean, lambda: template if template is not None else _source_affine(t, rows[0]), t.vmax
         )
     else:
         for row in rows:
             p, s = str(row["participant_id"]), str(row["session_id"])
             array = _image_map(t, _map_files(t, p, s), row)
-            _write_map(out / p / s, array, lambda r=row: template if template is not None else _source_affine(t, r),
-                       t.vmax)  # fmt: skip
+            _write_map(lambda ext, p=p, s=s: t.map_file(ext, p, s), array,
+                       lambda r=row: template if template is not None else _source_affine(t, r), t.vmax)  # fmt: skip
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec import atomic
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.run_spec import run_spec_file
 from neuroexec.spec import spec_from_dict
 from neuroexec.spec.toml_writer import dumps
@@ -20,7 +21,7 @@ from neuroexec.spec.toml_writer import dumps
 def spec_path(maps: Path, command: str, group: str | None = None) -> Path:
     """Where the spec of a command run on `maps` is kept (neuroexec's own folder of the MAPS)."""
     name = command if group is None else f"{command}-{group}"
-    return maps.resolve() / ".neuroexec" / f"{name}.toml"
+    return MapsLayout(maps.resolve()).command_spec(name)
 
 
 def run_built_spec(doc: dict[str, Any], path: Path, print_only: bool = False, quiet: bool = False) -> int:

@@ -21,9 +21,12 @@ from typing import Any
 import pandas as pd
 
 from neuroexec import atomic
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import read_tsv
+from neuroexec.data.splits import split_folder, split_folders
 from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file, read_maps_info
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import canonical_metric
 
 # The network type (seed 002's form) or the task (ClinicaDL 1.3+'s) -> the task; it also names the model.
@@ -66,8 +69,8 @@ def preprocessing(caps: Path, name: str) -> dict[str, Any]:
     """The extraction a training reads: "t1-linear" (whole images) or a JSON of CAPS/tensor_extraction/."""
     if name in ("t1-linear", "t1_linear"):
         return {"mode": "image"}
-    folder = caps / "tensor_extraction"
-    candidates = [Path(name), folder / name, folder / f"{name}.json"]
+    folder = CapsLayout(caps).tensor_extraction_dir
+    candidates = [Path(name), *CapsLayout(caps).named_extract_json(name)]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         present = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
@@ -102,7 +105,7 @@ def split_directory(tsv_dir: Path) -> tuple[Path, int]:
     if not tsv_dir.is_dir():
         raise InputError(tsv_dir, "TSV_DIRECTORY not found (expected a split directory)", "TSV_DIRECTORY")
     for folder in [tsv_dir, *sorted(p for p in tsv_dir.iterdir() if p.is_dir())]:
-        n = len([p for p in folder.glob("split-*") if p.is_dir()])
+        n = len(split_folders(folder))
         if n:
             return folder, n
     if (tsv_dir / "train.tsv").is_file() and any(
@@ -121,7 +124,7 @@ def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
     TSVs (written to `out`)."""
     if (tsv_dir / "train.tsv").is_file() and splits_dir != tsv_dir:
         return tsv_dir / "train.tsv"
-    first = splits_dir / "split-0" if (splits_dir / "split-0").is_dir() else splits_dir
+    first = split_folder(splits_dir, 0) if split_folder(splits_dir, 0).is_dir() else splits_dir
     names = ["train.tsv", "validation.tsv", "validation_baseline.tsv"]
     frames = [read_tsv(first / n) for n in names if (first / n).is_file()]
     union = pd.concat(frames, ignore_index=True).drop_duplicates(["participant_id", "session_id"])
@@ -162,7 +165,7 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     pre = preprocessing(caps, opts.preprocessing_json)
     splits_dir, n_found = split_directory(opts.tsv_directory.resolve())
     participants = training_participants(
-        opts.tsv_directory.resolve(), splits_dir, maps / ".neuroexec" / "participants.tsv"
+        opts.tsv_directory.resolve(), splits_dir, MapsLayout(maps).participants_copy
     )
 
     dataset = _dataset_table(o, caps, participants, pre)

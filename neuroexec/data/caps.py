@@ -29,6 +29,42 @@ def nifti_pattern(uncropped: bool = False) -> str:
     return UNCROPPED_PATTERN if uncropped else CROPPED_PATTERN
 
 
+def extract_json_name(mode: str) -> str:
+    """ClinicaDL's name of the extraction record of a mode, `extract_<mode>.json` (see CapsLayout.extract_json)."""
+    return f"extract_{mode}.json"
+
+
+def preprocessing_record(
+    mode: str,
+    uncropped: bool,
+    prepare_dl: bool,
+    patch: tuple[int, int] | None = None,
+    preprocessing: str = "t1-linear",
+) -> dict:
+    """ClinicaDL's record of how the tensors were made: the content of `tensor_extraction/
+    extract_<mode>.json`, and the `preprocessing_dict` of maps.json of a model trained on them.
+    `prepare_dl`: whether ClinicaDL reads each part from its own file; `patch`: (size, stride).
+
+    >>> preprocessing_record("image", uncropped=True, prepare_dl=False)["file_type"]["pattern"]
+    '*space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz'
+    """
+    record: dict = {
+        "preprocessing": preprocessing,
+        "mode": mode,
+        "use_uncropped_image": uncropped,
+        "prepare_dl": prepare_dl,
+        "extract_json": extract_json_name(mode),
+        "file_type": {
+            "pattern": nifti_pattern(uncropped),
+            "description": UNCROPPED_DESCRIPTION if uncropped else CROPPED_DESCRIPTION,
+            "needed_pipeline": "t1-linear",
+        },
+    }
+    if patch is not None:
+        record.update(patch_size=patch[0], stride_size=patch[1])
+    return record
+
+
 def _insert_before_last_t1w(stem: str, insert: str) -> str:
     # ClinicaDL names a patch by putting its tag before the final "_T1w" of the image stem:
     #   sub-01_ses-M000_T1w_space-..._res-1x1x1_T1w  ->  ..._res-1x1x1<insert>_T1w
@@ -54,9 +90,30 @@ class CapsLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    # --- top level -------------------------------------------------------------------------------
+    @property
+    def subjects_dir(self) -> Path:
+        return self.root / "subjects"
+
+    @property
+    def participants_tsv(self) -> Path:
+        """The participants TSV of a generated CAPS (ClinicaDL keeps TSVs outside the CAPS)."""
+        return self.root / "participants.tsv"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    def mask(self, region: str) -> Path:
+        """The atrophy-region mask of a generated CAPS, `masks/<region>.nii.gz`."""
+        return self.masks_dir / f"{region}.nii.gz"
+
     # --- NIfTI images ----------------------------------------------------------------------------
+    def session_dir(self, participant: str, session: str) -> Path:
+        return self.subjects_dir / participant / session
+
     def t1_linear_dir(self, participant: str, session: str) -> Path:
-        return self.root / "subjects" / participant / session / "t1_linear"
+        return self.session_dir(participant, session) / "t1_linear"
 
     def nifti_name(self, participant: str, session: str, uncropped: bool = False) -> str:
         """File name neuroexec writes for a t1-linear image (the name Clinica's t1-linear gives it)."""
@@ -103,10 +160,7 @@ class CapsLayout:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         return (
-            self.root
-            / "subjects"
-            / participant
-            / session
+            self.session_dir(participant, session)
             / "deeplearning_prepare_data"
             / f"{mode}_based"
             / "t1_linear"
@@ -125,6 +179,13 @@ class CapsLayout:
         name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patch-{index}")
         return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
 
+    @staticmethod
+    def sibling_patch(first: Path, index: int) -> Path:
+        """The file of patch `index` beside ClinicaDL's file of patch 0 (`..._patch-0_T1w.pt`), without
+        looking for the session's NIfTI again."""
+        head, tail = first.name.rsplit("_patch-0", 1)
+        return first.with_name(f"{head}_patch-{index}{tail}")
+
     def patch_bundle(
         self, participant: str, session: str, size: int, stride: int, uncropped: bool = False
     ) -> Path:
@@ -141,7 +202,12 @@ class CapsLayout:
 
     def extract_json(self, mode: str) -> Path:
         """ClinicaDL's record of the extraction parameters, `tensor_extraction/extract_<mode>.json`."""
-        return self.tensor_extraction_dir / f"extract_{mode}.json"
+        return self.tensor_extraction_dir / extract_json_name(mode)
+
+    def named_extract_json(self, name: str) -> list[Path]:
+        """Where a training's PREPROCESSING_JSON argument `name` may be: `tensor_extraction/<name>`, or
+        the same with `.json` added."""
+        return [self.tensor_extraction_dir / name, self.tensor_extraction_dir / f"{name}.json"]
 
     def manifest_json(self, mode: str) -> Path:
         """neuroexec's incremental-extraction record (source mtime/size per tensor); ClinicaDL ignores it."""

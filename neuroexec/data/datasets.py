@@ -277,7 +277,7 @@ class PatchDataset(_CapsItems):
         if kind == "bundle":
             return int(self._mapped(path).shape[0])
         n = 0  # ClinicaDL's files patch-0, patch-1, ... of the first image
-        while _patch_file(path, n).is_file():
+        while CapsLayout.sibling_patch(path, n).is_file():
             n += 1
         return n
 
@@ -359,7 +359,7 @@ class PatchDataset(_CapsItems):
             # (a clone here would copy every patch twice).
             return bundle[k].float()
         if kind == "clinicadl":
-            return load_tensor(_patch_file(path, k)).float().reshape(1, s, s, s)
+            return load_tensor(CapsLayout.sibling_patch(path, k)).float().reshape(1, s, s, s)
         full = self._mapped(path)
         gd, gh, gw = patch_counts(full.shape, s, self.stride)
         if gd * gh * gw != self._n:
@@ -370,9 +370,3 @@ class PatchDataset(_CapsItems):
         b, c = divmod(rest, gw)
         t = self.stride
         return full[:, a * t : a * t + s, b * t : b * t + s, c * t : c * t + s].float().clone()
-
-
-def _patch_file(first: Path, k: int) -> Path:
-    """ClinicaDL's file of patch k, from the file of patch 0 (`..._patch-0_T1w.pt`)."""
-    head, tail = first.name.rsplit("_patch-0", 1)
-    return first.with_name(f"{head}_patch-{k}{tail}")

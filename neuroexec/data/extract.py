@@ -32,7 +32,7 @@ import torch
 
 from neuroexec.atomic import save_torch, write_json
 from neuroexec.context import Kernels
-from neuroexec.data.caps import CROPPED_DESCRIPTION, UNCROPPED_DESCRIPTION, CapsLayout, nifti_pattern
+from neuroexec.data.caps import CapsLayout, preprocessing_record
 from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError
@@ -324,22 +324,10 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
 
 def extract_json_content(plan: ExtractionPlan) -> dict:
     """ClinicaDL's `extract_<mode>.json` for this extraction."""
-    content = {
-        "preprocessing": "t1-linear",
-        "mode": plan.mode,
-        "use_uncropped_image": plan.uncropped,
-        # ClinicaDL's prepare_dl: whether patches were saved one per file (else cut from the image tensor)
-        "prepare_dl": plan.mode == "patch" and plan.layout == "clinicadl",
-        "extract_json": f"extract_{plan.mode}.json",
-        "file_type": {
-            "pattern": nifti_pattern(plan.uncropped),
-            "description": UNCROPPED_DESCRIPTION if plan.uncropped else CROPPED_DESCRIPTION,
-            "needed_pipeline": "t1-linear",
-        },
-    }
-    if plan.mode == "patch":
-        content.update(patch_size=plan.size, stride_size=plan.stride)
-    return content
+    # ClinicaDL's prepare_dl: whether patches were saved one per file (else cut from the image tensor)
+    prepare_dl = plan.mode == "patch" and plan.layout == "clinicadl"
+    patch = (plan.size, plan.stride) if plan.mode == "patch" else None
+    return preprocessing_record(plan.mode, plan.uncropped, prepare_dl, patch)
 
 
 def run_extraction(

@@ -97,13 +97,23 @@ def make_splits(
     ]
 
 
+def split_folder(directory: Path, i: int) -> Path:
+    """`<directory>/split-<i>/` of a split directory (ClinicaDL's `tsvtools split` layout; not a MAPS)."""
+    return Path(directory) / f"split-{i}"
+
+
+def split_folders(directory: Path) -> list[Path]:
+    """The `split-<i>/` folders of a split directory, sorted by name."""
+    return sorted(p for p in Path(directory).glob("split-*") if p.is_dir())
+
+
 def _split_folder(path: Path, n_splits: int, i: int) -> Path:
-    folder = path / f"split-{i}"
+    folder = split_folder(path, i)
     if folder.is_dir():
         return folder
     if n_splits == 1:
         return path
-    found = sorted(p.name for p in path.glob("split-*") if p.is_dir())
+    found = [p.name for p in split_folders(path)]
     raise InputError(
         path,
         f"split directory lacks split-{i}/ (n_splits = {n_splits}); found: {', '.join(found) or 'no split-* folder'}",

@@ -213,6 +213,19 @@ def _participants(subjects: int, sessions: int, seed: int, subject_offset: int) 
     return pd.DataFrame(rows)
 
 
+def generated_mask(dataset) -> Path | None:
+    """The atrophy-region mask the `generate` of a spec Dataset writes; None for a dataset not generated."""
+    if dataset.generate is None:
+        return None
+    return CapsLayout(dataset.caps).mask(dataset.generate.region)
+
+
+def generated_paths(caps: Path) -> tuple[Path, ...]:
+    """What a generation wrote into `caps`, with the extractions made from it (not its .neuroexec/)."""
+    layout = CapsLayout(caps)
+    return (layout.subjects_dir, layout.masks_dir, layout.tensor_extraction_dir, layout.participants_tsv)
+
+
 def generate_atrophy_dataset(
     root: Path,
     subjects: int,
@@ -252,8 +265,8 @@ def generate_atrophy_dataset(
         image = _subject_image(anatomy, acquisition, grid, voxel, region, row.diagnosis == "AD", session)
         folder = caps.t1_linear_dir(row.participant_id, row.session_id)
         save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
-    mask_path = root / "masks" / f"{region}.nii.gz"
+    mask_path = caps.mask(region)
     save_nifti(mask_path, region_mask(region, grid, voxel), affine)
-    tsv = root / "participants.tsv"
+    tsv = caps.participants_tsv
     write_tsv(tsv, frame)
     return GeneratedDataset(root, root, tsv, mask_path, region, grid, tuple(map(float, voxel)), affine, frame)

@@ -24,6 +24,7 @@ import torch
 
 from neuroexec import atomic, ops
 from neuroexec.context import Kernels, RunContext, StepSettings
+from neuroexec.data.synthetic import generated_mask
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
 from neuroexec.inference.figure import save_saliency_figure
@@ -116,11 +117,10 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     acc = _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
     whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
     where = (task.split, task.metric, task.group.name, interp.name)
-    outdir = task.maps.interpret_dir(*where)
-    atomic.write_tsv(outdir / "data.tsv", pd.DataFrame(acc.rows))
+    atomic.write_tsv(task.maps.interpret_data_tsv(*where), pd.DataFrame(acc.rows))
     if interp.figure:
         save_saliency_figure(
-            outdir / "mean_image-0_map.png",
+            task.maps.mean_map_figure(*where, "image", 0),
             whole_map,
             whole_input,
             interp.vmax,
@@ -263,10 +263,6 @@ def _row(batch: dict, i: int, outputs: torch.Tensor, mode: str, kind: str, label
     return row
 
 
-def _nifti_name(path: Path) -> Path:
-    return path.with_name(path.name[: -len(".pt")] + ".nii.gz")
-
-
 def _write_maps(
     task: GroupTask,
     info: MapsInfo,
@@ -286,13 +282,15 @@ def _write_maps(
         mean, std = state.mean().cpu(), state.std().cpu()
         atomic.save_torch(mean_path, mean.clone())
         atomic.save_torch(std_path, std.clone())
-        atomic.save_nifti(_nifti_name(mean_path), mean.reshape(mean.shape[-3:]).numpy(), place)
-        atomic.save_nifti(_nifti_name(std_path), std.reshape(std.shape[-3:]).numpy(), place)
+        mean_nifti = maps.mean_map(*where, info.mode, k, "nii.gz")
+        std_nifti = maps.std_map(*where, info.mode, k, "nii.gz")
+        atomic.save_nifti(mean_nifti, mean.reshape(mean.shape[-3:]).numpy(), place)
+        atomic.save_nifti(std_nifti, std.reshape(std.shape[-3:]).numpy(), place)
     if info.mode != "patch":
         return _volume(acc.maps[0].mean()), _volume(acc.inputs[0].mean())
     whole_map = _fold({k: s.mean() for k, s in acc.maps.items()}, image_shape, size, stride, kernels)
     whole_input = _fold({k: s.mean() for k, s in acc.inputs.items()}, image_shape, size, stride, kernels)
-    atomic.save_nifti(_nifti_name(maps.mean_map(*where, "image", 0)), whole_map, affine)
+    atomic.save_nifti(maps.mean_map(*where, "image", 0, "nii.gz"), whole_map, affine)
     return whole_map, whole_input
 
 
@@ -319,7 +317,7 @@ def _load_mask(task: GroupTask, image_shape: tuple[int, ...]) -> tuple[Path | No
 
     path = task.interpretation.mask
     if path is None and task.dataset is not None:
-        path = task.dataset.mask()
+        path = generated_mask(task.dataset)
         if path is not None and not Path(path).is_file():
             return None, None
     if path is None:

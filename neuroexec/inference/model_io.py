@@ -17,6 +17,7 @@ from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.inference.task import GroupTask
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info, recorded_path
+from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
 
 
 def output_size_of(info: MapsInfo) -> int:
@@ -26,7 +27,7 @@ def output_size_of(info: MapsInfo) -> int:
     if info.task == "classification":
         if not info.label_code:
             raise InputError(
-                info.root / "maps.json", "classification model without output_size nor label_code"
+                MapsLayout(info.root).maps_json, "classification model without output_size nor label_code"
             )
         return len(info.label_code)
     return 1
@@ -40,7 +41,9 @@ def input_size_of(info: MapsInfo) -> tuple[int, ...]:
         size = int(info.patch_size)
         return (1, size, size, size)
     raise InputError(
-        info.root / "maps.json", "input_size is missing: cannot rebuild the network", field="input_size"
+        MapsLayout(info.root).maps_json,
+        "input_size is missing: cannot rebuild the network",
+        field="input_size",
     )
 
 
@@ -58,13 +61,13 @@ def build_model(info: MapsInfo) -> nn.Module:
             return build_autoencoder(info.architecture, input_size_of(info), info.dropout)
         return build_network(info.architecture, input_size_of(info), output_size_of(info), info.dropout)
     except NeuroexecError as err:
-        raise InputError(info.root / "maps.json", str(err)) from None
+        raise InputError(MapsLayout(info.root).maps_json, str(err)) from None
 
 
 def _existing_best(root: Path, split: int) -> list[str]:
-    names = [p.name for p in (root / f"split-{split}").glob("best-*") if p.is_dir()]
-    names += [p.name for p in (root / f"fold-{split}" / "models").glob("best_*") if p.is_dir()]
-    return sorted(names)
+    layout = MapsLayout(root)
+    names = [layout.best_dir(split, metric).name for metric in layout.best_metrics(split)]
+    return sorted(names + LegacyMapsLayout(root).best_dir_names(split))
 
 
 def load_model(
@@ -113,7 +116,7 @@ def group_caps(task: GroupTask, info: MapsInfo) -> dict[str, Path]:
     if task.dataset is not None:
         return {c.name: Path(c.caps) for c in task.dataset.cohorts}
     caps = info.caps_directory
-    where = info.root / "maps.json"
+    where = MapsLayout(info.root).maps_json
     if not caps:
         raise InputError(
             where, f"group '{task.group.name}': caps_directory is missing, cannot find the training images"
@@ -140,7 +143,7 @@ def group_caps(task: GroupTask, info: MapsInfo) -> dict[str, Path]:
 def _trained_multi_cohort(root: Path) -> bool:
     """maps.json's `multi_cohort` flag (False when unreadable: read_maps_info reports that)."""
     try:
-        return bool(json.loads((Path(root) / "maps.json").read_text()).get("multi_cohort"))
+        return bool(json.loads(MapsLayout(Path(root)).maps_json.read_text()).get("multi_cohort"))
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -197,7 +200,7 @@ def group_dataset(task: GroupTask, info: MapsInfo, frame: pd.DataFrame, label: s
         return datasets.PatchDataset(frame, caps, size=int(info.patch_size), stride=stride, **common)
     if info.mode != "image":
         raise InputError(
-            info.root / "maps.json", f"mode '{info.mode}' is not supported (image or patch)", "mode"
+            MapsLayout(info.root).maps_json, f"mode '{info.mode}' is not supported (image or patch)", "mode"
         )
     return datasets.ImageDataset(frame, caps, **common)
 

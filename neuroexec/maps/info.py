@@ -4,13 +4,13 @@ generation's commandline.json, so predict/interpret work on MAPS neuroexec did n
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
 
 TASK_NAMES = {
     "classification": "classification",
@@ -51,10 +51,10 @@ class MapsInfo:
 
 def read_maps_info(root: Path) -> MapsInfo:
     """Read a MAPS folder's parameters; InputError naming the file when absent or unreadable."""
-    path = root / "maps.json"
+    path = MapsLayout(root).maps_json
     legacy = not path.is_file()
     if legacy:
-        path = root / "commandline.json"
+        path = LegacyMapsLayout(root).commandline_json
     if not path.is_file():
         raise InputError(root, "not a MAPS folder: neither maps.json nor commandline.json found")
     try:
@@ -67,14 +67,7 @@ def read_maps_info(root: Path) -> MapsInfo:
         "classification",
     )
     mode = pre.get("mode") or raw.get("mode") or "image"
-    split_glob = "fold-*" if legacy else "split-*"
-    splits = tuple(
-        sorted(
-            int(m.group(1))
-            for p in root.glob(split_glob)
-            if (m := re.fullmatch(r"(?:split|fold)-(\d+)", p.name))
-        )
-    )
+    splits = tuple(LegacyMapsLayout(root).folds() if legacy else MapsLayout(root).splits())
     input_size = raw.get("input_size")
     label_code, output_size = raw.get("label_code"), raw.get("output_size")
     diagnoses = tuple(raw["diagnoses"]) if raw.get("diagnoses") else None
@@ -139,8 +132,8 @@ def best_model_file(root: Path, split: int, metric: str) -> Path:
     neuroexec / ClinicaDL 1.x: `split-<i>/best-<metric>/model.pth.tar`; older: `fold-<i>/models/
     best_<metric>/model_best.pth.tar` (where balanced accuracy is spelled `balanced_accuracy`).
     """
-    current = root / f"split-{split}" / f"best-{metric}" / "model.pth.tar"
-    if current.is_file() or not (root / f"fold-{split}").is_dir():
+    current = MapsLayout(root).best_model(split, metric)
+    legacy = LegacyMapsLayout(root)
+    if current.is_file() or not legacy.fold_dir(split).is_dir():
         return current
-    legacy_metric = {"BA": "balanced_accuracy"}.get(metric, metric)
-    return root / f"fold-{split}" / "models" / f"best_{legacy_metric}" / "model_best.pth.tar"
+    return legacy.best_model(split, metric)

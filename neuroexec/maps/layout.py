@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from neuroexec import records
+
 
 @dataclass(frozen=True)
 class MapsLayout:
@@ -33,6 +35,12 @@ class MapsLayout:
         """Multi-cohort models: ClinicaDL's CAPS table (cohort, path), which maps.json caps_directory names."""
         return self.root / "caps_cohorts.tsv"
 
+    @property
+    def is_maps(self) -> bool:
+        """True when the folder records a model's parameters: maps.json, or the older generation's
+        commandline.json."""
+        return self.maps_json.is_file() or LegacyMapsLayout(self.root).commandline_json.is_file()
+
     def caps_directory(self, dataset) -> Path:
         """maps.json `caps_directory` of a model trained on `dataset` (a spec Dataset): its CAPS, or for
         several cohorts the cohort table above."""
@@ -41,20 +49,33 @@ class MapsLayout:
     # --- neuroexec's own files (ignored by ClinicaDL) ---------------------------------------------
     @property
     def neuroexec_dir(self) -> Path:
-        return self.root / ".neuroexec"
+        return records.records_dir(self.root)
 
     @property
     def state_file(self) -> Path:
-        return self.neuroexec_dir / "state.json"
+        return records.state_file(self.root)
 
     @property
     def lock_file(self) -> Path:
-        return self.neuroexec_dir / "lock"
+        return records.lock_file(self.root)
 
     @property
     def information_lock(self) -> Path:
         """Held while a finished training merges its events into information.log (splits finish side by side)."""
         return self.neuroexec_dir / "information.lock"
+
+    def command_spec(self, name: str) -> Path:
+        """The spec a ClinicaDL-style command wrote and applied, `<name>.toml` (`train`, `predict-<group>`)."""
+        return self.neuroexec_dir / f"{name}.toml"
+
+    @property
+    def participants_copy(self) -> Path:
+        """The participants TSV `neuroexec train` gathers from ClinicaDL's split directory."""
+        return self.neuroexec_dir / "participants.tsv"
+
+    def group_participants_copy(self, group: str) -> Path:
+        """A copy of groups/<group>/data.tsv that a group spec redefined from the MAPS reads."""
+        return self.neuroexec_dir / "groups" / group / "participants.tsv"
 
     # --- data groups -----------------------------------------------------------------------------
     @property
@@ -82,9 +103,22 @@ class MapsLayout:
         """`groups/<train|validation>/split-<i>/maps.json`: ClinicaDL reads the training groups' record here."""
         return self.group_dir(group) / f"split-{split}" / "maps.json"
 
+    def split_group_tsvs(self, group: str) -> list[Path]:
+        """The `groups/<group>/split-<i>/data.tsv` files present."""
+        return sorted(self.group_dir(group).glob("split-*/data.tsv"))
+
     # --- splits ----------------------------------------------------------------------------------
+    @staticmethod
+    def split_scope(split: int) -> str:
+        """The lock scope of a split's training and results: the name of its folder, `split-<i>`."""
+        return f"split-{split}"
+
     def split_dir(self, split: int) -> Path:
-        return self.root / f"split-{split}"
+        return self.root / self.split_scope(split)
+
+    def splits(self) -> list[int]:
+        """The splits with a `split-<i>` folder, sorted."""
+        return sorted(int(p.name[len("split-") :]) for p in self.root.glob("split-*") if p.name[6:].isdigit())
 
     def training_logs(self, split: int) -> Path:
         return self.split_dir(split) / "training_logs"
@@ -149,9 +183,18 @@ class MapsLayout:
     def best_model(self, split: int, metric: str) -> Path:
         return self.best_dir(split, metric) / "model.pth.tar"
 
+    def best_metrics(self, split: int) -> list[str]:
+        """The selection metrics with a `best-<metric>` folder in the split, sorted by folder name."""
+        found = sorted(p for p in self.split_dir(split).glob("best-*") if p.is_dir())
+        return [p.name[len("best-") :] for p in found]
+
     def reconstruction_dir(self, split: int, phase: str) -> Path:
         """autoencoder_reconstruction/<train|validation> (`visualization = true`)."""
         return self.split_dir(split) / "autoencoder_reconstruction" / phase
+
+    def reconstruction_file(self, split: int, phase: str, kind: str, index: int) -> Path:
+        """kind: 'input' or 'output' -> `<kind>-<index>.nii.gz`, the index-th image of the phase."""
+        return self.reconstruction_dir(split, phase) / f"{kind}-{index}.nii.gz"
 
     # --- results of one data group for one model -------------------------------------------------
     def result_dir(self, split: int, metric: str, group: str) -> Path:
@@ -160,6 +203,10 @@ class MapsLayout:
     def prediction_tsv(self, split: int, metric: str, group: str, level: str) -> Path:
         """level: 'image', 'patch', ..."""
         return self.result_dir(split, metric, group) / f"{group}_{level}_level_prediction.tsv"
+
+    def prediction_tsvs(self, split: int, metric: str, group: str) -> list[Path]:
+        """The `<group>_<level>_level_prediction.tsv` files present, every level."""
+        return sorted(self.result_dir(split, metric, group).glob(f"{group}_*_level_prediction.tsv"))
 
     def metrics_tsv(self, split: int, metric: str, group: str, level: str) -> Path:
         return self.result_dir(split, metric, group) / f"{group}_{level}_level_metrics.tsv"
@@ -197,11 +244,28 @@ class MapsLayout:
     def interpret_dir(self, split: int, metric: str, group: str, name: str) -> Path:
         return self.result_dir(split, metric, group) / f"interpret-{name}"
 
-    def mean_map(self, split: int, metric: str, group: str, name: str, mode: str, index: int) -> Path:
-        return self.interpret_dir(split, metric, group, name) / f"mean_{mode}-{index}_map.pt"
+    def interpret_data_tsv(self, split: int, metric: str, group: str, name: str) -> Path:
+        """The sessions the maps were computed on (after keep_true), with their predictions."""
+        return self.interpret_dir(split, metric, group, name) / "data.tsv"
 
-    def std_map(self, split: int, metric: str, group: str, name: str, mode: str, index: int) -> Path:
-        return self.interpret_dir(split, metric, group, name) / f"std_{mode}-{index}_map.pt"
+    def mean_map(
+        self, split: int, metric: str, group: str, name: str, mode: str, index: int, ext: str = "pt"
+    ) -> Path:
+        """`mean_<mode>-<index>_map.<ext>`: the tensor (pt), or its NIfTI (nii.gz)."""
+        return self.interpret_dir(split, metric, group, name) / f"mean_{mode}-{index}_map.{ext}"
+
+    def mean_maps(self, split: int, metric: str, group: str, name: str, mode: str) -> list[Path]:
+        """The `mean_<mode>-<k>_map.pt` files present, every k."""
+        return sorted(self.interpret_dir(split, metric, group, name).glob(f"mean_{mode}-*_map.pt"))
+
+    def mean_map_figure(self, split: int, metric: str, group: str, name: str, mode: str, index: int) -> Path:
+        """The picture of mean_map (`figure = true`)."""
+        return self.interpret_dir(split, metric, group, name) / f"mean_{mode}-{index}_map.png"
+
+    def std_map(
+        self, split: int, metric: str, group: str, name: str, mode: str, index: int, ext: str = "pt"
+    ) -> Path:
+        return self.interpret_dir(split, metric, group, name) / f"std_{mode}-{index}_map.{ext}"
 
     def individual_map(
         self,
@@ -219,3 +283,95 @@ class MapsLayout:
 
     def interpret_summary(self, split: int, metric: str, group: str, name: str) -> Path:
         return self.interpret_dir(split, metric, group, name) / "summary.json"
+
+    def interpret_summaries(self, split: int, metric: str, group: str) -> list[Path]:
+        """The summary.json of every `interpret-<name>/` of the result folder, sorted."""
+        return sorted(self.result_dir(split, metric, group).glob("interpret-*/summary.json"))
+
+
+LEGACY_METRICS = {"BA": "balanced_accuracy"}  # how the older generation spells neuroexec's metric names
+
+
+def legacy_metric(metric: str) -> str:
+    """The older generation's name of a selection metric (`BA` -> `balanced_accuracy`)."""
+    return LEGACY_METRICS.get(metric, metric)
+
+
+def metric_of_legacy(name: str) -> str:
+    """neuroexec's name of an older-generation selection metric (`balanced_accuracy` -> `BA`)."""
+    return {v: k for k, v in LEGACY_METRICS.items()}.get(name, name)
+
+
+@dataclass(frozen=True)
+class LegacyMapsLayout:
+    """The older generation's MAPS (ClinicaDL before 1.0: commandline.json and `fold-<i>/`), which compat/
+    reads and the older interpret command writes into. Metrics are given by neuroexec's names.
+
+    >>> LegacyMapsLayout(Path("maps/old")).best_model(0, "BA")
+    PosixPath('maps/old/fold-0/models/best_balanced_accuracy/model_best.pth.tar')
+    """
+
+    root: Path
+
+    @property
+    def commandline_json(self) -> Path:
+        return self.root / "commandline.json"
+
+    def fold_dir(self, split: int) -> Path:
+        return self.root / f"fold-{split}"
+
+    def folds(self) -> list[int]:
+        """The splits with a `fold-<i>` folder, sorted."""
+        return sorted(int(p.name[len("fold-") :]) for p in self.root.glob("fold-*") if p.name[5:].isdigit())
+
+    def models_dir(self, split: int) -> Path:
+        return self.fold_dir(split) / "models"
+
+    def best_model(self, split: int, metric: str) -> Path:
+        return self.models_dir(split) / f"best_{legacy_metric(metric)}" / "model_best.pth.tar"
+
+    def best_dir_names(self, split: int) -> list[str]:
+        """The names of the `models/best_<metric>` folders present, sorted."""
+        return sorted(p.name for p in self.models_dir(split).glob("best_*") if p.is_dir())
+
+    def best_models(self, split: int) -> list[tuple[str, Path]]:
+        """(metric, model file) of every best model present, by neuroexec's metric names."""
+        found = sorted(self.models_dir(split).glob("best_*/model_best.pth.tar"))
+        return [(metric_of_legacy(p.parent.name[len("best_") :]), p) for p in found]
+
+    def result_dir(self, split: int, metric: str) -> Path:
+        """`fold-<i>/cnn_classification/best_<metric>/`: the predictions of the best model."""
+        return self.fold_dir(split) / "cnn_classification" / f"best_{legacy_metric(metric)}"
+
+    def prediction_tsv(self, split: int, metric: str, group: str, level: str) -> Path:
+        return self.result_dir(split, metric) / f"{group}_{level}_level_prediction.tsv"
+
+    def prediction_tsvs(self, split: int, group: str) -> list[Path]:
+        """The `<group>_<level>_level_prediction.tsv` files of every best model and level present."""
+        results = self.fold_dir(split) / "cnn_classification"
+        return sorted(results.glob(f"best_*/{group}_*_level_prediction.tsv"))
+
+    def gradients_dir(self, split: int, selection: str, name: str) -> Path:
+        """`fold-<i>/gradients/<selection>/<name>/`; selection as the older interpret takes it (`best_loss`)."""
+        return self.fold_dir(split) / "gradients" / selection / name
+
+    def gradients_data_tsv(self, split: int, selection: str, name: str) -> Path:
+        return self.gradients_dir(split, selection, name) / "data.tsv"
+
+    def gradients_commandline_json(self, split: int, selection: str, name: str) -> Path:
+        return self.gradients_dir(split, selection, name) / "commandline.json"
+
+    def gradient_map(
+        self,
+        split: int,
+        selection: str,
+        name: str,
+        ext: str,
+        participant: str | None = None,
+        session: str | None = None,
+    ) -> Path:
+        """`map.<ext>` (npy, nii.gz, jpg) of the group, or of one session (`<participant>/<session>/map.<ext>`)."""
+        folder = self.gradients_dir(split, selection, name)
+        if participant is not None:
+            folder = folder / participant / str(session)
+        return folder / f"map.{ext}"

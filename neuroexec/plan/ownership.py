@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.plan.state import read_state, state_file
+from neuroexec.plan.state import read_state
+from neuroexec.records import RECORDS_DIR, records_dir, state_file
 
-RECORDS = ".neuroexec"
 SHOWN = 3  # entries named in a refusal
 
 
@@ -32,7 +32,7 @@ class Contents:
 
     @property
     def has_records_dir(self) -> bool:
-        return (self.folder / RECORDS).is_dir()
+        return records_dir(self.folder).is_dir()
 
     def kinds(self) -> set[str]:
         return {str(r.get("kind")) for r in self.steps.values()}
@@ -50,7 +50,7 @@ def survey(folder: Path) -> Contents:
     if not folder.is_dir():
         return Contents(folder, (), {}, f"{folder} is a file, not a folder")
     try:
-        entries = tuple(sorted(p for p in folder.iterdir() if p.name != RECORDS))
+        entries = tuple(sorted(p for p in folder.iterdir() if p.name != RECORDS_DIR))
     except OSError as exc:
         return Contents(folder, (), {}, f"{folder} cannot be read ({exc.strerror or exc})")
     data, problem = read_state(state_file(folder))
@@ -104,7 +104,7 @@ def maps_refusal(maps: Path, model: str, split_step: str, overwrite: bool) -> st
         )
     if not found.entries or split_step in found.steps or _interrupted_first_split(found):
         return None
-    is_maps = _is_maps(maps)
+    is_maps = MapsLayout(maps).is_maps
     if is_maps and overwrite:
         return None
     if not is_maps:
@@ -127,15 +127,10 @@ def maps_replaced(maps: Path, model: str, split_step: str) -> tuple[Path, ...]:
     found = survey(maps)
     if found.problem or not found.entries or split_step in found.steps:
         return ()
-    if _interrupted_first_split(found) or not _is_maps(maps):
+    if _interrupted_first_split(found) or not MapsLayout(maps).is_maps:
         return ()
     state = state_file(maps)
     return (*found.entries, *((state,) if state.exists() else ()))
-
-
-def _is_maps(maps: Path) -> bool:
-    layout = MapsLayout(maps)
-    return layout.maps_json.is_file() or (maps / "commandline.json").is_file()
 
 
 def _made_by(found: Contents, split_step: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from neuroexec import atomic
 from neuroexec.errors import InputError
+from neuroexec.records import state_file, state_lock
 
 STATE_FORMAT = 1
 
@@ -23,10 +24,6 @@ LOST_RECORDS = (
     "them: restore the file from a backup, or delete it (apply then treats the folder as one neuroexec "
     "did not make)"
 )
-
-
-def state_file(home: Path) -> Path:
-    return home / ".neuroexec" / "state.json"
 
 
 def empty_state() -> dict[str, Any]:
@@ -116,7 +113,7 @@ class StateStore:
         """Read-modify-write under an exclusive flock, re-reading the file first: another apply may have
         recorded steps of another part of this folder (one split per cluster job) since we loaded it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.parent / "state.lock", "a") as handle:
+        with open(state_lock(self.path), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 self._data = self._read()

@@ -70,7 +70,7 @@ def _check_model(spec: Spec, model: Model, add) -> None:
     key = f"models.{model.name}"
     _check_compute(model.compute, f"{key}.compute", add)
     if model.pretrained:
-        if not (model.maps / "maps.json").is_file() and not (model.maps / "commandline.json").is_file():
+        if not MapsLayout(model.maps).is_maps:
             add(
                 f"{key}.maps",
                 f"no dataset given, so this must be an existing MAPS, but {model.maps} has "

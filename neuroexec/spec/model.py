@@ -80,12 +80,6 @@ class Dataset:
     def participants(self) -> Path:
         return self.cohorts[0].participants
 
-    def mask(self) -> Path | None:
-        """The atrophy-region mask of a generated dataset."""
-        if self.generate is None:
-            return None
-        return self.caps / "masks" / f"{self.generate.region}.nii.gz"
-
 
 @dataclass(frozen=True)
 class Patch:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
-from neuroexec.data.synthetic import generate_atrophy_dataset
+from neuroexec.data.synthetic import generate_atrophy_dataset, generated_mask, generated_paths
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.spec.model import Spec, as_config
 from neuroexec.steps.common import generate_id
-
-# What a previous generation wrote (the folder's .neuroexec state is kept).
-GENERATED = ("subjects", "masks", "tensor_extraction", "participants.tsv")
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -41,14 +38,12 @@ def removes(step: Step) -> list[Removal]:
     """A changed generator config replaces the whole synthetic dataset: what it wrote before goes first
     (the folder's .neuroexec state is kept)."""
     ds = step.payload
-    return [
-        Removal(f"the synthetic dataset {ds.name} generated before", tuple(ds.caps / n for n in GENERATED))
-    ]
+    return [Removal(f"the synthetic dataset {ds.name} generated before", generated_paths(ds.caps))]
 
 
 def outputs(step: Step) -> list:
     ds = step.payload
-    return [ds.participants, ds.mask()]
+    return [ds.participants, generated_mask(ds)]
 
 
 def check(step: Step) -> str | None:

@@ -86,7 +86,7 @@ def result_steps(spec: Spec, kind: str, make_id, extra_config, wants) -> list[St
                                 deps=tuple(dict.fromkeys(deps)),
                                 inputs=task.inputs(),  # the checkpoint read (rule 6)
                                 payload=task,
-                                lock_scope=f"split-{split}",
+                                lock_scope=MapsLayout.split_scope(split),
                                 compute=group.compute,
                             )
                         )

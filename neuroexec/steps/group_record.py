@@ -154,13 +154,11 @@ def why_redefined(maps: MapsLayout, group: Group, ds: Dataset, label: str | None
 def result_splits(maps: MapsLayout, group: str) -> dict[int, list[Path]]:
     """The result folders of a group in the MAPS (split-<i>/best-<metric>/<G>), per split."""
     found: dict[int, list[Path]] = {}
-    for split_dir in sorted(maps.root.glob("split-*")):
-        index = split_dir.name[len("split-") :]
-        if index.isdigit():
-            dirs = sorted(p for p in split_dir.glob(f"best-*/{group}") if p.is_dir())
-            if dirs:
-                found[int(index)] = dirs
-    return dict(sorted(found.items()))
+    for split in maps.splits():
+        dirs = [maps.result_dir(split, m, group) for m in maps.best_metrics(split)]
+        if dirs := [d for d in dirs if d.is_dir()]:
+            found[split] = dirs
+    return found
 
 
 def replaced_results(maps: MapsLayout, group: Group, redefined: bool) -> list[Removal]:

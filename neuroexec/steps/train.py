@@ -6,6 +6,7 @@ from pathlib import Path
 
 from neuroexec.context import RunContext
 from neuroexec.maps.info import best_model_file
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import dataset_deps, split_id, train_id, trained_models
@@ -50,7 +51,7 @@ def expand(spec: Spec) -> list[Step]:
                     deps=tuple(deps),
                     inputs=task.inputs(),
                     payload=task,
-                    lock_scope=f"split-{split}",
+                    lock_scope=MapsLayout.split_scope(split),
                     compute=model.compute,
                 )
             )

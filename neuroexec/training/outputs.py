@@ -25,6 +25,7 @@ from torch import nn
 
 import neuroexec
 from neuroexec import atomic
+from neuroexec.data.caps import preprocessing_record
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Compute, Dataset, Model, Train
 
@@ -143,24 +144,11 @@ def _optimizer_keys(t: Train) -> dict:
 
 
 def _preprocessing_dict(model: Model, dataset: Dataset) -> dict:
-    patch = model.patch if model.mode == "patch" else None
-    pre: dict = {
-        "preprocessing": dataset.preprocessing,
-        "mode": model.mode,
-        "use_uncropped_image": dataset.uncropped,
-        # Patch mode: ClinicaDL reads one file per patch only from the "clinicadl" layout; from bundles
-        # (whose CAPS also hold the image tensors) it cuts the patches from the image, as neuroexec can.
-        "prepare_dl": model.mode != "patch" or dataset.patch_layout == "clinicadl",
-        "extract_json": f"extract_{model.mode}.json",
-        "file_type": {
-            "pattern": "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz",
-            "description": "T1W Image registered using t1-linear and cropped",
-            "needed_pipeline": "t1-linear",
-        },
-    }
-    if patch is not None:
-        pre.update(patch_size=patch.size, stride_size=patch.stride)
-    return pre
+    patch = (model.patch.size, model.patch.stride) if model.mode == "patch" else None
+    # Patch mode: ClinicaDL reads one file per patch only from the "clinicadl" layout; from bundles
+    # (whose CAPS also hold the image tensors) it cuts the patches from the image, as neuroexec can.
+    prepare_dl = model.mode != "patch" or dataset.patch_layout == "clinicadl"
+    return preprocessing_record(model.mode, dataset.uncropped, prepare_dl, patch, dataset.preprocessing)
 
 
 def trained_diagnoses(model, label_code: dict | None) -> list[str]:
@@ -356,7 +344,6 @@ def write_reconstructions(
     """input-<k>.nii.gz / output-<k>.nii.gz of the first `count` images of `dataset` (image mode),
     with the affine of each source NIfTI."""
     network.eval()
-    folder = maps.reconstruction_dir(split, phase)
     written = []
     for k in range(min(count, len(dataset))):
         item = dataset[k]
@@ -366,7 +353,7 @@ def write_reconstructions(
         nifti = layout.find_nifti(item["participant_id"], item["session_id"], dataset.uncropped)
         affine = nib.load(str(nifti[0])).affine if nifti else np.eye(4)
         for kind, tensor in (("input", image), ("output", output)):
-            path = folder / f"{kind}-{k}.nii.gz"
+            path = maps.reconstruction_file(split, phase, kind, k)
             atomic.save_nifti(path, tensor[0].numpy(), affine)
             written.append(path)
     return written

@@ -170,9 +170,7 @@ def transfer(network: nn.Module, source: Path, source_maps: Path | None, is_auto
     if not source.is_file():
         raise InputError(source, "transfer learning source model not found (train the source model first?)")
     state, _epoch, name = load_model_state(source)
-    described = source_maps is not None and any(
-        (source_maps / name).is_file() for name in ("maps.json", "commandline.json")
-    )
+    described = source_maps is not None and MapsLayout(source_maps).is_maps
     if described:
         source_is_ae = read_maps_info(source_maps).task == "reconstruction"
     else:  # a bare checkpoint: judge by its architecture name or its tensor names

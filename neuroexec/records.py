@@ -1,0 +1,49 @@
+"""neuroexec's own files inside a folder it writes (a CAPS or a MAPS, its "home"): everything under
+`<home>/.neuroexec/`, which ClinicaDL ignores. The folder's name is spelled here and only here.
+
+>>> state_file(Path("maps/cnn"))
+PosixPath('maps/cnn/.neuroexec/state.json')
+>>> lock_file(Path("maps/cnn"), "split-0")
+PosixPath('maps/cnn/.neuroexec/lock.split-0')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RECORDS_DIR = ".neuroexec"  # the folder's name: a home's entries besides it are the data
+WHOLE = ""  # the lock scope that covers the whole folder
+
+
+def records_dir(home: Path) -> Path:
+    return Path(home) / RECORDS_DIR
+
+
+def state_file(home: Path) -> Path:
+    """What apply did in `home`: per finished step, its fingerprint, inputs, timings and outputs."""
+    return records_dir(home) / "state.json"
+
+
+def state_lock(state: Path) -> Path:
+    """The file a writer of the state file `state` locks while it reads, merges and writes it."""
+    return Path(state).parent / "state.lock"
+
+
+def lock_file(home: Path, scope: str = WHOLE) -> Path:
+    """`lock` for the whole folder, `lock.<scope>` for one part of it (a split)."""
+    return records_dir(home) / ("lock" if scope == WHOLE else f"lock.{scope}")
+
+
+def scope_lock_files(home: Path) -> list[Path]:
+    """The `lock.<scope>` files of `home`, sorted."""
+    return sorted(records_dir(home).glob("lock.*"))
+
+
+def lock_files(home: Path) -> list[Path]:
+    """The lock files present in `home`: the whole folder's first, then the scopes'."""
+    return [*sorted(records_dir(home).glob("lock")), *scope_lock_files(home)]
+
+
+def scope_of(lock: Path) -> str:
+    """The scope a lock file of lock_file() locks (WHOLE for `lock`)."""
+    return Path(lock).name.removeprefix("lock").removeprefix(".")
