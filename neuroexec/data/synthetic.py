@@ -221,9 +221,71 @@ def generated_mask(dataset) -> Path | None:
 
 
 def generated_paths(caps: Path) -> tuple[Path, ...]:
-    """What a generation wrote into `caps`, with the extractions made from it (not its .neuroexec/)."""
+    """The folders and files a generation writes into `caps`, with the extractions made from it (not its
+    .neuroexec/)."""
     layout = CapsLayout(caps)
     return (layout.subjects_dir, layout.masks_dir, layout.tensor_extraction_dir, layout.participants_tsv)
+
+
+def generated_contents(caps: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """(what neuroexec made, what it did not) among the files under `generated_paths(caps)`: a session's
+    generated image (`t1_linear/<its name>`) and its extracted tensors (`deeplearning_prepare_data/`),
+    the region masks, the extraction records and participants.tsv are neuroexec's; any other file (a
+    user's notes in a session folder) is not. Folders holding only neuroexec's files are given whole.
+
+    >>> caps = generate_atrophy_dataset(tmp_path / "caps", subjects=2, resolution_mm=8.0).caps_dir
+    >>> _ = (caps / "subjects" / "sub-0000" / "mine.txt").write_text("mine")
+    >>> made, other = generated_contents(caps)
+    >>> [p.relative_to(caps).as_posix() for p in other]
+    ['subjects/sub-0000/mine.txt']
+    >>> sorted(p.relative_to(caps).as_posix() for p in made)[:3]
+    ['masks', 'participants.tsv', 'subjects/sub-0000/ses-M000']
+    """
+    layout = CapsLayout(caps)
+    foreign = [f for root in generated_paths(caps) for f in _files(root) if not _generated(layout, f)]
+    made: list[Path] = []
+    for root in generated_paths(caps):
+        made.extend(_whole_folders(root, set(foreign)))
+    return tuple(made), tuple(foreign)
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_file() or root.is_symlink():
+        return [root]
+    return sorted(f for f in root.rglob("*") if f.is_file() or f.is_symlink()) if root.is_dir() else []
+
+
+def _generated(layout: CapsLayout, file: Path) -> bool:
+    """Whether `file` is one a generation or an extraction of it writes."""
+    if file == layout.participants_tsv:
+        return True
+    parts = file.relative_to(layout.root).parts
+    if parts[0] == layout.masks_dir.name:
+        return len(parts) == 2 and file.name in {layout.mask(r).name for r in REGIONS}
+    if parts[0] == layout.tensor_extraction_dir.name:
+        return len(parts) == 2 and file.suffix == ".json"
+    if len(parts) < 5:
+        return False
+    participant, session, kind = parts[1], parts[2], parts[3]
+    if kind == layout.t1_linear_dir(participant, session).name:
+        return len(parts) == 5 and file.name == layout.nifti_name(participant, session)
+    return (
+        kind
+        == layout.tensor_dir(participant, session, "image")
+        .relative_to(layout.session_dir(participant, session))
+        .parts[0]
+    )
+
+
+def _whole_folders(root: Path, foreign: set[Path]) -> list[Path]:
+    """`root` itself when nothing under it is foreign, else its children treated the same way."""
+    if not (root.exists() or root.is_symlink()):
+        return []
+    if not any(f == root or root in f.parents for f in foreign):
+        return [root]
+    if not root.is_dir():
+        return []
+    return [p for child in sorted(root.iterdir()) for p in _whole_folders(child, foreign)]
 
 
 def generate_atrophy_dataset(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
-from neuroexec.data.synthetic import generate_atrophy_dataset, generated_mask, generated_paths
+from neuroexec.data.synthetic import generate_atrophy_dataset, generated_contents, generated_mask
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.spec.model import Spec, as_config
@@ -35,10 +35,22 @@ def run(step: Step, ctx: RunContext) -> dict:
 
 
 def removes(step: Step) -> list[Removal]:
-    """A changed generator config replaces the whole synthetic dataset: what it wrote before goes first
-    (the folder's .neuroexec state is kept)."""
+    """A changed generator config replaces the whole synthetic dataset: what it (and the extractions made
+    from it) wrote before goes first. The folder's .neuroexec state is kept, and so is any file neuroexec
+    did not write there (see `notes`)."""
     ds = step.payload
-    return [Removal(f"the synthetic dataset {ds.name} generated before", generated_paths(ds.caps))]
+    made, _ = generated_contents(ds.caps)
+    return [Removal(f"the synthetic dataset {ds.name} generated before", made)]
+
+
+def notes(step: Step) -> list[str]:
+    """The files of others in the generated CAPS, which the regeneration leaves where they are."""
+    _, foreign = generated_contents(step.payload.caps)
+    if not foreign:
+        return []
+    names = [str(f.relative_to(step.payload.caps)) for f in foreign]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return [f"keeps {len(names)} file(s) neuroexec did not write there: {shown}"]
 
 
 def outputs(step: Step) -> list:
@@ -53,4 +65,8 @@ def check(step: Step) -> str | None:
     return caps_refusal(ds.caps, f"datasets.{ds.name}.caps")
 
 
-register(StepKind(name="generate", expand=expand, run=run, check=check, outputs=outputs, removes=removes))
+register(
+    StepKind(
+        name="generate", expand=expand, run=run, check=check, outputs=outputs, removes=removes, notes=notes
+    )
+)
