@@ -55,10 +55,10 @@ class Cohort:
     caps: Path
     participants: Path
     generated_by: str | None = None  # the spec dataset whose generate step writes this CAPS
-
-
     dataset: str | None = None  # the spec dataset this cohort is (`cohorts = [{ name, dataset }]`)
     key: str = field(default="", compare=False)  # where the spec gives it: 'datasets.d.cohorts[1]'
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
