@@ -80,7 +80,9 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
         value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise ItemInputError(path, "tensor file not found (run the extraction first)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except (
+        RuntimeError, EOFError, OSError, ValueError, IndexError, pickle.UnpicklingError, zipfile.BadZipFile
+    ) as exc:  # IndexError: torch's legacy loader on a few junk bytes  # fmt: skip
         raise ItemInputError(
             path,
             f"cannot load the tensor (corrupt or truncated file?): {first_line(exc)}. If its NIfTI is in the "

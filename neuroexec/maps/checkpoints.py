@@ -11,6 +11,7 @@ Reading also accepts the older generation's `model_best.pth.tar` ({"model", "epo
 from __future__ import annotations
 
 import _compat_pickle
+import importlib.util
 import io
 import pickle
 import pickletools
@@ -182,6 +183,20 @@ def _refers_to_existing(name: str) -> bool:
     return hasattr(sys.modules[module], attribute)
 
 
+def _importable(name: str) -> bool:
+    """Whether `name` could be a Python object at all: dotted identifiers whose top-level module is
+    installed (looked up, not imported). Junk bytes read as a pickle's GLOBAL opcode name none.
+
+    >>> _importable("posix.system"), _importable("ut short"), _importable("no_such_module_x.f")
+    (True, False, False)
+    """
+    module, _, attribute = name.rpartition(".")
+    if not module or not all(part.isidentifier() for part in (*module.split("."), attribute)):
+        return False
+    top = module.split(".")[0]
+    return top in sys.modules or importlib.util.find_spec(top) is not None
+
+
 def _spoken(name: str) -> str:
     """posix.system is what os.system pickles as: say both."""
     module, _, attribute = name.rpartition(".")
@@ -193,10 +208,10 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> UnsafeCheckpointError
     (then it is corrupt, not hostile). Torch's own advice (reload with weights_only=False, or allowlist
     the object) is never repeated: both would run the file's code."""
     names, loader = _asked_for(path)
-    asked = list(dict.fromkeys(n for n in names if not _allowed(n)))
+    asked = list(dict.fromkeys(n for n in names if not _allowed(n) and _importable(n)))
     if not asked:
         match = _GLOBAL.search(str(error))
-        if not (match and _refers_to_existing(match.group(1))):
+        if not (match and _refers_to_existing(match.group(1)) and _importable(match.group(1))):
             return None
         asked = [match.group(1)]
     shown = ", ".join(map(_spoken, asked[:5])) + (f" and {len(asked) - 5} more" if len(asked) > 5 else "")
@@ -248,8 +263,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if refusal is not None:
             raise refusal from None
         raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){_reason(error)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){_reason(error)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        # IndexError: torch's legacy loader on a few junk bytes ('pop from empty list', said as nothing)
+        reason = "" if isinstance(error, IndexError) else _reason(error)
+        raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){reason}") from None
     if not isinstance(checkpoint, dict):
         raise InputError(path, f"expected a checkpoint dictionary, found {type(checkpoint).__name__}")
     return checkpoint

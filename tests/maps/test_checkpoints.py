@@ -163,3 +163,17 @@ def test_the_refusal_explains_a_conversion_that_works(tmp_path, kind):
     assert epoch == (0 if kind == "whole module" else 3)
     assert state.keys() == net.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("junk", [b"truncated", b"cut short", b"", b"\x80\x02", b"PK\x03\x04garbage"])
+def test_a_file_of_junk_bytes_is_a_damaged_checkpoint_not_a_traceback_nor_a_hostile_one(tmp_path, junk):
+    from neuroexec.data.datasets import load_tensor
+
+    path = tmp_path / "model.pth.tar"
+    path.write_bytes(junk)
+    with pytest.raises(InputError, match="corrupt or truncated") as caught:
+        load_checkpoint(path)
+    assert not isinstance(caught.value, UnsafeCheckpointError)
+    assert str(path) in str(caught.value)
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_tensor(path)
