@@ -83,6 +83,27 @@ def resumes(step: Step, upstream: dict[str, str]) -> str | None:
     return None
 
 
+def notes(step: Step) -> list[str]:
+    """What a retraining replaces when it finishes: the last finished training's log, best models and
+    TensorBoard events of this split stay in place until then (never removed up front)."""
+    task: TrainTask = step.payload
+    maps = task.maps
+    if not maps.training_tsv(task.split).is_file():
+        return []
+    events = [
+        f
+        for phase in ("train", "validation")
+        if maps.tensorboard_dir(task.split, phase).is_dir()
+        for f in maps.tensorboard_dir(task.split, phase).iterdir()
+        if f.is_file()
+    ]
+    board = f" and {len(events)} TensorBoard event file(s)" if events else ""
+    return [
+        f"when it finishes, it replaces the finished training of {maps.split_dir(task.split).name}: its "
+        f"training log, best models{board} (kept until then)"
+    ]
+
+
 def run(step: Step, ctx: RunContext) -> dict:
     from neuroexec.training.run import train_split
 
@@ -95,4 +116,8 @@ def outputs(step: Step) -> list[Path]:
     return task.outputs()
 
 
-register(StepKind(name="train", expand=expand, run=run, distributed=True, outputs=outputs, resumes=resumes))
+register(
+    StepKind(
+        name="train", expand=expand, run=run, distributed=True, outputs=outputs, resumes=resumes, notes=notes
+    )
+)

@@ -186,3 +186,17 @@ def test_a_stop_halfway_through_publishing_is_completed_by_the_next_apply(tmp_pa
     board.Reload()
     np.testing.assert_allclose([e.value for e in board.Scalars("loss")], log["loss_valid"], rtol=1e-6)
     assert {p.action for p in make_plan(load_spec(path)).steps} == {"="}
+
+
+def test_the_plan_of_a_retraining_says_what_it_replaces_when_it_finishes(tmp_path):
+    path = write_spec(tmp_path, {"a": BODY})
+    assert not any("replaces" in r for r in planned(path).reasons)  # nothing finished yet
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/a")
+    events = [f for f in (maps.training_logs(0) / "tensorboard").rglob("*") if f.is_file()]
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 3e-3"))
+    step = planned(path)
+    assert step.action == "~" and not step.removals  # nothing is removed before it finishes
+    note = next(r for r in step.reasons if "replaces" in r)
+    assert "when it finishes" in note and "split-0" in note
+    assert f"{len(events)} TensorBoard event file(s)" in note
