@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if not isinstance(exc.cause, NeuroexecError) and not debug:
             print("(an unexpected error: run with --debug for the traceback)", file=sys.stderr)
-        print("Finished steps are kept; run apply again to continue.", file=sys.stderr)
+        print(
+            "Finished steps are kept; once the cause above is dealt with, apply continues from there.",
+            file=sys.stderr,
+        )
         return exc.exit_code
     except NeuroexecError as exc:
         if debug:
