@@ -155,7 +155,8 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
     pending = [d for d in step.deps if planned[d].action in (NEW, CHANGED)]
     if pending:
         reasons = [f"upstream {d} will run" for d in pending]
-        return PlannedStep(step, CHANGED, reasons) if record else PlannedStep(step, NEW, [])
+        waiting = _resumes(step, None)  # the upstream fingerprints are not known before they run
+        return PlannedStep(step, CHANGED, reasons + waiting) if record else PlannedStep(step, NEW, waiting)
     upstream = {d: planned[d].fingerprint or "" for d in step.deps}
     if record is None:
         return PlannedStep(step, NEW, _resumes(step, upstream))
@@ -190,7 +191,7 @@ def _notes(p: PlannedStep) -> list[str]:
     return hook(p.step) if hook is not None and p.action in (NEW, CHANGED) else []
 
 
-def _resumes(step: Step, upstream: dict[str, str]) -> list[str]:
+def _resumes(step: Step, upstream: dict[str, str] | None) -> list[str]:
     """The step kind's note on partial work this run would continue, if any."""
     note = kind(step.kind).resumes
     found = note(step, upstream) if note else None

@@ -78,7 +78,7 @@ class StepKind:
     outputs: Callable[[Step], list[Path]] | None = None
     # Plan-time note on partial work a run would continue (an interrupted training), given the
     # fingerprints of the step's dependencies, or None. Must not write anything.
-    resumes: Callable[[Step, dict[str, str]], str | None] | None = None
+    resumes: Callable[[Step, dict[str, str] | None], str | None] | None = None
     # Plan-time: what running this step would delete (shown as `-` lines; the executor deletes exactly
     # these paths right before the step runs, and `run` deletes nothing itself). Must not write anything.
     removes: Callable[[Step], list[Removal]] | None = None

@@ -58,12 +58,21 @@ def expand(spec: Spec) -> list[Step]:
     return steps
 
 
-def resumes(step: Step, upstream: dict[str, str]) -> str | None:
+def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
     """For plans: where apply would resume an interrupted training of this split, that the interrupted
     run's files are damaged (apply then stops and says to delete tmp/), or that apply discards an
-    interrupted run made with other settings."""
+    interrupted run made with other settings. `upstream` is None when steps it depends on run first."""
     task: TrainTask = step.payload
     maps = task.maps
+    if upstream is None:  # steps it depends on run first: their new results decide
+        epoch = resume.discarded_epoch(maps, task.split, key="")
+        if epoch is None:
+            return None
+        return (
+            f"a training interrupted after epoch {epoch + 1} waits in {maps.tmp_dir(task.split)}: apply "
+            "resumes it only if the steps above give the results it was started with, else discards it "
+            "and trains the split from the start"
+        )
     key = task.resume_key(upstream)
     why = resume.damage(maps, task.split, key)
     if why is not None:

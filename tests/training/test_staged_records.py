@@ -200,3 +200,20 @@ def test_the_plan_of_a_retraining_says_what_it_replaces_when_it_finishes(tmp_pat
     note = next(r for r in step.reasons if "replaces" in r)
     assert "when it finishes" in note and "split-0" in note
     assert f"{len(events)} TensorBoard event file(s)" in note
+
+
+def test_the_plan_names_an_interrupted_run_waiting_behind_steps_that_run_first(tmp_path):
+    # The split tables change (another dataset seed): the upstream split step runs first, so the plan
+    # cannot know the resume key yet; it still says that a training waits in tmp/ and what decides.
+    path = write_spec(tmp_path, {"a": BODY})
+    run_apply(path, target="model.a.split")
+    interrupted(path, 0)
+    path.write_text(path.read_text().replace("resolution_mm = 8, seed = 1", "resolution_mm = 8, seed = 2"))
+    step = planned(path)
+    assert step.action == "+"  # no training of the split has finished yet
+    note = next(r for r in step.reasons if "waits in" in r)
+    assert (
+        "after epoch 1" in note
+        and "discards it" in note
+        and str(MapsLayout(tmp_path / "maps/a").tmp_dir(0)) in note
+    )
