@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroexec.errors import DiskFull, FolderNotWritable, LockHeld, LockUnsupported
+from neuroexec.errors import DiskFull, FolderNotWritable, InputError, LockHeld, LockUnsupported
 from neuroexec.records import WHOLE, lock_file, lock_files, scope_lock_files, scope_of
 
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -312,7 +312,11 @@ def _words(s: LockState) -> str:
 
 def unlock(home: Path, force: bool = False) -> str:
     """What `neuroexec unlock FOLDER [--force]` prints: who holds which lock of FOLDER and what is safe
-    to do; with `force`, removes the held lock files unless their holder runs on this host."""
+    to do; with `force`, removes the held lock files unless their holder runs on this host. A FOLDER
+    that does not exist, or is a file, is an InputError (exit 2) naming it."""
+    if not home.is_dir():
+        what = "is a file, not a folder" if home.exists() else "no such folder"
+        raise InputError(home, f"{what}: give the MAPS or CAPS folder whose apply locks to show")
     states = inspect(home)
     if not states:
         return f"{home} has no neuroexec locks: nothing to do."

@@ -295,3 +295,15 @@ def test_the_unlock_command_prints_the_locks_and_refuses_to_break_a_local_holder
         f"error: not unlocking {tmp_path}: pid {local.pid} on this host holds it" in capsys.readouterr().err
     )
     assert lock_file(tmp_path, "split-3").exists() and not free(tmp_path, "split-3")
+
+
+def test_unlock_of_a_folder_that_does_not_exist_or_is_a_file_is_exit_2_naming_it(tmp_path, capsys):
+    from neuroexec.cli import main
+
+    missing, a_file = tmp_path / "nonexistent", tmp_path / "spec.toml"
+    a_file.write_text("version = 1\n")
+    assert main(["unlock", str(missing)]) == 2
+    assert f"{missing}: no such folder" in capsys.readouterr().err
+    assert main(["unlock", str(a_file), "--force"]) == 2
+    assert f"{a_file}: is a file, not a folder" in capsys.readouterr().err
+    assert not missing.exists() and a_file.read_text() == "version = 1\n"
