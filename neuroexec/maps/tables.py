@@ -76,8 +76,9 @@ def classification_frame(
     logits = _numpy(logits)
     if logits.ndim != 2 or logits.shape[0] != len(participants):
         raise NeuroexecError(f"logits must have shape [{len(participants)}, n_classes], got {logits.shape}")
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite outputs are named by the caller
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
     frame = pd.DataFrame(_id_columns(participants, sessions, mode_ids, mode))
     frame["true_label"] = _numpy(true_labels, np.int64)
     frame["predicted_label"] = logits.argmax(axis=1)

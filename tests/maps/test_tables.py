@@ -156,3 +156,16 @@ def test_reconstruction_metrics_table():
 def test_unknown_task_is_refused():
     with pytest.raises(NeuroexecError, match="segmentation"):
         prediction_columns("segmentation", "image")
+
+
+def test_non_finite_logits_give_nan_probabilities_without_a_numpy_warning():
+    import warnings
+
+    import numpy as np
+
+    from neuroexec.maps.tables import classification_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would print a source line before the error
+        frame = classification_frame(["s"], ["m"], [0], [1], np.array([[np.inf, 1.0]]), "image")
+    assert np.isnan(frame["proba0"]).all()
