@@ -10,8 +10,9 @@ import pandas as pd
 
 from neuroexec.errors import NeuroexecError
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import CHANGED, NEW, REFUSED, UP_TO_DATE, PlannedStep, make_plan
 from neuroexec.spec.model import Spec
-from neuroexec.steps.common import train_id
+from neuroexec.steps.common import interpret_id, predict_id, train_id
 from neuroexec.steps.group_record import stale_results
 
 HEADLINE = ("BA", "accuracy", "sensitivity", "specificity", "MAE", "RMSE", "R2_score", "PSNR", "SSIM", "loss")
@@ -31,27 +32,42 @@ def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in values.items()) or "(no metrics)"
 
 
-def _train_steps(spec: Spec) -> dict:
-    """The plan's train steps by id, with the fingerprints of their dependencies: what apply will do
-    with a training waiting in tmp/ is what the plan says (planning writes nothing)."""
-    from neuroexec.plan.graph import make_plan
-
+def _planned(spec: Spec) -> dict[str, PlannedStep]:
+    """The spec's plan, step by step (planning writes nothing); {} when it cannot be made (the plan
+    command names the problem)."""
     try:
-        plan = make_plan(spec)
+        return {p.step.id: p for p in make_plan(spec).steps}
     except NeuroexecError:
         return {}
-    index = {p.step.id: p for p in plan.steps}
+
+
+def _train_steps(index: dict[str, PlannedStep]) -> dict:
+    """The plan's train steps by id, with the fingerprints of their dependencies: what apply will do
+    with a training waiting in tmp/ is what the plan says."""
     return {
         p.step.id: (p, {d: index[d].fingerprint or "" for d in p.step.deps})
-        for p in plan.steps
+        for p in index.values()
         if p.step.kind == "train"
     }
+
+
+def stale_mark(index: dict[str, PlannedStep], step_id: str) -> str | None:
+    """Why a result on disk is no longer what the spec's models and data give, in the plan's own words
+    (its step is not `=`), or None when it is up to date or not the spec's."""
+    planned = index.get(step_id)
+    if planned is None or planned.action == UP_TO_DATE:
+        return None
+    why = "; ".join(planned.reasons)
+    if planned.action == REFUSED:
+        return f"STALE: {why}; apply refuses to recompute it (see `neuroexec plan`)"
+    if planned.action == NEW and not why:
+        why = "no record of how it was computed"
+    return f"STALE: {why}; apply recomputes it"
 
 
 def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
     """A training stopped in tmp/, and what apply will do with it: the plan's own resume note (the
     train step's `resumes` hook, the resume-key check apply makes), never a guess."""
-    from neuroexec.plan.graph import CHANGED, NEW, UP_TO_DATE
     from neuroexec.steps import train
 
     try:
@@ -89,45 +105,66 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
 
 
 def report(spec: Spec) -> str:
+    """Every dataset, model, training and result of the spec; a result whose step the plan does not
+    show `=` is marked STALE with the plan's reasons (report itself writes nothing)."""
     lines = [f"Results of {spec.path}:"]
-    trains = None  # the plan's train steps, computed once if a training waits in tmp/
+    planned = _planned(spec)
     for name, ds in spec.datasets.items():
         where = ", ".join(str(c.caps) for c in ds.cohorts)
         lines.append(f"  dataset {name}: {where}")
-    for name, model in spec.models.items():
-        maps = MapsLayout(model.maps)
-        lines.append(f"  model {name}: MAPS {maps.root}")
-        splits = maps.splits()
-        waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
-        stale = {group: stale_results(maps, group, name) for group in spec.groups}
-        if not maps.maps_json.is_file() and not waiting:
-            lines.append("    not trained yet (run `neuroexec apply`)")
-            continue
-        for split in splits:
-            log = maps.training_tsv(split)
-            if log.is_file():
-                rows = pd.read_csv(log, sep="\t")
-                lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
-            if split in waiting:
-                trains = trains if trains is not None else _train_steps(spec)
-                lines.append(
-                    f"    split-{split}: {_waiting_line(maps, split, trains.get(train_id(name, split)))}"
-                )
-            for metric in maps.best_metrics(split):
-                valid = metric_values(maps.metrics_tsv(split, metric, "validation", "image"))
-                lines.append(f"      best-{metric}: validation {_fmt(valid)}")
-                for group in sorted(spec.groups):
-                    result = maps.metrics_tsv(split, metric, group, "image")
-                    if result.is_file():
-                        lines.append(f"        group {group}: {_fmt(metric_values(result))}  ({result})")
-                    if maps.result_dir(split, metric, group) in stale[group]:
-                        lines.append(
-                            f"        group {group}: STALE, computed on the group's old data (its "
-                            f"redefinition kept them); predict split {split} again to replace them"
-                        )
-                    for summary in maps.interpret_summaries(split, metric, group):
-                        lines.append(f"        {summary.parent.name}: {_saliency_line(summary)}")
+    for name in spec.models:
+        lines += _model_lines(spec, name, planned)
     return "\n".join(lines)
+
+
+def _model_lines(spec: Spec, name: str, planned: dict[str, PlannedStep]) -> list[str]:
+    maps = MapsLayout(spec.models[name].maps)
+    lines = [f"  model {name}: MAPS {maps.root}"]
+    splits = maps.splits()
+    waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
+    if not maps.maps_json.is_file() and not waiting:
+        return [*lines, "    not trained yet (run `neuroexec apply`)"]
+    stale = {group: stale_results(maps, group, name) for group in spec.groups}
+    for split in splits:
+        log = maps.training_tsv(split)
+        if log.is_file():
+            rows = pd.read_csv(log, sep="\t")
+            lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
+        if split in waiting:
+            train = _train_steps(planned).get(train_id(name, split))
+            lines.append(f"    split-{split}: {_waiting_line(maps, split, train)}")
+        for metric in maps.best_metrics(split):
+            valid = metric_values(maps.metrics_tsv(split, metric, "validation", "image"))
+            lines.append(f"      best-{metric}: validation {_fmt(valid)}")
+            for group in sorted(spec.groups):
+                kept = maps.result_dir(split, metric, group) in stale[group]
+                lines += _group_lines(maps, (name, split, metric), group, planned, kept)
+    return lines
+
+
+def _group_lines(
+    maps: MapsLayout, best: tuple[str, int, str], group: str, planned: dict[str, PlannedStep], kept: bool
+) -> list[str]:
+    """A group's metrics and saliency summaries of one best model (model name, split, metric), each
+    followed by its STALE mark when the plan would recompute it; `kept`: left by a redefinition."""
+    name, split, metric = best
+    lines = []
+    result = maps.metrics_tsv(split, metric, group, "image")
+    if result.is_file():
+        lines.append(f"        group {group}: {_fmt(metric_values(result))}  ({result})")
+        mark = stale_mark(planned, predict_id(group, name, split, metric))
+        lines += [f"          {mark}"] if mark else []
+    if kept:
+        lines.append(
+            f"        group {group}: STALE, computed on the group's old data (its "
+            f"redefinition kept them); predict split {split} again to replace them"
+        )
+    for summary in maps.interpret_summaries(split, metric, group):
+        lines.append(f"        {summary.parent.name}: {_saliency_line(summary)}")
+        interpretation = summary.parent.name.removeprefix("interpret-")
+        mark = stale_mark(planned, interpret_id(group, interpretation, name, split, metric))
+        lines += [f"          {mark}"] if mark else []
+    return lines
 
 
 def _saliency_line(path: Path) -> str:
