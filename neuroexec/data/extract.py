@@ -3,7 +3,10 @@
 An image is (re-)extracted when one of its tensors is missing, when it was never recorded, or when its
 NIfTI's mtime/size differ from those recorded in `tensor_extraction/neuroexec_manifest_<mode>.json`.
 The manifest is rewritten (atomically) every few images and when an error stops the run, so what was
-extracted before an interruption stays extracted and recorded.
+extracted before an interruption stays extracted and recorded; the tensors a run is about to write are
+recorded as pending first, so a run killed between two saves owns them too. A tensor at one of the paths
+extraction writes that the manifest does not know was not written by neuroexec (ClinicaDL's
+`prepare-data`): `extract_manifest.unrecorded_tensors` lists it, for the plan to show its removal.
 
     >>> from neuroexec.data.participants import load_participants
     >>> from neuroexec.data.synthetic import generate_atrophy_dataset
@@ -18,7 +21,6 @@ extracted before an interruption stays extracted and recorded.
 from __future__ import annotations
 
 import gzip
-import json
 import time
 import zlib
 from collections.abc import Mapping
@@ -33,6 +35,12 @@ import torch
 from neuroexec.atomic import save_torch, write_json
 from neuroexec.context import Kernels
 from neuroexec.data.caps import CapsLayout, preprocessing_record
+from neuroexec.data.extract_manifest import (
+    manifest_key,
+    mark_pending,
+    read_manifest,
+    save_manifest_entries,
+)
 from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError
@@ -218,14 +226,6 @@ def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | No
     return tuple(caps.patch_tensor(p, s, size, stride, k, uncropped) for k in range(n))
 
 
-def _read_manifest(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data.get("entries"), dict) else {"entries": {}}
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        return {"entries": {}}
-
-
 def patch_normalization(normalize: bool) -> str:
     """How extracted patches are normalised, as recorded (manifest, step config): one by one or not."""
     return "each patch" if normalize else "none"
@@ -271,7 +271,7 @@ def plan_extraction(
         raise InputError(None, f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", "layout")
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
     plan = ExtractionPlan(mode, uncropped, size, stride, layout, caps_by_cohort)
-    manifests = {c: _read_manifest(CapsLayout(p).manifest_json(mode)) for c, p in caps_by_cohort.items()}
+    manifests = {c: read_manifest(CapsLayout(p).manifest_json(mode)) for c, p in caps_by_cohort.items()}
     missing_images = []
     for row in frame.to_dict("records"):
         cohort = cohort_of(row, caps_by_cohort)
@@ -285,7 +285,7 @@ def plan_extraction(
         entries = manifests[cohort]["entries"]
         n = None
         if mode == "patch" and layout == "clinicadl":
-            first = entries.get(_key(caps, caps.patch_tensor(p, s, size, stride, 0, uncropped)), {})
+            first = entries.get(manifest_key(caps, caps.patch_tensor(p, s, size, stride, 0, uncropped)), {})
             n = first.get("n_patches")
         outputs = _outputs(caps, p, s, plan, n)
         plan.items.append(
@@ -302,14 +302,10 @@ def plan_extraction(
     return plan
 
 
-def _key(caps: CapsLayout, path: Path) -> str:
-    return path.relative_to(caps.root).as_posix()
-
-
 def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, normalize) -> str:
     if not all(o.exists() for o in outputs):
         return "missing"
-    records = [entries.get(_key(caps, o)) for o in outputs]
+    records = [entries.get(manifest_key(caps, o)) for o in outputs]
     if any(r is None for r in records):
         return "not recorded"
     st = nifti.stat()
@@ -349,8 +345,9 @@ def run_extraction(
     >>> run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
     ExtractionCounts(extracted=4, up_to_date=0)
     """
-    manifests = {c: _read_manifest(CapsLayout(p).manifest_json(plan.mode)) for c, p in plan.caps.items()}
+    manifests = {c: read_manifest(CapsLayout(p).manifest_json(plan.mode)) for c, p in plan.caps.items()}
     todo, expected = _still_to_do(plan, manifests, normalize)
+    _mark_pending(plan, todo)
     cut_on = device if kernels == "triton" and device is not None else torch.device("cpu")
     extractor = _Extractor(plan, normalize, kernels, cut_on, expected)
     dirty: dict[str, dict] = {}  # cohort -> the manifest entries written since the last save
@@ -363,8 +360,8 @@ def run_extraction(
             caps = CapsLayout(plan.caps[item.cohort])
             outputs, record = extractor.extract(caps, item)
             for out in outputs:
-                manifests[item.cohort]["entries"][_key(caps, out)] = record
-                dirty.setdefault(item.cohort, {})[_key(caps, out)] = record
+                manifests[item.cohort]["entries"][manifest_key(caps, out)] = record
+                dirty.setdefault(item.cohort, {})[manifest_key(caps, out)] = record
             if time.monotonic() - last_save > _MANIFEST_EVERY_S:
                 _save_manifests(plan, manifests, dirty)
                 last_save = time.monotonic()
@@ -385,7 +382,9 @@ def _still_to_do(
         caps = CapsLayout(plan.caps[item.cohort])
         entries = manifests[item.cohort]["entries"]
         if _reason(caps, item.nifti, item.outputs, entries, plan, normalize) == "up to date":
-            expected = expected or tuple(entries[_key(caps, item.outputs[0])].get("shape") or ()) or None
+            expected = (
+                expected or tuple(entries[manifest_key(caps, item.outputs[0])].get("shape") or ()) or None
+            )
         else:
             todo.append(item)
     return todo, expected
@@ -419,7 +418,7 @@ class _Extractor:
             n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
             outputs += self._patches(caps, item, image, n)
         record = {
-            "nifti": _key(caps, item.nifti),
+            "nifti": manifest_key(caps, item.nifti),
             "mtime_ns": st.st_mtime_ns,
             "size": st.st_size,
             "shape": list(image.shape[1:]),
@@ -444,9 +443,15 @@ def _save_manifests(plan: ExtractionPlan, manifests: dict, dirty: dict[str, dict
     extraction into the same CAPS (another dataset reading it) may have recorded its own meanwhile."""
     for cohort in sorted(dirty):
         path = CapsLayout(plan.caps[cohort]).manifest_json(plan.mode)
-        manifest = _read_manifest(path)
-        manifest["entries"].update(dirty[cohort])
-        manifest["version"] = 1
-        write_json(path, manifest)
-        manifests[cohort] = manifest
+        manifests[cohort] = save_manifest_entries(path, dirty[cohort])
     dirty.clear()
+
+
+def _mark_pending(plan: ExtractionPlan, todo: list[ExtractionItem]) -> None:
+    """Record in each manifest the tensors the run is about to write, before it writes them."""
+    keys: dict[str, list[str]] = {}
+    for item in todo:
+        caps = CapsLayout(plan.caps[item.cohort])
+        keys.setdefault(item.cohort, []).extend(manifest_key(caps, o) for o in item.outputs)
+    for cohort, cohort_keys in sorted(keys.items()):
+        mark_pending(CapsLayout(plan.caps[cohort]).manifest_json(plan.mode), cohort_keys)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import patch_normalization
+from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
@@ -91,6 +91,20 @@ class ExtractTask:
                 found = caps.find_nifti(participant, session, ds.uncropped)
                 files.extend(found or [caps.t1_linear_dir(participant, session)])
         return tuple(files)
+
+    def extraction_plan(self) -> ExtractionPlan:
+        """What extracting does for each session now: its tensors and why (re-)extract them."""
+        ds, mode = self.dataset, self.mode
+        return plan_extraction(
+            dataset_frame(ds, label=None, diagnoses=None, check_images=False),
+            {c.name: c.caps for c in ds.cohorts},
+            mode.kind,
+            uncropped=ds.uncropped,
+            size=mode.size,
+            stride=mode.stride,
+            layout=ds.patch_layout,
+            normalize=ds.normalize,
+        )
 
     def outputs(self) -> list[Path]:
         """The tensors the extraction manifests record for this dataset's sessions (and the manifests):
