@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from neuroexec.context import RunContext
-from neuroexec.data.extract import plan_extraction, run_extraction
-from neuroexec.data.tasks import ExtractTask, dataset_frame
+from neuroexec.data.extract import extract_json_content, run_extraction
+from neuroexec.data.extract_manifest import unrecorded_extract_json, unrecorded_tensors
+from neuroexec.data.tasks import ExtractTask
 from neuroexec.errors import NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
-from neuroexec.plan.registry import Step, StepKind, register
+from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.plan.state import state_file
 from neuroexec.spec.model import Dataset, Spec
 from neuroexec.steps.common import extract_id, generate_deps
@@ -101,23 +102,34 @@ def _records(caps: Path) -> dict:
 
 def run(step: Step, ctx: RunContext) -> dict:
     task: ExtractTask = step.payload
-    ds, mode = task.dataset, task.mode
-    frame = dataset_frame(ds, label=None, diagnoses=None, check_images=False)
-    plan = plan_extraction(
-        frame,
-        {c.name: c.caps for c in ds.cohorts},
-        mode.kind,
-        uncropped=ds.uncropped,
-        size=mode.size,
-        stride=mode.stride,
-        layout=ds.patch_layout,
-        normalize=ds.normalize,
-    )
+    plan = task.extraction_plan()
     settings = ctx.with_settings(step.compute).settings
     counts = run_extraction(
-        plan, ds.normalize, ctx.reporter, kernels=settings.kernels, device=settings.device
+        plan, task.dataset.normalize, ctx.reporter, kernels=settings.kernels, device=settings.device
     )
     return {"extracted": counts.extracted, "up_to_date": counts.up_to_date}
+
+
+def removes(step: Step) -> list[Removal]:
+    """Tensors already in the CAPS at the paths this extraction writes, that neuroexec did not extract
+    (no record in its manifest: ClinicaDL's `prepare-data`, or a deleted manifest), are replaced: the
+    plan lists them, and ClinicaDL's extract_<mode>.json when it records other parameters. Tensors
+    neuroexec recorded are its own: re-extracted on a real change, as the manifest says."""
+    task: ExtractTask = step.payload
+    try:
+        plan = task.extraction_plan()
+    except NeuroexecError:
+        return []  # a missing participants file or image: the step reports it when it runs
+    removals = []
+    tensors = unrecorded_tensors(plan)
+    if tensors:
+        what = "tensors in the CAPS that neuroexec did not extract, replaced by this extraction"
+        removals.append(Removal(what, tuple(tensors)))
+    records = unrecorded_extract_json(plan, extract_json_content(plan))
+    if records:
+        what = "ClinicaDL's record of another extraction, rewritten for this one"
+        removals.append(Removal(what, tuple(records)))
+    return removals
 
 
 def outputs(step: Step) -> list[Path]:
@@ -125,4 +137,4 @@ def outputs(step: Step) -> list[Path]:
     return task.outputs()
 
 
-register(StepKind(name="extract", expand=expand, run=run, outputs=outputs))
+register(StepKind(name="extract", expand=expand, run=run, outputs=outputs, removes=removes))
