@@ -68,6 +68,13 @@ class LockHeld(NeuroexecError):
     exit_code = 3
 
 
+class PlanStale(NeuroexecError):
+    """Between the plan and the locks, another apply wrote what the plan judged: apply runs nothing (its
+    planned removals would hit the other apply's fresh results). Exit 3, like a lock held."""
+
+    exit_code = 3
+
+
 class LockUnsupported(NeuroexecError):
     """The file system of a folder refuses file locks (NFS without lockd, Lustre without -o flock)."""
 

@@ -8,14 +8,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
+from typing import NoReturn
 
 from neuroexec import distributed, views
 from neuroexec.atomic import NO_ROOM, sweep_temporaries
 from neuroexec.context import RunContext
-from neuroexec.errors import DiskFull, PlanRefused, StepFailed
+from neuroexec.errors import DiskFull, PlanRefused, PlanStale, StepFailed
 from neuroexec.lock import locked
-from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep, step_fingerprint
+from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep, record_stamp, step_fingerprint
 from neuroexec.plan.registry import kind
+from neuroexec.plan.state import read_state
+from neuroexec.records import lock_file, state_file
 
 
 @dataclass
@@ -28,8 +32,7 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
     selected = plan.select(target)
     refused = [p for p in selected if p.action == REFUSED]
     if refused:
-        lines = [f"  ! {p.step.id}: {'; '.join(p.reasons)}" for p in refused]
-        raise PlanRefused("apply refused: fix these steps first (see `neuroexec plan`):\n" + "\n".join(lines))
+        _refuse(plan, refused, ctx)
     todo = [p for p in selected if p.action != UP_TO_DATE]
     result = ApplyResult(skipped=[p.step.id for p in selected if p.action == UP_TO_DATE])
     view = _view(ctx)
@@ -41,6 +44,8 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
     scopes = [(p.step.home, p.step.lock_scope) for p in todo] if ctx.is_main else []
     fingerprints = {p.step.id: p.fingerprint for p in plan.steps if p.action == UP_TO_DATE}
     with locked(scopes):
+        if ctx.is_main:
+            _still_as_planned(todo)
         for home in dict.fromkeys(home for home, _ in scopes):
             if removed := sweep_temporaries(home):  # left by a killed run; a live one's are kept
                 view.emit(views.TemporariesSwept(folder=home, files=len(removed)))
@@ -52,6 +57,44 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
         views.ApplyFinished(ran=len(result.ran), up_to_date=len(result.skipped), duration_s=_since(start))
     )
     return result
+
+
+def _refuse(plan: Plan, refused: list[PlannedStep], ctx: RunContext) -> NoReturn:
+    """Raise why apply does not run. The plan was made without locks, so a folder another apply is
+    writing may have looked foreign: its lock is taken first (LockHeld, exit 3, names the holder), and the
+    refusals judged again under it. Only folders holding a neuroexec lock file are locked: a folder with
+    none has no apply writing it, and apply creates nothing in a folder it refuses."""
+    scopes = [(p.step.home, p.step.lock_scope) for p in refused if lock_file(p.step.home).exists()]
+    index = {p.step.id: p for p in plan.steps}
+    with locked(scopes if ctx.is_main else []):
+        for p in refused:
+            own = kind(p.step.kind).check
+            blocked = any(index[d].action == REFUSED for d in p.step.deps)
+            if not blocked and (own is None or own(p.step) is None):
+                raise PlanStale(
+                    f"{p.step.home} changed after this plan was made (another apply wrote it): "
+                    f"{p.step.id} is no longer refused; run apply again."
+                )
+    lines = [f"  ! {p.step.id}: {'; '.join(p.reasons)}" for p in refused]
+    raise PlanRefused("apply refused: fix these steps first (see `neuroexec plan`):\n" + "\n".join(lines))
+
+
+def _still_as_planned(todo: list[PlannedStep]) -> None:
+    """Under the locks, before anything is removed or run: each step's record, read fresh from disk, is
+    the one the plan saw; otherwise another apply ran the step in between, and running this plan's
+    removals would delete its fresh results."""
+    records: dict[Path, dict | None] = {}
+    for p in todo:
+        home = p.step.home
+        if home not in records:
+            data, problem = read_state(state_file(home))
+            records[home] = None if problem else data["steps"]  # unreadable: the step's record says so
+        steps = records[home]
+        if steps is not None and record_stamp(steps.get(p.step.record_key)) != p.seen:
+            raise PlanStale(
+                f"another apply ran {p.step.id} since this plan was made; run apply again "
+                "(this one changed nothing)."
+            )
 
 
 def _view(ctx: RunContext) -> views.View:

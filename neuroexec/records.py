@@ -24,6 +24,13 @@ def state_file(home: Path) -> Path:
     return records_dir(home) / "state.json"
 
 
+def generation_marker(home: Path) -> Path:
+    """Written by `generate` before its first file, removed when it finishes: a CAPS holding it is a
+    generation neuroexec started and did not finish (killed, interrupted, disk full), which the next
+    apply removes and generates again, never a user's data."""
+    return records_dir(home) / "generating"
+
+
 def state_lock(state: Path) -> Path:
     """The file a writer of the state file `state` locks while it reads, merges and writes it."""
     return Path(state).parent / "state.lock"

@@ -25,6 +25,9 @@ class PlannedStep:
     reasons: list[str] = field(default_factory=list)
     fingerprint: str | None = None  # known when the step has a record to compare with
     removals: list[Removal] = field(default_factory=list)  # what apply deletes right before it runs
+    # The step's record as the plan saw it (record_stamp; None: no record): apply, once it holds its
+    # locks, stops if another apply has recorded the step since.
+    seen: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         s = self.step
@@ -133,11 +136,20 @@ def step_fingerprint(step: Step, upstream: dict[str, str], stores: StateStores) 
     return fingerprint(step.kind, step.config, upstream, inputs), inputs, fresh
 
 
+def record_stamp(record: dict[str, Any] | None) -> str | None:
+    """What tells one record of a step from another: its fingerprint and when that run started."""
+    if record is None:
+        return None
+    return f"{record.get('fingerprint')} {record.get('started')} {record.get('duration_s')}"
+
+
 def make_plan(spec: Spec, stores: StateStores | None = None) -> Plan:
     stores = stores or StateStores()
     planned: dict[str, PlannedStep] = {}
     for step in build_steps(spec):
         planned[step.id] = _plan_step(step, planned, stores)
+        if planned[step.id].action != REFUSED:
+            planned[step.id].seen = record_stamp(stores[step.home].record(step.record_key))
         planned[step.id].removals = _removals(planned[step.id])
         planned[step.id].reasons += _notes(planned[step.id])
     return Plan(spec, list(planned.values()), stores)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
+
+from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.synthetic import generate_atrophy_dataset, generated_contents, generated_mask
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
+from neuroexec.records import generation_marker
 from neuroexec.spec.model import Spec, as_config
 from neuroexec.steps.common import generate_id
+
+INTERRUPTED = "a generation was interrupted here: apply removes what it wrote and generates again"
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -19,8 +26,14 @@ def expand(spec: Spec) -> list[Step]:
 
 
 def run(step: Step, ctx: RunContext) -> dict:
+    """Generate, between the marker that says a generation of neuroexec's is under way (written before
+    the first file) and its removal: a run stopped in between (kill -9, SIGTERM, a full disk) leaves the
+    marker, so the next apply knows the half-written files are its own and generates again."""
     ds = step.payload
     g = ds.generate
+    marker = generation_marker(ds.caps)
+    started = {"step": step.id, "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic.write_json(marker, started)
     generate_atrophy_dataset(
         ds.caps,
         subjects=g.subjects,
@@ -31,6 +44,7 @@ def run(step: Step, ctx: RunContext) -> dict:
         subject_offset=g.subject_offset,
         reporter=ctx.reporter,
     )
+    marker.unlink(missing_ok=True)
     return {"caps": str(ds.caps), "subjects": g.subjects}
 
 
@@ -44,13 +58,16 @@ def removes(step: Step) -> list[Removal]:
 
 
 def notes(step: Step) -> list[str]:
-    """The files of others in the generated CAPS, which the regeneration leaves where they are."""
-    _, foreign = generated_contents(step.payload.caps)
+    """An interrupted generation this run redoes, and the files of others in the generated CAPS, which
+    the regeneration leaves where they are."""
+    caps = step.payload.caps
+    redo = [INTERRUPTED] if generation_marker(caps).exists() else []
+    _, foreign = generated_contents(caps)
     if not foreign:
-        return []
+        return redo
     names = [str(f.relative_to(step.payload.caps)) for f in foreign]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return [f"keeps {len(names)} file(s) neuroexec did not write there: {shown}"]
+    return [*redo, f"keeps {len(names)} file(s) neuroexec did not write there: {shown}"]
 
 
 def outputs(step: Step) -> list:
