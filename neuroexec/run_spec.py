@@ -9,13 +9,14 @@ plan and the steps' progress, so the command line (tests/cli/) is where it is tr
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.executor import apply
-from neuroexec.plan.graph import make_plan
+from neuroexec.plan.graph import Plan, make_plan
 from neuroexec.plan.render import plan_data, render_text
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
@@ -23,11 +24,17 @@ from neuroexec.views import HumanView, JsonView, PlanShown
 
 
 def run_spec_file(
-    path: Path, target: str | list[str] | None = None, quiet: bool = False, json_lines: bool = False
+    path: Path,
+    target: str | list[str] | None = None,
+    quiet: bool = False,
+    json_lines: bool = False,
+    adjust: Callable[[Plan], None] | None = None,
 ) -> int:
     """Load the spec at `path`, show its plan (on the main process), then apply the steps matching
     `target` (all when None) and what they need. `json_lines`: the plan and apply's events as JSON
-    lines on stdout (`apply --json`) instead of the lines people read; progress stays on stderr."""
+    lines on stdout (`apply --json`) instead of the lines people read; progress stays on stderr.
+    `adjust` amends the plan before it is shown and applied (the ClinicaDL-style commands: what another
+    spec recorded, compat/runner.py)."""
     spec = load_spec(path)
     distributed.init_from_env()
     reporter = Reporter(quiet=quiet)  # on stderr
@@ -35,6 +42,8 @@ def run_spec_file(
     ctx = replace(RunContext.from_env(reporter), view=view)
     try:
         plan = make_plan(spec)
+        if adjust is not None:
+            adjust(plan)
         if ctx.is_main:
             text = render_text(plan, color=sys.stdout.isatty())
             view.emit(PlanShown(text=text, plan=plan_data(plan)))  # a closed stdout does not stop apply

@@ -170,6 +170,13 @@ def _reuse(group: dict[str, Any], opts: GroupOptions, recorded: dict[str, Any]) 
         group["use_labels"] = False
 
 
+def _recorded_dataset_name(recorded: dict[str, Any]) -> str | None:
+    """The dataset name the group's define step recorded (a spec's `demo-test`), so that re-using the
+    group keeps its steps' config, and its extraction's record, as they were; None if there is none."""
+    name = recorded.get("dataset")
+    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name) else None
+
+
 def _check_leak_check_possible(maps: Path, opts: GroupOptions) -> None:
     """A new group is checked against the training participants; say which flag to use when the MAPS
     does not record them (an older-generation model folder, or a MAPS whose groups/ was removed)."""
@@ -254,6 +261,7 @@ def _data_group_spec(
     doc = {"version": 1, "models": {model_name(maps): {"maps": str(maps)}}}
     name = next(iter(doc["models"]))
     exists = MapsLayout(maps).group_maps_json(g).is_file()
+    ds_name = f"{g}-data"
     if exists and given and not opts.overwrite:
         raise InputError(
             MapsLayout(maps).group_dir(g),
@@ -270,8 +278,9 @@ def _data_group_spec(
         dataset = new_dataset(opts)
     else:
         dataset = recorded_dataset(maps, g)
-        _reuse(group, opts, recorded_options(maps, g))
-    ds_name = f"{g}-data"
+        recorded = recorded_options(maps, g)
+        _reuse(group, opts, recorded)
+        ds_name = _recorded_dataset_name(recorded) or ds_name
     doc.setdefault("datasets", {})[ds_name] = dataset
     group.update(dataset=ds_name, models=[name])
     if opts.overwrite:

@@ -3,7 +3,8 @@
 
 `run_built_spec(doc, Path("maps/.neuroexec/predict-test.toml"), print_only=False)` applies the spec `doc`
 and returns the exit code (0 when every step succeeded); the ClinicaDL-style commands are its examples
-(tests/cli/).
+(tests/cli/). A command re-using data groups counts what a spec recorded of them as done when it is
+what the command would do (compat/recorded.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec import atomic
+from neuroexec.compat.recorded import adopt_recorded
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.run_spec import run_spec_file
 from neuroexec.spec import spec_from_dict
@@ -33,4 +35,12 @@ def run_built_spec(doc: dict[str, Any], path: Path, print_only: bool = False, qu
         print(text, end="")
         return 0
     atomic.write_text(path, text)
-    return run_spec_file(path, quiet=quiet)
+    return run_spec_file(path, quiet=quiet, adjust=adopt_recorded if reuses(doc) else None)
+
+
+def reuses(doc: dict[str, Any]) -> bool:
+    """Whether the command evaluates data groups as they are (no --overwrite): then what a spec or
+    another command recorded of them counts as done when it is what this command would do
+    (compat/recorded.py), so that the spec and the command do not undo each other's records."""
+    groups = doc.get("groups") or {}
+    return bool(groups) and not any(g.get("overwrite") for g in groups.values())
