@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.synthetic import generate_atrophy_dataset, generated_contents, generated_mask
+from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
-from neuroexec.records import generation_marker
+from neuroexec.records import generation_marker, lock_file
 from neuroexec.spec.model import Spec, as_config
 from neuroexec.steps.common import generate_id
 
@@ -61,13 +63,25 @@ def notes(step: Step) -> list[str]:
     """An interrupted generation this run redoes, and the files of others in the generated CAPS, which
     the regeneration leaves where they are."""
     caps = step.payload.caps
-    redo = [INTERRUPTED] if generation_marker(caps).exists() else []
+    redo = [_unfinished(caps)] if generation_marker(caps).exists() else []
     _, foreign = generated_contents(caps)
     if not foreign:
         return redo
     names = [str(f.relative_to(step.payload.caps)) for f in foreign]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return [*redo, f"keeps {len(names)} file(s) neuroexec did not write there: {shown}"]
+
+
+def _unfinished(caps: Path) -> str:
+    """What the plan says of an unfinished generation: interrupted, or still running in another apply
+    (which holds the CAPS's lock: this apply will stop with exit 3 while it does)."""
+    live = holder(lock_file(caps))
+    if live is None:
+        return INTERRUPTED
+    return (
+        f"another apply is generating here (pid {live.get('pid')} on {live.get('host')}, since "
+        f"{live.get('started')}): apply stops while it runs; this plan is for when it has stopped"
+    )
 
 
 def outputs(step: Step) -> list:

@@ -124,6 +124,7 @@ def test_applies_started_while_another_generates_exit_3_naming_it_never_a_refusa
         assert code == 3, err.decode()
         assert "being written by another apply" in err.decode() and f"pid {first.pid}" in err.decode()
         assert b"did not generate there" not in out + err and b"delete" not in out + err
+        assert f"another apply is generating here (pid {first.pid} on ".encode() in out
     again = subprocess.run([sys.executable, "-m", "neuroexec", *APPLY], cwd=tmp_path, env=_env(),
                            capture_output=True)  # fmt: skip
     assert again.returncode == 0 and b"Nothing to do" in again.stdout + again.stderr, again.stderr
