@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,68 @@ def fingerprint(kind: str, config: dict[str, Any], upstream: dict[str, str], inp
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def input_key(path: Path | str, home: Path) -> str:
+    """An input file's key in fingerprints and records: its path relative to the step's home folder,
+    so that a project copied or moved elsewhere, data beside its MAPS included, keeps its records.
+
+    >>> input_key("/lab/proj/maps/cnn/split-0/best-loss/model.pth.tar", Path("/lab/proj/maps/cnn"))
+    'split-0/best-loss/model.pth.tar'
+    >>> input_key("/lab/proj/data/participants.tsv", Path("/lab/proj/maps/cnn"))
+    '../../data/participants.tsv'
+    """
+    return os.path.relpath(path, home)
+
+
+def recorded_keys(recorded: Iterable[str], home: Path, current: Collection[str]) -> dict[str, str]:
+    """Recorded input key -> the same input's key today (relative to `home`). Records written before
+    keys were relative hold absolute paths: each is made relative to `home` when that names a
+    `current` input (the file did not move), else to where `home` was before the project moved (the
+    folder a move maps to `home`, found from the paths' common ends, that names most inputs).
+
+    >>> now = ["split-0/model.pth.tar", "../../data/p.tsv", "../../../../caps/sub-1.nii.gz"]
+    >>> old = ["/old/proj/maps/cnn/split-0/model.pth.tar", "/old/proj/data/p.tsv", "/caps/sub-1.nii.gz"]
+    >>> sorted(recorded_keys(old, Path("/new/here/proj/maps/cnn"), now).values()) == sorted(now)
+    True
+    """
+    here, current = os.path.abspath(home), set(current)
+    keys = {key: os.path.relpath(key, here) if os.path.isabs(key) else key for key in recorded}
+    moved = [key for key, now in keys.items() if os.path.isabs(key) and now not in current]
+    if moved:
+        base = _recorded_home(moved, here, current)
+        keys.update({key: os.path.relpath(key, base) for key in moved})
+    return keys
+
+
+def _recorded_home(moved: list[str], here: str, current: set[str], tries: int = 8) -> str:
+    """Where the home folder was when these absolute keys, of files now elsewhere, were written: the
+    candidate (see _moved_home) that makes most of them `current` keys; `here` when none does."""
+    by_name: dict[str, list[str]] = {}
+    for rel in current:
+        by_name.setdefault(os.path.basename(rel), []).append(os.path.normpath(os.path.join(here, rel)))
+    candidates = [
+        _moved_home(key, now, here)
+        for key in moved[:tries]
+        for now in by_name.get(os.path.basename(key), [])[:tries]
+    ]
+    best, found = here, 0
+    for base in dict.fromkeys(candidates):
+        count = sum(os.path.relpath(key, base) in current for key in moved)
+        if count > found:
+            best, found = base, count
+    return best
+
+
+def _moved_home(old: str, now: str, here: str) -> str:
+    """The old place of folder `here` if a move took file `old` to `now`: the paths' common end is
+    what moved with the folder, and `here` keeps its place relative to what is left of `now`."""
+    a, b = Path(old).parts, Path(now).parts
+    common = 0
+    while common < min(len(a), len(b)) - 1 and a[-1 - common] == b[-1 - common]:
+        common += 1
+    old_root, new_root = os.path.join(*a[: len(a) - common]), os.path.join(*b[: len(b) - common])
+    return os.path.normpath(os.path.join(old_root, os.path.relpath(here, new_root)))
 
 
 def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:

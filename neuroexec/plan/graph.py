@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec.errors import NeuroexecError, UnknownTarget
-from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint
+from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint, input_key, recorded_keys
 from neuroexec.plan.registry import Removal, Step, kind, kinds
 from neuroexec.plan.state import StateStores
 from neuroexec.spec.model import Spec
@@ -120,12 +121,13 @@ def _topological(steps: list[Step], index: dict[str, Step]) -> list[Step]:
 
 
 def input_identities(step: Step, stores: StateStores) -> tuple[dict[str, str], dict[str, Any]]:
-    """Identities of the step's input files, and new cache entries for those that were hashed."""
+    """Identities of the step's input files, keyed by their paths relative to the step's home (so a
+    moved project keeps its records), and new cache entries (by absolute path) for those hashed."""
     cache = stores[step.home].file_cache()
     ids, fresh = {}, {}
     for path in step.inputs:
         ident, entry = file_identity(Path(path), cache)
-        ids[str(path)] = ident
+        ids[input_key(path, step.home)] = ident
         if entry is not None:
             fresh[str(path)] = entry
     return ids, fresh
@@ -173,6 +175,8 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
     if record is None:
         return PlannedStep(step, NEW, _resumes(step, upstream))
     fp, inputs, _ = step_fingerprint(step, upstream, stores)
+    if fp != record.get("fingerprint") and _recorded_the_old_way(step, record, upstream, inputs):
+        fp = record["fingerprint"]  # what downstream records were made with
     if fp == record.get("fingerprint"):
         gone = _missing_outputs(step)
         if gone:
@@ -182,6 +186,17 @@ def _plan_step(step: Step, planned: dict[str, PlannedStep], stores: StateStores)
         return PlannedStep(step, UP_TO_DATE, [], fp)
     reasons = _reasons(step, record, upstream, inputs) or ["format version changed"]
     return PlannedStep(step, CHANGED, reasons + _resumes(step, upstream), fp)
+
+
+def _recorded_the_old_way(step: Step, record: dict, upstream: dict[str, str], inputs: dict[str, str]) -> bool:
+    """Whether the record, written when input keys were absolute paths, holds these same inputs (found
+    where the step's home was then: here, or before the project moved) with these identities."""
+    old = record.get("inputs") or {}
+    keys = recorded_keys(old, step.home, inputs)
+    if sorted(keys.values()) != sorted(inputs) or keys == {k: k for k in old}:
+        return False  # other inputs, or a record with relative keys (the new fingerprint decided)
+    then = {key: inputs[now] for key, now in keys.items()}
+    return fingerprint(step.kind, step.config, upstream, then) == record.get("fingerprint")
 
 
 def _removals(p: PlannedStep) -> list[Removal]:
@@ -228,13 +243,20 @@ def _reasons(step: Step, record: dict, upstream: dict[str, str], inputs: dict[st
     reasons = config_diff(record.get("config", {}), step.config)
     old_up = record.get("upstream", {})
     reasons += [f"upstream {d} changed" for d in upstream if old_up.get(d) != upstream[d]]
-    old_in = record.get("inputs", {})
+    recorded = record.get("inputs") or {}
+    old_in = {now: recorded[key] for key, now in recorded_keys(recorded, step.home, inputs).items()}
     for path, ident in inputs.items():
         if old_in.get(path) != ident:
             how = "is missing" if ident == "missing" else "is new" if path not in old_in else "changed"
-            reasons.append(f"input {_short_path(path, step.home)} {how}")
-    reasons += [f"input {_short_path(p, step.home)} no longer used" for p in old_in if p not in inputs]
+            reasons.append(f"input {_input_name(path, step.home)} {how}")
+    reasons += [f"input {_input_name(p, step.home)} no longer used" for p in old_in if p not in inputs]
     return reasons
+
+
+def _input_name(key: str, home: Path) -> str:
+    """An input as the plan names it: its path inside the step's home, or outside it, its absolute path
+    (its name alone when that is long)."""
+    return _short_path(os.path.normpath(os.path.join(home, key)), home)
 
 
 def _short_path(path: str, home: Path) -> str:

@@ -13,6 +13,7 @@ from neuroexec.data.tasks import ExtractTask
 from neuroexec.errors import NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
+from neuroexec.plan.fingerprint import input_key, recorded_keys
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.plan.state import state_file
 from neuroexec.spec.model import Dataset, Spec
@@ -86,7 +87,9 @@ def state_key(step_id: str, ds: Dataset) -> str:
     records = _records(ds.caps)
     legacy = records.get(step_id)
     if key not in records and isinstance(legacy, dict):
-        if all(str(p) in legacy.get("inputs", {}) for p in lists):
+        wanted = [input_key(p, ds.caps) for p in lists]  # its input keys: absolute before, now relative
+        known = set(recorded_keys(legacy.get("inputs") or {}, ds.caps, wanted).values())
+        if all(w in known for w in wanted):
             return ""
     return key
 
