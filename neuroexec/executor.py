@@ -72,7 +72,7 @@ def _refuse(plan: Plan, refused: list[PlannedStep], ctx: RunContext) -> NoReturn
             blocked = any(index[d].action == REFUSED for d in p.step.deps)
             if not blocked and (own is None or own(p.step) is None):
                 raise PlanStale(
-                    f"{p.step.home} changed after this plan was made (another apply wrote it): "
+                    f"{p.step.home} changed after this plan was made (another apply writing it?): "
                     f"{p.step.id} is no longer refused; run apply again."
                 )
     lines = [f"  ! {p.step.id}: {'; '.join(p.reasons)}" for p in refused]

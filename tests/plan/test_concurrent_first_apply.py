@@ -249,3 +249,17 @@ def identities(caps: Path) -> dict[Path, tuple[int, int]]:
         for p in caps.rglob("*")
         if p.is_file() and RECORDS_DIR not in p.parts
     }
+
+
+def test_a_refusal_that_no_longer_holds_under_the_lock_is_a_stale_plan(tmp_path):
+    spec = project(tmp_path)
+    caps = tmp_path / "data" / "demo"
+    records_dir(caps).mkdir(parents=True)
+    (records_dir(caps) / "lock").touch()
+    (caps / "participants.tsv").write_text("participant_id\tsession_id\n")
+    old, step = generate_step(spec)
+    assert step.action == "!"
+    (caps / "participants.tsv").unlink()  # what the plan judged is gone before apply holds the lock
+    with pytest.raises(PlanStale, match=f"{GENERATE} is no longer refused; run apply again") as raised:
+        apply(old, RunContext(reporter=Reporter(quiet=True)), target="dataset.*")
+    assert raised.value.exit_code == 3 and not (caps / "subjects").exists()
