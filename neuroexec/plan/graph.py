@@ -242,7 +242,13 @@ def _missing_outputs(step: Step, limit: int = 3) -> list[Path]:
 def _reasons(step: Step, record: dict, upstream: dict[str, str], inputs: dict[str, str]) -> list[str]:
     reasons = config_diff(record.get("config", {}), step.config)
     old_up = record.get("upstream", {})
-    reasons += [f"upstream {d} changed" for d in upstream if old_up.get(d) != upstream[d]]
+    reasons += [f"upstream {d} changed" for d in upstream if d in old_up and old_up[d] != upstream[d]]
+    unknown = [d for d in upstream if d not in old_up]  # not "changed": its record never named them
+    if unknown:
+        reasons.append(
+            f"recorded by a run that did not depend on {', '.join(unknown)} (another spec or a "
+            "ClinicaDL-style command, or before this spec used them)"
+        )
     recorded = record.get("inputs") or {}
     old_in = {now: recorded[key] for key, now in recorded_keys(recorded, step.home, inputs).items()}
     for path, ident in inputs.items():

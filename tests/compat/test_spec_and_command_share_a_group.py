@@ -105,6 +105,12 @@ def test_replaced_model_reruns_predict_once_for_its_true_reason_then_both_settle
     ours, theirs = plans(spec)
     assert {a for a, _ in theirs.values()} == {"="}
     assert ours["group.test.interpret.grad[cnn/split-0/best-loss]"] == ("~", [f"input {CKPT} changed"])
+    action, reasons = ours[PREDICT]  # the command's record: the spec runs it once more, and says why
+    assert action == "~" and not any(r.startswith("upstream") for r in reasons), reasons
+    assert reasons == [
+        "recorded by a run that did not depend on model.cnn.train[split-0], dataset.demo-test.generate "
+        "(another spec or a ClinicaDL-style command, or before this spec used them)"
+    ]
 
     apply(make_plan(load_spec(spec)), RunContext(reporter=Reporter(quiet=True)))
     settled = records(spec)
