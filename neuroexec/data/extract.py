@@ -24,9 +24,8 @@ import gzip
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,7 @@ from neuroexec.data.extract_manifest import (
     read_manifest,
     save_manifest_entries,
 )
+from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
 from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.errors import InputError
@@ -180,38 +180,6 @@ def extract_patches_to(
         save_torch(path, patches[k].clone())  # a view would drag the whole bundle's storage along
         paths.append(path)
     return paths
-
-
-@dataclass(frozen=True)
-class ExtractionItem:
-    cohort: str
-    participant: str
-    session: str
-    nifti: Path
-    outputs: tuple[Path, ...]
-    reason: str  # "missing", "not recorded", "changed", "parameters changed" or "up to date"
-
-
-@dataclass
-class ExtractionPlan:
-    """Per image, what extraction would do, and the parameters it would use."""
-
-    mode: str
-    uncropped: bool
-    size: int | None
-    stride: int | None
-    layout: str
-    caps: dict[str, Path]
-    items: list[ExtractionItem] = field(default_factory=list)
-
-    @property
-    def todo(self) -> list[ExtractionItem]:
-        return [i for i in self.items if i.reason != "up to date"]
-
-
-class ExtractionCounts(NamedTuple):
-    extracted: int
-    up_to_date: int
 
 
 def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | None) -> tuple[Path, ...]:

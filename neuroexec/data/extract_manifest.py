@@ -21,13 +21,10 @@ import json
 from collections.abc import Iterable
 from itertools import count
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from neuroexec.atomic import write_json
 from neuroexec.data.caps import CapsLayout
-
-if TYPE_CHECKING:
-    from neuroexec.data.extract import ExtractionItem, ExtractionPlan
+from neuroexec.data.extraction_plan import ExtractionItem, ExtractionPlan
 
 
 def read_manifest(path: Path) -> dict:

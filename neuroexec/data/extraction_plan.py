@@ -1,0 +1,40 @@
+"""What an extraction would do, image by image: the plan `data/extract.py` makes and runs, and that
+`data/extract_manifest.py` reads to tell the tensors neuroexec wrote from those it did not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+
+@dataclass(frozen=True)
+class ExtractionItem:
+    cohort: str
+    participant: str
+    session: str
+    nifti: Path
+    outputs: tuple[Path, ...]
+    reason: str  # "missing", "not recorded", "changed", "parameters changed" or "up to date"
+
+
+@dataclass
+class ExtractionPlan:
+    """Per image, what extraction would do, and the parameters it would use."""
+
+    mode: str
+    uncropped: bool
+    size: int | None
+    stride: int | None
+    layout: str
+    caps: dict[str, Path]
+    items: list[ExtractionItem] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[ExtractionItem]:
+        return [i for i in self.items if i.reason != "up to date"]
+
+
+class ExtractionCounts(NamedTuple):
+    extracted: int
+    up_to_date: int
