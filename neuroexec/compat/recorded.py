@@ -109,19 +109,18 @@ def _outputs_missing(p: PlannedStep) -> bool:
 
 
 def _extraction_records(p: PlannedStep, stores: StateStores) -> set[str]:
-    """The fingerprints of the CAPS's records of this extraction (any participants list, same
-    settings), when its manifest shows every tensor of this dataset extracted from the image as it
-    is now with these settings; empty otherwise."""
+    """The fingerprints of the CAPS's records of this extraction (its own, or the one a spec that
+    generated the CAPS keeps under the bare step id) with the same settings, when its manifest shows
+    every tensor of this dataset extracted from the image as it is now with these settings."""
     step = p.step
     task: ExtractTask = step.payload
     if not _tensors_current(task):
         return set()
-    records = stores[step.home].data["steps"]
+    store = stores[step.home]
     return {
         r["fingerprint"]
-        for key, r in records.items()
-        if (key == step.id or key.startswith(f"{step.id} "))
-        and isinstance(r, dict)
+        for r in (store.record(step.id), store.record(step.record_key))
+        if isinstance(r, dict)
         and r.get("status") == "done"
         and "fingerprint" in r
         and not config_diff(r.get("config", {}), step.config)
