@@ -70,8 +70,8 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
             return None
         return (
             f"a training interrupted after epoch {epoch + 1} waits in {maps.tmp_dir(task.split)}: apply "
-            "resumes it only if the steps above give the results it was started with, else discards it "
-            "and trains the split from the start"
+            "discards it and trains the split from the start, unless the steps above give the results it "
+            "was started with"
         )
     key = task.resume_key(upstream)
     why = resume.damage(maps, task.split, key)
