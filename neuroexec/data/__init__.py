@@ -8,9 +8,7 @@ from neuroexec.data.datasets import ImageDataset, PatchDataset, load_tensor
 from neuroexec.data.extract import (
     ExtractionCounts,
     ExtractionPlan,
-    PatchCut,
     extract_image,
-    extract_patches_to,
     plan_extraction,
     run_extraction,
 )
@@ -22,6 +20,7 @@ from neuroexec.data.participants import (
     load_multi_cohort,
     load_participants,
 )
+from neuroexec.data.patch_extract import PatchCut, extract_patches_to
 from neuroexec.data.splits import make_splits, read_split_directory
 from neuroexec.data.synthetic import GeneratedDataset, generate_atrophy_dataset
 

@@ -35,9 +35,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import patch_counts
 from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
+from neuroexec.data.patch_extract import patch_counts
 from neuroexec.errors import InputError, NeuroexecError, first_line
 
 TASKS = ("classification", "regression", "reconstruction")

@@ -41,24 +41,11 @@ from neuroexec.data.extract_manifest import (
     save_manifest_entries,
 )
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
-from neuroexec.data.intensity import minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
+from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
 from neuroexec.errors import InputError
 
-LAYOUTS = ("bundle", "clinicadl")
 _MANIFEST_EVERY_S = 2.0
-
-
-def patch_counts(shape, size: int, stride: int) -> tuple[int, int, int]:
-    """Patches per axis over the last three dimensions (ops.patch_grid, after a check naming the shape)."""
-    *_, d, h, w = shape
-    if size > min(d, h, w) or size < 1 or stride < 1:
-        raise InputError(
-            None, f"patch size {size} / stride {stride} do not fit an image of shape {tuple(shape)}"
-        )
-    from neuroexec import ops
-
-    return ops.patch_grid(tuple(shape), size, stride)
 
 
 def read_nifti(nifti: Path) -> np.ndarray:
@@ -120,66 +107,6 @@ def load_image_array(
             )
         tensor = (tensor - lo) / (hi - lo)
     return tensor.contiguous()
-
-
-@dataclass(frozen=True)
-class PatchCut:
-    """How an image is cut into patches and written.
-
-    layout="bundle" (default) writes one contiguous [n, 1, s, s, s] tensor per image: a training epoch
-    then opens one file per image and reads patches from one memory-mapped block, instead of opening,
-    unzipping and unpickling n small files (n = 8..1000s), which dominates data loading on most disks.
-    layout="clinicadl" writes ClinicaDL's one file [1, s, s, s] per patch. With `normalize`, each patch
-    is min-max normalised on its own, as ClinicaDL feeds patches to a model."""
-
-    size: int
-    stride: int
-    layout: str = "bundle"
-    uncropped: bool = False
-    normalize: bool = False
-
-
-def extract_patches_to(
-    image: torch.Tensor,
-    caps: CapsLayout,
-    participant: str,
-    session: str,
-    cut: PatchCut,
-    out: torch.Tensor | None = None,
-    kernels: Kernels = "auto",
-) -> list[Path]:
-    """Cut an image tensor [1, X, Y, Z] into patches (ClinicaDL order) and write them; returns the paths.
-    `out` [n, 1, s, s, s], when given, holds the patches (one buffer recycled over a dataset, on the
-    image's device). `kernels` is the step's compute.kernels, handed to `ops.extract_patches`
-    ("auto": the torch fallback for a CPU image, as ops decides).
-
-    >>> [path] = extract_patches_to(torch.rand(1, 32, 32, 32), CapsLayout(Path("caps")), "sub-01", "ses-M000", PatchCut(16, 16))
-    >>> torch.load(path).shape  # 2 x 2 x 2 patches
-    torch.Size([8, 1, 16, 16, 16])
-    """
-    size, stride, uncropped = cut.size, cut.stride, cut.uncropped
-    if cut.layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {cut.layout!r}")
-    from neuroexec import ops
-
-    n = int(np.prod(patch_counts(image.shape, size, stride)))
-    # [n, 1, s, s, s]
-    patches = ops.extract_patches(image.unsqueeze(0), size, stride, kernels=kernels, out=out)
-    patches = patches.cpu()  # cut on a GPU (kernels = "triton"): written from host memory
-    if patches.shape[0] != n:
-        raise RuntimeError(f"extract_patches returned {patches.shape[0]} patches, expected {n}")
-    if cut.normalize:
-        minmax_items_(patches)
-    if cut.layout == "bundle":
-        path = caps.patch_bundle(participant, session, size, stride, uncropped)
-        save_torch(path, patches)
-        return [path]
-    paths = []
-    for k in range(n):
-        path = caps.patch_tensor(participant, session, size, stride, k, uncropped)
-        save_torch(path, patches[k].clone())  # a view would drag the whole bundle's storage along
-        paths.append(path)
-    return paths
 
 
 def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | None) -> tuple[Path, ...]:

@@ -13,14 +13,9 @@ import torch
 
 from neuroexec.atomic import save_nifti
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.extract import (
-    PatchCut,
-    extract_image,
-    extract_patches_to,
-    plan_extraction,
-    run_extraction,
-)
+from neuroexec.data.extract import extract_image, plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
+from neuroexec.data.patch_extract import PatchCut, extract_patches_to
 from neuroexec.data.synthetic import GeneratedDataset
 from neuroexec.errors import InputError
 
