@@ -8,12 +8,9 @@ the train and validation results of its best model; tmp/ is removed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -27,97 +24,10 @@ from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
 from neuroexec.spec.model import Compute, Train, canonical_metric
 from neuroexec.training import outputs, resume, setup
+from neuroexec.training.epoch_rules import check_finite, determinism, early_stop, log_row
 from neuroexec.training.loop import Trainer, make_optimizer
 from neuroexec.training.resume import Progress
 from neuroexec.training.task import TrainTask
-
-
-@contextlib.contextmanager
-def determinism(enabled: bool):
-    """compute.deterministic: deterministic algorithms (warn only) and cudnn flags, restored after."""
-    cudnn = torch.backends.cudnn
-    before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        cudnn.deterministic,
-        cudnn.benchmark,
-    )
-    if enabled and torch.cuda.is_available():
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    cudnn.deterministic, cudnn.benchmark = enabled, not enabled
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
-
-
-def early_stop(progress: Progress, valid_loss: float, patience: int, tolerance: float) -> bool:
-    """Update the early-stopping counter with this epoch's validation loss; True to stop.
-    ClinicaDL's rule: an epoch improves when its loss < best * (1 - tolerance) (`tolerance` is
-    relative); stop after `patience` epochs without improvement, or at once on a NaN loss (after the
-    first epoch). `patience` 0 disables it.
-
-    >>> p = Progress(); [early_stop(p, v, 2, 0.0) for v in (1.0, 1.0, 1.0)]
-    [False, False, True]
-    """
-    if patience <= 0:
-        return False
-    if progress.stop_best is None:
-        progress.stop_best, progress.stop_bad_epochs = float(valid_loss), 0
-        return False
-    if math.isnan(valid_loss):
-        return True
-    if valid_loss < progress.stop_best - progress.stop_best * tolerance:
-        progress.stop_best, progress.stop_bad_epochs = float(valid_loss), 0
-    else:
-        progress.stop_bad_epochs += 1
-    return progress.stop_bad_epochs >= patience
-
-
-def log_row(epoch: int, iteration: int, elapsed: float, train: dict, valid: dict) -> dict[str, float]:
-    """A training.tsv row (ClinicaDL's): epoch, iteration (index of the epoch's last batch), time,
-    then every metric with suffix _train, then _valid. A metric computed per class only (`<m>-<k>`,
-    more than 2 classes) also gets its mean over the classes as `<m>`, as ClinicaDL logs it.
-
-    >>> log_row(0, 2, 1.5, {"BA-0": 0.5, "BA-1": 1.0}, {"BA-0": 1.0, "BA-1": 1.0})["BA_train"]
-    0.75
-    """
-    row: dict[str, float] = {"epoch": epoch, "iteration": iteration, "time": round(elapsed, 3)}
-    for values, suffix in ((train, "train"), (valid, "valid")):
-        for name, value in _with_class_means(values).items():
-            row[f"{name}_{suffix}"] = value
-    return row
-
-
-def _with_class_means(values: dict[str, float]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, value in values.items():
-        base, _, k = name.rpartition("-")
-        if base and k.isdigit() and base not in values and base not in out:
-            per_class = [float(v) for n, v in values.items() if n.rpartition("-")[0] == base]
-            out[base] = float(sum(per_class) / len(per_class))
-        out[name] = value
-    return out
-
-
-def check_finite(epoch: int, train_loss: float, valid_loss: float, learning_rate: float, tmp: Path) -> None:
-    """Stop a training whose loss is no longer a number (before anything of the epoch is saved): its
-    weights would be NaN, and every later epoch, best model and result with them.
-
-    >>> check_finite(2, float("nan"), 0.5, 10.0, Path("tmp"))
-    Traceback (most recent call last):
-    neuroexec.errors.NeuroexecError: training diverged at epoch 3 (train loss nan): ...
-    """
-    for name, value in (("train", train_loss), ("validation", valid_loss)):
-        if not math.isfinite(value):
-            kept = f" (the epochs before it wait in {tmp}; apply unchanged resumes them)" if epoch else ""
-            raise NeuroexecError(
-                f"training diverged at epoch {epoch + 1} ({name} loss {value}): lower train.learning_rate "
-                f"(now {learning_rate:g}) in the spec and apply again, which trains the split from the "
-                f"start{kept}"
-            )
 
 
 def _value(values: dict[str, float], metric: str) -> float:

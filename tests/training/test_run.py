@@ -310,8 +310,8 @@ def test_early_stopping_ends_training_and_still_writes_results(tmp_path):
 
 
 def test_early_stop_rule():
+    from neuroexec.training.epoch_rules import early_stop
     from neuroexec.training.resume import Progress
-    from neuroexec.training.run import early_stop
 
     def run(losses, patience, tolerance):
         progress = Progress()
@@ -326,7 +326,7 @@ def test_early_stop_rule():
 
 def test_training_tsv_row_averages_per_class_metrics():
     from neuroexec.metrics import classification_metrics
-    from neuroexec.training.run import log_row
+    from neuroexec.training.epoch_rules import log_row
 
     y_true, y_pred = np.array([0, 1, 2, 1, 0, 2]), np.array([0, 1, 1, 1, 2, 2])
     values = {**classification_metrics(y_true, y_pred, 3), "loss": 0.7}
