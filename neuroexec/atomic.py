@@ -210,6 +210,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def is_temporary(file: Path) -> bool:
+    """Whether `file` is named as the temporary file of an atomic write (a live or a dead writer's).
+
+    >>> is_temporary(Path(".model.pth.tar.4242-4026531836@node1.1f2e3d4c.tmp")), is_temporary(Path("a.tmp"))
+    (True, False)
+    """
+    return _OURS.match(file.name) is not None
+
+
 def left_over(file: Path, now: float | None = None) -> bool:
     """Whether `file` is a temporary file of an atomic write whose writer is gone (see the module's
     docstring); a file of any other name is never one."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroexec.atomic import save_nifti, write_tsv
+from neuroexec.atomic import is_temporary, save_nifti, write_tsv
 from neuroexec.data.caps import CapsLayout
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
@@ -242,7 +242,12 @@ def generated_contents(caps: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     ['masks', 'participants.tsv', 'subjects/sub-0000/ses-M000']
     """
     layout = CapsLayout(caps)
-    foreign = [f for root in generated_paths(caps) for f in _files(root) if not _generated(layout, f)]
+    foreign = [
+        f
+        for root in generated_paths(caps)
+        for f in _files(root)
+        if not _generated(layout, f) and not is_temporary(f)  # an atomic write's: apply sweeps those
+    ]
     made: list[Path] = []
     for root in generated_paths(caps):
         made.extend(_whole_folders(root, set(foreign)))

@@ -56,3 +56,17 @@ def test_regeneration_keeps_a_users_file_inside_the_caps_and_says_so(tmp_path):
     _apply(path)
     assert mine.read_text() == "precious"
     assert image.read_bytes() != old_image
+
+
+def test_an_atomic_writes_temporary_file_is_not_called_a_users_file(tmp_path):
+    from neuroexec.data.synthetic import generate_atrophy_dataset, generated_contents
+
+    caps = generate_atrophy_dataset(tmp_path / "caps", subjects=2, resolution_mm=8.0).caps_dir
+    session = next((caps / "subjects").glob("sub-*/ses-*"))
+    left = session / "t1_linear" / ".x.nii.gz.4242-4026531836@node1.1f2e3d4c.tmp"  # a killed write's
+    left.write_bytes(b"half")
+    mine = session / "mine.txt"
+    mine.write_text("mine")
+    made, foreign = generated_contents(caps)
+    assert foreign == (mine,)
+    assert any(p == left or p in left.parents for p in made)
