@@ -1,7 +1,8 @@
 """Tensor extraction ("prepare data"): t1-linear NIfTI -> float32 tensors in the CAPS, incrementally.
 
 An image is (re-)extracted when one of its tensors is missing, when it was never recorded, or when its
-NIfTI's mtime/size differ from those recorded in `tensor_extraction/neuroexec_manifest_<mode>.json`.
+NIfTI differs from the one recorded in `tensor_extraction/neuroexec_manifest_<mode>.json`: other size or
+mtime, and other content (a CAPS copied elsewhere keeps its tensors; the content hash is read only then).
 The manifest is rewritten (atomically) every few images and when an error stops the run, so what was
 extracted before an interruption stays extracted and recorded; the tensors a run is about to write are
 recorded as pending first, so a run killed between two saves owns them too. A tensor at one of the paths
@@ -21,6 +22,7 @@ extraction writes that the manifest does not know was not written by neuroexec (
 from __future__ import annotations
 
 import gzip
+import hashlib
 import time
 import zlib
 from collections.abc import Mapping
@@ -205,12 +207,24 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
         return "not recorded"
     st = nifti.stat()
     if any(r.get("mtime_ns") != st.st_mtime_ns or r.get("size") != st.st_size for r in records):
-        return "changed"
+        # a copied or touched CAPS: the same bytes are not a change (records from before lack the hash)
+        digest = _sha256(nifti) if all(r.get("sha256") for r in records) else None
+        if digest is None or any(r["sha256"] != digest for r in records):
+            return "changed"
     wanted = _params(plan, normalize)
     for r in records:
         if any(v is not None and r.get("params", {}).get(k) != v for k, v in wanted.items()):
             return "parameters changed"
     return "up to date"
+
+
+def _sha256(path: Path) -> str:
+    """The content hash of a NIfTI, recorded with its tensors: what tells a copied CAPS from a changed one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def extract_json_content(plan: ExtractionPlan) -> dict:
@@ -316,6 +330,7 @@ class _Extractor:
             "nifti": manifest_key(caps, item.nifti),
             "mtime_ns": st.st_mtime_ns,
             "size": st.st_size,
+            "sha256": _sha256(item.nifti),
             "shape": list(image.shape[1:]),
             "n_patches": n,
             "params": _params(plan, self.normalize),

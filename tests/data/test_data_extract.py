@@ -87,7 +87,10 @@ def test_incremental_extraction_redoes_only_changed_images(fresh_caps: Generated
 
     nifti = _nifti(fresh_caps, 3)
     st = nifti.stat()
-    os.utime(nifti, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    os.utime(nifti, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched (or copied): same bytes
+    assert plan_extraction(frame, fresh_caps.caps_dir, "image", normalize=True).todo == []
+    image = nib.load(nifti)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj) * 0.5, image.affine), nifti)  # other content
     plan = plan_extraction(frame, fresh_caps.caps_dir, "image", normalize=True)
     assert [(i.participant, i.reason) for i in plan.todo] == [("sub-0003", "changed")]
     tensors = [CapsLayout(fresh_caps.caps_dir).image_tensor(f"sub-{i:04d}", "ses-M000") for i in range(8)]
