@@ -127,3 +127,18 @@ def test_command_plan_names_the_changed_model_not_upstream_steps(tmp_path):
     _, theirs = plans(spec)
     assert theirs[PREDICT] == ("~", [f"input {CKPT} changed"])
     assert {a for step, (a, _) in theirs.items() if step != PREDICT} == {"="}
+
+
+def test_a_copied_project_is_not_extracted_again_by_the_command(tmp_path):
+    import shutil
+
+    (tmp_path / "here").mkdir()
+    spec = project(tmp_path / "here")
+    copy = tmp_path / "there"
+    shutil.copytree(spec.parent, copy)  # new mtimes everywhere (as cp -r gives), the same bytes
+    spec = copy / spec.name
+    before = tensors(spec)
+    assert command(spec) == 0
+    assert tensors(spec) == before  # the command extracted nothing again
+    ours, theirs = plans(spec)
+    assert {a for a, _ in ours.values()} == {"="} and {a for a, _ in theirs.values()} == {"="}
