@@ -22,7 +22,6 @@ extraction writes that the manifest does not know was not written by neuroexec (
 from __future__ import annotations
 
 import gzip
-import hashlib
 import time
 import zlib
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, Ext
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
 from neuroexec.errors import InputError
+from neuroexec.plan.fingerprint import content_hash
 
 _MANIFEST_EVERY_S = 2.0
 
@@ -208,7 +208,7 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
     st = nifti.stat()
     if any(r.get("mtime_ns") != st.st_mtime_ns or r.get("size") != st.st_size for r in records):
         # a copied or touched CAPS: the same bytes are not a change (records from before lack the hash)
-        digest = _sha256(nifti) if all(r.get("sha256") for r in records) else None
+        digest = content_hash(nifti) if all(r.get("sha256") for r in records) else None
         if digest is None or any(r["sha256"] != digest for r in records):
             return "changed"
     wanted = _params(plan, normalize)
@@ -216,15 +216,6 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
         if any(v is not None and r.get("params", {}).get(k) != v for k, v in wanted.items()):
             return "parameters changed"
     return "up to date"
-
-
-def _sha256(path: Path) -> str:
-    """The content hash of a NIfTI, recorded with its tensors: what tells a copied CAPS from a changed one."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def extract_json_content(plan: ExtractionPlan) -> dict:
@@ -330,7 +321,7 @@ class _Extractor:
             "nifti": manifest_key(caps, item.nifti),
             "mtime_ns": st.st_mtime_ns,
             "size": st.st_size,
-            "sha256": _sha256(item.nifti),
+            "sha256": content_hash(item.nifti),
             "shape": list(image.shape[1:]),
             "n_patches": n,
             "params": _params(plan, self.normalize),

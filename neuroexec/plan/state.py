@@ -5,7 +5,6 @@ file identities (path -> size, mtime, content hash) so plan re-hashes only files
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,14 +111,9 @@ class StateStore:
     def _merging(self) -> Iterator[None]:
         """Read-modify-write under an exclusive flock, re-reading the file first: another apply may have
         recorded steps of another part of this folder (one split per cluster job) since we loaded it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(state_lock(self.path), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                self._data = self._read()
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with atomic.exclusive(state_lock(self.path)):
+            self._data = self._read()
+            yield
 
     def file_cache(self) -> dict[str, Any]:
         return self.data["files"]

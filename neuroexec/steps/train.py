@@ -65,7 +65,7 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
     task: TrainTask = step.payload
     maps = task.maps
     if upstream is None:  # steps it depends on run first: their new results decide
-        epoch = resume.discarded_epoch(maps, task.split, key="")
+        epoch = resume.discarded_epoch(maps, task.split, key=None)
         if epoch is None:
             return None
         return (

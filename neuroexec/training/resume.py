@@ -157,13 +157,16 @@ def _sizes(maps: MapsLayout, split: int) -> dict[str, int]:
     return {str(f.relative_to(tmp)): f.stat().st_size for f in files}
 
 
+def _read_state(maps: MapsLayout, split: int) -> dict | None:
+    """The resume state in tmp/, or None without one (a NeuroexecError when unreadable or refused)."""
+    path = maps.resume_state(split)
+    return load_checkpoint(path) if path.is_file() else None
+
+
 def _resume_state(maps: MapsLayout, split: int, key: str) -> dict | None:
     """The resume state of an interrupted run made under `key`, or None."""
-    path = maps.resume_state(split)
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path)
-    return state if state.get("config_key") == key else None
+    state = _read_state(maps, split)
+    return state if state is not None and state.get("config_key") == key else None
 
 
 def damage(maps: MapsLayout, split: int, key: str) -> str | None:
@@ -178,16 +181,14 @@ def damage(maps: MapsLayout, split: int, key: str) -> str | None:
     >>> damage(maps, 0, "0123")
     'resume.pth.tar is unreadable (corrupt or truncated?)'
     """
-    path = maps.resume_state(split)
-    if not path.is_file():
-        return None
+    name = maps.resume_state(split).name
     try:
-        state = load_checkpoint(path)
+        state = _read_state(maps, split)
     except UnsafeCheckpointError:
-        return f"{path.name} is refused (loading it needs Python objects, which could run code)"
+        return f"{name} is refused (loading it needs Python objects, which could run code)"
     except NeuroexecError:
-        return f"{path.name} is unreadable (corrupt or truncated?)"
-    if state.get("config_key") != key:
+        return f"{name} is unreadable (corrupt or truncated?)"
+    if state is None or state.get("config_key") != key:
         return None
     required = {maps.checkpoint(split).name, maps.optimizer_checkpoint(split).name}
     for name, size in (state.get("sizes") or {}).items():
@@ -220,17 +221,17 @@ def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
     return None if state is None else int(state["progress"]["epoch"])
 
 
-def discarded_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
-    """The last finished epoch (0-based) of an interrupted run made under another key than `key`: a
-    training under `key` starts over and removes it. None without one (or an unreadable one)."""
-    path = maps.resume_state(split)
-    if not path.is_file():
-        return None
+def discarded_epoch(maps: MapsLayout, split: int, key: str | None) -> int | None:
+    """The last finished epoch (0-based) of an interrupted run made under another key than `key` (any
+    interrupted run when `key` is None: it is not known yet): a training under `key` starts over and
+    removes it. None without one (or an unreadable one)."""
     try:
-        state = load_checkpoint(path)
+        state = _read_state(maps, split)
     except NeuroexecError:
         return None
-    return None if state.get("config_key") == key else int(state["progress"]["epoch"])
+    if state is None or (key is not None and state.get("config_key") == key):
+        return None
+    return int(state["progress"]["epoch"])
 
 
 def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
