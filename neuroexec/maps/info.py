@@ -34,6 +34,13 @@ class MapsInfo:
     patch_size: int | None = None
     stride_size: int | None = None
     uncropped: bool = False
+    roi_list: tuple[str, ...] = ()  # roi mode: region names, in part-index order
+    uncropped_roi: bool = False
+    slice_direction: int | None = None  # slice mode: 0 sagittal, 1 coronal, 2 axial
+    slice_mode: str | None = None  # slice mode: "rgb" or "single"
+    discarded_slices: tuple[int, int] = (0, 0)  # slice mode: left out at the beginning and at the end
+    multi_network: bool = False  # one network per part: split-<i>/best-<m>/network-<k>_model.pth.tar
+    preprocessing: str = "t1-linear"
     selection_metrics: tuple[str, ...] = ("loss",)
     splits: tuple[int, ...] = ()
     caps_directory: str | None = None
@@ -46,7 +53,15 @@ class MapsInfo:
 
     @property
     def extract_mode(self) -> ExtractionMode:
-        return ExtractionMode.of(self.mode, self.patch_size, self.stride_size)
+        return ExtractionMode.of(
+            self.mode,
+            self.patch_size,
+            self.stride_size,
+            rois=self.roi_list,
+            uncropped_roi=self.uncropped_roi,
+            direction=self.slice_direction,
+            slice_mode=self.slice_mode,
+        )
 
 
 def read_maps_info(root: Path) -> MapsInfo:
@@ -91,6 +106,7 @@ def read_maps_info(root: Path) -> MapsInfo:
         patch_size=pre.get("patch_size") or raw.get("patch_size"),
         stride_size=pre.get("stride_size") or raw.get("stride_size"),
         uncropped=bool(pre.get("use_uncropped_image") or raw.get("use_uncropped_image", False)),
+        **_part_settings(pre, raw),
         selection_metrics=tuple(raw.get("selection_metrics") or ("loss",)),
         splits=splits,
         caps_directory=raw.get("caps_directory") or raw.get("input_dir"),
@@ -101,6 +117,31 @@ def read_maps_info(root: Path) -> MapsInfo:
         legacy=legacy,
         raw=raw,
     )
+
+
+def _part_settings(pre: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """The roi and slice settings and multi_network, from the preprocessing_dict (ClinicaDL 1.x) or
+    the top level (the older generation), with ClinicaDL's defaults."""
+
+    def get(key: str, default: Any) -> Any:
+        value = pre.get(key, raw.get(key))
+        return default if value is None else value
+
+    discarded = get("discarded_slices", 0)
+    if isinstance(discarded, (list, tuple)):
+        discarded = (int(discarded[0]), int(discarded[-1])) if discarded else (0, 0)
+    else:
+        discarded = (int(discarded), int(discarded))
+    direction = pre.get("slice_direction", raw.get("slice_direction"))
+    return {
+        "roi_list": tuple(get("roi_list", ()) or ()),
+        "uncropped_roi": bool(get("uncropped_roi", False)),
+        "slice_direction": None if direction is None else int(direction),
+        "slice_mode": pre.get("slice_mode", raw.get("slice_mode")),
+        "discarded_slices": discarded,
+        "multi_network": bool(raw.get("multi_network", raw.get("multi_cnn", False))),
+        "preprocessing": str(get("preprocessing", "t1-linear")),
+    }
 
 
 def recorded_path(value: str, maps_root: Path) -> Path:

@@ -13,6 +13,16 @@ from pathlib import Path
 from neuroexec import records
 
 
+def network_name(network: int) -> str:
+    """ClinicaDL's name of network k of a multi-network model: `network-<k>`."""
+    return f"network-{int(network)}"
+
+
+def model_file_name(network: int | None = None) -> str:
+    """`model.pth.tar`, or `network-<k>_model.pth.tar` for network k of a multi-network model."""
+    return "model.pth.tar" if network is None else f"{network_name(network)}_model.pth.tar"
+
+
 @dataclass(frozen=True)
 class MapsLayout:
     root: Path
@@ -120,15 +130,17 @@ class MapsLayout:
         """The splits with a `split-<i>` folder, sorted."""
         return sorted(int(p.name[len("split-") :]) for p in self.root.glob("split-*") if p.name[6:].isdigit())
 
-    def training_logs(self, split: int) -> Path:
-        return self.split_dir(split) / "training_logs"
+    def training_logs(self, split: int, network: int | None = None) -> Path:
+        """`training_logs/`, or `training_logs/network-<k>/` for network k of a multi-network model."""
+        logs = self.split_dir(split) / "training_logs"
+        return logs if network is None else logs / network_name(network)
 
-    def training_tsv(self, split: int) -> Path:
-        return self.training_logs(split) / "training.tsv"
+    def training_tsv(self, split: int, network: int | None = None) -> Path:
+        return self.training_logs(split, network) / "training.tsv"
 
-    def tensorboard_dir(self, split: int, phase: str) -> Path:
+    def tensorboard_dir(self, split: int, phase: str, network: int | None = None) -> Path:
         """phase: 'train' or 'validation'."""
-        return self.training_logs(split) / "tensorboard" / phase
+        return self.training_logs(split, network) / "tensorboard" / phase
 
     def tmp_dir(self, split: int) -> Path:
         return self.split_dir(split) / "tmp"
@@ -143,14 +155,15 @@ class MapsLayout:
         """neuroexec's full resume record (scheduler, RNG states, best values), beside ClinicaDL's two."""
         return self.tmp_dir(split) / "resume.pth.tar"
 
-    def staged_best_model(self, split: int, metric: str) -> Path:
+    def staged_best_model(self, split: int, metric: str, network: int | None = None) -> Path:
         """Where a training keeps its best-<metric> model until it finishes (then moved to best_model),
         so that an interrupted training never leaves its models beside another training's results."""
-        return self.tmp_dir(split) / f"best-{metric}" / "model.pth.tar"
+        return self.tmp_dir(split) / f"best-{metric}" / model_file_name(network)
 
-    def staged_training_tsv(self, split: int) -> Path:
+    def staged_training_tsv(self, split: int, network: int | None = None) -> Path:
         """The log of a training in progress (moved to training_tsv when it finishes)."""
-        return self.tmp_dir(split) / "training.tsv"
+        staged = self.tmp_dir(split) if network is None else self.tmp_dir(split) / network_name(network)
+        return staged / "training.tsv"
 
     def staged_maps_json(self, split: int) -> Path:
         """The maps.json of a training in progress: it replaces maps_json when the training finishes, so
@@ -180,8 +193,18 @@ class MapsLayout:
     def best_dir(self, split: int, metric: str) -> Path:
         return self.split_dir(split) / f"best-{metric}"
 
-    def best_model(self, split: int, metric: str) -> Path:
-        return self.best_dir(split, metric) / "model.pth.tar"
+    def best_model(self, split: int, metric: str, network: int | None = None) -> Path:
+        """`best-<metric>/model.pth.tar`, or ClinicaDL's `network-<k>_model.pth.tar` (multi-network)."""
+        return self.best_dir(split, metric) / model_file_name(network)
+
+    def best_network_models(self, split: int, metric: str) -> list[tuple[int, Path]]:
+        """The (k, path) of every `network-<k>_model.pth.tar` in best-<metric>/, by k."""
+        found = []
+        for path in self.best_dir(split, metric).glob("network-*_model.pth.tar"):
+            k = path.name[len("network-") : -len("_model.pth.tar")]
+            if k.isdigit():
+                found.append((int(k), path))
+        return sorted(found)
 
     def best_metrics(self, split: int) -> list[str]:
         """The selection metrics with a `best-<metric>` folder in the split, sorted by folder name."""

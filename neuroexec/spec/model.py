@@ -88,6 +88,25 @@ class Patch:
 
 
 @dataclass(frozen=True)
+class Roi:
+    """ROI mode: regions by mask name, found in `<CAPS>/masks/tpl-<template>/` (data/caps.py)."""
+
+    names: tuple[str, ...] = ()
+    uncropped: bool = False  # ClinicaDL's uncropped_roi: the masked image at full size
+    custom_template: str | None = None  # `custom` preprocessing: the masks' template
+    custom_mask_pattern: str | None = None  # `custom` preprocessing: a pattern the mask names contain
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Slice mode: 2D slices along `direction` (0 sagittal, 1 coronal, 2 axial)."""
+
+    direction: int = 0
+    mode: str = "rgb"  # "rgb": three identical channels; "single": one
+    discarded: tuple[int, int] = (0, 0)  # slices left out at the beginning and at the end
+
+
+@dataclass(frozen=True)
 class Split:
     n_splits: int = 2
     splits: tuple[int, ...] | None = None
@@ -129,6 +148,9 @@ class Model:
     task: str = "classification"
     mode: str = "image"
     patch: Patch | None = None
+    roi: Roi | None = None
+    slice: Slice | None = None
+    multi_network: bool = False  # one network per part (patch, roi, slice), ensembled to the image
     label: str = "diagnosis"
     diagnoses: tuple[str, ...] | None = None
     architecture: str = "Conv5_FC3"
@@ -147,9 +169,13 @@ class Model:
 
     @property
     def extract_mode(self) -> ExtractionMode:
-        """The tensor extraction this model reads: whole images, or patches of its size and stride."""
+        """The tensor extraction this model reads: whole images, patches, regions or slices."""
         if self.mode == "patch" and self.patch is not None:
             return ExtractionMode.patch(self.patch.size, self.patch.stride)
+        if self.mode == "roi" and self.roi is not None:
+            return ExtractionMode.roi(self.roi.names, self.roi.uncropped)
+        if self.mode == "slice" and self.slice is not None:
+            return ExtractionMode.slice(self.slice.direction, self.slice.mode)
         return ExtractionMode.IMAGE
 
 

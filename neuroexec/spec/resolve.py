@@ -98,6 +98,22 @@ def _metrics(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.canonical_metric(v) for v in values))
 
 
+def _roi(raw: dict[str, Any]) -> m.Roi:
+    d = with_defaults(raw, "models", "*", "roi")
+    return m.Roi(
+        names=tuple(d["list"]),
+        uncropped=d["uncropped"],
+        custom_template=d.get("custom_template"),
+        custom_mask_pattern=d.get("custom_mask_pattern"),
+    )
+
+
+def _slice(d: dict[str, Any]) -> m.Slice:
+    discarded = d["discarded"]
+    begin, end = (discarded, discarded) if isinstance(discarded, int) else (discarded[0], discarded[-1])
+    return m.Slice(direction=d["direction"], mode=d["mode"], discarded=(begin, end))
+
+
 def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.Model:
     d = with_defaults(raw, "models", "*")
     merged = compute.merged(d.get("compute"))
@@ -121,6 +137,8 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
             selection=m.canonical_metric(t["selection"]),
         )
     patch = m.Patch(**with_defaults(d.get("patch"), "models", "*", "patch")) if d["mode"] == "patch" else None
+    roi = _roi(d["roi"]) if d["mode"] == "roi" and "roi" in d else None
+    slices = _slice(with_defaults(d.get("slice"), "models", "*", "slice")) if d["mode"] == "slice" else None
     return m.Model(
         name=name,
         maps=_path(base, d["maps"]),
@@ -128,6 +146,9 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
         task=d["task"],
         mode=d["mode"],
         patch=patch,
+        roi=roi,
+        slice=slices,
+        multi_network=d["multi_network"],
         label=d["label"],
         diagnoses=tuple(d["diagnoses"]) if "diagnoses" in d else None,
         architecture=d["architecture"],

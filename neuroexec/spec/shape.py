@@ -73,5 +73,12 @@ def _model_shape(key: str, raw: dict[str, Any], add: Add) -> None:
                     f"{key}.{k}",
                     "only meaningful with `dataset` (a model without dataset is a pretrained MAPS)",
                 )
-    elif "patch" in raw and raw.get("mode", "image") != "patch":
-        add(f"{key}.patch", "patch settings need mode = 'patch'")
+        return
+    mode = raw.get("mode", "image")
+    for table in ("patch", "roi", "slice"):
+        if table in raw and mode != table:
+            add(f"{key}.{table}", f"{table} settings need mode = '{table}'")
+    if mode == "roi" and "roi" not in raw:
+        add(f"{key}.roi", "mode = 'roi' needs roi = {{ list = [...] }}: the names of the region masks")
+    if raw.get("multi_network") and mode == "image":
+        add(f"{key}.multi_network", "one network per part needs mode = 'patch', 'roi' or 'slice'")
