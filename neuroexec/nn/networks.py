@@ -1,8 +1,10 @@
-"""ClinicaDL-compatible 3D CNNs: same module layout and state-dict names, so weights move both ways.
+"""ClinicaDL-compatible CNNs: same module layout and state-dict names, so weights move both ways.
 
 Every network has two attributes, `convolutions` (blocks Conv3d -> BatchNorm3d -> ReLU ->
 PadMaxPool3d, parameters at indices 4*j and 4*j+1) and `fc` (Flatten, Dropout, Linear, ReLU,
-Linear, ReLU, Linear: parameters at fc.2, fc.4, fc.6).
+Linear, ReLU, Linear: parameters at fc.2, fc.4, fc.6). For a 2D input size (C, H, W), slice
+mode, the blocks are Conv2d -> BatchNorm2d -> ReLU -> PadMaxPool2d under the same names, as
+ClinicaDL builds the same classes in 2D.
 
 ClinicaDL 1.x uses the same classes for images and for patches: its default patch network for
 50^3 patches is `Conv4_FC3`, which (despite its name) has five convolution blocks like
@@ -22,13 +24,11 @@ from torch import nn
 from neuroexec.errors import NeuroexecError
 
 
-class PadMaxPool3d(nn.Module):
-    """Max pooling that first pads each odd spatial size up to a multiple of `stride` (zeros in
-    front, as ClinicaDL does), so 169 -> 85 instead of 84 and no voxel is dropped.
+class _PadMaxPool(nn.Module):
+    """Max pooling over the last `dims` axes that first pads each size up to a multiple of `stride`
+    (zeros in front, as ClinicaDL does), so 169 -> 85 instead of 84 and no voxel is dropped."""
 
-    >>> PadMaxPool3d(2, 2)(torch.zeros(1, 1, 5, 4, 3)).shape
-    torch.Size([1, 1, 3, 2, 2])
-    """
+    dims = 3
 
     def __init__(self, kernel_size: int, stride: int, return_indices: bool = False, return_pad: bool = False):
         super().__init__()
@@ -37,15 +37,19 @@ class PadMaxPool3d(nn.Module):
         self.return_indices = return_indices
         self.return_pad = return_pad
 
-    def padding_for(self, shape: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
-        """F.pad-style padding (last dim first) that makes the three spatial sizes multiples of stride."""
-        front = [(-size) % self.stride for size in shape[-3:]]
-        return (front[2], 0, front[1], 0, front[0], 0)
+    def padding_for(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """F.pad-style padding (last dim first) that makes the spatial sizes multiples of stride."""
+        front = [(-size) % self.stride for size in shape[-self.dims :]]
+        return tuple(v for size in reversed(front) for v in (size, 0))
+
+    def _pool(self, x: torch.Tensor, return_indices: bool):
+        pool = F.max_pool3d if self.dims == 3 else F.max_pool2d
+        return pool(x, self.kernel_size, self.stride, return_indices=return_indices)
 
     def pool_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         """(pooled, indices into the padded input, padding) — what CropMaxUnpool3d needs to invert."""
         pad = self.padding_for(tuple(x.shape))
-        out, indices = F.max_pool3d(F.pad(x, pad), self.kernel_size, self.stride, return_indices=True)
+        out, indices = self._pool(F.pad(x, pad), True)
         return out, indices, pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple:
@@ -54,11 +58,31 @@ class PadMaxPool3d(nn.Module):
             out, indices, pad = self.pool_with_indices(x)
             return (out, indices, pad) if self.return_pad else (out, indices)
         pad = self.padding_for(tuple(x.shape))
-        out = F.max_pool3d(F.pad(x, pad), self.kernel_size, self.stride)
+        out = self._pool(F.pad(x, pad), False)
         return (out, pad) if self.return_pad else out
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class PadMaxPool3d(_PadMaxPool):
+    """ClinicaDL's PadMaxPool3d (3D images and patches).
+
+    >>> PadMaxPool3d(2, 2)(torch.zeros(1, 1, 5, 4, 3)).shape
+    torch.Size([1, 1, 3, 2, 2])
+    """
+
+    dims = 3
+
+
+class PadMaxPool2d(_PadMaxPool):
+    """ClinicaDL's PadMaxPool2d (2D slices).
+
+    >>> PadMaxPool2d(2, 2)(torch.zeros(1, 3, 5, 4)).shape
+    torch.Size([1, 3, 3, 2])
+    """
+
+    dims = 2
 
 
 @dataclass(frozen=True)
@@ -106,7 +130,7 @@ class CNN(nn.Module):
 
 
 def pooled_shape(spatial: tuple[int, ...], n_poolings: int) -> tuple[int, ...]:
-    """Spatial size after `n_poolings` PadMaxPool3d(2, 2): each one rounds up, 169 -> 85 -> 43 ...
+    """Spatial size after `n_poolings` PadMaxPool(2, 2): each one rounds up, 169 -> 85 -> 43 ...
 
     >>> pooled_shape((169, 208, 179), 5)
     (6, 7, 6)
@@ -114,16 +138,15 @@ def pooled_shape(spatial: tuple[int, ...], n_poolings: int) -> tuple[int, ...]:
     return tuple(math.ceil(size / 2**n_poolings) for size in spatial)
 
 
-def conv_blocks(in_channels: int, channels: tuple[int, ...]) -> nn.Sequential:
-    """Conv3d(k3, p1) -> BatchNorm3d -> ReLU -> PadMaxPool3d(2, 2) for each entry of `channels`."""
+def conv_blocks(in_channels: int, channels: tuple[int, ...], dims: int = 3) -> nn.Sequential:
+    """Conv3d(k3, p1) -> BatchNorm3d -> ReLU -> PadMaxPool3d(2, 2) for each entry of `channels`
+    (Conv2d, BatchNorm2d, PadMaxPool2d with `dims` 2, as ClinicaDL's get_layers_fn)."""
+    conv, norm, pool = (
+        (nn.Conv3d, nn.BatchNorm3d, PadMaxPool3d) if dims == 3 else (nn.Conv2d, nn.BatchNorm2d, PadMaxPool2d)
+    )
     layers: list[nn.Module] = []
     for out_channels in channels:
-        layers += [
-            nn.Conv3d(in_channels, out_channels, 3, padding=1),
-            nn.BatchNorm3d(out_channels),
-            nn.ReLU(),
-            PadMaxPool3d(2, 2),
-        ]
+        layers += [conv(in_channels, out_channels, 3, padding=1), norm(out_channels), nn.ReLU(), pool(2, 2)]
         in_channels = out_channels
     return nn.Sequential(*layers)
 
@@ -149,11 +172,18 @@ def architecture(name: str) -> Architecture:
 
 
 def check_input_size(name: str, input_size: tuple[int, ...], n_poolings: int) -> None:
-    """Each pooling must see at least 2 voxels along every axis, i.e. size > 2**(n_poolings - 1)."""
-    if len(input_size) != 4 or any(int(s) < 1 for s in input_size):
+    """Each pooling must see at least 2 voxels along every axis, i.e. size > 2**(n_poolings - 1).
+    `input_size` is (C, D, H, W) of a 3D volume or (C, H, W) of a 2D slice.
+
+    >>> check_input_size("TinyCNN", (1, 20), 3)
+    Traceback (most recent call last):
+    ...
+    neuroexec.errors.NeuroexecError: architecture TinyCNN: input_size must be (channels, depth, height, width) of a 3D volume or (channels, height, width) of a 2D slice, got (1, 20)
+    """
+    if len(input_size) not in (3, 4) or any(int(s) < 1 for s in input_size):
         raise NeuroexecError(
-            f"architecture {name}: input_size must be (channels, depth, height, width) of a 3D volume, "
-            f"got {tuple(input_size)} (2D slices are not supported)"
+            f"architecture {name}: input_size must be (channels, depth, height, width) of a 3D volume "
+            f"or (channels, height, width) of a 2D slice, got {tuple(input_size)}"
         )
     minimum = 2 ** (n_poolings - 1) + 1
     too_small = [int(s) for s in input_size[1:] if int(s) < minimum]
@@ -167,17 +197,20 @@ def check_input_size(name: str, input_size: tuple[int, ...], n_poolings: int) ->
 def build_network(
     architecture_name: str, input_size: tuple[int, ...], output_size: int, dropout: float = 0.5
 ) -> CNN:
-    """A ClinicaDL-compatible CNN for inputs of shape `input_size` = (C, D, H, W).
+    """A ClinicaDL-compatible CNN for inputs of shape `input_size` = (C, D, H, W), or 2D for
+    (C, H, W) (Conv2d, BatchNorm2d, PadMaxPool2d: ClinicaDL's slice networks).
 
     >>> net = build_network("Conv5_FC3", (1, 169, 208, 179), output_size=2)
     >>> net.fc[2].in_features == 128 * 6 * 7 * 6
     True
+    >>> type(build_network("Conv4_FC3", (3, 169, 208), output_size=2).convolutions[0]).__name__
+    'Conv2d'
     """
     arch = architecture(architecture_name)
     check_input_size(architecture_name, input_size, len(arch.channels))
     if output_size < 1:
         raise NeuroexecError(f"architecture {architecture_name}: output_size must be >= 1, got {output_size}")
-    convolutions = conv_blocks(int(input_size[0]), arch.channels)
+    convolutions = conv_blocks(int(input_size[0]), arch.channels, dims=len(input_size) - 1)
     n_features = arch.channels[-1] * math.prod(pooled_shape(tuple(input_size[1:]), len(arch.channels)))
     fc = fc_head(n_features, arch.fc_hidden, output_size, dropout)
     return CNN(convolutions, fc, architecture_name, tuple(int(s) for s in input_size), output_size)

@@ -96,9 +96,10 @@ def test_too_small_input_names_architecture_and_size():
     build_network("Conv5_FC3", (1, 17, 17, 17), 2)  # the smallest size it accepts
 
 
-def test_non_3d_input_size_is_refused():
-    with pytest.raises(NeuroexecError, match="TinyCNN"):
-        build_network("TinyCNN", (1, 40, 40), 2)
+@pytest.mark.parametrize("size", [(1, 40), (1, 40, 40, 40, 40)])
+def test_input_size_neither_2d_nor_3d_is_refused(size):
+    with pytest.raises(NeuroexecError, match="TinyCNN: input_size must be .* 2D slice"):
+        build_network("TinyCNN", size, 2)
 
 
 def test_tiny_cnn_learns_a_trivial_problem_in_a_few_steps():
