@@ -41,7 +41,7 @@ from neuroexec.maps.layout import MapsLayout
 
 LOSS_COLUMN = "_loss"  # per-sample loss carried by internal frames; never written to a TSV
 KEYS = ["participant_id", "session_id"]
-PLURAL = {"image": "images", "patch": "patches"}
+PLURAL = {"image": "images", "patch": "patches", "roi": "regions", "slice": "slices"}
 
 
 class NonFiniteOutputs(InputError):
@@ -58,8 +58,8 @@ class NonFiniteOutputs(InputError):
 
 
 def mode_of(dataset: Dataset) -> str:
-    """'patch' for a patch dataset (it has `n_patches`), 'image' otherwise."""
-    return "patch" if hasattr(dataset, "n_patches") else "image"
+    """The items' mode: 'image', 'patch', 'roi' or 'slice' (the datasets' `mode`; 'image' otherwise)."""
+    return str(getattr(dataset, "mode", "image"))
 
 
 def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:

@@ -40,10 +40,12 @@ def preprocessing_record(
     prepare_dl: bool,
     patch: tuple[int, int] | None = None,
     preprocessing: str = "t1-linear",
+    mode_settings: dict | None = None,
 ) -> dict:
     """ClinicaDL's record of how the tensors were made: the content of `tensor_extraction/
     extract_<mode>.json`, and the `preprocessing_dict` of maps.json of a model trained on them.
-    `prepare_dl`: whether ClinicaDL reads each part from its own file; `patch`: (size, stride).
+    `prepare_dl`: whether ClinicaDL reads each part from its own file; `patch`: (size, stride);
+    `mode_settings`: the roi or slice keys, with ClinicaDL's names (`roi_list`, `slice_direction`, ...).
 
     >>> preprocessing_record("image", uncropped=True, prepare_dl=False)["file_type"]["pattern"]
     '*space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz'
@@ -62,7 +64,54 @@ def preprocessing_record(
     }
     if patch is not None:
         record.update(patch_size=patch[0], stride_size=patch[1])
+    record.update(mode_settings or {})
     return record
+
+
+# ClinicaDL's template and mask-name pattern of the ROI masks of each preprocessing
+# (prepare_data_utils.TEMPLATE_DICT, PATTERN_DICT); `custom` gives its own.
+ROI_TEMPLATES = dict.fromkeys(("t1-linear", "pet-linear", "flair-linear"), "MNI152NLin2009cSym")
+ROI_MASK_PATTERNS = dict.fromkeys(("t1-linear", "pet-linear", "flair-linear"), "res-1x1x1")
+
+
+def roi_mask_glob(pattern: str, roi: str) -> str:
+    """The glob ClinicaDL's find_mask_path looks for in `masks/tpl-<template>/`.
+
+    >>> roi_mask_glob("res-1x1x1", "leftHippocampus")
+    '*res-1x1x1*_roi-leftHippocampus_mask.nii*'
+    """
+    return f"*{pattern}*_roi-{roi}_mask.nii*"
+
+
+def roi_output_pattern(mask_name: str, crop_output: bool) -> str:
+    """ClinicaDL's compute_output_pattern: the region's part of a ROI tensor name, from its mask's name
+    (`desc-Crop` of a cropped-image mask becomes `desc-CropRoi` when the region is cropped to its box,
+    `desc-CropImage` when not; a mask without it gets `desc-CropRoi` when cropped).
+
+    >>> roi_output_pattern("tpl-MNI152NLin2009cSym_desc-Crop_res-1x1x1_roi-left_mask.nii.gz", True)
+    'space-MNI152NLin2009cSym_desc-CropRoi_res-1x1x1_roi-left'
+    """
+    parts = mask_name.split("_")
+    template, roi = parts[0].split("-")[1], parts[-2].split("-")[1]
+    descriptors = parts[1:-2]
+    if "desc-Crop" in descriptors:
+        descriptors = [d for d in descriptors if d != "desc-Crop"]
+        descriptors = ["desc-CropRoi" if crop_output else "desc-CropImage", *descriptors]
+    elif crop_output:
+        descriptors = ["desc-CropRoi", *descriptors]
+    middle = "_".join(descriptors)
+    return f"space-{template}_{middle}_roi-{roi}" if middle else f"space-{template}_roi-{roi}"
+
+
+def roi_tensor_name(image_name: str, mask_name: str, uncropped_roi: bool) -> str:
+    """ClinicaDL's extract_roi_path: `<sub>_<ses>[_T1w]_<roi_output_pattern>_<suffix>.pt` from the
+    image's file name (NIfTI or tensor) and the mask's."""
+    words = image_name.split("_")
+    prefix = "_".join(words[:3])
+    if not prefix.endswith("_T1w"):
+        prefix = "_".join(words[:2])
+    suffix = words[-1].split(".")[0]
+    return f"{prefix}_{roi_output_pattern(mask_name, not uncropped_roi)}_{suffix}.pt"
 
 
 def _insert_before_last_t1w(stem: str, insert: str) -> str:
@@ -107,6 +156,26 @@ class CapsLayout:
     def mask(self, region: str) -> Path:
         """The atrophy-region mask of a generated CAPS, `masks/<region>.nii.gz`."""
         return self.masks_dir / f"{region}.nii.gz"
+
+    def roi_masks_dir(self, template: str) -> Path:
+        """Where ClinicaDL looks for the ROI masks of a template: `masks/tpl-<template>/`."""
+        return self.masks_dir / f"tpl-{template}"
+
+    def find_roi_mask(self, template: str, pattern: str, roi: str, cropped: bool | None) -> Path | None:
+        """ClinicaDL's find_mask_path: the first (by name) file of `roi_masks_dir(template)` matching
+        `roi_mask_glob`, with `_desc-Crop_` in its name for a cropped image, without for an uncropped
+        one (`cropped` None: either); None when there is none."""
+        folder = self.roi_masks_dir(template)
+        found = sorted(folder.glob(roi_mask_glob(pattern, roi))) if folder.is_dir() else []
+        if cropped is not None:
+            found = [m for m in found if ("_desc-Crop_" in m.name) == cropped]
+        return found[0] if found else None
+
+    def roi_mask_name(self, template: str, pattern: str, roi: str, cropped: bool) -> str:
+        """The name neuroexec's generator gives a ROI mask (one ClinicaDL finds):
+        `tpl-<template>[_desc-Crop]_<pattern>_roi-<roi>_mask.nii.gz`."""
+        crop = "_desc-Crop" if cropped else ""
+        return f"tpl-{template}{crop}_{pattern}_roi-{roi}_mask.nii.gz"
 
     # --- NIfTI images ----------------------------------------------------------------------------
     def session_dir(self, participant: str, session: str) -> Path:
@@ -179,6 +248,14 @@ class CapsLayout:
         name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patch-{index}")
         return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
 
+    def roi_tensor(
+        self, participant: str, session: str, mask: Path, uncropped_roi: bool, uncropped: bool = False
+    ) -> Path:
+        """ClinicaDL's file of one region of a session, in `roi_based/t1_linear/` (roi_tensor_name)."""
+        stem = self.image_stem(participant, session, uncropped)
+        name = roi_tensor_name(f"{stem}.nii.gz", Path(mask).name, uncropped_roi)
+        return self.tensor_dir(participant, session, "roi") / name
+
     @staticmethod
     def sibling_patch(first: Path, index: int) -> Path:
         """The file of patch `index` beside ClinicaDL's file of patch 0 (`..._patch-0_T1w.pt`), without
@@ -194,6 +271,24 @@ class CapsLayout:
         stem = self.image_stem(participant, session, uncropped)
         name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patches")
         return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
+
+    def slice_tensor(
+        self, participant: str, session: str, axis: str, channel: str, index: int, uncropped: bool = False
+    ) -> Path:
+        """ClinicaDL's one-file-per-slice name (extract_slice_path), in `slice_based/`:
+        `<stem minus _T1w>_axis-<sag|cor|axi>_channel-<rgb|single>_slice-<index>_T1w.pt`."""
+        stem = self.image_stem(participant, session, uncropped)
+        name = _insert_before_last_t1w(stem, f"_axis-{axis}_channel-{channel}_slice-{index}")
+        return self.tensor_dir(participant, session, "slice") / f"{name}.pt"
+
+    def slice_bundle(
+        self, participant: str, session: str, axis: str, channel: str, uncropped: bool = False
+    ) -> Path:
+        """neuroexec's one file per image and axis: every slice of the axis in one contiguous tensor
+        [n, C, H, W], named `<stem minus _T1w>_axis-<axis>_channel-<channel>_slices_T1w.pt`."""
+        stem = self.image_stem(participant, session, uncropped)
+        name = _insert_before_last_t1w(stem, f"_axis-{axis}_channel-{channel}_slices")
+        return self.tensor_dir(participant, session, "slice") / f"{name}.pt"
 
     # --- extraction records ----------------------------------------------------------------------
     @property

@@ -94,7 +94,11 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
 
 
 class _CapsItems(Dataset):
-    """What image and patch datasets share: rows, labels, CAPS layouts."""
+    """What the datasets of every mode share: rows, labels, CAPS layouts. `mode` names the items
+    ('image', 'patch', 'roi', 'slice'); `n_parts` is the number of items per image."""
+
+    mode = "image"
+    n_parts = 1
 
     def __init__(
         self,
@@ -301,9 +305,16 @@ class PatchDataset(_CapsItems):
         """Drop the memory maps this dataset holds open (the next read opens them again)."""
         self._open.clear()
 
+    mode = "patch"
+
     @property
     def n_patches(self) -> int:
         return self._n
+
+    @property
+    def n_parts(self) -> int:
+        """Items per image: the patches, or 1 with `patch_index` (one network per patch)."""
+        return 1 if self.patch_index is not None else self._n
 
     @property
     def input_size(self) -> list[int]:

@@ -28,6 +28,7 @@ from neuroexec.data.synthetic import generated_mask
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
 from neuroexec.inference.figure import save_saliency_figure
+from neuroexec.inference.fold import PartPlace, fold_parts, part_affine, part_volume
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
@@ -35,7 +36,6 @@ from neuroexec.inference.model_io import (
     load_model,
     nifti_geometry,
     output_size_of,
-    patch_affine,
     source_nifti,
     uncropped_of,
 )
@@ -275,40 +275,28 @@ def _write_maps(
     input (3D numpy) — folded back from the patches for a patch model (with the step's `kernels`)."""
     interp, maps = task.interpretation, task.maps
     where = (task.split, task.metric, task.group.name, interp.name)
-    size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
+    mode = info.extract_mode
+    place = PartPlace(kernels, next(iter(group_caps(task, info).values())), uncropped_of(task, info))
     for k, state in sorted(acc.maps.items()):
-        place = affine if info.mode != "patch" else patch_affine(affine, image_shape, size, stride, k)
+        part_place = part_affine(mode, affine, image_shape, k, place)
         mean_path, std_path = maps.mean_map(*where, info.mode, k), maps.std_map(*where, info.mode, k)
         mean, std = state.mean().cpu(), state.std().cpu()
         atomic.save_torch(mean_path, mean.clone())
         atomic.save_torch(std_path, std.clone())
         mean_nifti = maps.mean_map(*where, info.mode, k, "nii.gz")
         std_nifti = maps.std_map(*where, info.mode, k, "nii.gz")
-        atomic.save_nifti(mean_nifti, mean.reshape(mean.shape[-3:]).numpy(), place)
-        atomic.save_nifti(std_nifti, std.reshape(std.shape[-3:]).numpy(), place)
-    if info.mode != "patch":
+        atomic.save_nifti(mean_nifti, part_volume(mode, mean), part_place)
+        atomic.save_nifti(std_nifti, part_volume(mode, std), part_place)
+    if not mode.has_parts:
         return _volume(acc.maps[0].mean()), _volume(acc.inputs[0].mean())
-    whole_map = _fold({k: s.mean() for k, s in acc.maps.items()}, image_shape, size, stride, kernels)
-    whole_input = _fold({k: s.mean() for k, s in acc.inputs.items()}, image_shape, size, stride, kernels)
+    whole_map = fold_parts(mode, {k: s.mean() for k, s in acc.maps.items()}, image_shape, place)
+    whole_input = fold_parts(mode, {k: s.mean() for k, s in acc.inputs.items()}, image_shape, place)
     atomic.save_nifti(maps.mean_map(*where, "image", 0, "nii.gz"), whole_map, affine)
     return whole_map, whole_input
 
 
 def _volume(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().reshape(t.shape[-3:]).numpy()
-
-
-def _fold(
-    means: dict[int, torch.Tensor], image_shape, size: int, stride: int, kernels: Kernels
-) -> np.ndarray:
-    """Per-patch-index means -> one image (overlaps averaged; patch indices never selected are zeros)."""
-    n = int(np.prod(ops.patch_grid(tuple(image_shape), size, stride)))
-    first = next(iter(means.values()))
-    patches = torch.zeros((n, *first.shape), dtype=torch.float32, device=first.device)
-    for k, mean in means.items():
-        patches[k] = mean
-    folded = ops.fold_patches(patches, (1, first.shape[0], *image_shape), size, stride, kernels=kernels)
-    return _volume(folded[0])
 
 
 def _load_mask(task: GroupTask, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndarray | None]:

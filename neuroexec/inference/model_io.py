@@ -40,6 +40,12 @@ def input_size_of(info: MapsInfo) -> tuple[int, ...]:
     if info.mode == "patch" and info.patch_size:
         size = int(info.patch_size)
         return (1, size, size, size)
+    if info.mode == "slice":
+        raise InputError(
+            MapsLayout(info.root).maps_json,
+            "input_size is missing: a slice model's input size depends on the images (C, H, W)",
+            field="input_size",
+        )
     raise InputError(
         MapsLayout(info.root).maps_json,
         "input_size is missing: cannot rebuild the network",
@@ -169,22 +175,12 @@ def nifti_geometry(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     return np.asarray(image.affine, dtype=np.float64), tuple(int(s) for s in image.shape[:3])
 
 
-def patch_affine(
-    affine: np.ndarray, image_shape: tuple[int, ...], size: int, stride: int, index: int
-) -> np.ndarray:
-    """Affine of patch `index` (C order over the patch grid): the image affine moved to the patch origin."""
-    from neuroexec import ops
-
-    _, n_h, n_w = ops.patch_grid(tuple(image_shape), size, stride)
-    origin = np.array([index // (n_h * n_w), (index // n_w) % n_h, index % n_w], dtype=np.float64) * stride
-    moved = np.array(affine, dtype=np.float64, copy=True)
-    moved[:3, 3] = affine[:3, :3] @ origin + affine[:3, 3]
-    return moved
-
-
-def group_dataset(task: GroupTask, info: MapsInfo, frame: pd.DataFrame, label: str | None):
-    """The group's items (image or patch mode per the model) read from the extracted tensors."""
-    from neuroexec.data import datasets
+def group_dataset(
+    task: GroupTask, info: MapsInfo, frame: pd.DataFrame, label: str | None, part_index: int | None = None
+):
+    """The group's items in the model's mode, read from the extracted tensors (`part_index`: that part
+    of each image only, for network `part_index` of a multi-network model)."""
+    from neuroexec.data.mode_datasets import mode_dataset
 
     caps = group_caps(task, info)
     # Items normalised as the model saw them in training (each image, or each patch).
@@ -195,14 +191,19 @@ def group_dataset(task: GroupTask, info: MapsInfo, frame: pd.DataFrame, label: s
         uncropped=uncropped_of(task, info),
         normalize=info.normalize,
     )
-    if info.mode == "patch":
-        stride = int(info.stride_size or info.patch_size)
-        return datasets.PatchDataset(frame, caps, size=int(info.patch_size), stride=stride, **common)
-    if info.mode != "image":
+    if info.mode not in ("image", "patch", "roi", "slice"):
         raise InputError(
-            MapsLayout(info.root).maps_json, f"mode '{info.mode}' is not supported (image or patch)", "mode"
+            MapsLayout(info.root).maps_json,
+            f"mode '{info.mode}' is not supported (image, patch, roi or slice)",
+            "mode",
         )
-    return datasets.ImageDataset(frame, caps, **common)
+    if info.mode == "patch" and not info.patch_size:
+        raise InputError(MapsLayout(info.root).maps_json, "patch mode without patch_size", "patch_size")
+    if info.mode == "roi" and not info.roi_list:
+        raise InputError(MapsLayout(info.root).maps_json, "roi mode without roi_list", "roi_list")
+    return mode_dataset(
+        info.extract_mode, frame, caps, discarded=info.discarded_slices, part_index=part_index, **common
+    )
 
 
 def label_column(task: GroupTask, info: MapsInfo) -> str | None:

@@ -32,7 +32,7 @@ def describe(
         f"Prediction of data group '{task.group.name}' ({_dt.datetime.now().isoformat(timespec='seconds')})",
         f"model: {best_model_file(task.model.maps, task.split, task.metric)}",
         f"  architecture {info.architecture}, task {info.task}, mode {info.mode}"
-        + (f", patch size {info.patch_size}, stride {info.stride_size}" if info.mode == "patch" else ""),
+        + (f" ({info.extract_mode})" if info.extract_mode.has_parts else ""),
         f"  split {task.split}, selection metric {task.metric}",
         f"data: {n_images} image(s)" + (f", {n_items} {info.mode}(s)" if n_items != n_images else ""),
         f"  CAPS {caps}",
@@ -67,9 +67,9 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         model_file=best_model_file(task.model.maps, task.split, task.metric),
     )  # fmt: skip
     weights = None
-    if info.mode == "patch" and info.task == "classification":
-        # soft voting weighs each patch index by its validation accuracy: the validation results must exist
-        weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric)
+    if info.extract_mode.has_parts and info.task == "classification":
+        # soft voting weighs each part index by its validation accuracy: the validation results must exist
+        weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric, info.mode)
     n_classes = output_size_of(info) if info.task == "classification" else 0
     text = describe(task, info, len(frame), len(dataset), label, settings)
     results = evaluation.ResultSet(

@@ -1,8 +1,8 @@
 """`save-tensors`: the input and output tensors of every item of a data group, and optionally NIfTIs.
 
-    tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch mode: per patch)
+    tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch, roi, slice: per part)
     nifti_images/<sub>_<ses>_image_input.nii.gz, _output.nii.gz   (nifti = true; 3D, source affine;
-                                                                   patch models: patches folded back)
+                                                                   part models: parts folded back)
 
 Each tensor is saved as its own clone, so a file never carries the storage of the whole batch. The
 output NIfTI exists only when the output has the input's shape (reconstruction models).
@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neuroexec import atomic, ops
-from neuroexec.context import Kernels, RunContext
+from neuroexec import atomic
+from neuroexec.context import RunContext
 from neuroexec.evaluation import autocast, make_loader
+from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.inference.fold import PartPlace, fold_parts
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
@@ -28,7 +30,7 @@ from neuroexec.inference.task import GroupTask, group_participants
 
 
 class _Folder:
-    """Collects the patches of one image (they come in order, possibly across batches) and hands the
+    """Collects the parts of one image (they come in order, possibly across batches) and hands the
     whole image back once all `n` are in."""
 
     def __init__(self, n: int):
@@ -43,16 +45,11 @@ class _Folder:
         return len(self.inputs) == self.n
 
     def fold(
-        self, image_shape, size: int, stride: int, kernels: Kernels
+        self, mode: ExtractionMode, image_shape, place: PartPlace
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        def one(parts: dict[int, torch.Tensor]) -> np.ndarray:
-            stacked = torch.stack([parts[k] for k in range(self.n)]).float()
-            folded = ops.fold_patches(
-                stacked, (1, stacked.shape[1], *image_shape), size, stride, kernels=kernels
-            )
-            return folded[0, 0].cpu().numpy()
-
-        return one(self.inputs), (one(self.outputs) if len(self.outputs) == self.n else None)
+        inputs = fold_parts(mode, self.inputs, image_shape, place)
+        complete = len(self.outputs) == self.n
+        return inputs, (fold_parts(mode, self.outputs, image_shape, place) if complete else None)
 
 
 def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
@@ -71,8 +68,9 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     dataset = group_dataset(task, info, frame, None)
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
     caps, uncropped = group_caps(task, info), uncropped_of(task, info)
-    per_image = int(getattr(dataset, "n_patches", 1)) if info.mode == "patch" else 1
-    size, stride = int(info.patch_size or 0), int(info.stride_size or info.patch_size or 0)
+    mode = info.extract_mode
+    per_image = int(getattr(dataset, "n_parts", 1))
+    place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
     loader = make_loader(dataset, settings)
 
@@ -99,16 +97,17 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                     f"outputs of shape {tuple(y.shape)} are not images: only input NIfTIs are written"
                 )
                 warned = True
-            if info.mode != "patch":
+            if not mode.has_parts:
                 affine, _ = nifti_geometry(source_nifti(row, caps, uncropped))
                 volume_in = x.reshape(x.shape[-3:]).numpy()
                 volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
             else:
-                folder = folder if folder is not None and k != 0 else _Folder(per_image)
+                first = position % per_image == 1 or per_image == 1
+                folder = folder if folder is not None and not first else _Folder(per_image)
                 if not folder.add(k, x, y if same else None):
                     continue
                 affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped))
-                volume_in, volume_out = folder.fold(image_shape, size, stride, settings.kernels)
+                volume_in, volume_out = folder.fold(mode, image_shape, place)
                 folder = None
             atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)
             niftis += 1

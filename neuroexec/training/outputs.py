@@ -145,10 +145,31 @@ def _optimizer_keys(t: Train) -> dict:
 
 def _preprocessing_dict(model: Model, dataset: Dataset) -> dict:
     patch = (model.patch.size, model.patch.stride) if model.mode == "patch" else None
-    # Patch mode: ClinicaDL reads one file per patch only from the "clinicadl" layout; from bundles
-    # (whose CAPS also hold the image tensors) it cuts the patches from the image, as neuroexec can.
-    prepare_dl = model.mode != "patch" or dataset.patch_layout == "clinicadl"
-    return preprocessing_record(model.mode, dataset.uncropped, prepare_dl, patch, dataset.preprocessing)
+    # ClinicaDL reads one file per part only where neuroexec writes ClinicaDL's files: regions always,
+    # patches and slices with the "clinicadl" layout; from bundles (whose CAPS also hold the image
+    # tensors) it cuts the parts from the image, as neuroexec can.
+    prepare_dl = model.mode in ("image", "roi") or dataset.patch_layout == "clinicadl"
+    return preprocessing_record(
+        model.mode, dataset.uncropped, prepare_dl, patch, dataset.preprocessing, mode_settings(model)
+    )
+
+
+def mode_settings(model: Model) -> dict:
+    """The roi or slice settings of a model under ClinicaDL's preprocessing_dict names."""
+    if model.mode == "roi" and model.roi is not None:
+        return {
+            "roi_list": list(model.roi.names),
+            "uncropped_roi": model.roi.uncropped,
+            "roi_custom_template": model.roi.custom_template or "",
+            "roi_custom_mask_pattern": model.roi.custom_mask_pattern or "",
+        }
+    if model.mode == "slice" and model.slice is not None:
+        return {
+            "slice_direction": model.slice.direction,
+            "slice_mode": model.slice.mode,
+            "discarded_slices": list(model.slice.discarded),
+        }
+    return {}
 
 
 def trained_diagnoses(model, label_code: dict | None) -> list[str]:

@@ -16,7 +16,8 @@ import torch.distributed as dist
 from torch import nn
 
 from neuroexec import distributed
-from neuroexec.data.datasets import ImageDataset, PatchDataset
+from neuroexec.data.datasets import ImageDataset
+from neuroexec.data.mode_datasets import mode_dataset
 from neuroexec.data.participants import encode_labels
 from neuroexec.data.shared_cache import share_images
 from neuroexec.errors import DeviceError, InputError, NeuroexecError
@@ -64,24 +65,29 @@ def make_dataset(
     cache: bool = False,
     warn: Callable[[str], None] | None = None,
     processes: int = 1,
-) -> ImageDataset | PatchDataset:
-    """The torch dataset of one participants frame (image or patch mode). `cache` (image mode) reads
+    part_index: int | None = None,
+) -> torch.utils.data.Dataset:
+    """The torch dataset of one participants frame, in the model's mode (`data/mode_datasets.py`);
+    `part_index`: that part of each image only (one network per part). `cache` (image mode) reads
     the images into memory now when they fit (`preload`) in this process's share of the memory, one of
     `processes` training processes on this machine; patch mode reads memory-mapped bundles."""
     caps = {c.name: c.caps for c in ds.cohorts}
     label = model.label if model.task != "reconstruction" else None
     common = dict(label=label, label_code=label_code, task=model.task, uncropped=ds.uncropped)
-    if model.mode == "patch":
-        patch = model.patch
-        if patch is None:
-            raise NeuroexecError(f"models.{model.name}: mode 'patch' needs patch = {{ size, stride }}")
-        return PatchDataset(
-            frame, caps, size=patch.size, stride=patch.stride, normalize=ds.normalize, **common
-        )
-    if model.mode != "image":
-        raise NeuroexecError(f"models.{model.name}: mode {model.mode!r} is not supported (image or patch)")
-    dataset = ImageDataset(frame, caps, cache=cache, normalize=ds.normalize, **common)
-    if cache:
+    if model.mode == "patch" and model.patch is None:
+        raise NeuroexecError(f"models.{model.name}: mode 'patch' needs patch = {{ size, stride }}")
+    discarded = model.slice.discarded if model.slice is not None else (0, 0)
+    dataset = mode_dataset(
+        model.extract_mode,
+        frame,
+        caps,
+        discarded=discarded,
+        part_index=part_index,
+        cache=cache and model.mode == "image",
+        normalize=ds.normalize,
+        **common,
+    )
+    if cache and model.mode == "image":
         preload(dataset, warn=warn, processes=processes)
     return dataset
 

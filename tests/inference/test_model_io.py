@@ -10,7 +10,9 @@ import torch
 from inference_bench import SHAPE, write_maps
 
 from neuroexec.errors import InputError
-from neuroexec.inference.model_io import load_model, patch_affine
+from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.inference.fold import PartPlace, part_affine
+from neuroexec.inference.model_io import load_model
 from neuroexec.maps.layout import MapsLayout
 
 
@@ -49,7 +51,7 @@ def test_weights_for_another_input_size_are_refused(tmp_path):
 def test_patch_affine_moves_the_origin_to_the_patch_corner():
     affine = np.array([[2.0, 0, 0, -10], [0, 3.0, 0, -20], [0, 0, 4.0, -30], [0, 0, 0, 1]])
     # image 12 x 14 x 12, patches of 6 every 6 -> grid 2 x 2 x 2; patch 5 = (1, 0, 1)
-    moved = patch_affine(affine, (12, 14, 12), 6, 6, 5)
+    moved = part_affine(ExtractionMode.patch(6, 6), affine, (12, 14, 12), 5, PartPlace())
     np.testing.assert_allclose(moved[:3, 3], [-10 + 2 * 6, -20, -30 + 4 * 6])
     np.testing.assert_allclose(moved[:3, :3], affine[:3, :3])
 
