@@ -44,7 +44,9 @@ from neuroexec.data.extract_manifest import (
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
+from neuroexec.data.slice_extract import SliceCut, extract_slices_to, slice_count, slice_outputs, slice_record
 from neuroexec.errors import InputError
+from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.plan.fingerprint import content_hash
 
 _MANIFEST_EVERY_S = 2.0
@@ -116,11 +118,20 @@ def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | No
     size, stride, uncropped = plan.size, plan.stride, plan.uncropped
     if plan.mode == "image":
         return (caps.image_tensor(p, s, uncropped),)
+    if plan.mode == "slice":  # bundles: the image tensor too, which ClinicaDL cuts slices from
+        image = (caps.image_tensor(p, s, uncropped),) if plan.layout == "bundle" else ()
+        return image + slice_outputs(caps, p, s, slice_cut(plan), n)
     if plan.layout == "bundle":  # the image tensor too: ClinicaDL (prepare_dl = false) cuts patches from it
         return (caps.image_tensor(p, s, uncropped), caps.patch_bundle(p, s, size, stride, uncropped))
     if n is None:  # unknown count (shape not recorded yet): patch 0 stands for the set
         return (caps.patch_tensor(p, s, size, stride, 0, uncropped),)
     return tuple(caps.patch_tensor(p, s, size, stride, k, uncropped) for k in range(n))
+
+
+def slice_cut(plan: ExtractionPlan, normalize: bool = False) -> SliceCut:
+    """How a slice extraction cuts and writes its slices (direction, rgb/single, layout)."""
+    mode = plan.extraction
+    return SliceCut(mode.direction, mode.slice_mode, plan.layout, plan.uncropped, normalize)
 
 
 def patch_normalization(normalize: bool) -> str:
@@ -149,6 +160,7 @@ def plan_extraction(
     stride: int | None = None,
     layout: str = "bundle",
     normalize: bool | None = None,
+    extraction: ExtractionMode | None = None,
 ) -> ExtractionPlan:
     """Decide, per (participant, session), whether its tensors must be (re-)extracted. `normalize`
     None ignores the recorded normalisation when judging (a plan shown before the value is known).
@@ -160,14 +172,16 @@ def plan_extraction(
     >>> [item.reason for item in plan_extraction(frame, data.caps_dir, "patch", size=10, stride=10).items]
     ['missing', 'missing', 'missing', 'missing']
     """
-    if mode not in ("image", "patch"):
-        raise InputError(None, f"extraction mode {mode!r} is not supported (image or patch)", "mode")
+    if mode not in ("image", "patch", "slice"):
+        raise InputError(None, f"extraction mode {mode!r} is not supported (image, patch or slice)", "mode")
+    if mode == "slice" and (extraction is None or not extraction.is_slice):
+        raise InputError(None, "slice extraction needs the slice mode (direction, rgb or single)", "mode")
     if mode == "patch" and (size is None or stride is None):
         raise InputError(None, "patch extraction needs a patch size and a stride", "mode")
     if layout not in LAYOUTS:
         raise InputError(None, f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", "layout")
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
-    plan = ExtractionPlan(mode, uncropped, size, stride, layout, caps_by_cohort)
+    plan = ExtractionPlan(mode, uncropped, size, stride, layout, caps_by_cohort, extraction=extraction)
     manifests = {c: read_manifest(CapsLayout(p).manifest_json(mode)) for c, p in caps_by_cohort.items()}
     missing_images = []
     for row in frame.to_dict("records"):
@@ -184,6 +198,9 @@ def plan_extraction(
         if mode == "patch" and layout == "clinicadl":
             first = entries.get(manifest_key(caps, caps.patch_tensor(p, s, size, stride, 0, uncropped)), {})
             n = first.get("n_patches")
+        if mode == "slice" and layout == "clinicadl":
+            first = entries.get(manifest_key(caps, slice_outputs(caps, p, s, slice_cut(plan), None)[0]), {})
+            n = first.get("n_slices")
         outputs = _outputs(caps, p, s, plan, n)
         plan.items.append(
             ExtractionItem(
@@ -221,6 +238,8 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
 def extract_json_content(plan: ExtractionPlan) -> dict:
     """ClinicaDL's `extract_<mode>.json` for this extraction."""
     # ClinicaDL's prepare_dl: whether patches were saved one per file (else cut from the image tensor)
+    if plan.mode == "slice":
+        return slice_record(slice_cut(plan))
     prepare_dl = plan.mode == "patch" and plan.layout == "clinicadl"
     patch = (plan.size, plan.stride) if plan.mode == "patch" else None
     return preprocessing_record(plan.mode, plan.uncropped, prepare_dl, patch)
@@ -317,13 +336,18 @@ class _Extractor:
         if plan.mode == "patch":
             n = int(np.prod(patch_counts(image.shape, plan.size, plan.stride)))
             outputs += self._patches(caps, item, image, n)
+        if plan.mode == "slice":
+            n = slice_count(image.shape, plan.extraction.direction)
+            cut = slice_cut(plan, self.normalize)
+            outputs += extract_slices_to(image, caps, item.participant, item.session, cut)
         record = {
             "nifti": manifest_key(caps, item.nifti),
             "mtime_ns": st.st_mtime_ns,
             "size": st.st_size,
             "sha256": content_hash(item.nifti),
             "shape": list(image.shape[1:]),
-            "n_patches": n,
+            "n_patches": n if plan.mode == "patch" else None,
+            "n_slices": n if plan.mode == "slice" else None,
             "params": _params(plan, self.normalize),
         }
         return outputs, record

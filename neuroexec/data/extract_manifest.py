@@ -95,6 +95,11 @@ def unrecorded_tensors(plan: ExtractionPlan) -> list[Path]:
             if first.exists() and manifest_key(caps, first) not in owned[item.cohort]:
                 found += _patch_files(caps, item, plan)
             continue
+        if plan.mode == "slice" and plan.layout == "clinicadl":  # any slice index ClinicaDL wrote
+            found += [
+                f for f in _slice_files(item.outputs[0]) if manifest_key(caps, f) not in owned[item.cohort]
+            ]
+            continue
         found += [o for o in item.outputs if o.exists() and manifest_key(caps, o) not in owned[item.cohort]]
     return found
 
@@ -108,6 +113,21 @@ def _patch_files(caps: CapsLayout, item: ExtractionItem, plan: ExtractionPlan) -
             return files
         files.append(path)
     return files
+
+
+def _slice_files(first: Path) -> list[Path]:
+    """The one-file-per-slice tensors beside slice 0's file (`..._slice-0_T1w.pt`) of the same axis and
+    channels, whatever their indices (ClinicaDL leaves out the slices it discards)."""
+    head, tail = first.name.rsplit("_slice-0", 1)
+    if not first.parent.is_dir():
+        return []
+    return sorted(
+        p
+        for p in first.parent.iterdir()
+        if p.name.startswith(f"{head}_slice-")
+        and p.name.endswith(tail)
+        and p.name[len(head) + 7 : len(p.name) - len(tail)].isdigit()
+    )
 
 
 def unrecorded_extract_json(plan: ExtractionPlan, wanted: dict) -> list[Path]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from neuroexec.extraction_mode import ExtractionMode
+
 
 @dataclass(frozen=True)
 class ExtractionItem:
@@ -29,6 +31,7 @@ class ExtractionPlan:
     layout: str
     caps: dict[str, Path]
     items: list[ExtractionItem] = field(default_factory=list)
+    extraction: ExtractionMode | None = None  # the whole mode, with its roi or slice settings
 
     @property
     def todo(self) -> list[ExtractionItem]:

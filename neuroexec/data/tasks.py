@@ -68,8 +68,10 @@ class ExtractTask:
             "normalize": ds.normalize,
             "uncropped": ds.uncropped,
             "preprocessing": ds.preprocessing,
-            "patch_layout": ds.patch_layout if mode.is_patch else None,
+            "patch_layout": ds.patch_layout if mode.is_patch or mode.is_slice else None,
         }
+        if mode.is_slice:  # every slice of the axis: `discarded` is read at training time
+            config.update(slice_direction=mode.direction, slice_mode=mode.slice_mode)
         if mode.is_patch:  # patches are min-max normalised one by one, as ClinicaDL feeds them (a
             # change of what the network sees: models trained on earlier bundles are planned again)
             config["patch_normalization"] = patch_normalization(ds.normalize)
@@ -104,6 +106,7 @@ class ExtractTask:
             stride=mode.stride,
             layout=ds.patch_layout,
             normalize=ds.normalize,
+            extraction=mode,
         )
 
     def outputs(self) -> list[Path]:

@@ -125,8 +125,23 @@ def outputs(step: Step) -> list[Path]:
     return task.outputs()
 
 
+def check(step: Step) -> str | None:
+    """Plan-time refusal of a slice model whose discarded slices leave none of the axis."""
+    from neuroexec.data.slice_extract import discarded_refusal
+
+    task: TrainTask = step.payload
+    return discarded_refusal(task.model, task.dataset)
+
+
 register(
     StepKind(
-        name="train", expand=expand, run=run, distributed=True, outputs=outputs, resumes=resumes, notes=notes
+        name="train",
+        expand=expand,
+        run=run,
+        check=check,
+        distributed=True,
+        outputs=outputs,
+        resumes=resumes,
+        notes=notes,
     )
 )

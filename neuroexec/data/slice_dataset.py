@@ -1,0 +1,187 @@
+"""2D slices of extracted images: (image, slice) pairs, ClinicaDL's CapsDatasetSlice.
+
+The slices of one axis are read from neuroexec's per-image bundle (memory-mapped), else from ClinicaDL's
+one file per slice, else cut from the image tensor (ClinicaDL's prepare_dl = false). The slices a model
+discards at both ends are left out here, not at extraction: item k of an image is slice `discarded[0] + k`
+(ClinicaDL's `slice_id`, the item's `mode_id`). An item is a function of its index alone.
+
+    >>> from neuroexec.data.extract import plan_extraction, run_extraction
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset
+    >>> from neuroexec.extraction_mode import ExtractionMode
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=2, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> mode = ExtractionMode.slice(2, "rgb")
+    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, "slice", extraction=mode), normalize=True)
+    >>> slices = SliceDataset(frame, data.caps_dir, direction=2, slice_mode="rgb", discarded=(3, 4))
+    >>> slices.n_parts, slices.input_size, slices[0]["mode_id"]  # 22 axial slices, 3 + 4 left out
+    (15, [3, 21, 26], 3)
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from neuroexec.data.datasets import _MAX_OPEN_MMAPS, ItemInputError, _CapsItems, load_tensor
+from neuroexec.data.intensity import minmax_item
+from neuroexec.data.slice_extract import cut_slices, slice_count, slice_range
+from neuroexec.errors import InputError
+from neuroexec.extraction_mode import ExtractionMode
+
+
+class SliceDataset(_CapsItems):
+    """(image, slice) pairs along `direction`, the slices `discarded` = (begin, end) left out; one slice
+    per image with `part_index` (network `part_index` of a multi-network model: slice begin +
+    part_index). rgb slices are three identical channels. With `normalize`, each slice is min-max
+    normalised on its own, as ClinicaDL does (bundles are extracted so already: only range-checked)."""
+
+    mode = "slice"
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        caps_by_cohort: Path | Mapping[str, Path],
+        label: str | None = None,
+        label_code: dict | None = None,
+        task: str | None = None,
+        direction: int = 2,
+        slice_mode: str = "rgb",
+        discarded: tuple[int, int] = (0, 0),
+        part_index: int | None = None,
+        uncropped: bool = False,
+        normalize: bool = False,
+    ):
+        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        self.extraction = ExtractionMode.slice(direction, slice_mode)
+        self.direction, self.slice_mode, self.normalize = direction, slice_mode, normalize
+        self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()
+        self._pid = os.getpid()
+        self.sources = [self._source(i) for i in range(len(self.participants))]
+        self._raise_missing(
+            [
+                f"{p} {s}: {self._bundle(i)}"
+                for i, (p, s, src) in enumerate(zip(self.participants, self.sessions, self.sources))
+                if src is None
+            ]
+        )
+        self.n_all, self.plane = self._geometry() if self.sources else (0, (0, 0))
+        self.indices = slice_range(self.n_all, discarded) if self.sources else range(0)
+        self.part_index = part_index
+        if part_index is not None and not 0 <= part_index < len(self.indices):
+            raise InputError(
+                None,
+                f"part_index {part_index} out of range: images have {len(self.indices)} slices once "
+                f"{tuple(discarded)} are discarded",
+                "part_index",
+            )
+
+    def _bundle(self, i: int) -> Path:
+        axis = self.extraction.axis_name
+        return self.layouts[i].slice_bundle(
+            self.participants[i], self.sessions[i], axis, self.slice_mode, self.uncropped
+        )
+
+    def _source(self, i: int) -> tuple[str, Path] | None:
+        layout, p, s = self.layouts[i], self.participants[i], self.sessions[i]
+        bundle = self._bundle(i)
+        if bundle.is_file():
+            return ("bundle", bundle)
+        first = layout.slice_tensor(p, s, self.extraction.axis_name, self.slice_mode, 0, self.uncropped)
+        if first.is_file():
+            return ("clinicadl", first)
+        image = layout.image_tensor(p, s, self.uncropped)
+        return ("image", image) if image.is_file() else None
+
+    def _geometry(self) -> tuple[int, tuple[int, int]]:
+        """(slices of the axis, (H, W) of a slice), from the first image's tensors."""
+        kind, path = self.sources[0]
+        tensor = self._mapped(path)
+        if kind == "bundle":
+            return int(tensor.shape[0]), (int(tensor.shape[-2]), int(tensor.shape[-1]))
+        if kind == "image":
+            shape = [int(v) for v in tensor.shape[-3:]]
+            n = slice_count(tuple(shape), self.direction)
+            del shape[self.direction]
+            return n, (shape[0], shape[1])
+        n = 0  # ClinicaDL's files slice-0, slice-1, ... of the first image
+        while _sibling(path, n).is_file():
+            n += 1
+        return n, (int(tensor.shape[-2]), int(tensor.shape[-1]))
+
+    def _mapped(self, path: Path) -> torch.Tensor:
+        # One memory map per file and per worker process (a forked worker opens its own).
+        if os.getpid() != self._pid:
+            self._open.clear()
+            self._pid = os.getpid()
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        tensor = load_tensor(path, mmap=True)
+        self._open[path] = tensor
+        if len(self._open) > _MAX_OPEN_MMAPS:
+            self._open.popitem(last=False)
+        return tensor
+
+    def close(self) -> None:
+        """Drop the memory maps this dataset holds open (the next read opens them again)."""
+        self._open.clear()
+
+    @property
+    def n_parts(self) -> int:
+        """Items per image: the slices left once the discarded ones are out, or 1 with `part_index`."""
+        return 1 if self.part_index is not None else len(self.indices)
+
+    @property
+    def input_size(self) -> list[int]:
+        """[C, H, W] of a slice (C = 3 for rgb)."""
+        return [self.extraction.channels, *self.plane]
+
+    def __len__(self) -> int:
+        return len(self.sources) * self.n_parts
+
+    def __getitem__(self, i: int) -> dict:
+        if self.part_index is not None:
+            image, k = i, self.part_index
+        else:
+            image, k = divmod(i, len(self.indices))
+        index = self.indices[k]
+        tensor = self.slice(image, index)  # may be a view of a mapped file: minmax_item never writes into it
+        return self._item(image, minmax_item(tensor) if self.normalize else tensor, index)
+
+    def slice(self, image: int, index: int) -> torch.Tensor:
+        """Slice `index` (ClinicaDL's numbering, discarded ones included) [C, H, W] of image `image`."""
+        kind, path = self.sources[image]
+        want = (self.extraction.channels, *self.plane)
+        if kind == "bundle":
+            bundle = self._mapped(path)
+            if tuple(bundle.shape) != (self.n_all, *want):
+                raise ItemInputError(
+                    path, f"expected a slice bundle {[self.n_all, *want]}, found {list(bundle.shape)}"
+                )
+            return bundle[index].float()
+        if kind == "clinicadl":
+            tensor = load_tensor(_sibling(path, index)).float()
+        else:
+            full = self._mapped(path)
+            if full.dim() != 4 or slice_count(tuple(full.shape), self.direction) != self.n_all:
+                raise ItemInputError(
+                    path, f"image of shape {tuple(full.shape)} has not the {self.n_all} slices of the others"
+                )
+            # the one plane, not the whole image: a view of the mapped file, cut (and copied) once
+            plane = full.narrow(self.direction + 1, index, 1)
+            tensor = cut_slices(plane, self.direction, self.slice_mode)[0].float()
+        if tuple(tensor.shape) != want:
+            raise ItemInputError(path, f"expected a slice {list(want)}, found {list(tensor.shape)}")
+        return tensor
+
+
+def _sibling(first: Path, index: int) -> Path:
+    """ClinicaDL's file of slice `index` beside its file of slice 0 (`..._slice-0_T1w.pt`)."""
+    head, tail = first.name.rsplit("_slice-0", 1)
+    return first.with_name(f"{head}_slice-{index}{tail}")
