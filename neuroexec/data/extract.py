@@ -44,6 +44,7 @@ from neuroexec.data.extract_manifest import (
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
 from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
 from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
+from neuroexec.data.roi_extract import RoiExtraction, extract_rois_to
 from neuroexec.data.slice_extract import SliceCut, extract_slices_to, slice_count, slice_outputs, slice_record
 from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
@@ -118,6 +119,9 @@ def _outputs(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, n: int | No
     size, stride, uncropped = plan.size, plan.stride, plan.uncropped
     if plan.mode == "image":
         return (caps.image_tensor(p, s, uncropped),)
+    if plan.mode == "roi":  # ClinicaDL's one file per region
+        masks, uncropped_roi = plan.masks[cohort_of_caps(plan, caps)], plan.roi.mode.uncropped_roi
+        return tuple(caps.roi_tensor(p, s, m, uncropped_roi, uncropped) for m in masks.paths)
     if plan.mode == "slice":  # bundles: the image tensor too, which ClinicaDL cuts slices from
         image = (caps.image_tensor(p, s, uncropped),) if plan.layout == "bundle" else ()
         return image + slice_outputs(caps, p, s, slice_cut(plan), n)
@@ -139,8 +143,14 @@ def patch_normalization(normalize: bool) -> str:
     return "each patch" if normalize else "none"
 
 
-def _params(plan: ExtractionPlan, normalize: bool | None) -> dict:
-    """What an extracted file depends on; a None value is not compared (unknown yet, or not relevant)."""
+def cohort_of_caps(plan: ExtractionPlan, caps: CapsLayout) -> str:
+    """The cohort of the plan whose CAPS is `caps`."""
+    return next(c for c, root in plan.caps.items() if Path(root) == caps.root)
+
+
+def _params(plan: ExtractionPlan, normalize: bool | None, cohort: str | None = None) -> dict:
+    """What an extracted file depends on; a None value is not compared (unknown yet, or not relevant).
+    A region depends on its mask too (the content hashes of the cohort's masks)."""
     patches = None if plan.mode != "patch" or normalize is None else patch_normalization(normalize)
     return {
         "normalize": normalize,
@@ -148,6 +158,7 @@ def _params(plan: ExtractionPlan, normalize: bool | None) -> dict:
         "size": plan.size,
         "stride": plan.stride,
         "patch_normalization": patches,  # bundles written before per-patch normalisation are stale
+        "masks": list(plan.masks[cohort].hashes) if plan.mode == "roi" and cohort is not None else None,
     }
 
 
@@ -161,9 +172,11 @@ def plan_extraction(
     layout: str = "bundle",
     normalize: bool | None = None,
     extraction: ExtractionMode | None = None,
+    roi: RoiExtraction | None = None,
 ) -> ExtractionPlan:
     """Decide, per (participant, session), whether its tensors must be (re-)extracted. `normalize`
     None ignores the recorded normalisation when judging (a plan shown before the value is known).
+    `roi` (mode "roi"): the regions; each CAPS's masks are found and checked now (InputError).
 
     >>> from neuroexec.data.participants import load_participants
     >>> from neuroexec.data.synthetic import generate_atrophy_dataset
@@ -172,8 +185,12 @@ def plan_extraction(
     >>> [item.reason for item in plan_extraction(frame, data.caps_dir, "patch", size=10, stride=10).items]
     ['missing', 'missing', 'missing', 'missing']
     """
-    if mode not in ("image", "patch", "slice"):
-        raise InputError(None, f"extraction mode {mode!r} is not supported (image, patch or slice)", "mode")
+    if mode not in ("image", "patch", "slice", "roi"):
+        raise InputError(
+            None, f"extraction mode {mode!r} is not supported (image, patch, slice or roi)", "mode"
+        )
+    if mode == "roi" and roi is None:
+        raise InputError(None, "roi extraction needs its regions (roi.list)", "mode")
     if mode == "slice" and (extraction is None or not extraction.is_slice):
         raise InputError(None, "slice extraction needs the slice mode (direction, rgb or single)", "mode")
     if mode == "patch" and (size is None or stride is None):
@@ -181,7 +198,11 @@ def plan_extraction(
     if layout not in LAYOUTS:
         raise InputError(None, f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", "layout")
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
-    plan = ExtractionPlan(mode, uncropped, size, stride, layout, caps_by_cohort, extraction=extraction)
+    plan = ExtractionPlan(
+        mode, uncropped, size, stride, layout, caps_by_cohort, extraction=extraction, roi=roi
+    )
+    if roi is not None:
+        plan.masks.update({c: roi.masks(Path(root)) for c, root in caps_by_cohort.items()})
     manifests = {c: read_manifest(CapsLayout(p).manifest_json(mode)) for c, p in caps_by_cohort.items()}
     missing_images = []
     for row in frame.to_dict("records"):
@@ -204,7 +225,7 @@ def plan_extraction(
         outputs = _outputs(caps, p, s, plan, n)
         plan.items.append(
             ExtractionItem(
-                cohort, p, s, nifti, outputs, _reason(caps, nifti, outputs, entries, plan, normalize)
+                cohort, p, s, nifti, outputs, _reason(caps, nifti, outputs, entries, plan, normalize, cohort)
             )
         )
     if missing_images:
@@ -216,7 +237,7 @@ def plan_extraction(
     return plan
 
 
-def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, normalize) -> str:
+def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, normalize, cohort=None) -> str:
     if not all(o.exists() for o in outputs):
         return "missing"
     records = [entries.get(manifest_key(caps, o)) for o in outputs]
@@ -228,15 +249,19 @@ def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, nor
         digest = content_hash(nifti) if all(r.get("sha256") for r in records) else None
         if digest is None or any(r["sha256"] != digest for r in records):
             return "changed"
-    wanted = _params(plan, normalize)
+    wanted = _params(plan, normalize, cohort)
     for r in records:
         if any(v is not None and r.get("params", {}).get(k) != v for k, v in wanted.items()):
             return "parameters changed"
     return "up to date"
 
 
-def extract_json_content(plan: ExtractionPlan) -> dict:
-    """ClinicaDL's `extract_<mode>.json` for this extraction."""
+def extract_json_content(plan: ExtractionPlan, root: Path | None = None) -> dict:
+    """ClinicaDL's `extract_<mode>.json` for this extraction (into the CAPS `root`, the first one by
+    default: a ROI record names its masks' folder)."""
+    if plan.roi is not None:  # ClinicaDL reads each region from its own file
+        root = Path(root or next(iter(plan.caps.values())))
+        return {**preprocessing_record("roi", plan.uncropped, True), **plan.roi.record(root)}
     # ClinicaDL's prepare_dl: whether patches were saved one per file (else cut from the image tensor)
     if plan.mode == "slice":
         return slice_record(slice_cut(plan))
@@ -287,7 +312,7 @@ def run_extraction(
     finally:
         _save_manifests(plan, manifests, dirty)
     for root in plan.caps.values():
-        write_json(CapsLayout(root).extract_json(plan.mode), extract_json_content(plan))
+        write_json(CapsLayout(root).extract_json(plan.mode), extract_json_content(plan, root))
     return ExtractionCounts(extracted=len(todo), up_to_date=len(plan.items) - len(todo))
 
 
@@ -300,7 +325,7 @@ def _still_to_do(
     for item in plan.items:
         caps = CapsLayout(plan.caps[item.cohort])
         entries = manifests[item.cohort]["entries"]
-        if _reason(caps, item.nifti, item.outputs, entries, plan, normalize) == "up to date":
+        if _reason(caps, item.nifti, item.outputs, entries, plan, normalize, item.cohort) == "up to date":
             expected = (
                 expected or tuple(entries[manifest_key(caps, item.outputs[0])].get("shape") or ()) or None
             )
@@ -325,11 +350,14 @@ class _Extractor:
         """Write the tensors of `item`; returns them and the manifest record they share."""
         plan = self.plan
         st = item.nifti.stat()
-        image = load_image_array(item.nifti, self.normalize, self.expected)
+        # regions are cut from the image as it is (ClinicaDL's), then normalised one by one
+        image = load_image_array(item.nifti, self.normalize and plan.mode != "roi", self.expected)
         self.expected = self.expected or tuple(image.shape[1:])
         outputs: list[Path] = []
         n = None
-        if plan.mode == "image" or plan.layout == "bundle":
+        if plan.mode == "roi":
+            outputs += self._rois(caps, item, image)
+        if plan.mode == "image" or (plan.layout == "bundle" and plan.mode != "roi"):  # regions: files only
             path = caps.image_tensor(item.participant, item.session, plan.uncropped)
             save_torch(path, image)
             outputs.append(path)
@@ -348,9 +376,15 @@ class _Extractor:
             "shape": list(image.shape[1:]),
             "n_patches": n if plan.mode == "patch" else None,
             "n_slices": n if plan.mode == "slice" else None,
-            "params": _params(plan, self.normalize),
+            "params": _params(plan, self.normalize, item.cohort),
         }
         return outputs, record
+
+    def _rois(self, caps: CapsLayout, item: ExtractionItem, image: torch.Tensor) -> list[Path]:
+        masks, plan = self.plan.masks[item.cohort], self.plan
+        masks.check_image_shape(tuple(image.shape), item.nifti)
+        p, s = item.participant, item.session
+        return extract_rois_to(image, caps, p, s, masks, plan.roi.mode, plan.uncropped, self.normalize)
 
     def _patches(self, caps: CapsLayout, item: ExtractionItem, image: torch.Tensor, n: int) -> list[Path]:
         plan = self.plan

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from neuroexec.data.roi_extract import RoiExtraction, RoiMasks
 
 from neuroexec.extraction_mode import ExtractionMode
 
@@ -31,6 +34,8 @@ class ExtractionPlan:
     layout: str
     caps: dict[str, Path]
     items: list[ExtractionItem] = field(default_factory=list)
+    roi: RoiExtraction | None = None  # roi mode: the regions and where their masks are
+    masks: dict[str, RoiMasks] = field(default_factory=dict)  # roi mode: cohort -> its CAPS's masks
     extraction: ExtractionMode | None = None  # the whole mode, with its roi or slice settings
 
     @property

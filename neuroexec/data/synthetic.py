@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from neuroexec.atomic import is_temporary, save_nifti, write_tsv
-from neuroexec.data.caps import CapsLayout
+from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
 # first voxel centre lies at world (-84, -119, -78) mm.
@@ -161,6 +161,31 @@ def region_mask(region: str, shape, voxel) -> np.ndarray:
     return (r <= 1.0).astype(np.uint8)
 
 
+def roi_names(region: str) -> tuple[str, str]:
+    """The ROI names of a region's halves, as its ClinicaDL-named masks call them.
+
+    >>> roi_names("hippocampus")
+    ('leftHippocampus', 'rightHippocampus')
+    """
+    return (f"left{region[:1].upper()}{region[1:]}", f"right{region[:1].upper()}{region[1:]}")
+
+
+def roi_mask_paths(caps: Path, region: str) -> tuple[Path, Path]:
+    """Where a generation writes the masks of `roi_names(region)`, as ClinicaDL finds them for cropped
+    t1-linear images: `masks/tpl-MNI152NLin2009cSym/tpl-..._desc-Crop_res-1x1x1_roi-<name>_mask.nii.gz`."""
+    layout = CapsLayout(caps)
+    template, pattern = ROI_TEMPLATES["t1-linear"], ROI_MASK_PATTERNS["t1-linear"]
+    folder = layout.roi_masks_dir(template)
+    return tuple(folder / layout.roi_mask_name(template, pattern, n, cropped=True) for n in roi_names(region))
+
+
+def roi_half_masks(region: str, shape, voxel) -> tuple[np.ndarray, np.ndarray]:
+    """The region mask split at the mid-sagittal plane: (left, right) halves (RAS: left is low x)."""
+    mask = region_mask(region, shape, voxel)
+    x = _centred_coords(shape, voxel)[0]
+    return (mask * (x < 0)).astype(np.uint8), (mask * (x > 0)).astype(np.uint8)
+
+
 def _subject_image(
     anatomy: np.random.Generator,
     acquisition: np.random.Generator,
@@ -266,6 +291,8 @@ def _generated(layout: CapsLayout, file: Path) -> bool:
         return True
     parts = file.relative_to(layout.root).parts
     if parts[0] == layout.masks_dir.name:
+        if len(parts) == 3:
+            return file in {m for r in REGIONS for m in roi_mask_paths(layout.root, r)}
         return len(parts) == 2 and file.name in {layout.mask(r).name for r in REGIONS}
     if parts[0] == layout.tensor_extraction_dir.name:
         return len(parts) == 2 and file.suffix == ".json"
@@ -305,7 +332,8 @@ def generate_atrophy_dataset(
     shape: tuple[int, int, int] | None = None,
 ) -> GeneratedDataset:
     """Write a CAPS of `subjects` phantoms (half AD, half CN) under `root`, with `root/participants.tsv`
-    and `root/masks/<region>.nii.gz`. Same arguments -> same bytes. `shape` overrides the grid
+    and `root/masks/<region>.nii.gz`, and the region's left and right halves as ClinicaDL's ROI masks
+    (`roi_mask_paths`: `roi.list = ["leftHippocampus", "rightHippocampus"]`). Same arguments -> same bytes. `shape` overrides the grid
     derived from `resolution_mm` (the field of view stays the MNI crop).
 
     >>> data = generate_atrophy_dataset(Path("tiny"), subjects=8, resolution_mm=8.0, seed=1)
@@ -334,6 +362,8 @@ def generate_atrophy_dataset(
         save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
     mask_path = caps.mask(region)
     save_nifti(mask_path, region_mask(region, grid, voxel), affine)
+    for path, half in zip(roi_mask_paths(root, region), roi_half_masks(region, grid, voxel)):
+        save_nifti(path, half, affine)
     tsv = caps.participants_tsv
     write_tsv(tsv, frame)
     return GeneratedDataset(root, root, tsv, mask_path, region, grid, tuple(map(float, voxel)), affine, frame)

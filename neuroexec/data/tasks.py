@@ -15,6 +15,7 @@ input files (read at plan time by identity) and the key files it leaves behind. 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,13 @@ import pandas as pd
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
+from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal
+from neuroexec.data.synthetic import roi_names
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec.model import Dataset, Group, Model, as_config
+from neuroexec.spec.model import Dataset, Group, Model, Roi, as_config
 
 
 def dataset_frame(
@@ -58,6 +61,19 @@ class ExtractTask:
 
     dataset: Dataset
     mode: ExtractionMode
+    roi: Roi | None = None  # roi mode: the model's roi table (custom template and mask pattern)
+    single_network: tuple[str, ...] = ()  # roi mode: the models reading every region with one network
+
+    def roi_extraction(self) -> RoiExtraction | None:
+        """Roi mode: the regions and where their masks are (InputError for a custom preprocessing
+        without roi.custom_template); None for other modes."""
+        if not self.mode.is_roi:
+            return None
+        roi = self.roi or Roi(self.mode.rois, self.mode.uncropped_roi)
+        source = RoiSource.of(
+            self.dataset.preprocessing, self.dataset.uncropped, roi.custom_template, roi.custom_mask_pattern
+        )
+        return RoiExtraction(self.mode, source, custom=bool(roi.custom_template))
 
     def config(self) -> dict:
         ds, mode = self.dataset, self.mode
@@ -72,6 +88,12 @@ class ExtractTask:
         }
         if mode.is_slice:  # every slice of the axis: `discarded` is read at training time
             config.update(slice_direction=mode.direction, slice_mode=mode.slice_mode)
+        if mode.is_roi:  # regions min-max normalised one by one, as ClinicaDL feeds them
+            config.update(roi_list=list(mode.rois), uncropped_roi=mode.uncropped_roi)
+            config["roi_normalization"] = "each region" if ds.normalize else "none"
+            with contextlib.suppress(InputError):  # the step's check reports it
+                source = self.roi_extraction().source
+                config.update(roi_template=source.template, roi_mask_pattern=source.pattern)
         if mode.is_patch:  # patches are min-max normalised one by one, as ClinicaDL feeds them (a
             # change of what the network sees: models trained on earlier bundles are planned again)
             config["patch_normalization"] = patch_normalization(ds.normalize)
@@ -92,7 +114,45 @@ class ExtractTask:
             for participant, session in zip(frame["participant_id"], frame["session_id"]):
                 found = caps.find_nifti(participant, session, ds.uncropped)
                 files.extend(found or [caps.t1_linear_dir(participant, session)])
+            files.extend(self._mask_inputs(caps))
         return tuple(files)
+
+    def roi_refusal(self) -> str | None:
+        """Plan time (roi mode): why a CAPS's masks cannot give the regions (missing, not binary, not on
+        the images' grid, boxes of different shapes for a single network); a CAPS still to be generated
+        is judged by the names of the masks its generation writes."""
+        try:
+            extraction = self.roi_extraction()
+        except InputError as exc:
+            return str(exc)
+        if extraction is None:
+            return None
+        for cohort in self.dataset.cohorts:
+            caps = CapsLayout(cohort.caps)
+            if (
+                cohort.generated_by is not None
+                and not caps.roi_masks_dir(extraction.source.template).is_dir()
+            ):
+                refusal = _generated_rois_refusal(self.dataset, self.mode)
+            else:
+                first = _first_image(cohort, caps, self.dataset)
+                refusal = masks_refusal(cohort.caps, extraction, first, self.single_network)
+            if refusal:
+                return refusal
+        return None
+
+    def _mask_inputs(self, caps: CapsLayout) -> list[Path]:
+        """Roi mode: the masks of the regions (a changed mask re-extracts); one not found stands as its
+        folder (shown as missing, then refused by the step's check)."""
+        try:
+            extraction = self.roi_extraction()
+        except InputError:
+            return []
+        if extraction is None:
+            return []
+        src = extraction.source
+        found = [caps.find_roi_mask(src.template, src.pattern, n, src.cropped) for n in self.mode.rois]
+        return [m or caps.roi_masks_dir(src.template) for m in found]
 
     def extraction_plan(self) -> ExtractionPlan:
         """What extracting does for each session now: its tensors and why (re-)extract them."""
@@ -107,6 +167,7 @@ class ExtractTask:
             layout=ds.patch_layout,
             normalize=ds.normalize,
             extraction=mode,
+            roi=self.roi_extraction(),
         )
 
     def outputs(self) -> list[Path]:
@@ -127,6 +188,33 @@ class ExtractTask:
             sessions = set(zip(frame["participant_id"], frame["session_id"]))
             files.extend(cohort.caps / key for key in entries if tuple(key.split("/")[1:3]) in sessions)
         return files
+
+
+def _generated_rois_refusal(ds: Dataset, mode: ExtractionMode) -> str | None:
+    """Regions a generation of `ds` will not write masks for."""
+    if ds.generate is None:
+        return None
+    known = roi_names(ds.generate.region)
+    unknown = [n for n in mode.rois if n not in known]
+    if not unknown:
+        return None
+    return (
+        f"datasets.{ds.name}: the generated CAPS has ROI masks {' and '.join(known)} only, not "
+        f"{', '.join(unknown)}: fix roi.list"
+    )
+
+
+def _first_image(cohort, caps: CapsLayout, ds: Dataset) -> Path | None:
+    """The NIfTI of the cohort's first session, when the participants file and the image exist."""
+    try:
+        frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
+    except (OSError, NeuroexecError):
+        return None
+    for p, s in zip(frame["participant_id"], frame["session_id"]):
+        found = caps.find_nifti(p, s, ds.uncropped)
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from neuroexec.maps.info import read_maps_info
 from neuroexec.plan.fingerprint import input_key, recorded_keys
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.plan.state import state_file
-from neuroexec.spec.model import Dataset, Spec
+from neuroexec.spec.model import Dataset, Roi, Spec
 from neuroexec.steps.common import extract_id, generate_deps
 
 
@@ -48,7 +48,7 @@ def expand(spec: Spec) -> list[Step]:
     for name, modes in modes_needed(spec).items():
         ds = spec.datasets[name]
         for mode in sorted(modes, key=str):
-            task = ExtractTask(ds, mode)
+            task = ExtractTask(ds, mode, *_roi_readers(spec, mode)) if mode.is_roi else ExtractTask(ds, mode)
             step_id = extract_id(name, mode)
             steps.append(
                 Step(
@@ -64,6 +64,23 @@ def expand(spec: Spec) -> list[Step]:
                 )
             )
     return steps
+
+
+def _roi_readers(spec: Spec, mode: ExtractionMode) -> tuple[Roi | None, tuple[str, ...]]:
+    """The roi table of the spec's models reading `mode` (custom template and pattern: the first by
+    name), and those of them that read every region with one network."""
+    models = sorted(
+        (m for m in spec.models.values() if m.roi is not None and m.extract_mode == mode),
+        key=lambda m: m.name,
+    )
+    single = tuple(m.name for m in models if not m.multi_network)
+    return (models[0].roi if models else None), single
+
+
+def check(step: Step) -> str | None:
+    """Roi mode: the masks are found and checked before anything runs (data/tasks.ExtractTask.roi_refusal)."""
+    task: ExtractTask = step.payload
+    return task.roi_refusal() if task.mode.is_roi else None
 
 
 def state_key(step_id: str, ds: Dataset) -> str:
@@ -140,4 +157,4 @@ def outputs(step: Step) -> list[Path]:
     return task.outputs()
 
 
-register(StepKind(name="extract", expand=expand, run=run, outputs=outputs, removes=removes))
+register(StepKind(name="extract", expand=expand, run=run, check=check, outputs=outputs, removes=removes))

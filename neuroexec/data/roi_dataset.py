@@ -1,0 +1,127 @@
+"""ROI mode's torch dataset: each image's regions, read from ClinicaDL's one file per region (what the
+extract step writes), else cut from the image tensor on the fly (ClinicaDL's prepare_dl = false).
+
+    >>> from neuroexec.data.extract import plan_extraction, run_extraction
+    >>> from neuroexec.data.participants import load_participants
+    >>> from neuroexec.data.roi_extract import RoiExtraction, RoiSource
+    >>> from neuroexec.data.synthetic import generate_atrophy_dataset, roi_names
+    >>> from neuroexec.extraction_mode import ExtractionMode
+    >>> data = generate_atrophy_dataset(Path("data"), subjects=2, resolution_mm=8.0)
+    >>> frame = load_participants(data.participants_tsv)
+    >>> mode = ExtractionMode.roi(roi_names("hippocampus"))
+    >>> roi = RoiExtraction(mode, RoiSource.of("t1-linear"))
+    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, "roi", roi=roi), normalize=True)
+    >>> regions = RoiDataset(frame, data.caps_dir, rois=mode.rois, normalize=True)
+    >>> len(regions), regions.n_parts, regions.input_size, regions[1]["mode_id"]
+    (4, 2, [1, 2, 5, 3], 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from neuroexec.data.datasets import ItemInputError, _CapsItems, load_tensor
+from neuroexec.data.intensity import minmax_item
+from neuroexec.data.roi_extract import RoiSource, cut_roi, find_masks, single_network_refusal
+from neuroexec.errors import InputError
+
+
+class RoiDataset(_CapsItems):
+    """(image, region) pairs in part-index order (region k of image i at index i * n + k), or one region
+    per image with `part_index` (one network per region: `mode_id` is that region's index). With
+    `normalize`, each region is min-max normalised on its own, as ClinicaDL does. The masks are those
+    of the first cohort's CAPS (as ClinicaDL reads them); regions of different box shapes need
+    `part_index` or `uncropped_roi` (one network cannot read them all)."""
+
+    mode = "roi"
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        caps_by_cohort: Path | Mapping[str, Path],
+        label: str | None = None,
+        label_code: dict | None = None,
+        task: str | None = None,
+        rois: tuple[str, ...] = (),
+        uncropped_roi: bool = False,
+        part_index: int | None = None,
+        uncropped: bool = False,
+        normalize: bool = False,
+        source: RoiSource | None = None,
+    ):
+        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        if not rois:
+            raise InputError(None, "a ROI dataset needs at least one region (roi.list)", "roi.list")
+        self.rois, self.uncropped_roi, self.normalize, self.part_index = (
+            tuple(rois),
+            uncropped_roi,
+            normalize,
+            part_index,
+        )
+        if part_index is not None and not 0 <= part_index < len(self.rois):
+            raise InputError(
+                None, f"part_index {part_index} out of range: {len(self.rois)} region(s)", "part_index"
+            )
+        source = source or RoiSource.of("t1-linear", uncropped)
+        self.masks = find_masks(next(iter(self.caps_by_cohort.values())), self.rois, source)
+        refusal = single_network_refusal(self.masks, uncropped_roi, part_index is not None)
+        if refusal:
+            raise InputError(None, refusal, "roi.list")
+        self.shapes = [(1, *self.masks.part_shape(k, uncropped_roi)) for k in range(len(self.rois))]
+        self.sources = [self._source(i) for i in range(len(self.participants))]
+        self._raise_missing(
+            [
+                f"{p} {s}: {layout.roi_tensor(p, s, self.masks.paths[0], uncropped_roi, uncropped)}"
+                for p, s, layout, src in zip(self.participants, self.sessions, self.layouts, self.sources)
+                if src is None
+            ]
+        )
+
+    def _source(self, i: int) -> tuple[str, list[Path]] | None:
+        """ClinicaDL's region files of image i when all are there, else its image tensor, else None."""
+        layout, p, s = self.layouts[i], self.participants[i], self.sessions[i]
+        files = [layout.roi_tensor(p, s, m, self.uncropped_roi, self.uncropped) for m in self.masks.paths]
+        if all(f.is_file() for f in files):
+            return ("files", files)
+        image = layout.image_tensor(p, s, self.uncropped)
+        return ("image", [image]) if image.is_file() else None
+
+    @property
+    def n_parts(self) -> int:
+        """Items per image: the regions, or 1 with `part_index` (one network per region)."""
+        return 1 if self.part_index is not None else len(self.rois)
+
+    @property
+    def input_size(self) -> list[int]:
+        """[1, X, Y, Z] of the region a network reads (the first, or `part_index`'s)."""
+        return list(self.shapes[self.part_index or 0])
+
+    def __len__(self) -> int:
+        return len(self.sources) * self.n_parts
+
+    def __getitem__(self, i: int) -> dict:
+        image, k = (i, self.part_index) if self.part_index is not None else divmod(i, len(self.rois))
+        region = self.region(image, k)
+        return self._item(image, minmax_item(region) if self.normalize else region, k)
+
+    def region(self, image: int, k: int) -> torch.Tensor:
+        """Region k [1, x, y, z] of image `image`, as extracted (not normalised here)."""
+        kind, paths = self.sources[image]
+        if kind == "files":
+            tensor = load_tensor(paths[k]).float()
+            where = paths[k]
+        else:
+            full = load_tensor(paths[0]).float()
+            self.masks.check_image_shape(tuple(full.shape), paths[0])
+            tensor, where = cut_roi(full, self.masks.arrays[k], self.uncropped_roi), paths[0]
+        if tuple(tensor.shape) != self.shapes[k]:
+            raise ItemInputError(
+                where,
+                f"region {self.rois[k]} has shape {tuple(tensor.shape)}, its mask gives {self.shapes[k]} "
+                "(extracted with another mask? run apply again: the extract step rewrites it)",
+            )
+        return tensor
