@@ -13,7 +13,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroexec.cli.flags import HelpFormatter, Options, add_compute, add_run_flags, add_splits, flag
+from neuroexec.cli.flags import (
+    HelpFormatter,
+    Options,
+    add_compute,
+    add_run_flags,
+    add_splits,
+    flag,
+    switch,
+)
 from neuroexec.errors import InputError
 
 # (flag, type, default shown in --help): the training hyper-parameters, all "not given" (None) by default.
@@ -45,14 +53,16 @@ TRAIN_KEYS = (
     "visualization",
     "transfer_learning_path",
     "transfer_learning_selection",
+    "multi_network",
+    "selection_threshold",
 )
 
 
 ALIASES = {"--learning_rate": ("-lr",), "--weight_decay": ("-wd",), "--accumulation_steps": ("-asteps",)}
 
 # `train KIND ...`: ClinicaDL's older page (seed 002) names the input type then the network; ClinicaDL 1.3
-# and later name the task, and the preprocessing JSON says image or patch.
-INPUT_TYPES = ("image", "patch")
+# and later name the task, and the preprocessing JSON says image, patch, roi or slice.
+INPUT_TYPES = ("image", "patch", "roi", "slice")
 TASKS = ("classification", "regression", "reconstruction")
 
 
@@ -60,7 +70,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     """The `train` sub-command in both of ClinicaDL's forms, and its flags (seed 002 plus ClinicaDL's)."""
     p = sub.add_parser(
         "train",
-        help="ClinicaDL-style: train image cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS, or "
+        help="ClinicaDL-style: train image|patch|roi|slice cnn|autoencoder CAPS PREPROCESSING TSV_DIR MAPS, or "
         "train classification|regression|reconstruction CAPS PREPROCESSING_JSON TSV_DIR MAPS",
         description="Train a network as ClinicaDL's `train` does (builds and applies a spec).",
         formatter_class=HelpFormatter,
@@ -80,7 +90,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         if older:
             q.add_argument("network", choices=["cnn", "autoencoder"], help="network type")
         _add_positionals(q)
-        _add_flags(q)
+        _add_flags(q, kind)
         q.set_defaults(func=cmd_train, input_type=kind if older else None, network=None if older else kind)
 
 
@@ -95,10 +105,11 @@ def _add_positionals(p: argparse.ArgumentParser) -> None:
     p.add_argument("output_maps", type=Path, help="MAPS folder to write")
 
 
-def _add_flags(p: argparse.ArgumentParser) -> None:
+def _add_flags(p: argparse.ArgumentParser, kind: str) -> None:
     add_compute(p, 8, train=True)
     g = p.add_argument_group("Training")
     _network_flags(g)
+    _part_flags(g, kind)
     _data_flags(g)
     _run_flags(g)
     _start_flags(g)
@@ -134,6 +145,27 @@ def _network_flags(g: Options) -> None:
         default=None,
         help="best models kept (default: loss)",
     )
+
+
+def _part_flags(g: Options, kind: str) -> None:
+    """ClinicaDL's --multi_network / --single_network (every task) and the soft voting's
+    --selection_threshold (classification only, as ClinicaDL)."""
+    switch(
+        g,
+        "--multi_network",
+        "--single_network",
+        "multi_network",
+        None,
+        "one network per part (patch, roi, slice), soft-voted to the image (default: off, one network)",
+    )
+    if kind in ("classification", *INPUT_TYPES):
+        flag(
+            g,
+            "--selection_threshold",
+            type=float,
+            default=None,
+            help="soft voting: parts whose validation accuracy is below it get no weight (default: 0.0)",
+        )
 
 
 def _data_flags(g: Options) -> None:

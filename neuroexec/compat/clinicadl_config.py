@@ -50,11 +50,14 @@ MAPPED = {
     "accumulation_steps": "accumulation_steps",
     "baseline": "baseline",
     "normalize": "normalize",
+    "multi_network": "multi_network",
+    "selection_threshold": "selection_threshold",
 }
+# Mapped options whose ClinicaDL default means "not given" (the command's own default applies).
+MAPPED_DEFAULTS: dict[str, Any] = {"multi_network": False, "selection_threshold": 0.0}
 
 # ClinicaDL options neuroexec does not implement, with the value that means "off" / ClinicaDL's default.
 DEFAULT_ONLY: dict[str, Any] = {
-    "multi_network": False,
     "ssda_network": False,
     "latent_space_size": None,
     "feature_size": None,
@@ -63,7 +66,6 @@ DEFAULT_ONLY: dict[str, Any] = {
     "recons_weight": None,
     "kl_weight": None,
     "normalization": "BatchNorm",
-    "selection_threshold": 0.0,
     "loss": None,
     "evaluation_steps": 0,
     "fully_sharded_data_parallel": False,
@@ -119,6 +121,8 @@ def read_train_config(path: Path) -> dict[str, Any]:
     problems: list[str] = []
     for key, (section, value) in _flatten(doc, path).items():
         where = f"[{section}] {key}"
+        if key in MAPPED_DEFAULTS and value == MAPPED_DEFAULTS[key]:
+            continue
         if key in MAPPED:
             options[MAPPED[key]] = value
         elif key == "loss":

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from neuroexec import atomic
+from neuroexec.compat.extract_record import MODALITY_KEYS, modality_table, mode_tables
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import read_tsv
 from neuroexec.data.splits import split_folder, split_folders
@@ -39,6 +40,7 @@ NETWORKS = {
 }
 REGRESSION_LABEL = "age"  # ClinicaDL's train_config.toml (classification's, diagnosis, is the spec's default)
 DATASET = "data"
+MODES = ("image", "patch", "roi", "slice")
 # Options copied as they are into the model's [train] table.
 TRAIN_KEYS = (
     "epochs", "learning_rate", "weight_decay", "optimizer", "patience", "tolerance", "accumulation_steps",
@@ -84,18 +86,20 @@ def preprocessing(caps: Path, name: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc})", "PREPROCESSING_JSON") from None
     mode = raw.get("mode", "image")
-    if raw.get("preprocessing", "t1-linear") != "t1-linear":
-        raise InputError(
-            path,
-            f"preprocessing {raw.get('preprocessing')!r} is not supported (t1-linear only)",
-            "preprocessing",
-        )
-    if mode not in ("image", "patch"):
-        raise InputError(path, f"mode {mode!r} is not supported (image or patch)", "mode")
+    if mode not in MODES:
+        raise InputError(path, f"mode {mode!r} is not supported (image, patch, roi or slice)", "mode")
     out: dict[str, Any] = {"mode": mode, "uncropped": bool(raw.get("use_uncropped_image", False))}
     if mode == "patch":
         size = int(raw.get("patch_size", 50))
         out["patch"] = {"size": size, "stride": int(raw.get("stride_size", size))}
+    out.update(mode_tables(raw, path))
+    if mode == "slice":  # ClinicaDL's one file per slice when it saved them (prepare_dl), else bundles
+        out["prepare_dl"] = bool(raw.get("prepare_dl", False))
+    name = str(raw.get("preprocessing") or "t1-linear")
+    modality = {k: raw.get(k) for k in MODALITY_KEYS.get(name, ())}
+    dataset = modality_table(name, modality, path, "preprocessing")
+    if dataset:
+        out["dataset"] = dataset
     return out
 
 
@@ -173,7 +177,7 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     model["split"] = _split_table(o, splits_dir, n_found)
     if o.get("transfer_learning_path"):
         model["transfer"] = _transfer(Path(o["transfer_learning_path"]), o.get("transfer_learning_selection"))
-    train = _train_table(o)
+    train = {**model.pop("train", {}), **_train_table(o)}
     if train:
         model["train"] = train
     compute = compute_table(o)
@@ -186,8 +190,9 @@ def _dataset_table(o: dict[str, Any], caps: Path, participants: Path, pre: dict[
     dataset: dict[str, Any] = {"caps": str(caps), "participants": str(participants)}
     if pre.get("uncropped"):
         dataset["uncropped"] = True
-    if pre["mode"] == "patch":
+    if pre["mode"] == "patch" or pre.get("prepare_dl"):
         dataset["patch_layout"] = "clinicadl"  # reuse tensors `clinicadl extract` wrote
+    dataset.update(pre.get("dataset", {}))
     for key in ("baseline", "normalize"):
         if o.get(key) is not None:
             dataset[key] = bool(o[key])
@@ -198,8 +203,10 @@ def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[st
     """The model's own keys: task, mode, label, network (split, transfer, train, compute are added)."""
     o, task = opts.options, NETWORKS[opts.network]
     model: dict[str, Any] = {"maps": str(maps), "dataset": DATASET, "task": task, "mode": pre["mode"]}
-    if "patch" in pre:
-        model["patch"] = pre["patch"]
+    for key in ("patch", "roi", "slice"):
+        if key in pre:
+            model[key] = pre[key]
+    model.update(part_options(o, pre["mode"]))
     if task != "reconstruction" and o.get("label") is not None:
         model["label"] = o["label"]
     elif task == "regression":
@@ -208,6 +215,39 @@ def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[st
         if o.get(key) is not None:
             model[key] = list(o[key]) if key == "diagnoses" else o[key]
     return model
+
+
+def part_options(o: dict[str, Any], mode: str) -> dict[str, Any]:
+    """--multi_network (patch, roi, slice only, as ClinicaDL refuses one network per part of an
+    image) and --selection_threshold (where the spec has it; else ClinicaDL's default 0 only)."""
+    out: dict[str, Any] = {}
+    if o.get("multi_network"):
+        if mode == "image":
+            raise InputError(
+                None,
+                "one network per part needs a patch, roi or slice extraction, and the preprocessing JSON is "
+                "image-based; leave --multi_network out or give another PREPROCESSING_JSON",
+                "--multi_network",
+            )
+        out["multi_network"] = True
+    threshold = o.get("selection_threshold")
+    if threshold in (None, 0, 0.0):
+        return out
+    from neuroexec.spec.load import schema
+
+    model_props = schema()["properties"]["models"]["additionalProperties"]["properties"]
+    if "selection_threshold" in model_props:
+        out["selection_threshold"] = float(threshold)
+    elif "selection_threshold" in model_props.get("train", {}).get("properties", {}):
+        out.setdefault("train", {})["selection_threshold"] = float(threshold)
+    else:
+        raise InputError(
+            None,
+            f"--selection_threshold {threshold} is not supported yet (soft voting keeps every part, "
+            "ClinicaDL's default 0); leave it out",
+            "--selection_threshold",
+        )
+    return out
 
 
 def _split_table(o: dict[str, Any], splits_dir: Path, n_found: int) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+"""`neuroexec train` on roi / slice / patch preprocessing JSONs with ClinicaDL's part flags: the spec it
+builds, one epoch on the tiny CAPS (one network per part with --multi_network), and bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from neuroexec.cli import main
+from neuroexec.maps.info import read_maps_info
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FAST = ["--epochs", "1", "--batch_size", "2", "--no-gpu", "-np", "0", "-a", "TinyCNN", "-s", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def caps(tmp_path_factory, tiny_data) -> Path:
+    """A copy of the tiny CAPS (20^3 images) with ClinicaDL preprocessing JSONs of each mode."""
+    root = tmp_path_factory.mktemp("modes") / "caps"
+    shutil.copytree(tiny_data["caps"], root)
+    records = {
+        "extract_patch.json": {"mode": "patch", "patch_size": 10, "stride_size": 10, "prepare_dl": False},
+        "extract_slice.json": {"mode": "slice", "slice_direction": 2, "slice_mode": "single",
+                               "discarded_slices": [8], "prepare_dl": False},
+        "extract_roi.json": {"mode": "roi", "roi_list": ["leftHippocampus"], "uncropped_roi": False,
+                             "roi_custom_template": "", "roi_custom_mask_pattern": "", "prepare_dl": True},
+        "bad_slice.json": {"mode": "slice", "slice_direction": 5},
+    }  # fmt: skip
+    (root / "tensor_extraction").mkdir(exist_ok=True)
+    for name, content in records.items():
+        content = {"preprocessing": "t1-linear", "use_uncropped_image": False, **content}
+        (root / "tensor_extraction" / name).write_text(json.dumps(content))
+    return root
+
+
+def printed_spec(capsys, argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main([*argv, "--print-spec"]) == 0
+    return tomllib.loads(capsys.readouterr().out)
+
+
+def test_roi_multi_network_builds_the_spec(tmp_path, tiny_data, caps, capsys):
+    argv = ["train", "classification", str(caps), "extract_roi.json", str(tiny_data["split"]), str(tmp_path / "m"),
+            "--multi_network"]  # fmt: skip
+    model = printed_spec(capsys, argv)["models"]["classification"]
+    assert model["mode"] == "roi" and model["multi_network"] is True
+    assert model["roi"] == {"list": ["leftHippocampus"], "uncropped": False}
+    config = tmp_path / "config.toml"
+    config.write_text("[Model]\nmulti_network = true\n")
+    argv = [*argv[:-1], "--config_file", str(config)]
+    assert printed_spec(capsys, argv)["models"]["classification"]["multi_network"] is True
+    assert (
+        "multi_network" not in printed_spec(capsys, [*argv, "--single_network"])["models"]["classification"]
+    )
+
+
+def test_slice_trains_one_epoch(tmp_path, tiny_data, caps):
+    maps = tmp_path / "maps"
+    argv = [
+        "train",
+        "classification",
+        str(caps),
+        "extract_slice.json",
+        str(tiny_data["split"]),
+        str(maps),
+        *FAST,
+    ]
+    assert main(argv) == 0
+    info = read_maps_info(maps)
+    assert (info.mode, info.slice_direction, info.slice_mode, info.discarded_slices) == (
+        "slice",
+        2,
+        "single",
+        (8, 8),
+    )
+    assert (maps / "split-0/best-loss/model.pth.tar").is_file()
+    assert main(argv) == 0  # the same command again: nothing to do
+
+
+def test_patch_multi_network_trains_one_network_per_patch(tmp_path, tiny_data, caps):
+    maps = tmp_path / "maps"
+    argv = ["train", "classification", str(caps), "extract_patch.json", str(tiny_data["split"]), str(maps), *FAST,
+            "--multi_network"]  # fmt: skip
+    assert main(argv) == 0
+    assert read_maps_info(maps).multi_network
+    networks = sorted(p.name for p in (maps / "split-0/best-loss").glob("network-*_model.pth.tar"))
+    assert networks == [f"network-{k}_model.pth.tar" for k in range(8)]  # 20^3 in patches of 10: 8
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["roi", "cnn", "{caps}", "extract_patch.json"], "patch-based, but `train roi` was asked"),
+        (["classification", "{caps}", "t1-linear", "--multi_network"], "[--multi_network]"),
+        (["classification", "{caps}", "bad_slice.json"], "bad_slice.json [slice_direction]"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, tiny_data, caps, capsys, args, said):
+    head = [a.replace("{caps}", str(caps)) for a in args]
+    kind_end = 2 if head[0] == "roi" else 1
+    argv = [
+        "train",
+        *head[: kind_end + 2],
+        str(tiny_data["split"]),
+        str(tmp_path / "m"),
+        *head[kind_end + 2 :],
+    ]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1
