@@ -1,5 +1,6 @@
-"""PNG figure of a mean saliency map: three orthogonal slices through the map's centre of mass, drawn
-over the mean input image (matplotlib's Agg canvas: no display needed)."""
+"""PNG figures of a mean saliency map: three orthogonal slices through the map's centre of mass, drawn
+over the mean input image (matplotlib's Agg canvas: no display needed); a slice model's 2D maps, one
+picture per slice index."""
 
 from __future__ import annotations
 
@@ -71,5 +72,36 @@ def save_saliency_figure(
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
+    with atomic_open(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def save_slice_map(path: Path, saliency: np.ndarray, background: np.ndarray, vmax: float) -> None:
+    """Write a PNG of a 2D mean saliency map (a slice model's, one per slice index: ClinicaDL draws
+    2D maps as `map.jpg`) over the mean input slice, one pixel per voxel, oriented as the views of
+    save_saliency_figure; the colour scale runs from 0 to `vmax` * max |saliency|.
+
+    >>> save_slice_map(Path("slice.png"), np.random.rand(6, 7), np.ones((6, 7)), 0.5)
+    >>> Path("slice.png").read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    from matplotlib import colormaps
+    from matplotlib.image import imsave
+
+    saliency = np.abs(np.asarray(saliency, dtype=np.float32))
+    background = np.asarray(background, dtype=np.float32)
+    if saliency.shape != background.shape or saliency.ndim != 2:
+        raise ValueError(
+            f"saliency {saliency.shape} and background {background.shape} must be the same 2D shape"
+        )
+    top = float(saliency.max()) * float(vmax)
+    top = top if top > 0 else 1.0
+    lo, hi = float(background.min()), float(background.max())
+    grey = (background - lo) / (hi - lo) if hi > lo else np.zeros_like(background)
+    heat = colormaps["hot"](np.clip(saliency / top, 0.0, 1.0))[..., :3]
+    alpha = 0.8 * (saliency > 0)[..., None]
+    picture = (1 - alpha) * grey[..., None] + alpha * heat
+    buffer = io.BytesIO()
+    imsave(buffer, np.clip(picture.transpose(1, 0, 2)[::-1], 0.0, 1.0), format="png")
     with atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())

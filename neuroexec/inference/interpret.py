@@ -9,6 +9,7 @@ Maps are computed batch by batch and folded into one running `SaliencyState` per
     <sub>_<ses>_<mode>-<k>_map.pt                   (save_individual)
     data.tsv                                        (the items used, with labels and predictions)
     mean_image-0_map.png                            (figure = true)
+    mean_slice-<k>_map.png                          (figure = true, slice models: each 2D mean map)
     summary.json                                    (counts, method, target, selection, mask mass)
 """
 
@@ -27,7 +28,7 @@ from neuroexec.context import Kernels, RunContext, StepSettings
 from neuroexec.data.synthetic import generated_mask
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
-from neuroexec.inference.figure import save_saliency_figure
+from neuroexec.inference.figure import save_saliency_figure, save_slice_map
 from neuroexec.inference.fold import PartPlace, fold_parts, part_affine, part_volume
 from neuroexec.inference.model_io import (
     group_caps,
@@ -126,6 +127,8 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
             interp.vmax,
             f"{interp.method}, {task.group.name}, target {explained.target_name or explained.target}",
         )
+    if interp.figure and info.extract_mode.is_slice:
+        _slice_figures(task, acc, where)
     summary = _summary(task, explained, acc)
     if mask is not None:
         summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
@@ -293,6 +296,18 @@ def _write_maps(
     whole_input = fold_parts(mode, {k: s.mean() for k, s in acc.inputs.items()}, image_shape, place)
     atomic.save_nifti(maps.mean_map(*where, "image", 0, "nii.gz"), whole_map, affine)
     return whole_map, whole_input
+
+
+def _slice_figures(task: GroupTask, acc: _Accumulator, where: tuple) -> None:
+    """A slice model's mean map of each slice index, drawn as a 2D picture over the mean input slice."""
+    for k, state in sorted(acc.maps.items()):
+        plane, background = (s.mean().detach().cpu() for s in (state, acc.inputs[k]))
+        save_slice_map(
+            task.maps.mean_map_figure(*where, "slice", k),
+            plane.reshape(-1, *plane.shape[-2:])[0].numpy(),  # the first channel, as in its NIfTI
+            background.reshape(-1, *background.shape[-2:])[0].numpy(),
+            task.interpretation.vmax,
+        )
 
 
 def _volume(t: torch.Tensor) -> np.ndarray:

@@ -85,18 +85,20 @@ def last_conv_activation(model: nn.Module) -> nn.Module:
             None, f"grad-cam needs a CNN with `convolutions` blocks, got {type(model).__name__}", "method"
         )
     layers = list(convolutions)
-    last_conv = max((i for i, m in enumerate(layers) if isinstance(m, nn.Conv3d)), default=None)
+    convs = (nn.Conv3d, nn.Conv2d)  # 2D: slice models
+    last_conv = max((i for i, m in enumerate(layers) if isinstance(m, convs)), default=None)
     if last_conv is None:
-        raise InputError(None, "grad-cam: the network has no Conv3d layer", "method")
+        raise InputError(None, "grad-cam: the network has no Conv3d (or Conv2d) layer", "method")
     for layer in layers[last_conv + 1 :]:
-        if not isinstance(layer, (nn.BatchNorm3d, nn.Conv3d)):
+        if not isinstance(layer, (nn.BatchNorm3d, nn.BatchNorm2d, *convs)):
             return layer
     return layers[last_conv]
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM on the last convolution block: ReLU(sum_c w_c A_c) with w_c the spatial mean of
-    d out[target] / d A_c, upsampled trilinearly to the input's spatial size -> [B, 1, X, Y, Z]."""
+    d out[target] / d A_c, upsampled trilinearly to the input's spatial size -> [B, 1, X, Y, Z]
+    (bilinearly to [B, 1, H, W] for a 2D input)."""
     captured: list[torch.Tensor] = []
     handle = last_conv_activation(model).register_forward_hook(lambda _m, _i, output: captured.append(output))
     try:
@@ -109,7 +111,8 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: int) -> tuple[torch.Tenso
         handle.remove()
     weights = grads.mean(dim=tuple(range(2, grads.dim())), keepdim=True)
     cam = F.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam.float(), size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)
+    linear = "trilinear" if x.dim() == 5 else "bilinear"
+    cam = F.interpolate(cam.float(), size=tuple(x.shape[2:]), mode=linear, align_corners=False)
     return cam, out.detach()
 
 

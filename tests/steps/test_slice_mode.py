@@ -1,0 +1,181 @@
+"""Slice mode through plan/apply: generate, extract slices, train a 2D TinyCNN for one epoch, predict
+(slice level and image level by soft voting), save tensors with NIfTIs, interpret; workers and resume
+change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.maps.checkpoints import load_checkpoint
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import make_plan
+from neuroexec.spec import load_spec
+from tests.training.test_workers_determinism import assert_same_training, interrupted
+from tests.training.training_specs import run_apply, write_spec
+
+SPEC = """
+version = 1
+[compute]
+device = "cpu"
+workers = 0
+batch_size = 8
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 6, resolution_mm = 8, seed = 1 }
+[datasets.other]
+caps = "data/other"
+generate = { subjects = 4, resolution_mm = 8, seed = 5, subject_offset = 100 }
+[models.single]
+maps = "maps/single"
+dataset = "demo"
+architecture = "TinyCNN"
+mode = "slice"
+slice = { direction = 2, mode = "single", discarded = [4, 5] }
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1, learning_rate = 1e-3 }
+[models.rgb]
+maps = "maps/rgb"
+dataset = "demo"
+architecture = "TinyCNN"
+mode = "slice"
+slice = { direction = 2, mode = "rgb", discarded = 3 }
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1, learning_rate = 1e-3 }
+[groups.test]
+dataset = "other"
+models = ["single", "rgb"]
+save_tensors = { nifti = true }
+interpret = [{ name = "grad", target = "AD" }]
+"""
+N_AXIAL = 22  # axial slices of the 21 x 26 x 22 images at 8 mm
+KEPT = {"single": range(4, N_AXIAL - 5), "rgb": range(3, N_AXIAL - 3)}
+
+
+def _normalised_slice(volume: np.ndarray, k: int) -> np.ndarray:
+    plane = volume[:, :, k]
+    return (plane - plane.min()) / (plane.max() - plane.min())
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("slice")
+    (root / "spec.toml").write_text(SPEC)
+    plan = make_plan(load_spec(root / "spec.toml"))
+    ids = {p.step.id for p in plan.steps}
+    assert {"dataset.demo.extract[slice-axi-single]", "dataset.demo.extract[slice-axi-rgb]"} <= ids
+    run_apply(root / "spec.toml")
+    return root
+
+
+def test_a_second_plan_has_nothing_to_do(applied: Path):
+    plan = make_plan(load_spec(applied / "spec.toml"))
+    assert {p.action for p in plan.steps} == {"="}, [(p.step.id, p.reasons) for p in plan.steps]
+
+
+@pytest.mark.parametrize("name, channels", [("single", 1), ("rgb", 3)])
+def test_maps_records_the_2d_model_as_clinicadl(applied: Path, name: str, channels: int):
+    maps = MapsLayout(applied / "maps" / name)
+    record = json.loads(maps.maps_json.read_text())
+    assert record["mode"] == "slice" and record["input_size"] == [channels, 21, 26]
+    pre = record["preprocessing_dict"]
+    assert pre["slice_direction"] == 2 and pre["slice_mode"] == name
+    assert pre["discarded_slices"] == [KEPT[name][0], N_AXIAL - KEPT[name][-1] - 1]
+    state = load_checkpoint(maps.best_model(0, "loss"))["model"]
+    assert state["convolutions.0.weight"].shape == (4, channels, 3, 3)
+
+
+@pytest.mark.parametrize("name", ["single", "rgb"])
+def test_slice_level_and_image_level_tables(applied: Path, name: str):
+    maps = MapsLayout(applied / "maps" / name)
+    for group in ("test", "validation"):
+        slices = pd.read_csv(maps.prediction_tsv(0, "loss", group, "slice"), sep="\t")
+        images = pd.read_csv(maps.prediction_tsv(0, "loss", group, "image"), sep="\t")
+        assert "slice_id" in slices.columns and len(slices) == len(images) * len(KEPT[name])
+        for _, rows in slices.groupby("participant_id"):
+            assert sorted(rows["slice_id"]) == list(KEPT[name])  # ClinicaDL's absolute slice index
+        assert maps.metrics_tsv(0, "loss", group, "slice").is_file()
+        assert maps.metrics_tsv(0, "loss", group, "image").is_file()
+    assert len(pd.read_csv(maps.prediction_tsv(0, "loss", "test", "image"), sep="\t")) == 4
+
+
+def test_saved_tensors_are_the_slices_and_the_nifti_holds_them_in_image_space(applied: Path):
+    maps = MapsLayout(applied / "maps" / "single")
+    caps = CapsLayout(applied / "data" / "other")
+    source = nib.load(str(caps.t1_linear_nifti("sub-0100", "ses-M000")))
+    volume = source.get_fdata(dtype=np.float32)
+    tensors = maps.tensors_dir(0, "loss", "test")
+    names = sorted(p.name for p in tensors.glob("sub-0100_ses-M000_*_input.pt"))
+    assert names == sorted(f"sub-0100_ses-M000_slice-{k}_input.pt" for k in KEPT["single"])
+    x = torch.load(tensors / "sub-0100_ses-M000_slice-9_input.pt", weights_only=True)
+    assert x.shape == (1, 21, 26)
+    np.testing.assert_allclose(x[0].numpy(), _normalised_slice(volume, 9), atol=1e-6)
+    nifti = nib.load(str(maps.nifti_dir(0, "loss", "test") / "sub-0100_ses-M000_image_input.nii.gz"))
+    np.testing.assert_allclose(nifti.affine, source.affine)
+    data = np.asarray(nifti.dataobj)
+    assert data.shape == volume.shape
+    for k in KEPT["single"]:
+        np.testing.assert_allclose(data[:, :, k], _normalised_slice(volume, k), atol=1e-6)
+    assert not data[:, :, [0, 1, 2, 3, 17, 18, 19, 20, 21]].any()  # discarded: zeros
+
+
+def test_interpret_writes_2d_maps_folded_back_and_drawn(applied: Path):
+    maps = MapsLayout(applied / "maps" / "rgb")
+    folder = maps.interpret_dir(0, "loss", "test", "grad")
+    source = nib.load(str(CapsLayout(applied / "data" / "other").t1_linear_nifti("sub-0100", "ses-M000")))
+    for k in (KEPT["rgb"][0], 10, KEPT["rgb"][-1]):
+        mean = torch.load(folder / f"mean_slice-{k}_map.pt", weights_only=True)
+        assert mean.shape == (3, 21, 26)
+        part = nib.load(str(folder / f"mean_slice-{k}_map.nii.gz"))
+        assert part.shape == (21, 26, 1)  # the slice at its place: the image's affine moved to slice k
+        np.testing.assert_allclose(
+            part.affine[:3, 3], source.affine[:3, :3] @ [0, 0, k] + source.affine[:3, 3]
+        )
+        np.testing.assert_allclose(np.asarray(part.dataobj)[:, :, 0], mean[0].numpy(), atol=1e-6)
+        assert (folder / f"mean_slice-{k}_map.png").read_bytes()[:4] == b"\x89PNG"
+    whole = np.asarray(nib.load(str(folder / "mean_image-0_map.nii.gz")).dataobj)
+    assert whole.shape == (21, 26, 22)
+    assert not whole[:, :, [0, 1, 2, 19, 20, 21]].any() and whole[:, :, 10].any()
+    assert not (folder / "mean_slice-2_map.pt").exists()
+
+
+def test_discarding_every_slice_is_refused_at_plan_time(tmp_path: Path):
+    text = SPEC.replace("discarded = [4, 5]", "discarded = [11, 11]")
+    (tmp_path / "spec.toml").write_text(text)
+    plan = make_plan(load_spec(tmp_path / "spec.toml"))
+    step = next(p for p in plan.steps if p.step.id == "model.single.train[split-0]")
+    assert step.action == "!"
+    assert step.reasons == [
+        "models.single.slice.discarded: discarding 11 slice(s) at the beginning and 11 at the end of the "
+        "22 slices of the axis leaves none; discard fewer"
+    ]
+
+
+EPOCHS = 2
+
+
+def _body(workers: int) -> str:
+    return (
+        'task = "classification"\nmode = "slice"\n'
+        'slice = { direction = 0, mode = "rgb", discarded = [3, 2] }\n'
+        f"compute = {{ workers = {workers} }}\n"
+        f'train = {{ epochs = {EPOCHS}, learning_rate = 1e-3, selection_metrics = ["loss"] }}'
+    )
+
+
+def test_workers_and_resume_never_change_a_slice_training(tmp_path: Path, monkeypatch):
+    import tests.training.test_workers_determinism as determinism
+
+    monkeypatch.setattr(determinism, "EPOCHS", EPOCHS)
+    path = write_spec(tmp_path, {"w0": _body(0), "w2": _body(2)}, subjects=6, batch_size=8)
+    interrupted(path, "model.w0.train*", EPOCHS - 1)
+    assert interrupted(path, "model.w2.train*", 0) == [False]  # stopped after epoch 1, with 2 workers
+    assert interrupted(path, "model.w2.train*", EPOCHS - 1) == [True]  # resumed
+    assert_same_training(tmp_path, "w0", "w2")
