@@ -324,10 +324,13 @@ def write_results(
     loss: float | None,
     patch_weights: dict[int, float] | None = None,
     description: str = "",
+    part_losses: dict[int, float | None] | None = None,
 ) -> list[Path]:
     """Write `<group>_<mode>_level_prediction.tsv` (+ `_metrics.tsv` with labels), for patch mode the
     image level by soft voting, and `description.log`, under `split-<i>/best-<metric>/<group>/`.
     Reconstruction in patch mode has no image level (as in ClinicaDL). Returns the files written.
+    `part_losses` (a multi-network model: each part's network and loss): the `<mode>`-level metrics
+    are one row per part (`part_metrics`).
 
     >>> frame = tables.classification_frame(["sub-01"], ["ses-M000"], [0], [1], [[0, 2]], "image")
     >>> results = ResultSet(MapsLayout(Path("maps")), 0, "BA", "test", "classification", "image", n_classes=2)
@@ -345,7 +348,10 @@ def write_results(
         atomic.write_tsv(path, level_frame)
         written.append(path)
         if r.use_labels:
-            table = tables.metrics_for_predictions(level_frame, r.task, r.n_classes, level_loss)
+            if part_losses is not None and level == r.mode:
+                table = part_metrics(level_frame, r.task, r.mode, r.n_classes, part_losses)
+            else:
+                table = tables.metrics_for_predictions(level_frame, r.task, r.n_classes, level_loss)
             path = r.tsv(level, "metrics")
             atomic.write_tsv(path, table, na_rep="N/A")  # ClinicaDL's mark of the loss's missing CI
             written.append(path)
@@ -354,3 +360,22 @@ def write_results(
     atomic.write_text(path, text.rstrip("\n") + "\n")
     written.append(path)
     return written
+
+
+def part_metrics(
+    frame: pd.DataFrame, task: str, mode: str, n_classes: int, losses: dict[int, float | None]
+) -> pd.DataFrame:
+    """The `<mode>`-level metrics of a multi-network model: one row per part (its network), with
+    `<mode>_id` first and the part's loss last, as ClinicaDL adds a row per network.
+
+    >>> frame = tables.classification_frame(["a", "a", "b", "b"], ["s"] * 4, [0, 1, 0, 1], [0, 0, 1, 1],
+    ...                                     [[2, 0], [2, 0], [0, 2], [2, 0]], "patch")
+    >>> table = part_metrics(frame, "classification", "patch", 2, {0: 0.1, 1: 0.7})
+    >>> table[["patch_id", "accuracy", "loss"]].values.tolist()
+    [[0.0, 1.0, 0.1], [1.0, 0.5, 0.7]]
+    """
+    rows = []
+    for k, part in frame.groupby(f"{mode}_id", sort=True):
+        loss = losses.get(int(k))
+        rows.append({f"{mode}_id": int(k), **frame_metrics(part, task, n_classes), "loss": loss})
+    return pd.DataFrame(rows)

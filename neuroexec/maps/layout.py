@@ -177,9 +177,14 @@ class MapsLayout:
         """The header and the events of a training in progress (merged into information_log at its end)."""
         return self.tmp_dir(split) / "information.log"
 
-    def staged_tensorboard_dir(self, split: int, phase: str) -> Path:
+    def staged_tensorboard_dir(self, split: int, phase: str, network: int | None = None) -> Path:
         """The TensorBoard events of a training in progress (they replace tensorboard_dir at its end)."""
-        return self.tmp_dir(split) / "tensorboard" / phase
+        staged = self.tmp_dir(split) if network is None else self.tmp_dir(split) / network_name(network)
+        return staged / "tensorboard" / phase
+
+    def staged_network_done(self, split: int, network: int) -> Path:
+        """The record that network k of a multi-network training has finished (its files wait in tmp/)."""
+        return self.tmp_dir(split) / network_name(network) / "finished.json"
 
     def staged_results(self, split: int) -> MapsLayout:
         """A MAPS-shaped folder in tmp/ where a finished training writes the train and validation results

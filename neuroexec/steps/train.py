@@ -81,8 +81,12 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
             "the split from the start"
         )
     epoch = resume.resumable_epoch(maps, task.split, key)
+    network = resume.resumable_network(maps, task.split, key)  # of a multi-network model
+    if network is not None and maps.staged_network_done(task.split, network).is_file():
+        return f"interrupted after network-{network} finished: apply trains the next networks"
     if epoch is not None:
-        return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
+        where = "" if network is None else f" in network-{network}"
+        return f"interrupted{where} after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
     epoch = resume.discarded_epoch(maps, task.split, key)
     if epoch is not None:
         return (
@@ -97,15 +101,13 @@ def notes(step: Step) -> list[str]:
     TensorBoard events of this split stay in place until then (never removed up front)."""
     task: TrainTask = step.payload
     maps = task.maps
-    if not maps.training_tsv(task.split).is_file():
+    if not (maps.training_tsv(task.split).is_file() or maps.training_tsv(task.split, 0).is_file()):
         return []
-    events = [
-        f
-        for phase in ("train", "validation")
-        if maps.tensorboard_dir(task.split, phase).is_dir()
-        for f in maps.tensorboard_dir(task.split, phase).iterdir()
-        if f.is_file()
+    networks = [None, *range(len(list(maps.training_logs(task.split).glob("network-*"))))]
+    folders = [
+        maps.tensorboard_dir(task.split, phase, k) for k in networks for phase in ("train", "validation")
     ]
+    events = [f for folder in folders if folder.is_dir() for f in folder.iterdir() if f.is_file()]
     board = f" and {len(events)} TensorBoard event file(s)" if events else ""
     return [
         f"when it finishes, it replaces the finished training of {maps.split_dir(task.split).name}: its "
@@ -114,9 +116,13 @@ def notes(step: Step) -> list[str]:
 
 
 def run(step: Step, ctx: RunContext) -> dict:
+    task: TrainTask = step.payload
+    if task.model.multi_network:  # one network per part (training/networks.py)
+        from neuroexec.training.networks import train_networks
+
+        return train_networks(task, ctx)
     from neuroexec.training.run import train_split
 
-    task: TrainTask = step.payload
     return train_split(task, ctx)
 
 

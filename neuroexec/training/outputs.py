@@ -26,7 +26,7 @@ from torch import nn
 import neuroexec
 from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
-from neuroexec.maps.layout import MapsLayout
+from neuroexec.maps.layout import MapsLayout, network_name
 from neuroexec.spec.model import Compute, Dataset, Model, Train
 
 LOSS_NAMES = {"classification": "CrossEntropyLoss", "regression": "MSELoss", "reconstruction": "MSELoss"}
@@ -39,9 +39,11 @@ def maps_parameters(
     input_size: list[int],
     output_size: int | None,
     transfer_maps: Path | None,
+    num_networks: int = 1,
 ) -> dict:
     """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`, in ClinicaDL's order.
-    `transfer_maps` is the MAPS folder the model transfers from (either generation), None without one.
+    `transfer_maps` is the MAPS folder the model transfers from (either generation), None without one;
+    `num_networks` the networks of a multi-network model (one per part).
 
     >>> from neuroexec.spec import load_spec
     >>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'
@@ -69,7 +71,7 @@ def maps_parameters(
         "mode": model.mode,
         "split": list(model.split.indices),
         "validation": "KFoldSplit",
-        "num_networks": 1,
+        "num_networks": num_networks,
         "output_size": output_size,
         "input_size": list(input_size),
         "neuroexec_version": neuroexec.__version__,
@@ -82,7 +84,7 @@ def _network_keys(model: Model) -> dict:
         architecture = f"AE_{architecture}"
     return {
         "architecture": architecture,
-        "multi_network": False,
+        "multi_network": model.multi_network,
         "dropout": model.dropout,
         "latent_space_size": 2,
         "feature_size": 1024,
@@ -221,11 +223,17 @@ def information_header(parameters: dict, network: nn.Module) -> str:
 
 
 def write_run_files(
-    maps: MapsLayout, parameters: dict, network: nn.Module, split: int, resumed_after: int | None = None
+    maps: MapsLayout,
+    parameters: dict,
+    network: nn.Module,
+    split: int,
+    resumed_after: int | None = None,
+    event: str | None = None,
 ) -> None:
     """The maps.json, environment.txt and information.log of the training in progress, staged in the
     split's tmp/: the MAPS-level files keep describing the last finished training (whose models are in
-    place) until `publish_training`. The staged log holds the header and this training's events."""
+    place) until `publish_training`. The staged log holds the header and this training's events
+    (`event`: the line logged instead of 'training started' / 'training resumed after epoch <e>')."""
     atomic.write_json(maps.staged_maps_json(split), parameters)
     atomic.write_text(maps.staged_environment_txt(split), environment_text())
     header = information_header(parameters, network)
@@ -233,10 +241,12 @@ def write_run_files(
     old = path.read_text() if path.is_file() else ""
     if resumed_after is None or not old.startswith(header):
         atomic.write_text(path, header)
-    if resumed_after is None:
-        append_information(maps, split, f"split-{split}: training started")
-    else:
-        append_information(maps, split, f"split-{split}: training resumed after epoch {resumed_after}")
+    if event is None:
+        started = (
+            "training started" if resumed_after is None else f"training resumed after epoch {resumed_after}"
+        )
+        event = f"split-{split}: {started}"
+    append_information(maps, split, event)
 
 
 def append_information(maps: MapsLayout, split: int, line: str) -> None:
@@ -261,25 +271,34 @@ def _merge_information(staged: str, published: str) -> str:
     return (published if published.startswith(header) else header) + events
 
 
-def write_training_tsv(maps: MapsLayout, split: int, rows: list[dict[str, float]]) -> None:
+def write_training_tsv(
+    maps: MapsLayout, split: int, rows: list[dict[str, float]], network: int | None = None
+) -> None:
     """The log of the training in progress (staged in tmp/ until the training finishes)."""
-    atomic.write_tsv(maps.staged_training_tsv(split), pd.DataFrame(rows))
+    atomic.write_tsv(maps.staged_training_tsv(split, network), pd.DataFrame(rows))
 
 
-def trained_model(maps: MapsLayout, split: int, metric: str) -> Path:
+def trained_model(maps: MapsLayout, split: int, metric: str, network: int | None = None) -> Path:
     """The best-<metric> model of the training that just finished: still in tmp/, or already published
     (a run stopped halfway through `publish_training` and resumed)."""
-    staged = maps.staged_best_model(split, metric)
-    return staged if staged.is_file() else maps.best_model(split, metric)
+    staged = maps.staged_best_model(split, metric, network)
+    return staged if staged.is_file() else maps.best_model(split, metric, network)
 
 
-def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboard: bool = True) -> None:
+def publish_training(
+    maps: MapsLayout, split: int, metrics: list[str], tensorboard: bool = True, networks: int | None = None
+) -> None:
     """Put a finished training in place: its best models, their train and validation results and the
     reconstructions, training.tsv, TensorBoard events, environment.txt, information.log and maps.json
     move from tmp/, each move atomic. Run again after a stop halfway through, it completes the moves
     that were not made (tmp/ is removed after it). Result files of other steps (a group's saliency
-    maps beside the validation results) are left where they are."""
-    moves = [(maps.staged_best_model(split, m), maps.best_model(split, m)) for m in metrics]
+    maps beside the validation results) are left where they are. `networks`: the count of a
+    multi-network model (network-<k> models and logs); the models and logs of the other layout
+    (single or more networks) that an earlier training left go."""
+    nets: list[int | None] = [None] if networks is None else list(range(networks))
+    moves = [
+        (maps.staged_best_model(split, m, k), maps.best_model(split, m, k)) for m in metrics for k in nets
+    ]
     results = maps.staged_results(split)
     if results.root.is_dir():
         moves += [
@@ -287,15 +306,16 @@ def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboa
             for f in sorted(results.root.rglob("*"))
             if f.is_file()
         ]
-    moves.append((maps.staged_training_tsv(split), maps.training_tsv(split)))
+    moves += [(maps.staged_training_tsv(split, k), maps.training_tsv(split, k)) for k in nets]
     for staged, final in moves:
         if staged.is_file():
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
-    for phase in ("train", "validation"):
-        staged, final = maps.staged_tensorboard_dir(split, phase), maps.tensorboard_dir(split, phase)
+    for phase, k in ((phase, k) for phase in ("train", "validation") for k in nets):
+        staged, final = maps.staged_tensorboard_dir(split, phase, k), maps.tensorboard_dir(split, phase, k)
         if staged.is_dir() or not tensorboard:  # TensorBoard off: the last training's events go too
             _replace_dir(maps, split, staged, final)
+    _remove_other_layout(maps, split, metrics, networks)
     log = maps.staged_information_log(split)
     if log.is_file():
         with atomic.exclusive(maps.information_lock):  # another split's job may be merging its events
@@ -308,6 +328,22 @@ def publish_training(maps: MapsLayout, split: int, metrics: list[str], tensorboa
     ):
         if staged.is_file():
             os.replace(staged, final)
+
+
+def _remove_other_layout(maps: MapsLayout, split: int, metrics: list[str], networks: int | None) -> None:
+    """The best models and logs of another layout than the one just published (single network vs
+    `networks` networks), left by an earlier training of the split."""
+    kept = range(networks or 0)
+    files = [p for m in metrics for k, p in maps.best_network_models(split, m) if k not in kept]
+    names = {network_name(k) for k in kept}
+    folders = [p for p in maps.training_logs(split).glob("network-*") if p.name not in names]
+    if networks is not None:
+        files += [maps.best_model(split, m) for m in metrics] + [maps.training_tsv(split)]
+        folders.append(maps.training_logs(split) / "tensorboard")
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _replace_dir(maps: MapsLayout, split: int, staged: Path, final: Path) -> None:
@@ -328,8 +364,8 @@ class Board:
     (moved to training_logs/tensorboard/ when it finishes); disabled, it does nothing. A writer is
     opened at the first point, so a run with no epoch left to train adds no empty event file."""
 
-    def __init__(self, maps: MapsLayout, split: int, enabled: bool):
-        self.maps, self.split, self.enabled = maps, split, enabled
+    def __init__(self, maps: MapsLayout, split: int, enabled: bool, network: int | None = None):
+        self.maps, self.split, self.enabled, self.network = maps, split, enabled, network
         self.writers: dict = {}
 
     def log(self, phase: str, values: dict[str, float], step: int) -> None:
@@ -341,7 +377,7 @@ class Board:
         if writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            folder = self.maps.staged_tensorboard_dir(self.split, phase)
+            folder = self.maps.staged_tensorboard_dir(self.split, phase, self.network)
             writer = self.writers[phase] = SummaryWriter(log_dir=str(folder))
         for name, value in values.items():
             writer.add_scalar(name, value, step)

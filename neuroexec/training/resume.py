@@ -5,7 +5,12 @@ Everything saved here is tensors, numbers, strings, lists and dicts, so `torch.l
 reads it (numpy's RNG key array travels as an int64 tensor).
 
 For tests, `NEUROEXEC_INTERRUPT_AFTER_EPOCH=k` makes training raise KeyboardInterrupt right after the
-checkpoint of epoch k (0-based) is written, as a Ctrl-C at that moment would.
+checkpoint of epoch k (0-based) is written, as a Ctrl-C at that moment would; with
+`NEUROEXEC_INTERRUPT_NETWORK=j` too, only in network j of a multi-network model.
+
+A multi-network model trains its networks one after the other in one split: the checkpoint files
+belong to the network in training (the resume state names it), and a finished network leaves its
+record (`finished.json`, with the key) beside its staged files in `tmp/network-<k>/`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from neuroexec.maps.checkpoints import load_checkpoint, save_model, save_optimiz
 from neuroexec.maps.layout import MapsLayout
 
 INTERRUPT_ENV = "NEUROEXEC_INTERRUPT_AFTER_EPOCH"
+INTERRUPT_NETWORK_ENV = "NEUROEXEC_INTERRUPT_NETWORK"
 
 
 def rng_state() -> dict[str, Any]:
@@ -130,16 +136,19 @@ def save_epoch(
     progress: Progress,
     key: str,
     scaler: torch.amp.GradScaler | None = None,
+    network: int | None = None,
 ) -> None:
     """Write tmp/checkpoint.pth.tar, tmp/optimizer.pth.tar (ClinicaDL) and tmp/resume.pth.tar, each
-    atomically; resume.pth.tar goes last, so a complete one means the other two match it."""
+    atomically; resume.pth.tar goes last, so a complete one means the other two match it. `network`:
+    the network in training of a multi-network model (None for a single network)."""
     save_model(maps.checkpoint(split), model_state, progress.epoch, architecture)
     save_optimizer(
         maps.optimizer_checkpoint(split), optimizer.state_dict(), progress.epoch, type(optimizer).__name__
     )
     state = {
         "config_key": key,
-        "sizes": _sizes(maps, split),
+        "network": network,
+        "sizes": _sizes(maps, split, network),
         "progress": progress.as_state(),
         "rng": rng_state(),
         "scheduler": None,  # no learning-rate scheduler (ClinicaDL has none)
@@ -148,12 +157,13 @@ def save_epoch(
     atomic.save_torch(maps.resume_state(split), state)
 
 
-def _sizes(maps: MapsLayout, split: int) -> dict[str, int]:
+def _sizes(maps: MapsLayout, split: int, network: int | None = None) -> dict[str, int]:
     """Sizes of the checkpoints and staged best models in tmp/ (by path in tmp/): plans notice a
     truncated one without loading it."""
     tmp = maps.tmp_dir(split)
     files = [maps.checkpoint(split), maps.optimizer_checkpoint(split)]
-    files += sorted(tmp.glob(str(maps.staged_best_model(split, "*").relative_to(tmp))))  # every metric
+    best = maps.staged_best_model(split, "*", network)
+    files += sorted(tmp.glob(str(best.relative_to(tmp))))  # every metric
     return {str(f.relative_to(tmp)): f.stat().st_size for f in files}
 
 
@@ -234,10 +244,13 @@ def discarded_epoch(maps: MapsLayout, split: int, key: str | None) -> int | None
     return int(state["progress"]["epoch"])
 
 
-def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dict] | None:
+def load_resume(
+    maps: MapsLayout, split: int, key: str, network: int | None = None
+) -> tuple[dict, dict, dict] | None:
     """(model checkpoint, optimizer checkpoint, resume state) of an interrupted run with the same
-    config, or None (no checkpoint, or one made with other settings). A damaged run that `key` would
-    resume raises `damaged_error`: starting over would silently discard it."""
+    config (and of the same `network` of a multi-network model), or None (no checkpoint, or one made
+    with other settings). A damaged run that `key` would resume raises `damaged_error`: starting over
+    would silently discard it."""
     why = damage(maps, split, key)
     if why is not None:
         raise damaged_error(maps, split, why)
@@ -245,7 +258,7 @@ def load_resume(maps: MapsLayout, split: int, key: str) -> tuple[dict, dict, dic
     if not all(f.is_file() for f in files):
         return None
     resume = _resume_state(maps, split, key)
-    if resume is None:
+    if resume is None or resume.get("network") != network:
         return None
     try:
         model, optimizer = load_checkpoint(files[0]), load_checkpoint(files[1])
@@ -265,7 +278,50 @@ def clear(maps: MapsLayout, split: int) -> None:
     shutil.rmtree(maps.tmp_dir(split), ignore_errors=True)
 
 
-def interrupt_requested(epoch: int) -> bool:
-    """The documented test hook: NEUROEXEC_INTERRUPT_AFTER_EPOCH=<epoch>."""
+def interrupt_requested(epoch: int, network: int | None = None) -> bool:
+    """The documented test hook: NEUROEXEC_INTERRUPT_AFTER_EPOCH=<epoch> (and, for a multi-network
+    model, NEUROEXEC_INTERRUPT_NETWORK=<network>: in that network only)."""
     value = os.environ.get(INTERRUPT_ENV, "").strip()
+    only = os.environ.get(INTERRUPT_NETWORK_ENV, "").strip()
+    if only.isdigit() and network is not None and int(only) != network:
+        return False
     return value.lstrip("-").isdigit() and int(value) == epoch
+
+
+def resumable_network(maps: MapsLayout, split: int, key: str) -> int | None:
+    """The network of a multi-network model whose interrupted run `key` resumes, or None (for plans)."""
+    try:
+        state = _resume_state(maps, split, key)
+    except NeuroexecError:
+        return None
+    return None if state is None else state.get("network")
+
+
+def mark_network_done(maps: MapsLayout, split: int, network: int, key: str, summary: dict) -> None:
+    """Record that `network` finished under `key` (its best models and log wait in tmp/)."""
+    atomic.write_json(maps.staged_network_done(split, network), {"config_key": key, **summary})
+
+
+def finished_networks(maps: MapsLayout, split: int, key: str, count: int) -> dict[int, dict]:
+    """The networks 0, 1, ... that finished under `key` (an unbroken run of them), with their summaries."""
+    done: dict[int, dict] = {}
+    for network in range(count):
+        path = maps.staged_network_done(split, network)
+        try:
+            record = json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("config_key") != key:
+            break
+        done[network] = {k: v for k, v in record.items() if k != "config_key"}
+    return done
+
+
+def clear_network(maps: MapsLayout, split: int, network: int, metrics: Sequence[str]) -> None:
+    """Remove what an earlier start of `network` left in tmp/ (its log, events and best models), so
+    that its training starts from nothing; the other networks' files stay."""
+    shutil.rmtree(maps.staged_tensorboard_dir(split, "train", network).parent, ignore_errors=True)
+    maps.staged_training_tsv(split, network).unlink(missing_ok=True)
+    maps.staged_network_done(split, network).unlink(missing_ok=True)
+    for metric in metrics:
+        maps.staged_best_model(split, metric, network).unlink(missing_ok=True)

@@ -49,6 +49,7 @@ class _SplitRun:
     label_code: dict[str, int] | None
     selection: list[str]  # the selection metrics, canonical names
     key: str  # the resume key (neuroexec.training.task.TrainTask.resume_key)
+    network: int | None = None  # the network of a multi-network model (training/networks.py)
     # metric -> validation (frame, loss) of its best epoch, filled by the epoch loop, re-used at the end
     best_valid: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
@@ -63,6 +64,11 @@ class _SplitRun:
     @property
     def n_classes(self) -> int:
         return len(self.label_code) if self.label_code else 0
+
+    @property
+    def label(self) -> str:
+        """`split-<i>`, or `split-<i> network-<k>`: how progress lines and the log name this training."""
+        return f"split-{self.split}" + ("" if self.network is None else f" network-{self.network}")
 
 
 def train_split(task: TrainTask, ctx: RunContext) -> dict:
@@ -116,13 +122,17 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     }
 
 
-def _datasets(task: TrainTask, label_code: dict[str, int] | None, ctx: RunContext) -> tuple[Dataset, Dataset]:
-    """The split's training and validation items (compute.cache: shared by this machine's processes)."""
+def _datasets(
+    task: TrainTask, label_code: dict[str, int] | None, ctx: RunContext, part_index: int | None = None
+) -> tuple[Dataset, Dataset]:
+    """The split's training and validation items (compute.cache: shared by this machine's processes);
+    `part_index`: that part of each image only (network k of a multi-network model)."""
     model, ds, c, rep = task.model, task.dataset, task.model.compute, ctx.reporter
     train_frame, valid_frame = task.split_frames()
     processes = distributed.local_world_size() if ctx.world_size > 1 else 1
-    train_data = setup.make_dataset(model, ds, train_frame, label_code, c.cache, rep.warn, processes)
-    valid_data = setup.make_dataset(model, ds, valid_frame, label_code, c.cache, rep.warn, processes)
+    common = (label_code, c.cache, rep.warn, processes, part_index)
+    train_data = setup.make_dataset(model, ds, train_frame, *common)
+    valid_data = setup.make_dataset(model, ds, valid_frame, *common)
     if getattr(train_data, "shared_cache", False):
         rep.info(
             f"compute.cache: the images are in memory once, shared by the {processes} processes on this machine"
@@ -149,7 +159,7 @@ def _start(run: _SplitRun) -> tuple[Progress, int | None]:
     weights when the model has a transfer source. Returns the progress and the epoch resumed after."""
     task, trainer, maps, split = run.task, run.trainer, run.maps, run.split
     main, rep = run.ctx.is_main, run.ctx.reporter
-    found = resume.load_resume(maps, split, run.key)
+    found = resume.load_resume(maps, split, run.key, run.network)
     if found is not None:
         checkpoint, optimizer_checkpoint, state = found
         trainer.net.load_state_dict(checkpoint["model"])
@@ -159,9 +169,9 @@ def _start(run: _SplitRun) -> tuple[Progress, int | None]:
         progress = Progress.from_state(state["progress"])
         resume.set_rng_state(state["rng"])
         if main:
-            rep.info(f"  split-{split}: resuming after epoch {progress.epoch + 1} of {run.train.epochs}")
+            rep.info(f"  {run.label}: resuming after epoch {progress.epoch + 1} of {run.train.epochs}")
         return progress, progress.epoch
-    if main and maps.resume_state(split).is_file():
+    if main and run.network is None and maps.resume_state(split).is_file():
         rep.info(
             f"  split-{split}: the interrupted run cannot be resumed (other settings, data or transfer "
             "source, or incomplete checkpoints); training starts over"
@@ -171,9 +181,11 @@ def _start(run: _SplitRun) -> tuple[Progress, int | None]:
             trainer.net, task.transfer_from, task.transfer_maps, task.model.task == "reconstruction"
         )
         if main:
-            rep.info(f"  split-{split}: {len(copied)} tensors transferred from {task.transfer_from}")
-    if main:
+            rep.info(f"  {run.label}: {len(copied)} tensors transferred from {task.transfer_from}")
+    if main and run.network is None:
         resume.clear(maps, split)  # the finished training's files stay until this one finishes
+    elif main:
+        resume.clear_network(maps, split, run.network, run.selection)  # the other networks' stay
     return Progress(), None
 
 
@@ -193,7 +205,7 @@ def _epochs(run: _SplitRun, progress: Progress) -> bool:
     metric's validation predictions at its best epoch (re-used at the end)."""
     t, trainer, main = run.train, run.trainer, run.ctx.is_main
     loader = trainer.loader(run.train_data, trainer.sampler(run.train_data, shuffle=True))
-    board = outputs.Board(run.maps, run.split, t.tensorboard and main)
+    board = outputs.Board(run.maps, run.split, t.tensorboard and main, run.network)
     start = time.monotonic() - progress.elapsed
     try:
         for epoch in range(progress.epoch + 1, t.epochs):
@@ -201,7 +213,7 @@ def _epochs(run: _SplitRun, progress: Progress) -> bool:
             if main:
                 _save_epoch(run, done, progress, board, len(loader))
             distributed.barrier(run.ctx)
-            if resume.interrupt_requested(epoch):
+            if resume.interrupt_requested(epoch, run.network):
                 raise KeyboardInterrupt(f"{resume.INTERRUPT_ENV}={epoch}")
             if done.stop:
                 if main:
@@ -218,7 +230,7 @@ def _epoch(run: _SplitRun, loader: DataLoader, epoch: int, progress: Progress, s
     """Train and validate one epoch; `progress` takes its row, the improved best values and the
     early-stopping count (`start`: the monotonic time the training began, resumed time included)."""
     t, trainer, maps, split = run.train, run.trainer, run.maps, run.split
-    train_out, steps = trainer.train_epoch(loader, epoch, f"split-{split} epoch {epoch + 1}/{t.epochs}")
+    train_out, steps = trainer.train_epoch(loader, epoch, f"{run.label} epoch {epoch + 1}/{t.epochs}")
     train_frame, train_loss = split_loss(train_out)
     valid_frame, valid_loss = split_loss(trainer.evaluate(run.valid_data))
     check_finite(epoch, train_loss, valid_loss, t.learning_rate, maps.tmp_dir(split))
@@ -239,29 +251,29 @@ def _epoch(run: _SplitRun, loader: DataLoader, epoch: int, progress: Progress, s
 def _save_epoch(run: _SplitRun, done: _Epoch, progress: Progress, board: outputs.Board, batches: int) -> None:
     """Rank 0 after an epoch: the improved best models (staged in tmp/), training.tsv, TensorBoard,
     the resume checkpoint and the progress line."""
-    trainer, maps, split, epoch = run.trainer, run.maps, run.split, done.index
+    trainer, maps, split, epoch, network = run.trainer, run.maps, run.split, done.index, run.network
     for m in done.improved:
-        save_model(
-            maps.staged_best_model(split, m), trainer.state_dict(), epoch, trainer.net.architecture_name
-        )
-    outputs.write_training_tsv(maps, split, progress.rows)
+        staged = maps.staged_best_model(split, m, network)
+        save_model(staged, trainer.state_dict(), epoch, trainer.net.architecture_name)
+    outputs.write_training_tsv(maps, split, progress.rows, network)
     step = epoch * batches + batches - 1  # ClinicaDL's global step: batches so far
     board.log("train", done.train, step)
     board.log("validation", done.valid, step)
     resume.save_epoch(
         maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
-        progress, run.key, trainer.scaler,
+        progress, run.key, trainer.scaler, network,
     )  # fmt: skip
+    who = "" if network is None else f"network-{network} "
     run.ctx.reporter.info(
-        _summary(epoch, run.train.epochs, done.train, done.valid, run.selection, done.improved)
+        _summary(epoch, run.train.epochs, done.train, done.valid, run.selection, done.improved, who)
     )
 
 
-def _summary(epoch, epochs, train, valid, selection, improved) -> str:
+def _summary(epoch, epochs, train, valid, selection, improved, who: str = "") -> str:
     shown = [m for m in dict.fromkeys(["loss", *selection])]
     parts = [f"{m} {train.get(m, math.nan):.4g}/{valid.get(m, math.nan):.4g}" for m in shown]
     star = f"  best: {', '.join(improved)}" if improved else ""
-    return f"  epoch {epoch + 1}/{epochs} (train/valid) " + ", ".join(parts) + star
+    return f"  {who}epoch {epoch + 1}/{epochs} (train/valid) " + ", ".join(parts) + star
 
 
 def _final_results(run: _SplitRun) -> None:

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ def result_compute(c: Compute) -> dict:
 
 
 def training_config(model: Model) -> dict:
-    """The training config slice: everything that changes the trained weights."""
+    """The training config slice: everything that changes the trained weights. `multi_network` only
+    when true, so that the fingerprints of single-network trainings stay those already recorded."""
+    multi = {"multi_network": True} if model.multi_network else {}
     return {
         "dataset": model.dataset,
         "task": model.task,
@@ -45,6 +48,7 @@ def training_config(model: Model) -> dict:
         "transfer": as_config(model.transfer) if model.transfer else None,
         "train": as_config(model.train),
         "compute": result_compute(model.compute),
+        **multi,
     }
 
 
@@ -53,6 +57,18 @@ def split_frames(maps_root: Path, split: int) -> tuple[pd.DataFrame, pd.DataFram
     maps = MapsLayout(maps_root)
     read = lambda p: pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})  # noqa: E731
     return read(maps.split_group_tsv("train", split)), read(maps.split_group_tsv("validation", split))
+
+
+def published_networks(maps: MapsLayout) -> int:
+    """`num_networks` of the multi-network model whose maps.json is in place (0 without one)."""
+    try:
+        parameters = json.loads(maps.maps_json.read_text())
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(parameters, dict) or not parameters.get("multi_network"):
+        return 0
+    count = parameters.get("num_networks")
+    return count if isinstance(count, int) else 0
 
 
 @dataclass(frozen=True)
@@ -79,11 +95,16 @@ class TrainTask:
         return (self.transfer_from,)
 
     def outputs(self) -> list[Path]:
-        """maps.json, the training log and the best model of each selection metric."""
+        """maps.json, the training log and the best model of each selection metric (of each network of
+        a multi-network model: as many as the maps.json in place says, at least one)."""
         maps = self.maps
         metrics = dict.fromkeys(canonical_metric(m) for m in self.model.train.selection_metrics)
-        return [maps.maps_json, maps.training_tsv(self.split)] + [
-            maps.best_model(self.split, m) for m in metrics
+        networks: list[int | None] = [None]
+        if self.model.multi_network:
+            networks = list(range(max(1, published_networks(maps))))
+        logs = [maps.training_tsv(self.split, k) for k in networks]
+        return [maps.maps_json, *logs] + [
+            maps.best_model(self.split, m, k) for m in metrics for k in networks
         ]
 
     def resume_key(self, upstream: Mapping[str, str]) -> str:

@@ -1,0 +1,238 @@
+"""Multi-network models (`multi_network = true`): one network per part of the image (patch, region or
+slice), trained inside the split's one train step as ClinicaDL 1.6.1 trains them (`_train_multi`).
+
+Networks 0..n-1 train one after the other, network k on part k of every image only (datasets with
+`part_index=k`), each from its own seed stream `network_seed(seed, split, k)` (initial weights,
+dropout, shuffle, loaders): a network never depends on the ones before it in the same process, so a
+resumed run and any worker count give the same models. A finished network's best models, log and
+events wait in `tmp/network-<k>/` and `tmp/best-<m>/` with its record (`finished.json`, under the
+resume key); an apply after an interruption skips the finished networks and resumes the interrupted
+one after its last epoch. When the last one is done, the train and validation results of all networks
+are written (`<mode>`-level rows of every network, one metrics row per network with `<mode>_id`, the
+image level by soft voting) and the whole split is published at once (`outputs.publish_training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pandas as pd
+from torch import nn
+from torch.utils.data import Dataset
+
+from neuroexec import distributed
+from neuroexec.context import RunContext
+from neuroexec.errors import NeuroexecError
+from neuroexec.evaluation import ResultSet, predict_frames, write_results
+from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.spec.model import canonical_metric
+from neuroexec.training import outputs, resume, setup
+from neuroexec.training.epoch_rules import determinism
+from neuroexec.training.run import _datasets, _epochs, _SplitRun, _start, _trainer
+from neuroexec.training.task import TrainTask
+
+
+def network_seed(seed: int, split: int, network: int) -> int:
+    """The seed of network `network` of split `split` (31 bits, as torch, numpy and python take it).
+
+    >>> len({network_seed(0, 0, 0), network_seed(0, 0, 1), network_seed(0, 1, 0), network_seed(1, 0, 0)})
+    4
+    """
+    digest = hashlib.sha256(f"neuroexec/network/{seed}/{split}/{network}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Networks:
+    """What the networks of one split share."""
+
+    task: TrainTask
+    ctx: RunContext  # with the step's settings
+    selection: list[str]
+    label_code: dict[str, int] | None
+    count: int
+    key: str
+    resuming: bool  # an interrupted run of this key is continued
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_code) if self.label_code else 0
+
+
+def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> int:
+    """Parts per image of the model's mode (the networks to train); refused below 2, as ClinicaDL does."""
+    model = task.model
+    train_frame, _ = task.split_frames()
+    count = int(setup.make_dataset(model, task.dataset, train_frame, label_code).n_parts)
+    if count < 2:
+        raise NeuroexecError(
+            f"models.{model.name}: multi_network = true cannot train a multi-network model with only "
+            f"{count} {model.mode} per image; choose settings that give several parts (e.g. a smaller "
+            "patch), or set multi_network = false"
+        )
+    return count
+
+
+def train_networks(task: TrainTask, ctx: RunContext) -> dict:
+    """Train split `task.split` of a multi-network model (the train step's run, as
+    `training/run.train_split` for one network); every rank calls it, rank 0 writes. Returns the step
+    record's summary: one entry per network."""
+    maps, split, t = task.maps, task.split, task.model.train
+    ctx = ctx.with_settings(task.model.compute)  # device, kernels, amp, loader: resolved once for the step
+    setup.check_compile(task.model.compute, ctx.settings.device)
+    selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
+    label_code = setup.label_code_of(task.model, maps)
+    count = count_parts(task, label_code)
+    key = task.resume_key(ctx.upstream)
+    done = resume.finished_networks(maps, split, key, count)
+    resuming = bool(done) or resume.resumable_network(maps, split, key) is not None
+    if ctx.is_main and not resuming:
+        if maps.resume_state(split).is_file():
+            ctx.reporter.info(
+                f"  split-{split}: the interrupted run cannot be resumed (other settings, data or "
+                "transfer source, or incomplete checkpoints); training starts over"
+            )
+        resume.clear(maps, split)  # the finished training's files stay until this one finishes
+    nets = _Networks(task, ctx, selection, label_code, count, key, resuming)
+    summaries, runs = dict(done), {}
+    if ctx.is_main and done:
+        ctx.reporter.info(f"  split-{split}: network-0 to network-{len(done) - 1} already trained")
+    with determinism(task.model.compute.deterministic):
+        for k in range(len(done), count):
+            runs[k], summaries[k] = _train_network(nets, k, first=k == len(done))
+        distributed.barrier(ctx)
+        if ctx.is_main:
+            _final_results(nets, runs)
+            outputs.publish_training(maps, split, selection, t.tensorboard, count)
+            resume.clear(maps, split)
+    return {
+        "networks": [summaries[k] for k in range(count)],
+        "resumed_at_network": len(done) if resuming else None,
+    }
+
+
+def _train_network(nets: _Networks, k: int, first: bool) -> tuple[_SplitRun, dict]:
+    """Network k on part k, from its own seed; resumed after its last epoch when it was interrupted.
+    `first`: the first network this run trains (it writes the staged run files)."""
+    task, ctx, split = nets.task, nets.ctx, nets.task.split
+    model, maps, main = task.model, task.maps, ctx.is_main
+    seed = network_seed(model.compute.seed, split, k)
+    train_data, valid_data = _datasets(task, nets.label_code, ctx, part_index=k)
+    input_size = list(train_data.input_size)
+    output_size = setup.output_size_of(model, nets.label_code)
+    c = model.compute
+    c = dataclasses.replace(c, seed=seed, channels_last=setup.channels_last_for(c, input_size))
+    resume.seed_everything(seed)
+    trainer = _trainer(task, c, input_size, output_size, ctx)
+    run = _SplitRun(
+        task, ctx, maps, trainer, train_data, valid_data, nets.label_code, nets.selection, nets.key, k
+    )
+    progress, resumed_from = _start(run)
+    if main:
+        started = (
+            "training started" if resumed_from is None else f"training resumed after epoch {resumed_from}"
+        )
+        event = f"split-{split} network-{k}: {started}"
+        if first:
+            parameters = outputs.maps_parameters(
+                model, task.dataset, nets.label_code, input_size, output_size, task.transfer_maps, nets.count
+            )
+            resumed = (resumed_from or 0) if nets.resuming else None
+            outputs.write_run_files(maps, parameters, trainer.net, split, resumed, event=event)
+        else:
+            outputs.append_information(maps, split, event)
+        ctx.reporter.info(f"  split-{split}: network-{k} of {nets.count} ({model.mode} {k})")
+    stopped = _epochs(run, progress)
+    distributed.barrier(ctx)
+    summary = {
+        "epochs": progress.epoch + 1,
+        "resumed_after_epoch": resumed_from,
+        "stopped_early": stopped,
+        "best": {
+            m: {"value": progress.best.get(m), "epoch": progress.best_epoch.get(m)} for m in nets.selection
+        },
+    }
+    if main:
+        finished = f"training finished after {progress.epoch + 1} epochs" + (
+            " (early stopping)" if stopped else ""
+        )
+        outputs.append_information(maps, split, f"split-{split} network-{k}: {finished}")
+        resume.mark_network_done(maps, split, k, nets.key, summary)
+    return run, summary
+
+
+def _final_results(nets: _Networks, runs: dict[int, _SplitRun]) -> None:
+    """For each selection metric, the validation then train results of all networks (each network's
+    best model on its part), written to tmp/ (`staged_results`) and published with the models."""
+    task, split = nets.task, nets.task.split
+    maps, model = task.maps, task.model
+    out = maps.staged_results(split)
+    parts = {k: _Part.of(nets, k, runs.get(k)) for k in range(nets.count)}
+    for metric in nets.selection:
+        frames: dict[str, list[pd.DataFrame]] = {"validation": [], "train": []}
+        losses: dict[str, dict[int, float]] = {"validation": {}, "train": {}}
+        for k, part in parts.items():
+            for group, (frame, loss) in part.results(nets, metric).items():
+                frames[group].append(frame)
+                losses[group][k] = loss
+        for group in ("validation", "train"):  # validation first: the train soft vote reads its weights
+            write_results(
+                ResultSet(out, split, metric, group, model.task, model.mode, nets.n_classes),
+                pd.concat(frames[group], ignore_index=True),
+                None,
+                description=f"Prediction of the {group} group of split {split} with the best-{metric} "
+                f"models of the {nets.count} networks (network-0 to network-{nets.count - 1}) of "
+                f"{maps.root.name}, each on its {model.mode}.",
+                part_losses=losses[group],
+            )
+
+
+@dataclasses.dataclass
+class _Part:
+    """Network k's network, data and the validation predictions its training kept in memory."""
+
+    k: int
+    net: nn.Module
+    train_data: Dataset
+    valid_data: Dataset
+    best_valid: dict[str, tuple]
+    train_by_epoch: dict[int, tuple] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, nets: _Networks, k: int, run: _SplitRun | None) -> _Part:
+        """From the run that trained it, or, for a network trained by an earlier (interrupted) apply,
+        a fresh network and datasets."""
+        if run is not None:
+            return cls(k, run.trainer.net, run.train_data, run.valid_data, run.best_valid)
+        task = nets.task
+        train_data, valid_data = _datasets(task, nets.label_code, nets.ctx, part_index=k)
+        output_size = setup.output_size_of(task.model, nets.label_code)
+        net = setup.build(task.model, list(train_data.input_size), output_size).to(nets.ctx.settings.device)
+        return cls(k, net, train_data, valid_data, {})
+
+    def results(self, nets: _Networks, metric: str) -> dict[str, tuple[pd.DataFrame, float]]:
+        """(frame, loss) of the validation and train groups by this network's best-`metric` model."""
+        task, split = nets.task, nets.task.split
+        model_file = outputs.trained_model(task.maps, split, metric, self.k)
+        if not model_file.is_file():
+            raise NeuroexecError(
+                f"split {split} network-{self.k}: no best-{metric} model was saved: the validation "
+                f"{metric} was never a number; choose other train.selection_metrics in the spec and apply again"
+            )
+        state, epoch, _ = load_model_state(model_file)
+        self.net.load_state_dict(state)
+        found: dict[str, tuple[pd.DataFrame, float]] = {}
+        for group, data in (("validation", self.valid_data), ("train", self.train_data)):
+            if group == "validation" and metric in self.best_valid:
+                found[group] = self.best_valid[metric]
+            elif group == "train" and epoch in self.train_by_epoch:
+                found[group] = self.train_by_epoch[epoch]
+            else:
+                found[group] = predict_frames(
+                    self.net, data, task.model.task, nets.ctx.settings, nets.label_code,
+                    mode=task.model.mode, model_file=model_file,
+                )  # fmt: skip
+                if group == "train":
+                    self.train_by_epoch[epoch] = found[group]
+        return found

@@ -1,0 +1,161 @@
+"""multi_network = true: one network per patch, trained inside the split's train step, laid out and
+ensembled as ClinicaDL 1.6.1 does; workers and an interruption never change the networks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.data.datasets import PatchDataset
+from neuroexec.errors import StepFailed
+from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.nn import build_network
+from neuroexec.plan.graph import make_plan
+from neuroexec.spec import load_spec
+from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV
+from tests.training.training_specs import run_apply, write_spec
+
+PATCHES = 4  # size 12, stride 10 on the 21 x 26 x 22 images at 8 mm: 1 x 2 x 2
+
+
+def body(epochs: int = 1, workers: int = 0, multi: bool = True, patch: str = "size = 12, stride = 10") -> str:
+    return (
+        f'task = "classification"\nmode = "patch"\npatch = {{ {patch} }}\nmulti_network = {str(multi).lower()}\n'
+        f"compute = {{ workers = {workers} }}\n"
+        f'train = {{ epochs = {epochs}, learning_rate = 1e-3, selection_metrics = ["loss", "BA"] }}'
+    )
+
+
+def read_tsv(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
+
+
+def published(maps: MapsLayout) -> dict[str, object]:
+    """Every network's best models (state dicts) and training log (without the time column)."""
+    found: dict[str, object] = {}
+    for metric in ("loss", "BA"):
+        for k, path in maps.best_network_models(0, metric):
+            found[f"{metric}/{k}"] = load_model_state(path)[0]
+    for k in range(PATCHES):
+        found[f"log/{k}"] = read_tsv(maps.training_tsv(0, k)).drop(columns="time")
+    return found
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and len(a) == 3 * PATCHES
+    for name, value in a.items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(value, b[name])
+        else:
+            for key, tensor in value.items():
+                assert torch.equal(tensor, b[name][key]), (name, key)
+
+
+def test_one_network_per_patch_laid_out_and_ensembled_as_clinicadl(tmp_path):
+    path = write_spec(tmp_path, {"mn": body()})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/mn")
+    parameters = json.loads(maps.maps_json.read_text())
+    assert parameters["multi_network"] is True and parameters["num_networks"] == PATCHES
+    for metric in ("loss", "BA"):
+        assert [k for k, _ in maps.best_network_models(0, metric)] == list(range(PATCHES))
+        assert not maps.best_model(0, metric).exists()  # no single model.pth.tar
+    for k in range(PATCHES):
+        assert len(read_tsv(maps.training_tsv(0, k))) == 1
+        assert any(maps.tensorboard_dir(0, "train", k).iterdir())
+    assert not maps.training_tsv(0).exists() and not maps.tmp_dir(0).exists()
+    states = [load_model_state(p)[0] for _, p in maps.best_network_models(0, "loss")]
+    first_weight = next(iter(states[0]))
+    assert not torch.equal(states[0][first_weight], states[1][first_weight])  # a seed stream each
+
+    for group in ("train", "validation"):
+        patches = read_tsv(maps.prediction_tsv(0, "loss", group, "patch"))
+        images = read_tsv(maps.prediction_tsv(0, "loss", group, "image"))
+        assert sorted(patches["patch_id"].unique()) == list(range(PATCHES))
+        assert len(patches) == PATCHES * len(images)
+        table = read_tsv(maps.metrics_tsv(0, "loss", group, "patch"))
+        assert table["patch_id"].tolist() == list(range(PATCHES)) and "loss" in table.columns
+        assert maps.metrics_tsv(0, "loss", group, "image").is_file()
+    # Image level: soft vote of the networks' probabilities, weighted by validation accuracy per patch.
+    validation = read_tsv(maps.prediction_tsv(0, "loss", "validation", "patch"))
+    correct = (
+        (validation["true_label"] == validation["predicted_label"]).groupby(validation["patch_id"]).mean()
+    )
+    weights = correct / correct.sum()
+    train = read_tsv(maps.prediction_tsv(0, "loss", "train", "patch"))
+    voted = read_tsv(maps.prediction_tsv(0, "loss", "train", "image"))
+    first = train[train["participant_id"] == voted["participant_id"][0]]
+    assert voted["proba1"][0] == pytest.approx((first["proba1"] * first["patch_id"].map(weights)).sum())
+
+    # Each row is its own network's output on its own patch.
+    row = validation[validation["patch_id"] == 2].iloc[0]
+    frame = read_tsv(maps.split_group_tsv("validation", 0))
+    frame = frame[frame["participant_id"] == row["participant_id"]]
+    data = PatchDataset(frame, tmp_path / "data/demo", size=12, stride=10, patch_index=2, normalize=True)
+    net = build_network("TinyCNN", (1, 12, 12, 12), 2)
+    net.load_state_dict(load_model_state(maps.best_model(0, "loss", 2))[0])
+    with torch.no_grad():
+        proba = torch.softmax(net.eval()(data[0]["image"].unsqueeze(0)).double(), dim=1)[0]
+    assert float(proba[1]) == pytest.approx(row["proba1"], abs=1e-6)
+
+
+def test_workers_never_change_the_networks(tmp_path):
+    path = write_spec(tmp_path, {"w0": body(workers=0), "w2": body(workers=2)})
+    run_apply(path)
+    assert_same(published(MapsLayout(tmp_path / "maps/w0")), published(MapsLayout(tmp_path / "maps/w2")))
+
+
+def test_interrupted_in_network_1_then_resumed_gives_the_uninterrupted_networks(tmp_path):
+    path = write_spec(tmp_path, {"a": body(epochs=2), "b": body(epochs=2)})
+    run_apply(path, target="model.a.train*")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(INTERRUPT_ENV, "0")
+        mp.setenv(INTERRUPT_NETWORK_ENV, "1")
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path, target="model.b.train*")
+    b = MapsLayout(tmp_path / "maps/b")
+    # Nothing of the half-trained split is published; network-0 waits in tmp/, network-1 is resumable.
+    assert not b.maps_json.exists() and not b.best_dir(0, "loss").exists()
+    assert b.staged_network_done(0, 0).is_file() and not b.staged_network_done(0, 1).exists()
+    assert b.staged_best_model(0, "loss", 0).is_file() and b.staged_best_model(0, "loss", 1).is_file()
+    step = next(p for p in make_plan(load_spec(path)).steps if p.step.id == "model.b.train[split-0]")
+    assert step.reasons == ["interrupted in network-1 after epoch 1 of 2: apply resumes there"]
+    run_apply(path)
+    log = b.information_log.read_text()
+    assert log.count("network-0: training started") == 1  # not trained again
+    assert "network-1: training resumed after epoch 0" in log
+    assert_same(published(MapsLayout(tmp_path / "maps/a")), published(b))
+    for group in ("train", "validation"):
+        for level in ("patch", "image"):
+            pd.testing.assert_frame_equal(
+                read_tsv(MapsLayout(tmp_path / "maps/a").prediction_tsv(0, "loss", group, level)),
+                read_tsv(b.prediction_tsv(0, "loss", group, level)),
+            )
+
+
+def test_a_single_patch_per_image_is_refused(tmp_path):
+    path = write_spec(tmp_path, {"one": body(patch="size = 16, stride = 16")})
+    with pytest.raises(StepFailed, match="cannot train a multi-network model with only 1 patch per image"):
+        run_apply(path)
+
+
+def test_switching_to_multi_network_retrains_and_removes_the_single_model(tmp_path):
+    path = write_spec(tmp_path, {"m": body(multi=False)})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/m")
+    assert maps.best_model(0, "loss").is_file() and maps.training_tsv(0).is_file()
+    path.write_text(path.read_text().replace("multi_network = false", "multi_network = true"))
+    step = next(p for p in make_plan(load_spec(path)).steps if p.step.id == "model.m.train[split-0]")
+    assert step.action != "="
+    run_apply(path)
+    assert not maps.best_model(0, "loss").exists() and not maps.training_tsv(0).exists()
+    assert not (maps.training_logs(0) / "tensorboard").exists()
+    assert [k for k, _ in maps.best_network_models(0, "loss")] == list(range(PATCHES))
+    assert np.isclose(
+        read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))[["proba0", "proba1"]].sum(axis=1), 1
+    ).all()
