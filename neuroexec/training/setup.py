@@ -218,7 +218,14 @@ CHANNELS_LAST_MIN_VOXELS = 1 << 20
 
 
 def channels_last_for(compute, input_size) -> bool:
-    """Whether training uses channels_last_3d: the spec's true/false, or for "auto" the image size."""
+    """Whether training uses channels_last_3d: the spec's true/false, or for "auto" the image size;
+    never for 2D slices (input size (C, H, W)): channels_last_3d is a layout of volumes.
+
+    >>> channels_last_for(Compute(channels_last=True), [3, 169, 208])
+    False
+    """
+    if len(input_size) != 4:
+        return False
     if compute.channels_last == "auto":
         voxels = 1
         for n in list(input_size)[1:]:

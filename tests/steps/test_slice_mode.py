@@ -47,6 +47,7 @@ dataset = "demo"
 architecture = "TinyCNN"
 mode = "slice"
 slice = { direction = 2, mode = "rgb", discarded = 3 }
+compute = { channels_last = true }  # a layout of volumes: 2D slices keep theirs
 split = { n_splits = 2, splits = [0] }
 train = { epochs = 1, learning_rate = 1e-3 }
 [groups.test]
