@@ -27,8 +27,8 @@ def commands() -> list[AddCommand]:
     (The older `interpret group|individual` form has its own parser, chosen by main before this one.)
     The command modules are imported here, when a parser is built: they import torch."""
     from neuroexec.cli import clinicadl_commands as clinicadl
+    from neuroexec.cli import prepare_data_command, train_command
     from neuroexec.cli import spec_commands as spec
-    from neuroexec.cli import train_command
 
     return [
         spec.add_validate,
@@ -37,6 +37,7 @@ def commands() -> list[AddCommand]:
         spec.add_report,
         spec.add_unlock,
         spec.add_schema,
+        prepare_data_command.add_prepare_data,
         train_command.add_train,
         clinicadl.add_predict,
         clinicadl.add_interpret,
