@@ -11,6 +11,10 @@ Maps are computed batch by batch and folded into one running `SaliencyState` per
     mean_image-0_map.png                            (figure = true)
     mean_slice-<k>_map.png                          (figure = true, slice models: each 2D mean map)
     summary.json                                    (counts, method, target, selection, mask mass)
+
+A multi-network model is interpreted network by network, network k on its part k (`<mode>-<k>` maps,
+folded back into the image as for one network). ClinicaDL 1.6.1 refuses to interpret a multi-network
+model ("not implemented"); neuroexec does it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from neuroexec.inference.model_io import (
     source_nifti,
     uncropped_of,
 )
+from neuroexec.inference.networks import network_count
 from neuroexec.inference.saliency import resolve_target, saliency_batch
 from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.maps.info import MapsInfo
@@ -104,18 +109,17 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     if interp is None:
         raise NeuroexecError(f"group {task.group.name}: interpret step without an interpretation")
     settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
-    explained = _explained(task, settings.device)
+    explained = _explained(task, settings.device, 0 if task.info().multi_network else None)
     frame = group_participants(task)
     if frame.empty:
         raise InputError(task.maps.group_data_tsv(task.group.name), "the data group has no participants")
     info = explained.info
-    dataset = group_dataset(task, info, frame, explained.label)
     caps = group_caps(task, info)
     affine, image_shape = nifti_geometry(
         source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info))
     )
     mask_path, mask = _load_mask(task, image_shape)
-    acc = _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
+    acc = _accumulate_parts(task, explained, frame, settings, ctx)
     whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
     where = (task.split, task.metric, task.group.name, interp.name)
     atomic.write_tsv(task.maps.interpret_data_tsv(*where), pd.DataFrame(acc.rows))
@@ -137,11 +141,12 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
 
 
-def _explained(task: GroupTask, device: torch.device) -> _Explained:
-    """The best model to explain, its input gradients only, and the target node; a keep_true that the
-    group or the model cannot honour is refused here, before any image is read."""
+def _explained(task: GroupTask, device: torch.device, network: int | None = None) -> _Explained:
+    """The best model to explain (`network`: that network of a multi-network model), its input
+    gradients only, and the target node; a keep_true that the group or the model cannot honour is
+    refused here, before any image is read."""
     interp = task.interpretation
-    model, info = load_model(task.model.maps, task.split, task.metric, device)
+    model, info = load_model(task.model.maps, task.split, task.metric, device, network)
     if info.task == "reconstruction":
         raise NeuroexecError(f"{task.model.maps}: saliency maps are not defined for reconstruction models")
     for p in model.parameters():
@@ -160,17 +165,37 @@ def _explained(task: GroupTask, device: torch.device) -> _Explained:
     return _Explained(model, info, target, target_name, label)
 
 
+def _accumulate_parts(
+    task: GroupTask, explained: _Explained, frame: pd.DataFrame, settings: StepSettings, ctx: RunContext
+) -> _Accumulator:
+    """The group's running sums: of the model on every item, or of each network of a multi-network
+    model on its own part (`explained`: network 0's)."""
+    info = explained.info
+    if not info.multi_network:
+        dataset = group_dataset(task, info, frame, explained.label)
+        return _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
+    acc = _Accumulator()
+    for k in range(network_count(info, task.split, task.metric)):
+        network = explained if k == 0 else _explained(task, settings.device, k)
+        dataset = group_dataset(task, info, frame, explained.label, part_index=k)
+        _accumulate(task, network, make_loader(dataset, settings), settings, ctx, acc)
+    _require_selected(task, acc)
+    return acc
+
+
 def _accumulate(
     task: GroupTask,
     explained: _Explained,
     loader: torch.utils.data.DataLoader,
     settings: StepSettings,
     ctx: RunContext,
+    into: _Accumulator | None = None,
 ) -> _Accumulator:
-    """Saliency maps of every batch folded into the running sums per mode index (see module doc)."""
+    """Saliency maps of every batch folded into the running sums per mode index (see module doc);
+    `into`: sums to add to (then an empty selection is the caller's to refuse)."""
     interp, device = task.interpretation, settings.device
     generator = torch.Generator(device=device).manual_seed(int(task.group.compute.seed))
-    acc = _Accumulator()
+    acc = _Accumulator() if into is None else into
     for batch in ctx.reporter.iterate(loader, total=len(loader), desc=f"interpret {interp.name}"):
         images = batch["image"].to(device, torch.float32)
         raw, outputs = saliency_batch(
@@ -189,12 +214,19 @@ def _accumulate(
             index = torch.nonzero(keep & (mode_ids == k)).flatten()
             processed = acc.add(int(k), raw[index], images[index], interp, settings.kernels)
             _keep_items(task, explained, acc, batch, outputs, index, int(k), processed)
+    if into is None:
+        _require_selected(task, acc)
+    return acc
+
+
+def _require_selected(task: GroupTask, acc: _Accumulator) -> None:
+    """Refuse an interpretation that kept no item (keep_true)."""
     if not acc.maps:
+        interp = task.interpretation
         raise NeuroexecError(
             f"group {task.group.name}, interpretation '{interp.name}': no image selected "
             f"(keep_true = {interp.keep_true}, {acc.skipped} skipped)"
         )
-    return acc
 
 
 def _keep_items(

@@ -77,9 +77,10 @@ def _existing_best(root: Path, split: int) -> list[str]:
 
 
 def load_model(
-    maps_root: Path, split: int, metric: str, device: torch.device | str = "cpu"
+    maps_root: Path, split: int, metric: str, device: torch.device | str = "cpu", network: int | None = None
 ) -> tuple[nn.Module, MapsInfo]:
-    """The best model of `split` for selection `metric`, in eval mode on `device`, and its MapsInfo.
+    """The best model of `split` for selection `metric`, in eval mode on `device`, and its MapsInfo;
+    `network`: network k of a multi-network model (`best-<metric>/network-<k>_model.pth.tar`).
 
     `model, info = load_model(Path("maps/cnn"), 0, "loss", "cpu")` needs a trained MAPS
     (tests/inference/test_model_io.py).
@@ -87,6 +88,8 @@ def load_model(
     maps_root = Path(maps_root)
     info = read_maps_info(maps_root)
     path = best_model_file(maps_root, split, metric)
+    if network is not None:
+        path = MapsLayout(maps_root).best_model(split, metric, network)
     if not path.is_file():
         found = _existing_best(maps_root, split)
         listed = ", ".join(found) if found else "none"

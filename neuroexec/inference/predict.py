@@ -5,6 +5,10 @@ the training groups' results); this module picks the model, the data and the opt
     split-<i>/best-<m>/<group>/<group>_image_level_prediction.tsv, ..._metrics.tsv (use_labels)
                                <group>_patch_level_*.tsv (patch models; image level by soft voting)
                                description.log
+
+A multi-network model (`best-<m>/network-<k>_model.pth.tar`) runs network k on part k
+(`inference/networks.py`): the `<mode>`-level table holds every network's rows, its metrics one row
+per network (`<mode>_id`), and the image level is the soft vote of all of them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from neuroexec.inference.model_io import (
     load_model,
     output_size_of,
 )
+from neuroexec.inference.networks import predict_networks
 from neuroexec.inference.task import GroupTask, group_participants
-from neuroexec.maps.info import MapsInfo, best_model_file
+from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
 
 
 def describe(
@@ -28,9 +33,12 @@ def describe(
 ) -> str:
     """The text of description.log: what was run, when, with which model, on how many images."""
     caps = ", ".join(f"{c}: {p}" for c, p in group_caps(task, info).items())
+    model = best_model_file(task.model.maps, task.split, task.metric)
+    if info.multi_network:
+        model = task.maps.best_dir(task.split, task.metric) / "network-<k>_model.pth.tar (one per part)"
     lines = [
         f"Prediction of data group '{task.group.name}' ({_dt.datetime.now().isoformat(timespec='seconds')})",
-        f"model: {best_model_file(task.model.maps, task.split, task.metric)}",
+        f"model: {model}",
         f"  architecture {info.architecture}, task {info.task}, mode {info.mode}"
         + (f" ({info.extract_mode})" if info.extract_mode.has_parts else ""),
         f"  split {task.split}, selection metric {task.metric}",
@@ -52,28 +60,38 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
     from neuroexec import evaluation
 
     settings = ctx.with_settings(task.group.compute).settings  # resolved once for the step
-    model, info = load_model(task.model.maps, task.split, task.metric, settings.device)
+    info = read_maps_info(task.model.maps)
     frame = group_participants(task)
     label = label_column(task, info)
     # reconstruction metrics need no label: they are always computed
     use_labels = info.task == "reconstruction" or label is not None
-    dataset = group_dataset(task, info, frame, label)
     ctx.reporter.info(
         f"predict {task.group.name} with {task.model.name} split-{task.split} best-{task.metric}: "
         f"{len(frame)} image(s)"
     )
-    predictions, loss = evaluation.predict_frames(
-        model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
-        model_file=best_model_file(task.model.maps, task.split, task.metric),
-    )  # fmt: skip
+    part_losses = None
+    if info.multi_network:
+        predictions, part_losses, n_items = predict_networks(task, info, frame, label, settings)
+        loss = None
+    else:
+        model, info = load_model(task.model.maps, task.split, task.metric, settings.device)
+        dataset = group_dataset(task, info, frame, label)
+        predictions, loss = evaluation.predict_frames(
+            model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
+            model_file=best_model_file(task.model.maps, task.split, task.metric),
+        )  # fmt: skip
+        n_items = len(dataset)
     weights = None
     if info.extract_mode.has_parts and info.task == "classification":
         # soft voting weighs each part index by its validation accuracy: the validation results must exist
         weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric, info.mode)
     n_classes = output_size_of(info) if info.task == "classification" else 0
-    text = describe(task, info, len(frame), len(dataset), label, settings)
+    text = describe(task, info, len(frame), n_items, label, settings)
     results = evaluation.ResultSet(
         task.maps, task.split, task.metric, task.group.name, info.task, info.mode, n_classes, use_labels
     )
-    evaluation.write_results(results, predictions, loss, patch_weights=weights, description=text)
+    part_losses = part_losses if use_labels else None
+    evaluation.write_results(
+        results, predictions, loss, patch_weights=weights, description=text, part_losses=part_losses
+    )
     return {"images": len(frame), "rows": len(predictions), "loss": None if loss is None else float(loss)}

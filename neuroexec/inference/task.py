@@ -16,13 +16,14 @@ PosixPath('maps/cnn/split-0/best-loss/model.pth.tar')
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from neuroexec.data.tasks import group_config
-from neuroexec.errors import InputError
+from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Dataset, Group, Interpretation, Model
@@ -61,9 +62,41 @@ class GroupTask:
             "metric": self.metric,
         }
 
-    def inputs(self) -> tuple[Path, ...]:
-        """The model read, by content: replaced by hand, it is noticed."""
+    def inputs(self) -> tuple[Path, ...] | NetworkModels:
+        """The model read, by content: replaced by hand, it is noticed. A multi-network model's are
+        its network files, listed each time they are hashed (`NetworkModels`)."""
+        if self._multi_network():
+            return NetworkModels(self.model.maps, self.split, self.metric)
         return (self.checkpoint,)
+
+    def _multi_network(self) -> bool:
+        """The spec's multi_network for a model it trains, else the MAPS's maps.json."""
+        if not self.model.pretrained:
+            return self.model.multi_network
+        try:
+            return self.info().multi_network
+        except NeuroexecError:
+            return False
+
+
+@dataclass(frozen=True)
+class NetworkModels:
+    """The `network-<k>_model.pth.tar` files of one best model, listed when iterated: before the
+    training that writes them a plan finds none, the record made after the step finds them all (their
+    count is the data's, unknown before), so the next plan compares the same files.
+
+    >>> list(NetworkModels(Path("maps/none"), 0, "loss"))
+    []
+    """
+
+    maps_root: Path
+    split: int
+    metric: str
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(
+            [path for _, path in MapsLayout(self.maps_root).best_network_models(self.split, self.metric)]
+        )
 
 
 def group_participants(task: GroupTask) -> pd.DataFrame:

@@ -22,6 +22,10 @@ def expand(spec: Spec) -> list[Step]:
 def run(step: Step, ctx: RunContext) -> dict:
     from neuroexec.inference.save_tensors import save_group_tensors
 
+    if step.payload.info().multi_network:  # one network per part
+        from neuroexec.inference.networks import save_network_tensors
+
+        return save_network_tensors(step.payload, ctx)
     return save_group_tensors(step.payload, ctx)
 
 
