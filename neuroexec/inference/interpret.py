@@ -136,7 +136,7 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     summary = _summary(task, explained, acc)
     if mask is not None:
         summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
-        ctx.reporter.info(_mask_line(task, mask_path, summary["mask"]))
+        ctx.reporter.info(_mask_line(task, mask_path, summary["mask"], info.extract_mode.is_roi))
     atomic.write_json(task.maps.interpret_summary(*where), summary)
     return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
 
@@ -277,12 +277,14 @@ def _summary(task: GroupTask, explained: _Explained, acc: _Accumulator) -> dict:
     return summary
 
 
-def _mask_line(task: GroupTask, mask_path: Path, m: dict) -> str:
-    """The progress line saying how much of the saliency lies in the mask."""
+def _mask_line(task: GroupTask, mask_path: Path, m: dict, roi: bool = False) -> str:
+    """The progress line saying how much of the saliency lies in the mask (a ROI model sees only its
+    regions: their voxels are its brain)."""
+    brain = "the regions the model reads" if roi else "the brain"
     return (
         f"interpret {task.interpretation.name} ({task.group.name}, split-{task.split}): "
         f"{100 * m['mass_inside']:.1f}% of the saliency mass lies in the {mask_path.name.split('.')[0]} "
-        f"mask, which covers {100 * m['brain_share']:.1f}% of the brain ({m['ratio']:.1f}x an even spread)"
+        f"mask, which covers {100 * m['brain_share']:.1f}% of {brain} ({m['ratio']:.1f}x an even spread)"
     )
 
 

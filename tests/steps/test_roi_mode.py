@@ -241,3 +241,18 @@ def test_a_changed_mask_plans_the_extraction_again(tmp_path):
     region = torch.load(caps.roi_tensor("sub-0000", "ses-M000", other, True))
     right = torch.load(caps.roi_tensor("sub-0000", "ses-M000", tmp_path / "caps" / RIGHT, True))
     assert torch.equal(region, right)
+
+
+def test_the_mask_line_of_a_roi_model_speaks_of_its_regions_not_the_brain():
+    from types import SimpleNamespace
+
+    from neuroexec.inference.interpret import _mask_line
+
+    task = SimpleNamespace(
+        interpretation=SimpleNamespace(name="grad"), group=SimpleNamespace(name="test"), split=0
+    )
+    share = {"mass_inside": 0.6, "brain_share": 1.0, "ratio": 0.6}
+    assert "covers 100.0% of the regions the model reads" in _mask_line(
+        task, Path("h.nii.gz"), share, roi=True
+    )
+    assert "covers 100.0% of the brain" in _mask_line(task, Path("h.nii.gz"), share)
