@@ -55,3 +55,23 @@ architecture = "{architecture}"
 split = {{ n_splits = 2, splits = [0] }}
 train = {{ epochs = 1, learning_rate = 1e-3 }}
 {extra}"""
+
+
+def as_preprocessing(caps_dir: Path, preprocessing, folder: str | None = None) -> list[Path]:
+    """Move the t1-linear NIfTIs of a tiny CAPS (make_tiny_caps) to where and under the name Clinica's
+    `preprocessing` (a neuroexec.data.preprocessings.Preprocessing) puts them, or into `folder` of the
+    session (custom images are found anywhere below it); returns the new paths."""
+    from neuroexec.data.caps import CapsLayout
+
+    t1, other = CapsLayout(caps_dir), CapsLayout(caps_dir, preprocessing)
+    moved = []
+    for nifti in sorted(t1.subjects_dir.glob("*/*/t1_linear/*.nii.gz")):
+        participant, session = nifti.parts[-4], nifti.parts[-3]
+        target_dir = (
+            t1.session_dir(participant, session) / folder if folder else other.image_dir(participant, session)
+        )
+        target = target_dir / other.nifti_name(participant, session, uncropped=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nifti.rename(target)
+        moved.append(target)
+    return moved

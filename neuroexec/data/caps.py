@@ -10,23 +10,21 @@ PosixPath('caps/tensor_extraction/extract_image.json')
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
 
-CROPPED_PATTERN = "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz"
-UNCROPPED_PATTERN = "*space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"
-CROPPED_DESCRIPTION = (
-    "T1W Image registered using t1-linear and cropped (matrix size 169x208x179, 1 mm isotropic voxels)"
-)
-UNCROPPED_DESCRIPTION = "T1W Image registered using t1-linear"
+CROPPED_PATTERN = T1_LINEAR.pattern(uncropped=False)
+UNCROPPED_PATTERN = T1_LINEAR.pattern(uncropped=True)
 MODES = ("image", "patch", "slice", "roi")
 
 
-def nifti_pattern(uncropped: bool = False) -> str:
-    """The glob ClinicaDL uses to find the t1-linear image of a session."""
-    return UNCROPPED_PATTERN if uncropped else CROPPED_PATTERN
+def nifti_pattern(uncropped: bool = False, preprocessing: Preprocessing = T1_LINEAR) -> str:
+    """The glob ClinicaDL uses to find the image of a session (ClinicaDL's file_type pattern)."""
+    return preprocessing.pattern(uncropped)
 
 
 def extract_json_name(mode: str) -> str:
@@ -39,7 +37,7 @@ def preprocessing_record(
     uncropped: bool,
     prepare_dl: bool,
     patch: tuple[int, int] | None = None,
-    preprocessing: str = "t1-linear",
+    preprocessing: str | Preprocessing = "t1-linear",
     mode_settings: dict | None = None,
 ) -> dict:
     """ClinicaDL's record of how the tensors were made: the content of `tensor_extraction/
@@ -50,17 +48,15 @@ def preprocessing_record(
     >>> preprocessing_record("image", uncropped=True, prepare_dl=False)["file_type"]["pattern"]
     '*space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz'
     """
+    pre = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(preprocessing)
     record: dict = {
-        "preprocessing": preprocessing,
+        **pre.record(),  # preprocessing, and tracer + suvr_reference_region or custom_suffix
         "mode": mode,
-        "use_uncropped_image": uncropped,
+        # ClinicaDL's compute_folder_and_file_type sets it to None for custom
+        "use_uncropped_image": None if pre.name == "custom" else uncropped,
         "prepare_dl": prepare_dl,
         "extract_json": extract_json_name(mode),
-        "file_type": {
-            "pattern": nifti_pattern(uncropped),
-            "description": UNCROPPED_DESCRIPTION if uncropped else CROPPED_DESCRIPTION,
-            "needed_pipeline": "t1-linear",
-        },
+        "file_type": pre.file_type(uncropped),
     }
     if patch is not None:
         record.update(patch_size=patch[0], stride_size=patch[1])
@@ -115,9 +111,11 @@ def roi_tensor_name(image_name: str, mask_name: str, uncropped_roi: bool) -> str
 
 
 def _insert_before_last_t1w(stem: str, insert: str) -> str:
-    # ClinicaDL names a patch by putting its tag before the final "_T1w" of the image stem:
+    # ClinicaDL names a patch or slice by putting its tag before the last "_" of the image's name
+    # (extract_patch_path, extract_slice_path: `rfind("_")`), the final "_T1w" for t1-linear:
     #   sub-01_ses-M000_T1w_space-..._res-1x1x1_T1w  ->  ..._res-1x1x1<insert>_T1w
-    cut = stem.rfind("_T1w")
+    #   sub-01_ses-M000_trc-18FFDG_..._suvr-pons_pet  ->  ..._suvr-pons<insert>_pet
+    cut = stem.rfind("_")
     if cut < 0:
         return stem + insert
     return stem[:cut] + insert + stem[cut:]
@@ -135,9 +133,15 @@ class CapsLayout:
     """Paths of one CAPS directory: NIfTI inputs, extracted tensors, extraction records."""
 
     root: Path
+    preprocessing: Preprocessing = T1_LINEAR  # which images of the sessions, and their tensors' folder
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def of(cls, root: Path, source: object) -> CapsLayout:
+        """The layout of CAPS `root` for the preprocessing of `source` (a spec Dataset, a MapsInfo)."""
+        return cls(root, Preprocessing.of(source))
 
     # --- top level -------------------------------------------------------------------------------
     @property
@@ -182,23 +186,40 @@ class CapsLayout:
         return self.subjects_dir / participant / session
 
     def t1_linear_dir(self, participant: str, session: str) -> Path:
+        """The session's t1_linear folder (where neuroexec's generator writes; see image_dir)."""
         return self.session_dir(participant, session) / "t1_linear"
 
+    def image_dir(self, participant: str, session: str) -> Path:
+        """The folder of the session holding the layout's preprocessed image: Clinica's pipeline folder
+        (`t1_linear`, `t2_linear`, `flair_linear`, `pet_linear`), the session itself for custom."""
+        folder = self.preprocessing.session_folder
+        return (
+            self.session_dir(participant, session) / folder
+            if folder
+            else self.session_dir(participant, session)
+        )
+
     def nifti_name(self, participant: str, session: str, uncropped: bool = False) -> str:
-        """File name neuroexec writes for a t1-linear image (the name Clinica's t1-linear gives it)."""
-        crop = "" if uncropped else "_desc-Crop"
-        return f"{participant}_{session}_T1w_space-MNI152NLin2009cSym{crop}_res-1x1x1_T1w.nii.gz"
+        """The name Clinica gives the session's image of the layout's preprocessing (neuroexec's
+        generator writes t1-linear ones under it)."""
+        return self.preprocessing.nifti_name(participant, session, uncropped)
 
     def find_nifti(self, participant: str, session: str, uncropped: bool = False) -> list[Path]:
-        """Every file of the session's t1_linear folder matching the glob, case-insensitively."""
-        folder = self.t1_linear_dir(participant, session)
+        """Every file of the image folder matching the preprocessing's glob, case-insensitively, as
+        ClinicaDL's insensitive_glob; for custom every such file below the session (ClinicaDL's `**`)."""
+        folder = self.image_dir(participant, session)
         if not folder.is_dir():
             return []
-        pattern = nifti_pattern(uncropped).lower()
-        return sorted(p for p in folder.iterdir() if fnmatch.fnmatchcase(p.name.lower(), pattern))
+        pattern = self.preprocessing.glob(uncropped).lower()
+        if self.preprocessing.session_folder is None:
+            files = (Path(top) / name for top, _, names in os.walk(folder) for name in names)
+        else:
+            files = (p for p in folder.iterdir())
+        return sorted(p for p in files if fnmatch.fnmatchcase(p.name.lower(), pattern))
 
     def t1_linear_nifti(self, participant: str, session: str, uncropped: bool = False) -> Path:
-        """The one t1-linear NIfTI of a session; InputError when there is none or several.
+        """The one NIfTI of the layout's preprocessing (t1-linear by default) of a session; InputError
+        naming the folder and the pattern looked for when there is none or several.
 
         >>> caps = CapsLayout(Path("caps"))
         >>> folder = Path("caps/subjects/sub-01/ses-M000/t1_linear")
@@ -208,13 +229,14 @@ class CapsLayout:
         PosixPath('caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz')
         """
         found = self.find_nifti(participant, session, uncropped)
-        folder = self.t1_linear_dir(participant, session)
+        folder = self.image_dir(participant, session)
         if len(found) == 1:
             return found[0]
         what = "no file" if not found else f"{len(found)} files ({', '.join(p.name for p in found)})"
         raise InputError(
             folder,
-            f"{participant} {session}: expected exactly one file matching {nifti_pattern(uncropped)}, found {what}",
+            f"{participant} {session}: expected exactly one {self.preprocessing} file matching "
+            f"{self.preprocessing.glob(uncropped)}, found {what}",
         )
 
     def image_stem(self, participant: str, session: str, uncropped: bool = False) -> str:
@@ -232,7 +254,7 @@ class CapsLayout:
             self.session_dir(participant, session)
             / "deeplearning_prepare_data"
             / f"{mode}_based"
-            / "t1_linear"
+            / self.preprocessing.tensor_folder
         )
 
     def image_tensor(self, participant: str, session: str, uncropped: bool = False) -> Path:

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, default_collate
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.intensity import minmax_item, minmax_items_
-from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
+from neuroexec.data.participants import as_caps_by_cohort, caps_layouts, cohort_of, list_lines
 from neuroexec.data.patch_extract import patch_counts
 from neuroexec.errors import InputError, NeuroexecError, first_line
 
@@ -119,12 +119,12 @@ class _CapsItems(Dataset):
             )
         if task not in TASKS:
             raise InputError(None, f"task must be one of {', '.join(TASKS)}, got {task!r}", "task")
+        layouts = caps_layouts(caps_by_cohort)  # a value may be a CapsLayout (another preprocessing)
         self.caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
         self.label, self.label_code, self.task, self.uncropped = label, label_code, task, uncropped
         records = frame.to_dict("records")
         self.participants = [str(r["participant_id"]) for r in records]
         self.sessions = [str(r["session_id"]) for r in records]
-        layouts = {c: CapsLayout(p) for c, p in self.caps_by_cohort.items()}
         self.layouts = [layouts[cohort_of(r, self.caps_by_cohort)] for r in records]
         self.labels = [self._encode(r) for r in records]
 

@@ -42,8 +42,9 @@ from neuroexec.data.extract_manifest import (
     save_manifest_entries,
 )
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
-from neuroexec.data.participants import as_caps_by_cohort, cohort_of, list_lines
+from neuroexec.data.participants import as_caps_by_cohort, caps_layouts, cohort_of, list_lines
 from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.data.roi_extract import RoiExtraction, extract_rois_to
 from neuroexec.data.slice_extract import SliceCut, extract_slices_to, slice_count, slice_outputs, slice_record
 from neuroexec.errors import InputError
@@ -164,7 +165,7 @@ def _params(plan: ExtractionPlan, normalize: bool | None, cohort: str | None = N
 
 def plan_extraction(
     frame: pd.DataFrame,
-    caps_by_cohort: Path | Mapping[str, Path],
+    caps_by_cohort: Path | Mapping[str, Path | CapsLayout],
     mode: str,
     uncropped: bool = False,
     size: int | None = None,
@@ -176,6 +177,8 @@ def plan_extraction(
 ) -> ExtractionPlan:
     """Decide, per (participant, session), whether its tensors must be (re-)extracted. `normalize`
     None ignores the recorded normalisation when judging (a plan shown before the value is known).
+    The images read are those of the preprocessing of `caps_by_cohort`'s CapsLayouts (t1-linear for
+    a path).
     `roi` (mode "roi"): the regions; each CAPS's masks are found and checked now (InputError).
 
     >>> from neuroexec.data.participants import load_participants
@@ -197,9 +200,18 @@ def plan_extraction(
         raise InputError(None, "patch extraction needs a patch size and a stride", "mode")
     if layout not in LAYOUTS:
         raise InputError(None, f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", "layout")
+    preprocessing = _one_preprocessing(caps_by_cohort)
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
     plan = ExtractionPlan(
-        mode, uncropped, size, stride, layout, caps_by_cohort, extraction=extraction, roi=roi
+        mode,
+        uncropped,
+        size,
+        stride,
+        layout,
+        caps_by_cohort,
+        extraction=extraction,
+        roi=roi,
+        preprocessing=preprocessing,
     )
     if roi is not None:
         plan.masks.update({c: roi.masks(Path(root)) for c, root in caps_by_cohort.items()})
@@ -207,7 +219,7 @@ def plan_extraction(
     missing_images = []
     for row in frame.to_dict("records"):
         cohort = cohort_of(row, caps_by_cohort)
-        caps = CapsLayout(caps_by_cohort[cohort])
+        caps = plan.caps_layout(cohort)
         p, s = row["participant_id"], row["session_id"]
         found = caps.find_nifti(p, s, uncropped)
         if len(found) != 1:
@@ -229,12 +241,26 @@ def plan_extraction(
             )
         )
     if missing_images:
-        lines = [
-            f"{p} {s}: {'no' if k == 0 else k} matching NIfTI in {c.t1_linear_dir(p, s)}"
-            for c, p, s, k in missing_images
-        ]
-        raise InputError(None, f"{len(lines)} session(s) without a t1-linear image:\n{list_lines(lines)}")
+        raise _missing_images(missing_images, preprocessing, uncropped)
     return plan
+
+
+def _missing_images(missing: list, preprocessing: Preprocessing, uncropped: bool) -> InputError:
+    """One error listing the sessions without exactly one image, with the glob and folder looked in."""
+    glob = preprocessing.glob(uncropped)
+    lines = [
+        f"{p} {s}: {'no' if k == 0 else k} file matching {glob} in {c.image_dir(p, s)}"
+        for c, p, s, k in missing
+    ]
+    return InputError(None, f"{len(lines)} session(s) without a {preprocessing} image:\n{list_lines(lines)}")
+
+
+def _one_preprocessing(caps: Path | Mapping[str, Path | CapsLayout]) -> Preprocessing:
+    """The preprocessing of the layouts of an extraction (one for all its cohorts)."""
+    found = {layout.preprocessing for layout in caps_layouts(caps).values()}
+    if len(found) > 1:
+        raise InputError(None, f"one extraction reads one preprocessing, got {', '.join(map(str, found))}")
+    return found.pop() if found else T1_LINEAR
 
 
 def _reason(caps, nifti: Path, outputs, entries: dict, plan: ExtractionPlan, normalize, cohort=None) -> str:
@@ -261,13 +287,29 @@ def extract_json_content(plan: ExtractionPlan, root: Path | None = None) -> dict
     default: a ROI record names its masks' folder)."""
     if plan.roi is not None:  # ClinicaDL reads each region from its own file
         root = Path(root or next(iter(plan.caps.values())))
-        return {**preprocessing_record("roi", plan.uncropped, True), **plan.roi.record(root)}
+        record = {**preprocessing_record("roi", plan.uncropped, True), **plan.roi.record(root)}
+        return _with_preprocessing(record, plan)
     # ClinicaDL's prepare_dl: whether patches were saved one per file (else cut from the image tensor)
     if plan.mode == "slice":
-        return slice_record(slice_cut(plan))
+        return _with_preprocessing(slice_record(slice_cut(plan)), plan)
     prepare_dl = plan.mode == "patch" and plan.layout == "clinicadl"
     patch = (plan.size, plan.stride) if plan.mode == "patch" else None
-    return preprocessing_record(plan.mode, plan.uncropped, prepare_dl, patch)
+    return preprocessing_record(plan.mode, plan.uncropped, prepare_dl, patch, plan.preprocessing)
+
+
+def _with_preprocessing(record: dict, plan: ExtractionPlan) -> dict:
+    """`record` with ClinicaDL's keys of the plan's preprocessing (preprocessing, tracer...,
+    use_uncropped_image, file_type), as preprocessing_record writes them."""
+    keys = (
+        "preprocessing",
+        "tracer",
+        "suvr_reference_region",
+        "custom_suffix",
+        "use_uncropped_image",
+        "file_type",
+    )
+    own = preprocessing_record(plan.mode, plan.uncropped, False, preprocessing=plan.preprocessing)
+    return {**{k: v for k, v in record.items() if k not in keys}, **{k: own[k] for k in keys if k in own}}
 
 
 def run_extraction(
@@ -301,7 +343,7 @@ def run_extraction(
     )
     try:
         for item in items:
-            caps = CapsLayout(plan.caps[item.cohort])
+            caps = plan.caps_layout(item.cohort)
             outputs, record = extractor.extract(caps, item)
             for out in outputs:
                 manifests[item.cohort]["entries"][manifest_key(caps, out)] = record
@@ -323,7 +365,7 @@ def _still_to_do(
     are stale), and the image shape recorded by an item up to date (which new images must have)."""
     todo, expected = [], None
     for item in plan.items:
-        caps = CapsLayout(plan.caps[item.cohort])
+        caps = plan.caps_layout(item.cohort)
         entries = manifests[item.cohort]["entries"]
         if _reason(caps, item.nifti, item.outputs, entries, plan, normalize, item.cohort) == "up to date":
             expected = (
@@ -410,7 +452,7 @@ def _mark_pending(plan: ExtractionPlan, todo: list[ExtractionItem]) -> None:
     """Record in each manifest the tensors the run is about to write, before it writes them."""
     keys: dict[str, list[str]] = {}
     for item in todo:
-        caps = CapsLayout(plan.caps[item.cohort])
+        caps = plan.caps_layout(item.cohort)
         keys.setdefault(item.cohort, []).extend(manifest_key(caps, o) for o in item.outputs)
     for cohort, cohort_keys in sorted(keys.items()):
         mark_pending(CapsLayout(plan.caps[cohort]).manifest_json(plan.mode), cohort_keys)

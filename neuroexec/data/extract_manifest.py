@@ -89,7 +89,7 @@ def unrecorded_tensors(plan: ExtractionPlan) -> list[Path]:
         c: owned_keys(read_manifest(CapsLayout(p).manifest_json(plan.mode))) for c, p in plan.caps.items()
     }
     for item in plan.items:
-        caps = CapsLayout(plan.caps[item.cohort])
+        caps = plan.caps_layout(item.cohort)
         if plan.mode == "patch" and plan.layout == "clinicadl":
             first = item.outputs[0]
             if first.exists() and manifest_key(caps, first) not in owned[item.cohort]:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from neuroexec.data.roi_extract import RoiExtraction, RoiMasks
 
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.extraction_mode import ExtractionMode
 
 
@@ -37,6 +39,11 @@ class ExtractionPlan:
     roi: RoiExtraction | None = None  # roi mode: the regions and where their masks are
     masks: dict[str, RoiMasks] = field(default_factory=dict)  # roi mode: cohort -> its CAPS's masks
     extraction: ExtractionMode | None = None  # the whole mode, with its roi or slice settings
+    preprocessing: Preprocessing = T1_LINEAR  # which images of the sessions are read
+
+    def caps_layout(self, cohort: str) -> CapsLayout:
+        """The layout of a cohort's CAPS for the plan's preprocessing (its images and tensors)."""
+        return CapsLayout(self.caps[cohort], self.preprocessing)
 
     @property
     def todo(self) -> list[ExtractionItem]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from neuroexec.data.caps import CapsLayout
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
 from neuroexec.spec.model import SINGLE_COHORT  # noqa: F401 - re-exported
 
@@ -283,11 +284,22 @@ def load_multi_cohort(
     return combine_cohorts(cohorts, label, diagnoses, baseline)
 
 
-def as_caps_by_cohort(caps: Path | str | Mapping[str, Path]) -> dict[str, Path]:
-    """A single CAPS path becomes {"single": path}; a mapping is returned as Paths."""
-    if isinstance(caps, Mapping):
-        return {str(k): Path(v) for k, v in caps.items()}
-    return {SINGLE_COHORT: Path(caps)}
+def as_caps_by_cohort(caps: Path | str | CapsLayout | Mapping[str, Path | CapsLayout]) -> dict[str, Path]:
+    """A single CAPS path becomes {"single": path}; a mapping is returned as Paths (of its layouts)."""
+    return {c: layout.root for c, layout in caps_layouts(caps).items()}
+
+
+def caps_layouts(
+    caps: Path | str | CapsLayout | Mapping[str, Path | CapsLayout], preprocessing: Preprocessing = T1_LINEAR
+) -> dict[str, CapsLayout]:
+    """Cohort -> CapsLayout: a CAPS path reads `preprocessing`, a CapsLayout its own.
+
+    >>> pet = Preprocessing("pet-linear", tracer="18FFDG", suvr_reference_region="pons")
+    >>> caps_layouts({"A": CapsLayout(Path("a"), pet), "B": Path("b")})["A"].preprocessing.name
+    'pet-linear'
+    """
+    items = caps.items() if isinstance(caps, Mapping) else [(SINGLE_COHORT, caps)]
+    return {str(c): v if isinstance(v, CapsLayout) else CapsLayout(Path(v), preprocessing) for c, v in items}
 
 
 def cohort_of(row: Mapping, caps_by_cohort: Mapping[str, Path]) -> str:
@@ -307,18 +319,22 @@ def cohort_of(row: Mapping, caps_by_cohort: Mapping[str, Path]) -> str:
 
 
 def check_images_exist(
-    frame: pd.DataFrame, caps_by_cohort: Path | Mapping[str, Path], uncropped: bool = False
+    frame: pd.DataFrame,
+    caps_by_cohort: Path | Mapping[str, Path],
+    uncropped: bool = False,
+    preprocessing: Preprocessing = T1_LINEAR,
 ) -> None:
-    """Raise one InputError listing every session whose t1-linear NIfTI is missing or ambiguous.
+    """Raise one InputError listing every session whose NIfTI (t1-linear by default) is missing or
+    ambiguous, naming the file expected and the pattern looked for.
 
     >>> frame = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-M000"]})
     >>> check_images_exist(frame, Path("caps"))  # an empty CAPS
     Traceback (most recent call last):
     neuroexec.errors.InputError: caps: 1 image(s) not found in the CAPS:
-      sub-01 ses-M000: missing, expected caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz
+      sub-01 ses-M000: missing, expected caps/subjects/sub-01/ses-M000/t1_linear/sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz (looked for *space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz)
     """
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
-    layouts = {c: CapsLayout(p) for c, p in caps_by_cohort.items()}
+    layouts = {c: CapsLayout(p, preprocessing) for c, p in caps_by_cohort.items()}
     problems = []
     for row in frame.to_dict("records"):
         layout = layouts[cohort_of(row, caps_by_cohort)]
@@ -326,8 +342,9 @@ def check_images_exist(
         found = layout.find_nifti(p, s, uncropped)
         if len(found) != 1:
             why = "missing" if not found else f"{len(found)} matches"
+            expected = layout.image_dir(p, s) / layout.nifti_name(p, s, uncropped)
             problems.append(
-                f"{p} {s}: {why}, expected {layout.t1_linear_dir(p, s) / layout.nifti_name(p, s, uncropped)}"
+                f"{p} {s}: {why}, expected {expected} (looked for {preprocessing.glob(uncropped)})"
             )
     if problems:
         where = next(iter(caps_by_cohort.values())) if len(caps_by_cohort) == 1 else None

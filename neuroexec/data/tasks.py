@@ -25,6 +25,7 @@ import pandas as pd
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
+from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal
 from neuroexec.data.synthetic import roi_names
 from neuroexec.errors import InputError, NeuroexecError
@@ -46,7 +47,7 @@ def dataset_frame(
     ]  # fmt: skip
     frame = pd.concat(frames, ignore_index=True)
     if check_images:
-        check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped)
+        check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped, Preprocessing.of(ds))
     return frame
 
 
@@ -84,6 +85,7 @@ class ExtractTask:
             "normalize": ds.normalize,
             "uncropped": ds.uncropped,
             "preprocessing": ds.preprocessing,
+            **Preprocessing.of(ds).record(),  # and tracer + suvr_reference_region, or custom_suffix
             "patch_layout": ds.patch_layout if mode.is_patch or mode.is_slice else None,
         }
         if mode.is_slice:  # every slice of the axis: `discarded` is read at training time
@@ -110,10 +112,10 @@ class ExtractTask:
                 continue  # not yet written at plan time: the generate step is a dependency instead
             files.append(cohort.participants)
             frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
-            caps = CapsLayout(cohort.caps)
+            caps = CapsLayout(cohort.caps, Preprocessing.of(ds))
             for participant, session in zip(frame["participant_id"], frame["session_id"]):
                 found = caps.find_nifti(participant, session, ds.uncropped)
-                files.extend(found or [caps.t1_linear_dir(participant, session)])
+                files.extend(found or [caps.image_dir(participant, session)])
             files.extend(self._mask_inputs(caps))
         return tuple(files)
 
@@ -159,7 +161,7 @@ class ExtractTask:
         ds, mode = self.dataset, self.mode
         return plan_extraction(
             dataset_frame(ds, label=None, diagnoses=None, check_images=False),
-            {c.name: c.caps for c in ds.cohorts},
+            {c.name: CapsLayout.of(c.caps, ds) for c in ds.cohorts},
             mode.kind,
             uncropped=ds.uncropped,
             size=mode.size,

@@ -41,6 +41,7 @@ from neuroexec.inference.model_io import (
     load_model,
     nifti_geometry,
     output_size_of,
+    preprocessing_of,
     source_nifti,
     uncropped_of,
 )
@@ -116,7 +117,7 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     info = explained.info
     caps = group_caps(task, info)
     affine, image_shape = nifti_geometry(
-        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info))
+        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info), preprocessing_of(task, info))
     )
     mask_path, mask = _load_mask(task, image_shape)
     acc = _accumulate_parts(task, explained, frame, settings, ctx)

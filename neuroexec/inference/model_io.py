@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.participants import SINGLE_COHORT, cohort_of
+from neuroexec.data.participants import SINGLE_COHORT, caps_layouts, cohort_of
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.inference.task import GroupTask
 from neuroexec.maps.checkpoints import load_model_state
@@ -161,9 +162,30 @@ def uncropped_of(task: GroupTask, info: MapsInfo) -> bool:
     return bool(task.dataset.uncropped) if task.dataset is not None else info.uncropped
 
 
-def source_nifti(row: dict, caps: dict[str, Path], uncropped: bool) -> Path:
-    """The t1-linear NIfTI an item's tensor was extracted from."""
-    layout = CapsLayout(caps[cohort_of(row, caps)])
+def preprocessing_of(task: GroupTask, info: MapsInfo) -> Preprocessing:
+    """The preprocessing of the images a group reads: its dataset's, which must be the model's (the
+    maps.json preprocessing_dict), or the model's; InputError naming both when they differ."""
+    trained = Preprocessing.from_record(
+        info.raw.get("preprocessing_dict") or {}, MapsLayout(info.root).maps_json
+    )
+    if task.dataset is None:
+        return trained
+    wanted = Preprocessing.of(task.dataset)
+    if wanted != trained:
+        raise InputError(
+            MapsLayout(info.root).maps_json,
+            f"group '{task.group.name}': the model was trained on {trained} images, dataset "
+            f"'{task.dataset.name}' holds {wanted} ones; give the group a dataset of the model's preprocessing",
+            "preprocessing",
+        )
+    return wanted
+
+
+def source_nifti(
+    row: dict, caps: dict[str, Path], uncropped: bool, preprocessing: Preprocessing = T1_LINEAR
+) -> Path:
+    """The NIfTI (t1-linear by default) an item's tensor was extracted from."""
+    layout = CapsLayout(caps[cohort_of(row, caps)], preprocessing)
     return layout.t1_linear_nifti(str(row["participant_id"]), str(row["session_id"]), uncropped)
 
 
@@ -185,7 +207,7 @@ def group_dataset(
     of each image only, for network `part_index` of a multi-network model)."""
     from neuroexec.data.mode_datasets import mode_dataset
 
-    caps = group_caps(task, info)
+    caps = caps_layouts(group_caps(task, info), preprocessing_of(task, info))
     # Items normalised as the model saw them in training (each image, or each patch).
     common = dict(
         label=label,

@@ -23,6 +23,7 @@ from neuroexec.inference.model_io import (
     group_dataset,
     load_model,
     nifti_geometry,
+    preprocessing_of,
     source_nifti,
     uncropped_of,
 )
@@ -98,7 +99,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                 )
                 warned = True
             if not mode.has_parts:
-                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped))
+                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped, preprocessing_of(task, info)))
                 volume_in = x.reshape(x.shape[-3:]).numpy()
                 volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
             else:
@@ -106,7 +107,9 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                 folder = folder if folder is not None and not first else _Folder(per_image)
                 if not folder.add(k, x, y if same else None):
                     continue
-                affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped))
+                affine, image_shape = nifti_geometry(
+                    source_nifti(row, caps, uncropped, preprocessing_of(task, info))
+                )
                 volume_in, volume_out = folder.fold(mode, image_shape, place)
                 folder = None
             atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)

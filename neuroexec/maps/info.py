@@ -41,6 +41,9 @@ class MapsInfo:
     discarded_slices: tuple[int, int] = (0, 0)  # slice mode: left out at the beginning and at the end
     multi_network: bool = False  # one network per part: split-<i>/best-<m>/network-<k>_model.pth.tar
     preprocessing: str = "t1-linear"
+    tracer: str | None = None  # pet-linear (preprocessing_dict)
+    suvr_reference_region: str | None = None  # pet-linear
+    custom_suffix: str | None = None  # custom
     selection_metrics: tuple[str, ...] = ("loss",)
     splits: tuple[int, ...] = ()
     caps_directory: str | None = None
@@ -141,6 +144,7 @@ def _part_settings(pre: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
         "discarded_slices": discarded,
         "multi_network": bool(raw.get("multi_network", raw.get("multi_cnn", False))),
         "preprocessing": str(get("preprocessing", "t1-linear")),
+        **{k: pre.get(k) for k in ("tracer", "suvr_reference_region", "custom_suffix") if pre.get(k)},
     }
 
 

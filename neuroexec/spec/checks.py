@@ -40,6 +40,7 @@ def semantic_problems(spec: Spec) -> list[Problem]:
     _check_compute(spec.compute, "compute", add)
     for ds in spec.datasets.values():
         _check_dataset_paths(ds, add)
+        _check_preprocessing(spec, ds, add)
     maps_owner: dict[Path, str] = {}
     for name, model in spec.models.items():
         if model.maps in maps_owner:
@@ -64,6 +65,42 @@ def _check_dataset_paths(ds: Dataset, add) -> None:
             add(f"{c.key}.caps", f"CAPS folder not found: {c.caps}")
         if not c.participants.exists():
             add(f"{c.key}.participants", f"participants file or folder not found: {c.participants}")
+
+
+def _check_preprocessing(spec: Spec, ds: Dataset, add) -> None:
+    """The preprocessing is one neuroexec reads, with the keys it needs and no other's; a generated
+    dataset is t1-linear; a cohort that is another dataset has the same preprocessing."""
+    from neuroexec.data import preprocessings as pre
+
+    key = f"datasets.{ds.name}"
+    why = pre.refusal(ds.preprocessing)
+    if why:
+        add(f"{key}.preprocessing", why)
+        return
+    values = {k: getattr(ds, k) for k in pre.EXTRA_KEYS}
+    for name in pre.missing_keys(ds.preprocessing, values):
+        add(f"{key}.{name}", f"preprocessing {ds.preprocessing} needs {name} (it is part of the file names)")
+    for name in pre.misplaced_keys(ds.preprocessing, values):
+        add(f"{key}.{name}", f"only read with preprocessing {pre.needing(name)}, not {ds.preprocessing}")
+    if ds.generate is not None and ds.preprocessing != "t1-linear":
+        add(f"{key}.preprocessing", f"generate writes t1-linear images only, not {ds.preprocessing}")
+    if ds.preprocessing == "custom" and ds.uncropped:
+        add(f"{key}.uncropped", "custom images are read as they are: remove uncropped (ClinicaDL ignores it)")
+    for c in ds.cohorts:
+        other = spec.datasets.get(c.dataset) if c.dataset else None
+        if other is not None and _preprocessing_of(other) != _preprocessing_of(ds):
+            add(
+                f"{c.key}.dataset",
+                f"dataset {other.name} is {_preprocessing_of(other)}, this dataset {_preprocessing_of(ds)}: "
+                "give both the same preprocessing",
+            )
+
+
+def _preprocessing_of(ds: Dataset) -> str:
+    from neuroexec.data.preprocessings import EXTRA_KEYS
+
+    extra = ", ".join(f"{k} {getattr(ds, k)}" for k in EXTRA_KEYS if getattr(ds, k) is not None)
+    return f"{ds.preprocessing} ({extra})" if extra else ds.preprocessing
 
 
 def _check_model(spec: Spec, model: Model, add) -> None:

@@ -70,6 +70,9 @@ class Dataset:
     normalize: bool = True
     patch_layout: str = "bundle"
     baseline: bool = False
+    tracer: str | None = None  # pet-linear: trc-<tracer>
+    suvr_reference_region: str | None = None  # pet-linear: suvr-<region>
+    custom_suffix: str | None = None  # custom: the images' names end with it
 
     @property
     def caps(self) -> Path:

@@ -91,6 +91,9 @@ def _dataset(name: str, raw: dict[str, Any], base: Path, others: dict[str, m.Dat
         normalize=d["normalize"],
         patch_layout=d["patch_layout"],
         baseline=d["baseline"],
+        tracer=d.get("tracer"),
+        suvr_reference_region=d.get("suvr_reference_region"),
+        custom_suffix=d.get("custom_suffix"),
     )
 
 

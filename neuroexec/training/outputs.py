@@ -26,6 +26,7 @@ from torch import nn
 import neuroexec
 from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
+from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.maps.layout import MapsLayout, network_name
 from neuroexec.spec.model import Compute, Dataset, Model, Train
 
@@ -152,7 +153,7 @@ def _preprocessing_dict(model: Model, dataset: Dataset) -> dict:
     # tensors) it cuts the parts from the image, as neuroexec can.
     prepare_dl = model.mode in ("image", "roi") or dataset.patch_layout == "clinicadl"
     return preprocessing_record(
-        model.mode, dataset.uncropped, prepare_dl, patch, dataset.preprocessing, mode_settings(model)
+        model.mode, dataset.uncropped, prepare_dl, patch, Preprocessing.of(dataset), mode_settings(model)
     )
 
 

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from neuroexec import distributed
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.datasets import ImageDataset
 from neuroexec.data.mode_datasets import mode_dataset
 from neuroexec.data.participants import encode_labels
@@ -71,7 +72,7 @@ def make_dataset(
     `part_index`: that part of each image only (one network per part). `cache` (image mode) reads
     the images into memory now when they fit (`preload`) in this process's share of the memory, one of
     `processes` training processes on this machine; patch mode reads memory-mapped bundles."""
-    caps = {c.name: c.caps for c in ds.cohorts}
+    caps = {c.name: CapsLayout.of(c.caps, ds) for c in ds.cohorts}  # with the dataset's preprocessing
     label = model.label if model.task != "reconstruction" else None
     common = dict(label=label, label_code=label_code, task=model.task, uncropped=ds.uncropped)
     if model.mode == "patch" and model.patch is None:
