@@ -379,3 +379,14 @@ def part_metrics(
         loss = losses.get(int(k))
         rows.append({f"{mode}_id": int(k), **frame_metrics(part, task, n_classes), "loss": loss})
     return pd.DataFrame(rows)
+
+
+def part_id(frame: pd.DataFrame, mode: str, network: int) -> int:
+    """The `<mode>_id` of the rows of one network's frame: its part index as tables write it (for
+    slices ClinicaDL's absolute slice index, the first kept slice + network).
+
+    >>> part_id(pd.DataFrame({"slice_id": [7, 7]}), "slice", 2)
+    7
+    """
+    column = f"{mode}_id"
+    return int(frame[column].iloc[0]) if column in frame.columns and len(frame) else network

@@ -58,11 +58,12 @@ def predict_networks(
     for k in range(network_count(info, task.split, task.metric)):
         model, _ = load_model(task.model.maps, task.split, task.metric, settings.device, network=k)
         dataset = group_dataset(task, info, frame, label, part_index=k)
-        predictions, losses[k] = evaluation.predict_frames(
+        predictions, loss = evaluation.predict_frames(
             model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
             model_file=task.maps.best_model(task.split, task.metric, k),
         )  # fmt: skip
         frames.append(predictions)
+        losses[evaluation.part_id(predictions, info.mode, k)] = loss
         items += len(dataset)
     return pd.concat(frames, ignore_index=True), losses, items
 

@@ -83,7 +83,7 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
     epoch = resume.resumable_epoch(maps, task.split, key)
     network = resume.resumable_network(maps, task.split, key)  # of a multi-network model
     if network is not None and maps.staged_network_done(task.split, network).is_file():
-        return f"interrupted after network-{network} finished: apply trains the next networks"
+        return f"interrupted after network-{network} finished: apply goes on with the networks left"
     if epoch is not None:
         where = "" if network is None else f" in network-{network}"
         return f"interrupted{where} after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"

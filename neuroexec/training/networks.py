@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.errors import NeuroexecError
-from neuroexec.evaluation import ResultSet, predict_frames, write_results
+from neuroexec.evaluation import ResultSet, part_id, predict_frames, write_results
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
@@ -175,7 +175,7 @@ def _final_results(nets: _Networks, runs: dict[int, _SplitRun]) -> None:
         for k, part in parts.items():
             for group, (frame, loss) in part.results(nets, metric).items():
                 frames[group].append(frame)
-                losses[group][k] = loss
+                losses[group][part_id(frame, model.mode, k)] = loss
         for group in ("validation", "train"):  # validation first: the train soft vote reads its weights
             write_results(
                 ResultSet(out, split, metric, group, model.task, model.mode, nets.n_classes),
