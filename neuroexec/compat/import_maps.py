@@ -1,6 +1,8 @@
 """`neuroexec import-maps PATH`: recognise a MAPS of either generation (neuroexec / ClinicaDL 1.x
 `split-<i>/best-<metric>/model.pth.tar` + maps.json, or the older `fold-<i>/models/best_<metric>/
-model_best.pth.tar` + commandline.json) and report what can be used as is, and what cannot.
+model_best.pth.tar` + commandline.json) and report what can be used as is, and what cannot. Every
+mode (image, patch, roi, slice) and one network per part (ClinicaDL 1.x's `best-<metric>/
+network-<k>_model.pth.tar`) is recognised; the report says how neuroexec uses such a model.
 
 `print(render(describe_maps(Path("maps/cnn"))))` is what the command prints; it needs a MAPS, which
 tests/cli/test_commands.py builds of both generations.
@@ -24,6 +26,7 @@ class BestModel:
     path: Path
     epoch: int | None = None
     problem: str | None = None
+    network: int | None = None  # network k of a multi-network model
 
 
 @dataclass
@@ -51,16 +54,39 @@ def _generation(root: Path, info: MapsInfo) -> str:
     return "ClinicaDL 1.x (maps.json, split-<i>/best-<metric>/model.pth.tar)"
 
 
-def _best_files(root: Path, info: MapsInfo) -> list[tuple[int, str, Path]]:
+def _best_files(root: Path, info: MapsInfo) -> list[BestModel]:
     out = []
+    layout = MapsLayout(root)
     for split in info.splits:
         if info.legacy:
-            out += [(split, metric, p) for metric, p in LegacyMapsLayout(root).best_models(split)]
-        else:
-            layout = MapsLayout(root)
-            bests = [(metric, layout.best_model(split, metric)) for metric in layout.best_metrics(split)]
-            out += [(split, metric, p) for metric, p in bests if p.is_file()]
+            out += [BestModel(split, metric, p) for metric, p in LegacyMapsLayout(root).best_models(split)]
+            continue
+        for metric in layout.best_metrics(split):
+            if info.multi_network:
+                out += [
+                    BestModel(split, metric, p, network=k)
+                    for k, p in layout.best_network_models(split, metric)
+                ]
+            elif layout.best_model(split, metric).is_file():
+                out.append(BestModel(split, metric, layout.best_model(split, metric)))
     return out
+
+
+def _network_problems(info: MapsInfo, best: list[BestModel]) -> list[str]:
+    """A multi-network model lacking some of its networks (maps.json's num_networks)."""
+    expected = info.raw.get("num_networks")
+    if not info.multi_network or not isinstance(expected, int):
+        return []
+    problems = []
+    for split, metric in sorted({(b.split, b.metric) for b in best}):
+        found = {b.network for b in best if (b.split, b.metric) == (split, metric)}
+        missing = sorted(set(range(expected)) - found)
+        if missing:
+            problems.append(
+                f"split {split} best-{metric}: network(s) {', '.join(map(str, missing))} of {expected} missing "
+                "(network-<k>_model.pth.tar): their parts cannot be predicted"
+            )
+    return problems
 
 
 def _check_weights(info: MapsInfo, state: dict) -> str | None:
@@ -88,14 +114,19 @@ def describe_maps(root: Path) -> MapsReport:
         )
     if not info.splits:
         report.problems.append("no split-<i>/ (or fold-<i>/) folder: no trained model")
-    for split, metric, path in _best_files(root, info):
-        best = BestModel(split, metric, path)
+    if info.legacy and info.multi_network:
+        report.problems.append(
+            "one network per part in the older generation (multi_cnn) is not recognised: only ClinicaDL 1.x's "
+            "split-<i>/best-<metric>/network-<k>_model.pth.tar"
+        )
+    for best in _best_files(root, info):
         try:
-            state, best.epoch, _ = load_model_state(path)
+            state, best.epoch, _ = load_model_state(best.path)
             best.problem = _check_weights(info, state)
         except NeuroexecError as err:
             best.problem = str(err).splitlines()[0]
         report.best.append(best)
+    report.problems += _network_problems(info, report.best)
     for split in info.splits:
         if not any(b.split == split for b in report.best):
             report.problems.append(f"split {split}: no best model file")
@@ -110,7 +141,7 @@ def describe_maps(root: Path) -> MapsReport:
                     "soft voting of patch predictions at the image level is impossible"
                 )
     elif info.mode in ("patch", "roi", "slice"):
-        for b in report.best:
+        for b in {(b.split, b.metric): b for b in report.best}.values():
             if not MapsLayout(root).prediction_tsvs(b.split, b.metric, "validation"):
                 report.problems.append(
                     f"split {b.split} best-{b.metric}: validation predictions (split-<i>/best-<metric>/validation/*.tsv) "
@@ -126,8 +157,7 @@ def render(report: MapsReport) -> str:
         f"MAPS: {report.root}",
         f"  generation:   {report.generation}",
         f"  task:         {i.task}",
-        f"  mode:         {i.mode}"
-        + (f" (patch {i.patch_size}, stride {i.stride_size or i.patch_size})" if i.mode == "patch" else ""),
+        f"  mode:         {i.mode}{_mode_details(i)}",
         f"  architecture: {i.architecture or '?'}"
         + (f", input size {list(i.input_size)}" if i.input_size else ""),
     ]
@@ -151,4 +181,40 @@ def render(report: MapsReport) -> str:
     lines.append(
         "  usable as is: " + ("yes (predict / interpret / transfer learning)" if report.usable else "no")
     )
+    lines.append(f"  neuroexec:    {use_of(i)}")
     return "\n".join(lines)
+
+
+AXES = {0: "sagittal", 1: "coronal", 2: "axial"}
+
+
+def _mode_details(i: MapsInfo) -> str:
+    """The mode's settings, as maps.json's preprocessing_dict gives them, and the network count."""
+    if i.mode == "patch":
+        details = f"patch {i.patch_size}, stride {i.stride_size or i.patch_size}"
+    elif i.mode == "roi":
+        box = "uncropped" if i.uncropped_roi else "cropped to each mask's box"
+        details = f"regions {', '.join(i.roi_list) or '?'}, {box}"
+    elif i.mode == "slice":
+        begin, end = i.discarded_slices
+        axis = AXES.get(i.slice_direction, "?") if i.slice_direction is not None else "?"
+        details = f"{axis} slices, {i.slice_mode or '?'}, discarded {begin} + {end}"
+    else:
+        return ""
+    if i.multi_network:
+        n = i.raw.get("num_networks")
+        details += f"; one network per {i.mode}" + (f" ({n})" if n else "")
+    return f" ({details})"
+
+
+def use_of(i: MapsInfo) -> str:
+    """What neuroexec does with a model of this mode (predict, interpret, save-tensors)."""
+    if i.mode == "image":
+        return "predicts whole images"
+    cut = {"patch": "cuts the patches", "roi": "cuts the regions from the masks of the CAPS",
+           "slice": "cuts the slices"}.get(i.mode, f"reads the {i.mode}s")  # fmt: skip
+    who = f"{i.mode} k by network-<k>" if i.multi_network else f"every {i.mode} by the one network"
+    return (
+        f"{cut} as maps.json's preprocessing_dict says, predicts {who}, and soft-votes them to the image "
+        f"(weights: each {i.mode}'s validation accuracy, as ClinicaDL)"
+    )
