@@ -97,7 +97,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def _add_positionals(p: argparse.ArgumentParser) -> None:
     p.add_argument("caps_directory", type=Path, help="CAPS folder")
     p.add_argument(
-        "preprocessing_json", help="'t1-linear' or a JSON of CAPS/tensor_extraction/ (extract_<mode>.json)"
+        "preprocessing_json",
+        help="a JSON of CAPS/tensor_extraction/ (extract_<mode>.json), or the whole images of "
+        "t1-linear, t2-linear or flair-linear",
     )
     p.add_argument(
         "tsv_directory", type=Path, help="split directory (split-<i>/train.tsv, validation_baseline.tsv)"

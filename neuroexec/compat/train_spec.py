@@ -24,6 +24,7 @@ from neuroexec import atomic
 from neuroexec.compat.extract_record import MODALITY_KEYS, modality_table, mode_tables
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import read_tsv
+from neuroexec.data.preprocessings import NEEDED_KEYS, PREPROCESSINGS, REFUSED, refusal
 from neuroexec.data.splits import split_folder, split_folders
 from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file, read_maps_info
@@ -68,9 +69,11 @@ def metric_name(value: str) -> str:
 
 
 def preprocessing(caps: Path, name: str) -> dict[str, Any]:
-    """The extraction a training reads: "t1-linear" (whole images) or a JSON of CAPS/tensor_extraction/."""
-    if name in ("t1-linear", "t1_linear"):
-        return {"mode": "image"}
+    """The extraction a training reads: a preprocessing's name (whole images) or a JSON of
+    CAPS/tensor_extraction/."""
+    named = named_preprocessing(name)
+    if named is not None:
+        return named
     folder = CapsLayout(caps).tensor_extraction_dir
     candidates = [Path(name), *CapsLayout(caps).named_extract_json(name)]
     path = next((p for p in candidates if p.is_file()), None)
@@ -101,6 +104,31 @@ def preprocessing(caps: Path, name: str) -> dict[str, Any]:
     if dataset:
         out["dataset"] = dataset
     return out
+
+
+def named_preprocessing(name: str) -> dict[str, Any] | None:
+    """A preprocessing named instead of a JSON (ClinicaDL's older `train image cnn CAPS t1-linear ...`):
+    whole images of it; None for another name (a JSON's). One whose file names need keys a bare name
+    does not give (pet-linear, custom), or one ClinicaDL cannot read, is an InputError saying why."""
+    canonical = name.replace("_", "-")
+    if canonical not in (*PREPROCESSINGS, *REFUSED):
+        return None
+    why = refusal(canonical)
+    if why:
+        raise InputError(None, why, "PREPROCESSING")
+    keys = NEEDED_KEYS.get(canonical)
+    if keys:
+        raise InputError(
+            None,
+            f"{canonical} images are found by their {' and '.join(keys)}, which a bare name does not give: run "
+            f"prepare-data for them and give the JSON it writes in tensor_extraction/",
+            "PREPROCESSING",
+        )
+    return (
+        {"mode": "image"}
+        if canonical == "t1-linear"
+        else {"mode": "image", "dataset": {"preprocessing": canonical}}
+    )
 
 
 def split_directory(tsv_dir: Path) -> tuple[Path, int]:
