@@ -239,6 +239,16 @@ class CapsLayout:
             f"{self.preprocessing.glob(uncropped)}, found {what}",
         )
 
+    def first_nifti(self, uncropped: bool = False) -> Path | None:
+        """The image of the first session (by name) that has exactly one, None when none has."""
+        if not self.subjects_dir.is_dir():
+            return None
+        for folder in sorted(self.subjects_dir.glob("sub-*/ses-*")):
+            found = self.find_nifti(folder.parent.name, folder.name, uncropped)
+            if len(found) == 1:
+                return found[0]
+        return None
+
     def image_stem(self, participant: str, session: str, uncropped: bool = False) -> str:
         """Stem of the tensors of a session: the actual NIfTI's name when there is exactly one, else
         the name neuroexec would write (so a CAPS holding only tensors is still addressable)."""

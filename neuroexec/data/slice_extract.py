@@ -165,7 +165,7 @@ def fold_slices(mode: ExtractionMode, parts: dict[int, torch.Tensor], shape: tup
 
 def axis_length(ds, direction: int) -> int | None:
     """Slices along `direction` of a spec dataset's images, known before extraction: from the grid a
-    generated dataset will have, else from the header of the first t1-linear NIfTI of its first CAPS
+    generated dataset will have, else from the header of the first image of its first CAPS
     (None when there is none yet, or it cannot be read)."""
     if ds.generate is not None:
         from neuroexec.data.synthetic import grid_for
@@ -174,7 +174,7 @@ def axis_length(ds, direction: int) -> int | None:
     import nibabel as nib
 
     for cohort in ds.cohorts:
-        found = next(iter(sorted(CapsLayout(cohort.caps).subjects_dir.glob("*/*/t1_linear/*.nii*"))), None)
+        found = CapsLayout.of(cohort.caps, ds).first_nifti(ds.uncropped)
         if found is None:
             continue
         try:

@@ -246,3 +246,37 @@ def test_a_missing_image_of_another_preprocessing_names_the_pattern(tmp_path):
         err.value
     )
     assert f"(looked for *{SPACE}_desc-Crop_res-1x1x1_flair.nii.gz)" in str(err.value)
+
+
+def test_slices_and_regions_of_other_preprocessings_are_named_as_clinicadl(tmp_path):
+    """extract_slice_path puts the tag before the last `_`; extract_roi_path keeps `<sub>_<ses>` (no
+    `_T1w` third word) and the last word (`pet`, `flair`) of the image's name."""
+    from neuroexec.data.mode_datasets import mode_dataset
+    from neuroexec.data.roi_extract import RoiExtraction, RoiSource
+    from neuroexec.extraction_mode import ExtractionMode
+
+    caps, tsv = make_tiny_caps(tmp_path / "caps", n_subjects=2, shape=(12, 14, 12))
+    as_preprocessing(caps, PET)
+    frame = load_participants(tsv)
+    pet = {"single": CapsLayout(caps, PET)}
+    axial = ExtractionMode.slice(2, "single")
+    run_extraction(plan_extraction(frame, pet, "slice", layout="clinicadl", extraction=axial), normalize=True)
+    folder = caps / "subjects/sub-0000/ses-M000/deeplearning_prepare_data/slice_based/pet_linear"
+    assert (
+        folder
+        / f"sub-0000_ses-M000_trc-18FFDG_{SPACE}_desc-Crop_res-1x1x1_suvr-pons_axis-axi_channel-single_slice-11_pet.pt"
+    ).is_file()
+    record = json.loads((caps / "tensor_extraction/extract_slice.json").read_text())
+    assert (record["preprocessing"], record["tracer"], record["file_type"]) == (
+        "pet-linear",
+        "18FFDG",
+        PET.file_type(False),
+    )
+    items = mode_dataset(axial, frame, pet, label="diagnosis", label_code={"AD": 0, "CN": 1}, normalize=True)
+    assert len(items) == 2 * 12 and items[0]["image"].shape == (1, 12, 14)
+
+    regions = ExtractionMode.roi(("leftHippocampus",))
+    roi = RoiExtraction(regions, RoiSource.of("pet-linear"))
+    run_extraction(plan_extraction(frame, pet, "roi", extraction=regions, roi=roi), normalize=True)
+    (tensor,) = (caps / "subjects/sub-0001/ses-M000/deeplearning_prepare_data/roi_based/pet_linear").iterdir()
+    assert tensor.name == f"sub-0001_ses-M000_{SPACE}_desc-CropRoi_res-1x1x1_roi-leftHippocampus_pet.pt"
