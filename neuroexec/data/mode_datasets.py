@@ -25,11 +25,13 @@ def mode_dataset(
     discarded: tuple[int, int] = (0, 0),
     part_index: int | None = None,
     cache: bool = False,
+    roi_source=None,
     **common,
 ) -> Dataset:
     """The dataset of `frame`'s images read as `mode`. `common`: label, label_code, task, uncropped,
     normalize (as the image and patch datasets take them); `discarded`: slices left out at both ends;
-    `cache`: whole images kept in memory (image mode)."""
+    `cache`: whole images kept in memory (image mode); `roi_source`: where the ROI masks are (a
+    `roi_extract.RoiSource`; by default the images' preprocessing's template)."""
     from neuroexec.data import datasets
 
     if mode.is_patch:
@@ -40,7 +42,13 @@ def mode_dataset(
         from neuroexec.data.roi_dataset import RoiDataset
 
         return RoiDataset(
-            frame, caps, rois=mode.rois, uncropped_roi=mode.uncropped_roi, part_index=part_index, **common
+            frame,
+            caps,
+            rois=mode.rois,
+            uncropped_roi=mode.uncropped_roi,
+            part_index=part_index,
+            source=roi_source,
+            **common,
         )
     if mode.is_slice:
         from neuroexec.data.slice_dataset import SliceDataset

@@ -26,7 +26,13 @@ import torch
 
 from neuroexec.data.datasets import ItemInputError, _CapsItems, load_tensor
 from neuroexec.data.intensity import minmax_item
-from neuroexec.data.roi_extract import RoiSource, cut_roi, find_masks, single_network_refusal
+from neuroexec.data.roi_extract import (
+    RoiSource,
+    cut_roi,
+    find_masks,
+    preprocessing_name,
+    single_network_refusal,
+)
 from neuroexec.errors import InputError
 
 
@@ -66,7 +72,10 @@ class RoiDataset(_CapsItems):
             raise InputError(
                 None, f"part_index {part_index} out of range: {len(self.rois)} region(s)", "part_index"
             )
-        source = source or RoiSource.of("t1-linear", uncropped)
+        if source is None:  # the template of the images' preprocessing (t1-linear's by default)
+            source = RoiSource.of(
+                preprocessing_name(getattr(self.layouts[0], "preprocessing", "t1-linear")), uncropped
+            )
         self.masks = find_masks(next(iter(self.caps_by_cohort.values())), self.rois, source)
         refusal = single_network_refusal(self.masks, uncropped_roi, part_index is not None)
         if refusal:

@@ -30,15 +30,23 @@ from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.plan.fingerprint import content_hash
 
+# What a mask's name must say of the crop, for cropped images, uncropped ones, or custom (either)
+_CROP_NOTE = {
+    True: " with '_desc-Crop_' in the name (cropped images)",
+    False: " without '_desc-Crop_' in the name (uncropped images)",
+    None: "",
+}
+
 
 @dataclass(frozen=True)
 class RoiSource:
     """Where a dataset's ROI masks are found: ClinicaDL's template and mask-name pattern of the
-    preprocessing (custom ones for `custom`), and whether the images are cropped."""
+    preprocessing (custom ones for `custom`), and whether the images are cropped (None for `custom`:
+    ClinicaDL then takes masks with or without `_desc-Crop_`)."""
 
     template: str
     pattern: str
-    cropped: bool
+    cropped: bool | None
 
     @classmethod
     def of(
@@ -61,8 +69,17 @@ class RoiSource:
                     "roi.custom_template (the masks are in <CAPS>/masks/tpl-<custom_template>/)",
                     "roi.custom_template",
                 )
-            return cls(custom_template, custom_mask_pattern or "", not uncropped)
+            return cls(
+                custom_template,
+                custom_mask_pattern or "",
+                None if preprocessing == "custom" else not uncropped,
+            )
         return cls(ROI_TEMPLATES[preprocessing], ROI_MASK_PATTERNS[preprocessing], not uncropped)
+
+
+def preprocessing_name(preprocessing: object) -> str:
+    """The name of a preprocessing given as its name or as an object with a `name` ('t1-linear')."""
+    return str(getattr(preprocessing, "name", preprocessing))
 
 
 @dataclass(frozen=True)
@@ -129,12 +146,11 @@ def find_masks(caps: Path | CapsLayout, names: tuple[str, ...], source: RoiSourc
         paths.append(path)
     if missing:
         globs = ", ".join(roi_mask_glob(source.pattern, n) for n in missing)
-        crop = "with" if source.cropped else "without"
-        image = "cropped" if source.cropped else "uncropped"
+        crop = _CROP_NOTE[source.cropped]
         raise InputError(
             folder,
-            f"no mask for ROI {', '.join(map(repr, missing))}: looked for {globs} {crop} '_desc-Crop_' in "
-            f"the name ({image} images); add the mask there or fix roi.list",
+            f"no mask for ROI {', '.join(map(repr, missing))}: looked for {globs}{crop}; add the mask "
+            "there or fix roi.list",
         )
     arrays = tuple(read_mask(p, n) for p, n in zip(paths, names))
     return RoiMasks(tuple(names), tuple(paths), arrays, tuple(content_hash(p) for p in paths))

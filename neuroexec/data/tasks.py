@@ -26,7 +26,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.data.preprocessings import Preprocessing
-from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal
+from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal, preprocessing_name
 from neuroexec.data.synthetic import roi_names
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
@@ -71,8 +71,9 @@ class ExtractTask:
         if not self.mode.is_roi:
             return None
         roi = self.roi or Roi(self.mode.rois, self.mode.uncropped_roi)
+        ds = self.dataset
         source = RoiSource.of(
-            self.dataset.preprocessing, self.dataset.uncropped, roi.custom_template, roi.custom_mask_pattern
+            preprocessing_name(ds.preprocessing), ds.uncropped, roi.custom_template, roi.custom_mask_pattern
         )
         return RoiExtraction(self.mode, source, custom=bool(roi.custom_template))
 
@@ -130,7 +131,7 @@ class ExtractTask:
         if extraction is None:
             return None
         for cohort in self.dataset.cohorts:
-            caps = CapsLayout(cohort.caps)
+            caps = CapsLayout.of(cohort.caps, self.dataset)
             if (
                 cohort.generated_by is not None
                 and not caps.roi_masks_dir(extraction.source.template).is_dir()

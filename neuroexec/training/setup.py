@@ -20,6 +20,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.datasets import ImageDataset
 from neuroexec.data.mode_datasets import mode_dataset
 from neuroexec.data.participants import encode_labels
+from neuroexec.data.roi_extract import RoiSource, preprocessing_name
 from neuroexec.data.shared_cache import share_images
 from neuroexec.errors import DeviceError, InputError, NeuroexecError
 from neuroexec.maps.checkpoints import load_model_state
@@ -86,11 +87,22 @@ def make_dataset(
         part_index=part_index,
         cache=cache and model.mode == "image",
         normalize=ds.normalize,
+        roi_source=roi_source_of(model, ds),
         **common,
     )
     if cache and model.mode == "image":
         preload(dataset, warn=warn, processes=processes)
     return dataset
+
+
+def roi_source_of(model: Model, ds: Dataset) -> RoiSource | None:
+    """Where a ROI model's masks are: the dataset's preprocessing's template, or roi.custom_*."""
+    if model.mode != "roi" or model.roi is None:
+        return None
+    roi = model.roi
+    return RoiSource.of(
+        preprocessing_name(ds.preprocessing), ds.uncropped, roi.custom_template, roi.custom_mask_pattern
+    )
 
 
 def preload(

@@ -4,6 +4,10 @@ image tensor cut on the fly; regions of different box shapes refused for one net
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -21,6 +25,8 @@ from neuroexec.data.roi_extract import RoiExtraction, RoiSource, cut_roi
 from neuroexec.data.synthetic import generate_atrophy_dataset
 from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.spec.model import Dataset, Model, Roi
+from neuroexec.training.setup import roi_source_of
 
 ROIS = ("leftHippocampus", "rightHippocampus")
 LEFT_MASK = (
@@ -114,3 +120,31 @@ def test_mode_dataset_builds_it_and_workers_give_the_same_batches(data):
         [b["image"] for b in DataLoader(dataset, batch_size=3, num_workers=workers)] for workers in (0, 2)
     ]
     assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+
+
+def test_custom_masks_are_found_under_their_template_and_pattern_for_extraction_and_training(data):
+    data, frame = data
+    custom = data.caps_dir / "masks/tpl-Custom"
+    custom.mkdir()
+    for name in ROIS:  # a custom preprocessing's masks: no _desc-Crop_ needed (ClinicaDL takes either)
+        shutil.copy(
+            data.caps_dir / LEFT_MASK.replace("leftHippocampus", name),
+            custom / f"tpl-Custom_myPattern_roi-{name}_mask.nii.gz",
+        )
+    source = RoiSource.of("custom", custom_template="Custom", custom_mask_pattern="myPattern")
+    model = Model(
+        "m",
+        Path("maps"),
+        "d",
+        mode="roi",
+        roi=Roi(ROIS, custom_template="Custom", custom_mask_pattern="myPattern"),
+    )
+    assert roi_source_of(model, Dataset("d", (), preprocessing="custom")) == source
+    roi = RoiExtraction(ExtractionMode.roi(ROIS), source, custom=True)
+    run_extraction(plan_extraction(frame, data.caps_dir, "roi", roi=roi), normalize=False)
+    record = json.loads((data.caps_dir / "tensor_extraction/extract_roi.json").read_text())
+    assert (record["roi_custom_template"], record["roi_custom_mask_pattern"]) == ("Custom", "myPattern")
+    dataset = regions(data, frame, source=source)
+    folder = CapsLayout(data.caps_dir).tensor_dir("sub-0000", "ses-M000", "roi")
+    name = "sub-0000_ses-M000_T1w_space-Custom_desc-CropRoi_myPattern_roi-leftHippocampus_T1w.pt"
+    assert torch.equal(dataset[0]["image"], torch.load(folder / name))
