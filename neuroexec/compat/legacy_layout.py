@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neuroexec import atomic, ops
+from neuroexec import atomic
 from neuroexec.errors import InputError
 from neuroexec.maps.info import MapsInfo
 from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
@@ -77,17 +77,22 @@ def _source_affine(t: LegacyTarget, row: dict) -> np.ndarray:
     return nifti_geometry(source_nifti(row, t.caps, t.uncropped))[0]
 
 
-def _image_map(t: LegacyTarget, files: list[Path], row: dict) -> np.ndarray:
-    """The whole-image map: the image map itself, or patch maps folded back into the image grid."""
-    maps = [_load_map(f) for f in files]
-    if t.info.mode != "patch":
-        return maps[0]
+def _image_map(t: LegacyTarget, files: dict[int, Path], row: dict) -> np.ndarray:
+    """The whole-image map: the image map itself, the 2D map of a model of one slice (map.jpg), or the
+    parts' maps (patches, regions, slices) placed back into the image grid (inference/fold.py)."""
+    maps = {k: torch.from_numpy(_load_map(f)) for k, f in files.items()}
+    if t.info.mode == "image":
+        return next(iter(maps.values())).numpy()
+    if t.info.mode == "slice" and len(maps) == 1:
+        only = next(iter(maps.values()))
+        return only.reshape(-1, *only.shape[-2:])[0].numpy()  # rgb: its first (identical) channel
+    from neuroexec.data.participants import cohort_of
+    from neuroexec.inference.fold import PartPlace, fold_parts
     from neuroexec.inference.model_io import nifti_geometry, source_nifti
 
     shape = nifti_geometry(source_nifti(row, t.caps, t.uncropped))[1]
-    size, stride = int(t.info.patch_size), int(t.info.stride_size or t.info.patch_size)
-    folded = ops.fold_patches(torch.from_numpy(np.stack(maps)), (1, 1, *shape), size, stride, kernels="torch")
-    return folded[0].numpy()
+    place = PartPlace(kernels="torch", caps=t.caps[cohort_of(row, t.caps)], uncropped=t.uncropped)
+    return fold_parts(t.info.extract_mode, maps, shape, place)
 
 
 def _write_map(map_file, array: np.ndarray, affine_of, vmax: float) -> None:
@@ -116,19 +121,25 @@ def _write_jpg(path: Path, array: np.ndarray, vmax: float) -> None:
         f.write(buf.getvalue())
 
 
-def _map_files(t: LegacyTarget, participant: str | None = None, session: str | None = None) -> list[Path]:
+def _map_files(
+    t: LegacyTarget, participant: str | None = None, session: str | None = None
+) -> dict[int, Path]:
+    """Part index -> map file, of the group (mean maps) or of one session; the indices are those the
+    engine wrote (a slice's is ClinicaDL's slice index, discarded slices included in the count)."""
     layout = MapsLayout(t.model_path)
-    n = _n_parts(t)
+    mode = t.info.mode
+    indices = [0] if mode == "image" else _part_indices(t)
     if participant is None:
-        return [layout.mean_map(t.split, t.metric, t.group, t.name, t.info.mode, k) for k in range(n)]
-    return [layout.individual_map(t.split, t.metric, t.group, t.name, participant, session, t.info.mode, k)
-            for k in range(n)]  # fmt: skip
+        return {k: layout.mean_map(t.split, t.metric, t.group, t.name, mode, k) for k in indices}
+    return {k: layout.individual_map(t.split, t.metric, t.group, t.name, participant, session, mode, k)
+            for k in indices}  # fmt: skip
 
 
-def _n_parts(t: LegacyTarget) -> int:
-    if t.info.mode != "patch":
-        return 1
-    return len(MapsLayout(t.model_path).mean_maps(t.split, t.metric, t.group, t.name, t.info.mode))
+def _part_indices(t: LegacyTarget) -> list[int]:
+    """The part indices of the group's mean maps (`mean_<mode>-<k>_map.pt`)."""
+    files = MapsLayout(t.model_path).mean_maps(t.split, t.metric, t.group, t.name, t.info.mode)
+    prefix = f"mean_{t.info.mode}-"
+    return sorted(int(f.name[len(prefix) : -len("_map.pt")]) for f in files)
 
 
 def used_sessions(t: LegacyTarget) -> pd.DataFrame:
