@@ -256,3 +256,16 @@ def test_the_mask_line_of_a_roi_model_speaks_of_its_regions_not_the_brain():
         task, Path("h.nii.gz"), share, roi=True
     )
     assert "covers 100.0% of the brain" in _mask_line(task, Path("h.nii.gz"), share)
+
+
+def test_region_files_neuroexec_did_not_write_are_planned_as_replaced(tmp_path):
+    path = real_spec(tmp_path)
+    caps = CapsLayout(tmp_path / "caps")
+    foreign = caps.roi_tensor("sub-0001", "ses-M000", caps.root / LEFT, True)
+    foreign.parent.mkdir(parents=True)
+    torch.save(torch.zeros(1, 2, 2, 2), foreign)  # as ClinicaDL's prepare-data roi would have
+    step = extract_step(path)
+    assert [r.paths for r in step.removals] == [(foreign,)]
+    run_apply(path, target=EXTRACT)
+    assert torch.load(foreign).shape == (1, 21, 26, 22)
+    assert extract_step(path).removals == []
