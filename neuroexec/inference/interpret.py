@@ -142,12 +142,14 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
 
 
-def _explained(task: GroupTask, device: torch.device, network: int | None = None) -> _Explained:
-    """The best model to explain (`network`: that network of a multi-network model), its input
-    gradients only, and the target node; a keep_true that the group or the model cannot honour is
-    refused here, before any image is read."""
+def _explained(
+    task: GroupTask, device: torch.device, network: int | None = None, input_size: list[int] | None = None
+) -> _Explained:
+    """The best model to explain (`network`: that network of a multi-network model, reading parts of
+    `input_size`), its input gradients only, and the target node; a keep_true that the group or the
+    model cannot honour is refused here, before any image is read."""
     interp = task.interpretation
-    model, info = load_model(task.model.maps, task.split, task.metric, device, network)
+    model, info = load_model(task.model.maps, task.split, task.metric, device, network, input_size)
     if info.task == "reconstruction":
         raise NeuroexecError(f"{task.model.maps}: saliency maps are not defined for reconstruction models")
     for p in model.parameters():
@@ -177,8 +179,8 @@ def _accumulate_parts(
         return _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
     acc = _Accumulator()
     for k in range(network_count(info, task.split, task.metric)):
-        network = explained if k == 0 else _explained(task, settings.device, k)
         dataset = group_dataset(task, info, frame, explained.label, part_index=k)
+        network = _explained(task, settings.device, k, dataset.input_size)
         _accumulate(task, network, make_loader(dataset, settings), settings, ctx, acc)
     _require_selected(task, acc)
     return acc

@@ -3,7 +3,9 @@ the group's images as a dataset, and the source NIfTI geometry (affine, shape) f
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +80,16 @@ def _existing_best(root: Path, split: int) -> list[str]:
 
 
 def load_model(
-    maps_root: Path, split: int, metric: str, device: torch.device | str = "cpu", network: int | None = None
+    maps_root: Path,
+    split: int,
+    metric: str,
+    device: torch.device | str = "cpu",
+    network: int | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> tuple[nn.Module, MapsInfo]:
     """The best model of `split` for selection `metric`, in eval mode on `device`, and its MapsInfo;
-    `network`: network k of a multi-network model (`best-<metric>/network-<k>_model.pth.tar`).
+    `network`: network k of a multi-network model (`best-<metric>/network-<k>_model.pth.tar`), with
+    `input_size` its part's (regions of different boxes; maps.json records network 0's).
 
     `model, info = load_model(Path("maps/cnn"), 0, "loss", "cpu")` needs a trained MAPS
     (tests/inference/test_model_io.py).
@@ -98,7 +106,8 @@ def load_model(
             path,
             f"no model for split {split} and selection metric '{metric}'; best-* folders found: {listed}",
         )
-    model = build_model(info)
+    built = info if input_size is None else dataclasses.replace(info, input_size=tuple(input_size))
+    model = build_model(built)
     state, _, _ = load_model_state(path)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -106,12 +115,12 @@ def load_model(
         detail = str(err).strip().splitlines()[-1].strip()
         raise InputError(
             path,
-            f"weights do not fit architecture {info.architecture} with input {input_size_of(info)}: {detail}",
+            f"weights do not fit architecture {info.architecture} with input {input_size_of(built)}: {detail}",
         ) from None
     if missing or unexpected:
         raise InputError(
             path,
-            f"weights do not match architecture {info.architecture} with input {input_size_of(info)}: "
+            f"weights do not match architecture {info.architecture} with input {input_size_of(built)}: "
             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
         )
     return model.to(device).eval(), info

@@ -56,8 +56,10 @@ def predict_networks(
     use_labels = info.task == "reconstruction" or label is not None
     frames, losses, items = [], {}, 0
     for k in range(network_count(info, task.split, task.metric)):
-        model, _ = load_model(task.model.maps, task.split, task.metric, settings.device, network=k)
         dataset = group_dataset(task, info, frame, label, part_index=k)
+        model, _ = load_model(
+            task.model.maps, task.split, task.metric, settings.device, k, dataset.input_size
+        )
         predictions, loss = evaluation.predict_frames(
             model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
             model_file=task.maps.best_model(task.split, task.metric, k),
@@ -76,10 +78,11 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
     info = task.info()
     count = network_count(info, task.split, task.metric)
     frame = group_participants(task)
-    models = [
-        load_model(task.model.maps, task.split, task.metric, settings.device, k)[0] for k in range(count)
-    ]
     datasets = [group_dataset(task, info, frame, None, part_index=k) for k in range(count)]
+    models = [
+        load_model(task.model.maps, task.split, task.metric, settings.device, k, datasets[k].input_size)[0]
+        for k in range(count)
+    ]
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
     caps, uncropped = group_caps(task, info), uncropped_of(task, info)
     place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)

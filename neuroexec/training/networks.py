@@ -52,6 +52,7 @@ class _Networks:
     selection: list[str]
     label_code: dict[str, int] | None
     count: int
+    input_size: list[int]  # network 0's, which maps.json records (ClinicaDL's single input_size)
     key: str
     resuming: bool  # an interrupted run of this key is continued
 
@@ -60,18 +61,24 @@ class _Networks:
         return len(self.label_code) if self.label_code else 0
 
 
-def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> int:
-    """Parts per image of the model's mode (the networks to train); refused below 2, as ClinicaDL does."""
+def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> tuple[int, list[int]]:
+    """(parts per image of the model's mode: the networks to train, network 0's input size); refused
+    below 2 parts, as ClinicaDL does. Regions are counted by name: boxes of different shapes cannot be
+    read by one dataset of all regions, but each network reads its own."""
     model = task.model
     train_frame, _ = task.split_frames()
-    count = int(setup.make_dataset(model, task.dataset, train_frame, label_code).n_parts)
+    first = setup.make_dataset(model, task.dataset, train_frame, label_code, part_index=0)
+    if model.mode == "roi" and model.roi is not None:
+        count = len(model.roi.names)
+    else:
+        count = int(setup.make_dataset(model, task.dataset, train_frame, label_code).n_parts)
     if count < 2:
         raise NeuroexecError(
             f"models.{model.name}: multi_network = true cannot train a multi-network model with only "
             f"{count} {model.mode} per image; choose settings that give several parts (e.g. a smaller "
             "patch), or set multi_network = false"
         )
-    return count
+    return count, list(first.input_size)
 
 
 def train_networks(task: TrainTask, ctx: RunContext) -> dict:
@@ -83,7 +90,7 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     setup.check_compile(task.model.compute, ctx.settings.device)
     selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
     label_code = setup.label_code_of(task.model, maps)
-    count = count_parts(task, label_code)
+    count, input_size = count_parts(task, label_code)
     key = task.resume_key(ctx.upstream)
     done = resume.finished_networks(maps, split, key, count)
     resuming = bool(done) or resume.resumable_network(maps, split, key) is not None
@@ -94,7 +101,7 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
                 "transfer source, or incomplete checkpoints); training starts over"
             )
         resume.clear(maps, split)  # the finished training's files stay until this one finishes
-    nets = _Networks(task, ctx, selection, label_code, count, key, resuming)
+    nets = _Networks(task, ctx, selection, label_code, count, input_size, key, resuming)
     summaries, runs = dict(done), {}
     if ctx.is_main and done:
         ctx.reporter.info(f"  split-{split}: network-0 to network-{len(done) - 1} already trained")
@@ -136,13 +143,19 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[_SplitRun, dic
         event = f"split-{split} network-{k}: {started}"
         if first:
             parameters = outputs.maps_parameters(
-                model, task.dataset, nets.label_code, input_size, output_size, task.transfer_maps, nets.count
+                model,
+                task.dataset,
+                nets.label_code,
+                nets.input_size,
+                output_size,
+                task.transfer_maps,
+                nets.count,
             )
             resumed = (resumed_from or 0) if nets.resuming else None
             outputs.write_run_files(maps, parameters, trainer.net, split, resumed, event=event)
         else:
             outputs.append_information(maps, split, event)
-        ctx.reporter.info(f"  split-{split}: network-{k} of {nets.count} ({model.mode} {k})")
+        ctx.reporter.info(f"  split-{split}: network-{k} of {nets.count} (on {model.mode} part {k})")
     stopped = _epochs(run, progress)
     distributed.barrier(ctx)
     summary = {

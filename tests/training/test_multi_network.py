@@ -159,3 +159,28 @@ def test_switching_to_multi_network_retrains_and_removes_the_single_model(tmp_pa
     assert np.isclose(
         read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))[["proba0", "proba1"]].sum(axis=1), 1
     ).all()
+
+
+@pytest.mark.parametrize(
+    "mode, settings, ids",
+    [
+        ("roi", 'roi = { list = ["leftHippocampus", "rightHippocampus"], uncropped = true }', [0, 1]),
+        # ClinicaDL's slice_id: the absolute index, discarded[0] + k
+        ("slice", 'slice = { direction = 2, mode = "single", discarded = [8, 11] }', [8, 9, 10]),
+    ],
+)
+def test_regions_and_slices_get_one_network_each(tmp_path, mode, settings, ids):
+    text = (
+        f'task = "classification"\nmode = "{mode}"\n{settings}\nmulti_network = true\n'
+        'train = { epochs = 1, learning_rate = 1e-3, selection_metrics = ["loss"] }'
+    )
+    path = write_spec(tmp_path, {"m": text})
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/m")
+    assert json.loads(maps.maps_json.read_text())["num_networks"] == len(ids)
+    assert [k for k, _ in maps.best_network_models(0, "loss")] == list(range(len(ids)))
+    rows = read_tsv(maps.prediction_tsv(0, "loss", "validation", mode))
+    assert sorted(rows[f"{mode}_id"].unique()) == ids
+    table = read_tsv(maps.metrics_tsv(0, "loss", "validation", mode))
+    assert table[f"{mode}_id"].tolist() == ids and table["loss"].notna().all()  # each network's own loss
+    assert maps.prediction_tsv(0, "loss", "validation", "image").is_file()
