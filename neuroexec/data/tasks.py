@@ -27,7 +27,7 @@ from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_ext
 from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal, preprocessing_name
-from neuroexec.data.synthetic import roi_names
+from neuroexec.data.synthetic import roi_mask_paths, roi_names
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
@@ -132,11 +132,8 @@ class ExtractTask:
             return None
         for cohort in self.dataset.cohorts:
             caps = CapsLayout.of(cohort.caps, self.dataset)
-            if (
-                cohort.generated_by is not None
-                and not caps.roi_masks_dir(extraction.source.template).is_dir()
-            ):
-                refusal = _generated_rois_refusal(self.dataset, self.mode)
+            if cohort.generated_by is not None and not _generated_masks_in_place(caps, self.dataset):
+                refusal = _generated_rois_refusal(self.dataset, self.mode)  # the generate step writes them
             else:
                 first = _first_image(cohort, caps, self.dataset)
                 refusal = masks_refusal(cohort.caps, extraction, first, self.single_network)
@@ -205,6 +202,11 @@ def _generated_rois_refusal(ds: Dataset, mode: ExtractionMode) -> str | None:
         f"datasets.{ds.name}: the generated CAPS has ROI masks {' and '.join(known)} only, not "
         f"{', '.join(unknown)}: fix roi.list"
     )
+
+
+def _generated_masks_in_place(caps: CapsLayout, ds: Dataset) -> bool:
+    """Whether the ROI masks a generation of `ds` writes are all there (else it is planned again)."""
+    return ds.generate is None or all(m.is_file() for m in roi_mask_paths(caps.root, ds.generate.region))
 
 
 def _first_image(cohort, caps: CapsLayout, ds: Dataset) -> Path | None:

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.synthetic import generate_atrophy_dataset, generated_contents, generated_mask
+from neuroexec.data.synthetic import (
+    generate_atrophy_dataset,
+    generated_contents,
+    generated_mask,
+    roi_mask_paths,
+)
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
@@ -86,7 +91,7 @@ def _unfinished(caps: Path) -> str:
 
 def outputs(step: Step) -> list:
     ds = step.payload
-    return [ds.participants, generated_mask(ds)]
+    return [ds.participants, generated_mask(ds), *roi_mask_paths(ds.caps, ds.generate.region)]
 
 
 def check(step: Step) -> str | None:

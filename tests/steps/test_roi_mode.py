@@ -269,3 +269,17 @@ def test_region_files_neuroexec_did_not_write_are_planned_as_replaced(tmp_path):
     run_apply(path, target=EXTRACT)
     assert torch.load(foreign).shape == (1, 21, 26, 22)
     assert extract_step(path).removals == []
+
+
+def test_a_deleted_generated_mask_plans_the_generation_again_not_a_refusal(tmp_path):
+    path = generated_spec(tmp_path, {"roi": {}})
+    run_apply(path, target="dataset.demo.extract*")
+    mask = tmp_path / "data/demo" / LEFT
+    original = mask.read_bytes()
+    mask.unlink()
+    plan = {p.step.id: p for p in make_plan(load_spec(path)).steps}
+    assert plan["dataset.demo.generate"].action == "~"
+    assert any("is missing" in r and "leftHippocampus" in r for r in plan["dataset.demo.generate"].reasons)
+    assert plan["dataset.demo.extract[roi-leftHippocampus+rightHippocampus]"].action != "!"
+    run_apply(path, target="dataset.demo.extract*")
+    assert mask.read_bytes() == original
