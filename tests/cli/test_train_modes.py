@@ -29,9 +29,11 @@ def caps(tmp_path_factory, tiny_data) -> Path:
     records = {
         "extract_patch.json": {"mode": "patch", "patch_size": 10, "stride_size": 10, "prepare_dl": False},
         "extract_slice.json": {"mode": "slice", "slice_direction": 2, "slice_mode": "single",
-                               "discarded_slices": [8], "prepare_dl": False},
+                               "discarded_slices": [9], "prepare_dl": False},
         "extract_roi.json": {"mode": "roi", "roi_list": ["leftHippocampus"], "uncropped_roi": False,
                              "roi_custom_template": "", "roi_custom_mask_pattern": "", "prepare_dl": True},
+        "roi_on_the_fly.json": {"mode": "roi", "roi_list": ["leftHippocampus"], "uncropped_roi": True,
+                                "roi_custom_template": "", "roi_custom_mask_pattern": "", "prepare_dl": False},
         "bad_slice.json": {"mode": "slice", "slice_direction": 5},
     }  # fmt: skip
     (root / "tensor_extraction").mkdir(exist_ok=True)
@@ -79,10 +81,28 @@ def test_slice_trains_one_epoch(tmp_path, tiny_data, caps):
         "slice",
         2,
         "single",
-        (8, 8),
+        (9, 9),
     )
     assert (maps / "split-0/best-loss/model.pth.tar").is_file()
     assert main(argv) == 0  # the same command again: nothing to do
+
+
+def test_roi_record_without_saved_regions_still_trains(tmp_path, tiny_data, caps):
+    # ClinicaDL cuts the regions from the image tensors when prepare_dl is false; neuroexec extracts them.
+    maps = tmp_path / "maps"
+    argv = [
+        "train",
+        "classification",
+        str(caps),
+        "roi_on_the_fly.json",
+        str(tiny_data["split"]),
+        str(maps),
+        *FAST,
+    ]
+    assert main(argv) == 0
+    info = read_maps_info(maps)
+    assert (info.mode, info.roi_list, info.uncropped_roi) == ("roi", ("leftHippocampus",), True)
+    assert (maps / "split-0/best-loss/model.pth.tar").is_file()
 
 
 def test_patch_multi_network_trains_one_network_per_patch(tmp_path, tiny_data, caps):
