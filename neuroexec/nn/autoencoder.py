@@ -7,7 +7,9 @@ block from the deepest one:
     [CropMaxUnpool3d, ConvTranspose3d(c_out -> c_in), BatchNorm3d(c_in), act] x n
 
 so for Conv5_FC3 the decoder's parameters sit at decoder.{1,2}, {5,6}, {9,10}, {13,14}, {17,18}
-(channels 128 -> 64 -> 32 -> 16 -> 8 -> 1), exactly ClinicaDL's state-dict names.
+(channels 128 -> 64 -> 32 -> 16 -> 8 -> 1), exactly ClinicaDL's state-dict names. A 2D CNN (slice
+mode) gives the 2D mirror, CropMaxUnpool2d, ConvTranspose2d and BatchNorm2d, as ClinicaDL's
+CNN_Transformer does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from neuroexec.errors import NeuroexecError
-from neuroexec.nn.networks import CNN, PadMaxPool3d, build_network
+from neuroexec.nn.networks import CNN, PadMaxPool, PadMaxPool2d, PadMaxPool3d, build_network
 
 
 class CropMaxUnpool3d(nn.Module):
@@ -35,21 +37,43 @@ class CropMaxUnpool3d(nn.Module):
         self.kernel_size = kernel_size
         self.stride = stride
 
+    dims = 3
+
     def forward(
         self, x: torch.Tensor, indices: torch.Tensor, pad: tuple[int, ...], padded_shape: tuple[int, ...]
     ) -> torch.Tensor:
         n, c = x.shape[:2]
-        out = x.new_zeros(n, c, *padded_shape[-3:])
+        out = x.new_zeros(n, c, *padded_shape[-self.dims :])
         out.view(n, c, -1).scatter_(2, indices.reshape(n, c, -1), x.reshape(n, c, -1))
-        # pad is F.pad order (last dim first): front paddings of W, H, D at positions 0, 2, 4.
-        return out[:, :, pad[4] :, pad[2] :, pad[0] :]
+        # pad is F.pad order (last dim first): the front padding of the last dim at 0, the one before at 2...
+        fronts = [pad[2 * i] for i in reversed(range(self.dims))]
+        return out[(slice(None), slice(None), *(slice(f, None) for f in fronts))]
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
-def _blocks(convolutions: nn.Sequential) -> list[tuple[nn.Conv3d, nn.BatchNorm3d, nn.Module, PadMaxPool3d]]:
+class CropMaxUnpool2d(CropMaxUnpool3d):
+    """Inverse of PadMaxPool2d (2D slices), as CropMaxUnpool3d."""
+
+    dims = 2
+
+
+# (conv, norm, pool) of a CNN's blocks and (unpool, transposed conv, norm) of its decoder, per dimension
+_LAYERS = {
+    3: ((nn.Conv3d, nn.BatchNorm3d, PadMaxPool3d), (CropMaxUnpool3d, nn.ConvTranspose3d, nn.BatchNorm3d)),
+    2: ((nn.Conv2d, nn.BatchNorm2d, PadMaxPool2d), (CropMaxUnpool2d, nn.ConvTranspose2d, nn.BatchNorm2d)),
+}
+
+
+def _dims(convolutions: nn.Sequential) -> int:
+    first = next(iter(convolutions), None)
+    return 2 if isinstance(first, nn.Conv2d) else 3
+
+
+def _blocks(convolutions: nn.Sequential) -> list[tuple[nn.Module, nn.Module, nn.Module, PadMaxPool]]:
     """Split a CNN's convolutions into (conv, norm, activation, pool) blocks, or explain why not."""
+    (conv_type, norm_type, pool_type), _ = _LAYERS[_dims(convolutions)]
     layers = list(convolutions)
     if len(layers) % 4:
         raise NeuroexecError(
@@ -59,15 +83,11 @@ def _blocks(convolutions: nn.Sequential) -> list[tuple[nn.Conv3d, nn.BatchNorm3d
     blocks = []
     for start in range(0, len(layers), 4):
         conv, norm, act, pool = layers[start : start + 4]
-        if not (
-            isinstance(conv, nn.Conv3d)
-            and isinstance(norm, nn.BatchNorm3d)
-            and isinstance(pool, PadMaxPool3d)
-        ):
+        if not (isinstance(conv, conv_type) and isinstance(norm, norm_type) and isinstance(pool, pool_type)):
             found = ", ".join(type(layer).__name__ for layer in layers[start : start + 4])
             raise NeuroexecError(
                 f"cannot derive an autoencoder: block at convolutions.{start} is ({found}), expected "
-                "(Conv3d, BatchNorm3d, activation, PadMaxPool3d)"
+                f"({conv_type.__name__}, {norm_type.__name__}, activation, {pool_type.__name__})"
             )
         blocks.append((conv, norm, act, pool))
     return blocks
@@ -79,23 +99,26 @@ class AutoEncoder(nn.Module):
     >>> ae = AutoEncoder(build_network("TinyCNN", (1, 21, 26, 23), 2))
     >>> ae(torch.zeros(2, 1, 21, 26, 23)).shape
     torch.Size([2, 1, 21, 26, 23])
+    >>> AutoEncoder(build_network("TinyCNN", (3, 21, 26), 2))(torch.zeros(2, 3, 21, 26)).shape
+    torch.Size([2, 3, 21, 26])
     """
 
     def __init__(self, cnn: CNN):
         super().__init__()
         self.encoder = copy.deepcopy(cnn.convolutions)
         decoder: list[nn.Module] = []
+        _, (unpool, transposed, norm) = _LAYERS[_dims(self.encoder)]
         for conv, _norm, act, pool in reversed(_blocks(self.encoder)):
             decoder += [
-                CropMaxUnpool3d(pool.kernel_size, pool.stride),
-                nn.ConvTranspose3d(
+                unpool(pool.kernel_size, pool.stride),
+                transposed(
                     conv.out_channels,
                     conv.in_channels,
                     conv.kernel_size,
                     stride=conv.stride,
                     padding=conv.padding,
                 ),
-                nn.BatchNorm3d(conv.in_channels),
+                norm(conv.in_channels),
                 copy.deepcopy(act),
             ]
         self.decoder = nn.Sequential(*decoder)
@@ -111,10 +134,10 @@ class AutoEncoder(nn.Module):
         """Latent code and, per pooling, (indices, pad, padded shape) for the decoder."""
         unpool_args = []
         for layer in self.encoder:
-            if isinstance(layer, PadMaxPool3d):
-                depth, height, width = x.shape[-3:]
+            if isinstance(layer, PadMaxPool):
+                sizes = x.shape[-layer.dims :]
                 x, indices, pad = layer.pool_with_indices(x)
-                padded = (depth + pad[4], height + pad[2], width + pad[0])
+                padded = tuple(size + pad[2 * (layer.dims - 1 - i)] for i, size in enumerate(sizes))
                 unpool_args.append((indices, pad, padded))
             else:
                 x = layer(x)

@@ -24,7 +24,7 @@ from torch import nn
 from neuroexec.errors import NeuroexecError
 
 
-class _PadMaxPool(nn.Module):
+class PadMaxPool(nn.Module):
     """Max pooling over the last `dims` axes that first pads each size up to a multiple of `stride`
     (zeros in front, as ClinicaDL does), so 169 -> 85 instead of 84 and no voxel is dropped."""
 
@@ -65,7 +65,7 @@ class _PadMaxPool(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
-class PadMaxPool3d(_PadMaxPool):
+class PadMaxPool3d(PadMaxPool):
     """ClinicaDL's PadMaxPool3d (3D images and patches).
 
     >>> PadMaxPool3d(2, 2)(torch.zeros(1, 1, 5, 4, 3)).shape
@@ -75,7 +75,7 @@ class PadMaxPool3d(_PadMaxPool):
     dims = 3
 
 
-class PadMaxPool2d(_PadMaxPool):
+class PadMaxPool2d(PadMaxPool):
     """ClinicaDL's PadMaxPool2d (2D slices).
 
     >>> PadMaxPool2d(2, 2)(torch.zeros(1, 3, 5, 4)).shape

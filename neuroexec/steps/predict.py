@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
+from neuroexec.errors import NeuroexecError
 from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import predict_id
@@ -29,8 +30,18 @@ def run(step: Step, ctx: RunContext) -> dict:
 
 
 def outputs(step: Step) -> list:
+    """The image-level predictions; an autoencoder on parts (patches, regions, slices) has no image
+    level (ClinicaDL votes no reconstruction): its part-level predictions."""
     t = step.payload
-    return [t.maps.prediction_tsv(t.split, t.metric, t.group.name, "image")]
+    mode, task = t.model.mode, t.model.task
+    if t.model.pretrained:
+        try:
+            info = t.info()
+            mode, task = info.mode, info.task
+        except NeuroexecError:
+            mode = "image"  # the step reports the unreadable MAPS
+    level = mode if task == "reconstruction" and mode != "image" else "image"
+    return [t.maps.prediction_tsv(t.split, t.metric, t.group.name, level)]
 
 
 register(StepKind(name="predict", expand=expand, run=run, outputs=outputs))

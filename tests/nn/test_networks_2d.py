@@ -117,3 +117,36 @@ def test_a_clinicadl_2d_checkpoint_loads_with_weights_only(tmp_path):
 def test_a_2d_slice_too_small_for_the_poolings_is_refused():
     with pytest.raises(NeuroexecError, match="Conv5_FC3 pools 5 times .* >= 17"):
         build_network("Conv5_FC3", (1, 16, 40), output_size=2)
+
+
+def test_2d_autoencoder_mirrors_the_cnn_under_clinicadl_names():
+    from neuroexec.nn.autoencoder import build_autoencoder
+
+    ae = build_autoencoder("AE_Conv5_FC3", (3, 37, 41))
+    state = ae.state_dict()
+    cnn_keys = [k for k in CLINICADL_KEYS if k.startswith("convolutions.")]
+    assert [k for k in state if k.startswith("encoder.")] == [
+        k.replace("convolutions.", "encoder.") for k in cnn_keys
+    ]
+    decoder = sorted({int(k.split(".")[1]) for k in state if k.startswith("decoder.")})
+    assert decoder == [1, 2, 5, 6, 9, 10, 13, 14, 17, 18]  # ClinicaDL's CNN_Transformer indices
+    assert state["decoder.1.weight"].shape == (128, 64, 3, 3) and state["decoder.17.weight"].shape == (
+        8,
+        3,
+        3,
+        3,
+    )
+    assert [type(m).__name__ for m in ae.decoder[:3]] == ["CropMaxUnpool2d", "ConvTranspose2d", "BatchNorm2d"]
+    assert ae(torch.rand(2, 3, 37, 41)).shape == (2, 3, 37, 41)
+
+
+def test_crop_max_unpool_2d_inverts_the_padded_pooling_as_max_unpool2d():
+    from neuroexec.nn.autoencoder import CropMaxUnpool2d
+
+    x = torch.randn(2, 3, 7, 9)
+    pool = PadMaxPool2d(2, 2)
+    pooled, indices, pad = pool.pool_with_indices(x)
+    padded = F.pad(x, pad)
+    want = F.max_unpool2d(pooled, indices, 2, 2, output_size=padded.shape[-2:])[:, :, 1:, 1:]
+    got = CropMaxUnpool2d(2, 2)(pooled, indices, pad, padded.shape[-2:])
+    assert got.shape == x.shape and torch.equal(got, want)
