@@ -190,6 +190,13 @@ def check_record(opts: PrepareOptions, content: dict[str, Any]) -> None:
     """A record of that name that says something else is refused (ClinicaDL refuses any existing one;
     the same content is this command run again)."""
     path = record_path(opts, content)
+    if engine_writes(opts, content) and opts.mode != "image" and not extracts_parts(opts):
+        raise InputError(
+            path,
+            f"this is the record of the image extraction neuroexec writes for the images a {opts.mode} record "
+            "needs; name the record otherwise with --extract_json",
+            "--extract_json",
+        )
     if engine_writes(opts, content) or not path.is_file():
         return
     try:

@@ -121,6 +121,27 @@ def test_roi_save_features_then_multi_network_training(caps, tiny_data, tmp_path
         "network-0_model.pth.tar", "network-1_model.pth.tar"]  # fmt: skip
 
 
+def test_the_record_under_the_extract_steps_own_name_is_the_same(caps):
+    # extract_<mode>.json is the record the extract step writes itself: the command's is the same content.
+    for name in ("extract_slice", "axial"):
+        argv = [
+            "prepare-data",
+            "slice",
+            str(caps),
+            "t1-linear",
+            "-sd",
+            "2",
+            "--save_features",
+            "-ej",
+            name,
+            "--quiet",
+        ]
+        assert main(argv) == 0
+    own, named = record(caps, "extract_slice.json"), record(caps, "axial.json")
+    assert named.pop("extract_json") == "axial.json" and own.pop("extract_json") == "extract_slice.json"
+    assert {k: own[k] for k in named} == named and own["prepare_dl"] is True  # ClinicaDL's files were saved
+
+
 def test_participants_tsv_limits_the_sessions(caps, tmp_path):
     sessions = sorted(p for p in caps.glob("subjects/sub-*/ses-*"))[:3]
     frame = pd.DataFrame(
@@ -153,6 +174,7 @@ def test_an_existing_record_of_another_extraction_is_refused(caps, capsys):
         (["roi", "{caps}", "t1-linear", "--roi_list", "left_hippocampus"], "[--roi_list]"),
         (["image", "{caps}", "t1-extensive"], "t1-extensive"),
         (["image", "{caps}/nowhere", "t1-linear"], "CAPS folder not found"),
+        (["slice", "{caps}", "t1-linear", "-ej", "extract_image"], "extract_image.json [--extract_json]"),
         (["roi", "{caps}", "t1-linear", "--roi_list", "amygdala", "--save_features"], "roi-amygdala"),
     ],
 )
