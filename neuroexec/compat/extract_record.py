@@ -53,6 +53,13 @@ def _slice_table(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if slice_mode not in SLICE_MODES:
         raise InputError(path, f"slice_mode must be rgb or single, got {slice_mode!r}", "slice_mode")
     discarded = discarded_pair(raw.get("discarded_slices", 0), path, "discarded_slices")
+    if raw.get("num_slices") is not None:  # written by ClinicaDL's `generate shepplogan` only
+        raise InputError(
+            path,
+            "num_slices is not supported: neuroexec reads every slice that discarded_slices keeps; "
+            "remove the key and give discarded_slices instead",
+            "num_slices",
+        )
     return {"direction": direction, "mode": slice_mode, "discarded": discarded}
 
 
