@@ -57,10 +57,15 @@ train = {{ epochs = 1, learning_rate = 1e-3 }}
 {extra}"""
 
 
-def as_preprocessing(caps_dir: Path, preprocessing, folder: str | None = None) -> list[Path]:
+def as_preprocessing(
+    caps_dir: Path, preprocessing, folder: str | None = None, keep: bool = False
+) -> list[Path]:
     """Move the t1-linear NIfTIs of a tiny CAPS (make_tiny_caps) to where and under the name Clinica's
     `preprocessing` (a neuroexec.data.preprocessings.Preprocessing) puts them, or into `folder` of the
-    session (custom images are found anywhere below it); returns the new paths."""
+    session (custom images are found anywhere below it); `keep`: copy them instead (the CAPS then holds
+    both). Returns the new paths."""
+    import shutil
+
     from neuroexec.data.caps import CapsLayout
 
     t1, other = CapsLayout(caps_dir), CapsLayout(caps_dir, preprocessing)
@@ -72,6 +77,9 @@ def as_preprocessing(caps_dir: Path, preprocessing, folder: str | None = None) -
         )
         target = target_dir / other.nifti_name(participant, session, uncropped=False)
         target.parent.mkdir(parents=True, exist_ok=True)
-        nifti.rename(target)
+        if keep:
+            shutil.copy2(nifti, target)
+        else:
+            nifti.rename(target)
         moved.append(target)
     return moved

@@ -186,7 +186,13 @@ class ExtractTask:
             except (OSError, ValueError, NeuroexecError):
                 continue
             sessions = set(zip(frame["participant_id"], frame["session_id"]))
-            files.extend(cohort.caps / key for key in entries if tuple(key.split("/")[1:3]) in sessions)
+            # subjects/<p>/<s>/deeplearning_prepare_data/<mode>_based/<folder>/...: this preprocessing's
+            folder = Preprocessing.of(ds).tensor_folder
+            files.extend(
+                cohort.caps / key
+                for key in entries
+                if tuple(key.split("/")[1:3]) in sessions and key.split("/")[5:6] == [folder]
+            )
         return files
 
 

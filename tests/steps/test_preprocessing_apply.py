@@ -120,3 +120,28 @@ def test_custom_images_below_the_session_extract_and_train(tmp_path):
     pre = json.loads((tmp_path / "maps/m/maps.json").read_text())["preprocessing_dict"]
     assert (pre["preprocessing"], pre["custom_suffix"]) == ("custom", CUSTOM_SUFFIX)
     assert list((tmp_path / "maps/m").glob("split-0/best-loss/again/again_image_level_prediction.tsv"))
+
+
+def test_two_preprocessings_of_one_caps_keep_their_own_tensors(tmp_path):
+    """A CAPS holding t1-linear and pet-linear images, read by two datasets: each extract step's outputs
+    are its own tensors, so a deleted t1-linear tensor re-runs the t1-linear extraction only."""
+    caps, _ = make_tiny_caps(tmp_path / "caps", n_subjects=4, shape=(12, 14, 12))
+    as_preprocessing(
+        caps, Preprocessing("pet-linear", tracer="18FFDG", suvr_reference_region="pons"), keep=True
+    )
+    both = SPEC.format(dataset="").split("[models.m]")[0] + (
+        '[datasets.p]\ncaps = "caps"\nparticipants = "caps/participants.tsv"\n'
+        + PET.format(suvr="pons")
+        + "\n"
+    )
+    for name in ("d", "p"):
+        both += f'[models.{name}]\nmaps = "maps/{name}"\ndataset = "{name}"\narchitecture = "TinyCNN"\n'
+    spec = tmp_path / "spec.toml"
+    spec.write_text(both)
+    apply(make_plan(load_spec(spec)), RunContext(reporter=Reporter(quiet=True)), target="dataset.*.extract*")
+    t1 = sorted(caps.glob("subjects/*/*/deeplearning_prepare_data/image_based/t1_linear/*.pt"))
+    pet = sorted(caps.glob("subjects/*/*/deeplearning_prepare_data/image_based/pet_linear/*.pt"))
+    assert len(t1) == len(pet) == 4
+    t1[0].unlink()
+    actions = {p.step.id: p.action for p in make_plan(load_spec(spec)).steps if p.step.kind == "extract"}
+    assert actions == {"dataset.d.extract[image]": "~", "dataset.p.extract[image]": "="}
