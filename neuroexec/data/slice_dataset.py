@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils.data import default_collate
 
 from neuroexec.data.datasets import _MAX_OPEN_MMAPS, ItemInputError, _CapsItems, load_tensor
-from neuroexec.data.intensity import minmax_item
+from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.slice_extract import cut_slices, slice_count, slice_range
 from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
@@ -145,14 +146,40 @@ class SliceDataset(_CapsItems):
     def __len__(self) -> int:
         return len(self.sources) * self.n_parts
 
-    def __getitem__(self, i: int) -> dict:
+    def _locate(self, i: int) -> tuple[int, int]:
+        """(image, slice index in ClinicaDL's numbering) of item `i`."""
         if self.part_index is not None:
-            image, k = i, self.part_index
-        else:
-            image, k = divmod(i, len(self.indices))
-        index = self.indices[k]
+            return i, self.indices[self.part_index]
+        image, k = divmod(i, len(self.indices))
+        return image, self.indices[k]
+
+    def __getitem__(self, i: int) -> dict:
+        image, index = self._locate(i)
         tensor = self.slice(image, index)  # may be a view of a mapped file: minmax_item never writes into it
         return self._item(image, minmax_item(tensor) if self.normalize else tensor, index)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch at once (the DataLoader calls this with the batch's indices): each slice is
+        copied once, from its memory-mapped bundle into the batch tensor, and normalised there; the
+        same batch as collating the items one by one."""
+        images = torch.empty((len(indices), *self.input_size), dtype=torch.float32)
+        rows = [self._locate(i) for i in indices]
+        for j, (image, index) in enumerate(rows):
+            images[j] = self.slice(image, index)
+        if self.normalize:
+            minmax_items_(images)
+        return {
+            "image": images,
+            "label": default_collate([self.labels[image] for image, _ in rows]),
+            "participant_id": [self.participants[image] for image, _ in rows],
+            "session_id": [self.sessions[image] for image, _ in rows],
+            "mode_id": torch.tensor([index for _, index in rows]),
+        }
+
+    @staticmethod
+    def collate_fn(batch: dict | list) -> dict:
+        """Batches from __getitems__ are already collated; single items (e.g. a custom sampler) are not."""
+        return batch if isinstance(batch, dict) else default_collate(batch)
 
     def slice(self, image: int, index: int) -> torch.Tensor:
         """Slice `index` (ClinicaDL's numbering, discarded ones included) [C, H, W] of image `image`."""

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 import neuroexec.data.slice_dataset as slice_dataset
 from neuroexec.data.caps import CapsLayout
@@ -108,8 +108,20 @@ def test_batches_do_not_depend_on_the_worker_count(fresh_caps: GeneratedDataset)
     ds = _dataset(fresh_caps, frame, slice_mode="single", discarded=(4, 4), normalize=True)
 
     def batches(workers: int) -> list[dict]:
-        return list(DataLoader(ds, batch_size=16, num_workers=workers))
+        return list(DataLoader(ds, batch_size=16, num_workers=workers, collate_fn=ds.collate_fn))
 
     for a, b in zip(batches(0), batches(2), strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mode_id"], b["mode_id"])
         assert a["participant_id"] == b["participant_id"] and torch.equal(a["label"], b["label"])
+
+
+@pytest.mark.parametrize("source", ["bundle", "image"])
+def test_a_batch_is_the_items_collated(fresh_caps: GeneratedDataset, source: str):
+    mode = ExtractionMode.slice(0, "rgb")
+    frame = _extract(fresh_caps, mode if source == "bundle" else None, normalize=source == "bundle")
+    ds = _dataset(fresh_caps, frame, direction=0, discarded=(2, 3), normalize=True)
+    indices = [5, 0, 33, len(ds) - 1, 17]
+    batch = next(iter(DataLoader(ds, batch_size=5, sampler=indices, collate_fn=ds.collate_fn)))
+    items = default_collate([ds[i] for i in indices])
+    assert torch.equal(batch["image"], items["image"]) and torch.equal(batch["mode_id"], items["mode_id"])
+    assert torch.equal(batch["label"], items["label"]) and batch["participant_id"] == items["participant_id"]
