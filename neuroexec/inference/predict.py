@@ -82,7 +82,8 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         )  # fmt: skip
         n_items = len(dataset)
     weights = None
-    if info.extract_mode.has_parts and info.task == "classification":
+    own = task.group.name == "validation" and use_labels  # the validation group weighs its own rows
+    if info.extract_mode.has_parts and info.task == "classification" and not own:
         # soft voting weighs each part index by its validation accuracy: the validation results must exist
         weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric, info.mode)
     n_classes = output_size_of(info) if info.task == "classification" else 0

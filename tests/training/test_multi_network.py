@@ -4,6 +4,7 @@ ensembled as ClinicaDL 1.6.1 does; workers and an interruption never change the 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -184,3 +185,46 @@ def test_regions_and_slices_get_one_network_each(tmp_path, mode, settings, ids):
     table = read_tsv(maps.metrics_tsv(0, "loss", "validation", mode))
     assert table[f"{mode}_id"].tolist() == ids and table["loss"].notna().all()  # each network's own loss
     assert maps.prediction_tsv(0, "loss", "validation", "image").is_file()
+
+
+def test_regions_of_different_boxes_get_a_network_each_and_predict(tmp_path):
+    import nibabel as nib
+
+    from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
+
+    text = (
+        'task = "classification"\nmode = "roi"\nroi = { list = ["boxA", "boxB"] }\nmulti_network = true\n'
+        'train = { epochs = 1, learning_rate = 1e-3, selection_metrics = ["loss"] }\n'
+    )
+    path = write_spec(tmp_path, {"m": text})
+    run_apply(path, target="dataset.demo.generate")
+    caps = CapsLayout(tmp_path / "data/demo")
+    template, pattern = ROI_TEMPLATES["t1-linear"], ROI_MASK_PATTERNS["t1-linear"]
+    reference = nib.load(next((tmp_path / "data/demo").rglob("*_T1w.nii.gz")))
+    for name, box in (
+        ("boxA", (slice(2, 10), slice(4, 12), slice(3, 11))),
+        ("boxB", (slice(8, 18), slice(6, 14), slice(5, 12))),
+    ):
+        mask = np.zeros(reference.shape, dtype=np.uint8)
+        mask[box] = 1
+        folder = caps.roi_masks_dir(template)
+        folder.mkdir(parents=True, exist_ok=True)
+        nib.save(
+            nib.Nifti1Image(mask, reference.affine),
+            folder / caps.roi_mask_name(template, pattern, name, True),
+        )
+    run_apply(path)
+    maps = MapsLayout(tmp_path / "maps/m")
+    assert json.loads(maps.maps_json.read_text())["input_size"] == [1, 8, 8, 8]  # network 0's box
+    assert [k for k, _ in maps.best_network_models(0, "loss")] == [0, 1]
+    trained = read_tsv(maps.prediction_tsv(0, "loss", "validation", "roi"))
+    # The MAPS used as is predicts its validation group again: network 1 is rebuilt for its own box.
+    copy = MapsLayout(tmp_path / "copy")
+    shutil.copytree(maps.root, copy.root, ignore=shutil.ignore_patterns(".neuroexec"))
+    shutil.rmtree(copy.result_dir(0, "loss", "validation"))
+    other = tmp_path / "other.toml"
+    other.write_text(
+        f'version = 1\n[models.m]\nmaps = "{copy.root}"\n[groups.validation]\nfrom_training = "validation"\nmodels = ["m"]\n'
+    )
+    assert "group.validation.predict[m/split-0/best-loss]" in run_apply(other).ran
+    pd.testing.assert_frame_equal(read_tsv(copy.prediction_tsv(0, "loss", "validation", "roi")), trained)
