@@ -91,7 +91,9 @@ def applied(tmp_path_factory) -> Path:
 
 def test_a_second_plan_has_nothing_to_do(applied: Path):
     plan = make_plan(load_spec(applied / "spec.toml"))
-    assert {p.action for p in plan.steps} == {"="}, [(p.step.id, p.reasons) for p in plan.steps if p.action != "="]
+    assert {p.action for p in plan.steps} == {"="}, [
+        (p.step.id, p.reasons) for p in plan.steps if p.action != "="
+    ]
 
 
 @pytest.mark.parametrize("name, channels", [("single", 1), ("rgb", 3)])
@@ -211,3 +213,70 @@ def test_a_2d_autoencoder_reconstructs_slices_folded_back_into_the_image(applied
     assert out.shape == (21, 26, 22)
     np.testing.assert_allclose(out[2], y[0].numpy(), atol=1e-6)  # sagittal slice 2 at its place
     assert not out[[0, 1, 19, 20]].any()
+
+
+def _clinicadl_slice_maps(root: Path, caps: Path) -> dict:
+    """A MAPS as ClinicaDL 1.6.1 writes it for a coronal rgb slice model (Conv4_FC3, its own
+    checkpoint format, validation slice-level predictions for soft voting); returns its state dict."""
+    from neuroexec.nn.networks import build_network
+
+    torch.manual_seed(3)
+    net = build_network("Conv4_FC3", (3, 21, 22), output_size=2, dropout=0.5)
+    with torch.no_grad():
+        for module in net.convolutions:
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    maps = MapsLayout(root)
+    maps.best_dir(0, "loss").mkdir(parents=True)
+    pre = {"preprocessing": "t1-linear", "mode": "slice", "use_uncropped_image": False, "prepare_dl": False,
+           "slice_direction": 1, "slice_mode": "rgb", "discarded_slices": [6, 6]}  # fmt: skip
+    config = {"architecture": "Conv4_FC3", "network_task": "classification", "mode": "slice",
+              "multi_network": False, "input_size": [3, 21, 22], "label": "diagnosis",
+              "label_code": {"AD": 0, "CN": 1}, "output_size": 2, "caps_directory": str(caps),
+              "preprocessing_dict": pre, "selection_metrics": ["loss"], "normalize": True}  # fmt: skip
+    maps.maps_json.write_text(json.dumps(config))
+    state = net.state_dict()
+    torch.save({"model": state, "epoch": 4, "name": "Conv4_FC3"}, maps.best_model(0, "loss"))
+    rows = [
+        (f"sub-{i:04d}", "ses-M000", k, i % 2, (i + k) % 2, 0.5, 0.5) for i in range(4) for k in range(6, 20)
+    ]
+    columns = [
+        "participant_id",
+        "session_id",
+        "slice_id",
+        "true_label",
+        "predicted_label",
+        "proba0",
+        "proba1",
+    ]
+    validation = maps.prediction_tsv(0, "loss", "validation", "slice")
+    validation.parent.mkdir(parents=True)
+    pd.DataFrame(rows, columns=columns).to_csv(validation, sep="\t", index=False)
+    return state
+
+
+def test_a_clinicadl_slice_maps_predicts_what_its_network_computes(tmp_path: Path):
+    from tests.nn.test_networks_2d import _reference_forward
+
+    (tmp_path / "spec.toml").write_text(
+        'version = 1\n[compute]\ndevice = "cpu"\nworkers = 0\nbatch_size = 8\n'
+        '[datasets.other]\ncaps = "data/other"\n'
+        "generate = { subjects = 4, resolution_mm = 8, seed = 5, subject_offset = 100 }\n"
+        '[models.cdl]\nmaps = "cdl"\n'
+        '[groups.test]\ndataset = "other"\nmodels = ["cdl"]\nskip_leak_check = true\n'
+    )
+    state = _clinicadl_slice_maps(tmp_path / "cdl", tmp_path / "elsewhere")
+    run_apply(tmp_path / "spec.toml")
+    maps = MapsLayout(tmp_path / "cdl")
+    got = pd.read_csv(maps.prediction_tsv(0, "loss", "test", "slice"), sep="\t")
+    assert len(got) == 4 * 14 and sorted(set(got["slice_id"])) == list(range(6, 20))
+    volume = nib.load(str(CapsLayout(tmp_path / "data/other").t1_linear_nifti("sub-0101", "ses-M000")))
+    volume = volume.get_fdata(dtype=np.float64)
+    planes = np.stack([volume[:, k, :] for k in range(6, 20)])
+    lo, hi = planes.min(axis=(1, 2), keepdims=True), planes.max(axis=(1, 2), keepdims=True)
+    x = torch.from_numpy((planes - lo) / (hi - lo))[:, None].expand(-1, 3, -1, -1)  # ClinicaDL's rgb slices
+    want = torch.softmax(_reference_forward(state, x, 5), dim=1).numpy()
+    rows = got[got["participant_id"] == "sub-0101"].sort_values("slice_id")
+    np.testing.assert_allclose(rows[["proba0", "proba1"]].to_numpy(), want, atol=1e-5)
+    assert maps.prediction_tsv(0, "loss", "test", "image").is_file()
