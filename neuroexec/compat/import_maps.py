@@ -89,15 +89,24 @@ def _network_problems(info: MapsInfo, best: list[BestModel]) -> list[str]:
     return problems
 
 
-def _check_weights(info: MapsInfo, state: dict) -> str | None:
-    """None when the state dict fits the network maps.json describes, else why not."""
+def _check_weights(info: MapsInfo, state: dict, shapes: bool = True) -> str | None:
+    """None when the state dict fits the network maps.json describes, else why not. `shapes` false:
+    the parameter names only (a region's network whose box maps.json does not record)."""
     from neuroexec.inference.model_io import build_model
 
     try:
         model = build_model(info)
     except NeuroexecError as err:
         return f"cannot rebuild the network: {err}"
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not shapes:
+        expected = set(model.state_dict())
+        missing, unexpected = expected - set(state), set(state) - expected
+    else:
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # parameter shapes of another input size
+            detail = str(err).strip().splitlines()[-1].strip()
+            return f"weights do not fit {info.architecture} with input size {list(info.input_size or [])}: {detail}"
     if missing or unexpected:
         return f"weights do not fit {info.architecture}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
     return None
@@ -122,7 +131,10 @@ def describe_maps(root: Path) -> MapsReport:
     for best in _best_files(root, info):
         try:
             state, best.epoch, _ = load_model_state(best.path)
-            best.problem = _check_weights(info, state)
+            # maps.json records network 0's input size; another region's box may differ (load_model
+            # takes that region's when predicting)
+            other_box = info.mode == "roi" and best.network not in (None, 0)
+            best.problem = _check_weights(info, state, shapes=not other_box)
         except NeuroexecError as err:
             best.problem = str(err).splitlines()[0]
         report.best.append(best)

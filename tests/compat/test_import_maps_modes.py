@@ -50,3 +50,24 @@ def test_multi_network_slice_maps_lists_every_network(tmp_path, tiny_data):
     (best / "network-1_model.pth.tar").unlink()
     problems = describe_maps(maps).problems
     assert any("network(s) 1 of 3 missing" in p for p in problems)
+
+
+def test_weights_of_another_input_size_are_a_problem_not_a_crash(tmp_path, tiny_data):
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data, splits=(0,), metrics=("loss",))
+    rewrite_maps_json(maps, mode="roi", multi_network=True, num_networks=2,
+                      preprocessing_dict={"mode": "roi", "roi_list": ["leftHippocampus", "rightHippocampus"]})  # fmt: skip
+    best = maps / "split-0" / "best-loss"
+    (best / "model.pth.tar").unlink()
+    for k, size in enumerate([(1, 20, 20, 20), (1, 40, 20, 20)]):  # the right region's box is another
+        state = build_network(ARCH, size, 2).state_dict()
+        torch.save({"model": state, "epoch": 1, "name": ARCH}, best / f"network-{k}_model.pth.tar")
+    report = describe_maps(maps)
+    assert [b.problem for b in report.best] == [None, None] and report.usable
+    rewrite_maps_json(
+        maps, mode="patch", preprocessing_dict={"mode": "patch", "patch_size": 20, "stride_size": 20}
+    )
+    network_1 = describe_maps(maps).best[1]  # a patch network of another size: its weights do not fit
+    assert (
+        network_1.network == 1
+        and "weights do not fit Conv4_FC3 with input size [1, 20, 20, 20]" in network_1.problem
+    )
