@@ -280,3 +280,20 @@ def test_a_clinicadl_slice_maps_predicts_what_its_network_computes(tmp_path: Pat
     rows = got[got["participant_id"] == "sub-0101"].sort_values("slice_id")
     np.testing.assert_allclose(rows[["proba0", "proba1"]].to_numpy(), want, atol=1e-5)
     assert maps.prediction_tsv(0, "loss", "test", "image").is_file()
+
+
+@pytest.mark.parametrize("discarded, refused", [("[7, 7]", True), ("[6, 7]", False)])
+def test_the_slices_of_a_users_caps_are_counted_from_its_first_image(tmp_path: Path, discarded, refused):
+    from tests.helpers import make_tiny_caps
+
+    caps, tsv = make_tiny_caps(tmp_path / "caps", n_subjects=4, shape=(12, 14, 12))
+    (tmp_path / "spec.toml").write_text(
+        f'version = 1\n[datasets.mine]\ncaps = "{caps}"\nparticipants = "{tsv}"\n'
+        '[models.m]\nmaps = "maps/m"\ndataset = "mine"\narchitecture = "TinyCNN"\nmode = "slice"\n'
+        f'slice = {{ direction = 1, mode = "rgb", discarded = {discarded} }}\n'
+    )
+    plan = make_plan(load_spec(tmp_path / "spec.toml"))
+    train = [p for p in plan.steps if p.step.kind == "train"]
+    assert train and all((p.action == "!") == refused for p in train)
+    if refused:
+        assert "of the 14 slices of the axis leaves none" in train[0].reasons[0]
