@@ -21,6 +21,10 @@ from neuroexec.data.caps import preprocessing_record
 from neuroexec.errors import InputError
 
 SLICE_MODES = ("rgb", "single")
+CUSTOM_TEMPLATE = (
+    "the ROI masks of a custom preprocessing have no default template: give the template the images were "
+    "registered to (the masks are in <CAPS>/masks/tpl-<template>/)"
+)
 ROI_NAME = re.compile(r"^[A-Za-z0-9]+$")  # ClinicaDL splits `_roi-<name>_mask` on `_` and `-`
 # Keys of the modality ClinicaDL's prepare-data records for some preprocessings (get_parameters_dict).
 MODALITY_KEYS = {"pet-linear": ("tracer", "suvr_reference_region"), "custom": ("custom_suffix",)}
@@ -88,6 +92,8 @@ def _roi_table(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     for key in ("custom_template", "custom_mask_pattern"):
         if raw.get(f"roi_{key}"):
             table[key] = str(raw[f"roi_{key}"])
+    if raw.get("preprocessing") == "custom" and "custom_template" not in table:
+        raise InputError(path, CUSTOM_TEMPLATE, "roi_custom_template")
     background = raw.get("roi_background_value", 0)
     if background not in (0, None):
         raise InputError(

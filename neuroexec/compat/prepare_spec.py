@@ -24,6 +24,7 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.compat.extract_record import (
+    CUSTOM_TEMPLATE,
     MODALITY_KEYS,
     clinicadl_record,
     discarded_pair,
@@ -92,6 +93,8 @@ def mode_settings(opts: PrepareOptions) -> dict[str, Any]:
                 "discarded_slices": discarded}  # fmt: skip
     if opts.mode == "roi":
         names = roi_names(opts.roi_list, None, "--roi_list")
+        if opts.modality == "custom" and not opts.roi_custom_template:
+            raise InputError(None, CUSTOM_TEMPLATE, "--roi_custom_template")
         return {"roi_list": names, "uncropped_roi": opts.roi_uncrop_output,
                 "roi_custom_template": opts.roi_custom_template,
                 "roi_custom_mask_pattern": opts.roi_custom_mask_pattern}  # fmt: skip

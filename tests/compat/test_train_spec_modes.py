@@ -78,6 +78,10 @@ def test_slice_json_settings_and_clinicadl_files(tmp_path, caps):
         ({"mode": "slice", "slice_mode": "gray"}, "slice_mode"),
         ({"mode": "slice", "discarded_slices": [1, 2, 3]}, "discarded_slices"),
         ({"mode": "slice", "num_slices": 1}, "num_slices"),
+        (
+            {"mode": "roi", "roi_list": ["a"], "preprocessing": "custom", "custom_suffix": "x.nii.gz"},
+            "roi_custom_template",
+        ),
         ({"mode": "roi", "roi_list": []}, "roi_list"),
         ({"mode": "roi", "roi_list": ["left_hippocampus"]}, "roi_list"),
         ({"mode": "roi", "roi_list": ["a"], "roi_background_value": 1}, "roi_background_value"),
