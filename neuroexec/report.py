@@ -70,15 +70,18 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
     train step's `resumes` hook, the resume-key check apply makes), never a guess."""
     from neuroexec.steps import train
 
+    staged = _staged_log(maps, split)
     try:
-        rows = pd.read_csv(maps.staged_training_tsv(split), sep="\t")
+        rows = pd.read_csv(staged, sep="\t")
         done = f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}"
     except (OSError, ValueError, pd.errors.ParserError):
         done = "an unreadable number of epochs"
+    if staged is not None and staged != maps.staged_training_tsv(split):  # multi-network
+        done = f"{done} of {staged.parent.name}"
     tmp = maps.tmp_dir(split)
     before = (
         "what follows comes from the last finished training"
-        if maps.training_tsv(split).is_file()
+        if _finished_logs(maps, split)
         else "no training of this split has finished yet"
     )
     head = f"a training stopped after {done} waits in {tmp}"
@@ -104,6 +107,21 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
     return f"{head}; apply is refused here: {'; '.join(step.reasons)}; {before}"
 
 
+def _finished_logs(maps: MapsLayout, split: int) -> list[Path]:
+    """The published training.tsv of the split: one, or one per network of a multi-network model."""
+    if maps.training_tsv(split).is_file():
+        return [maps.training_tsv(split)]
+    return sorted(maps.training_logs(split).glob("network-*/training.tsv"))
+
+
+def _staged_log(maps: MapsLayout, split: int) -> Path | None:
+    """The log of the training waiting in tmp/: the split's, or the last network's with one."""
+    if maps.staged_training_tsv(split).is_file():
+        return maps.staged_training_tsv(split)
+    staged = sorted(maps.tmp_dir(split).glob("network-*/training.tsv"), key=lambda p: (len(str(p)), str(p)))
+    return staged[-1] if staged else None
+
+
 def report(spec: Spec) -> str:
     """Every dataset, model, training and result of the spec; a result whose step the plan does not
     show `=` is marked STALE with the plan's reasons (report itself writes nothing)."""
@@ -121,15 +139,21 @@ def _model_lines(spec: Spec, name: str, planned: dict[str, PlannedStep]) -> list
     maps = MapsLayout(spec.models[name].maps)
     lines = [f"  model {name}: MAPS {maps.root}"]
     splits = maps.splits()
-    waiting = [s for s in splits if maps.staged_training_tsv(s).is_file()]
+    waiting = [s for s in splits if _staged_log(maps, s) is not None]
     if not maps.maps_json.is_file() and not waiting:
         return [*lines, "    not trained yet (run `neuroexec apply`)"]
     stale = {group: stale_results(maps, group, name) for group in spec.groups}
     for split in splits:
-        log = maps.training_tsv(split)
-        if log.is_file():
-            rows = pd.read_csv(log, sep="\t")
-            lines.append(f"    split-{split}: {len(rows)} epochs, training log {log}")
+        logs = _finished_logs(maps, split)
+        if logs == [maps.training_tsv(split)]:
+            rows = pd.read_csv(logs[0], sep="\t")
+            lines.append(f"    split-{split}: {len(rows)} epochs, training log {logs[0]}")
+        elif logs:
+            epochs = max(len(pd.read_csv(log, sep="\t")) for log in logs)
+            where = maps.training_logs(split) / "network-<k>"
+            lines.append(
+                f"    split-{split}: {len(logs)} networks, up to {epochs} epochs, training logs {where}"
+            )
         if split in waiting:
             train = _train_steps(planned).get(train_id(name, split))
             lines.append(f"    split-{split}: {_waiting_line(maps, split, train)}")

@@ -17,6 +17,7 @@ from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.nn import build_network
 from neuroexec.plan.graph import make_plan
+from neuroexec.report import report
 from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV
 from tests.training.training_specs import run_apply, write_spec
@@ -126,7 +127,9 @@ def test_interrupted_in_network_1_then_resumed_gives_the_uninterrupted_networks(
     assert b.staged_best_model(0, "loss", 0).is_file() and b.staged_best_model(0, "loss", 1).is_file()
     step = next(p for p in make_plan(load_spec(path)).steps if p.step.id == "model.b.train[split-0]")
     assert step.reasons == ["interrupted in network-1 after epoch 1 of 2: apply resumes there"]
+    assert "a training stopped after 1 epoch of network-1 waits in" in report(load_spec(path))
     run_apply(path)
+    assert f"split-0: {PATCHES} networks, up to 2 epochs, training logs" in report(load_spec(path))
     log = b.information_log.read_text()
     assert log.count("network-0: training started") == 1  # not trained again
     assert "network-1: training resumed after epoch 0" in log
