@@ -86,6 +86,9 @@ def needing(key: str) -> str:
 def mode_settings(opts: PrepareOptions) -> dict[str, Any]:
     """The record's keys of the mode, as ClinicaDL's prepare_data_cli sets them."""
     if opts.mode == "patch":
+        for flag in ("patch_size", "stride_size"):
+            if getattr(opts, flag) < 1:
+                raise InputError(None, f"--{flag} must be at least 1, got {getattr(opts, flag)}", f"--{flag}")
         return {"patch_size": opts.patch_size, "stride_size": opts.stride_size}
     if opts.mode == "slice":
         discarded = discarded_pair(opts.discarded_slices, None, "--discarded_slices")

@@ -174,6 +174,7 @@ def test_an_existing_record_of_another_extraction_is_refused(caps, capsys):
         (["roi", "{caps}", "t1-linear", "--roi_list", "left_hippocampus"], "[--roi_list]"),
         (["image", "{caps}", "t1-extensive"], "t1-extensive"),
         (["image", "{caps}/nowhere", "t1-linear"], "CAPS folder not found"),
+        (["patch", "{caps}", "t1-linear", "--stride_size", "0"], "[--stride_size]"),
         (["slice", "{caps}", "t1-linear", "-ej", "extract_image"], "extract_image.json [--extract_json]"),
         (["roi", "{caps}", "custom", "-cn", "_T1w.nii.gz", "--roi_list", "a"], "[--roi_custom_template]"),
         (["roi", "{caps}", "t1-linear", "--roi_list", "amygdala", "--save_features"], "roi-amygdala"),
