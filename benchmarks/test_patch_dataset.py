@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from neuroexec.data.datasets import PatchDataset
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.synthetic import generate_atrophy_dataset
+from neuroexec.extraction_mode import ExtractionMode
 
 PATCH, STRIDE, BATCH, N_IMAGES = 50, 50, 8, 4
 
@@ -30,7 +31,7 @@ def extracted(tmp_path_factory) -> dict:
     frame = pd.read_csv(data.participants_tsv, sep="\t", dtype=str)
     files = {}
     for layout in ("bundle", "clinicadl"):
-        plan = plan_extraction(frame, data.caps_dir, "patch", size=PATCH, stride=STRIDE, layout=layout)
+        plan = plan_extraction(frame, data.caps_dir, ExtractionMode.patch(PATCH, STRIDE), layout=layout)
         run_extraction(plan, normalize=True)
     files["bundle"] = sorted(data.caps_dir.rglob("*_patches_T1w.pt"))
     files["clinicadl"] = sorted(data.caps_dir.rglob("*_patch-*_T1w.pt"))

@@ -90,7 +90,7 @@ def caps(tmp_path_factory) -> dict:
     run_extraction(plan_extraction(frame, data.caps_dir, "roi", roi=roi), normalize=True)
     slice_frame = frame.head(SLICE_IMAGES).reset_index(drop=True)
     for layout in ("bundle", "clinicadl"):
-        plan = plan_extraction(slice_frame, data.caps_dir, "slice", layout=layout, extraction=SLICE_MODE)
+        plan = plan_extraction(slice_frame, data.caps_dir, SLICE_MODE, layout=layout)
         run_extraction(plan, normalize=True)
     return {"dir": data.caps_dir, "frame": frame, "slice_frame": slice_frame}
 

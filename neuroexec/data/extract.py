@@ -166,47 +166,35 @@ def _params(plan: ExtractionPlan, normalize: bool | None, cohort: str | None = N
 def plan_extraction(
     frame: pd.DataFrame,
     caps_by_cohort: Path | Mapping[str, Path | CapsLayout],
-    mode: str,
+    mode: str | ExtractionMode,
     uncropped: bool = False,
-    size: int | None = None,
-    stride: int | None = None,
     layout: str = "bundle",
     normalize: bool | None = None,
-    extraction: ExtractionMode | None = None,
     roi: RoiExtraction | None = None,
 ) -> ExtractionPlan:
-    """Decide, per (participant, session), whether its tensors must be (re-)extracted. `normalize`
-    None ignores the recorded normalisation when judging (a plan shown before the value is known).
-    The images read are those of the preprocessing of `caps_by_cohort`'s CapsLayouts (t1-linear for
-    a path).
-    `roi` (mode "roi"): the regions; each CAPS's masks are found and checked now (InputError).
+    """Decide, per (participant, session), whether its tensors must be (re-)extracted. `mode`: the
+    ExtractionMode (patch size and stride, slice direction...), or "image" / "roi". `normalize` None
+    ignores the recorded normalisation (a plan shown before the value is known). The images read are
+    those of the preprocessing of `caps_by_cohort`'s CapsLayouts (t1-linear for a path). `roi`: the
+    regions; each CAPS's masks are found and checked now (InputError).
 
     >>> from neuroexec.data.participants import load_participants
     >>> from neuroexec.data.synthetic import generate_atrophy_dataset
     >>> data = generate_atrophy_dataset(Path("data"), subjects=4, resolution_mm=8.0)
     >>> frame = load_participants(data.participants_tsv)
-    >>> [item.reason for item in plan_extraction(frame, data.caps_dir, "patch", size=10, stride=10).items]
+    >>> [item.reason for item in plan_extraction(frame, data.caps_dir, ExtractionMode.patch(10, 10)).items]
     ['missing', 'missing', 'missing', 'missing']
     """
-    if mode not in ("image", "patch", "slice", "roi"):
-        raise InputError(
-            None, f"extraction mode {mode!r} is not supported (image, patch, slice or roi)", "mode"
-        )
-    if mode == "roi" and roi is None:
-        raise InputError(None, "roi extraction needs its regions (roi.list)", "mode")
-    if mode == "slice" and (extraction is None or not extraction.is_slice):
-        raise InputError(None, "slice extraction needs the slice mode (direction, rgb or single)", "mode")
-    if mode == "patch" and (size is None or stride is None):
-        raise InputError(None, "patch extraction needs a patch size and a stride", "mode")
+    extraction = _extraction_mode(mode, roi)
     if layout not in LAYOUTS:
         raise InputError(None, f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", "layout")
     preprocessing = _one_preprocessing(caps_by_cohort)
     caps_by_cohort = as_caps_by_cohort(caps_by_cohort)
     plan = ExtractionPlan(
-        mode,
+        extraction.kind,
         uncropped,
-        size,
-        stride,
+        extraction.size,
+        extraction.stride,
         layout,
         caps_by_cohort,
         extraction=extraction,
@@ -215,7 +203,7 @@ def plan_extraction(
     )
     if roi is not None:
         plan.masks.update({c: roi.masks(Path(root)) for c, root in caps_by_cohort.items()})
-    manifests = {c: read_manifest(CapsLayout(p).manifest_json(mode)) for c, p in caps_by_cohort.items()}
+    manifests = {c: read_manifest(CapsLayout(p).manifest_json(plan.mode)) for c, p in caps_by_cohort.items()}
     missing_images = []
     for row in frame.to_dict("records"):
         cohort = cohort_of(row, caps_by_cohort)
@@ -227,14 +215,7 @@ def plan_extraction(
             continue
         nifti = found[0]
         entries = manifests[cohort]["entries"]
-        n = None
-        if mode == "patch" and layout == "clinicadl":
-            first = entries.get(manifest_key(caps, caps.patch_tensor(p, s, size, stride, 0, uncropped)), {})
-            n = first.get("n_patches")
-        if mode == "slice" and layout == "clinicadl":
-            first = entries.get(manifest_key(caps, slice_outputs(caps, p, s, slice_cut(plan), None)[0]), {})
-            n = first.get("n_slices")
-        outputs = _outputs(caps, p, s, plan, n)
+        outputs = _outputs(caps, p, s, plan, _recorded_count(caps, p, s, plan, entries))
         plan.items.append(
             ExtractionItem(
                 cohort, p, s, nifti, outputs, _reason(caps, nifti, outputs, entries, plan, normalize, cohort)
@@ -243,6 +224,43 @@ def plan_extraction(
     if missing_images:
         raise _missing_images(missing_images, preprocessing, uncropped)
     return plan
+
+
+def _extraction_mode(mode: str | ExtractionMode, roi: RoiExtraction | None) -> ExtractionMode:
+    """The ExtractionMode `plan_extraction` was given, or the one its text and `roi` name."""
+    if isinstance(mode, ExtractionMode):
+        extraction = mode
+    elif mode == "image":
+        extraction = ExtractionMode.IMAGE
+    elif mode == "roi" and roi is not None:
+        extraction = roi.mode
+    elif mode in ("patch", "slice"):
+        raise InputError(
+            None,
+            f"{mode} extraction needs its ExtractionMode (patch size and stride, slice direction)",
+            "mode",
+        )
+    else:
+        raise InputError(
+            None, f"extraction mode {mode!r} is not supported (image, patch, slice or roi)", "mode"
+        )
+    if extraction.is_roi and roi is None:
+        raise InputError(None, "roi extraction needs its regions (roi.list)", "mode")
+    return extraction
+
+
+def _recorded_count(caps: CapsLayout, p: str, s: str, plan: ExtractionPlan, entries: dict) -> int | None:
+    """How many files ClinicaDL's one-file-per-part layout writes for the session, as the manifest
+    recorded it (None: not recorded yet, or one bundle)."""
+    if plan.layout != "clinicadl":
+        return None
+    if plan.mode == "patch":
+        first = caps.patch_tensor(p, s, plan.size, plan.stride, 0, plan.uncropped)
+        return entries.get(manifest_key(caps, first), {}).get("n_patches")
+    if plan.mode == "slice":
+        first = slice_outputs(caps, p, s, slice_cut(plan), None)[0]
+        return entries.get(manifest_key(caps, first), {}).get("n_slices")
+    return None
 
 
 def _missing_images(missing: list, preprocessing: Preprocessing, uncropped: bool) -> InputError:

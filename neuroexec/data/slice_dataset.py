@@ -12,7 +12,7 @@ discards at both ends are left out here, not at extraction: item k of an image i
     >>> data = generate_atrophy_dataset(Path("data"), subjects=2, resolution_mm=8.0)
     >>> frame = load_participants(data.participants_tsv)
     >>> mode = ExtractionMode.slice(2, "rgb")
-    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, "slice", extraction=mode), normalize=True)
+    >>> _ = run_extraction(plan_extraction(frame, data.caps_dir, mode), normalize=True)
     >>> slices = SliceDataset(frame, data.caps_dir, direction=2, slice_mode="rgb", discarded=(3, 4))
     >>> slices.n_parts, slices.input_size, slices[0]["mode_id"]  # 22 axial slices, 3 + 4 left out
     (15, [3, 21, 26], 3)
@@ -48,17 +48,15 @@ class SliceDataset(_CapsItems):
         self,
         frame: pd.DataFrame,
         caps_by_cohort: Path | Mapping[str, Path],
-        label: str | None = None,
-        label_code: dict | None = None,
-        task: str | None = None,
         direction: int = 2,
         slice_mode: str = "rgb",
         discarded: tuple[int, int] = (0, 0),
         part_index: int | None = None,
-        uncropped: bool = False,
         normalize: bool = False,
+        **items,
     ):
-        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        # items: label, label_code, task and uncropped, as every dataset of data/datasets.py takes them
+        super().__init__(frame, caps_by_cohort, **items)
         self.extraction = ExtractionMode.slice(direction, slice_mode)
         self.direction, self.slice_mode, self.normalize = direction, slice_mode, normalize
         self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()

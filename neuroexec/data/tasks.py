@@ -160,13 +160,10 @@ class ExtractTask:
         return plan_extraction(
             dataset_frame(ds, label=None, diagnoses=None, check_images=False),
             {c.name: CapsLayout.of(c.caps, ds) for c in ds.cohorts},
-            mode.kind,
+            mode,
             uncropped=ds.uncropped,
-            size=mode.size,
-            stride=mode.stride,
             layout=ds.patch_layout,
             normalize=ds.normalize,
-            extraction=mode,
             roi=self.roi_extraction(),
         )
 

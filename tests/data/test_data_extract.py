@@ -18,6 +18,7 @@ from neuroexec.data.participants import load_participants
 from neuroexec.data.patch_extract import PatchCut, extract_patches_to
 from neuroexec.data.synthetic import GeneratedDataset
 from neuroexec.errors import InputError
+from neuroexec.extraction_mode import ExtractionMode
 
 
 def _nifti(data: GeneratedDataset, i: int) -> Path:
@@ -114,7 +115,7 @@ def test_patch_extraction_records_and_is_incremental(
     fresh_caps: GeneratedDataset, layout: str, tmp_path: Path
 ) -> None:
     frame = _frame(fresh_caps).iloc[:3]
-    plan = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6, layout=layout)
+    plan = plan_extraction(frame, fresh_caps.caps_dir, ExtractionMode.patch(8, 6), layout=layout)
     assert run_extraction(plan, normalize=True) == (3, 0)
     caps = CapsLayout(fresh_caps.caps_dir)
     n = 3 * 4 * 3  # (21-8)//6+1, (26-8)//6+1, (22-8)//6+1
@@ -140,7 +141,7 @@ def test_patch_extraction_records_and_is_incremental(
         assert not caps.patch_tensor("sub-0002", "ses-M000", 8, 6, n).exists()
     else:
         assert torch.load(caps.patch_bundle("sub-0002", "ses-M000", 8, 6), weights_only=True).shape[0] == n
-    again = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6, layout=layout)
+    again = plan_extraction(frame, fresh_caps.caps_dir, ExtractionMode.patch(8, 6), layout=layout)
     if layout == "clinicadl":
         assert len(again.items[0].outputs) == n
     assert run_extraction(again, normalize=True) == (0, 3)
@@ -224,7 +225,7 @@ def test_extraction_reports_progress_over_the_images_to_do(fresh_caps: Generated
 
 def test_patches_extracted_before_per_patch_normalisation_are_extracted_again(fresh_caps: GeneratedDataset):
     frame = _frame(fresh_caps).iloc[:2]
-    plan = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6)
+    plan = plan_extraction(frame, fresh_caps.caps_dir, ExtractionMode.patch(8, 6))
     assert run_extraction(plan, normalize=True) == (2, 0)
     caps = CapsLayout(fresh_caps.caps_dir)
     manifest = caps.manifest_json("patch")
@@ -232,7 +233,7 @@ def test_patches_extracted_before_per_patch_normalisation_are_extracted_again(fr
     for entry in record["entries"].values():  # as an earlier neuroexec recorded them
         entry["params"].pop("patch_normalization")
     manifest.write_text(json.dumps(record))
-    again = plan_extraction(frame, fresh_caps.caps_dir, "patch", size=8, stride=6, normalize=True)
+    again = plan_extraction(frame, fresh_caps.caps_dir, ExtractionMode.patch(8, 6), normalize=True)
     assert {item.reason for item in again.items} == {"parameters changed"}
     assert run_extraction(again, normalize=True) == (2, 0)
     bundle = torch.load(caps.patch_bundle("sub-0000", "ses-M000", 8, 6), weights_only=True)

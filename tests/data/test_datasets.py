@@ -15,6 +15,7 @@ from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import encode_labels, load_participants
 from neuroexec.data.synthetic import GeneratedDataset, generate_atrophy_dataset
 from neuroexec.errors import InputError
+from neuroexec.extraction_mode import ExtractionMode
 
 
 @pytest.fixture
@@ -92,10 +93,8 @@ def _expected_patch(image: np.ndarray, k: int, size: int, stride: int) -> np.nda
 @pytest.mark.parametrize("layout", ["bundle", "clinicadl", "image-only"])
 def test_patch_items_from_every_layout(fresh_caps: GeneratedDataset, layout: str) -> None:
     frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:3]
-    mode = "image" if layout == "image-only" else "patch"
-    plan = plan_extraction(
-        frame, fresh_caps.caps_dir, mode, size=10, stride=8, layout=layout.replace("image-only", "bundle")
-    )
+    mode = "image" if layout == "image-only" else ExtractionMode.patch(10, 8)
+    plan = plan_extraction(frame, fresh_caps.caps_dir, mode, layout=layout.replace("image-only", "bundle"))
     run_extraction(plan, normalize=False)
     code = encode_labels(frame.diagnosis)
     ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", size=10, stride=8)
@@ -151,7 +150,7 @@ def test_corrupt_tensor_read_in_a_worker_is_still_an_input_error(extracted) -> N
 def test_batched_patch_fetch_equals_item_by_item(fresh_caps: GeneratedDataset, patch_index) -> None:
     """__getitems__ (what the DataLoader calls for a batch) gives what collating single items gives."""
     frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:3]
-    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "patch", size=10, stride=8), normalize=False)
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, ExtractionMode.patch(10, 8)), normalize=False)
     code = encode_labels(frame.diagnosis)
     ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, patch_index)
     indices = [len(ds) - 1, 0, 2]
@@ -174,10 +173,8 @@ def test_normalize_gives_each_patch_its_own_min_max_as_clinicadl(fresh_caps: Gen
     one by one, the patches delivered are (x - min) / (max - min) of the raw patch; a constant patch,
     where ClinicaDL would divide 0 by 0, is zeros."""
     frame = load_participants(fresh_caps.participants_tsv, "diagnosis").iloc[:2]
-    mode = "image" if layout == "image-only" else "patch"
-    plan = plan_extraction(
-        frame, fresh_caps.caps_dir, mode, size=10, stride=8, layout=layout.replace("image-only", "bundle")
-    )
+    mode = "image" if layout == "image-only" else ExtractionMode.patch(10, 8)
+    plan = plan_extraction(frame, fresh_caps.caps_dir, mode, layout=layout.replace("image-only", "bundle"))
     run_extraction(plan, normalize=layout == "bundle")  # raw tensors elsewhere: ClinicaDL's prepare-data
     code = encode_labels(frame.diagnosis)
     ds = PatchDataset(frame, fresh_caps.caps_dir, "diagnosis", code, "classification", 10, 8, normalize=True)

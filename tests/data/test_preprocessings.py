@@ -260,7 +260,7 @@ def test_slices_and_regions_of_other_preprocessings_are_named_as_clinicadl(tmp_p
     frame = load_participants(tsv)
     pet = {"single": CapsLayout(caps, PET)}
     axial = ExtractionMode.slice(2, "single")
-    run_extraction(plan_extraction(frame, pet, "slice", layout="clinicadl", extraction=axial), normalize=True)
+    run_extraction(plan_extraction(frame, pet, axial, layout="clinicadl"), normalize=True)
     folder = caps / "subjects/sub-0000/ses-M000/deeplearning_prepare_data/slice_based/pet_linear"
     assert (
         folder
@@ -277,6 +277,6 @@ def test_slices_and_regions_of_other_preprocessings_are_named_as_clinicadl(tmp_p
 
     regions = ExtractionMode.roi(("leftHippocampus",))
     roi = RoiExtraction(regions, RoiSource.of("pet-linear"))
-    run_extraction(plan_extraction(frame, pet, "roi", extraction=regions, roi=roi), normalize=True)
+    run_extraction(plan_extraction(frame, pet, regions, roi=roi), normalize=True)
     (tensor,) = (caps / "subjects/sub-0001/ses-M000/deeplearning_prepare_data/roi_based/pet_linear").iterdir()
     assert tensor.name == f"sub-0001_ses-M000_{SPACE}_desc-CropRoi_res-1x1x1_roi-leftHippocampus_pet.pt"

@@ -22,16 +22,19 @@ LABELS = {"AD": 0, "CN": 1}
 
 def _extract(data: GeneratedDataset, mode: ExtractionMode | None, layout: str = "bundle", normalize=False):
     frame = load_participants(data.participants_tsv)
-    kind = "image" if mode is None else "slice"
-    run_extraction(
-        plan_extraction(frame, data.caps_dir, kind, layout=layout, extraction=mode), normalize=normalize
-    )
+    run_extraction(plan_extraction(frame, data.caps_dir, mode or "image", layout=layout), normalize=normalize)
     return frame
 
 
 def _dataset(data, frame, direction=2, slice_mode="rgb", **kw) -> SliceDataset:
     return SliceDataset(
-        frame, data.caps_dir, "diagnosis", LABELS, direction=direction, slice_mode=slice_mode, **kw
+        frame,
+        data.caps_dir,
+        label="diagnosis",
+        label_code=LABELS,
+        direction=direction,
+        slice_mode=slice_mode,
+        **kw,
     )
 
 

@@ -22,7 +22,7 @@ STEM = "sub-0000_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1"
 
 def _plan(data: GeneratedDataset, mode: ExtractionMode, layout: str = "bundle"):
     frame = load_participants(data.participants_tsv)
-    return plan_extraction(frame, data.caps_dir, "slice", layout=layout, normalize=False, extraction=mode)
+    return plan_extraction(frame, data.caps_dir, mode, layout=layout, normalize=False)
 
 
 def _nifti(data: GeneratedDataset, participant: str = "sub-0000") -> np.ndarray:
@@ -78,7 +78,7 @@ def test_bundle_holds_the_image_slices_on_three_channels_and_the_image_tensor(
 def test_normalised_slices_are_each_min_max_scaled(fresh_caps: GeneratedDataset):
     mode = ExtractionMode.slice(2, "single")
     frame = load_participants(fresh_caps.participants_tsv)
-    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, "slice", extraction=mode), normalize=True)
+    run_extraction(plan_extraction(frame, fresh_caps.caps_dir, mode), normalize=True)
     caps = CapsLayout(fresh_caps.caps_dir)
     bundle = torch.load(caps.slice_bundle("sub-0000", "ses-M000", "axi", "single"), weights_only=True)
     raw = torch.from_numpy(_nifti(fresh_caps))
