@@ -4,7 +4,11 @@ ensembled as ClinicaDL 1.6.1 does; workers and an interruption never change the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -231,3 +235,41 @@ def test_regions_of_different_boxes_get_a_network_each_and_predict(tmp_path):
     )
     assert "group.validation.predict[m/split-0/best-loss]" in run_apply(other).ran
     pd.testing.assert_frame_equal(read_tsv(copy.prediction_tsv(0, "loss", "validation", "roi")), trained)
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
+)
+def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
+    # As tests/training/test_ddp.py: batch size 1, one optimizer step per epoch over the 6 training
+    # images (1 process: 6 accumulated batches; 2 processes: 3 each), SGD, no dropout.
+    train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {} }}'
+    text = 'task = "classification"\ndropout = 0.0\nmode = "patch"\npatch = { size = 12, stride = 10 }\n'
+    text += "multi_network = true\n"
+    specs = {"one": text + train.format(6), "two": text + train.format(3)}
+    path = write_spec(tmp_path, specs, subjects=12, batch_size=1)
+    run_apply(path, target="model.one.train*")
+    run_apply(path, target="model.two.split")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "neuroexec"]
+    done = subprocess.run(
+        [*command, "apply", str(path), "--target", "model.two.train*"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
+    assert [k for k, _ in two.best_network_models(0, "loss")] == list(range(PATCHES))
+    for (_, a), (_, b) in zip(one.best_network_models(0, "loss"), two.best_network_models(0, "loss")):
+        state_one, state_two = load_model_state(a)[0], load_model_state(b)[0]
+        # parameters only: batch-norm running statistics are rank 0's 3 images (as in test_ddp.py)
+        for name, value in (
+            (n, v) for n, v in state_one.items() if "running_" not in n and "num_batches" not in n
+        ):
+            assert torch.allclose(state_two[name].float(), value.float(), rtol=1e-4, atol=1e-6), (
+                b.name,
+                name,
+            )
+    assert read_tsv(two.metrics_tsv(0, "loss", "validation", "patch"))["patch_id"].tolist() == list(
+        range(PATCHES)
+    )
+    assert not two.tmp_dir(0).exists()
