@@ -203,6 +203,13 @@ def check_record(opts: PrepareOptions, content: dict[str, Any]) -> None:
             "needs; name the record otherwise with --extract_json",
             "--extract_json",
         )
+    if engine_writes(opts, content) and content.get("discarded_slices", [0, 0]) != [0, 0]:
+        raise InputError(
+            path,
+            "this is the record the slice extraction writes itself, of every slice of the axis; a record "
+            "with discarded_slices needs another name (--extract_json)",
+            "--extract_json",
+        )
     if engine_writes(opts, content) or not path.is_file():
         return
     try:

@@ -176,6 +176,10 @@ def test_an_existing_record_of_another_extraction_is_refused(caps, capsys):
         (["image", "{caps}/nowhere", "t1-linear"], "CAPS folder not found"),
         (["patch", "{caps}", "t1-linear", "--stride_size", "0"], "[--stride_size]"),
         (["slice", "{caps}", "t1-linear", "-ej", "extract_image"], "extract_image.json [--extract_json]"),
+        (
+            ["slice", "{caps}", "t1-linear", "--save_features", "-ds", "2", "-ej", "extract_slice"],
+            "discarded_slices",
+        ),
         (["roi", "{caps}", "custom", "-cn", "_T1w.nii.gz", "--roi_list", "a"], "[--roi_custom_template]"),
         (["roi", "{caps}", "t1-linear", "--roi_list", "amygdala", "--save_features"], "roi-amygdala"),
     ],
