@@ -29,7 +29,7 @@ from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.epoch_rules import determinism
-from neuroexec.training.run import _datasets, _epochs, _SplitRun, _start, _trainer
+from neuroexec.training.run import SplitRun, make_trainer, run_epochs, split_datasets, start_run
 from neuroexec.training.task import TrainTask
 
 
@@ -119,23 +119,23 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     }
 
 
-def _train_network(nets: _Networks, k: int, first: bool) -> tuple[_SplitRun, dict]:
+def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict]:
     """Network k on part k, from its own seed; resumed after its last epoch when it was interrupted.
     `first`: the first network this run trains (it writes the staged run files)."""
     task, ctx, split = nets.task, nets.ctx, nets.task.split
     model, maps, main = task.model, task.maps, ctx.is_main
     seed = network_seed(model.compute.seed, split, k)
-    train_data, valid_data = _datasets(task, nets.label_code, ctx, part_index=k)
+    train_data, valid_data = split_datasets(task, nets.label_code, ctx, part_index=k)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, nets.label_code)
     c = model.compute
     c = dataclasses.replace(c, seed=seed, channels_last=setup.channels_last_for(c, input_size))
     resume.seed_everything(seed)
-    trainer = _trainer(task, c, input_size, output_size, ctx)
-    run = _SplitRun(
+    trainer = make_trainer(task, c, input_size, output_size, ctx)
+    run = SplitRun(
         task, ctx, maps, trainer, train_data, valid_data, nets.label_code, nets.selection, nets.key, k
     )
-    progress, resumed_from = _start(run)
+    progress, resumed_from = start_run(run)
     if main:
         started = (
             "training started" if resumed_from is None else f"training resumed after epoch {resumed_from}"
@@ -156,7 +156,7 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[_SplitRun, dic
         else:
             outputs.append_information(maps, split, event)
         ctx.reporter.info(f"  split-{split}: network-{k} of {nets.count} (on {model.mode} part {k})")
-    stopped = _epochs(run, progress)
+    stopped = run_epochs(run, progress)
     distributed.barrier(ctx)
     summary = {
         "epochs": progress.epoch + 1,
@@ -175,7 +175,7 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[_SplitRun, dic
     return run, summary
 
 
-def _final_results(nets: _Networks, runs: dict[int, _SplitRun]) -> None:
+def _final_results(nets: _Networks, runs: dict[int, SplitRun]) -> None:
     """For each selection metric, the validation then train results of all networks (each network's
     best model on its part), written to tmp/ (`staged_results`) and published with the models."""
     task, split = nets.task, nets.task.split
@@ -213,13 +213,13 @@ class _Part:
     train_by_epoch: dict[int, tuple] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, nets: _Networks, k: int, run: _SplitRun | None) -> _Part:
+    def of(cls, nets: _Networks, k: int, run: SplitRun | None) -> _Part:
         """From the run that trained it, or, for a network trained by an earlier (interrupted) apply,
         a fresh network and datasets."""
         if run is not None:
             return cls(k, run.trainer.net, run.train_data, run.valid_data, run.best_valid)
         task = nets.task
-        train_data, valid_data = _datasets(task, nets.label_code, nets.ctx, part_index=k)
+        train_data, valid_data = split_datasets(task, nets.label_code, nets.ctx, part_index=k)
         output_size = setup.output_size_of(task.model, nets.label_code)
         net = setup.build(task.model, list(train_data.input_size), output_size).to(nets.ctx.settings.device)
         return cls(k, net, train_data, valid_data, {})

@@ -37,7 +37,7 @@ def _value(values: dict[str, float], metric: str) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class _SplitRun:
+class SplitRun:
     """What the epoch loop and the final results of one split's training share."""
 
     task: TrainTask
@@ -86,7 +86,7 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     setup.check_compile(c, ctx.settings.device)
     selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
     label_code = setup.label_code_of(model, maps)
-    train_data, valid_data = _datasets(task, label_code, ctx)
+    train_data, valid_data = split_datasets(task, label_code, ctx)
     input_size = list(train_data.input_size)
     output_size = setup.output_size_of(model, label_code)
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
@@ -94,15 +94,15 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
 
     with determinism(c.deterministic):
         resume.seed_everything(c.seed)
-        trainer = _trainer(task, c, input_size, output_size, ctx)
-        run = _SplitRun(task, ctx, maps, trainer, train_data, valid_data, label_code, selection, key)
-        progress, resumed_from = _start(run)
+        trainer = make_trainer(task, c, input_size, output_size, ctx)
+        run = SplitRun(task, ctx, maps, trainer, train_data, valid_data, label_code, selection, key)
+        progress, resumed_from = start_run(run)
         if main:
             parameters = outputs.maps_parameters(
                 model, task.dataset, label_code, input_size, output_size, task.transfer_maps
             )
             outputs.write_run_files(maps, parameters, trainer.net, split, resumed_from)
-        stopped = _epochs(run, progress)
+        stopped = run_epochs(run, progress)
         distributed.barrier(ctx)
         if main:
             outputs.append_information(
@@ -122,7 +122,7 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     }
 
 
-def _datasets(
+def split_datasets(
     task: TrainTask, label_code: dict[str, int] | None, ctx: RunContext, part_index: int | None = None
 ) -> tuple[Dataset, Dataset]:
     """The split's training and validation items (compute.cache: shared by this machine's processes);
@@ -140,7 +140,7 @@ def _datasets(
     return train_data, valid_data
 
 
-def _trainer(
+def make_trainer(
     task: TrainTask, c: Compute, input_size: list[int], output_size: int | None, ctx: RunContext
 ) -> Trainer:
     """The network (seeded by the caller), on the step's device, with its optimizer."""
@@ -153,7 +153,7 @@ def _trainer(
     return Trainer(net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx)
 
 
-def _start(run: _SplitRun) -> tuple[Progress, int | None]:
+def start_run(run: SplitRun) -> tuple[Progress, int | None]:
     """Where the training starts: after the last saved epoch of an interrupted run made with the same
     key (weights, optimizer, scaler and RNG restored), else from the first epoch, with the transferred
     weights when the model has a transfer source. Returns the progress and the epoch resumed after."""
@@ -200,7 +200,7 @@ class _Epoch:
     stop: bool  # early stopping
 
 
-def _epochs(run: _SplitRun, progress: Progress) -> bool:
+def run_epochs(run: SplitRun, progress: Progress) -> bool:
     """The epoch loop; True when early stopping ended it. `run.best_valid` receives each selection
     metric's validation predictions at its best epoch (re-used at the end)."""
     t, trainer, main = run.train, run.trainer, run.ctx.is_main
@@ -226,7 +226,7 @@ def _epochs(run: _SplitRun, progress: Progress) -> bool:
     return False
 
 
-def _epoch(run: _SplitRun, loader: DataLoader, epoch: int, progress: Progress, start: float) -> _Epoch:
+def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, start: float) -> _Epoch:
     """Train and validate one epoch; `progress` takes its row, the improved best values and the
     early-stopping count (`start`: the monotonic time the training began, resumed time included)."""
     t, trainer, maps, split = run.train, run.trainer, run.maps, run.split
@@ -248,7 +248,7 @@ def _epoch(run: _SplitRun, loader: DataLoader, epoch: int, progress: Progress, s
     return _Epoch(epoch, train_values, valid_values, improved, stop)
 
 
-def _save_epoch(run: _SplitRun, done: _Epoch, progress: Progress, board: outputs.Board, batches: int) -> None:
+def _save_epoch(run: SplitRun, done: _Epoch, progress: Progress, board: outputs.Board, batches: int) -> None:
     """Rank 0 after an epoch: the improved best models (staged in tmp/), training.tsv, TensorBoard,
     the resume checkpoint and the progress line."""
     trainer, maps, split, epoch, network = run.trainer, run.maps, run.split, done.index, run.network
@@ -276,7 +276,7 @@ def _summary(epoch, epochs, train, valid, selection, improved, who: str = "") ->
     return f"  {who}epoch {epoch + 1}/{epochs} (train/valid) " + ", ".join(parts) + star
 
 
-def _final_results(run: _SplitRun) -> None:
+def _final_results(run: SplitRun) -> None:
     """Train and validation results of each selection metric's best model, and the autoencoder
     reconstructions (`visualization`) from the best-loss model. Everything is written to tmp/
     (`staged_results`), published with the models."""
@@ -293,7 +293,7 @@ def _final_results(run: _SplitRun) -> None:
 
 
 def _best_model_results(
-    run: _SplitRun, metric: str, out: MapsLayout, train_by_epoch: dict[int, tuple]
+    run: SplitRun, metric: str, out: MapsLayout, train_by_epoch: dict[int, tuple]
 ) -> None:
     """The validation and train results of the best-`metric` model. The validation predictions of a
     best epoch were made by the same weights in the epoch loop and are re-used (after a resume, the
