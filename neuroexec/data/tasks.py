@@ -188,9 +188,19 @@ class ExtractTask:
             files.extend(
                 cohort.caps / key
                 for key in entries
-                if tuple(key.split("/")[1:3]) in sessions and key.split("/")[5:6] == [folder]
+                if tuple(key.split("/")[1:3]) in sessions
+                and key.split("/")[5:6] == [folder]
+                and self._owns(key)
             )
         return files
+
+    def _owns(self, key: str) -> bool:
+        """Whether a manifest entry is this mode's tensor: the slice manifest records every axis and
+        channel mode the CAPS was cut into (and the image tensors, which each of them writes)."""
+        mode = self.mode
+        if not mode.is_slice:
+            return True
+        return "/image_based/" in key or f"_axis-{mode.axis_name}_channel-{mode.slice_mode}_" in key
 
 
 def _generated_rois_refusal(ds: Dataset, mode: ExtractionMode) -> str | None:

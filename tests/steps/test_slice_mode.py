@@ -297,3 +297,14 @@ def test_the_slices_of_a_users_caps_are_counted_from_its_first_image(tmp_path: P
     assert train and all((p.action == "!") == refused for p in train)
     if refused:
         assert "of the 14 slices of the axis leaves none" in train[0].reasons[0]
+
+
+def test_a_deleted_bundle_plans_again_only_the_extraction_of_its_axis_and_channels(tmp_path: Path):
+    (tmp_path / "spec.toml").write_text(SPEC)
+    run_apply(tmp_path / "spec.toml", target="dataset.demo.extract*")
+    caps = CapsLayout(tmp_path / "data/demo")
+    caps.slice_bundle("sub-0001", "ses-M000", "axi", "single").unlink()
+    plan = {p.step.id: p for p in make_plan(load_spec(tmp_path / "spec.toml")).steps}
+    assert plan["dataset.demo.extract[slice-axi-single]"].action == "~"
+    assert plan["dataset.demo.extract[slice-axi-rgb]"].action == "="
+    assert plan["dataset.demo.extract[slice-sag-single]"].action == "="
