@@ -33,9 +33,11 @@ def result_compute(c: Compute) -> dict:
 
 
 def training_config(model: Model) -> dict:
-    """The training config slice: everything that changes the trained weights. `multi_network` only
-    when true, so that the fingerprints of single-network trainings stay those already recorded."""
-    multi = {"multi_network": True} if model.multi_network else {}
+    """The training config slice: everything that changes the trained weights. `multi_network`, the
+    roi and the slice settings only when set, so that the fingerprints already recorded stay the same
+    (a slice model's `discarded` is in no extract step's id: a change must change this slice)."""
+    optional = {"multi_network": True} if model.multi_network else {}
+    optional |= {name: as_config(part) for name, part in (("roi", model.roi), ("slice", model.slice)) if part}
     return {
         "dataset": model.dataset,
         "task": model.task,
@@ -48,7 +50,7 @@ def training_config(model: Model) -> dict:
         "transfer": as_config(model.transfer) if model.transfer else None,
         "train": as_config(model.train),
         "compute": result_compute(model.compute),
-        **multi,
+        **optional,
     }
 
 

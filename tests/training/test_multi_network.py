@@ -273,3 +273,19 @@ def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
         range(PATCHES)
     )
     assert not two.tmp_dir(0).exists()
+
+
+def test_the_training_fingerprint_covers_multi_network_and_the_part_settings(tmp_path):
+    from neuroexec.training.task import training_config
+
+    def config(text: str) -> dict:
+        path = write_spec(tmp_path, {"m": text})
+        return training_config(load_spec(path).models["m"])
+
+    single = config(body(multi=False))
+    assert (
+        "multi_network" not in single and "slice" not in single and "roi" not in single
+    )  # recorded as before
+    assert config(body())["multi_network"] is True
+    slices = 'task = "classification"\nmode = "slice"\nslice = {{ direction = 2, discarded = {} }}'
+    assert config(slices.format("[2, 3]")) != config(slices.format("[2, 4]"))  # no extract id names it
