@@ -165,29 +165,22 @@ def fold_slices(mode: ExtractionMode, parts: dict[int, torch.Tensor], shape: tup
 
 def axis_length(ds, direction: int) -> int | None:
     """Slices along `direction` of a spec dataset's images, known before extraction: from the grid a
-    generated dataset will have, else from the header of its first session's image (None when there is
-    none yet, or it cannot be read)."""
+    generated dataset will have, else from the header of the first image of the dataset's
+    preprocessing in its first CAPS that has one (None when there is none yet, or it cannot be read)."""
     if ds.generate is not None:
         from neuroexec.data.synthetic import grid_for
 
         return grid_for(ds.generate.resolution_mm)[0][direction]
     import nibabel as nib
 
-    from neuroexec.data.participants import load_participants
-    from neuroexec.errors import NeuroexecError
-
     for cohort in ds.cohorts:
+        found = CapsLayout.of(cohort.caps, ds).first_nifti(ds.uncropped)
+        if found is None:
+            continue
         try:
-            frame = load_participants(cohort.participants, label=None, diagnoses=None, baseline=ds.baseline)
-            if frame.empty:
-                continue
-            first = frame.iloc[0]
-            found = CapsLayout.of(cohort.caps, ds).find_nifti(
-                first["participant_id"], first["session_id"], ds.uncropped
-            )
-            return int(nib.load(str(found[0])).shape[direction]) if found else None
-        except (NeuroexecError, OSError, ValueError, IndexError, nib.filebasedimages.ImageFileError):
-            return None  # the extract step names what is missing or unreadable
+            return int(nib.load(str(found)).shape[direction])
+        except (OSError, ValueError, IndexError, nib.filebasedimages.ImageFileError):
+            return None  # the extract step names what is unreadable
     return None
 
 
