@@ -20,6 +20,7 @@ from neuroexec.inference.model_io import (
     group_dataset,
     load_model,
     nifti_geometry,
+    preprocessing_of,
     source_nifti,
     uncropped_of,
 )
@@ -85,6 +86,7 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
     ]
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
     caps, uncropped = group_caps(task, info), uncropped_of(task, info)
+    preprocessing = preprocessing_of(task, info)
     place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
     where = (task.split, task.metric, task.group.name)
     saved = niftis = 0
@@ -97,7 +99,7 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
             saved += 2
         if not nifti:
             continue
-        affine, shape = nifti_geometry(source_nifti(row, caps, uncropped))
+        affine, shape = nifti_geometry(source_nifti(row, caps, uncropped, preprocessing))
         p, s = parts[0][1], parts[0][2]
         folded = {"input": {part[0]: part[3] for part in parts}}
         if all(tuple(part[3].shape) == tuple(part[4].shape) for part in parts):  # reconstructions
