@@ -44,7 +44,7 @@ def maps_parameters(
 ) -> dict:
     """maps.json: ClinicaDL 1.x's keys (FORMATS.md) plus `neuroexec_version`, in ClinicaDL's order.
     `transfer_maps` is the MAPS folder the model transfers from (either generation), None without one;
-    `num_networks` the networks of a multi-network model (one per part).
+    `num_networks` the parts per image, as ClinicaDL's (one network each for a multi-network model).
 
     >>> from neuroexec.spec import load_spec
     >>> toml = 'version = 1\\n[datasets.demo]\\ngenerate = { subjects = 8, resolution_mm = 8 }\\n'

@@ -98,8 +98,15 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
         run = SplitRun(task, ctx, maps, trainer, train_data, valid_data, label_code, selection, key)
         progress, resumed_from = start_run(run)
         if main:
+            # num_networks: the parts per image, as ClinicaDL writes it (its predict soft-votes only then)
             parameters = outputs.maps_parameters(
-                model, task.dataset, label_code, input_size, output_size, task.transfer_maps
+                model,
+                task.dataset,
+                label_code,
+                input_size,
+                output_size,
+                task.transfer_maps,
+                train_data.n_parts,
             )
             outputs.write_run_files(maps, parameters, trainer.net, split, resumed_from)
         stopped = run_epochs(run, progress)
