@@ -26,6 +26,8 @@ from neuroexec.context import RunContext
 from neuroexec.errors import NeuroexecError
 from neuroexec.evaluation import ResultSet, part_id, predict_frames, write_results
 from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.maps.info import read_maps_info
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.epoch_rules import determinism
@@ -122,7 +124,7 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
 def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict]:
     """Network k on part k, from its own seed; resumed after its last epoch when it was interrupted.
     `first`: the first network this run trains (it writes the staged run files)."""
-    task, ctx, split = nets.task, nets.ctx, nets.task.split
+    task, ctx, split = network_transfer(nets.task, k), nets.ctx, nets.task.split
     model, maps, main = task.model, task.maps, ctx.is_main
     seed = network_seed(model.compute.seed, split, k)
     train_data, valid_data = split_datasets(task, nets.label_code, ctx, part_index=k)
@@ -173,6 +175,21 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict
         outputs.append_information(maps, split, f"split-{split} network-{k}: {finished}")
         resume.mark_network_done(maps, split, k, nets.key, summary)
     return run, summary
+
+
+def network_transfer(task: TrainTask, k: int) -> TrainTask:
+    """The task of network k: transferring from network k of a multi-network source MAPS, as ClinicaDL
+    does (`get_state_dict(network=k)`); from a single-network source every network starts from its model."""
+    if task.transfer_from is None or task.transfer_maps is None or task.model.transfer is None:
+        return task
+    try:
+        multi = read_maps_info(task.transfer_maps).multi_network
+    except NeuroexecError:
+        return task
+    if not multi:
+        return task
+    source = MapsLayout(task.transfer_maps).best_model(task.split, task.model.transfer.selection, k)
+    return dataclasses.replace(task, transfer_from=source)
 
 
 def _final_results(nets: _Networks, runs: dict[int, SplitRun]) -> None:

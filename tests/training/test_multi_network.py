@@ -289,3 +289,20 @@ def test_the_training_fingerprint_covers_multi_network_and_the_part_settings(tmp
     assert config(body())["multi_network"] is True
     slices = 'task = "classification"\nmode = "slice"\nslice = {{ direction = 2, discarded = {} }}'
     assert config(slices.format("[2, 3]")) != config(slices.format("[2, 4]"))  # no extract id names it
+
+
+def test_network_k_transfers_from_network_k_of_a_multi_network_source(tmp_path, monkeypatch):
+    from neuroexec.training import setup
+
+    target = body().replace("multi_network = true\n", 'multi_network = true\ntransfer = { model = "src" }\n')
+    path = write_spec(tmp_path, {"src": body(), "dst": target})
+    sources, real = [], setup.transfer
+    monkeypatch.setattr(
+        setup, "transfer", lambda net, source, *rest: sources.append(source) or real(net, source, *rest)
+    )
+    run_apply(path)
+    src = MapsLayout(tmp_path / "maps/src")
+    assert sources == [src.best_model(0, "loss", k) for k in range(PATCHES)]
+    assert [k for k, _ in MapsLayout(tmp_path / "maps/dst").best_network_models(0, "loss")] == list(
+        range(PATCHES)
+    )
