@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -127,21 +127,25 @@ class Progress:
         return cls(**{k: state[k] for k in cls.__dataclass_fields__})
 
 
+class Saved(Protocol):
+    """What an epoch's checkpoint is taken of (a training.loop.Trainer)."""
+
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+
 def save_epoch(
-    maps: MapsLayout,
-    split: int,
-    model_state: dict,
-    optimizer: torch.optim.Optimizer,
-    architecture: str,
-    progress: Progress,
-    key: str,
-    scaler: torch.amp.GradScaler | None = None,
-    network: int | None = None,
+    maps: MapsLayout, split: int, trainer: Saved, progress: Progress, key: str, network: int | None = None
 ) -> None:
-    """Write tmp/checkpoint.pth.tar, tmp/optimizer.pth.tar (ClinicaDL) and tmp/resume.pth.tar, each
-    atomically; resume.pth.tar goes last, so a complete one means the other two match it. `network`:
-    the network in training of a multi-network model (None for a single network)."""
-    save_model(maps.checkpoint(split), model_state, progress.epoch, architecture)
+    """Write tmp/checkpoint.pth.tar, tmp/optimizer.pth.tar (ClinicaDL) and tmp/resume.pth.tar of
+    `trainer` (its weights, optimizer and scaler), each atomically; resume.pth.tar goes last, so a
+    complete one means the other two match it. `network`: the network in training of a multi-network
+    model (None for a single network)."""
+    optimizer, scaler = trainer.optimizer, trainer.scaler
+    save_model(maps.checkpoint(split), trainer.state_dict(), progress.epoch, trainer.net.architecture_name)
     save_optimizer(
         maps.optimizer_checkpoint(split), optimizer.state_dict(), progress.epoch, type(optimizer).__name__
     )

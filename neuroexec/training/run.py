@@ -266,10 +266,7 @@ def _save_epoch(run: SplitRun, done: _Epoch, progress: Progress, board: outputs.
     step = epoch * batches + batches - 1  # ClinicaDL's global step: batches so far
     board.log("train", done.train, step)
     board.log("validation", done.valid, step)
-    resume.save_epoch(
-        maps, split, trainer.state_dict(), trainer.optimizer, trainer.net.architecture_name,
-        progress, run.key, trainer.scaler, network,
-    )  # fmt: skip
+    resume.save_epoch(maps, split, trainer, progress, run.key, network)
     who = "" if network is None else f"network-{network} "
     run.ctx.reporter.info(
         _summary(epoch, run.train.epochs, done.train, done.valid, run.selection, done.improved, who)
