@@ -214,7 +214,9 @@ def timed(benchmark, fn, role: str, pipeline: Pipeline, group: str, rounds: int,
     return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0 if cold else 1)
 
 
-MODES = {"roi": ("roi_pipeline", 5), "slice": ("slice_pipeline", 3)}
+# group, rounds of the neuroexec dataset and the floor (milliseconds each: more rounds give a minimum
+# that load on a shared machine disturbs less), rounds of ClinicaDL's file per item (seconds for slices)
+MODES = {"roi": ("roi_pipeline", 10, 5), "slice": ("slice_pipeline", 7, 3)}
 
 
 def _pipeline(request, kind: str) -> Pipeline:
@@ -225,7 +227,7 @@ def _pipeline(request, kind: str) -> Pipeline:
 @pytest.mark.parametrize("kind", MODES)
 def test_neuroexec_dataset(benchmark, request, kind, cold):
     pipeline = _pipeline(request, kind)
-    group, rounds = MODES[kind]
+    group, rounds, _ = MODES[kind]
     pipeline.loaded()
     assert timed(
         benchmark, lambda: neuroexec_epoch(pipeline), "neuroexec", pipeline, group, rounds, cold
@@ -236,7 +238,7 @@ def test_neuroexec_dataset(benchmark, request, kind, cold):
 @pytest.mark.parametrize("kind", MODES)
 def test_clinicadl_file_per_item(benchmark, request, kind, cold):
     pipeline = _pipeline(request, kind)
-    group, rounds = MODES[kind]
+    group, _, rounds = MODES[kind]
     assert all(path.is_file() for path in pipeline.files)
     epoch = lambda: file_per_item_epoch(pipeline)  # noqa: E731
     assert timed(benchmark, epoch, "baseline", pipeline, group, rounds, cold) == pipeline.n
@@ -246,7 +248,7 @@ def test_clinicadl_file_per_item(benchmark, request, kind, cold):
 @pytest.mark.parametrize("kind", MODES)
 def test_clinicadl_image_per_item(benchmark, request, kind, cold):
     pipeline = _pipeline(request, kind)
-    group, _ = MODES[kind]
+    group, _, _ = MODES[kind]
     epoch = lambda: image_per_item_epoch(pipeline)  # noqa: E731
     # one round: a whole image read per item takes seconds per epoch (the spread is small against it)
     assert timed(benchmark, epoch, "variant", pipeline, group, 1, cold) == pipeline.n
@@ -255,7 +257,7 @@ def test_clinicadl_image_per_item(benchmark, request, kind, cold):
 @pytest.mark.parametrize("kind", MODES)
 def test_copy_floor(benchmark, request, kind):
     pipeline = _pipeline(request, kind)
-    group, rounds = MODES[kind]
+    group, rounds, _ = MODES[kind]
     src = torch.rand(pipeline.bytes // 4)
     dst = torch.empty_like(src)
     timed(benchmark, lambda: dst.copy_(src), "floor", pipeline, group, rounds, cold=False)
