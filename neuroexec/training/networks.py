@@ -94,6 +94,9 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     label_code = setup.label_code_of(task.model, maps)
     count, input_size = count_parts(task, label_code)
     key = task.resume_key(ctx.upstream)
+    why = resume.damage(maps, split, key)
+    if why is not None:  # starting over would silently discard the interrupted networks
+        raise resume.damaged_error(maps, split, why)
     done = resume.finished_networks(maps, split, key, count)
     resuming = bool(done) or resume.resumable_network(maps, split, key) is not None
     if ctx.is_main and not resuming:

@@ -306,3 +306,18 @@ def test_network_k_transfers_from_network_k_of_a_multi_network_source(tmp_path, 
     assert [k for k, _ in MapsLayout(tmp_path / "maps/dst").best_network_models(0, "loss")] == list(
         range(PATCHES)
     )
+
+
+def test_a_damaged_interrupted_network_stops_apply_instead_of_starting_over(tmp_path):
+    path = write_spec(tmp_path, {"b": body(epochs=2)})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(INTERRUPT_ENV, "0")
+        mp.setenv(INTERRUPT_NETWORK_ENV, "1")
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path)
+    b = MapsLayout(tmp_path / "maps/b")
+    state = b.resume_state(0)
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(StepFailed, match="cannot be resumed: resume.pth.tar is unreadable"):
+        run_apply(path)
+    assert b.staged_network_done(0, 0).is_file()  # network-0 is kept
