@@ -244,7 +244,7 @@ def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
     # As tests/training/test_ddp.py: batch size 1, one optimizer step per epoch over the 6 training
     # images (1 process: 6 accumulated batches; 2 processes: 3 each), SGD, no dropout.
     train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {} }}'
-    text = 'task = "classification"\ndropout = 0.0\nmode = "patch"\npatch = { size = 12, stride = 10 }\n'
+    text = 'task = "classification"\ndropout = 0.0\nmode = "patch"\npatch = { size = 16, stride = 10 }\n'  # 2 patches
     text += "multi_network = true\n"
     specs = {"one": text + train.format(6), "two": text + train.format(3)}
     path = write_spec(tmp_path, specs, subjects=12, batch_size=1)
@@ -258,7 +258,7 @@ def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
-    assert [k for k, _ in two.best_network_models(0, "loss")] == list(range(PATCHES))
+    assert [k for k, _ in two.best_network_models(0, "loss")] == [0, 1]
     for (_, a), (_, b) in zip(one.best_network_models(0, "loss"), two.best_network_models(0, "loss")):
         state_one, state_two = load_model_state(a)[0], load_model_state(b)[0]
         # parameters only: batch-norm running statistics are rank 0's 3 images (as in test_ddp.py)
@@ -269,9 +269,7 @@ def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
                 b.name,
                 name,
             )
-    assert read_tsv(two.metrics_tsv(0, "loss", "validation", "patch"))["patch_id"].tolist() == list(
-        range(PATCHES)
-    )
+    assert read_tsv(two.metrics_tsv(0, "loss", "validation", "patch"))["patch_id"].tolist() == [0, 1]
     assert not two.tmp_dir(0).exists()
 
 
