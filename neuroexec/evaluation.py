@@ -294,6 +294,7 @@ class ResultSet:
     mode: str
     n_classes: int = 0
     use_labels: bool = True
+    selection_threshold: float | None = None  # soft vote: parts below it weigh 0 (ClinicaDL's)
 
     def tsv(self, level: str, kind: str = "prediction") -> Path:
         """The `<level>`-level prediction or metrics table."""
@@ -307,10 +308,12 @@ def _image_level(results: ResultSet, frame: pd.DataFrame, weights: dict[int, flo
     ids = sorted(int(i) for i in frame[f"{mode}_id"].unique())
     if weights is None and results.task == "classification":
         validation = results.maps.prediction_tsv(results.split, results.metric, "validation", mode)
+        threshold = results.selection_threshold
         if results.group == "validation" and results.use_labels:
-            weights = tables.soft_vote_weights(frame, mode)
+            weights = tables.soft_vote_weights(frame, mode, threshold)
         elif validation.is_file():
-            weights = patch_weights_from_validation(results.maps, results.split, results.metric, mode)
+            where = (results.maps, results.split, results.metric, mode)
+            weights = patch_weights_from_validation(*where, selection_threshold=threshold)
     weights = weights or {i: 1.0 / len(ids) for i in ids}
     if results.use_labels:
         return tables.soft_vote(frame, weights, mode)

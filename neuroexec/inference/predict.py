@@ -82,15 +82,18 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         )  # fmt: skip
         n_items = len(dataset)
     weights = None
+    threshold = float(info.raw.get("selection_threshold") or 0.0)  # maps.json's, as ClinicaDL reads it
     own = task.group.name == "validation" and use_labels  # the validation group weighs its own rows
     if info.extract_mode.has_parts and info.task == "classification" and not own:
         # soft voting weighs each part index by its validation accuracy: the validation results must exist
-        weights = evaluation.patch_weights_from_validation(task.maps, task.split, task.metric, info.mode)
+        where = (task.maps, task.split, task.metric, info.mode)
+        weights = evaluation.patch_weights_from_validation(*where, selection_threshold=threshold)
     n_classes = output_size_of(info) if info.task == "classification" else 0
     text = describe(task, info, len(frame), n_items, label, settings)
     results = evaluation.ResultSet(
-        task.maps, task.split, task.metric, task.group.name, info.task, info.mode, n_classes, use_labels
-    )
+        task.maps, task.split, task.metric, task.group.name, info.task, info.mode, n_classes, use_labels,
+        threshold,
+    )  # fmt: skip
     part_losses = part_losses if use_labels else None
     evaluation.write_results(
         results, predictions, loss, patch_weights=weights, description=text, part_losses=part_losses

@@ -154,6 +154,7 @@ class Model:
     roi: Roi | None = None
     slice: Slice | None = None
     multi_network: bool = False  # one network per part (patch, roi, slice), ensembled to the image
+    selection_threshold: float = 0.0  # soft vote: parts below this validation accuracy weigh 0
     label: str = "diagnosis"
     diagnoses: tuple[str, ...] | None = None
     architecture: str = "Conv5_FC3"

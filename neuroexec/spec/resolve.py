@@ -152,6 +152,7 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
         roi=roi,
         slice=slices,
         multi_network=d["multi_network"],
+        selection_threshold=float(d["selection_threshold"]),
         label=d["label"],
         diagnoses=tuple(d["diagnoses"]) if "diagnoses" in d else None,
         architecture=d["architecture"],

@@ -200,7 +200,7 @@ def _final_results(nets: _Networks, runs: dict[int, SplitRun]) -> None:
     best model on its part), written to tmp/ (`staged_results`) and published with the models."""
     task, split = nets.task, nets.task.split
     maps, model = task.maps, task.model
-    out = maps.staged_results(split)
+    out, threshold = maps.staged_results(split), model.selection_threshold
     parts = {k: _Part.of(nets, k, runs.get(k)) for k in range(nets.count)}
     for metric in nets.selection:
         frames: dict[str, list[pd.DataFrame]] = {"validation": [], "train": []}
@@ -211,7 +211,7 @@ def _final_results(nets: _Networks, runs: dict[int, SplitRun]) -> None:
                 losses[group][part_id(frame, model.mode, k)] = loss
         for group in ("validation", "train"):  # validation first: the train soft vote reads its weights
             write_results(
-                ResultSet(out, split, metric, group, model.task, model.mode, nets.n_classes),
+                ResultSet(out, split, metric, group, model.task, model.mode, nets.n_classes, True, threshold),
                 pd.concat(frames[group], ignore_index=True),
                 None,
                 description=f"Prediction of the {group} group of split {split} with the best-{metric} "

@@ -102,7 +102,7 @@ def _selection_keys(model: Model, label_code: dict[str, int] | None) -> dict:
         # null without classes (regression, reconstruction), as ClinicaDL writes it: its datasets read
         # an empty {} as a label code and look every target up in it
         "label_code": label_code or None,
-        "selection_threshold": 0.0,
+        "selection_threshold": model.selection_threshold,
         "loss": LOSS_NAMES[model.task],
     }
 

@@ -303,6 +303,7 @@ def _best_model_results(
     best epoch were made by the same weights in the epoch loop and are re-used (after a resume, the
     epochs before it are not in memory: then they are recomputed)."""
     net, model, maps, split = run.trainer.net, run.task.model, run.maps, run.split
+    threshold = model.selection_threshold
     model_file = outputs.trained_model(maps, split, metric)
     if not model_file.is_file():
         raise NeuroexecError(
@@ -325,7 +326,7 @@ def _best_model_results(
             if group == "train":
                 train_by_epoch[epoch] = (frame, loss)
         write_results(
-            ResultSet(out, split, metric, group, model.task, model.mode, run.n_classes),
+            ResultSet(out, split, metric, group, model.task, model.mode, run.n_classes, True, threshold),
             frame,
             loss,
             description=f"Prediction of the {group} group of split {split} with the best-{metric} model "

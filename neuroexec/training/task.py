@@ -38,6 +38,8 @@ def training_config(model: Model) -> dict:
     (a slice model's `discarded` is in no extract step's id: a change must change this slice)."""
     optional = {"multi_network": True} if model.multi_network else {}
     optional |= {name: as_config(part) for name, part in (("roi", model.roi), ("slice", model.slice)) if part}
+    if model.selection_threshold:  # the train and validation image levels it writes
+        optional["selection_threshold"] = model.selection_threshold
     return {
         "dataset": model.dataset,
         "task": model.task,

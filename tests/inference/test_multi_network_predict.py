@@ -129,3 +129,20 @@ def test_a_clinicadl_multi_network_maps_predicts_with_its_network_files(applied,
             read_tsv(source.prediction_tsv(0, "loss", "test", level)),
         )
     assert {p.action for p in make_plan(load_spec(tmp_path / "spec.toml")).steps} == {"="}
+
+
+def test_selection_threshold_gives_the_parts_below_it_no_weight(tmp_path):
+    from neuroexec.evaluation import ResultSet, write_results
+    from neuroexec.maps import tables
+
+    validation = tables.classification_frame(
+        ["sub-01"] * 3 + ["sub-02"] * 3, ["ses-M000"] * 6, [0, 1, 2] * 2, [0, 0, 0, 1, 1, 1],
+        [[2, 0], [2, 0], [0, 2], [0, 2], [2, 0], [2, 0]], "patch",
+    )  # fmt: skip  # validation accuracy: patch 0 1.0, patch 1 0.5, patch 2 0.0
+    maps = MapsLayout(tmp_path / "maps")
+    for group in ("validation", "test"):  # the test group reads the validation table's weights
+        results = ResultSet(maps, 0, "loss", group, "classification", "patch", 2, True, 0.6)
+        write_results(results, validation, 0.5, part_losses={0: 0.1, 1: 0.2, 2: 0.3})
+        voted = read_tsv(maps.prediction_tsv(0, "loss", group, "image"))
+        only_patch_0 = validation[validation["patch_id"] == 0].reset_index(drop=True)
+        assert voted["proba0"].tolist() == pytest.approx(only_patch_0["proba0"].tolist())

@@ -63,11 +63,12 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def test_one_network_per_patch_laid_out_and_ensembled_as_clinicadl(tmp_path):
-    path = write_spec(tmp_path, {"mn": body()})
+    path = write_spec(tmp_path, {"mn": body() + "\nselection_threshold = 0.4"})
     run_apply(path)
     maps = MapsLayout(tmp_path / "maps/mn")
     parameters = json.loads(maps.maps_json.read_text())
     assert parameters["multi_network"] is True and parameters["num_networks"] == PATCHES
+    assert parameters["selection_threshold"] == 0.4
     for metric in ("loss", "BA"):
         assert [k for k, _ in maps.best_network_models(0, metric)] == list(range(PATCHES))
         assert not maps.best_model(0, metric).exists()  # no single model.pth.tar
@@ -92,6 +93,7 @@ def test_one_network_per_patch_laid_out_and_ensembled_as_clinicadl(tmp_path):
     correct = (
         (validation["true_label"] == validation["predicted_label"]).groupby(validation["patch_id"]).mean()
     )
+    correct[correct < 0.4] = 0.0  # selection_threshold
     weights = correct / correct.sum()
     train = read_tsv(maps.prediction_tsv(0, "loss", "train", "patch"))
     voted = read_tsv(maps.prediction_tsv(0, "loss", "train", "image"))
@@ -285,6 +287,7 @@ def test_the_training_fingerprint_covers_multi_network_and_the_part_settings(tmp
         "multi_network" not in single and "slice" not in single and "roi" not in single
     )  # recorded as before
     assert config(body())["multi_network"] is True
+    assert config(body() + "\nselection_threshold = 0.3")["selection_threshold"] == 0.3
     slices = 'task = "classification"\nmode = "slice"\nslice = {{ direction = 2, discarded = {} }}'
     assert config(slices.format("[2, 3]")) != config(slices.format("[2, 4]"))  # no extract id names it
 
