@@ -24,6 +24,7 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.compat.train_spec import compute_table, metric_name
+from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.state import read_state
@@ -281,6 +282,7 @@ def _data_group_spec(
         recorded = recorded_options(maps, g)
         _reuse(group, opts, recorded)
         ds_name = _recorded_dataset_name(recorded) or ds_name
+    dataset.update(trained_preprocessing(maps))
     doc.setdefault("datasets", {})[ds_name] = dataset
     group.update(dataset=ds_name, models=[name])
     if opts.overwrite:
@@ -290,6 +292,18 @@ def _data_group_spec(
     if opts.skip_leak_check:
         group["skip_leak_check"] = True
     return doc
+
+
+def trained_preprocessing(maps: Path) -> dict[str, Any]:
+    """The dataset keys of the preprocessing the model was trained on (maps.json's preprocessing_dict,
+    ClinicaDL's keys): the images a data group of it reads. Empty for t1-linear (the default)."""
+    try:
+        raw = json.loads(MapsLayout(maps).maps_json.read_text())
+    except (OSError, ValueError):
+        return {}  # an older MAPS (commandline.json) or an unreadable one: reported by the group steps
+    record = raw.get("preprocessing_dict") if isinstance(raw, dict) else None
+    pre = Preprocessing.from_record(record if isinstance(record, dict) else {}, MapsLayout(maps).maps_json)
+    return {} if pre == T1_LINEAR else pre.record()
 
 
 def check_models(maps: Path, metrics: list[str] | None, splits: list[int] | None = None) -> None:

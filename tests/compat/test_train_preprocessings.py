@@ -1,5 +1,6 @@
 """The PREPROCESSING argument of the ClinicaDL-style `train` takes each preprocessing's name (whole
-images) and ClinicaDL's JSON record of each: a pet-linear CAPS trains from its prepare-data record."""
+images) and ClinicaDL's JSON record of each: a pet-linear CAPS trains from its prepare-data record,
+and the ClinicaDL-style predict reads new data of the model's preprocessing."""
 
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ def test_train_from_clinicadls_pet_linear_record(tmp_path, tiny_data, capsys):
         k: PET_RECORD[k] for k in ("preprocessing", "tracer", "suvr_reference_region", "file_type")
     }
     assert len(list(caps.glob("subjects/*/*/deeplearning_prepare_data/image_based/pet_linear/*_pet.pt"))) == 8
+    # ClinicaDL-style predict on new data: the group's dataset reads the model's preprocessing
+    tsv = caps / "participants.tsv"
+    argv = ["predict", str(maps), "again", "--caps_directory", str(caps), "--participants_tsv", str(tsv),
+            "--skip_leak_check", "--no-gpu", "--n_proc", "0", "--quiet"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (maps / "split-0/best-loss/again/again_image_level_prediction.tsv").is_file()
 
 
 def test_a_pet_record_without_its_tracer_names_the_key(tmp_path, tiny_data, capsys):
