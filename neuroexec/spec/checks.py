@@ -171,7 +171,21 @@ def _check_group(spec: Spec, group: Group, add) -> None:
             add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))
             continue
         _check_group_model(group, spec.models[mname], f"{key}.models[{i}]", add)
+        _check_group_preprocessing(spec, group, spec.models[mname], f"{key}.models[{i}]", add)
     _check_interpretations(group, add)
+
+
+def _check_group_preprocessing(spec: Spec, group: Group, model: Model, key: str, add) -> None:
+    """A group's images are of the preprocessing its (spec-trained) model was trained on."""
+    ours, theirs = spec.datasets.get(group.dataset or ""), spec.datasets.get(model.dataset or "")
+    if model.pretrained or ours is None or theirs is None:
+        return
+    if _preprocessing_of(ours) != _preprocessing_of(theirs):
+        add(
+            key,
+            f"models.{model.name} is trained on {_preprocessing_of(theirs)} images, dataset {ours.name} holds "
+            f"{_preprocessing_of(ours)} ones: evaluate it on a dataset of its preprocessing",
+        )
 
 
 def _check_interpretations(group: Group, add) -> None:

@@ -133,3 +133,23 @@ def test_a_cohort_of_another_preprocessing_is_refused(tmp_path):
         "this dataset t1-linear: give both the same preprocessing"
     ]
     load_spec(write(tmp_path, pet, both.replace("\ncohorts", f"\n{pet}\ncohorts")))
+
+
+def test_a_group_of_another_preprocessing_than_its_models_is_refused(tmp_path):
+    pet = 'preprocessing = "pet-linear"\ntracer = "18FFDG"\nsuvr_reference_region = "pons"'
+    rest = """[datasets.t1]
+caps = "caps"
+participants = "p.tsv"
+[models.m]
+maps = "maps/m"
+dataset = "d"
+[groups.g]
+dataset = "{dataset}"
+models = ["m"]
+"""
+    found = problems(write(tmp_path, pet, rest.format(dataset="t1")))
+    assert found == [
+        "groups.g.models[0]: models.m is trained on pet-linear (tracer 18FFDG, suvr_reference_region pons) "
+        "images, dataset t1 holds t1-linear ones: evaluate it on a dataset of its preprocessing"
+    ]
+    load_spec(write(tmp_path, pet, rest.format(dataset="d")))
