@@ -340,7 +340,7 @@ def _remove_other_layout(maps: MapsLayout, split: int, metrics: list[str], netwo
     folders = [p for p in maps.training_logs(split).glob("network-*") if p.name not in names]
     if networks is not None:
         files += [maps.best_model(split, m) for m in metrics] + [maps.training_tsv(split)]
-        folders.append(maps.training_logs(split) / "tensorboard")
+        folders.append(maps.tensorboard_dir(split, "train").parent)  # the single network's events
     for path in files:
         path.unlink(missing_ok=True)
     for folder in folders:

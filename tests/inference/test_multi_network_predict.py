@@ -146,3 +146,16 @@ def test_selection_threshold_gives_the_parts_below_it_no_weight(tmp_path):
         voted = read_tsv(maps.prediction_tsv(0, "loss", group, "image"))
         only_patch_0 = validation[validation["patch_id"] == 0].reset_index(drop=True)
         assert voted["proba0"].tolist() == pytest.approx(only_patch_0["proba0"].tolist())
+
+
+def test_a_missing_network_file_is_named(applied, tmp_path):
+    from neuroexec.errors import InputError
+    from neuroexec.inference.networks import network_count
+    from neuroexec.maps.info import read_maps_info
+
+    copy = MapsLayout(tmp_path / "copy")
+    shutil.copytree(applied / "maps/mn", copy.root, ignore=shutil.ignore_patterns(".neuroexec"))
+    assert network_count(read_maps_info(copy.root), 0, "loss") == PATCHES
+    copy.best_model(0, "loss", 2).unlink()
+    with pytest.raises(InputError, match="network-2_model.pth.tar not found"):
+        network_count(read_maps_info(copy.root), 0, "loss")

@@ -164,7 +164,7 @@ def test_switching_to_multi_network_retrains_and_removes_the_single_model(tmp_pa
     assert step.action != "="
     run_apply(path)
     assert not maps.best_model(0, "loss").exists() and not maps.training_tsv(0).exists()
-    assert not (maps.training_logs(0) / "tensorboard").exists()
+    assert not maps.tensorboard_dir(0, "train").parent.exists()
     assert [k for k, _ in maps.best_network_models(0, "loss")] == list(range(PATCHES))
     assert np.isclose(
         read_tsv(maps.prediction_tsv(0, "loss", "validation", "image"))[["proba0", "proba1"]].sum(axis=1), 1
