@@ -68,7 +68,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     records = frame.to_dict("records")
     dataset = group_dataset(task, info, frame, None)
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
-    caps, uncropped = group_caps(task, info), uncropped_of(task, info)
+    caps, uncropped, pre = group_caps(task, info), uncropped_of(task, info), preprocessing_of(task, info)
     mode = info.extract_mode
     per_image = int(getattr(dataset, "n_parts", 1))
     place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
@@ -99,7 +99,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                 )
                 warned = True
             if not mode.has_parts:
-                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped, preprocessing_of(task, info)))
+                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped, pre))
                 volume_in = x.reshape(x.shape[-3:]).numpy()
                 volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
             else:
@@ -107,9 +107,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
                 folder = folder if folder is not None and not first else _Folder(per_image)
                 if not folder.add(k, x, y if same else None):
                     continue
-                affine, image_shape = nifti_geometry(
-                    source_nifti(row, caps, uncropped, preprocessing_of(task, info))
-                )
+                affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped, pre))
                 volume_in, volume_out = folder.fold(mode, image_shape, place)
                 folder = None
             atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)
