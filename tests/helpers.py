@@ -61,7 +61,7 @@ def as_preprocessing(
     caps_dir: Path, preprocessing, folder: str | None = None, keep: bool = False
 ) -> list[Path]:
     """Move the t1-linear NIfTIs of a tiny CAPS (make_tiny_caps) to where and under the name Clinica's
-    `preprocessing` (a neuroexec.data.preprocessings.Preprocessing) puts them, or into `folder` of the
+    `preprocessing` (a neuroexec.preprocessings.Preprocessing) puts them, or into `folder` of the
     session (custom images are found anywhere below it); `keep`: copy them instead (the CAPS then holds
     both). Returns the new paths."""
     import shutil

@@ -154,7 +154,7 @@ def clinicadl_record(
     """The record ClinicaDL 1.6.1's `prepare-data <mode>` writes: get_parameters_dict's keys (the
     preprocessing's own, `modality`: tracer...), the mode's (`patch_size`..., `slice_direction`...,
     `roi_list`...) in `settings`, and the name; InputError naming the flag of a missing tracer..."""
-    from neuroexec.data.preprocessings import NEEDED_KEYS, Preprocessing
+    from neuroexec.preprocessings import NEEDED_KEYS, Preprocessing
 
     values = {k: modality.get(k) or None for k in NEEDED_KEYS.get(preprocessing, ())}
     try:

@@ -24,10 +24,10 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.compat.train_spec import compute_table, metric_name
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.state import read_state
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.spec.load import parse_toml
 from neuroexec.steps.group_record import recorded_paths
 

@@ -24,11 +24,11 @@ from neuroexec import atomic
 from neuroexec.compat.extract_record import MODALITY_KEYS, modality_table, mode_tables
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import read_tsv
-from neuroexec.data.preprocessings import NEEDED_KEYS, PREPROCESSINGS, REFUSED, refusal
 from neuroexec.data.splits import split_folder, split_folders
 from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file, read_maps_info
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.preprocessings import NEEDED_KEYS, PREPROCESSINGS, REFUSED, refusal
 from neuroexec.spec.model import canonical_metric
 
 # The network type (seed 002's form) or the task (ClinicaDL 1.3+'s) -> the task; it also names the model.

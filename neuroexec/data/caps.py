@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 
 CROPPED_PATTERN = T1_LINEAR.pattern(uncropped=False)
 UNCROPPED_PATTERN = T1_LINEAR.pattern(uncropped=True)

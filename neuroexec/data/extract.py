@@ -44,12 +44,12 @@ from neuroexec.data.extract_manifest import (
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
 from neuroexec.data.participants import as_caps_by_cohort, caps_layouts, cohort_of, list_lines
 from neuroexec.data.patch_extract import LAYOUTS, PatchCut, extract_patches_to, patch_counts
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.data.roi_extract import RoiExtraction, extract_rois_to
 from neuroexec.data.slice_extract import SliceCut, extract_slices_to, slice_count, slice_outputs, slice_record
 from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.plan.fingerprint import content_hash
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 
 _MANIFEST_EVERY_S = 2.0
 

@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from neuroexec.data.roi_extract import RoiExtraction, RoiMasks
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.extraction_mode import ExtractionMode
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 
 
 @dataclass(frozen=True)

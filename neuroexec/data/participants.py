@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.spec.model import SINGLE_COHORT  # noqa: F401 - re-exported
 
 MAX_LISTED = 20

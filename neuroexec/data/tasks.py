@@ -25,13 +25,13 @@ import pandas as pd
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
-from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal, preprocessing_name
 from neuroexec.data.synthetic import roi_mask_paths, roi_names
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.model import Dataset, Group, Model, Roi, as_config
 
 

@@ -15,12 +15,12 @@ from torch import nn
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import SINGLE_COHORT, caps_layouts, cohort_of
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.inference.task import GroupTask
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info, recorded_path
 from neuroexec.maps.layout import LegacyMapsLayout, MapsLayout
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 
 
 def output_size_of(info: MapsInfo) -> int:

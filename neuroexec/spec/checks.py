@@ -70,7 +70,7 @@ def _check_dataset_paths(ds: Dataset, add) -> None:
 def _check_preprocessing(spec: Spec, ds: Dataset, add) -> None:
     """The preprocessing is one neuroexec reads, with the keys it needs and no other's; a generated
     dataset is t1-linear; a cohort that is another dataset has the same preprocessing."""
-    from neuroexec.data import preprocessings as pre
+    from neuroexec import preprocessings as pre
 
     key = f"datasets.{ds.name}"
     why = pre.refusal(ds.preprocessing)
@@ -97,7 +97,7 @@ def _check_preprocessing(spec: Spec, ds: Dataset, add) -> None:
 
 
 def _preprocessing_of(ds: Dataset) -> str:
-    from neuroexec.data.preprocessings import EXTRA_KEYS
+    from neuroexec.preprocessings import EXTRA_KEYS
 
     extra = ", ".join(f"{k} {getattr(ds, k)}" for k in EXTRA_KEYS if getattr(ds, k) is not None)
     return f"{ds.preprocessing} ({extra})" if extra else ds.preprocessing

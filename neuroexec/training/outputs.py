@@ -26,8 +26,8 @@ from torch import nn
 import neuroexec
 from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
-from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.maps.layout import MapsLayout, network_name
+from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.model import Compute, Dataset, Model, Train
 
 LOSS_NAMES = {"classification": "CrossEntropyLoss", "regression": "MSELoss", "reconstruction": "MSELoss"}

@@ -15,7 +15,7 @@ import pytest
 from neuroexec.data.caps import CapsLayout, preprocessing_record
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
-from neuroexec.data.preprocessings import Preprocessing
+from neuroexec.preprocessings import Preprocessing
 from tests.helpers import as_preprocessing, make_tiny_caps
 
 CLINICADL = os.environ.get("NEUROEXEC_CLINICADL")

@@ -12,8 +12,8 @@ import pytest
 
 from neuroexec.cli import main
 from neuroexec.compat.train_spec import named_preprocessing
-from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.errors import InputError
+from neuroexec.preprocessings import Preprocessing
 from tests.helpers import as_preprocessing
 
 PET = Preprocessing("pet-linear", tracer="18FFDG", suvr_reference_region="pons")

@@ -16,8 +16,8 @@ import torch
 from neuroexec.data.caps import CapsLayout, preprocessing_record
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
-from neuroexec.data.preprocessings import T1_LINEAR, Preprocessing
 from neuroexec.errors import InputError
+from neuroexec.preprocessings import T1_LINEAR, Preprocessing
 from tests.helpers import as_preprocessing, make_tiny_caps
 
 PET = Preprocessing("pet-linear", tracer="18FFDG", suvr_reference_region="pons")

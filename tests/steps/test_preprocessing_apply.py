@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from neuroexec.context import RunContext
-from neuroexec.data.preprocessings import Preprocessing
 from neuroexec.executor import apply
 from neuroexec.maps.info import read_maps_info
 from neuroexec.plan.graph import make_plan
+from neuroexec.preprocessings import Preprocessing
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
 from tests.helpers import as_preprocessing, make_tiny_caps
