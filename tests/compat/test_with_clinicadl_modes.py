@@ -92,6 +92,7 @@ CLINICADL_TRAINED = {
     "multi-slice": (_prepare_slices(1, "single", 12, 12), ["--multi_network"], "slice", 2),
 }
 INTERPRETED = ("roi", "slice-single")  # ClinicaDL 1.6.1 does not interpret multi-network models
+INTERPRET = 'interpret = [{ name = "nx", method = "gradients", absolute = false, save_individual = true }]\n'
 
 
 def _synthetic_caps(root: Path) -> None:
@@ -221,11 +222,8 @@ def test_neuroexec_predicts_and_interprets_a_clinicadl_maps_of_every_mode(tmp_pa
     theirs = _tables(result, "validation", mode)
     for table in result.glob("validation_*.tsv"):
         table.unlink()  # neuroexec writes them again
-    interpret = (
-        'interpret = [{ name = "nx", method = "gradients", absolute = false, save_individual = true }]\n'
-    )
     group = '[groups.validation]\nfrom_training = "validation"\nmodels = ["cdl"]\n'
-    group += interpret if variant in INTERPRETED else ""
+    group += INTERPRET if variant in INTERPRETED else ""
     _apply(tmp_path / "spec.toml", DATA + '[models.cdl]\nmaps = "maps_cdl"\n' + group)
     ours = _tables(result, "validation", mode)
     keys = ["participant_id", "session_id"]
@@ -238,7 +236,7 @@ def test_neuroexec_predicts_and_interprets_a_clinicadl_maps_of_every_mode(tmp_pa
     _same_metrics(theirs[f"{mode}_metrics"], ours[f"{mode}_metrics"], items, batch=4)
     _same_metrics(theirs["image_metrics"], ours["image_metrics"], [rows], batch=4)
     if variant in INTERPRETED:
-        _same_gradients(tmp_path, result, mode, parts, rows)
+        _same_gradients(tmp_path, Path("maps_cdl"), "validation", mode, parts, rows)
     train_nx = [sys.executable, "-m", "neuroexec", *train[1:], "--quiet"]
     train_nx[train_nx.index("maps_cdl")] = "maps_nx"
     _run(train_nx, tmp_path)
@@ -251,11 +249,12 @@ def test_neuroexec_predicts_and_interprets_a_clinicadl_maps_of_every_mode(tmp_pa
         assert cdl_json["preprocessing_dict"].get(key) == nx_json["preprocessing_dict"].get(key), key
 
 
-def _same_gradients(home: Path, result: Path, mode: str, parts: int, images: int) -> None:
+def _same_gradients(home: Path, maps: Path, group: str, mode: str, parts: int, images: int) -> None:
     """ClinicaDL's `interpret ... gradients` (signed) equals neuroexec's absolute = false map by map; its
     means divide by the number of parts of the group, neuroexec's by the number of images."""
-    _run([CLINICADL, "interpret", "maps_cdl", "validation", "cdl", "gradients", "--selection_metrics", "loss",
+    _run([CLINICADL, "interpret", str(maps), group, "cdl", "gradients", "--selection_metrics", "loss",
           "--save_individual", "--no-gpu", "-np", "0"], home)  # fmt: skip
+    result = home / maps / "split-0/best-loss" / group
     theirs = sorted(p.name for p in (result / "interpret-cdl").glob("*.pt"))
     ours = sorted(
         p.name for p in (result / "interpret-nx").glob(f"*_{mode}-*_map.pt") if not p.name.startswith("std_")
@@ -266,3 +265,20 @@ def _same_gradients(home: Path, result: Path, mode: str, parts: int, images: int
         b = torch.load(result / "interpret-nx" / name, weights_only=True)
         scale = parts if name.startswith("mean_") else 1
         assert a.shape == b.shape and float((a * scale - b).abs().max()) <= 1e-6 * float(b.abs().max()), name
+
+
+# neuroexec-trained and interpreted: (model lines, mode, parts per image)
+NX_INTERPRETED = {
+    "roi": (ROI_BOXES, "roi", 2),
+    "slice-rgb": (_slice(1, "rgb", 0, 23), "slice", 3),  # coronal slices 0, 1, 2 of 26
+}
+
+
+@pytest.mark.parametrize("variant", list(NX_INTERPRETED))
+def test_clinicadl_interprets_a_neuroexec_roi_or_slice_model_as_neuroexec_does(tmp_path, variant):
+    """ClinicaDL's `interpret` of a neuroexec roi or rgb slice model: its maps are neuroexec's."""
+    lines, mode, parts = NX_INTERPRETED[variant]
+    _synthetic_caps(tmp_path)
+    group = '[groups.test]\ndataset = "other"\nmodels = ["cnn"]\n' + INTERPRET
+    _apply(tmp_path / "spec.toml", DATA + MODEL + lines + group)
+    _same_gradients(tmp_path, Path("maps/cnn"), "test", mode, parts, 6)
