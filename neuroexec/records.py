@@ -24,6 +24,16 @@ def state_file(home: Path) -> Path:
     return records_dir(home) / "state.json"
 
 
+def prepare_data_spec(caps: Path, mode: str) -> Path:
+    """The spec `neuroexec prepare-data <mode>` builds and applies for a CAPS."""
+    return records_dir(caps) / f"prepare-data-{mode}.toml"
+
+
+def prepare_data_sessions(caps: Path) -> Path:
+    """The sessions `prepare-data` extracts when no participants TSV is given (every sub-*/ses-*)."""
+    return records_dir(caps) / "prepare-data-sessions.tsv"
+
+
 def generation_marker(home: Path) -> Path:
     """Written by `generate` before its first file, removed when it finishes: a CAPS holding it is a
     generation neuroexec started and did not finish (killed, interrupted, disk full), which the next

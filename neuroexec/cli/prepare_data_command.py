@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuroexec import records
 from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag
 
 MODES = ("image", "patch", "roi", "slice")
@@ -152,5 +153,5 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
         custom_suffix=args.custom_suffix,
         n_proc=args.n_proc,
     )
-    spec_file = args.caps_directory.resolve() / ".neuroexec" / f"prepare-data-{args.mode}.toml"
+    spec_file = records.prepare_data_spec(args.caps_directory.resolve(), args.mode)
     return run_prepare(opts, spec_file, args.print_spec, args.quiet)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from neuroexec import atomic
+from neuroexec import atomic, records
 from neuroexec.compat.extract_record import (
     CUSTOM_TEMPLATE,
     MODALITY_KEYS,
@@ -134,9 +134,7 @@ def record(opts: PrepareOptions) -> dict[str, Any]:
         template = opts.roi_custom_template if custom else ROI_TEMPLATE
         settings["roi_template"] = template
         settings["roi_mask_pattern"] = opts.roi_custom_mask_pattern if custom else ROI_PATTERN
-        settings["masks_location"] = str(
-            CapsLayout(opts.caps_directory.resolve()).root / "masks" / f"tpl-{template}"
-        )
+        settings["masks_location"] = str(CapsLayout(opts.caps_directory.resolve()).roi_masks_dir(template))
     name = extract_json_name(opts.extract_json)
     return clinicadl_record(opts.mode, opts.modality, opts.modality_values, opts.use_uncropped_image,
                             opts.save_features, settings, name)  # fmt: skip
@@ -157,7 +155,7 @@ def sessions_tsv(opts: PrepareOptions) -> Path:
     if not rows:
         raise InputError(caps.subjects_dir, "no sub-*/ses-* folder: nothing to extract", "CAPS_DIRECTORY")
     frame = pd.DataFrame(rows, columns=["participant_id", "session_id"])
-    out = caps.root / ".neuroexec" / "prepare-data-sessions.tsv"
+    out = records.prepare_data_sessions(caps.root)
     if not out.is_file() or out.read_text() != frame.to_csv(sep="\t", index=False):
         atomic.write_tsv(out, frame)
     return out
