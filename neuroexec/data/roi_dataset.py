@@ -50,17 +50,15 @@ class RoiDataset(_CapsItems):
         self,
         frame: pd.DataFrame,
         caps_by_cohort: Path | Mapping[str, Path],
-        label: str | None = None,
-        label_code: dict | None = None,
-        task: str | None = None,
         rois: tuple[str, ...] = (),
         uncropped_roi: bool = False,
         part_index: int | None = None,
-        uncropped: bool = False,
         normalize: bool = False,
         source: RoiSource | None = None,
+        **items,
     ):
-        super().__init__(frame, caps_by_cohort, label, label_code, task, uncropped)
+        # items: label, label_code, task and uncropped, as every dataset of data/datasets.py takes them
+        super().__init__(frame, caps_by_cohort, **items)
         if not rois:
             raise InputError(None, "a ROI dataset needs at least one region (roi.list)", "roi.list")
         self.rois, self.uncropped_roi, self.normalize, self.part_index = (
@@ -75,7 +73,7 @@ class RoiDataset(_CapsItems):
             )
         if source is None:  # the template of the images' preprocessing (t1-linear's by default)
             source = RoiSource.of(
-                preprocessing_name(getattr(self.layouts[0], "preprocessing", "t1-linear")), uncropped
+                preprocessing_name(getattr(self.layouts[0], "preprocessing", "t1-linear")), self.uncropped
             )
         self.masks = find_masks(next(iter(self.caps_by_cohort.values())), self.rois, source)
         refusal = single_network_refusal(self.masks, uncropped_roi, part_index is not None)
@@ -86,7 +84,7 @@ class RoiDataset(_CapsItems):
         self.sources = [self._source(i) for i in range(len(self.participants))]
         self._raise_missing(
             [
-                f"{p} {s}: {layout.roi_tensor(p, s, self.masks.paths[0], uncropped_roi, uncropped)}"
+                f"{p} {s}: {layout.roi_tensor(p, s, self.masks.paths[0], uncropped_roi, self.uncropped)}"
                 for p, s, layout, src in zip(self.participants, self.sessions, self.layouts, self.sources)
                 if src is None
             ]

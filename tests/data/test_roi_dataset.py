@@ -45,7 +45,7 @@ def data(tmp_path):
 
 
 def regions(data, frame, **kwargs) -> RoiDataset:
-    return RoiDataset(frame, data.caps_dir, "diagnosis", CODE, rois=ROIS, **kwargs)
+    return RoiDataset(frame, data.caps_dir, label="diagnosis", label_code=CODE, rois=ROIS, **kwargs)
 
 
 def test_items_are_the_regions_of_each_image_in_roi_list_order(data):
