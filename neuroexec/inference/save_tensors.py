@@ -53,6 +53,49 @@ class _Folder:
         return inputs, (fold_parts(mode, self.outputs, image_shape, place) if complete else None)
 
 
+class _Niftis:
+    """The NIfTIs of save-tensors: per image its input, and its output when the output is an image,
+    in image space with the source affine (a part model's parts folded back once all are in)."""
+
+    def __init__(self, task: GroupTask, info, kernels, per_image: int, warn):
+        self.task, self.info, self.per_image, self.warn = task, info, per_image, warn
+        self.caps, self.uncropped = group_caps(task, info), uncropped_of(task, info)
+        self.preprocessing = preprocessing_of(task, info)
+        self.place = PartPlace(kernels, next(iter(self.caps.values())), self.uncropped)
+        self.folder: _Folder | None = None
+        self.warned, self.written = False, 0
+
+    def _source(self, row: dict):
+        return source_nifti(row, self.caps, self.uncropped, self.preprocessing)
+
+    def add(self, row: dict, k: int, x: torch.Tensor, y: torch.Tensor, first: bool) -> None:
+        """Item `k` of an image (`first`: its first item); writes the image's NIfTIs once complete."""
+        same = tuple(y.shape) == tuple(x.shape)
+        if not same and not self.warned:
+            self.warn(f"outputs of shape {tuple(y.shape)} are not images: only input NIfTIs are written")
+            self.warned = True
+        mode = self.info.extract_mode
+        if not mode.has_parts:
+            affine, _ = nifti_geometry(self._source(row))
+            volume_in = x.reshape(x.shape[-3:]).numpy()
+            volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
+        else:
+            if first or self.folder is None:
+                self.folder = _Folder(self.per_image)
+            if not self.folder.add(k, x, y if same else None):
+                return
+            affine, image_shape = nifti_geometry(self._source(row))
+            volume_in, volume_out = self.folder.fold(mode, image_shape, self.place)
+            self.folder = None
+        t = self.task
+        where = (t.split, t.metric, t.group.name, str(row["participant_id"]), str(row["session_id"]))
+        atomic.save_nifti(t.maps.nifti_file(*where, "input"), volume_in, affine)
+        self.written += 1
+        if volume_out is not None:
+            atomic.save_nifti(t.maps.nifti_file(*where, "output"), volume_out, affine)
+            self.written += 1
+
+
 def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     """Write the group's input/output tensors (and NIfTIs with `save_tensors.nifti`).
 
@@ -68,16 +111,12 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     records = frame.to_dict("records")
     dataset = group_dataset(task, info, frame, None)
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
-    caps, uncropped, pre = group_caps(task, info), uncropped_of(task, info), preprocessing_of(task, info)
-    mode = info.extract_mode
     per_image = int(getattr(dataset, "n_parts", 1))
-    place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
+    niftis = _Niftis(task, info, settings.kernels, per_image, ctx.reporter.warn)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
     loader = make_loader(dataset, settings)
 
-    position, saved, niftis = 0, 0, 0
-    folder: _Folder | None = None
-    warned = False
+    position, saved = 0, 0
     for batch in ctx.reporter.iterate(loader, total=len(loader), desc="save tensors"):
         images = batch["image"].to(device, torch.float32)
         with torch.no_grad(), autocast(settings):
@@ -88,31 +127,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
             atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "input"), x)
             atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "output"), y)
             saved += 2
-            row = records[position // per_image]
+            if nifti:
+                niftis.add(records[position // per_image], k, x, y, first=position % per_image == 0)
             position += 1
-            if not nifti:
-                continue
-            same = tuple(y.shape) == tuple(x.shape)
-            if not same and not warned:
-                ctx.reporter.warn(
-                    f"outputs of shape {tuple(y.shape)} are not images: only input NIfTIs are written"
-                )
-                warned = True
-            if not mode.has_parts:
-                affine, _ = nifti_geometry(source_nifti(row, caps, uncropped, pre))
-                volume_in = x.reshape(x.shape[-3:]).numpy()
-                volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
-            else:
-                first = position % per_image == 1 or per_image == 1
-                folder = folder if folder is not None and not first else _Folder(per_image)
-                if not folder.add(k, x, y if same else None):
-                    continue
-                affine, image_shape = nifti_geometry(source_nifti(row, caps, uncropped, pre))
-                volume_in, volume_out = folder.fold(mode, image_shape, place)
-                folder = None
-            atomic.save_nifti(maps.nifti_file(*where, p, s, "input"), volume_in, affine)
-            niftis += 1
-            if volume_out is not None:
-                atomic.save_nifti(maps.nifti_file(*where, p, s, "output"), volume_out, affine)
-                niftis += 1
-    return {"images": len(records), "tensors": saved, "niftis": niftis}
+    return {"images": len(records), "tensors": saved, "niftis": niftis.written}
