@@ -39,6 +39,7 @@ from neuroexec.data.extract_manifest import (
     manifest_key,
     mark_pending,
     read_manifest,
+    record_describes,
     save_manifest_entries,
 )
 from neuroexec.data.extraction_plan import ExtractionCounts, ExtractionItem, ExtractionPlan
@@ -315,6 +316,13 @@ def extract_json_content(plan: ExtractionPlan, root: Path | None = None) -> dict
     return preprocessing_record(plan.mode, plan.uncropped, prepare_dl, patch, plan.preprocessing)
 
 
+def _write_record(path: Path, record: dict) -> None:
+    """Write `extract_<mode>.json`, unless it already describes these tensors (`record_describes`: a
+    user's record under this name keeps its name, description and discarded_slices)."""
+    if not record_describes(path, record):
+        write_json(path, record)
+
+
 def _with_preprocessing(record: dict, plan: ExtractionPlan) -> dict:
     """`record` with ClinicaDL's keys of the plan's preprocessing (preprocessing, tracer...,
     use_uncropped_image, file_type), as preprocessing_record writes them."""
@@ -372,7 +380,7 @@ def run_extraction(
     finally:
         _save_manifests(plan, manifests, dirty)
     for root in plan.caps.values():
-        write_json(CapsLayout(root).extract_json(plan.mode), extract_json_content(plan, root))
+        _write_record(CapsLayout(root).extract_json(plan.mode), extract_json_content(plan, root))
     return ExtractionCounts(extracted=len(todo), up_to_date=len(plan.items) - len(todo))
 
 

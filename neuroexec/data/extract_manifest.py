@@ -139,10 +139,32 @@ def unrecorded_extract_json(plan: ExtractionPlan, wanted: dict) -> list[Path]:
         path = caps.extract_json(plan.mode)
         if not path.is_file() or caps.manifest_json(plan.mode).exists():
             continue
-        try:
-            same = json.loads(path.read_text()) == wanted
-        except (OSError, ValueError):
-            same = False
-        if not same:
+        if not record_describes(path, wanted):
             found.append(path)
     return found
+
+
+# Keys of extract_<mode>.json that do not change the tensors: the record's own name and the NIfTI
+# description (derived from the preprocessing), and what a training reads from the tensors rather than
+# what the extraction made (ClinicaDL's slice files of discarded [b, e] are a subset of every slice).
+_NOT_TENSOR_KEYS = ("extract_json", "file_type", "discarded_slices")
+
+
+def record_describes(path: Path, wanted: dict) -> bool:
+    """Whether the extract_<mode>.json at `path` describes the tensors of the record `wanted`: it has
+    every key of `wanted` that makes the tensors, with the same value (a record that differs only in
+    its name, its description or discarded_slices is kept, with the settings a training reads from it).
+
+    >>> wanted = {"mode": "slice", "slice_direction": 2, "discarded_slices": [0, 0], "extract_json": "e.json"}
+    >>> _ = Path("mine.json").write_text('{"mode": "slice", "slice_direction": 2, "discarded_slices": [9]}')
+    >>> record_describes(Path("mine.json"), wanted), record_describes(Path("mine.json"), {**wanted, "slice_direction": 0})
+    (True, False)
+    """
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(old, dict):
+        return False
+    plain = json.loads(json.dumps(wanted))
+    return all(k in old and old[k] == v for k, v in plain.items() if k not in _NOT_TENSOR_KEYS)

@@ -142,14 +142,6 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_data, caps, capsys, args, s
     assert said in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the slice extraction rewrites tensor_extraction/extract_slice.json with discarded_slices [0, 0] "
-    "(its bundle holds every slice), so a user's record of that name loses its discarded_slices and the same "
-    "train command trains another model the next time; the extract step should keep a record that differs "
-    "only in discarded_slices (data/extract.py)",
-)
 def test_a_record_under_the_extract_steps_own_name_keeps_its_settings(tmp_path, tiny_data, caps, capsys):
     own = tmp_path / "caps"
     shutil.copytree(tiny_data["caps"], own)  # no slice extracted yet
