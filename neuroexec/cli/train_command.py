@@ -166,8 +166,7 @@ def _part_flags(g: Options, kind: str) -> None:
             "--selection_threshold",
             type=float,
             default=None,
-            help="soft voting: parts whose validation accuracy is below it get no weight; only ClinicaDL's "
-            "default is supported so far (default: 0.0)",
+            help="soft voting: parts whose validation accuracy is below it get no weight (default: 0.0)",
         )
 
 

@@ -247,7 +247,7 @@ def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[st
 
 def part_options(o: dict[str, Any], mode: str) -> dict[str, Any]:
     """--multi_network (patch, roi, slice only, as ClinicaDL refuses one network per part of an
-    image) and --selection_threshold (where the spec has it; else ClinicaDL's default 0 only)."""
+    image) and --selection_threshold (the model's selection_threshold)."""
     out: dict[str, Any] = {}
     if o.get("multi_network"):
         if mode == "image":
@@ -259,22 +259,8 @@ def part_options(o: dict[str, Any], mode: str) -> dict[str, Any]:
             )
         out["multi_network"] = True
     threshold = o.get("selection_threshold")
-    if threshold in (None, 0, 0.0):
-        return out
-    from neuroexec.spec.load import schema
-
-    model_props = schema()["properties"]["models"]["additionalProperties"]["properties"]
-    if "selection_threshold" in model_props:
+    if threshold not in (None, 0, 0.0):
         out["selection_threshold"] = float(threshold)
-    elif "selection_threshold" in model_props.get("train", {}).get("properties", {}):
-        out.setdefault("train", {})["selection_threshold"] = float(threshold)
-    else:
-        raise InputError(
-            None,
-            f"--selection_threshold {threshold} is not supported yet (soft voting keeps every part, "
-            "ClinicaDL's default 0); leave it out",
-            "--selection_threshold",
-        )
     return out
 
 

@@ -12,7 +12,6 @@ from neuroexec.compat.clinicadl_config import read_train_config
 from neuroexec.compat.train_spec import TrainOptions, train_spec_dict
 from neuroexec.errors import InputError
 from neuroexec.spec import spec_from_dict
-from neuroexec.spec.load import schema
 
 
 def write_json(caps: Path, name: str, content: dict) -> str:
@@ -119,16 +118,9 @@ def test_selection_threshold(tmp_path, caps):
     doc, _ = build(tmp_path, caps, name, {"selection_threshold": 0.0})  # ClinicaDL's default: nothing to say
     model = doc["models"]["classification"]
     assert "selection_threshold" not in model and "selection_threshold" not in model.get("train", {})
-    models = schema()["properties"]["models"]["additionalProperties"]["properties"]
-    where = models.get("train", {}).get("properties", {})
-    if "selection_threshold" in models or "selection_threshold" in where:
-        doc, _ = build(tmp_path, caps, name, {"selection_threshold": 0.6})
-        model = doc["models"]["classification"]
-        assert 0.6 in (model.get("selection_threshold"), model.get("train", {}).get("selection_threshold"))
-    else:
-        with pytest.raises(InputError) as err:
-            build(tmp_path, caps, name, {"selection_threshold": 0.6})
-        assert err.value.field == "--selection_threshold"
+    doc, spec = build(tmp_path, caps, name, {"selection_threshold": 0.6})
+    assert doc["models"]["classification"]["selection_threshold"] == 0.6
+    assert spec.models["classification"].selection_threshold == 0.6
 
 
 def test_config_file_sets_the_part_options(tmp_path):
