@@ -82,3 +82,9 @@ def _model_shape(key: str, raw: dict[str, Any], add: Add) -> None:
         add(f"{key}.roi", "mode = 'roi' needs roi = {{ list = [...] }}: the names of the region masks")
     if raw.get("multi_network") and mode == "image":
         add(f"{key}.multi_network", "one network per part needs mode = 'patch', 'roi' or 'slice'")
+    elif raw.get("multi_network") and mode == "roi" and len(raw.get("roi", {}).get("list", [])) == 1:
+        add(
+            f"{key}.multi_network",
+            "one network per region needs at least 2 regions in roi.list (as ClinicaDL); with one region, "
+            "leave multi_network out",
+        )
