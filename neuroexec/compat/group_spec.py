@@ -323,11 +323,16 @@ def check_models(maps: Path, metrics: list[str] | None, splits: list[int] | None
         )
     for split in sorted(set(splits)) if splits else info.splits:
         for metric in dict.fromkeys(metric_name(m) for m in (metrics or ["loss"])):
-            path = best_model_file(info.root, split, metric)
-            if not path.is_file():
-                raise InputError(
-                    path,
-                    f"no best model for split {split} and selection metric '{metric}'",
-                    "--selection_metrics",
-                )
-            load_checkpoint(path)
+            if info.multi_network:  # one network per part: network-<k>_model.pth.tar
+                found = MapsLayout(info.root).best_network_models(split, metric)
+                paths = [p for _, p in found] or [MapsLayout(info.root).best_model(split, metric, 0)]
+            else:
+                paths = [best_model_file(info.root, split, metric)]
+            for path in paths:
+                if not path.is_file():
+                    raise InputError(
+                        path,
+                        f"no best model for split {split} and selection metric '{metric}'",
+                        "--selection_metrics",
+                    )
+                load_checkpoint(path)
