@@ -33,6 +33,9 @@ def caps(tmp_path_factory, tiny_data) -> Path:
                                "discarded_slices": [9], "prepare_dl": False},
         "hippocampus.json": {"mode": "roi", "roi_list": ["leftHippocampus"], "uncropped_roi": False,
                              "roi_custom_template": "", "roi_custom_mask_pattern": "", "prepare_dl": True},
+        "hippocampi.json": {"mode": "roi", "roi_list": ["leftHippocampus", "rightHippocampus"],
+                            "uncropped_roi": False, "roi_custom_template": "", "roi_custom_mask_pattern": "",
+                            "prepare_dl": True},
         "roi_on_the_fly.json": {"mode": "roi", "roi_list": ["leftHippocampus"], "uncropped_roi": True,
                                 "roi_custom_template": "", "roi_custom_mask_pattern": "", "prepare_dl": False},
         "bad_slice.json": {"mode": "slice", "slice_direction": 5},
@@ -51,11 +54,11 @@ def printed_spec(capsys, argv: list[str]) -> dict:
 
 
 def test_roi_multi_network_builds_the_spec(tmp_path, tiny_data, caps, capsys):
-    argv = ["train", "classification", str(caps), "hippocampus.json", str(tiny_data["split"]), str(tmp_path / "m"),
+    argv = ["train", "classification", str(caps), "hippocampi.json", str(tiny_data["split"]), str(tmp_path / "m"),
             "--multi_network"]  # fmt: skip
     model = printed_spec(capsys, argv)["models"]["classification"]
     assert model["mode"] == "roi" and model["multi_network"] is True
-    assert model["roi"] == {"list": ["leftHippocampus"], "uncropped": False}
+    assert model["roi"] == {"list": ["leftHippocampus", "rightHippocampus"], "uncropped": False}
     config = tmp_path / "config.toml"
     config.write_text("[Model]\nmulti_network = true\n")
     argv = [*argv[:-1], "--config_file", str(config)]
@@ -63,6 +66,15 @@ def test_roi_multi_network_builds_the_spec(tmp_path, tiny_data, caps, capsys):
     assert (
         "multi_network" not in printed_spec(capsys, [*argv, "--single_network"])["models"]["classification"]
     )
+
+
+def test_one_network_per_region_of_a_single_region_is_refused(tmp_path, tiny_data, caps, capsys):
+    argv = ["train", "classification", str(caps), "hippocampus.json", str(tiny_data["split"]), str(tmp_path / "m"),
+            "--multi_network", "--print-spec"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2  # as ClinicaDL: a multi-network model needs 2 parts or more
+    err = capsys.readouterr().err
+    assert "multi_network" in err and "2 regions" in err and "Traceback" not in err
 
 
 def test_slice_trains_one_epoch(tmp_path, tiny_data, caps, capsys):
