@@ -92,3 +92,30 @@ def extract_patches_to(
         save_torch(path, patches[k].clone())  # a view would drag the whole bundle's storage along
         paths.append(path)
     return paths
+
+
+def patch_refusal(model, ds) -> str | None:
+    """Why model `model` (patch mode) of dataset `ds` cannot train, known at plan time: its patches do
+    not fit the images, or one network per patch finds a single patch; None otherwise, or when the
+    images' size is not known yet."""
+    from neuroexec.data.slice_extract import planned_image_shape
+
+    if model.mode != "patch" or model.patch is None:
+        return None
+    shape = planned_image_shape(ds)
+    if shape is None:
+        return None
+    size, stride = model.patch.size, model.patch.stride
+    if size > min(shape):
+        return (
+            f"models.{model.name}.patch.size: patches of {size} voxels do not fit the images of dataset "
+            f"{ds.name} ({' x '.join(map(str, shape))} voxels); choose a size of {min(shape)} or less"
+        )
+    n = int(np.prod(patch_counts((1, *shape), size, stride)))
+    if model.multi_network and n < 2:
+        return (
+            f"models.{model.name}.multi_network: one network per patch needs 2 patches or more, and patches "
+            f"of {size} every {stride} voxels give {n} per image of {' x '.join(map(str, shape))}; choose a "
+            "smaller patch or stride, or leave multi_network out"
+        )
+    return None

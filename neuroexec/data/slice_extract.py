@@ -163,14 +163,14 @@ def fold_slices(mode: ExtractionMode, parts: dict[int, torch.Tensor], shape: tup
     return volume
 
 
-def axis_length(ds, direction: int) -> int | None:
-    """Slices along `direction` of a spec dataset's images, known before extraction: from the grid a
-    generated dataset will have, else from the header of the first image of the dataset's
-    preprocessing in its first CAPS that has one (None when there is none yet, or it cannot be read)."""
+def planned_image_shape(ds) -> tuple[int, int, int] | None:
+    """The 3D shape of a spec dataset's images, known before extraction: the grid a generated dataset
+    will have, else the header of the first image of the dataset's preprocessing in its first CAPS that
+    has one (None when there is none yet, or it cannot be read)."""
     if ds.generate is not None:
         from neuroexec.data.synthetic import grid_for
 
-        return grid_for(ds.generate.resolution_mm)[0][direction]
+        return tuple(grid_for(ds.generate.resolution_mm)[0][:3])
     import nibabel as nib
 
     for cohort in ds.cohorts:
@@ -178,19 +178,35 @@ def axis_length(ds, direction: int) -> int | None:
         if found is None:
             continue
         try:
-            return int(nib.load(str(found)).shape[direction])
+            shape = tuple(int(n) for n in nib.load(str(found)).shape)
         except (OSError, ValueError, IndexError, nib.filebasedimages.ImageFileError):
             return None  # the extract step names what is unreadable
+        return shape[:3] if len(shape) >= 3 else None
     return None
+
+
+def axis_length(ds, direction: int) -> int | None:
+    """Slices along `direction` of a spec dataset's images, known before extraction (planned_image_shape)."""
+    shape = planned_image_shape(ds)
+    return None if shape is None else shape[direction]
 
 
 def discarded_refusal(model, ds) -> str | None:
     """Why model `model` (slice mode) of dataset `ds` cannot train: the slices it discards leave none of
-    the axis; None when they leave some, or the images' size is not known yet."""
+    the axis, or a single one for one network per slice; None when they leave enough, or the images'
+    size is not known yet."""
     if model.mode != "slice" or model.slice is None:
         return None
     n_all = axis_length(ds, model.slice.direction)
     if n_all is None:
         return None
     why = _leaves_none(n_all, model.slice.discarded)
-    return f"models.{model.name}.slice.discarded: {why}" if why else None
+    if why:
+        return f"models.{model.name}.slice.discarded: {why}"
+    left = n_all - sum(model.slice.discarded)
+    if model.multi_network and left < 2:
+        return (
+            f"models.{model.name}.multi_network: one network per slice needs 2 slices or more, and the "
+            f"discarded slices leave {left} of the {n_all}; discard fewer, or leave multi_network out"
+        )
+    return None

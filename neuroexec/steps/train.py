@@ -132,11 +132,13 @@ def outputs(step: Step) -> list[Path]:
 
 
 def check(step: Step) -> str | None:
-    """Plan-time refusal of a slice model whose discarded slices leave none of the axis."""
+    """Plan-time refusal of a part model the images cannot feed: discarded slices that leave none of the
+    axis, patches larger than the images, one network per part with a single part."""
+    from neuroexec.data.patch_extract import patch_refusal
     from neuroexec.data.slice_extract import discarded_refusal
 
     task: TrainTask = step.payload
-    return discarded_refusal(task.model, task.dataset)
+    return discarded_refusal(task.model, task.dataset) or patch_refusal(task.model, task.dataset)
 
 
 register(

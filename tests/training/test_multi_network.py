@@ -149,9 +149,11 @@ def test_interrupted_in_network_1_then_resumed_gives_the_uninterrupted_networks(
 
 
 def test_a_single_patch_per_image_is_refused(tmp_path):
+    # by the plan, before any step runs (the images' shape is known): the train step is `!`, naming the key
     path = write_spec(tmp_path, {"one": body(patch="size = 16, stride = 16")})
-    with pytest.raises(StepFailed, match="cannot train a multi-network model with only 1 patch per image"):
-        run_apply(path)
+    refused = [p for p in make_plan(load_spec(path)).steps if p.action == "!"]
+    assert refused and all(p.step.kind == "train" for p in refused)
+    assert "models.one.multi_network: one network per patch needs 2 patches or more" in refused[0].reasons[0]
 
 
 def test_switching_to_multi_network_retrains_and_removes_the_single_model(tmp_path):
