@@ -37,6 +37,9 @@ NUMBERS = (
     ("--seed", int, 0),
 )
 
+# The parts' settings under ClinicaDL's prepare-data names (compat/train_spec.part_record reads them).
+MODE_KEYS = ("patch_size", "stride_size", "roi_list", "uncropped_roi", "slice_direction", "slice_mode",
+             "discarded_slices")  # fmt: skip
 TRAIN_KEYS = (
     *(name.strip("-") for name, _, _ in NUMBERS),
     "optimizer",
@@ -55,6 +58,7 @@ TRAIN_KEYS = (
     "transfer_learning_selection",
     "multi_network",
     "selection_threshold",
+    *MODE_KEYS,
 )
 
 
@@ -112,6 +116,7 @@ def _add_flags(p: argparse.ArgumentParser, kind: str) -> None:
     g = p.add_argument_group("Training")
     _network_flags(g)
     _part_flags(g, kind)
+    _mode_flags(p.add_argument_group("Input parts (ClinicaDL's prepare-data settings; override the JSON's)"))
     _data_flags(g)
     _run_flags(g)
     _start_flags(g)
@@ -168,6 +173,28 @@ def _part_flags(g: Options, kind: str) -> None:
             default=None,
             help="soft voting: parts whose validation accuracy is below it get no weight (default: 0.0)",
         )
+
+
+def _mode_flags(g: Options) -> None:
+    """The parts' settings, under ClinicaDL's prepare-data names: with a preprocessing name (the older
+    `train patch|roi|slice cnn CAPS t1-linear ...`) they define the parts, with a JSON they replace its
+    values (neuroexec extracts the parts itself either way)."""
+    flag(g, "--patch_size", "-ps", type=int, default=None, help="patch size (default: 50)")
+    flag(g, "--stride_size", "-ss", type=int, default=None, help="patch stride (default: the patch size)")
+    flag(g, "--roi_list", nargs="+", default=None,
+         help="regions: the <name> of ..._roi-<name>_mask.nii.gz (default: none)")  # fmt: skip
+    flag(
+        g,
+        "--uncropped_roi",
+        action="store_true",
+        default=None,
+        help="regions at full size (default: cropped)",
+    )
+    flag(g, "--slice_direction", "-sd", type=int, choices=(0, 1, 2), default=None,
+         help="0 sagittal, 1 coronal, 2 axial (default: 0)")  # fmt: skip
+    flag(g, "--slice_mode", choices=("rgb", "single"), default=None, help="default: rgb")
+    flag(g, "--discarded_slices", "-ds", type=int, nargs="+", default=None,
+         help="slices left out at the beginning [and the end] (default: 0)")  # fmt: skip
 
 
 def _data_flags(g: Options) -> None:
@@ -247,7 +274,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from neuroexec.compat.runner import run_built_spec, spec_path
     from neuroexec.compat.train_spec import NETWORKS, TrainOptions, preprocessing, train_spec_dict
 
-    mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json)["mode"]
+    options = train_options(args)
+    if args.input_type is not None:
+        options["input_type"] = args.input_type
+    mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json, options)["mode"]
     if args.input_type is not None and mode != args.input_type:
         raise InputError(
             args.preprocessing_json,
@@ -265,7 +295,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.preprocessing_json,
         args.tsv_directory,
         args.output_maps,
-        train_options(args),
+        options,
     )
     doc = train_spec_dict(opts)
     return run_built_spec(doc, spec_path(args.output_maps, "train"), args.print_spec, args.quiet)

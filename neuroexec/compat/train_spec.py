@@ -68,12 +68,38 @@ def metric_name(value: str) -> str:
     return canonical_metric(v)
 
 
-def preprocessing(caps: Path, name: str) -> dict[str, Any]:
-    """The extraction a training reads: a preprocessing's name (whole images) or a JSON of
-    CAPS/tensor_extraction/."""
+def preprocessing(caps: Path, name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The extraction a training reads: a preprocessing's name (whole images, or the parts the older
+    `train patch|roi|slice` form and the mode flags describe) or a JSON of CAPS/tensor_extraction/
+    (the mode flags of `options` replacing its values)."""
+    o = options or {}
     named = named_preprocessing(name)
     if named is not None:
-        return named
+        kind = o.get("input_type")
+        if kind in (None, "image"):
+            return named
+        raw = {"mode": kind, **(named.get("dataset") or {}), **part_record(o)}
+        return _from_record(raw, None)
+    path = _record_path(caps, name)
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})", "PREPROCESSING_JSON") from None
+    return _from_record({**raw, **part_record(o)}, path)
+
+
+def part_record(o: dict[str, Any]) -> dict[str, Any]:
+    """The mode flags given (ClinicaDL's prepare-data names), as the keys of its extract JSON."""
+    record = {k: o[k] for k in ("patch_size", "stride_size", "roi_list", "slice_direction", "slice_mode")
+              if o.get(k) is not None}  # fmt: skip
+    if o.get("uncropped_roi"):
+        record["uncropped_roi"] = True
+    if o.get("discarded_slices") is not None:
+        record["discarded_slices"] = list(o["discarded_slices"])
+    return record
+
+
+def _record_path(caps: Path, name: str) -> Path:
     folder = CapsLayout(caps).tensor_extraction_dir
     candidates = [Path(name), *CapsLayout(caps).named_extract_json(name)]
     path = next((p for p in candidates if p.is_file()), None)
@@ -84,10 +110,11 @@ def preprocessing(caps: Path, name: str) -> dict[str, Any]:
             f"preprocessing JSON not found; give 't1-linear' or one of: {', '.join(present) or 'no JSON in ' + str(folder)}",
             "PREPROCESSING_JSON",
         )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})", "PREPROCESSING_JSON") from None
+    return path
+
+
+def _from_record(raw: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """The model's mode tables and the dataset's keys of a ClinicaDL extraction record."""
     mode = raw.get("mode", "image")
     if mode not in MODES:
         raise InputError(path, f"mode {mode!r} is not supported (image, patch, roi or slice)", "mode")
@@ -194,7 +221,7 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
         )
     caps = opts.caps_directory.resolve()
     maps = opts.output_maps.resolve()
-    pre = preprocessing(caps, opts.preprocessing_json)
+    pre = preprocessing(caps, opts.preprocessing_json, opts.options)
     splits_dir, n_found = split_directory(opts.tsv_directory.resolve())
     participants = training_participants(
         opts.tsv_directory.resolve(), splits_dir, MapsLayout(maps).participants_copy

@@ -173,3 +173,32 @@ def test_a_record_under_the_extract_steps_own_name_keeps_its_settings(tmp_path, 
     spec.write_text(capsys.readouterr().out)
     assert main(["apply", str(spec), "--target", "dataset.*", "--quiet"]) == 0  # its extraction only
     assert json.loads(record.read_text())["discarded_slices"] in ([9], [9, 9])
+
+
+def test_the_older_form_and_the_mode_flags_define_the_parts(tmp_path, tiny_data, caps, capsys):
+    """`train slice|roi|patch cnn CAPS t1-linear ...` (ClinicaDL's older form) takes the parts from the
+    prepare-data flags, with ClinicaDL's defaults; with a JSON the flags replace its values."""
+    where = [str(caps), "t1-linear", str(tiny_data["split"]), str(tmp_path / "m")]
+    model = printed_spec(capsys, ["train", "slice", "cnn", *where])["models"]["cnn"]
+    assert model["mode"] == "slice" and model["slice"]["direction"] == 0 and model["slice"]["mode"] == "rgb"
+    flags = ["--slice_direction", "2", "--slice_mode", "single", "--discarded_slices", "3", "5"]
+    model = printed_spec(capsys, ["train", "slice", "cnn", *where, *flags])["models"]["cnn"]
+    assert model["slice"] == {"direction": 2, "mode": "single", "discarded": [3, 5]}
+    model = printed_spec(capsys, ["train", "roi", "cnn", *where, "--roi_list", "leftHippocampus"])["models"][
+        "cnn"
+    ]
+    assert model["mode"] == "roi" and model["roi"]["list"] == ["leftHippocampus"]
+    model = printed_spec(capsys, ["train", "patch", "cnn", *where, "--patch_size", "8"])["models"]["cnn"]
+    assert model["patch"] == {"size": 8, "stride": 8}
+    json_form = ["train", "classification", str(caps), "axial.json", *where[2:], "--discarded_slices", "2"]
+    model = printed_spec(capsys, json_form)["models"]["classification"]
+    assert model["slice"]["direction"] == 2 and model["slice"]["discarded"] in (2, [2, 2])
+
+
+def test_the_older_roi_form_without_regions_says_which_flag(tmp_path, tiny_data, caps, capsys):
+    argv = ["train", "roi", "cnn", str(caps), "t1-linear", str(tiny_data["split"]), str(tmp_path / "m"),
+            "--print-spec"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "roi_list" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
