@@ -109,7 +109,8 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     nets = _Networks(task, ctx, selection, label_code, count, input_size, key, resuming)
     summaries, runs = dict(done), {}
     if ctx.is_main and done:
-        ctx.reporter.info(f"  split-{split}: network-0 to network-{len(done) - 1} already trained")
+        which = "network-0" if len(done) == 1 else f"network-0 to network-{len(done) - 1}"
+        ctx.reporter.info(f"  split-{split}: {which} already trained")
     with determinism(task.model.compute.deterministic):
         for k in range(len(done), count):
             runs[k], summaries[k] = _train_network(nets, k, first=k == len(done))
