@@ -91,7 +91,26 @@ def _describe(err: jsonschema.ValidationError, file: str) -> Problem:
         )
     if kind == "propertyNames":
         return Problem(file, path, f"invalid name {_show(err.instance)}: letters, digits, '-' and '_' only")
+    if kind in ("oneOf", "anyOf"):
+        forms = " or ".join(_form(alternative) for alternative in err.validator_value)
+        return Problem(file, path, f"expected {forms}, got {_show(err.instance)}")
     return Problem(file, path, err.message)
+
+
+def _form(node: dict[str, Any]) -> str:
+    """A schema alternative in words: 'an integer >= 0', 'a list of 1 to 2 integers >= 0'.
+
+    >>> _form({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2})
+    'a list of 1 to 2 integers >= 0'
+    """
+    kind = node.get("type")
+    bound = f" >= {node['minimum']}" if "minimum" in node else ""
+    if kind == "array":
+        items = node.get("items", {})
+        noun = f"{items.get('type', 'value')}s" + (f" >= {items['minimum']}" if "minimum" in items else "")
+        count = f"{node.get('minItems', 0)} to {node['maxItems']} " if "maxItems" in node else ""
+        return f"a list of {count}{noun}"
+    return f"{_a(kind)}{bound}" if kind else "a value"
 
 
 def _a(types: Any) -> str:

@@ -48,6 +48,11 @@ def problems(tmp_path, model: str) -> list[str]:
             "expected a name matching",
         ),
         ('mode = "slice"\nslice = { direction = 3 }\n', "models.m.slice.direction", ""),
+        (
+            'mode = "slice"\nslice = { discarded = [-1, 2] }\n',
+            "models.m.slice.discarded",
+            "expected an integer >= 0 or a list of 1 to 2 integers >= 0, got list [-1, 2]",
+        ),
     ],
 )
 def test_a_mode_table_that_does_not_go_with_the_mode_is_named(tmp_path, model, key, said):
