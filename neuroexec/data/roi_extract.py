@@ -221,18 +221,21 @@ def roi_masks_for(caps: Path | CapsLayout | None, mode: ExtractionMode, uncroppe
 def fold_rois(
     mode: ExtractionMode, parts: dict[int, torch.Tensor], shape: tuple[int, ...], place
 ) -> np.ndarray:
-    """The regions of one image (part index -> tensor) as one volume of `shape`; where boxes overlap,
-    their values are averaged (regions never given are zeros). `place`: inference.fold.PartPlace."""
+    """The regions of one image (part index -> tensor) as one volume of `shape`: each region within its
+    mask's box (uncropped regions too), averaged where boxes overlap, zeros elsewhere and for regions
+    never given. `place`: inference.fold.PartPlace."""
     masks = roi_masks_for(place.caps, mode, place.uncropped)
     masks.check_image_shape(tuple(shape), "being folded")
     total = np.zeros(tuple(shape[-3:]), dtype=np.float64)
     count = np.zeros(tuple(shape[-3:]), dtype=np.int32)
     for k, part in sorted(parts.items()):
         mask = masks.arrays[k]
-        total += fold_roi(part, mask, mode.uncropped_roi)
         placed = np.zeros(mask.shape, dtype=bool)
         placed[np.ix_(*box_of(mask))] = True
-        count += np.ones(mask.shape, dtype=np.int32) if mode.uncropped_roi else placed
+        # An uncropped region is the whole image with zeros outside its mask: only its box is the
+        # region's (a map there and beyond would show saliency where the input is always zero).
+        total += np.where(placed, fold_roi(part, mask, mode.uncropped_roi), 0.0)
+        count += placed
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
