@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -81,8 +82,9 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
     except FileNotFoundError:
         raise ItemInputError(path, "tensor file not found (run the extraction first)") from None
     except (
-        RuntimeError, EOFError, OSError, ValueError, IndexError, pickle.UnpicklingError, zipfile.BadZipFile
-    ) as exc:  # IndexError: torch's legacy loader on a few junk bytes  # fmt: skip
+        RuntimeError, EOFError, OSError, ValueError, IndexError, struct.error, pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:  # IndexError, struct.error: torch's legacy loader on a few junk bytes  # fmt: skip
         raise ItemInputError(
             path,
             f"cannot load the tensor (corrupt or truncated file?): {first_line(exc)}. If its NIfTI is in the "

@@ -18,6 +18,7 @@ extract step writes), else cut from the image tensor on the fly (ClinicaDL's pre
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from neuroexec.data.roi_extract import (
     single_network_refusal,
 )
 from neuroexec.errors import InputError
+
+# The most bytes of regions a dataset keeps in memory after their first read (RoiDataset.region).
+_CACHE_BYTES = 256 * 2**20
 
 
 class RoiDataset(_CapsItems):
@@ -82,6 +86,7 @@ class RoiDataset(_CapsItems):
         self.shapes = [(1, *self.masks.part_shape(k, uncropped_roi)) for k in range(len(self.rois))]
         self.boxes = [box_of(mask) for mask in self.masks.arrays]  # once, not per item (ms each)
         self.sources = [self._source(i) for i in range(len(self.participants))]
+        self._cache: dict[tuple[int, int], torch.Tensor] = {}
         self._raise_missing(
             [
                 f"{p} {s}: {layout.roi_tensor(p, s, self.masks.paths[0], uncropped_roi, self.uncropped)}"
@@ -118,7 +123,26 @@ class RoiDataset(_CapsItems):
         return self._item(image, minmax_item(region) if self.normalize else region, k)
 
     def region(self, image: int, k: int) -> torch.Tensor:
-        """Region k [1, x, y, z] of image `image`, as extracted (not normalised here)."""
+        """Region k [1, x, y, z] of image `image`, as extracted (not normalised here). Regions are small
+        and a file's fixed cost of opening and unpickling dominates their reading (0.34 ms for 55 KB of
+        data read in 0.02 ms), so when all the regions this dataset serves fit in `_CACHE_BYTES` each is
+        kept after its first read (per process: a DataLoader worker keeps its own, across epochs)."""
+        key = (image, k)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        tensor = self._read_region(image, k)
+        if self._caching:
+            self._cache[key] = tensor
+        return tensor
+
+    @property
+    def _caching(self) -> bool:
+        parts = [self.part_index] if self.part_index is not None else range(len(self.rois))
+        per_image = sum(math.prod(self.shapes[k]) for k in parts) * 4
+        return per_image * len(self.sources) <= _CACHE_BYTES
+
+    def _read_region(self, image: int, k: int) -> torch.Tensor:
         kind, paths = self.sources[image]
         if kind == "files":
             tensor = load_tensor(paths[k]).float()

@@ -16,6 +16,7 @@ import io
 import pickle
 import pickletools
 import re
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -263,9 +264,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if refusal is not None:
             raise refusal from None
         raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){_reason(error)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
-        # IndexError: torch's legacy loader on a few junk bytes ('pop from empty list', said as nothing)
-        reason = "" if isinstance(error, IndexError) else _reason(error)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as error:
+        # IndexError, struct.error: torch's legacy loader on a few junk bytes ('pop from empty list',
+        # 'unpack requires a buffer of 4 bytes'), said as nothing
+        reason = "" if isinstance(error, (IndexError, struct.error)) else _reason(error)
         raise InputError(path, f"not a readable checkpoint (corrupt or truncated?){reason}") from None
     if not isinstance(checkpoint, dict):
         raise InputError(path, f"expected a checkpoint dictionary, found {type(checkpoint).__name__}")

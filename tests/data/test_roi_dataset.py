@@ -148,3 +148,17 @@ def test_custom_masks_are_found_under_their_template_and_pattern_for_extraction_
     folder = CapsLayout(data.caps_dir).tensor_dir("sub-0000", "ses-M000", "roi")
     name = "sub-0000_ses-M000_T1w_space-Custom_desc-CropRoi_myPattern_roi-leftHippocampus_T1w.pt"
     assert torch.equal(dataset[0]["image"], torch.load(folder / name))
+
+
+def test_regions_are_read_from_disk_once_when_they_fit_the_cache(data, monkeypatch):
+    import neuroexec.data.roi_dataset as roi_dataset
+
+    data, frame = data
+    dataset = regions(data, frame)
+    first = [dataset[i]["image"].clone() for i in range(len(dataset))]
+    for path in CapsLayout(data.caps_dir).root.rglob("*_roi-*_T1w.pt"):
+        path.write_bytes(b"junk")  # the files change under a running epoch: the kept regions are served
+    assert all(torch.equal(dataset[i]["image"], first[i]) for i in range(len(dataset)))
+    monkeypatch.setattr(roi_dataset, "_CACHE_BYTES", 0)  # too many regions to keep: each read is a read
+    with pytest.raises(InputError, match="cannot load the tensor"):
+        regions(data, frame)[0]
