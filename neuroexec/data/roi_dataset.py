@@ -136,6 +136,10 @@ class RoiDataset(_CapsItems):
             self._cache[key] = tensor
         return tensor
 
+    def close(self) -> None:
+        """Drop the regions kept in memory (the next read of each is from disk again)."""
+        self._cache.clear()
+
     @property
     def _caching(self) -> bool:
         parts = [self.part_index] if self.part_index is not None else range(len(self.rois))
