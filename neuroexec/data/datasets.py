@@ -144,6 +144,22 @@ class _CapsItems(Dataset):
             raise InputError(None, f"{where}: label {value!r} is not in the label code ({known})", "label")
         return torch.tensor(int(self.label_code[str(value)]), dtype=torch.long)
 
+    def _batch(self, images: torch.Tensor, rows: list[tuple[int, int]]) -> dict:
+        """A collated batch of parts fetched at once (`__getitems__`): `images` [n, ...] and, per row,
+        (image index, part index), as collating the items one by one gives it."""
+        return {
+            "image": images,
+            "label": default_collate([self.labels[image] for image, _ in rows]),
+            "participant_id": [self.participants[image] for image, _ in rows],
+            "session_id": [self.sessions[image] for image, _ in rows],
+            "mode_id": torch.tensor([k for _, k in rows]),
+        }
+
+    @staticmethod
+    def collate_fn(batch: dict | list) -> dict:
+        """Batches from __getitems__ are already collated; single items (e.g. a custom sampler) are not."""
+        return batch if isinstance(batch, dict) else default_collate(batch)
+
     def _item(self, i: int, tensor: torch.Tensor, mode_id: int) -> dict:
         return {
             "image": tensor,
@@ -346,18 +362,7 @@ class PatchDataset(_CapsItems):
             rows.append((image, k))
         if self.normalize:
             minmax_items_(images)
-        return {
-            "image": images,
-            "label": default_collate([self.labels[image] for image, _ in rows]),
-            "participant_id": [self.participants[image] for image, _ in rows],
-            "session_id": [self.sessions[image] for image, _ in rows],
-            "mode_id": torch.tensor([k for _, k in rows]),
-        }
-
-    @staticmethod
-    def collate_fn(batch: dict | list) -> dict:
-        """Batches from __getitems__ are already collated; single items (e.g. a custom sampler) are not."""
-        return batch if isinstance(batch, dict) else default_collate(batch)
+        return self._batch(images, rows)
 
     def patch(self, image: int, k: int) -> torch.Tensor:
         """Patch k [1, s, s, s] of image `image` (ClinicaDL's C-order numbering)."""

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import default_collate
 
 from neuroexec.data.datasets import _MAX_OPEN_MMAPS, ItemInputError, _CapsItems, load_tensor
 from neuroexec.data.intensity import minmax_item, minmax_items_
@@ -166,18 +165,7 @@ class SliceDataset(_CapsItems):
             images[j] = self.slice(image, index)
         if self.normalize:
             minmax_items_(images)
-        return {
-            "image": images,
-            "label": default_collate([self.labels[image] for image, _ in rows]),
-            "participant_id": [self.participants[image] for image, _ in rows],
-            "session_id": [self.sessions[image] for image, _ in rows],
-            "mode_id": torch.tensor([index for _, index in rows]),
-        }
-
-    @staticmethod
-    def collate_fn(batch: dict | list) -> dict:
-        """Batches from __getitems__ are already collated; single items (e.g. a custom sampler) are not."""
-        return batch if isinstance(batch, dict) else default_collate(batch)
+        return self._batch(images, rows)
 
     def slice(self, image: int, index: int) -> torch.Tensor:
         """Slice `index` (ClinicaDL's numbering, discarded ones included) [C, H, W] of image `image`."""
