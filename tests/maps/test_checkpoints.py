@@ -165,7 +165,9 @@ def test_the_refusal_explains_a_conversion_that_works(tmp_path, kind):
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
 
 
-@pytest.mark.parametrize("junk", [b"truncated", b"cut short", b"", b"\x80\x02", b"PK\x03\x04garbage", b"junk"])
+@pytest.mark.parametrize(
+    "junk", [b"truncated", b"cut short", b"", b"\x80\x02", b"PK\x03\x04garbage", b"junk"]
+)
 def test_a_file_of_junk_bytes_is_a_damaged_checkpoint_not_a_traceback_nor_a_hostile_one(tmp_path, junk):
     from neuroexec.data.datasets import load_tensor
 
