@@ -336,7 +336,8 @@ def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
         raise InputError(
             path,
             "the training participants of this MAPS are unknown, so data leakage cannot "
-            f"be checked; set groups.{group}.skip_leak_check = true if you accept that",
+            f"be checked; set groups.{group}.skip_leak_check = true (the ClinicaDL-style commands: "
+            "--skip_leak_check) if you accept that",
         )
     train = pd.read_csv(path, sep="\t", dtype=str)
     shared = sorted(set(frame["participant_id"]) & set(train["participant_id"]))
@@ -346,5 +347,6 @@ def leak_check(frame: pd.DataFrame, maps: MapsLayout, group: str) -> None:
             path,
             f"data leakage: {len(shared)} participant(s) of group '{group}' were used to "
             f"train this model: {listed}. Use other participants, or set "
-            f"groups.{group}.skip_leak_check = true (not good practice)",
+            f"groups.{group}.skip_leak_check = true (the ClinicaDL-style commands: --skip_leak_check; "
+            "not good practice)",
         )

@@ -96,3 +96,13 @@ def test_predict_save_tensor_and_interpret_of_a_part_model(trained, model):
     whole = nib.load(maps_dir / "mean_image-0_map.nii.gz")
     assert whole.shape == image.shape
     assert torch.load(part_maps[0], weights_only=True).abs().sum() > 0
+
+
+def test_a_group_of_training_participants_names_the_commands_flag(trained, capsys):
+    caps = trained / "data" / "train"
+    argv = ["predict", str(trained / "maps" / "roi"), "again", "--caps_directory", str(caps),
+            "--participants_tsv", str(caps / "participants.tsv"), "--no-gpu", "--n_proc", "0", "--quiet"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "data leakage" in err and "--skip_leak_check" in err and "Traceback" not in err
