@@ -95,6 +95,31 @@ def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
     return value
 
 
+class MemoryMaps:
+    """The tensor files a dataset reads memory-mapped: one map per file and per process (a forked
+    DataLoader worker opens its own), the `_MAX_OPEN_MMAPS` most recently used kept open."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()
+        self._pid = os.getpid()
+
+    def get(self, path: Path) -> torch.Tensor:
+        if os.getpid() != self._pid:
+            self._open.clear()
+            self._pid = os.getpid()
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        tensor = load_tensor(path, mmap=True)
+        self._open[path] = tensor
+        if len(self._open) > _MAX_OPEN_MMAPS:
+            self._open.popitem(last=False)
+        return tensor
+
+    def clear(self) -> None:
+        self._open.clear()
+
+
 class _CapsItems(Dataset):
     """What the datasets of every mode share: rows, labels, CAPS layouts. `mode` names the items
     ('image', 'patch', 'roi', 'slice'); `n_parts` is the number of items per image."""
@@ -265,8 +290,7 @@ class PatchDataset(_CapsItems):
             raise InputError(None, f"a patch dataset needs a patch size >= 1, got {size}", "patch_size")
         stride = size if stride is None else stride
         self.size, self.stride, self.patch_index = size, stride, patch_index
-        self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()
-        self._pid = os.getpid()
+        self._maps = MemoryMaps()
         self.sources = [self._source(i) for i in range(len(self.participants))]
         self._raise_missing(
             [
@@ -306,22 +330,11 @@ class PatchDataset(_CapsItems):
         return n
 
     def _mapped(self, path: Path) -> torch.Tensor:
-        # One memory map per file and per worker process (a forked worker opens its own).
-        if os.getpid() != self._pid:
-            self._open.clear()
-            self._pid = os.getpid()
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        tensor = load_tensor(path, mmap=True)
-        self._open[path] = tensor
-        if len(self._open) > _MAX_OPEN_MMAPS:
-            self._open.popitem(last=False)
-        return tensor
+        return self._maps.get(path)
 
     def close(self) -> None:
         """Drop the memory maps this dataset holds open (the next read opens them again)."""
-        self._open.clear()
+        self._maps.clear()
 
     mode = "patch"
 

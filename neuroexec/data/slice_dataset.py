@@ -20,15 +20,13 @@ discards at both ends are left out here, not at extraction: item k of an image i
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from neuroexec.data.datasets import _MAX_OPEN_MMAPS, ItemInputError, _CapsItems, load_tensor
+from neuroexec.data.datasets import ItemInputError, MemoryMaps, _CapsItems, load_tensor
 from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.slice_extract import cut_slices, slice_count, slice_range
 from neuroexec.errors import InputError
@@ -58,8 +56,7 @@ class SliceDataset(_CapsItems):
         super().__init__(frame, caps_by_cohort, **items)
         self.extraction = ExtractionMode.slice(direction, slice_mode)
         self.direction, self.slice_mode, self.normalize = direction, slice_mode, normalize
-        self._open: OrderedDict[Path, torch.Tensor] = OrderedDict()
-        self._pid = os.getpid()
+        self._maps = MemoryMaps()
         self.sources = [self._source(i) for i in range(len(self.participants))]
         self._raise_missing(
             [
@@ -113,22 +110,11 @@ class SliceDataset(_CapsItems):
         return n, (int(tensor.shape[-2]), int(tensor.shape[-1]))
 
     def _mapped(self, path: Path) -> torch.Tensor:
-        # One memory map per file and per worker process (a forked worker opens its own).
-        if os.getpid() != self._pid:
-            self._open.clear()
-            self._pid = os.getpid()
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        tensor = load_tensor(path, mmap=True)
-        self._open[path] = tensor
-        if len(self._open) > _MAX_OPEN_MMAPS:
-            self._open.popitem(last=False)
-        return tensor
+        return self._maps.get(path)
 
     def close(self) -> None:
         """Drop the memory maps this dataset holds open (the next read opens them again)."""
-        self._open.clear()
+        self._maps.clear()
 
     @property
     def n_parts(self) -> int:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+import neuroexec.data.datasets as datasets
 import neuroexec.data.slice_dataset as slice_dataset
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import plan_extraction, run_extraction
@@ -90,9 +91,10 @@ def test_a_bundle_is_opened_once_per_image_not_per_item(fresh_caps: GeneratedDat
     ds = _dataset(fresh_caps, frame, discarded=(1, 1))
     loads = []
     real = slice_dataset.load_tensor
-    monkeypatch.setattr(
-        slice_dataset, "load_tensor", lambda path, mmap=False: loads.append(mmap) or real(path, mmap)
-    )
+    for module in (slice_dataset, datasets):  # its own reads, and the memory maps (datasets.MemoryMaps)
+        monkeypatch.setattr(
+            module, "load_tensor", lambda path, mmap=False: loads.append(mmap) or real(path, mmap)
+        )
     for i in range(len(ds)):
         ds[i]
     assert loads == [True] * 7  # images 1..7 (image 0 was mapped when the dataset was built)
