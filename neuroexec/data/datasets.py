@@ -122,10 +122,12 @@ class MemoryMaps:
 
 class _CapsItems(Dataset):
     """What the datasets of every mode share: rows, labels, CAPS layouts. `mode` names the items
-    ('image', 'patch', 'roi', 'slice'); `n_parts` is the number of items per image."""
+    ('image', 'patch', 'roi', 'slice'); `n_parts` is the number of items per image, `parts_per_image`
+    the parts an image has (n_parts without `part_index`: the networks of a multi-network model)."""
 
     mode = "image"
     n_parts = 1
+    parts_per_image = 1
 
     def __init__(
         self,
@@ -340,6 +342,10 @@ class PatchDataset(_CapsItems):
 
     @property
     def n_patches(self) -> int:
+        return self._n
+
+    @property
+    def parts_per_image(self) -> int:
         return self._n
 
     @property

@@ -105,6 +105,10 @@ class RoiDataset(_CapsItems):
         return ("image", [image]) if image.is_file() else None
 
     @property
+    def parts_per_image(self) -> int:
+        return len(self.rois)
+
+    @property
     def n_parts(self) -> int:
         """Items per image: the regions, or 1 with `part_index` (one network per region)."""
         return 1 if self.part_index is not None else len(self.rois)

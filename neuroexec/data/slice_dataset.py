@@ -117,6 +117,11 @@ class SliceDataset(_CapsItems):
         self._maps.clear()
 
     @property
+    def parts_per_image(self) -> int:
+        """The slices left once the discarded ones are out."""
+        return len(self.indices)
+
+    @property
     def n_parts(self) -> int:
         """Items per image: the slices left once the discarded ones are out, or 1 with `part_index`."""
         return 1 if self.part_index is not None else len(self.indices)

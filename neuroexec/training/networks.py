@@ -65,15 +65,12 @@ class _Networks:
 
 def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> tuple[int, list[int]]:
     """(parts per image of the model's mode: the networks to train, network 0's input size); refused
-    below 2 parts, as ClinicaDL does. Regions are counted by name: boxes of different shapes cannot be
-    read by one dataset of all regions, but each network reads its own."""
+    below 2 parts, as ClinicaDL does. Counted on network 0's dataset (regions by name: boxes of different
+    shapes cannot be read by one dataset of all regions, but each network reads its own)."""
     model = task.model
     train_frame, _ = task.split_frames()
     first = setup.make_dataset(model, task.dataset, train_frame, label_code, part_index=0)
-    if model.mode == "roi" and model.roi is not None:
-        count = len(model.roi.names)
-    else:
-        count = int(setup.make_dataset(model, task.dataset, train_frame, label_code).n_parts)
+    count = int(first.parts_per_image)
     if count < 2:
         raise NeuroexecError(
             f"models.{model.name}: multi_network = true cannot train a multi-network model with only "
