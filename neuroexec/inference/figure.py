@@ -30,6 +30,21 @@ def centre_of_mass(volume: np.ndarray) -> tuple[int, int, int]:
     return tuple(min(max(c, 0), n - 1) for c, n in zip(centre, weights.shape))
 
 
+def _scaled(
+    saliency: np.ndarray, background: np.ndarray, vmax: float, ndim: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """|saliency| and the background as float32 arrays of one `ndim`-D shape (ValueError otherwise),
+    and the top of the colour scale: `vmax` * max |saliency| (1 for a map of zeros)."""
+    saliency = np.abs(np.asarray(saliency, dtype=np.float32))
+    background = np.asarray(background, dtype=np.float32)
+    if saliency.shape != background.shape or saliency.ndim != ndim:
+        raise ValueError(
+            f"saliency {saliency.shape} and background {background.shape} must be the same {ndim}D shape"
+        )
+    top = float(saliency.max()) * float(vmax)
+    return saliency, background, top if top > 0 else 1.0
+
+
 def save_saliency_figure(
     path: Path, saliency: np.ndarray, background: np.ndarray, vmax: float, title: str
 ) -> None:
@@ -43,14 +58,7 @@ def save_saliency_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    saliency = np.abs(np.asarray(saliency, dtype=np.float32))
-    background = np.asarray(background, dtype=np.float32)
-    if saliency.shape != background.shape or saliency.ndim != 3:
-        raise ValueError(
-            f"saliency {saliency.shape} and background {background.shape} must be the same 3D shape"
-        )
-    top = float(saliency.max()) * float(vmax)
-    top = top if top > 0 else 1.0
+    saliency, background, top = _scaled(saliency, background, vmax, 3)
     i, j, k = centre_of_mass(saliency)
     views = (
         ("sagittal", saliency[i], background[i]),
@@ -88,14 +96,7 @@ def save_slice_map(path: Path, saliency: np.ndarray, background: np.ndarray, vma
     from matplotlib import colormaps
     from matplotlib.image import imsave
 
-    saliency = np.abs(np.asarray(saliency, dtype=np.float32))
-    background = np.asarray(background, dtype=np.float32)
-    if saliency.shape != background.shape or saliency.ndim != 2:
-        raise ValueError(
-            f"saliency {saliency.shape} and background {background.shape} must be the same 2D shape"
-        )
-    top = float(saliency.max()) * float(vmax)
-    top = top if top > 0 else 1.0
+    saliency, background, top = _scaled(saliency, background, vmax, 2)
     lo, hi = float(background.min()), float(background.max())
     grey = (background - lo) / (hi - lo) if hi > lo else np.zeros_like(background)
     heat = colormaps["hot"](np.clip(saliency / top, 0.0, 1.0))[..., :3]
