@@ -8,7 +8,6 @@ The cold group compares neuroexec's per-image bundle with ClinicaDL's one-file-p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.page_cache import evict
 from neuroexec.data.datasets import PatchDataset
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.synthetic import generate_atrophy_dataset
@@ -40,15 +40,6 @@ def extracted(tmp_path_factory) -> dict:
     dataset = PatchDataset(frame, data.caps_dir, size=PATCH, stride=STRIDE, normalize=True)
     n = len(dataset)
     return {"dataset": dataset, "files": files, "n": n, "bytes": n * PATCH**3 * 4}
-
-
-def evict(paths: list[Path]) -> None:
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def epoch(extracted: dict) -> int:

@@ -23,7 +23,6 @@ posix_fadvise(DONTNEED), after the neuroexec dataset has closed its memory maps.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.page_cache import evict
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.mode_datasets import mode_dataset
@@ -152,15 +152,6 @@ def slices(caps) -> Pipeline:
         lambda: mode_dataset(SLICE_MODE, caps["slice_frame"], caps_dir, discarded=DISCARDED, normalize=True),
         files, images, parts, cut, item_shape, _all_tensors(caps_dir),
     )  # fmt: skip
-
-
-def evict(paths: list[Path]) -> None:
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def minmax(item: torch.Tensor) -> torch.Tensor:  # ClinicaDL's MinMaxNormalization
