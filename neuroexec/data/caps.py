@@ -272,13 +272,17 @@ class CapsLayout:
         stem = self.image_stem(participant, session, uncropped)
         return self.tensor_dir(participant, session, "image") / f"{stem}.pt"
 
+    def _tagged_tensor(self, participant: str, session: str, mode: str, tag: str, uncropped: bool) -> Path:
+        """`<mode>_based/.../<stem with tag before its last _>.pt`: ClinicaDL's naming of parts' files."""
+        stem = self.image_stem(participant, session, uncropped)
+        return self.tensor_dir(participant, session, mode) / f"{_insert_before_last_t1w(stem, tag)}.pt"
+
     def patch_tensor(
         self, participant: str, session: str, size: int, stride: int, index: int, uncropped: bool = False
     ) -> Path:
         """ClinicaDL's one-file-per-patch name: `<stem minus _T1w>_patchsize-<s>_stride-<t>_patch-<k>_T1w.pt`."""
-        stem = self.image_stem(participant, session, uncropped)
-        name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patch-{index}")
-        return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
+        tag = f"_patchsize-{size}_stride-{stride}_patch-{index}"
+        return self._tagged_tensor(participant, session, "patch", tag, uncropped)
 
     def roi_tensor(
         self, participant: str, session: str, mask: Path, uncropped_roi: bool, uncropped: bool = False
@@ -289,38 +293,35 @@ class CapsLayout:
         return self.tensor_dir(participant, session, "roi") / name
 
     @staticmethod
-    def sibling_patch(first: Path, index: int) -> Path:
-        """The file of patch `index` beside ClinicaDL's file of patch 0 (`..._patch-0_T1w.pt`), without
-        looking for the session's NIfTI again."""
-        head, tail = first.name.rsplit("_patch-0", 1)
-        return first.with_name(f"{head}_patch-{index}{tail}")
+    def sibling_part(first: Path, index: int, kind: str = "patch") -> Path:
+        """The file of patch (or slice) `index` beside ClinicaDL's file of part 0 (`..._patch-0_T1w.pt`,
+        `..._slice-0_T1w.pt`), without looking for the session's NIfTI again."""
+        head, tail = first.name.rsplit(f"_{kind}-0", 1)
+        return first.with_name(f"{head}_{kind}-{index}{tail}")
 
     def patch_bundle(
         self, participant: str, session: str, size: int, stride: int, uncropped: bool = False
     ) -> Path:
         """neuroexec's one-file-per-image layout: all patches of the image in one contiguous tensor
         [n, 1, s, s, s], named `<stem minus _T1w>_patchsize-<s>_stride-<t>_patches_T1w.pt`."""
-        stem = self.image_stem(participant, session, uncropped)
-        name = _insert_before_last_t1w(stem, f"_patchsize-{size}_stride-{stride}_patches")
-        return self.tensor_dir(participant, session, "patch") / f"{name}.pt"
+        tag = f"_patchsize-{size}_stride-{stride}_patches"
+        return self._tagged_tensor(participant, session, "patch", tag, uncropped)
 
     def slice_tensor(
         self, participant: str, session: str, axis: str, channel: str, index: int, uncropped: bool = False
     ) -> Path:
         """ClinicaDL's one-file-per-slice name (extract_slice_path), in `slice_based/`:
         `<stem minus _T1w>_axis-<sag|cor|axi>_channel-<rgb|single>_slice-<index>_T1w.pt`."""
-        stem = self.image_stem(participant, session, uncropped)
-        name = _insert_before_last_t1w(stem, f"_axis-{axis}_channel-{channel}_slice-{index}")
-        return self.tensor_dir(participant, session, "slice") / f"{name}.pt"
+        tag = f"_axis-{axis}_channel-{channel}_slice-{index}"
+        return self._tagged_tensor(participant, session, "slice", tag, uncropped)
 
     def slice_bundle(
         self, participant: str, session: str, axis: str, channel: str, uncropped: bool = False
     ) -> Path:
         """neuroexec's one file per image and axis: every slice of the axis in one contiguous tensor
         [n, C, H, W], named `<stem minus _T1w>_axis-<axis>_channel-<channel>_slices_T1w.pt`."""
-        stem = self.image_stem(participant, session, uncropped)
-        name = _insert_before_last_t1w(stem, f"_axis-{axis}_channel-{channel}_slices")
-        return self.tensor_dir(participant, session, "slice") / f"{name}.pt"
+        tag = f"_axis-{axis}_channel-{channel}_slices"
+        return self._tagged_tensor(participant, session, "slice", tag, uncropped)
 
     # --- extraction records ----------------------------------------------------------------------
     @property

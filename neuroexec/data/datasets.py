@@ -327,7 +327,7 @@ class PatchDataset(_CapsItems):
         if kind == "bundle":
             return int(self._mapped(path).shape[0])
         n = 0  # ClinicaDL's files patch-0, patch-1, ... of the first image
-        while CapsLayout.sibling_patch(path, n).is_file():
+        while CapsLayout.sibling_part(path, n).is_file():
             n += 1
         return n
 
@@ -398,7 +398,7 @@ class PatchDataset(_CapsItems):
             # (a clone here would copy every patch twice).
             return bundle[k].float()
         if kind == "clinicadl":
-            return load_tensor(CapsLayout.sibling_patch(path, k)).float().reshape(1, s, s, s)
+            return load_tensor(CapsLayout.sibling_part(path, k)).float().reshape(1, s, s, s)
         full = self._mapped(path)
         gd, gh, gw = patch_counts(full.shape, s, self.stride)
         if gd * gh * gw != self._n:

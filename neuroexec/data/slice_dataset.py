@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.datasets import ItemInputError, MemoryMaps, _CapsItems, load_tensor
 from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.slice_extract import cut_slices, slice_count, slice_range
@@ -105,7 +106,7 @@ class SliceDataset(_CapsItems):
             del shape[self.direction]
             return n, (shape[0], shape[1])
         n = 0  # ClinicaDL's files slice-0, slice-1, ... of the first image
-        while _sibling(path, n).is_file():
+        while CapsLayout.sibling_part(path, n, "slice").is_file():
             n += 1
         return n, (int(tensor.shape[-2]), int(tensor.shape[-1]))
 
@@ -170,7 +171,7 @@ class SliceDataset(_CapsItems):
                 )
             return bundle[index].float()
         if kind == "clinicadl":
-            tensor = load_tensor(_sibling(path, index)).float()
+            tensor = load_tensor(CapsLayout.sibling_part(path, index, "slice")).float()
         else:
             full = self._mapped(path)
             if full.dim() != 4 or slice_count(tuple(full.shape), self.direction) != self.n_all:
@@ -183,9 +184,3 @@ class SliceDataset(_CapsItems):
         if tuple(tensor.shape) != want:
             raise ItemInputError(path, f"expected a slice {list(want)}, found {list(tensor.shape)}")
         return tensor
-
-
-def _sibling(first: Path, index: int) -> Path:
-    """ClinicaDL's file of slice `index` beside its file of slice 0 (`..._slice-0_T1w.pt`)."""
-    head, tail = first.name.rsplit("_slice-0", 1)
-    return first.with_name(f"{head}_slice-{index}{tail}")
