@@ -62,13 +62,12 @@ def build_model(info: MapsInfo) -> nn.Module:
     `build_model(read_maps_info(Path("maps/cnn"))).architecture_name` is 'Conv5_FC3' for a MAPS of that
     architecture (tests/inference/test_model_io.py).
     """
-    from neuroexec.nn.autoencoder import build_autoencoder
-    from neuroexec.nn.networks import build_network
+    from neuroexec.nn.registry import build_architecture
 
     try:
-        if info.task == "reconstruction":
-            return build_autoencoder(info.architecture, input_size_of(info), info.dropout)
-        return build_network(info.architecture, input_size_of(info), output_size_of(info), info.dropout)
+        return build_architecture(
+            info.architecture, info.task, input_size_of(info), output_size_of(info), info.dropout
+        )
     except NeuroexecError as err:
         raise InputError(MapsLayout(info.root).maps_json, str(err)) from None
 

@@ -25,12 +25,15 @@ def canonical_metric(name: str) -> str:
 class Compute:
     device: str = "auto"
     amp: bool = False
+    amp_dtype: str = "auto"  # "float16" (ClinicaDL's, with a grad scaler), "bfloat16", or auto
     compile: bool = False
     kernels: str = "auto"
     workers: int = 2
     batch_size: int = 8
     seed: int = 0
     deterministic: bool = False
+    compensation: str = "memory"  # ClinicaDL's: the cuBLAS workspace of deterministic CUDA runs
+    fully_sharded_data_parallel: bool = False
     channels_last: bool | str = "auto"  # "auto": see training.setup.channels_last_for
     cache: bool = False
 
@@ -127,6 +130,33 @@ class Transfer:
     model: str | None = None
     maps: Path | None = None
     selection: str = "loss"
+    nb_unfrozen_layer: int = 0  # > 0: only the last this many weight/bias tensors train
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """A torch.optim.lr_scheduler class and its keyword arguments (name -> value pairs)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ArchitectureOptions:
+    """ClinicaDL's [Architecture] parameters; networks take the ones they know (nn/registry.py)."""
+
+    latent_space_size: int = 128
+    feature_size: int = 1024
+    n_conv: int = 4
+    io_layer_channels: int = 8
+    recons_weight: float = 1.0
+    kl_weight: float = 1.0
+    normalization: str = "batch"
+    weights: Path | None = None  # a local pretrained-weights file (resnet18's ImageNet weights)
+
+    def network_kwargs(self) -> dict[str, Any]:
+        """The parameters as the networks' keyword arguments (weights excluded)."""
+        return {k: v for k, v in asdict(self).items() if k != "weights"}
 
 
 @dataclass(frozen=True)
@@ -141,6 +171,17 @@ class Train:
     accumulation_steps: int = 1
     visualization: bool = False
     tensorboard: bool = True
+    loss: str | None = None  # None: the task's default (CrossEntropyLoss, MSELoss)
+    adaptive_learning_rate: bool = False
+    scheduler: Scheduler | None = None
+    evaluation_steps: int = 0
+    save_all_models: bool = False
+    sampler: str = "random"
+    data_augmentation: tuple[str, ...] = ()
+    # Observers: they do not change the model (kept out of the training fingerprint).
+    profiler: bool = False
+    track_exp: str | None = None
+    calculate_emissions: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,8 +198,11 @@ class Model:
     selection_threshold: float = 0.0  # soft vote: parts below this validation accuracy weigh 0
     label: str = "diagnosis"
     diagnoses: tuple[str, ...] | None = None
+    label_code: tuple[tuple[str, int], ...] | None = None  # classification: label -> class index
     architecture: str = "Conv5_FC3"
+    architecture_options: ArchitectureOptions = field(default_factory=ArchitectureOptions)
     dropout: float = 0.5
+    size_reduction_factor: int | None = None  # image mode: ClinicaDL's size_reduction
     split: Split = field(default_factory=Split)
     transfer: Transfer | None = None
     train: Train = field(default_factory=Train)

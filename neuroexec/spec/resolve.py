@@ -117,6 +117,27 @@ def _slice(d: dict[str, Any]) -> m.Slice:
     return m.Slice(direction=d["direction"], mode=d["mode"], discarded=(begin, end))
 
 
+def _train(raw: dict[str, Any] | None) -> m.Train:
+    d = with_defaults(raw, "models", "*", "train")
+    d["selection_metrics"] = _metrics(d["selection_metrics"])
+    d["data_augmentation"] = tuple(d["data_augmentation"])
+    if "scheduler" in d:
+        options = dict(d["scheduler"])
+        name = options.pop("name")
+        d["scheduler"] = m.Scheduler(name, tuple((k, _frozen(v)) for k, v in sorted(options.items())))
+    return m.Train(**d)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _architecture_options(raw: dict[str, Any] | None, base: Path) -> m.ArchitectureOptions:
+    d = with_defaults(raw, "models", "*", "architecture_options")
+    d["weights"] = _path(base, d.get("weights"))
+    return m.ArchitectureOptions(**d)
+
+
 def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.Model:
     d = with_defaults(raw, "models", "*")
     merged = compute.merged(d.get("compute"))
@@ -129,8 +150,7 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
         directory=_path(base, split.get("directory")),
         valid_longitudinal=split["valid_longitudinal"],
     )
-    train = with_defaults(d.get("train"), "models", "*", "train")
-    train["selection_metrics"] = _metrics(train["selection_metrics"])
+    train = _train(d.get("train"))
     transfer = None
     if "transfer" in d:
         t = with_defaults(d["transfer"], "models", "*", "transfer")
@@ -138,6 +158,7 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
             model=t.get("model"),
             maps=_path(base, t.get("maps")),
             selection=m.canonical_metric(t["selection"]),
+            nb_unfrozen_layer=t["nb_unfrozen_layer"],
         )
     patch = m.Patch(**with_defaults(d.get("patch"), "models", "*", "patch")) if d["mode"] == "patch" else None
     roi = _roi(d["roi"]) if d["mode"] == "roi" and "roi" in d else None
@@ -155,11 +176,14 @@ def _model(name: str, raw: dict[str, Any], base: Path, compute: m.Compute) -> m.
         selection_threshold=float(d["selection_threshold"]),
         label=d["label"],
         diagnoses=tuple(d["diagnoses"]) if "diagnoses" in d else None,
+        label_code=tuple(d["label_code"].items()) if "label_code" in d else None,
         architecture=d["architecture"],
+        architecture_options=_architecture_options(d.get("architecture_options"), base),
         dropout=d["dropout"],
+        size_reduction_factor=d.get("size_reduction_factor"),
         split=split_obj,
         transfer=transfer,
-        train=m.Train(**train),
+        train=train,
         compute=merged,
         overwrite=d["overwrite"],
     )

@@ -73,6 +73,7 @@ class Trainer:
     compute: Compute
     accumulation_steps: int
     ctx: RunContext
+    loss_name: str | None = None  # train.loss; None: the task's default
 
     def __post_init__(self) -> None:
         self.ctx = self.ctx.with_settings(self.compute)
@@ -130,8 +131,7 @@ class Trainer:
             sync = contextlib.nullcontext() if step_now or self.ddp is None else self.ddp.no_sync()
             with sync:
                 with autocast(self.settings):
-                    outputs = self.forward(images)
-                    loss = task_loss(self.task, outputs, labels, images, self.settings.kernels)
+                    outputs, loss = self.batch_loss(self.forward(images), images, labels)
                 self.scaler.scale(loss / self.accumulation_steps).backward()
             if step_now:
                 self.scaler.step(self.optimizer)
@@ -140,6 +140,17 @@ class Trainer:
                 steps += 1
             collector.add(batch, outputs, images)
         return gather_frames(collector.frame(), self.ctx), steps
+
+    def batch_loss(
+        self, raw, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs the collector records, mean loss) of a training batch from the network's raw output:
+        the network's own loss when it has one (VAEs: `training_loss(raw, images, loss_name)`), else
+        the task's."""
+        own = getattr(self.net, "training_loss", None)
+        if own is not None:
+            return own(raw, images, self.loss_name)
+        return raw, task_loss(self.task, raw, labels, images, self.settings.kernels)
 
     def evaluate(self, dataset) -> pd.DataFrame:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""

@@ -26,7 +26,8 @@ from neuroexec.errors import DeviceError, InputError, NeuroexecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.nn import build_autoencoder, build_network, transfer_weights
+from neuroexec.nn import transfer_weights
+from neuroexec.nn.registry import build_architecture
 from neuroexec.spec.model import Compute, Dataset, Model
 
 
@@ -177,10 +178,15 @@ def output_size_of(model: Model, label_code: dict | None) -> int | None:
 
 
 def build(model: Model, input_size: list[int], output_size: int | None) -> nn.Module:
-    """The CNN of the architecture, or for reconstruction the autoencoder derived from it."""
-    if model.task == "reconstruction":
-        return build_autoencoder(model.architecture, tuple(input_size), model.dropout)
-    return build_network(model.architecture, tuple(input_size), int(output_size or 1), model.dropout)
+    """The model's network (nn/registry.py): a CNN, or for reconstruction an autoencoder."""
+    return build_architecture(
+        model.architecture,
+        model.task,
+        tuple(input_size),
+        output_size,
+        model.dropout,
+        model.architecture_options.network_kwargs(),
+    )
 
 
 def transfer(network: nn.Module, source: Path, source_maps: Path | None, is_autoencoder: bool) -> list[str]:

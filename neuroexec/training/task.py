@@ -23,13 +23,62 @@ from pathlib import Path
 import pandas as pd
 
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec.model import Compute, Dataset, Model, as_config, canonical_metric
+from neuroexec.spec.model import (
+    ArchitectureOptions,
+    Compute,
+    Dataset,
+    Model,
+    Train,
+    Transfer,
+    as_config,
+    canonical_metric,
+)
 from neuroexec.training import resume
 
 
 def result_compute(c: Compute) -> dict:
-    """Compute settings that change a trained model (workers, device and kernels do not)."""
-    return {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
+    """Compute settings that change a trained model (workers, device and kernels do not); amp's type
+    only when amp is on and it is not auto's."""
+    out = {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
+    if c.amp and c.amp_dtype != "auto":
+        out["amp_dtype"] = c.amp_dtype
+    return out
+
+
+# Settings added after models were first fingerprinted: in the config slice only when they differ from
+# their defaults, so that the fingerprints already recorded stay the same.
+_LATER_TRAIN = ("loss", "adaptive_learning_rate", "scheduler", "evaluation_steps", "save_all_models", "sampler",
+                "data_augmentation")  # fmt: skip
+# Train settings that observe a training without changing its weights: never in the slice.
+OBSERVERS = ("profiler", "track_exp", "calculate_emissions")
+_LATER_MODEL = ("label_code", "architecture_options", "size_reduction_factor")
+
+
+def train_config(train: Train) -> dict:
+    """The [train] table's part of the slice: the settings of the first version, the later ones when
+    set, never the observers."""
+    defaults = as_config(Train())
+    return {
+        k: v
+        for k, v in as_config(train).items()
+        if k not in OBSERVERS and (k not in _LATER_TRAIN or v != defaults[k])
+    }
+
+
+def _later_model_settings(model: Model) -> dict:
+    defaults = {"label_code": None, "architecture_options": as_config(ArchitectureOptions()),
+                "size_reduction_factor": None}  # fmt: skip
+    values = {k: as_config(getattr(model, k)) for k in _LATER_MODEL}
+    return {k: v for k, v in values.items() if v != defaults[k]}
+
+
+def _transfer_config(transfer: Transfer | None) -> dict | None:
+    if transfer is None:
+        return None
+    out = as_config(transfer)
+    if not transfer.nb_unfrozen_layer:
+        del out["nb_unfrozen_layer"]
+    return out
 
 
 def training_config(model: Model) -> dict:
@@ -37,6 +86,7 @@ def training_config(model: Model) -> dict:
     roi and the slice settings only when set, so that the fingerprints already recorded stay the same
     (a slice model's `discarded` is in no extract step's id: a change must change this slice)."""
     optional = {"multi_network": True} if model.multi_network else {}
+    optional |= _later_model_settings(model)
     optional |= {name: as_config(part) for name, part in (("roi", model.roi), ("slice", model.slice)) if part}
     if model.selection_threshold:  # the train and validation image levels it writes
         optional["selection_threshold"] = model.selection_threshold
@@ -49,8 +99,8 @@ def training_config(model: Model) -> dict:
         "diagnoses": list(model.diagnoses or []),
         "architecture": model.architecture,
         "dropout": model.dropout,
-        "transfer": as_config(model.transfer) if model.transfer else None,
-        "train": as_config(model.train),
+        "transfer": _transfer_config(model.transfer),
+        "train": train_config(model.train),
         "compute": result_compute(model.compute),
         **optional,
     }

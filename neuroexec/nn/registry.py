@@ -1,0 +1,109 @@
+"""Every architecture neuroexec builds, by name: where a spec's or a MAPS's `architecture` is chosen.
+
+An entry says which tasks the network serves, in which dimensions it builds (3D volumes, 2D slices)
+and how to build it for an input size. Builders take the input size (C, D, H, W) or (C, H, W), the
+output size (classes, 1 for regression, None for reconstruction), the dropout and ClinicaDL's
+[Architecture] options as keywords (each builder takes the ones it knows). Every network built has
+an `architecture_name` (what maps.json and the checkpoints record).
+
+A reconstruction model named by a CNN (`Conv5_FC3`) is that CNN's autoencoder (`AE_Conv5_FC3`),
+as neuroexec always did.
+
+>>> build_architecture("Conv5_FC3", "reconstruction", (1, 33, 35, 31)).architecture_name
+'AE_Conv5_FC3'
+>>> entry("Conv5FC3")
+Traceback (most recent call last):
+...
+neuroexec.errors.NeuroexecError: unknown architecture 'Conv5FC3' (did you mean Conv5_FC3?); known architectures: AE_Conv4_FC3, AE_Conv5_FC3, AE_TinyCNN, Conv4_FC3, Conv5_FC3, TinyCNN
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from neuroexec.errors import NeuroexecError
+from neuroexec.nn.autoencoder import build_autoencoder
+from neuroexec.nn.networks import ARCHITECTURES, build_network
+
+CLASSIFIERS = frozenset({"classification", "regression"})
+RECONSTRUCTION = frozenset({"reconstruction"})
+
+# build(input_size, output_size, dropout, **architecture options) -> nn.Module
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    tasks: frozenset[str]
+    dims: tuple[int, ...]  # spatial dimensions it builds for: 3 (volumes), 2 (slices)
+    build: Builder
+    description: str
+
+
+def _cnn(name: str) -> Builder:
+    def build(input_size, output_size, dropout, **_options):
+        return build_network(name, tuple(input_size), int(output_size or 1), dropout)
+
+    return build
+
+
+def _derived_autoencoder(name: str) -> Builder:
+    def build(input_size, _output_size, dropout, **_options):
+        return build_autoencoder(name, tuple(input_size), dropout)
+
+    return build
+
+
+def _builtin() -> dict[str, Entry]:
+    entries = {}
+    for name, arch in ARCHITECTURES.items():
+        entries[name] = Entry(name, CLASSIFIERS, (2, 3), _cnn(name), arch.description)
+        ae = f"AE_{name}"
+        entries[ae] = Entry(ae, RECONSTRUCTION, (2, 3), _derived_autoencoder(name), f"autoencoder of {name}")
+    return entries
+
+
+REGISTRY: dict[str, Entry] = _builtin()
+
+
+def known() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    """The entry named `name`; a NeuroexecError listing the known names (and the closest) otherwise."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    close = difflib.get_close_matches(name, known(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise NeuroexecError(f"unknown architecture {name!r}{hint}; known architectures: {', '.join(known())}")
+
+
+def resolved_name(name: str, task: str) -> str:
+    """The architecture a model of `task` builds: a CNN's autoencoder for reconstruction."""
+    if task == "reconstruction" and name in REGISTRY and f"AE_{name}" in REGISTRY:
+        return f"AE_{name}"
+    return name
+
+
+def build_architecture(
+    name: str,
+    task: str,
+    input_size: tuple[int, ...],
+    output_size: int | None = None,
+    dropout: float = 0.0,
+    options: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The untrained network `name` for a model of `task` reading inputs of `input_size`; a
+    NeuroexecError when the name is unknown or the network does not serve the task."""
+    found = entry(resolved_name(name, task))
+    if task not in found.tasks:
+        serves = " or ".join(sorted(found.tasks))
+        raise NeuroexecError(f"architecture {name} is for {serves}, not {task}")
+    return found.build(tuple(int(s) for s in input_size), output_size, dropout, **dict(options or {}))
