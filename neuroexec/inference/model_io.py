@@ -57,7 +57,8 @@ def input_size_of(info: MapsInfo) -> tuple[int, ...]:
 
 
 def build_model(info: MapsInfo) -> nn.Module:
-    """The (untrained) network a MAPS describes: a CNN, or its AutoEncoder for reconstruction.
+    """The (untrained) network a MAPS describes (its architecture, built with the MAPS's [Architecture]
+    options): a CNN, or its AutoEncoder for reconstruction.
 
     `build_model(read_maps_info(Path("maps/cnn"))).architecture_name` is 'Conv5_FC3' for a MAPS of that
     architecture (tests/inference/test_model_io.py).
@@ -66,7 +67,12 @@ def build_model(info: MapsInfo) -> nn.Module:
 
     try:
         return build_architecture(
-            info.architecture, info.task, input_size_of(info), output_size_of(info), info.dropout
+            info.architecture,
+            info.task,
+            input_size_of(info),
+            output_size_of(info),
+            info.dropout,
+            options=info.architecture_options,
         )
     except NeuroexecError as err:
         raise InputError(MapsLayout(info.root).maps_json, str(err)) from None

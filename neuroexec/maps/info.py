@@ -50,6 +50,8 @@ class MapsInfo:
     tsv_path: str | None = None
     diagnoses: tuple[str, ...] | None = None
     dropout: float = 0.5
+    # ClinicaDL's [Architecture] options (latent_space_size, ..., normalization), its defaults when absent
+    architecture_options: dict[str, Any] = field(default_factory=lambda: dict(ARCHITECTURE_DEFAULTS))
     normalize: bool = True  # min-max normalisation of each item at load (ClinicaDL's default)
     legacy: bool = False  # fold-<i> / commandline.json generation
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -115,11 +117,47 @@ def read_maps_info(root: Path) -> MapsInfo:
         caps_directory=raw.get("caps_directory") or raw.get("input_dir"),
         tsv_path=raw.get("tsv_path"),
         diagnoses=diagnoses,
-        dropout=float(raw.get("dropout") or 0.5),
+        dropout=0.5 if raw.get("dropout") is None else float(raw["dropout"]),
+        architecture_options=architecture_options(raw, path),
         normalize=bool(raw.get("normalize", raw.get("minmaxnormalization", True))),
         legacy=legacy,
         raw=raw,
     )
+
+
+# ClinicaDL 1.6.1's [Architecture] options (its train_config.toml) and their defaults
+ARCHITECTURE_DEFAULTS: dict[str, Any] = {
+    "latent_space_size": 128,
+    "feature_size": 1024,
+    "n_conv": 4,
+    "io_layer_channels": 8,
+    "recons_weight": 1.0,
+    "kl_weight": 1.0,
+    "normalization": "batch",
+}
+# the layer names neuroexec's earlier maps.json (and ClinicaDL's random search) gave the same norms
+_NORMALIZATION_NAMES = {"BatchNorm": "batch", "InstanceNorm": "instance", "GroupNorm": "group"}
+
+
+def architecture_options(raw: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """The [Architecture] options a maps.json (`path`) records, with ClinicaDL's defaults for the absent
+    ones; an InputError naming the key when one is not of its type.
+
+    >>> architecture_options({"latent_space_size": 64, "normalization": "BatchNorm"})["latent_space_size"]
+    64
+    >>> architecture_options({"normalization": "BatchNorm"})["normalization"]
+    'batch'
+    """
+    options = {}
+    for key, default in ARCHITECTURE_DEFAULTS.items():
+        value = raw.get(key)
+        try:
+            options[key] = default if value is None else type(default)(value)  # ClinicaDL writes 1 for 1.0
+        except (TypeError, ValueError):
+            kind = {int: "an integer", float: "a number"}.get(type(default), "a string")
+            raise InputError(path, f"{key} must be {kind}, found {value!r}", field=key) from None
+    options["normalization"] = _NORMALIZATION_NAMES.get(options["normalization"], options["normalization"])
+    return options
 
 
 def _part_settings(pre: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:

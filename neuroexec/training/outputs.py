@@ -27,6 +27,7 @@ import neuroexec
 from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
 from neuroexec.maps.layout import MapsLayout, network_name
+from neuroexec.nn.registry import resolved_name
 from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.model import Compute, Dataset, Model, Train
 
@@ -80,18 +81,20 @@ def maps_parameters(
 
 
 def _network_keys(model: Model) -> dict:
-    architecture = model.architecture
-    if model.task == "reconstruction" and not architecture.startswith("AE_"):
-        architecture = f"AE_{architecture}"
+    # a CNN's name trains its autoencoder for reconstruction (AE_<cnn>); CAE_half, the VAEs... as named
+    options = model.architecture_options
     return {
-        "architecture": architecture,
+        "architecture": resolved_name(model.architecture, model.task),
         "multi_network": model.multi_network,
         "dropout": model.dropout,
-        "latent_space_size": 2,
-        "feature_size": 1024,
-        "n_conv": 4,
-        "io_layer_channels": 8,
-        "normalization": "BatchNorm",
+        # ClinicaDL 1.6.1's [Architecture] keys, in its order, as the spec gives them
+        "latent_space_size": options.latent_space_size,
+        "feature_size": options.feature_size,
+        "n_conv": options.n_conv,
+        "io_layer_channels": options.io_layer_channels,
+        "recons_weight": options.recons_weight,
+        "kl_weight": options.kl_weight,
+        "normalization": options.normalization,
     }
 
 
