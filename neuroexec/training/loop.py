@@ -7,47 +7,35 @@ training.tsv cost nothing extra: the training set is never evaluated a second ti
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from neuroexec import ops
+from neuroexec import losses, optim
 from neuroexec.context import Kernels, RunContext
-from neuroexec.errors import NeuroexecError
-from neuroexec.evaluation import Collector, autocast, collect, make_loader, to_device
+from neuroexec.data.augmentation import with_augmentation
+from neuroexec.evaluation import Collector, amp_type, autocast, collect, make_loader, to_device
 from neuroexec.spec.model import Compute
+from neuroexec.training.sampling import WeightedSampler, weighted_sampler
 
 
-def make_optimizer(name: str, parameters, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
-    """torch.optim.<name> (Adam, AdamW, SGD, RMSprop, ...) with the learning rate and weight decay.
-
-    >>> make_optimizer("AdamW", torch.nn.Linear(2, 1).parameters(), 1e-4, 1e-2).defaults["weight_decay"]
-    0.01
-    >>> make_optimizer("Adamm", torch.nn.Linear(2, 1).parameters(), 1e-4, 0.0)
-    Traceback (most recent call last):
-    neuroexec.errors.NeuroexecError: train.optimizer: unknown optimizer 'Adamm' (expected a torch.optim class, e.g. Adam)
-    """
-    cls = getattr(torch.optim, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise NeuroexecError(
-            f"train.optimizer: unknown optimizer {name!r} (expected a torch.optim class, e.g. Adam)"
-        )
-    return cls(parameters, lr=learning_rate, weight_decay=weight_decay)
-
-
-def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, kernels: Kernels):
-    """Mean loss of a batch: cross-entropy, MSE on the first output, or the reconstruction MSE."""
-    if task == "classification":
-        return F.cross_entropy(outputs.float(), labels)
-    if task == "regression":
-        return F.mse_loss(outputs[:, 0].float(), labels.float())
-    return ops.recon_loss(outputs.float(), images.float(), kernels=kernels)
+def task_loss(
+    task: str,
+    outputs: torch.Tensor,
+    labels: torch.Tensor,
+    images: torch.Tensor,
+    kernels: Kernels,
+    loss_name: str | None = None,
+) -> torch.Tensor:
+    """Mean loss of a batch with train.loss (None: the task's default, the reconstruction MSE on
+    ops.recon_loss's fused kernel); see neuroexec/losses.py."""
+    return losses.batch_loss(task, loss_name, outputs, labels, images, kernels)
 
 
 def gather_frames(frame: pd.DataFrame, ctx: RunContext) -> pd.DataFrame:
@@ -74,6 +62,9 @@ class Trainer:
     accumulation_steps: int
     ctx: RunContext
     loss_name: str | None = None  # train.loss; None: the task's default
+    scheduler: optim.Scheduler | None = None  # stepped by `end_epoch`
+    sampling: str = "random"  # train.sampler: "random" (shuffled) or "weighted" (training/sampling.py)
+    augmentation: tuple[str, ...] = ()  # train.data_augmentation (data/augmentation.py)
 
     def __post_init__(self) -> None:
         self.ctx = self.ctx.with_settings(self.compute)
@@ -88,13 +79,16 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
             forward = self.ddp
         self.forward = torch.compile(forward) if self.compute.compile else forward
-        use_fp16 = self.settings.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        # float16 autocast needs a loss scaler (ClinicaDL's GradScaler); bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_type(self.settings) == torch.float16)
 
     # --- data ------------------------------------------------------------------------------------
-    def sampler(self, dataset, shuffle: bool) -> DistributedSampler:
+    def sampler(self, dataset, shuffle: bool) -> DistributedSampler | WeightedSampler:
         """A seeded sampler for every case: alone it is a plain seeded shuffle (seed + epoch via
-        set_epoch), under DDP each rank gets its shard of the same permutation."""
+        set_epoch), under DDP each rank gets its shard of the same permutation. The training items of
+        `sampling = "weighted"` are drawn by class weight instead, seeded alike."""
+        if shuffle and self.sampling == "weighted":
+            return weighted_sampler(dataset, self.compute.seed, max(1, self.ctx.world_size), self.ctx.rank)
         return DistributedSampler(
             dataset,
             num_replicas=max(1, self.ctx.world_size),
@@ -113,14 +107,26 @@ class Trainer:
         loader.generator = torch.Generator().manual_seed(self.compute.seed)
         return loader
 
+    def augmented(self, dataset):
+        """The training loader's items: `dataset`'s, with train.data_augmentation drawn per (seed, epoch,
+        item) (data/augmentation.py). Validation and the final results read `dataset` itself."""
+        return with_augmentation(dataset, self.augmentation, self.compute.seed)
+
     # --- passes ----------------------------------------------------------------------------------
-    def train_epoch(self, loader: DataLoader, epoch: int, desc: str) -> tuple[pd.DataFrame, int]:
+    def train_epoch(
+        self, loader: DataLoader, epoch: int, desc: str, after_batch: Callable[[int], None] | None = None
+    ) -> tuple[pd.DataFrame, int]:
         """One pass over the training data; returns (running predictions of every rank, optimizer
-        steps made). The optimizer steps every `accumulation_steps` batches and at the end."""
-        if isinstance(loader.sampler, DistributedSampler):
+        steps made). The optimizer steps every `accumulation_steps` batches and at the end.
+        `after_batch(i)` is called after batch i and its optimizer step (training/run.py: the profiler's
+        step, train.evaluation_steps)."""
+        if isinstance(loader.sampler, (DistributedSampler, WeightedSampler)):
             loader.sampler.set_epoch(epoch)
+        set_epoch = getattr(loader.dataset, "set_epoch", None)
+        if set_epoch is not None:  # augmented items: their draws depend on the epoch (`augmented`)
+            set_epoch(epoch)
         self.net.train()
-        collector = Collector(self.task, self.mode, self.settings.kernels)
+        collector = Collector(self.task, self.mode, self.settings.kernels, loss=self.loss_name)
         n_batches, steps = len(loader), 0
         self.optimizer.zero_grad(set_to_none=True)
         batches = self.ctx.reporter.iterate(loader, total=n_batches, desc=desc)
@@ -139,6 +145,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 steps += 1
             collector.add(batch, outputs, images)
+            if after_batch is not None:
+                after_batch(i)
         return gather_frames(collector.frame(), self.ctx), steps
 
     def batch_loss(
@@ -150,14 +158,34 @@ class Trainer:
         own = getattr(self.net, "training_loss", None)
         if own is not None:
             return own(raw, images, self.loss_name)
-        return raw, task_loss(self.task, raw, labels, images, self.settings.kernels)
+        return raw, task_loss(self.task, raw, labels, images, self.settings.kernels, self.loss_name)
 
     def evaluate(self, dataset) -> pd.DataFrame:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""
         self.sync_buffers()
         loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
-        frame = collect(self.net, loader, self.task, self.mode, self.settings, self.compute.channels_last)
+        frame = collect(
+            self.net,
+            loader,
+            self.task,
+            self.mode,
+            self.settings,
+            self.compute.channels_last,
+            loss=self.loss_name,
+        )
         return gather_frames(frame, self.ctx)
+
+    def end_epoch(self, validation_loss: float) -> None:
+        """After an epoch's validation: the scheduler's step (ReduceLROnPlateau on the validation loss,
+        as ClinicaDL's adaptive learning rate); a new learning rate is reported (not in training.tsv,
+        whose columns are ClinicaDL's)."""
+        if self.scheduler is None:
+            return
+        before = [group["lr"] for group in self.optimizer.param_groups]
+        optim.step(self.scheduler, validation_loss)
+        after = [group["lr"] for group in self.optimizer.param_groups]
+        if after != before and self.ctx.is_main:
+            self.ctx.reporter.info(f"  learning rate now {', '.join(f'{lr:.4g}' for lr in after)}")
 
     def sync_buffers(self) -> None:
         """Give every rank rank 0's batch-norm running statistics (what rank 0 saves)."""

@@ -8,6 +8,7 @@ the train and validation results of its best model; tmp/ is removed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,10 +23,11 @@ from neuroexec.evaluation import ResultSet, frame_metrics, predict_frames, split
 from neuroexec.maps.checkpoints import load_model_state, save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
+from neuroexec.optim import make_optimizer, make_scheduler
 from neuroexec.spec.model import Compute, Train, canonical_metric
-from neuroexec.training import outputs, resume, setup
+from neuroexec.training import observers, outputs, resume, setup
 from neuroexec.training.epoch_rules import check_finite, determinism, early_stop, log_row
-from neuroexec.training.loop import Trainer, make_optimizer
+from neuroexec.training.loop import Trainer
 from neuroexec.training.resume import Progress
 from neuroexec.training.task import TrainTask
 
@@ -92,7 +94,7 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
     c = dataclasses.replace(c, channels_last=setup.channels_last_for(c, input_size))
     key = task.resume_key(ctx.upstream)
 
-    with determinism(c.deterministic):
+    with determinism(c.deterministic, c.compensation):
         resume.seed_everything(c.seed)
         trainer = make_trainer(task, c, input_size, output_size, ctx)
         run = SplitRun(task, ctx, maps, trainer, train_data, valid_data, label_code, selection, key)
@@ -119,7 +121,14 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
                 + (" (early stopping)" if stopped else ""),
             )
             _final_results(run)
-            outputs.publish_training(maps, split, selection, t.tensorboard)
+            outputs.publish_training(
+                maps,
+                split,
+                selection,
+                t.tensorboard,
+                all_models=t.save_all_models,
+                emissions=t.calculate_emissions,
+            )
             resume.clear(maps, split)
     return {
         "epochs": progress.epoch + 1,
@@ -156,8 +165,14 @@ def make_trainer(
     if c.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     net = net.to(ctx.settings.device)
+    setup.freeze(net, task.model.transfer, task.transfer_from)  # before the optimizer, as ClinicaDL
     optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
-    return Trainer(net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx)
+    options = t.scheduler.options if t.scheduler else ()
+    scheduler = make_scheduler(optimizer, t.adaptive_learning_rate, t.scheduler and t.scheduler.name, options)
+    return Trainer(
+        net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx,
+        loss_name=t.loss, scheduler=scheduler, sampling=t.sampler, augmentation=t.data_augmentation,
+    )  # fmt: skip
 
 
 def start_run(run: SplitRun) -> tuple[Progress, int | None]:
@@ -173,6 +188,8 @@ def start_run(run: SplitRun) -> tuple[Progress, int | None]:
         trainer.optimizer.load_state_dict(optimizer_checkpoint["optimizer"])
         if state.get("scaler"):
             trainer.scaler.load_state_dict(state["scaler"])
+        if state.get("scheduler") and trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
         progress = Progress.from_state(state["progress"])
         resume.set_rng_state(state["rng"])
         if main:
@@ -205,18 +222,19 @@ class _Epoch:
     valid: dict[str, float]
     improved: list[str]  # the selection metrics whose best model this epoch is
     stop: bool  # early stopping
+    midway: tuple = ()  # train.evaluation_steps' points: (batch index, elapsed, train, validation values)
 
 
 def run_epochs(run: SplitRun, progress: Progress) -> bool:
     """The epoch loop; True when early stopping ended it. `run.best_valid` receives each selection
     metric's validation predictions at its best epoch (re-used at the end)."""
     t, trainer, main = run.train, run.trainer, run.ctx.is_main
-    loader = trainer.loader(run.train_data, trainer.sampler(run.train_data, shuffle=True))
-    board = outputs.Board(run.maps, run.split, t.tensorboard and main, run.network)
+    loader = trainer.loader(trainer.augmented(run.train_data), trainer.sampler(run.train_data, shuffle=True))
     start = time.monotonic() - progress.elapsed
-    try:
+    with contextlib.ExitStack() as stack:
+        board, profiler = _open_observers(run, stack)
         for epoch in range(progress.epoch + 1, t.epochs):
-            done = _epoch(run, loader, epoch, progress, start)
+            done = _epoch(run, loader, epoch, progress, _Midway(run, epoch, start, profiler))
             if main:
                 _save_epoch(run, done, progress, board, len(loader))
             distributed.barrier(run.ctx)
@@ -228,19 +246,84 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
                         f"  early stopping: no validation loss decrease for {t.patience} epochs"
                     )
                 return True
-    finally:
-        board.close()
     return False
 
 
-def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, start: float) -> _Epoch:
-    """Train and validate one epoch; `progress` takes its row, the improved best values and the
-    early-stopping count (`start`: the monotonic time the training began, resumed time included)."""
-    t, trainer, maps, split = run.train, run.trainer, run.maps, run.split
-    train_out, steps = trainer.train_epoch(loader, epoch, f"{run.label} epoch {epoch + 1}/{t.epochs}")
+def _open_observers(
+    run: SplitRun, stack: contextlib.ExitStack
+) -> tuple[observers.Observer, observers.Profiler]:
+    """Rank 0's observers of the training, closed by `stack`: TensorBoard and train.track_exp's tracker,
+    the profiler (train.profiler) and the emissions tracker (train.calculate_emissions), writing into
+    tmp/. The other ranks get observers that do nothing."""
+    t, maps, split, network, main = run.train, run.maps, run.split, run.network, run.ctx.is_main
+    board = observers.make_observers(
+        maps, split, network, t.tensorboard and main, t.track_exp if main else None
+    )
+    stack.callback(board.close)
+    trace = (
+        maps.staged_profiler_trace(split, observers.profiler_stamp(), network)
+        if t.profiler and main
+        else None
+    )
+    profiler = stack.enter_context(observers.Profiler(trace))
+    table = maps.staged_emissions_csv(split) if t.calculate_emissions and main else None
+    stack.enter_context(observers.Emissions(table, f"{maps.root.name} {run.label}"))
+    return board, profiler
+
+
+@dataclasses.dataclass
+class _Midway:
+    """Called after each training batch: the profiler's step, and train.evaluation_steps as ClinicaDL
+    runs it: after the optimizer step of batch i, when i + 1 is a multiple of evaluation_steps, the
+    train and validation sets are evaluated (eval mode) for a training.tsv row and TensorBoard points at
+    that iteration. They decide nothing: best models and early stopping read the epoch's end only, and
+    an evaluation draws no random number, so the weights are those of a training without them."""
+
+    run: SplitRun
+    epoch: int
+    start: float  # as _epoch's
+    profiler: observers.Profiler
+    points: list = dataclasses.field(default_factory=list)  # (i, elapsed, train values, valid values)
+
+    def __call__(self, i: int) -> None:
+        self.profiler.step()
+        every, run = self.run.train.evaluation_steps, self.run
+        if not every or (i + 1) % run.trainer.accumulation_steps or (i + 1) % every:
+            return
+        train, valid = _evaluated(run, run.train_data), _evaluated(run, run.valid_data)
+        run.trainer.net.train()
+        self.points.append((i, time.monotonic() - self.start, train, valid))
+        if run.ctx.is_main:
+            run.ctx.reporter.info(
+                f"  {run.label} epoch {self.epoch + 1} iteration {i}: loss {train['loss']:.4g}/"
+                f"{valid['loss']:.4g} (train/valid)"
+            )
+
+
+def _evaluated(run: SplitRun, data: Dataset) -> dict[str, float]:
+    """The metrics and loss of the network as it is now on `data` (eval mode, every rank)."""
+    frame, loss = split_loss(run.trainer.evaluate(data))
+    return {**frame_metrics(frame, run.trainer.task, run.n_classes), "loss": loss}
+
+
+def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, midway: _Midway) -> _Epoch:
+    """Train and validate one epoch; `progress` takes its rows (train.evaluation_steps' first), the
+    improved best values and the early-stopping count (`midway.start`: the monotonic time the training
+    began, resumed time included)."""
+    t, trainer, maps, split, start = run.train, run.trainer, run.maps, run.split, midway.start
+    desc = f"{run.label} epoch {epoch + 1}/{t.epochs}"
+    train_out, steps = trainer.train_epoch(loader, epoch, desc, midway)
+    if t.evaluation_steps and not midway.points and epoch == 0 and run.ctx.is_main:
+        run.ctx.reporter.warn(
+            f"train.evaluation_steps = {t.evaluation_steps}: no evaluation falls within an epoch of "
+            f"{len(loader)} batches (accumulation_steps {trainer.accumulation_steps}); the model is "
+            "evaluated at the end of each epoch only"
+        )
+    progress.rows.extend(log_row(epoch, i, elapsed, tr, va) for i, elapsed, tr, va in midway.points)
     train_frame, train_loss = split_loss(train_out)
     valid_frame, valid_loss = split_loss(trainer.evaluate(run.valid_data))
     check_finite(epoch, train_loss, valid_loss, t.learning_rate, maps.tmp_dir(split))
+    trainer.end_epoch(valid_loss)  # the learning-rate scheduler's step, before the epoch's checkpoint
     train_values = {**frame_metrics(train_frame, trainer.task, run.n_classes), "loss": train_loss}
     valid_values = {**frame_metrics(valid_frame, trainer.task, run.n_classes), "loss": valid_loss}
     progress.elapsed = time.monotonic() - start
@@ -252,17 +335,25 @@ def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, st
         run.best_valid[m] = (valid_frame, valid_loss)
     stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
     progress.epoch = epoch
-    return _Epoch(epoch, train_values, valid_values, improved, stop)
+    return _Epoch(epoch, train_values, valid_values, improved, stop, tuple(midway.points))
 
 
-def _save_epoch(run: SplitRun, done: _Epoch, progress: Progress, board: outputs.Board, batches: int) -> None:
-    """Rank 0 after an epoch: the improved best models (staged in tmp/), training.tsv, TensorBoard,
-    the resume checkpoint and the progress line."""
+def _save_epoch(
+    run: SplitRun, done: _Epoch, progress: Progress, board: observers.Observer, batches: int
+) -> None:
+    """Rank 0 after an epoch: the improved best models and with train.save_all_models the epoch's
+    (staged in tmp/), training.tsv, TensorBoard and the trackers, the resume checkpoint and the
+    progress line."""
     trainer, maps, split, epoch, network = run.trainer, run.maps, run.split, done.index, run.network
+    name = trainer.net.architecture_name
     for m in done.improved:
-        staged = maps.staged_best_model(split, m, network)
-        save_model(staged, trainer.state_dict(), epoch, trainer.net.architecture_name)
+        save_model(maps.staged_best_model(split, m, network), trainer.state_dict(), epoch, name)
+    if run.train.save_all_models:  # ClinicaDL's all_models/model_epoch_<e>.pth.tar
+        save_model(maps.staged_epoch_model(split, epoch, network), trainer.state_dict(), epoch, name)
     outputs.write_training_tsv(maps, split, progress.rows, network)
+    for i, _, train, valid in done.midway:  # train.evaluation_steps' points, at their iteration
+        board.log("train", train, epoch * batches + i)
+        board.log("validation", valid, epoch * batches + i)
     step = epoch * batches + batches - 1  # ClinicaDL's global step: batches so far
     board.log("train", done.train, step)
     board.log("validation", done.valid, step)
@@ -321,7 +412,7 @@ def _best_model_results(
         else:
             frame, loss = predict_frames(
                 net, data, model.task, run.trainer.settings, run.label_code, mode=model.mode,
-                model_file=model_file,
+                model_file=model_file, loss=model.train.loss,
             )  # fmt: skip
             if group == "train":
                 train_by_epoch[epoch] = (frame, loss)
