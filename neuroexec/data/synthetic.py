@@ -238,6 +238,12 @@ def _participants(subjects: int, sessions: int, seed: int, subject_offset: int) 
     return pd.DataFrame(rows)
 
 
+def planned_participants(generate) -> pd.DataFrame:
+    """The participants table a spec dataset's `generate` settings write, without writing anything
+    (what the plan checks a model's label against before the dataset exists)."""
+    return _participants(generate.subjects, generate.sessions, generate.seed, generate.subject_offset)
+
+
 def generated_mask(dataset) -> Path | None:
     """The atrophy-region mask the `generate` of a spec Dataset writes; None for a dataset not generated."""
     if dataset.generate is None:

@@ -4,12 +4,13 @@ frozen Spec only; which keys of a table go together is spec/shape.py's check of 
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
 import torch
 
-from neuroexec.errors import Problem
+from neuroexec.errors import NeuroexecError, Problem
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
 from neuroexec.spec.model import Compute, Dataset, Group, Model, Spec, Split, Transfer
@@ -126,9 +127,45 @@ def _check_model(spec: Spec, model: Model, add) -> None:
                 f"{key}.train.selection_metrics[{i}]",
                 f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
             )
+    _check_architecture(spec, model, add)
     _check_split(model.split, f"{key}.split", add)
     if model.transfer is not None:
         _check_transfer(spec, model.name, model.transfer, add)
+
+
+# --- the architecture: its name (its sizes for the planned inputs: training/network_check.py, at plan)
+
+
+def _check_architecture(spec: Spec, model: Model, add) -> None:
+    """The architecture is a registry name, an import path that imports (from sys.path or the spec's
+    folder) or an entry point, of a class built with input_size, output_size and dropout; a registry
+    network serves the model's task and the dimensions of its mode (2D slices, 3D volumes)."""
+    from neuroexec.nn import custom, registry
+
+    key, name = f"models.{model.name}.architecture", model.architecture
+    if name not in registry.REGISTRY and custom.is_custom(name):
+        try:
+            why = custom.contract_problem(custom.resolve(name, spec.dir))
+        except NeuroexecError as err:
+            why = str(err)
+        if why:
+            add(key, why)
+        return
+    dims = 2 if model.mode == "slice" else 3
+    fitting = [e.name for e in registry.REGISTRY.values() if model.task in e.tasks and dims in e.dims]
+    choose = f"choose one of {', '.join(sorted(fitting))}, or a network of your own as 'module:Class'"
+    try:
+        found = registry.entry(registry.resolved_name(name, model.task))
+    except NeuroexecError:
+        close = difflib.get_close_matches(name, list(registry.REGISTRY), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        add(key, f"unknown architecture {name!r}{hint}; {choose}")
+        return
+    if model.task not in found.tasks:
+        add(key, f"{name} is for {' or '.join(sorted(found.tasks))}, not task = '{model.task}'; {choose}")
+    elif dims not in found.dims:
+        add(key, f"{name} builds {' or '.join(f'{d}D' for d in found.dims)} networks, and mode = "
+            f"'{model.mode}' feeds it {dims}D inputs; {choose}")  # fmt: skip
 
 
 def _check_split(s: Split, key: str, add) -> None:

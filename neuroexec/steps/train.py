@@ -133,12 +133,15 @@ def outputs(step: Step) -> list[Path]:
 
 def check(step: Step) -> str | None:
     """Plan-time refusal of a part model the images cannot feed: discarded slices that leave none of the
-    axis, patches larger than the images, one network per part with a single part."""
+    axis, patches larger than the images, one network per part with a single part; a label column the
+    participants lack, an architecture that does not fit the planned inputs (training/network_check.py)."""
     from neuroexec.data.patch_extract import patch_refusal
     from neuroexec.data.slice_extract import discarded_refusal
+    from neuroexec.training.network_check import architecture_refusal
 
     task: TrainTask = step.payload
-    return discarded_refusal(task.model, task.dataset) or patch_refusal(task.model, task.dataset)
+    model, ds = task.model, task.dataset
+    return discarded_refusal(model, ds) or patch_refusal(model, ds) or architecture_refusal(model, ds)
 
 
 register(

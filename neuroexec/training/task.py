@@ -72,6 +72,16 @@ def _later_model_settings(model: Model) -> dict:
     return {k: v for k, v in values.items() if v != defaults[k]}
 
 
+def _architecture_source(name: str) -> dict:
+    """A network of your own enters the slice with its source files' hash (editing it retrains); a
+    registry architecture never (its code is neuroexec's, versioned with it)."""
+    from neuroexec.nn import custom, registry
+
+    if name in registry.REGISTRY or not custom.is_custom(name):
+        return {}
+    return {"architecture_source": custom.source_hash(name)}
+
+
 def _transfer_config(transfer: Transfer | None) -> dict | None:
     if transfer is None:
         return None
@@ -87,6 +97,7 @@ def training_config(model: Model) -> dict:
     (a slice model's `discarded` is in no extract step's id: a change must change this slice)."""
     optional = {"multi_network": True} if model.multi_network else {}
     optional |= _later_model_settings(model)
+    optional |= _architecture_source(model.architecture)
     optional |= {name: as_config(part) for name, part in (("roi", model.roi), ("slice", model.slice)) if part}
     if model.selection_threshold:  # the train and validation image levels it writes
         optional["selection_threshold"] = model.selection_threshold
@@ -143,10 +154,13 @@ class TrainTask:
         return training_config(self.model)
 
     def inputs(self) -> tuple[Path, ...]:
-        """The transfer source, when no step of the spec makes it (a pretrained model, another MAPS)."""
+        """The transfer source, when no step of the spec makes it (a pretrained model, another MAPS),
+        and the pretrained-weights file (architecture_options.weights: resnet18's ImageNet weights)."""
+        weights = self.model.architecture_options.weights
+        pretrained = (weights,) if weights is not None else ()
         if self.transfer_from is None or self.transfer_trained:
-            return ()
-        return (self.transfer_from,)
+            return pretrained
+        return (self.transfer_from, *pretrained)
 
     def outputs(self) -> list[Path]:
         """maps.json, the training log and the best model of each selection metric (of each network of
@@ -164,6 +178,7 @@ class TrainTask:
     def resume_key(self, upstream: Mapping[str, str]) -> str:
         """The key an interrupted run of this task is resumed by (see training.resume.run_key)."""
         inputs = [self.transfer_from] if self.transfer_from is not None else []
+        inputs += [self.model.architecture_options.weights] if self.model.architecture_options.weights else []
         return resume.run_key(self.config(), self.split, upstream, inputs)
 
     def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
