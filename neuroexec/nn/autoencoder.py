@@ -8,8 +8,14 @@ block from the deepest one:
 
 so for Conv5_FC3 the decoder's parameters sit at decoder.{1,2}, {5,6}, {9,10}, {13,14}, {17,18}
 (channels 128 -> 64 -> 32 -> 16 -> 8 -> 1), exactly ClinicaDL's state-dict names. A 2D CNN (slice
-mode) gives the 2D mirror, CropMaxUnpool2d, ConvTranspose2d and BatchNorm2d, as ClinicaDL's
-CNN_Transformer does.
+mode) gives the 2D mirror as ClinicaDL's CNN_Transformer builds it, whose swap of activation and
+convolution (and re-sizing of the norm) only applies to 3D layers: each block is the encoder's block
+reversed,
+
+    [CropMaxUnpool2d, act, BatchNorm2d(c_out), ConvTranspose2d(c_out -> c_in)] x n
+
+(parameters at decoder.{2,3}, {6,7}, ... {18,19}; no activation after the last convolution). A
+LeakyReLU is mirrored with the inverse slope, as ClinicaDL does.
 """
 
 from __future__ import annotations
@@ -93,6 +99,19 @@ def _blocks(convolutions: nn.Sequential) -> list[tuple[nn.Module, nn.Module, nn.
     return blocks
 
 
+def _mirror(conv: nn.Module, norm: nn.Module, act: nn.Module, pool: PadMaxPool, dims: int) -> list[nn.Module]:
+    """The decoder block of one encoder block (module docstring: 3D and 2D differ, as in ClinicaDL)."""
+    _, (unpool_type, transposed_type, norm_type) = _LAYERS[dims]
+    unpool = unpool_type(pool.kernel_size, pool.stride)
+    transposed = transposed_type(
+        conv.out_channels, conv.in_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding
+    )
+    inverse = nn.LeakyReLU(1 / act.negative_slope) if isinstance(act, nn.LeakyReLU) else copy.deepcopy(act)
+    if dims == 3:
+        return [unpool, transposed, norm_type(conv.in_channels), inverse]
+    return [unpool, inverse, copy.deepcopy(norm), transposed]
+
+
 class AutoEncoder(nn.Module):
     """Autoencoder derived from `cnn`; `forward(x)` returns the reconstruction (same shape as x).
 
@@ -107,20 +126,8 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.encoder = copy.deepcopy(cnn.convolutions)
         decoder: list[nn.Module] = []
-        _, (unpool, transposed, norm) = _LAYERS[_dims(self.encoder)]
-        for conv, _norm, act, pool in reversed(_blocks(self.encoder)):
-            decoder += [
-                unpool(pool.kernel_size, pool.stride),
-                transposed(
-                    conv.out_channels,
-                    conv.in_channels,
-                    conv.kernel_size,
-                    stride=conv.stride,
-                    padding=conv.padding,
-                ),
-                norm(conv.in_channels),
-                copy.deepcopy(act),
-            ]
+        for block in reversed(_blocks(self.encoder)):
+            decoder += _mirror(*block, dims=_dims(self.encoder))
         self.decoder = nn.Sequential(*decoder)
         base = getattr(cnn, "architecture_name", type(cnn).__name__)
         self.architecture_name = f"AE_{base}"

@@ -14,7 +14,7 @@ as neuroexec always did.
 >>> entry("Conv5FC3")
 Traceback (most recent call last):
 ...
-neuroexec.errors.NeuroexecError: unknown architecture 'Conv5FC3' (did you mean Conv5_FC3?); known architectures: AE_Conv4_FC3, AE_Conv5_FC3, AE_TinyCNN, Conv4_FC3, Conv5_FC3, TinyCNN
+neuroexec.errors.NeuroexecError: unknown architecture 'Conv5FC3' (did you mean Conv5_FC3?); known architectures: AE_Conv4_FC3, AE_Conv5_FC3, ...
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from torch import nn
 
 from neuroexec.errors import NeuroexecError
-from neuroexec.nn import custom
 from neuroexec.nn.autoencoder import build_autoencoder
+from neuroexec.nn.cae import build_cae_half
 from neuroexec.nn.networks import ARCHITECTURES, build_network
+from neuroexec.nn.unet import build_generator_unet
 
 CLASSIFIERS = frozenset({"classification", "regression"})
 RECONSTRUCTION = frozenset({"reconstruction"})
@@ -74,6 +74,26 @@ def _builtin() -> dict[str, Entry]:
 REGISTRY: dict[str, Entry] = _builtin()
 
 
+def _reconstruction_networks() -> dict[str, Entry]:
+    """ClinicaDL 1.6.1's autoencoders not derived from a CNN (nn/cae.py, nn/unet.py)."""
+
+    def cae_half(input_size, _output_size, _dropout, latent_space_size=128, **_options):
+        return build_cae_half(input_size, latent_space_size)
+
+    def generator_unet(input_size, _output_size, _dropout, **_options):
+        return build_generator_unet(input_size)
+
+    return {e.name: e for e in (
+        Entry("CAE_half", RECONSTRUCTION, (3,), cae_half,
+              "ClinicaDL's 3D convolutional autoencoder with a dense code of latent_space_size (1@73x89x73 only)"),
+        Entry("GeneratorUNet", RECONSTRUCTION, (3,), generator_unet,
+              "ClinicaDL's 3D U-Net generator (sides multiples of 32, ClinicaDL's 1@128x128x128)"),
+    )}  # fmt: skip
+
+
+REGISTRY.update(_reconstruction_networks())
+
+
 def known() -> list[str]:
     return sorted(REGISTRY)
 
@@ -82,17 +102,9 @@ def entry(name: str) -> Entry:
     """The entry named `name`; a NeuroexecError listing the known names (and the closest) otherwise."""
     if name in REGISTRY:
         return REGISTRY[name]
-    if custom.is_custom(name):  # `module:Class` or an entry point: a network of your own
-        return _custom_entry(name)
     close = difflib.get_close_matches(name, known(), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise NeuroexecError(f"unknown architecture {name!r}{hint}; known architectures: {', '.join(known())}")
-
-
-def _custom_entry(name: str) -> Entry:
-    cls = custom.resolve(name)
-    tasks = CLASSIFIERS | RECONSTRUCTION  # its output size decides (checked at plan time)
-    return Entry(name, tasks, (2, 3), partial(custom.build_custom, cls, name), custom.description(cls))
 
 
 def resolved_name(name: str, task: str) -> str:

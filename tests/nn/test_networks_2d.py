@@ -129,14 +129,12 @@ def test_2d_autoencoder_mirrors_the_cnn_under_clinicadl_names():
         k.replace("convolutions.", "encoder.") for k in cnn_keys
     ]
     decoder = sorted({int(k.split(".")[1]) for k in state if k.startswith("decoder.")})
-    assert decoder == [1, 2, 5, 6, 9, 10, 13, 14, 17, 18]  # ClinicaDL's CNN_Transformer indices
-    assert state["decoder.1.weight"].shape == (128, 64, 3, 3) and state["decoder.17.weight"].shape == (
-        8,
-        3,
-        3,
-        3,
-    )
-    assert [type(m).__name__ for m in ae.decoder[:3]] == ["CropMaxUnpool2d", "ConvTranspose2d", "BatchNorm2d"]
+    # ClinicaDL's CNN_Transformer in 2D: each block reversed (unpool, act, norm of c_out, transposed conv)
+    assert decoder == [2, 3, 6, 7, 10, 11, 14, 15, 18, 19]
+    assert state["decoder.2.weight"].shape == (128,) and state["decoder.3.weight"].shape == (128, 64, 3, 3)
+    assert state["decoder.19.weight"].shape == (8, 3, 3, 3)
+    names = ["CropMaxUnpool2d", "ReLU", "BatchNorm2d", "ConvTranspose2d"]
+    assert [type(m).__name__ for m in ae.decoder[:4]] == names
     assert ae(torch.rand(2, 3, 37, 41)).shape == (2, 3, 37, 41)
 
 
