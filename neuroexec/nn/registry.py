@@ -22,11 +22,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
 
 from neuroexec.errors import NeuroexecError
+from neuroexec.nn import custom
 from neuroexec.nn.autoencoder import build_autoencoder
 from neuroexec.nn.cae import build_cae_half
 from neuroexec.nn.networks import ARCHITECTURES, build_network
@@ -102,9 +104,17 @@ def entry(name: str) -> Entry:
     """The entry named `name`; a NeuroexecError listing the known names (and the closest) otherwise."""
     if name in REGISTRY:
         return REGISTRY[name]
+    if custom.is_custom(name):  # `module:Class` or an entry point: a network of your own
+        return _custom_entry(name)
     close = difflib.get_close_matches(name, known(), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise NeuroexecError(f"unknown architecture {name!r}{hint}; known architectures: {', '.join(known())}")
+
+
+def _custom_entry(name: str) -> Entry:
+    cls = custom.resolve(name)
+    tasks = CLASSIFIERS | RECONSTRUCTION  # its output size decides (checked at plan time)
+    return Entry(name, tasks, (2, 3), partial(custom.build_custom, cls, name), custom.description(cls))
 
 
 def resolved_name(name: str, task: str) -> str:
