@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from neuroexec import atomic, metrics, ops
+from neuroexec import atomic, losses, metrics, ops
 from neuroexec.context import Kernels, StepSettings
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps import tables
@@ -70,21 +69,22 @@ def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=dtype)
 
 
-def sample_losses(task: str, outputs: torch.Tensor, batch: dict, images: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss (float32, detached): cross-entropy, squared error, or reconstruction MSE."""
-    outputs = outputs.detach().float()
-    if task == "classification":
-        return F.cross_entropy(outputs, batch["label"].to(outputs.device), reduction="none")
-    if task == "regression":
-        return (outputs[:, 0] - batch["label"].to(outputs.device).float()) ** 2
-    return (outputs - images.float()).pow(2).flatten(1).mean(dim=1)
+def sample_losses(
+    task: str, outputs: torch.Tensor, batch: dict, images: torch.Tensor, loss: str | None = None
+) -> torch.Tensor:
+    """Per-sample loss (float32, detached) with the model's `train.loss` (None: its task's default,
+    cross-entropy or the mean squared error); see neuroexec/losses.py."""
+    labels = batch["label"].to(outputs.device)
+    return losses.item_losses(task, loss, outputs.detach(), labels, images)
 
 
 class Collector:
     """Rows of a prediction frame, gathered batch by batch (on the CPU, as float64 numbers)."""
 
-    def __init__(self, task: str, mode: str, kernels: Kernels, use_labels: bool = True):
-        self.task, self.mode, self.kernels = task, mode, kernels
+    def __init__(
+        self, task: str, mode: str, kernels: Kernels, use_labels: bool = True, loss: str | None = None
+    ):
+        self.task, self.mode, self.kernels, self.loss = task, mode, kernels, loss  # loss: train.loss
         self.use_labels = use_labels or task == "reconstruction"
         self.participants: list[str] = []
         self.sessions: list[str] = []
@@ -103,7 +103,7 @@ class Collector:
         self.mode_ids += [int(i) for i in torch.as_tensor(batch["mode_id"]).reshape(-1)]
         self.labels.append(batch["label"].detach().cpu())
         if self.use_labels:
-            self.losses.append(sample_losses(self.task, outputs, batch, images).cpu())
+            self.losses.append(sample_losses(self.task, outputs, batch, images, self.loss).cpu())
         else:
             self.losses.append(torch.full((outputs.shape[0],), float("nan")))
         if self.task == "reconstruction":
@@ -192,13 +192,14 @@ def collect(
     channels_last: bool = False,
     use_labels: bool = True,
     model_file: Path | None = None,
+    loss: str | None = None,
 ) -> pd.DataFrame:
     """One evaluation pass (eval mode, no gradients) on the step's device, kernels and amp: the frame
-    with per-sample losses. With `model_file` (where the weights were read), outputs that are not
-    numbers raise `NonFiniteOutputs`."""
+    with per-sample losses (`loss`: the model's train.loss, None for its task's default). With
+    `model_file` (where the weights were read), outputs that are not numbers raise `NonFiniteOutputs`."""
     was_training = model.training
     model.eval()
-    collector = Collector(task, mode, settings.kernels, use_labels)
+    collector = Collector(task, mode, settings.kernels, use_labels, loss)
     try:
         for batch in loader:
             images = to_device(batch["image"], settings.device, channels_last)
@@ -221,9 +222,10 @@ def predict_frames(
     use_labels: bool = True,
     mode: str | None = None,
     model_file: Path | None = None,
+    loss: str | None = None,
 ) -> tuple[pd.DataFrame, float | None]:
-    """Mode-level prediction frame of `dataset` and its mean loss (None without labels). With
-    `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
+    """Mode-level prediction frame of `dataset` and its mean loss (None without labels; `loss`: the
+    model's train.loss, None for its task's default). With `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
     it (a table of such predictions would look real: probabilities of NaN logits give BA 0.5).
 
     >>> from neuroexec.context import resolve_settings
@@ -242,11 +244,13 @@ def predict_frames(
         raise NeuroexecError("classification predictions need the model's label_code")
     mode = mode or mode_of(dataset)
     loader = make_loader(dataset, settings)
-    frame = collect(model, loader, task, mode, settings, use_labels=use_labels, model_file=model_file)
-    frame, loss = split_loss(frame)
+    frame = collect(
+        model, loader, task, mode, settings, use_labels=use_labels, model_file=model_file, loss=loss
+    )
+    frame, mean_loss = split_loss(frame)
     if not use_labels and task != "reconstruction":
         return frame.drop(columns=["true_label"]), None
-    return frame, (loss if use_labels else None)
+    return frame, (mean_loss if use_labels else None)
 
 
 def patch_weights_from_validation(

@@ -128,6 +128,7 @@ def _check_model(spec: Spec, model: Model, add) -> None:
                 f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
             )
     _check_architecture(spec, model, add)
+    _check_training(model, add)
     _check_split(model.split, f"{key}.split", add)
     if model.transfer is not None:
         _check_transfer(spec, model.name, model.transfer, add)
@@ -166,6 +167,37 @@ def _check_architecture(spec: Spec, model: Model, add) -> None:
     elif dims not in found.dims:
         add(key, f"{name} builds {' or '.join(f'{d}D' for d in found.dims)} networks, and mode = "
             f"'{model.mode}' feeds it {dims}D inputs; {choose}")  # fmt: skip
+
+
+# --- the training options: loss, schedulers, sampler, label code (ClinicaDL's rules for each)
+
+
+def _check_training(model: Model, add) -> None:
+    """train.loss is one of the task's (ClinicaDL's lists); the scheduler builds (not with the adaptive
+    learning rate); the weighted sampler draws classes; a label code for classification, with an index
+    for every diagnosis kept."""
+    from neuroexec import losses, optim
+
+    key, t = f"models.{model.name}", model.train
+    scheduler = (t.scheduler.name, t.scheduler.options) if t.scheduler else (None, ())
+    problems = {
+        "train.loss": losses.refusal(model.task, t.loss),
+        "train.scheduler": optim.scheduler_refusal(t.adaptive_learning_rate, *scheduler, t.learning_rate),
+    }
+    if t.sampler == "weighted" and model.task != "classification":
+        problems["train.sampler"] = (
+            "the weighted sampler draws classes: only for task = 'classification' (ClinicaDL's fails "
+            "for regression and has none for reconstruction); use sampler = 'random'"
+        )
+    code = dict(model.label_code) if model.label_code is not None else None
+    missing = [d for d in model.diagnoses or () if code is not None and d not in code]
+    if code is not None and model.task != "classification":
+        problems["label_code"] = f"class indices are for classification, not '{model.task}': remove it"
+    elif missing:
+        problems["label_code"] = f"no class index for the diagnoses {missing}: add them to label_code"
+    for name, why in problems.items():
+        if why:
+            add(f"{key}.{name}", why)
 
 
 def _check_split(s: Split, key: str, add) -> None:

@@ -26,12 +26,11 @@ from torch import nn
 import neuroexec
 from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
+from neuroexec.losses import loss_of
 from neuroexec.maps.layout import MapsLayout, network_name
 from neuroexec.nn.registry import resolved_name
 from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.model import Compute, Dataset, Model, Train
-
-LOSS_NAMES = {"classification": "CrossEntropyLoss", "regression": "MSELoss", "reconstruction": "MSELoss"}
 
 
 def maps_parameters(
@@ -63,7 +62,7 @@ def maps_parameters(
         # ClinicaDL turns every *_path key into a Path unless it is "": no transfer is "", never false
         "transfer_path": str(transfer_maps) if transfer_maps is not None else "",
         "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
-        "nb_unfrozen_layer": 0,
+        "nb_unfrozen_layer": model.transfer.nb_unfrozen_layer if model.transfer else 0,
         **_data_keys(model, dataset, label_code),
         **_optimizer_keys(model.train),
         "network_task": model.task,
@@ -106,7 +105,7 @@ def _selection_keys(model: Model, label_code: dict[str, int] | None) -> dict:
         # an empty {} as a label code and look every target up in it
         "label_code": label_code or None,
         "selection_threshold": model.selection_threshold,
-        "loss": LOSS_NAMES[model.task],
+        "loss": loss_of(model.task, model.train.loss),
     }
 
 
@@ -131,7 +130,7 @@ def _data_keys(model: Model, dataset: Dataset, label_code: dict[str, int] | None
         "baseline": dataset.baseline,
         "normalize": dataset.normalize,
         "data_augmentation": False,
-        "sampler": "random",
+        "sampler": model.train.sampler,
         "size_reduction": False,
         "n_splits": model.split.n_splits,
     }
@@ -142,6 +141,7 @@ def _optimizer_keys(t: Train) -> dict:
         "optimizer": t.optimizer,
         "epochs": t.epochs,
         "learning_rate": t.learning_rate,
+        "adaptive_learning_rate": t.adaptive_learning_rate,
         "weight_decay": t.weight_decay,
         "patience": t.patience,
         "tolerance": t.tolerance,

@@ -133,6 +133,7 @@ class Saved(Protocol):
     net: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    scheduler: Any  # a torch.optim.lr_scheduler scheduler, or None
 
     def state_dict(self) -> dict[str, torch.Tensor]: ...
 
@@ -141,7 +142,7 @@ def save_epoch(
     maps: MapsLayout, split: int, trainer: Saved, progress: Progress, key: str, network: int | None = None
 ) -> None:
     """Write tmp/checkpoint.pth.tar, tmp/optimizer.pth.tar (ClinicaDL) and tmp/resume.pth.tar of
-    `trainer` (its weights, optimizer and scaler), each atomically; resume.pth.tar goes last, so a
+    `trainer` (its weights, optimizer, learning-rate scheduler and scaler), each atomically; resume.pth.tar goes last, so a
     complete one means the other two match it. `network`: the network in training of a multi-network
     model (None for a single network)."""
     optimizer, scaler = trainer.optimizer, trainer.scaler
@@ -155,7 +156,8 @@ def save_epoch(
         "sizes": _sizes(maps, split, network),
         "progress": progress.as_state(),
         "rng": rng_state(),
-        "scheduler": None,  # no learning-rate scheduler (ClinicaDL has none)
+        # the learning-rate scheduler's counters (ClinicaDL saves none: its resume restarts them)
+        "scheduler": trainer.scheduler.state_dict() if getattr(trainer, "scheduler", None) else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     atomic.save_torch(maps.resume_state(split), state)
@@ -329,3 +331,5 @@ def clear_network(maps: MapsLayout, split: int, network: int, metrics: Sequence[
     maps.staged_network_done(split, network).unlink(missing_ok=True)
     for metric in metrics:
         maps.staged_best_model(split, metric, network).unlink(missing_ok=True)
+    for path in maps.staged_epoch_models(split, network):  # train.save_all_models
+        path.unlink(missing_ok=True)

@@ -28,13 +28,14 @@ from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.nn import transfer_weights
 from neuroexec.nn.registry import build_architecture
-from neuroexec.spec.model import Compute, Dataset, Model
+from neuroexec.spec.model import Compute, Dataset, Model, Transfer
 
 
 def label_code_of(model: Model, maps: MapsLayout) -> dict[str, int] | None:
-    """ClinicaDL's label_code (sorted labels) of all the model's training data, so that every split
-    shares it; None unless the task is classification. For regression, checks that the label column
-    is numeric (an InputError names the first value that is not)."""
+    """ClinicaDL's label_code of all the model's training data, so that every split shares it: the
+    model's own `label_code` (`custom_label_code`), else the sorted labels; None unless the task is
+    classification. For regression, checks that the label column is numeric (an InputError names the
+    first value that is not)."""
     if model.task not in ("classification", "regression"):
         return None
     path = maps.train_validation_tsv
@@ -57,7 +58,58 @@ def label_code_of(model: Model, maps: MapsLayout) -> dict[str, int] | None:
         raise InputError(
             path, f"classification needs at least 2 labels in {model.label!r}, found {list(code)}"
         )
-    return code
+    return code if model.label_code is None else custom_label_code(model, code, path)
+
+
+def custom_label_code(model: Model, sorted_code: dict[str, int], path: Path) -> dict[str, int]:
+    """The model's `label_code` for the labels of its training data (`sorted_code`'s keys), the class
+    index of each (several labels may share one). The network has one output per label of the data, as
+    ClinicaDL's (its output size counts the labels, not the indices): a label without an index, or an
+    index no output has, is refused. Labels of the code the data lacks are left out (no item has them).
+
+    >>> model = Model("cnn", Path("maps"), "demo", label_code=(("CN", 1), ("AD", 0), ("MCI", 2)))
+    >>> custom_label_code(model, {"AD": 0, "CN": 1}, Path("train.tsv"))
+    {'CN': 1, 'AD': 0}
+    """
+    code = dict(model.label_code or ())
+    key = f"models.{model.name}.label_code"
+    missing = [label for label in sorted_code if label not in code]
+    if missing:
+        raise InputError(
+            path,
+            f"the {model.label!r} labels {missing} have no class index in {key} ({code}); give each "
+            f"label of the training data an index, or remove {key} to number the sorted labels",
+        )
+    used = {label: code[label] for label in code if label in sorted_code}
+    beyond = {label: i for label, i in used.items() if i >= len(sorted_code)}
+    if beyond:
+        raise InputError(
+            path,
+            f"{key} gives {beyond}, but the network has {len(sorted_code)} outputs (one per label of the "
+            f"training data, as ClinicaDL's): use indices 0 to {len(sorted_code) - 1}",
+        )
+    return used
+
+
+def freeze(net: nn.Module, transfer: Transfer | None, source: Path | None) -> list[str]:
+    """ClinicaDL's `nb_unfrozen_layer` of a transferred model: every parameter stops requiring a
+    gradient except the last 2 * nb_unfrozen_layer in the network's order (a layer's weight and bias),
+    so the optimizer, built next, trains those only. Nothing without a transfer source or with 0.
+    Returns the names of the parameters left trainable.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    >>> freeze(net, Transfer(model="ae", nb_unfrozen_layer=1), Path("ae.pth.tar"))
+    ['2.weight', '2.bias']
+    >>> net[0].weight.requires_grad
+    False
+    """
+    count = transfer.nb_unfrozen_layer if transfer is not None and source is not None else 0
+    named = list(net.named_parameters())
+    if not count:
+        return [name for name, _ in named]
+    for index, (_, parameter) in enumerate(named):
+        parameter.requires_grad = index >= len(named) - 2 * count
+    return [name for name, parameter in named if parameter.requires_grad]
 
 
 def make_dataset(
@@ -89,6 +141,7 @@ def make_dataset(
         cache=cache and model.mode == "image",
         normalize=ds.normalize,
         roi_source=roi_source_of(model, ds),
+        size_reduction=model.size_reduction_factor,
         **common,
     )
     if cache and model.mode == "image":
@@ -185,7 +238,8 @@ def build(model: Model, input_size: list[int], output_size: int | None) -> nn.Mo
         tuple(input_size),
         output_size,
         model.dropout,
-        model.architecture_options.network_kwargs(),
+        # weights (resnet18's ImageNet file) given, None included: a network trained, not rebuilt
+        model.architecture_options.network_kwargs() | {"weights": model.architecture_options.weights},
     )
 
 
