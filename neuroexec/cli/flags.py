@@ -52,11 +52,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def flag(p: Options, name: str, *aliases: str, **kw: Any) -> None:
-    """An option under its ClinicaDL spelling plus its dashed form (`--batch_size`, `--batch-size`)."""
+    """An option under its ClinicaDL spellings plus their dashed forms (`--batch_size`, `--batch-size`)."""
     names = [name, *aliases]
-    dashed = name.replace("_", "-")
-    if dashed not in names:
-        names.append(dashed)
+    for long in [n for n in names if n.startswith("--")]:
+        dashed = long.replace("_", "-")
+        if dashed not in names:
+            names.append(dashed)
     p.add_argument(*names, **kw)
 
 

@@ -3,8 +3,9 @@
 PREPROCESSING_JSON TSV_DIRECTORY MAPS` (ClinicaDL 1.3 and later): argument parsing only; the spec is built
 by neuroexec/compat/train_spec.py.
 
-Flags given on the command line override the `--config_file` TOML's values; a flag left out keeps the
-config file's value, else the spec's default (each `--help` line says which).
+Flags given on the command line override the `--config_file` values; a flag left out keeps the config
+file's value, else ClinicaDL 1.6.1's default (the task form) or the spec's (the older form); each
+`--help` line says which. The options are ClinicaDL's (neuroexec/compat/train_options.py).
 """
 
 from __future__ import annotations
@@ -13,61 +14,38 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroexec.cli.flags import (
-    HelpFormatter,
-    Options,
-    add_compute,
-    add_run_flags,
-    add_splits,
-    flag,
-    switch,
+from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag, switch
+from neuroexec.compat.train_options import (
+    DEFAULT_ARCHITECTURE,
+    LOSSES,
+    OPTIONS,
+    TASK_OPTIONS,
+    TASK_SECTION,
+    TASKS,
+    Option,
+    defaults,
 )
+from neuroexec.cli.list_models_command import add_list_models
 from neuroexec.errors import InputError
-
-# (flag, type, default shown in --help): the training hyper-parameters, all "not given" (None) by default.
-NUMBERS = (
-    ("--epochs", int, 20),
-    ("--learning_rate", float, 1e-4),
-    ("--weight_decay", float, 1e-4),
-    ("--dropout", float, 0.5),
-    ("--patience", int, 0),
-    ("--tolerance", float, 0.0),
-    ("--accumulation_steps", int, 1),
-    ("--n_splits", int, "the split directory's count"),
-    ("--seed", int, 0),
-)
 
 # The parts' settings under ClinicaDL's prepare-data names (compat/train_spec.part_record reads them).
 MODE_KEYS = ("patch_size", "stride_size", "roi_list", "uncropped_roi", "slice_direction", "slice_mode",
              "discarded_slices")  # fmt: skip
-TRAIN_KEYS = (
-    *(name.strip("-") for name, _, _ in NUMBERS),
-    "optimizer",
-    "architecture",
-    "split",
-    "selection_metrics",
-    "label",
-    "diagnoses",
-    "deterministic",
-    "amp",
-    "gpu",
-    "n_proc",
-    "batch_size",
-    "visualization",
-    "transfer_learning_path",
-    "transfer_learning_selection",
-    "multi_network",
-    "selection_threshold",
-    *MODE_KEYS,
-)
-
-
-ALIASES = {"--learning_rate": ("-lr",), "--weight_decay": ("-wd",), "--accumulation_steps": ("-asteps",)}
+# Every option's destination: ClinicaDL's name (compat/train_options.py), all "not given" (None) by default.
+TRAIN_KEYS = (*(o.key for o in OPTIONS.values() if o.flags), *MODE_KEYS, "visualization")
 
 # `train KIND ...`: ClinicaDL's older page (seed 002) names the input type then the network; ClinicaDL 1.3
 # and later name the task, and the preprocessing JSON says image, patch, roi or slice.
 INPUT_TYPES = ("image", "patch", "roi", "slice")
-TASKS = ("classification", "regression", "reconstruction")
+GROUPS = {"Computational": "Computational resources", "Reproducibility": "Reproducibility", "Model": "Model",
+          "Architecture": "Optimization", "Data": "Data", "Cross_validation": "Cross validation",
+          "Optimization": "Optimization", "Transfer_learning": "Transfer learning", "task": "Task",
+          "Informations": "Information"}  # fmt: skip
+SHOWN = {"split": "all", "transfer_path": "none", "data_augmentation": "none"}
+# The older form's defaults where the spec's differ from ClinicaDL 1.6.1's (README: "ClinicaDL's defaults").
+OLDER_DEFAULTS = {"gpu": "the GPU when present", "architecture": "Conv5_FC3", "dropout": "0.5",
+                  "diagnoses": "all labels", "label": "diagnosis", "loss": "the task's",
+                  "transfer_selection_metric": "best_balanced_accuracy when the source has it, else best_loss"}  # fmt: skip
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -96,6 +74,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         _add_positionals(q)
         _add_flags(q, kind)
         q.set_defaults(func=cmd_train, input_type=kind if older else None, network=None if older else kind)
+    add_list_models(kinds)  # `train list_models` (ClinicaDL's)
 
 
 def _add_positionals(p: argparse.ArgumentParser) -> None:
@@ -112,67 +91,72 @@ def _add_positionals(p: argparse.ArgumentParser) -> None:
 
 
 def _add_flags(p: argparse.ArgumentParser, kind: str) -> None:
-    add_compute(p, 8, train=True)
-    g = p.add_argument_group("Training")
-    _network_flags(g)
-    _part_flags(g, kind)
+    groups: dict[str, Options] = {}
+    for option in OPTIONS.values():
+        if option.flags and _has(option, kind):
+            title = GROUPS[option.section]
+            if title not in groups:
+                groups[title] = p.add_argument_group(title)
+            _add_option(groups[title], option, kind)
+    g = groups["Optimization"]
+    flag(
+        g,
+        "--visualization",
+        action="store_true",
+        default=False,
+        help="autoencoder: write input/output NIfTIs",
+    )
     _mode_flags(p.add_argument_group("Input parts (ClinicaDL's prepare-data settings; override the JSON's)"))
-    _data_flags(g)
-    _run_flags(g)
-    _start_flags(g)
+    flag(
+        p,
+        "--config_file",
+        "-c",
+        type=Path,
+        default=None,
+        help="ClinicaDL train config (TOML or JSON); the flags given override it (default: none)",
+    )
     add_run_flags(p)
 
 
-def _network_flags(g: Options) -> None:
-    """The numbers of the training, the optimizer, the network, the splits and the best models kept."""
-    for name, kind, shown in NUMBERS:
-        flag(
-            g,
-            name,
-            *ALIASES.get(name, ()),
-            type=kind,
-            default=None,
-            help=f"{name.strip('-').replace('_', ' ')} (default: {shown})",
-        )
-    flag(g, "--optimizer", choices=["Adam", "AdamW", "SGD"], default=None, help="optimizer (default: Adam)")
-    flag(
-        g,
-        "--architecture",
-        "-a",
-        default=None,
-        help="Conv5_FC3, Conv4_FC3 or TinyCNN (default: Conv5_FC3)",
-    )
-    add_splits(g, "splits to train (default: all)")
-    flag(
-        g,
-        "--selection_metrics",
-        "-sm",
-        nargs="+",
-        action="extend",
-        default=None,
-        help="best models kept (default: loss)",
-    )
+def _has(option: Option, kind: str) -> bool:
+    """Whether `train KIND` has this option: ClinicaDL's task options per task (the older form: all)."""
+    return option.section != TASK_SECTION or kind not in TASKS or option.key in TASK_OPTIONS[kind]
 
 
-def _part_flags(g: Options, kind: str) -> None:
-    """ClinicaDL's --multi_network / --single_network (every task) and the soft voting's
-    --selection_threshold (classification only, as ClinicaDL)."""
-    switch(
-        g,
-        "--multi_network",
-        "--single_network",
-        "multi_network",
-        None,
-        "one network per part (patch, roi, slice), soft-voted to the image (default: off, one network)",
+def _shown_default(option: Option, kind: str) -> str:
+    if kind not in TASKS:
+        return OLDER_DEFAULTS.get(option.key, SHOWN.get(option.key, _text(option.default)))
+    if option.key == "architecture":
+        return DEFAULT_ARCHITECTURE[kind]
+    if option.key in SHOWN:
+        return SHOWN[option.key]
+    return _text(defaults(kind).get(option.key, option.default))
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value in ("", None) or value == [] or value == {}:
+        return "none"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _add_option(g: Options, option: Option, kind: str) -> None:
+    """One ClinicaDL option: a switch (with its negation), or a value (several with `many`)."""
+    text = f"{option.help} (default: {_shown_default(option, kind)})"
+    if option.switch and option.negation:
+        switch(g, option.flags[0], option.negation, option.key, None, text)
+        return
+    if option.switch:
+        flag(g, *option.flags, dest=option.key, action="store_true", default=None, help=text)
+        return
+    choices = option.choices
+    if option.key == "loss":
+        choices = LOSSES.get(kind) or tuple(dict.fromkeys(c for t in TASKS for c in LOSSES[t]))
+    many = {"nargs": "+", "action": "extend"} if option.many else {}
+    flag(
+        g, *option.flags, dest=option.key, type=option.kind, choices=choices, default=None, help=text, **many
     )
-    if kind in ("classification", *INPUT_TYPES):
-        flag(
-            g,
-            "--selection_threshold",
-            type=float,
-            default=None,
-            help="soft voting: parts whose validation accuracy is below it get no weight (default: 0.0)",
-        )
 
 
 def _mode_flags(g: Options) -> None:
@@ -197,72 +181,11 @@ def _mode_flags(g: Options) -> None:
          help="slices left out at the beginning [and the end] (default: 0)")  # fmt: skip
 
 
-def _data_flags(g: Options) -> None:
-    """The label column and the labels kept."""
-    flag(g, "--label", default=None, help="label column (default: diagnosis; age for regression)")
-    flag(g, "--diagnoses", "-d", nargs="+", action="extend", default=None, help="labels kept (default: all)")
-
-
-def _run_flags(g: Options) -> None:
-    """Determinism and the autoencoder's visualisation."""
-    flag(
-        g,
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="deterministic algorithms (default: off)",
-    )
-    flag(
-        g,
-        "--nondeterministic",
-        dest="deterministic",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="negation of --deterministic (default: see --deterministic)",
-    )
-    flag(
-        g,
-        "--visualization",
-        action="store_true",
-        default=False,
-        help="autoencoder: write input/output NIfTIs",
-    )
-
-
-def _start_flags(g: Options) -> None:
-    """Where the weights and the settings start from: a transfer source, a ClinicaDL config file."""
-    flag(
-        g,
-        "--transfer_learning_path",
-        "--transfer_path",
-        "-tp",
-        type=Path,
-        default=None,
-        help="MAPS (either generation) to initialise from (default: none, random initialisation)",
-    )
-    flag(
-        g,
-        "--transfer_learning_selection",
-        "--transfer_selection_metric",
-        "-tsm",
-        default=None,
-        help="best model of the source: best_loss or best_balanced_accuracy (default: the latter when the source has it)",
-    )
-    flag(
-        g,
-        "--config_file",
-        "-c",
-        type=Path,
-        default=None,
-        help="ClinicaDL train config TOML, flags override it (default: none)",
-    )
-
-
-def train_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags given on the command line over the config file's values."""
+def train_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    """Flags given on the command line over the config file's values (ClinicaDL's order)."""
     from neuroexec.compat.clinicadl_config import read_train_config
 
-    options = read_train_config(args.config_file) if args.config_file else {}
+    options = read_train_config(args.config_file, task) if args.config_file else {}
     for key in TRAIN_KEYS:
         value = getattr(args, key, None)
         if value is not None and not (key == "visualization" and not value):
@@ -274,7 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from neuroexec.compat.runner import run_built_spec, spec_path
     from neuroexec.compat.train_spec import NETWORKS, TrainOptions, preprocessing, train_spec_dict
 
-    options = train_options(args)
+    options = train_options(args, NETWORKS[args.network])
     if args.input_type is not None:
         options["input_type"] = args.input_type
     mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json, options)["mode"]

@@ -22,6 +22,8 @@ import pandas as pd
 
 from neuroexec import atomic
 from neuroexec.compat.extract_record import MODALITY_KEYS, modality_table, mode_tables
+from neuroexec.compat.train_keys import check_options, clinicadl_options, compute_keys, model_keys, train_keys
+from neuroexec.compat.train_options import TASKS
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.participants import read_tsv
 from neuroexec.data.splits import split_folder, split_folders
@@ -201,24 +203,42 @@ def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
     return out
 
 
-def _transfer(path: Path, selection: str | None) -> dict[str, Any]:
+def _transfer(o: dict[str, Any]) -> dict[str, Any]:
+    """--transfer_path's table: the source MAPS, its best model (ClinicaDL 1.6.1's default: loss, filled
+    in by clinicadl_options; the older form's: best balanced accuracy when the source has it), and
+    nb_unfrozen_layer."""
+    path, selection = Path(o["transfer_path"]), o.get("transfer_selection_metric")
     info = read_maps_info(path)  # InputError when not a MAPS of either generation
     if selection is None:
         # The seed's default is best_balanced_accuracy; an autoencoder (or a MAPS without it) has best_loss only.
         split = info.splits[0] if info.splits else 0
         selection = "BA" if best_model_file(path, split, "BA").is_file() else "loss"
-    return {"maps": str(path.resolve()), "selection": metric_name(selection)}
+    out: dict[str, Any] = {"maps": str(path.resolve()), "selection": metric_name(selection)}
+    if o.get("nb_unfrozen_layer"):
+        out["nb_unfrozen_layer"] = int(o["nb_unfrozen_layer"])
+    return out
+
+
+def checked_options(opts: TrainOptions) -> dict[str, Any]:
+    """The options of the command: under ClinicaDL 1.3+'s `train TASK` form, with ClinicaDL's default of
+    every option not given; under the older `train image cnn|autoencoder` form, as given. Both checked."""
+    task = NETWORKS[opts.network]
+    if opts.network in TASKS:
+        return clinicadl_options(task, opts.options)
+    o = {k: v for k, v in opts.options.items() if v is not None}
+    check_options(o, task)
+    return o
 
 
 def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     """The spec (a dict, absolute paths) equivalent to the command."""
-    o = opts.options
     if opts.network not in NETWORKS:
         raise InputError(
             None,
             f"network type or task must be one of {', '.join(NETWORKS)}, got {opts.network!r}",
             "NETWORK",
         )
+    o = checked_options(opts)
     caps = opts.caps_directory.resolve()
     maps = opts.output_maps.resolve()
     pre = preprocessing(caps, opts.preprocessing_json, opts.options)
@@ -228,14 +248,14 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     )
 
     dataset = _dataset_table(o, caps, participants, pre)
-    model = _model_table(opts, maps, pre)
+    model = _model_table(opts.network, o, maps, pre)
     model["split"] = _split_table(o, splits_dir, n_found)
-    if o.get("transfer_learning_path"):
-        model["transfer"] = _transfer(Path(o["transfer_learning_path"]), o.get("transfer_learning_selection"))
-    train = {**model.pop("train", {}), **_train_table(o)}
+    if o.get("transfer_path"):
+        model["transfer"] = _transfer(o)
+    train = {**model.pop("train", {}), **_train_table(o), **train_keys(o, model["task"])}
     if train:
         model["train"] = train
-    compute = compute_table(o)
+    compute = _compute(o)
     if compute:
         model["compute"] = compute
     return {"version": 1, "datasets": {DATASET: dataset}, "models": {opts.network: model}}
@@ -254,9 +274,9 @@ def _dataset_table(o: dict[str, Any], caps: Path, participants: Path, pre: dict[
     return dataset
 
 
-def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[str, Any]:
+def _model_table(network: str, o: dict[str, Any], maps: Path, pre: dict[str, Any]) -> dict[str, Any]:
     """The model's own keys: task, mode, label, network (split, transfer, train, compute are added)."""
-    o, task = opts.options, NETWORKS[opts.network]
+    task = NETWORKS[network]
     model: dict[str, Any] = {"maps": str(maps), "dataset": DATASET, "task": task, "mode": pre["mode"]}
     for key in ("patch", "roi", "slice"):
         if key in pre:
@@ -266,9 +286,9 @@ def _model_table(opts: TrainOptions, maps: Path, pre: dict[str, Any]) -> dict[st
         model["label"] = o["label"]
     elif task == "regression":
         model["label"] = REGRESSION_LABEL
-    for key in ("diagnoses", "architecture", "dropout"):
-        if o.get(key) is not None:
-            model[key] = list(o[key]) if key == "diagnoses" else o[key]
+    if o.get("diagnoses"):  # ClinicaDL's empty list: every label
+        model["diagnoses"] = list(o["diagnoses"])
+    model.update(model_keys(o, task))
     return model
 
 
@@ -296,6 +316,8 @@ def _split_table(o: dict[str, Any], splits_dir: Path, n_found: int) -> dict[str,
     split: dict[str, Any] = {"n_splits": int(n_splits), "directory": str(splits_dir)}
     if o.get("split"):
         split["splits"] = sorted({int(s) for s in o["split"]})
+    if o.get("valid_longitudinal"):
+        split["valid_longitudinal"] = True
     return split
 
 
@@ -306,6 +328,12 @@ def _train_table(o: dict[str, Any]) -> dict[str, Any]:
     if o.get("visualization"):
         train["visualization"] = True
     return train
+
+
+def _compute(o: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    return {**compute_table(o), **compute_keys(o, torch.cuda.is_available())}
 
 
 def compute_table(o: dict[str, Any]) -> dict[str, Any]:

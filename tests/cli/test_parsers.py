@@ -53,8 +53,8 @@ PARSED = {
                   "target_node": 1, "save_individual": True, "overwrite": True, "level_grad_cam": None},
     "train": {"func": train_command.cmd_train, "kind": "image", "network": "cnn", "input_type": "image",
               "caps_directory": Path("caps"), "preprocessing_json": "t1-linear", "tsv_directory": Path("split"),
-              "output_maps": Path("maps"), "transfer_learning_path": Path("src"),
-              "transfer_learning_selection": "best_loss", "epochs": 2, "batch_size": 2, "learning_rate": 0.001,
+              "output_maps": Path("maps"), "transfer_path": Path("src"),
+              "transfer_selection_metric": "best_loss", "epochs": 2, "batch_size": 2, "learning_rate": 0.001,
               "n_splits": 2, "split": [0, 1], "gpu": True, "n_proc": 1, "amp": True, "seed": 3,
               "deterministic": True, "config_file": Path("c.toml"), "architecture": "Conv4_FC3", "dropout": 0.1,
               "selection_metrics": ["loss", "BA"], "patience": 2, "tolerance": 0.1, "accumulation_steps": 2,
@@ -199,8 +199,8 @@ def test_train_takes_clinicadl_1_3_task_form_and_its_short_flags():
     assert (args.kind, args.network, args.input_type) == ("regression", "regression", None)
     assert args.learning_rate == 0.01 and args.weight_decay == 0 and args.architecture == "Conv4_FC3"
     assert args.accumulation_steps == 2 and args.split == [1] and args.selection_metrics == ["MAE"]
-    assert args.diagnoses == ["AD"] and args.n_proc == 1 and str(args.transfer_learning_path) == "src"
-    assert args.transfer_learning_selection == "loss" and args.deterministic is False
+    assert args.diagnoses == ["AD"] and args.n_proc == 1 and str(args.transfer_path) == "src"
+    assert args.transfer_selection_metric == "loss" and args.deterministic is False
     args = build_parser().parse_args(["train", "image", "autoencoder", "caps", "t1-linear", "split", "maps"])
     assert (args.kind, args.network, args.input_type) == ("image", "autoencoder", "image")
     with pytest.raises(SystemExit):
@@ -223,8 +223,10 @@ def test_legacy_dashed_spellings():
 
 HELP_LINES = {
     "train image": ["batch size (default: 8)", "epochs (default: 20)", "learning rate (default: 0.0001)",
-                    "n splits (default: the split directory's count)", "optimizer (default: Adam)"],
-    "train regression": ["label column (default: diagnosis; age for regression)", "seed (default: 0)"],
+                    "(0: the split directory's count)", "optimizer (default: Adam)", "dropout rate (default: 0.5)",
+                    "labels kept (default: all labels)"],
+    "train regression": ["label column (default: age)", "seed (default: 0)", "dropout rate (default: 0.0)",
+                         "labels kept (default: AD CN)", "the GPU, an error without one", "loss (default: MSELoss)"],
     "predict": ["batch size (default: 8)", "DataLoader workers (default: 2)", "(default: the GPU when present)"],
     "interpret": ["batch size (default: 2)", "output node the gradients explain (default: 0)"],
     "save-tensor": ["batch size (default: 2)", "also save input/output NIfTIs (default: False)"],

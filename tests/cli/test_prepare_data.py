@@ -79,6 +79,7 @@ def test_patch_save_features_is_reused_by_train(caps, tiny_data, tmp_path, capsy
         "extract_p10.json",
         str(tiny_data["split"]),
         str(tmp_path / "m"),
+        "--no-gpu",  # ClinicaDL's train uses the GPU by default
     ]
     capsys.readouterr()
     assert main([*train, "--print-spec"]) == 0

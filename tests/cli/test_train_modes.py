@@ -49,7 +49,8 @@ def caps(tmp_path_factory, tiny_data) -> Path:
 
 def printed_spec(capsys, argv: list[str]) -> dict:
     capsys.readouterr()
-    assert main([*argv, "--print-spec"]) == 0
+    # --no-gpu: ClinicaDL's `train TASK` uses the GPU by default (an error without one)
+    assert main([*argv, "--no-gpu", "--print-spec"]) == 0
     return tomllib.loads(capsys.readouterr().out)
 
 
@@ -70,7 +71,7 @@ def test_roi_multi_network_builds_the_spec(tmp_path, tiny_data, caps, capsys):
 
 def test_one_network_per_region_of_a_single_region_is_refused(tmp_path, tiny_data, caps, capsys):
     argv = ["train", "classification", str(caps), "hippocampus.json", str(tiny_data["split"]), str(tmp_path / "m"),
-            "--multi_network", "--print-spec"]  # fmt: skip
+            "--multi_network", "--no-gpu", "--print-spec"]  # fmt: skip
     capsys.readouterr()
     assert main(argv) == 2  # as ClinicaDL: a multi-network model needs 2 parts or more
     err = capsys.readouterr().err
@@ -147,6 +148,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_data, caps, capsys, args, s
         str(tiny_data["split"]),
         str(tmp_path / "m"),
         *head[kind_end + 2 :],
+        "--no-gpu",
     ]
     capsys.readouterr()
     assert main(argv) == 2
@@ -166,6 +168,7 @@ def test_a_record_under_the_extract_steps_own_name_keeps_its_settings(tmp_path, 
         "extract_slice.json",
         str(tiny_data["split"]),
         str(tmp_path / "m"),
+        "--no-gpu",
     ]
     capsys.readouterr()
     assert main([*argv, "--print-spec"]) == 0

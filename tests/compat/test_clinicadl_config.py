@@ -42,18 +42,20 @@ def test_mapped_sections(tmp_path):
     assert options == {
         "architecture": "Conv4_FC3", "dropout": 0.2, "selection_metrics": ["loss", "BA"], "label": "diagnosis",
         "gpu": False, "n_proc": 1, "batch_size": 4, "seed": 7, "deterministic": True, "n_splits": 3, "split": [1],
-        "optimizer": "Adam", "epochs": 5, "learning_rate": 0.001,
+        "optimizer": "Adam", "epochs": 5, "learning_rate": 0.001, "multi_network": False,
+        "loss": "CrossEntropyLoss", "evaluation_steps": 0,
     }  # fmt: skip
 
 
 def test_unknown_and_unsupported_options_are_named(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text(CONFIG + "frobnicate = 1\n[Data]\ndata_augmentation = ['Noise']\n")
+    path.write_text(CONFIG + "frobnicate = 1\n[Data]\nepochs = 2\n[Whatever]\nx = 1\n")
     with pytest.raises(InputError) as err:
         read_train_config(path)
     text = str(err.value)
     assert "[Optimization] frobnicate: unknown option" in text
-    assert "[Data] data_augmentation" in text and "not supported" in text
+    assert "[Data] epochs: not an option of [Data] (ClinicaDL reads it in [Optimization])" in text
+    assert "[Whatever]: not a section of ClinicaDL's train_config.toml" in text
 
 
 def test_bad_toml_names_the_file(tmp_path):

@@ -72,13 +72,13 @@ def test_flags_become_spec_fields(tiny_data, tmp_path):
 
 
 def test_transfer_from_a_clinicadl_maps(tiny_data, tmp_path, clinicadl_maps):
-    options = {"transfer_learning_path": clinicadl_maps}
+    options = {"transfer_path": clinicadl_maps}
     doc = train_spec_dict(
         TrainOptions("cnn", tiny_data["caps"], "t1-linear", tiny_data["split"], tmp_path / "m", options)
     )
     # The seed's default selection: best balanced accuracy, which this MAPS has.
     assert doc["models"]["cnn"]["transfer"] == {"maps": str(clinicadl_maps), "selection": "BA"}
-    options["transfer_learning_selection"] = "best_loss"
+    options["transfer_selection_metric"] = "best_loss"
     doc = train_spec_dict(
         TrainOptions("cnn", tiny_data["caps"], "t1-linear", tiny_data["split"], tmp_path / "m", options)
     )

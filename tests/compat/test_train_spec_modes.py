@@ -22,7 +22,10 @@ def write_json(caps: Path, name: str, content: dict) -> str:
 
 
 def build(tmp_path: Path, data: dict, name: str, options: dict | None = None, task: str = "classification"):
-    opts = TrainOptions(task, data["caps"], name, data["split"], tmp_path / "maps", options or {})
+    # --no-gpu: ClinicaDL's train uses the GPU by default, and this machine may have none
+    opts = TrainOptions(
+        task, data["caps"], name, data["split"], tmp_path / "maps", {"gpu": False, **(options or {})}
+    )
     doc = train_spec_dict(opts)
     return doc, spec_from_dict(doc, tmp_path / "spec.toml")
 
@@ -123,12 +126,20 @@ def test_selection_threshold(tmp_path, caps):
     assert spec.models["classification"].selection_threshold == 0.6
 
 
-def test_config_file_sets_the_part_options(tmp_path):
+def test_config_file_sets_the_part_options(tmp_path, caps):
     config = tmp_path / "c.toml"
     config.write_text("[Model]\nmulti_network = true\n[Classification]\nselection_threshold = 0.5\n")
     assert read_train_config(config) == {"multi_network": True, "selection_threshold": 0.5}
     config.write_text("[Model]\nmulti_network = false\n[Classification]\nselection_threshold = 0.0\n")
-    assert read_train_config(config) == {}  # ClinicaDL's defaults: the command's own apply
+    options = read_train_config(config)
+    assert options == {"multi_network": False, "selection_threshold": 0.0}
+    name = write_json(
+        caps["caps"], "extract_patch.json", {"mode": "patch", "patch_size": 8, "stride_size": 8}
+    )
+    model = build(tmp_path, caps, name, options)[0]["models"]["classification"]
+    # ClinicaDL's defaults: one network, no threshold, as without the config file
+    assert "multi_network" not in model and "selection_threshold" not in model
+    assert model == build(tmp_path, caps, name)[0]["models"]["classification"]
 
 
 def test_pet_linear_json_gives_the_dataset_its_preprocessing(tmp_path, caps):
