@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag, switch
+from neuroexec.cli.list_models_command import add_list_models
 from neuroexec.compat.train_options import (
     DEFAULT_ARCHITECTURE,
     LOSSES,
@@ -25,7 +26,6 @@ from neuroexec.compat.train_options import (
     Option,
     defaults,
 )
-from neuroexec.cli.list_models_command import add_list_models
 from neuroexec.errors import InputError
 
 # The parts' settings under ClinicaDL's prepare-data names (compat/train_spec.part_record reads them).
