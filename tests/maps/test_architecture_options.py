@@ -108,3 +108,22 @@ def test_an_option_of_the_wrong_type_names_the_file_and_key(tmp_path):
         InputError, match=r"maps\.json \[latent_space_size\]: latent_space_size must be an integer"
     ):
         read_maps_info(root)
+
+
+def test_the_options_enter_the_training_fingerprint_only_when_set(tmp_path):
+    from neuroexec.spec import load_spec
+    from neuroexec.training.task import training_config
+
+    def config(options: str) -> dict:
+        body = f'task = "reconstruction"\ntrain = {{ epochs = 1 }}\n{options}'
+        return training_config(load_spec(write_spec(tmp_path, {"ae": body})).models["ae"])
+
+    default, stated_default = config(""), config("architecture_options = { latent_space_size = 128 }")
+    assert "architecture_options" not in default and stated_default == default  # MAPS trained before: same
+    assert (
+        config("architecture_options = { latent_space_size = 64 }")["architecture_options"][
+            "latent_space_size"
+        ]
+        == 64
+    )
+    assert config('architecture_options = { normalization = "group" }') != default
