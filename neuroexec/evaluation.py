@@ -94,15 +94,20 @@ class Collector:
         self.losses: list[torch.Tensor] = []
         self.nonfinite = 0  # samples whose network outputs hold a NaN or an infinity
 
-    def add(self, batch: dict, outputs: torch.Tensor, images: torch.Tensor) -> None:
-        """Record one batch: `outputs` the network's output for `images` (the batch's inputs)."""
+    def add(
+        self, batch: dict, outputs: torch.Tensor, images: torch.Tensor, losses: torch.Tensor | None = None
+    ) -> None:
+        """Record one batch: `outputs` the network's output for `images` (the batch's inputs);
+        `losses`: the per-sample losses when the network gives its own (a VAE's), else the task's."""
         outputs = outputs.detach().float()
         self.nonfinite += int((~torch.isfinite(outputs)).reshape(outputs.shape[0], -1).any(dim=1).sum())
         self.participants += list(batch["participant_id"])
         self.sessions += list(batch["session_id"])
         self.mode_ids += [int(i) for i in torch.as_tensor(batch["mode_id"]).reshape(-1)]
         self.labels.append(batch["label"].detach().cpu())
-        if self.use_labels:
+        if losses is not None:
+            self.losses.append(losses.detach().float().cpu())
+        elif self.use_labels:
             self.losses.append(sample_losses(self.task, outputs, batch, images, self.loss).cpu())
         else:
             self.losses.append(torch.full((outputs.shape[0],), float("nan")))
@@ -200,12 +205,14 @@ def collect(
     was_training = model.training
     model.eval()
     collector = Collector(task, mode, settings.kernels, use_labels, loss)
+    own_losses = getattr(model, "evaluation_losses", None)  # a VAE's loss needs its latent (nn/vae.py)
     try:
         for batch in loader:
             images = to_device(batch["image"], settings.device, channels_last)
             with autocast(settings):
                 outputs = model(images)
-            collector.add(batch, outputs, images)
+                losses = None if own_losses is None else own_losses(images, outputs, loss)
+            collector.add(batch, outputs, images, losses)
     finally:
         model.train(was_training)
     if model_file is not None and collector.nonfinite:

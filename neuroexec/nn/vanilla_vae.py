@@ -80,6 +80,11 @@ class VanillaDenseVAE(VanillaVAE):
         self, input_size, latent_space_size=128, feature_size=1024, recons_weight=1.0, kl_weight=1.0
     ):
         require_sides(self.architecture_name, input_size, 2, 2**N_CONV)
+        if feature_size < 1:
+            raise NeuroexecError(
+                f"architecture_options.feature_size: {self.architecture_name} needs dense features "
+                f"(feature_size >= 1, not {feature_size}); only Vanilla3DdenseVAE takes 0"
+            )
         channels, deep_channels = input_size[0], IO_CHANNELS * 2 ** (N_CONV - 1)
         paddings, deep = halvings(input_size[1:], N_CONV)
         n_pix = deep_channels * deep[0] * deep[1]

@@ -177,11 +177,13 @@ def _check_training(model: Model, add) -> None:
     learning rate); the weighted sampler draws classes; a label code for classification, with an index
     for every diagnosis kept."""
     from neuroexec import losses, optim
+    from neuroexec.nn import registry, vae_losses
 
     key, t = f"models.{model.name}", model.train
     scheduler = (t.scheduler.name, t.scheduler.options) if t.scheduler else (None, ())
     problems = {
-        "train.loss": losses.refusal(model.task, t.loss),
+        "train.loss": losses.refusal(model.task, t.loss)
+        or vae_losses.check_loss(model.architecture, t.loss, registry.REGISTRY),  # VAE losses for VAEs only
         "train.scheduler": optim.scheduler_refusal(t.adaptive_learning_rate, *scheduler, t.learning_rate),
     }
     if t.sampler == "weighted" and model.task != "classification":
