@@ -32,6 +32,10 @@ from neuroexec.nn import custom
 from neuroexec.nn.autoencoder import build_autoencoder
 from neuroexec.nn.cae import build_cae_half
 from neuroexec.nn.networks import ARCHITECTURES, build_network
+from neuroexec.nn.resnet2d import build_resnet18
+from neuroexec.nn.resnet3d import build_resnet3d
+from neuroexec.nn.secnn import build_secnn
+from neuroexec.nn.stride_cnn import build_stride_conv5_fc3
 from neuroexec.nn.unet import build_generator_unet
 from neuroexec.nn.vanilla_vae import VAE_FAMILY, vae_builder
 
@@ -77,6 +81,23 @@ def _builtin() -> dict[str, Entry]:
 REGISTRY: dict[str, Entry] = _builtin()
 
 
+def _clinicadl_cnns() -> dict[str, Entry]:
+    """ClinicaDL 1.6.1's other CNNs (nn/stride_cnn.py, nn/resnet3d.py, nn/secnn.py, nn/resnet2d.py)."""
+    return {e.name: e for e in (
+        Entry("Stride_Conv5_FC3", CLASSIFIERS, (2, 3), build_stride_conv5_fc3,
+              "ClinicaDL's Conv5_FC3 with stride-2 convolutions instead of pooling (any input size)"),
+        Entry("ResNet3D", CLASSIFIERS, (3,), build_resnet3d,
+              "ClinicaDL's 3D ResNet: 5 residual blocks (ELU), FC 256, dropout 0.8 (sizes >= 63)"),
+        Entry("SqueezeExcitationCNN", CLASSIFIERS, (3,), build_secnn,
+              "ClinicaDL's 3D ResNet with squeeze-and-excitation blocks, FC 256, dropout 0.5 (sizes >= 63)"),
+        Entry("resnet18", CLASSIFIERS, (2,), build_resnet18,
+              "ClinicaDL's ResNet-18 for RGB slices; ImageNet weights from architecture_options.weights"),
+    )}  # fmt: skip
+
+
+REGISTRY.update(_clinicadl_cnns())
+
+
 def _reconstruction_networks() -> dict[str, Entry]:
     """ClinicaDL 1.6.1's autoencoders not derived from a CNN (nn/cae.py, nn/unet.py)."""
 
@@ -102,6 +123,14 @@ REGISTRY.update(
      for cls, dims, text in VAE_FAMILY}
 )  # fmt: skip
 
+# ClinicaDL names neuroexec refuses, with the reason (entry() says it instead of "unknown").
+OUT_OF_SCOPE = {
+    "Conv5_FC3_SSDA": "ClinicaDL's semi-supervised domain adaptation network (it trains on a second, target "
+    "CAPS) is not supported by neuroexec; use Conv5_FC3",
+    "RandomArchitecture": "ClinicaDL's random-search architecture (clinicadl random-search) is not supported "
+    "by neuroexec; name a fixed architecture",
+}
+
 
 def known() -> list[str]:
     return sorted(REGISTRY)
@@ -111,6 +140,8 @@ def entry(name: str) -> Entry:
     """The entry named `name`; a NeuroexecError listing the known names (and the closest) otherwise."""
     if name in REGISTRY:
         return REGISTRY[name]
+    if name in OUT_OF_SCOPE:
+        raise NeuroexecError(f"architecture {name}: {OUT_OF_SCOPE[name]}")
     if custom.is_custom(name):  # `module:Class` or an entry point: a network of your own
         return _custom_entry(name)
     close = difflib.get_close_matches(name, known(), n=1)
