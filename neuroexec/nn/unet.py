@@ -22,7 +22,7 @@ torch.Size([1, 1, 64, 32, 32])
 >>> build_generator_unet((1, 48, 64, 64))
 Traceback (most recent call last):
 ...
-neuroexec.errors.NeuroexecError: architecture GeneratorUNet needs every spatial size to be a multiple of 32 (it halves each side 5 times and concatenates the skips), got input size (1, 48, 64, 64)
+neuroexec.errors.NeuroexecError: architecture GeneratorUNet needs every spatial size to be a multiple of 32 (it halves each side 5 times and concatenates the skips), got input size (1, 48, 64, 64); use images of such a size (ClinicaDL's 1@128x128x128) or another reconstruction architecture
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from torch import nn
 from neuroexec.errors import NeuroexecError
 
 _DEPTH = 5  # strided convolutions: the sides must be multiples of 2**_DEPTH
+_WAY_OUT = "use images of such a size (ClinicaDL's 1@128x128x128) or another reconstruction architecture"
 
 
 class Down(nn.Module):
@@ -117,18 +118,18 @@ def check_input_size(input_size: tuple[int, ...]) -> None:
     if len(size) != 4 or size[0] != 1:
         raise NeuroexecError(
             f"architecture GeneratorUNet reconstructs one-channel 3D volumes (input size (1, depth, height, "
-            f"width)), got {size}"
+            f"width)), got {size}; {_WAY_OUT}"
         )
     step = 2**_DEPTH
     if any(s % step for s in size[1:]):
         raise NeuroexecError(
             f"architecture GeneratorUNet needs every spatial size to be a multiple of {step} (it halves each "
-            f"side {_DEPTH} times and concatenates the skips), got input size {size}"
+            f"side {_DEPTH} times and concatenates the skips), got input size {size}; {_WAY_OUT}"
         )
     if math.prod(s // step for s in size[1:]) < 2:
         raise NeuroexecError(
             f"architecture GeneratorUNet needs an input larger than {step}x{step}x{step} (its deepest "
-            f"instance norm needs more than one voxel), got input size {size}"
+            f"instance norm needs more than one voxel), got input size {size}; {_WAY_OUT}"
         )
 
 

@@ -96,6 +96,35 @@ def test_generator_unet_refuses_the_sizes_it_cannot_run_on(unet, size, message, 
             unet(torch.rand(1, *size))
 
 
+PLANNED = """
+version = 1
+[datasets.demo]
+generate = { subjects = 6, resolution_mm = 8 }
+[models.ae]
+maps = "maps/ae"
+dataset = "demo"
+task = "reconstruction"
+architecture = "%s"
+split = { n_splits = 2, splits = [0] }
+"""
+
+
+@pytest.mark.parametrize(
+    "name, rule", [("CAE_half", r"input size \(1, 73, 89, 73\) only"), ("GeneratorUNet", "multiple of 32")]
+)
+def test_the_plan_refuses_a_size_the_network_cannot_reconstruct_before_any_step_runs(tmp_path, name, rule):
+    from neuroexec.plan.graph import REFUSED, make_plan
+    from neuroexec.spec import load_spec
+
+    (tmp_path / "spec.toml").write_text(PLANNED % name)
+    plan = make_plan(load_spec(tmp_path / "spec.toml"))
+    refused = [(p.step.id, " ".join(p.reasons)) for p in plan.steps if p.action == REFUSED]
+    assert len(refused) == 1 and refused[0][0] == "model.ae.train[split-0]"
+    assert re.search(
+        rf"models\.ae\.architecture: architecture {name} .*{rule}.*\(1, 21, 26, 22\)", refused[0][1]
+    )
+
+
 SPEC = """
 version = 1
 [compute]
