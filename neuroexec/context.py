@@ -45,6 +45,7 @@ class StepSettings:
     amp: bool
     workers: int
     batch_size: int
+    amp_dtype: torch.dtype | None = None  # autocast's type with amp on a GPU (`choose_amp_dtype`)
 
 
 def resolve_settings(compute: Compute, rank: int = 0, world_size: int = 1) -> StepSettings:
@@ -54,7 +55,7 @@ def resolve_settings(compute: Compute, rank: int = 0, world_size: int = 1) -> St
 
     >>> from neuroexec.spec.model import Compute
     >>> resolve_settings(Compute(device="cpu", kernels="torch", workers=0))
-    StepSettings(device=device(type='cpu'), kernels='torch', amp=False, workers=0, batch_size=8)
+    StepSettings(device=device(type='cpu'), kernels='torch', amp=False, workers=0, batch_size=8, amp_dtype=None)
     """
     device = resolve_device(compute.device)
     if device.type == "cuda" and world_size > 1:
@@ -67,7 +68,37 @@ def resolve_settings(compute: Compute, rank: int = 0, world_size: int = 1) -> St
         raise InputError(
             None, f"compute.kernels must be one of {', '.join(KERNELS)}; got {compute.kernels!r}", "kernels"
         )
-    return StepSettings(device, compute.kernels, compute.amp, compute.workers, compute.batch_size)
+    dtype = choose_amp_dtype(compute.amp_dtype, torch.cuda.is_bf16_supported()) if compute.amp else None
+    return StepSettings(device, compute.kernels, compute.amp, compute.workers, compute.batch_size, dtype)
+
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def choose_amp_dtype(requested: str, bf16_supported: bool) -> torch.dtype:
+    """compute.amp_dtype: "float16" is ClinicaDL's mixed precision (with a grad scaler, see
+    neuroexec.training.loop.Trainer), "bfloat16" needs a GPU that has it, "auto" takes bfloat16 where
+    the GPU has it, else float16.
+
+    >>> choose_amp_dtype("auto", bf16_supported=False), choose_amp_dtype("float16", bf16_supported=True)
+    (torch.float16, torch.float16)
+    >>> choose_amp_dtype("bfloat16", bf16_supported=False)
+    Traceback (most recent call last):
+    neuroexec.errors.DeviceError: compute.amp_dtype = 'bfloat16' but this GPU has no bfloat16; use 'float16' or 'auto'
+    """
+    if requested == "auto":
+        return torch.bfloat16 if bf16_supported else torch.float16
+    if requested not in AMP_DTYPES:
+        raise InputError(
+            None,
+            f"compute.amp_dtype must be one of auto, {', '.join(AMP_DTYPES)}; got {requested!r}",
+            "amp_dtype",
+        )
+    if requested == "bfloat16" and not bf16_supported:
+        raise DeviceError(
+            "compute.amp_dtype = 'bfloat16' but this GPU has no bfloat16; use 'float16' or 'auto'"
+        )
+    return AMP_DTYPES[requested]
 
 
 @dataclass

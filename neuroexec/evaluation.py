@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from neuroexec import atomic, losses, metrics, ops
-from neuroexec.context import Kernels, StepSettings
+from neuroexec.context import Kernels, StepSettings, choose_amp_dtype
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps import tables
 from neuroexec.maps.layout import MapsLayout
@@ -61,12 +61,18 @@ def mode_of(dataset: Dataset) -> str:
     return str(getattr(dataset, "mode", "image"))
 
 
-def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:
-    """bf16 autocast where the GPU supports it, else fp16; a no-op without amp or on the CPU."""
+def amp_type(settings: StepSettings) -> torch.dtype | None:
+    """The autocast type of the step (compute.amp_dtype, chosen by neuroexec.context.choose_amp_dtype),
+    None without amp or on the CPU."""
     if not settings.amp or settings.device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return settings.amp_dtype or choose_amp_dtype("auto", torch.cuda.is_bf16_supported())
+
+
+def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:
+    """Autocast to the step's amp type (`amp_type`); a no-op without amp or on the CPU."""
+    dtype = amp_type(settings)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def sample_losses(

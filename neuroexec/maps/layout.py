@@ -195,6 +195,72 @@ class MapsLayout:
         """Where publishing a training puts the folders it replaces, until it removes them."""
         return self.tmp_dir(split) / "replaced"
 
+    # --- run-level options: every epoch's model, the profiler trace, trackers, emissions -------------
+    def all_models_dir(self, split: int) -> Path:
+        """`split-<i>/all_models/`: the model of every epoch (train.save_all_models), ClinicaDL's folder."""
+        return self.split_dir(split) / "all_models"
+
+    def staged_all_models_dir(self, split: int) -> Path:
+        """The every-epoch models of a training in progress (they replace all_models_dir at its end)."""
+        return self.tmp_dir(split) / "all_models"
+
+    @staticmethod
+    def epoch_model_name(epoch: int, network: int | None = None) -> str:
+        """ClinicaDL's `model_epoch_<e>.pth.tar` (e from 0); `network-<k>_model_epoch_<e>.pth.tar` for
+        network k of a multi-network model (ClinicaDL gives every network the same name)."""
+        name = f"model_epoch_{int(epoch)}.pth.tar"
+        return name if network is None else f"{network_name(network)}_{name}"
+
+    def staged_epoch_model(self, split: int, epoch: int, network: int | None = None) -> Path:
+        return self.staged_all_models_dir(split) / self.epoch_model_name(epoch, network)
+
+    def epoch_model(self, split: int, epoch: int, network: int | None = None) -> Path:
+        return self.all_models_dir(split) / self.epoch_model_name(epoch, network)
+
+    def staged_epoch_models(self, split: int, network: int | None = None) -> list[Path]:
+        """The every-epoch models in tmp/ of the training (of network k of a multi-network model)."""
+        pattern = self.epoch_model_name(0, network).replace("_0.", "_*.")
+        return sorted(self.staged_all_models_dir(split).glob(pattern))
+
+    @property
+    def profiler_dir(self) -> Path:
+        """`profiler/`: ClinicaDL's folder of torch.profiler traces (train.profiler), one folder per run."""
+        return self.root / "profiler"
+
+    def staged_profiler_dir(self, split: int) -> Path:
+        """The traces of a training in progress, moved into profiler_dir (same relative path) at its end."""
+        return self.tmp_dir(split) / "profiler"
+
+    def staged_profiler_trace(self, split: int, stamp: str, network: int | None = None) -> Path:
+        """`tmp/profiler/clinicadl_<stamp>/split-<i>[_network-<k>].pt.trace.json`: a training's trace in
+        its run's folder (ClinicaDL's `clinicadl_<HH:MM:SS>`), Chrome's trace format."""
+        who = f"split-{split}" + ("" if network is None else f"_{network_name(network)}")
+        return self.staged_profiler_dir(split) / f"clinicadl_{stamp}" / f"{who}.pt.trace.json"
+
+    @property
+    def mlflow_store(self) -> Path:
+        """`mlflow.db`: the local MLflow store (SQLite) of train.track_exp = "mlflow", one run per training."""
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """`mlruns/`: the artifact folder of the MAPS's MLflow experiment."""
+        return self.root / "mlruns"
+
+    @property
+    def wandb_dir(self) -> Path:
+        """`wandb/`: W&B's offline runs of train.track_exp = "wandb" (W&B names this folder itself, in
+        the folder it is given: the MAPS)."""
+        return self.root / "wandb"
+
+    def staged_emissions_csv(self, split: int) -> Path:
+        """CodeCarbon's table of a training in progress (train.calculate_emissions)."""
+        return self.tmp_dir(split) / "emissions.csv"
+
+    def emissions_csv(self, split: int) -> Path:
+        """`split-<i>/emissions.csv`: CodeCarbon's estimate of the energy and CO2 of the split's training."""
+        return self.split_dir(split) / "emissions.csv"
+
     def best_dir(self, split: int, metric: str) -> Path:
         return self.split_dir(split) / f"best-{metric}"
 

@@ -4,15 +4,16 @@ frozen Spec only; which keys of a table go together is spec/shape.py's check of 
 
 from __future__ import annotations
 
-import difflib
+import inspect
 import os
 from pathlib import Path
 
 import torch
 
-from neuroexec.errors import NeuroexecError, Problem
+from neuroexec.errors import Problem
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
+from neuroexec.spec.architecture_checks import check_architecture, check_pretrained_architecture
 from neuroexec.spec.model import Compute, Dataset, Group, Model, Spec, Split, Transfer
 
 TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be selected on
@@ -114,6 +115,8 @@ def _check_model(spec: Spec, model: Model, add) -> None:
                 f"no dataset given, so this must be an existing MAPS, but {model.maps} has "
                 "no maps.json (nor a legacy commandline.json)",
             )
+        else:
+            check_pretrained_architecture(spec.dir, model, add)
         return
     if model.dataset not in spec.datasets:
         add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
@@ -127,46 +130,28 @@ def _check_model(spec: Spec, model: Model, add) -> None:
                 f"{key}.train.selection_metrics[{i}]",
                 f"'{metric}' is not a {model.task} metric; expected one of {', '.join(allowed)}",
             )
-    _check_architecture(spec, model, add)
+    found = check_architecture(spec.dir, model, add)
+    if found is not None:
+        _check_pretrained(model, found, add)
     _check_training(model, add)
+    _check_observers(model, add)
     _check_split(model.split, f"{key}.split", add)
     if model.transfer is not None:
         _check_transfer(spec, model.name, model.transfer, add)
 
 
-# --- the architecture: its name (its sizes for the planned inputs: training/network_check.py, at plan)
-
-
-def _check_architecture(spec: Spec, model: Model, add) -> None:
-    """The architecture is a registry name, an import path that imports (from sys.path or the spec's
-    folder) or an entry point, of a class built with input_size, output_size and dropout; a registry
-    network serves the model's task and the dimensions of its mode (2D slices, 3D volumes)."""
-    from neuroexec.nn import custom, registry
-
-    key, name = f"models.{model.name}.architecture", model.architecture
-    if name not in registry.REGISTRY and custom.is_custom(name):
-        try:
-            why = custom.contract_problem(custom.resolve(name, spec.dir))
-        except NeuroexecError as err:
-            why = str(err)
-        if why:
-            add(key, why)
+def _check_pretrained(model: Model, found, add) -> None:
+    """architecture_options.weights: an existing file, for a network whose builder reads one (resnet18)."""
+    weights = model.architecture_options.weights
+    key = f"models.{model.name}.architecture_options.weights"
+    if weights is None:
         return
-    dims = 2 if model.mode == "slice" else 3
-    fitting = [e.name for e in registry.REGISTRY.values() if model.task in e.tasks and dims in e.dims]
-    choose = f"choose one of {', '.join(sorted(fitting))}, or a network of your own as 'module:Class'"
-    try:
-        found = registry.entry(registry.resolved_name(name, model.task))
-    except NeuroexecError:
-        close = difflib.get_close_matches(name, list(registry.REGISTRY), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        add(key, f"unknown architecture {name!r}{hint}; {choose}")
-        return
-    if model.task not in found.tasks:
-        add(key, f"{name} is for {' or '.join(sorted(found.tasks))}, not task = '{model.task}'; {choose}")
-    elif dims not in found.dims:
-        add(key, f"{name} builds {' or '.join(f'{d}D' for d in found.dims)} networks, and mode = "
-            f"'{model.mode}' feeds it {dims}D inputs; {choose}")  # fmt: skip
+    if "weights" not in inspect.signature(found.build).parameters:
+        add(key, f"{found.name} reads no pretrained-weights file (resnet18 does: its ImageNet weights); remove "
+            f"it, or start from a trained model with [models.{model.name}.transfer]")  # fmt: skip
+    elif not weights.is_file():
+        add(key, f"pretrained-weights file not found: {weights}; save torchvision's resnet18 ImageNet state "
+            "dict there, or remove the key to start from random weights")  # fmt: skip
 
 
 # --- the training options: loss, schedulers, sampler, label code (ClinicaDL's rules for each)
@@ -404,6 +389,38 @@ def _check_compute(c: Compute, key: str, add) -> None:
         add(f"{key}.amp", "mixed precision needs a GPU device; this step would run on the CPU")
     if c.kernels == "triton" and not gpu:
         add(f"{key}.kernels", "'triton' kernels need a GPU device; use 'auto' or 'torch' on CPU")
+    if c.amp and c.amp_dtype == "bfloat16" and has_gpu and gpu and not torch.cuda.is_bf16_supported():
+        add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
+    if c.fully_sharded_data_parallel:
+        add(f"{key}.fully_sharded_data_parallel", _FSDP_REFUSAL if gpu else _FSDP_ON_CPU)
+
+
+# ClinicaDL's FSDP shards a model over CUDA GPUs under torchrun; neuroexec trains on several GPUs with
+# DistributedDataParallel (`torchrun ... -m neuroexec apply`), which no setting needs.
+_FSDP_ON_CPU = (
+    "fully sharded data parallel (FSDP) shards a model over CUDA GPUs under torchrun and this step "
+    "would run on the CPU; remove it"
+)
+_FSDP_REFUSAL = (
+    "fully sharded data parallel (FSDP) is not implemented in neuroexec; remove it (under torchrun, "
+    "several GPUs train with DistributedDataParallel, which needs no setting)"
+)
+
+
+# --- observers: their optional packages (training/observers.py)
+
+
+def _check_observers(model: Model, add) -> None:
+    """train.track_exp and train.calculate_emissions need their packages (neuroexec's extras)."""
+    from neuroexec.extras import missing_package
+
+    key, t = f"models.{model.name}.train", model.train
+    why = missing_package(t.track_exp) if t.track_exp else None
+    if why:
+        add(f"{key}.track_exp", f"track_exp = '{t.track_exp}' {why}; or remove track_exp")
+    why = missing_package("codecarbon") if t.calculate_emissions else None
+    if why:
+        add(f"{key}.calculate_emissions", f"calculate_emissions {why}; or set it to false")
 
 
 def _cycle_problems(spec: Spec) -> list[Problem]:

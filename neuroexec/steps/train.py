@@ -109,9 +109,12 @@ def notes(step: Step) -> list[str]:
     ]
     events = [f for folder in folders if folder.is_dir() for f in folder.iterdir() if f.is_file()]
     board = f" and {len(events)} TensorBoard event file(s)" if events else ""
+    every = maps.all_models_dir(task.split)  # train.save_all_models: replaced, or removed without it
+    kept = len(list(every.iterdir())) if every.is_dir() else 0
+    epochs = f", {kept} models of every epoch ({every.name}/)" if kept else ""
     return [
         f"when it finishes, it replaces the finished training of {maps.split_dir(task.split).name}: its "
-        f"training log, best models{board} (kept until then)"
+        f"training log, best models{epochs}{board} (kept until then)"
     ]
 
 
@@ -141,7 +144,25 @@ def check(step: Step) -> str | None:
 
     task: TrainTask = step.payload
     model, ds = task.model, task.dataset
-    return discarded_refusal(model, ds) or patch_refusal(model, ds) or architecture_refusal(model, ds)
+    return (
+        discarded_refusal(model, ds)
+        or patch_refusal(model, ds)
+        or data_refusal(model, ds)
+        or architecture_refusal(model, ds)
+    )
+
+
+def data_refusal(model, ds) -> str | None:
+    """size_reduction_factor outside image mode or on images too small for its box; augmentations the
+    items cannot take (data/size_reduction.py, data/augmentation.py)."""
+    from neuroexec.data.augmentation import augmentation_refusal
+    from neuroexec.data.size_reduction import size_reduction_refusal
+    from neuroexec.data.slice_extract import planned_image_shape
+
+    if model.size_reduction_factor is None and not model.train.data_augmentation:
+        return None
+    shape = planned_image_shape(ds)
+    return size_reduction_refusal(model, shape) or augmentation_refusal(model, shape)
 
 
 register(

@@ -18,10 +18,29 @@ import torch
 from neuroexec.errors import NeuroexecError
 from neuroexec.training.resume import Progress
 
+# compute.compensation -> cuBLAS's workspace under deterministic CUDA, as ClinicaDL sets it: "memory" pays
+# in memory (8 buffers of 4 MiB per stream), "time" in speed (8 of 16 KiB); both make cuBLAS deterministic.
+CUBLAS_WORKSPACES = {"memory": ":4096:8", "time": ":16:8"}
+
+
+def cublas_workspace(compensation: str) -> str:
+    """The CUBLAS_WORKSPACE_CONFIG of compute.compensation.
+
+    >>> cublas_workspace("time")
+    ':16:8'
+    """
+    if compensation not in CUBLAS_WORKSPACES:
+        raise NeuroexecError(
+            f"compute.compensation must be 'memory' or 'time' (ClinicaDL's), not {compensation!r}"
+        )
+    return CUBLAS_WORKSPACES[compensation]
+
 
 @contextlib.contextmanager
-def determinism(enabled: bool):
-    """compute.deterministic: deterministic algorithms (warn only) and cudnn flags, restored after."""
+def determinism(enabled: bool, compensation: str = "memory"):
+    """compute.deterministic: deterministic algorithms (warn only) and cudnn flags, restored after; on
+    CUDA, cuBLAS's workspace of compute.compensation (PyTorch reads it once, at the first matrix product of
+    the process: a later training in the same process with another compensation keeps the first)."""
     cudnn = torch.backends.cudnn
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -30,7 +49,7 @@ def determinism(enabled: bool):
         cudnn.benchmark,
     )
     if enabled and torch.cuda.is_available():
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas_workspace(compensation)
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     cudnn.deterministic, cudnn.benchmark = enabled, not enabled
     try:

@@ -108,13 +108,16 @@ def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     if ctx.is_main and done:
         which = "network-0" if len(done) == 1 else f"network-0 to network-{len(done) - 1}"
         ctx.reporter.info(f"  split-{split}: {which} already trained")
-    with determinism(task.model.compute.deterministic):
+    with determinism(task.model.compute.deterministic, task.model.compute.compensation):
         for k in range(len(done), count):
             runs[k], summaries[k] = _train_network(nets, k, first=k == len(done))
         distributed.barrier(ctx)
         if ctx.is_main:
             _final_results(nets, runs)
-            outputs.publish_training(maps, split, selection, t.tensorboard, count)
+            outputs.publish_training(
+                maps, split, selection, t.tensorboard, count, all_models=t.save_all_models,
+                emissions=t.calculate_emissions,
+            )  # fmt: skip
             resume.clear(maps, split)
     return {
         "networks": [summaries[k] for k in range(count)],

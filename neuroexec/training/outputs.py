@@ -1,6 +1,8 @@
 """Files a training run writes into its MAPS besides checkpoints: maps.json (ClinicaDL 1.x keys),
-environment.txt, information.log, training_logs/ (training.tsv, TensorBoard) and the autoencoder
-reconstructions of `visualization = true`. Only rank 0 calls these.
+environment.txt, information.log, training_logs/ (training.tsv; the TensorBoard events are
+training/observers.py's) and the autoencoder reconstructions of `visualization = true`; publishing
+moves the every-epoch models (all_models/), the emissions table and profiler traces too. Only rank 0
+calls these.
 
 Until a training finishes, all of them but the reconstructions are written to its split's tmp/, and
 the MAPS keeps those of the last finished training, which describe the models in place;
@@ -58,7 +60,7 @@ def maps_parameters(
     return {
         **_network_keys(model),
         **_selection_keys(model, label_code),
-        **_compute_keys(model.compute),
+        **_compute_keys(model.compute, model.train),
         # ClinicaDL turns every *_path key into a Path unless it is "": no transfer is "", never false
         "transfer_path": str(transfer_maps) if transfer_maps is not None else "",
         "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
@@ -109,16 +111,19 @@ def _selection_keys(model: Model, label_code: dict[str, int] | None) -> dict:
     }
 
 
-def _compute_keys(c: Compute) -> dict:
+def _compute_keys(c: Compute, t: Train) -> dict:
+    """ClinicaDL's [Computational] and [Reproducibility] keys (its train options' order)."""
     return {
         "gpu": c.device != "cpu",
         "n_proc": c.workers,
         "batch_size": c.batch_size,
-        "evaluation_steps": 0,
+        "evaluation_steps": t.evaluation_steps,
+        "fully_sharded_data_parallel": c.fully_sharded_data_parallel,
         "amp": c.amp,
         "seed": c.seed,
         "deterministic": c.deterministic,
-        "compensation": "memory",
+        "compensation": c.compensation,
+        "track_exp": t.track_exp or "",  # ClinicaDL's "" for none
     }
 
 
@@ -129,9 +134,10 @@ def _data_keys(model: Model, dataset: Dataset, label_code: dict[str, int] | None
         "diagnoses": list(model.diagnoses) if model.diagnoses else trained_diagnoses(model, label_code),
         "baseline": dataset.baseline,
         "normalize": dataset.normalize,
-        "data_augmentation": False,
+        "data_augmentation": list(model.train.data_augmentation) or False,  # ClinicaDL's false for none
         "sampler": model.train.sampler,
-        "size_reduction": False,
+        "size_reduction": model.size_reduction_factor is not None,
+        "size_reduction_factor": model.size_reduction_factor or 2,  # ClinicaDL's default when off
         "n_splits": model.split.n_splits,
     }
 
@@ -146,6 +152,9 @@ def _optimizer_keys(t: Train) -> dict:
         "patience": t.patience,
         "tolerance": t.tolerance,
         "accumulation_steps": t.accumulation_steps,
+        "profiler": t.profiler,
+        "save_all_models": t.save_all_models,
+        "emissions_calculator": t.calculate_emissions,
     }
 
 
@@ -290,7 +299,14 @@ def trained_model(maps: MapsLayout, split: int, metric: str, network: int | None
 
 
 def publish_training(
-    maps: MapsLayout, split: int, metrics: list[str], tensorboard: bool = True, networks: int | None = None
+    maps: MapsLayout,
+    split: int,
+    metrics: list[str],
+    tensorboard: bool = True,
+    networks: int | None = None,
+    *,
+    all_models: bool = False,
+    emissions: bool = False,
 ) -> None:
     """Put a finished training in place: its best models, their train and validation results and the
     reconstructions, training.tsv, TensorBoard events, environment.txt, information.log and maps.json
@@ -298,7 +314,8 @@ def publish_training(
     that were not made (tmp/ is removed after it). Result files of other steps (a group's saliency
     maps beside the validation results) are left where they are. `networks`: the count of a
     multi-network model (network-<k> models and logs); the models and logs of the other layout
-    (single or more networks) that an earlier training left go."""
+    (single or more networks) that an earlier training left go. `all_models` (train.save_all_models)
+    and `emissions` (train.calculate_emissions): see `_publish_run_options`."""
     nets: list[int | None] = [None] if networks is None else list(range(networks))
     moves = [
         (maps.staged_best_model(split, m, k), maps.best_model(split, m, k)) for m in metrics for k in nets
@@ -320,6 +337,7 @@ def publish_training(
         if staged.is_dir() or not tensorboard:  # TensorBoard off: the last training's events go too
             _replace_dir(maps, split, staged, final)
     _remove_other_layout(maps, split, metrics, networks)
+    _publish_run_options(maps, split, all_models, emissions)
     log = maps.staged_information_log(split)
     if log.is_file():
         with atomic.exclusive(maps.information_lock):  # another split's job may be merging its events
@@ -332,6 +350,26 @@ def publish_training(
     ):
         if staged.is_file():
             os.replace(staged, final)
+
+
+def _publish_run_options(maps: MapsLayout, split: int, all_models: bool, emissions: bool) -> None:
+    """The every-epoch models replace the split's all_models/ (without save_all_models, the last
+    training's go: they belong to other weights), the emissions table the split's emissions.csv (the
+    same), and the profiler traces join the MAPS's profiler/ (ClinicaDL keeps one folder per run)."""
+    staged, final = maps.staged_all_models_dir(split), maps.all_models_dir(split)
+    if staged.is_dir() or not all_models:
+        _replace_dir(maps, split, staged, final)
+    table = maps.staged_emissions_csv(split)
+    if table.is_file():
+        os.replace(table, maps.emissions_csv(split))
+    elif not emissions:
+        maps.emissions_csv(split).unlink(missing_ok=True)
+    traces = maps.staged_profiler_dir(split)
+    for trace in sorted(traces.rglob("*")) if traces.is_dir() else []:
+        if trace.is_file():
+            moved = maps.profiler_dir / trace.relative_to(traces)
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(trace, moved)
 
 
 def _remove_other_layout(maps: MapsLayout, split: int, metrics: list[str], networks: int | None) -> None:
@@ -361,35 +399,6 @@ def _replace_dir(maps: MapsLayout, split: int, staged: Path, final: Path) -> Non
     if staged.is_dir():
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
-
-
-class Board:
-    """TensorBoard scalars of the training in progress, staged in tmp/tensorboard/train|validation
-    (moved to training_logs/tensorboard/ when it finishes); disabled, it does nothing. A writer is
-    opened at the first point, so a run with no epoch left to train adds no empty event file."""
-
-    def __init__(self, maps: MapsLayout, split: int, enabled: bool, network: int | None = None):
-        self.maps, self.split, self.enabled, self.network = maps, split, enabled, network
-        self.writers: dict = {}
-
-    def log(self, phase: str, values: dict[str, float], step: int) -> None:
-        """One point per metric at `step` (ClinicaDL's global step: the index of the epoch's last batch,
-        counted from the start of training)."""
-        if not self.enabled:
-            return
-        writer = self.writers.get(phase)
-        if writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            folder = self.maps.staged_tensorboard_dir(self.split, phase, self.network)
-            writer = self.writers[phase] = SummaryWriter(log_dir=str(folder))
-        for name, value in values.items():
-            writer.add_scalar(name, value, step)
-        writer.flush()
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
 
 
 @torch.no_grad()

@@ -121,14 +121,8 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
                 + (" (early stopping)" if stopped else ""),
             )
             _final_results(run)
-            outputs.publish_training(
-                maps,
-                split,
-                selection,
-                t.tensorboard,
-                all_models=t.save_all_models,
-                emissions=t.calculate_emissions,
-            )
+            outputs.publish_training(maps, split, selection, t.tensorboard,
+                                     all_models=t.save_all_models, emissions=t.calculate_emissions)  # fmt: skip
             resume.clear(maps, split)
     return {
         "epochs": progress.epoch + 1,
@@ -232,7 +226,7 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
     loader = trainer.loader(trainer.augmented(run.train_data), trainer.sampler(run.train_data, shuffle=True))
     start = time.monotonic() - progress.elapsed
     with contextlib.ExitStack() as stack:
-        board, profiler = _open_observers(run, stack)
+        board, profiler = observers.open_observers(stack, run.maps, run.split, run.network, t, main)
         for epoch in range(progress.epoch + 1, t.epochs):
             done = _epoch(run, loader, epoch, progress, _Midway(run, epoch, start, profiler))
             if main:
@@ -247,28 +241,6 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
                     )
                 return True
     return False
-
-
-def _open_observers(
-    run: SplitRun, stack: contextlib.ExitStack
-) -> tuple[observers.Observer, observers.Profiler]:
-    """Rank 0's observers of the training, closed by `stack`: TensorBoard and train.track_exp's tracker,
-    the profiler (train.profiler) and the emissions tracker (train.calculate_emissions), writing into
-    tmp/. The other ranks get observers that do nothing."""
-    t, maps, split, network, main = run.train, run.maps, run.split, run.network, run.ctx.is_main
-    board = observers.make_observers(
-        maps, split, network, t.tensorboard and main, t.track_exp if main else None
-    )
-    stack.callback(board.close)
-    trace = (
-        maps.staged_profiler_trace(split, observers.profiler_stamp(), network)
-        if t.profiler and main
-        else None
-    )
-    profiler = stack.enter_context(observers.Profiler(trace))
-    table = maps.staged_emissions_csv(split) if t.calculate_emissions and main else None
-    stack.enter_context(observers.Emissions(table, f"{maps.root.name} {run.label}"))
-    return board, profiler
 
 
 @dataclasses.dataclass

@@ -28,7 +28,8 @@ MAPS_NAMES = (
     r"train\+validation\.tsv", r"data\.tsv", r".*\.pth\.tar", r"autoencoder_reconstruction", r"replaced",
     r"description\.log", r"tensors", r"nifti_images", r"interpret-.*", r"summary\.json",
     r".*_level_(prediction|metrics)\.tsv", r"cnn_classification", r"gradients", r"models", r"(mean|std)_.*",
-    r"map\..*",
+    r"map\..*", r"all_models", r"profiler", r"clinicadl_.*", r".*\.pt\.trace\.json", r"mlflow\.db", r"mlruns",
+    r"wandb", r"emissions\.csv",
 )  # fmt: skip
 CAPS_NAMES = (
     r"subjects", r"t1_linear", r"deeplearning_prepare_data", r".*_based", r"tensor_extraction",
