@@ -35,6 +35,7 @@ shared memory (`AugmentedDataset.set_epoch`, called by the trainer before each e
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
+from neuroexec.data.size_reduction import reduced_shape
 from neuroexec.errors import NeuroexecError
 
 OWN = ("Noise", "Erasing", "CropPad", "Smoothing")
@@ -298,3 +300,34 @@ class AugmentedDataset(Dataset):
 def with_augmentation(dataset: Dataset, names: Sequence[str], seed: int) -> Dataset:
     """`dataset` itself without augmentations, else its augmented training items."""
     return AugmentedDataset(dataset, Augmentation(names, seed)) if names else dataset
+
+
+def augmentation_refusal(model, image_shape) -> str | None:
+    """Why model `model`'s train.data_augmentation cannot run (known at plan time): TorchIO missing,
+    a TorchIO transform on 2D slices (ClinicaDL's fail on them), RandomSwap's 15-voxel cubes larger
+    than the items (images of 3D `image_shape`, None when not known yet, or patches)."""
+    names = model.train.data_augmentation
+    chosen = [n for n in names if n in TORCHIO]
+    key = f"models.{model.name}.train.data_augmentation"
+    if chosen and importlib.util.find_spec("torchio") is None:
+        return (
+            f"{key}: {', '.join(chosen)} are TorchIO transforms and torchio is not installed: {INSTALL_HINT}"
+        )
+    if chosen and model.mode == "slice":
+        return (
+            f"{key}: {', '.join(chosen)} are TorchIO transforms, which augment volumes, not 2D slices "
+            "(ClinicaDL's fail on them); keep Noise, Erasing, CropPad or Smoothing for a slice model"
+        )
+    item = None
+    if model.mode == "patch" and model.patch is not None:
+        item = (model.patch.size,) * 3
+    elif model.mode == "image" and image_shape is not None:
+        item = tuple(image_shape)
+        if model.size_reduction_factor is not None:
+            item = reduced_shape(model.size_reduction_factor)
+    if "RandomSwap" in names and item is not None and min(item) < SWAP_PATCH:
+        return (
+            f"{key}: RandomSwap swaps cubes of {SWAP_PATCH} voxels, larger than the items "
+            f"({' x '.join(map(str, item))} voxels); leave RandomSwap out or use larger items"
+        )
+    return None

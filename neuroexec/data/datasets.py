@@ -39,6 +39,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.intensity import minmax_item, minmax_items_
 from neuroexec.data.participants import as_caps_by_cohort, caps_layouts, cohort_of, list_lines
 from neuroexec.data.patch_extract import patch_counts
+from neuroexec.data.size_reduction import reduce_size
 from neuroexec.errors import InputError, NeuroexecError, first_line
 
 TASKS = ("classification", "regression", "reconstruction")
@@ -210,7 +211,11 @@ class ImageDataset(_CapsItems):
     tensor in memory after its first read (per worker process). `task` None is inferred: classification
     with a label code, regression with a label only, reconstruction without a label. With `normalize`,
     an image whose tensor was not extracted normalised is min-max normalised as it is read, as ClinicaDL
-    does with each item (tensors extracted normalised are only range-checked)."""
+    does with each item (tensors extracted normalised are only range-checked). `size_reduction` (2 to
+    5, set before the first read): ClinicaDL's reduced image (data/size_reduction.py), cut after the
+    whole image's normalisation."""
+
+    size_reduction: int | None = None
 
     def __init__(
         self,
@@ -252,13 +257,17 @@ class ImageDataset(_CapsItems):
                 self.paths[i], f"expected an image tensor [1, X, Y, Z], found shape {tuple(tensor.shape)}"
             )
         tensor = tensor.float()
+        if self.size_reduction is not None:  # normalised whole, as ClinicaDL does before it cuts the box
+            tensor = minmax_item(tensor) if self.normalize else tensor
+            tensor = reduce_size(tensor, self.size_reduction, self.paths[i])
         if self.cache:
             self._cache[i] = tensor
         return tensor
 
     def __getitem__(self, i: int) -> dict:
         image = self.image(i)
-        return self._item(i, minmax_item(image) if self.normalize else image, 0)
+        normalize = self.normalize and self.size_reduction is None  # else done before the cut (`image`)
+        return self._item(i, minmax_item(image) if normalize else image, 0)
 
     @property
     def input_size(self) -> list[int]:

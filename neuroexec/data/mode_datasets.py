@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from torch.utils.data import Dataset
 
+from neuroexec.errors import InputError
 from neuroexec.extraction_mode import ExtractionMode
 
 
@@ -31,8 +32,17 @@ def mode_dataset(
     """The dataset of `frame`'s images read as `mode`. `common`: label, label_code, task, uncropped,
     normalize (as the image and patch datasets take them); `discarded`: slices left out at both ends;
     `cache`: whole images kept in memory (image mode); `roi_source`: where the ROI masks are (a
-    `roi_extract.RoiSource`; by default the images' preprocessing's template)."""
+    `roi_extract.RoiSource`; by default the images' preprocessing's template); `size_reduction` (in
+    `common`, None by default): ClinicaDL's reduced whole images (image mode only, data/size_reduction.py)."""
     from neuroexec.data import datasets
+
+    size_reduction = common.pop("size_reduction", None)
+    if size_reduction is not None and mode.has_parts:
+        raise InputError(
+            None,
+            f"size_reduction_factor reduces whole images only, not {mode.kind}s",
+            "size_reduction_factor",
+        )
 
     if mode.is_patch:
         return datasets.PatchDataset(
@@ -62,4 +72,6 @@ def mode_dataset(
             part_index=part_index,
             **common,
         )
-    return datasets.ImageDataset(frame, caps, cache=cache, **common)
+    images = datasets.ImageDataset(frame, caps, cache=cache, **common)
+    images.size_reduction = size_reduction
+    return images

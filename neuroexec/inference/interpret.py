@@ -29,6 +29,7 @@ import torch
 
 from neuroexec import atomic, ops
 from neuroexec.context import Kernels, RunContext, StepSettings
+from neuroexec.data.size_reduction import reduce_volume, reduced_affine, reduced_shape
 from neuroexec.data.synthetic import generated_mask
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
@@ -120,6 +121,10 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
         source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info), preprocessing_of(task, info))
     )
     mask_path, mask = _load_mask(task, image_shape)
+    factor = info.size_reduction_factor
+    if factor is not None:  # the maps are in the network's reduced grid (data/size_reduction.py)
+        affine, image_shape = reduced_affine(affine, factor), reduced_shape(factor)
+        mask = None if mask is None else reduce_volume(mask, factor)
     acc = _accumulate_parts(task, explained, frame, settings, ctx)
     whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
     where = (task.split, task.metric, task.group.name, interp.name)

@@ -229,6 +229,7 @@ def group_dataset(
         task=info.task,
         uncropped=uncropped_of(task, info),
         normalize=info.normalize,
+        size_reduction=info.size_reduction_factor,  # the reduced images the network was trained on
     )
     if info.mode not in ("image", "patch", "roi", "slice"):
         raise InputError(

@@ -15,6 +15,7 @@ import torch
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
+from neuroexec.data.size_reduction import reduced_affine
 from neuroexec.evaluation import autocast, make_loader
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.inference.fold import PartPlace, fold_parts
@@ -77,6 +78,8 @@ class _Niftis:
         mode = self.info.extract_mode
         if not mode.has_parts:
             affine, _ = nifti_geometry(self._source(row))
+            if self.info.size_reduction_factor is not None:  # the network's reduced grid
+                affine = reduced_affine(affine, self.info.size_reduction_factor)
             volume_in = x.reshape(x.shape[-3:]).numpy()
             volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
         else:

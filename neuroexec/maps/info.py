@@ -53,6 +53,8 @@ class MapsInfo:
     # ClinicaDL's [Architecture] options (latent_space_size, ..., normalization), its defaults when absent
     architecture_options: dict[str, Any] = field(default_factory=lambda: dict(ARCHITECTURE_DEFAULTS))
     normalize: bool = True  # min-max normalisation of each item at load (ClinicaDL's default)
+    size_reduction_factor: int | None = None  # ClinicaDL's size_reduction (image mode), None when off
+    data_augmentation: tuple[str, ...] = ()  # ClinicaDL's training augmentations (false: none)
     legacy: bool = False  # fold-<i> / commandline.json generation
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -120,6 +122,7 @@ def read_maps_info(root: Path) -> MapsInfo:
         dropout=0.5 if raw.get("dropout") is None else float(raw["dropout"]),
         architecture_options=architecture_options(raw, path),
         normalize=bool(raw.get("normalize", raw.get("minmaxnormalization", True))),
+        **data_settings(raw, path),
         legacy=legacy,
         raw=raw,
     )
@@ -158,6 +161,29 @@ def architecture_options(raw: dict[str, Any], path: Path | None = None) -> dict[
             raise InputError(path, f"{key} must be {kind}, found {value!r}", field=key) from None
     options["normalization"] = _NORMALIZATION_NAMES.get(options["normalization"], options["normalization"])
     return options
+
+
+def data_settings(raw: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """size_reduction_factor (None unless `size_reduction`; ClinicaDL's default factor 2) and
+    data_augmentation (false or a list: its names, ClinicaDL's 'None' left out) of a maps.json.
+
+    >>> data_settings({"size_reduction": True, "size_reduction_factor": 3, "data_augmentation": False})
+    {'size_reduction_factor': 3, 'data_augmentation': ()}
+    """
+    factor = None
+    if raw.get("size_reduction"):
+        factor = raw.get("size_reduction_factor", 2)
+        if factor not in (2, 3, 4, 5) or isinstance(factor, bool):
+            raise InputError(
+                path, f"size_reduction_factor must be 2, 3, 4 or 5, found {factor!r}", "size_reduction_factor"
+            )
+    names = raw.get("data_augmentation") or ()
+    names = (names,) if isinstance(names, str) else names
+    if not isinstance(names, (list, tuple)):
+        raise InputError(
+            path, f"data_augmentation must be false or a list of names, found {names!r}", "data_augmentation"
+        )
+    return {"size_reduction_factor": factor, "data_augmentation": tuple(str(n) for n in names if n != "None")}
 
 
 def _part_settings(pre: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
