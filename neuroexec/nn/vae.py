@@ -91,6 +91,13 @@ class VAE(nn.Module):
         terms = self.loss_terms(loss_name, images, reconstruction, mu, logvar, batch=True)
         return reconstruction, self.weigh(terms)
 
+    def item_losses(self, raw, images: torch.Tensor, loss_name: str | None) -> torch.Tensor:
+        """Per-sample loss of a training batch (the train-mode output `raw`), each sample's as
+        ClinicaDL gives it for a batch of that sample alone."""
+        reconstruction, mu, logvar = raw
+        terms = self.loss_terms(loss_name, images, reconstruction, mu, logvar, batch=False)
+        return self.weigh(terms).detach().float()
+
     def evaluation_losses(
         self, images: torch.Tensor, outputs: torch.Tensor, loss_name: str | None
     ) -> torch.Tensor:

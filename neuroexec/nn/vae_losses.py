@@ -75,7 +75,13 @@ def sample_terms(
     name: str, images: torch.Tensor, reconstruction: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     """The loss `name`'s terms per sample, in ClinicaDL's order (module docstring), in float32 at
-    least (binary cross-entropy is unsafe in half precision)."""
+    least and outside autocast (binary cross-entropy is unsafe in half precision: CUDA's autocast
+    refuses it)."""
+    with torch.autocast(reconstruction.device.type, enabled=False):
+        return _terms(name, images, reconstruction, mu, logvar)
+
+
+def _terms(name: str, images, reconstruction, mu, logvar) -> tuple[torch.Tensor, ...]:
     dtype = torch.promote_types(reconstruction.dtype, torch.float32)
     images, reconstruction = images.to(dtype), reconstruction.to(dtype)
     kl = kl_divergence(mu.to(dtype), logvar.to(dtype))

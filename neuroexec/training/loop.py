@@ -137,14 +137,15 @@ class Trainer:
             sync = contextlib.nullcontext() if step_now or self.ddp is None else self.ddp.no_sync()
             with sync:
                 with autocast(self.settings):
-                    outputs, loss = self.batch_loss(self.forward(images), images, labels)
+                    raw = self.forward(images)
+                    outputs, loss = self.batch_loss(raw, images, labels)
                 self.scaler.scale(loss / self.accumulation_steps).backward()
             if step_now:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 steps += 1
-            collector.add(batch, outputs, images)
+            collector.add(batch, outputs, images, self.item_losses(raw, images))
             if after_batch is not None:
                 after_batch(i)
         return gather_frames(collector.frame(), self.ctx), steps
@@ -159,6 +160,13 @@ class Trainer:
         if own is not None:
             return own(raw, images, self.loss_name)
         return raw, task_loss(self.task, raw, labels, images, self.settings.kernels, self.loss_name)
+
+    @torch.no_grad()
+    def item_losses(self, raw, images: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample losses of a training batch when the network has its own (VAEs: `item_losses`,
+        from the latent it sampled), else None: the collector computes the task's."""
+        own = getattr(self.net, "item_losses", None)
+        return None if own is None else own(raw, images, self.loss_name)
 
     def evaluate(self, dataset) -> pd.DataFrame:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""

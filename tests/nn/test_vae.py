@@ -203,6 +203,28 @@ def test_an_eval_samples_loss_is_its_batch_loss_alone_with_the_latent_mean(name,
     torch.testing.assert_close(losses, torch.stack(alone))
 
 
+def test_the_training_pass_records_each_samples_vae_loss():
+    from neuroexec.context import RunContext
+    from neuroexec.progress import Reporter
+    from neuroexec.spec.model import Compute
+    from neuroexec.training.loop import Trainer
+
+    net = build("VanillaDenseVAE", (1, 16, 20))
+    ctx = RunContext(reporter=Reporter(quiet=True))
+    trainer = Trainer(net, torch.optim.SGD(net.parameters()), "reconstruction", "slice", Compute(device="cpu"), 1, ctx,
+                      loss_name="VAEBernoulliLoss")  # fmt: skip
+    x = torch.rand(3, 1, 16, 20)
+    recon, mu, logvar = net.train()(x)
+    losses = trainer.item_losses((recon, mu, logvar), x)
+    alone = [net.training_loss((recon[i : i + 1], mu[i : i + 1], logvar[i : i + 1]), x[i : i + 1], "VAEBernoulliLoss")[1] for i in range(3)]  # fmt: skip
+    torch.testing.assert_close(losses, torch.stack(alone).detach())
+    plain = torch.nn.Linear(2, 1)
+    other = Trainer(
+        plain, torch.optim.SGD(plain.parameters()), "regression", "image", Compute(device="cpu"), 1, ctx
+    )
+    assert other.item_losses(torch.zeros(3, 1), torch.zeros(3, 2)) is None  # the collector's task loss
+
+
 # --- the latent sample ---------------------------------------------------------------------------
 
 

@@ -100,6 +100,7 @@ def test_the_validation_loss_of_a_vae_is_its_own_loss(applied):
     log = pd.read_csv(maps.training_tsv(0), sep="\t")
     best = log["loss_valid"].min()
     np.testing.assert_allclose(best, expected, rtol=1e-5)
+    assert (log["loss_train"] > 1.0).all()  # the VAE loss of the training slices too, not their MSE
 
 
 def test_predict_writes_the_reconstructions_of_a_vae(applied):
