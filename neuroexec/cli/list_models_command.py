@@ -21,7 +21,7 @@ from neuroexec.errors import InputError, NeuroexecError
 # Input sizes tried, in order, for the example of -a when -i is not given: t1-linear's cropped images,
 # then ClinicaDL's usual examples.
 EXAMPLES = {
-    3: ((1, 169, 208, 179), (1, 128, 128, 128), (1, 73, 89, 73)),
+    3: ((1, 169, 208, 179), (1, 128, 128, 128), (1, 80, 96, 80), (1, 73, 89, 73)),
     2: ((1, 128, 128), (3, 128, 128)),
 }
 

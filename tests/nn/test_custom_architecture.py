@@ -5,6 +5,7 @@ planned inputs at plan time, fingerprinted by its source, predicted from its MAP
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def test_a_net_next_to_the_spec_trains_predicts_and_retrains_when_edited(tmp_pat
     del sys.modules[name.split(":")[0]]  # another process, where the module is not importable
     with pytest.raises(InputError, match=rf"maps.json.*no module named {name.split(':')[0]}.*PYTHONPATH"):
         load_model(maps, 0, "loss")
+    elsewhere = tmp_path / "elsewhere"  # a spec using the MAPS as a pretrained model
+    elsewhere.mkdir()
+    (elsewhere / "spec.toml").write_text(f'version = 1\n[models.old]\nmaps = "{maps}"\n')
+    with pytest.raises(SpecError) as err:
+        load_spec(elsewhere / "spec.toml")
+    (problem,) = err.value.problems
+    assert problem.key == "models.old.maps" and "network cannot be built" in problem.message
+    shutil.copy(module, elsewhere / module.name)
+    load_spec(elsewhere / "spec.toml")  # the module next to that spec: found
+    assert type(load_model(maps, 0, "loss")[0]).__name__ == "MyNet"
 
 
 def test_the_fingerprint_holds_the_source_of_a_custom_net_only(tmp_path, forget_modules):
