@@ -72,8 +72,8 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
 
     staged = _staged_log(maps, split)
     try:
-        rows = pd.read_csv(staged, sep="\t")
-        done = f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}"
+        epochs = _epochs(pd.read_csv(staged, sep="\t"))
+        done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     except (OSError, ValueError, pd.errors.ParserError):
         done = "an unreadable number of epochs"
     if staged is not None and staged != maps.staged_training_tsv(split):  # multi-network
@@ -105,6 +105,11 @@ def _waiting_line(maps: MapsLayout, split: int, planned) -> str:
             f"start; {before}"
         )
     return f"{head}; apply is refused here: {'; '.join(step.reasons)}; {before}"
+
+
+def _epochs(log: pd.DataFrame) -> int:
+    """The epochs of a training.tsv: one row each, and train.evaluation_steps' rows within them."""
+    return int(log["epoch"].nunique()) if "epoch" in log.columns else len(log)
 
 
 def _finished_logs(maps: MapsLayout, split: int) -> list[Path]:
@@ -147,9 +152,9 @@ def _model_lines(spec: Spec, name: str, planned: dict[str, PlannedStep]) -> list
         logs = _finished_logs(maps, split)
         if logs == [maps.training_tsv(split)]:
             rows = pd.read_csv(logs[0], sep="\t")
-            lines.append(f"    split-{split}: {len(rows)} epochs, training log {logs[0]}")
+            lines.append(f"    split-{split}: {_epochs(rows)} epochs, training log {logs[0]}")
         elif logs:
-            epochs = max(len(pd.read_csv(log, sep="\t")) for log in logs)
+            epochs = max(_epochs(pd.read_csv(log, sep="\t")) for log in logs)
             where = maps.training_logs(split) / "network-<k>"
             lines.append(
                 f"    split-{split}: {len(logs)} networks, up to {epochs} epochs, training logs {where}"

@@ -13,6 +13,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.report import report
+from neuroexec.spec import load_spec
 from tests.training.training_specs import run_apply, write_spec
 
 TRAIN = "learning_rate = 1e-3, selection_metrics = ['loss', 'BA']"
@@ -84,3 +86,8 @@ def test_steps_beyond_the_epoch_warn_and_log_the_epochs_only(tmp_path, capsys):
         "train.evaluation_steps = 5: no evaluation falls within an epoch of 3 batches"
         in capsys.readouterr().err
     )
+
+
+def test_the_report_counts_epochs_not_rows(every_step):
+    text = report(load_spec(every_step.root.parents[1] / "spec.toml"))
+    assert "split-0: 2 epochs, training log" in text  # 8 rows
