@@ -102,9 +102,12 @@ class VAE(nn.Module):
         self, images: torch.Tensor, outputs: torch.Tensor, loss_name: str | None
     ) -> torch.Tensor:
         """Per-sample loss of an eval pass (`outputs`: the reconstructions from mu): each sample's
-        loss as ClinicaDL gives it for a batch of that sample alone (the latent is encoded again)."""
+        loss as ClinicaDL gives it for a batch of that sample alone (the latent is encoded again).
+        A loss that is no VAE loss (a maps.json of ClinicaDL's writes its task default, MSELoss,
+        which cannot have trained the VAE) reads as VAEGaussianLoss."""
         mu, logvar = self.encode(images)
-        terms = self.loss_terms(loss_name, images, outputs, mu, logvar, batch=False)
+        name = loss_name if loss_name in VAE_LOSSES else None
+        terms = self.loss_terms(name, images, outputs, mu, logvar, batch=False)
         return self.weigh(terms).detach().float()
 
 

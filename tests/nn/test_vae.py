@@ -201,6 +201,10 @@ def test_an_eval_samples_loss_is_its_batch_loss_alone_with_the_latent_mean(name,
         mu, logvar = net.encode(x)
         alone = [net.training_loss((out[i : i + 1], mu[i : i + 1], logvar[i : i + 1]), x[i : i + 1], "VAEBernoulliLoss")[1] for i in range(3)]  # fmt: skip
     torch.testing.assert_close(losses, torch.stack(alone))
+    with torch.no_grad():  # a maps.json's MSELoss (ClinicaDL's task default) cannot have trained it
+        torch.testing.assert_close(
+            net.evaluation_losses(x, out, "MSELoss"), net.evaluation_losses(x, out, None)
+        )
 
 
 def test_the_training_pass_records_each_samples_vae_loss():
