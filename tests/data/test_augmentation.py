@@ -4,6 +4,8 @@ with them is bit-identical whatever compute.workers and after an interruption an
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -22,13 +24,14 @@ from neuroexec.data.datasets import ImageDataset, PatchDataset
 from neuroexec.data.extract import plan_extraction, run_extraction
 from neuroexec.data.participants import load_participants
 from neuroexec.data.synthetic import generate_atrophy_dataset
+from neuroexec.errors import NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
 from neuroexec.training.task import training_config
 from tests.training.test_workers_determinism import EPOCHS, assert_same_training, interrupted
-from tests.training.training_specs import write_spec
+from tests.training.training_specs import run_apply, train_task, write_spec
 
 torchio = pytest.importorskip("torchio")
 
@@ -170,7 +173,6 @@ def test_only_the_training_items_are_augmented(tmp_path, monkeypatch):
     real = Augmentation.__call__
     monkeypatch.setattr(Augmentation, "__call__", lambda self, *a: calls.append(a[1:]) or real(self, *a))
     path = write_spec(tmp_path, {"m": body(0, '["Noise"]')}, subjects=8, batch_size=2)
-    from tests.training.training_specs import run_apply, train_task
 
     run_apply(path, target="model.m.train*")
     n_train = len(train_task(path, "m").split_frames()[0])
@@ -182,3 +184,27 @@ def test_data_augmentation_enters_the_training_fingerprint_only_when_set(tmp_pat
     models = load_spec(path).models
     assert "data_augmentation" not in training_config(models["b"])["train"]
     assert training_config(models["a"])["train"]["data_augmentation"] == list(eval(AUGMENT))
+
+
+# --- plan-time refusals ------------------------------------------------------------------------------
+def test_the_plan_refuses_torchio_transforms_on_slices_and_swaps_larger_than_the_items(tmp_path):
+    slices = 'mode = "slice"\nslice = { direction = 1 }\n' + body(0, '["Noise", "Motion"]')
+    path = write_spec(tmp_path, {"slices": slices}, subjects=4)
+    with pytest.raises(NeuroexecError, match=r"models\.slices\.train\.data_augmentation: Motion .*2D slices"):
+        run_apply(path)
+    patches = 'mode = "patch"\npatch = { size = 12, stride = 12 }\n' + body(0, '["RandomSwap"]')
+    path = write_spec(tmp_path, {"patches": patches}, subjects=4)
+    with pytest.raises(
+        NeuroexecError, match=r"models\.patches\.train\.data_augmentation: RandomSwap .*12 x 12 x 12"
+    ):
+        run_apply(path)
+
+
+def test_the_plan_names_the_extra_when_torchio_is_missing(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torchio" else real(name, *a)
+    )
+    path = write_spec(tmp_path, {"m": body(0, '["BiasField"]')}, subjects=4)
+    with pytest.raises(NeuroexecError, match=r"data_augmentation: BiasField .*neuroexec\[augmentation\]"):
+        run_apply(path)
