@@ -6,7 +6,8 @@ without label), "participant_id", "session_id", "mode_id" (0 for images, the pat
 An item is a function of its index alone: nothing here draws random numbers (no augmentation, no
 random patch or crop), so the DataLoader workers, whose RNG streams differ with their number and
 id, cannot change a training. Randomness added to the data path must come from a generator seeded
-with (seed, epoch, sample index), never from a worker's or the process's global RNG.
+with (seed, epoch, sample index), never from a worker's or the process's global RNG: so does
+train.data_augmentation (data/augmentation.py), which wraps the training loader's items.
 
     >>> from neuroexec.data.extract import plan_extraction, run_extraction
     >>> from neuroexec.data.participants import load_participants
