@@ -101,6 +101,16 @@ def batch_terms(per_sample: tuple[torch.Tensor, ...], name: str) -> tuple[torch.
     return tuple(t.mean() if i == kl_index else t.sum() for i, t in enumerate(per_sample))
 
 
+def default_loss(architecture: str) -> str | None:
+    """The loss a VAE trains with when train.loss is not set (None for another network, and for
+    CVAE_3D, whose own loss makes train.loss moot: ClinicaDL's task default stands).
+
+    >>> default_loss("VanillaDenseVAE"), default_loss("CVAE_3D"), default_loss("Conv5_FC3")
+    ('VAEGaussianLoss', None, None)
+    """
+    return DEFAULT_LOSS if architecture in VAE_ARCHITECTURES - OWN_LOSS else None
+
+
 def check_loss(architecture: str, loss: str | None, known: Collection[str] = ()) -> str | None:
     """Why `train.loss` = `loss` cannot train `architecture` (a sentence), or None. `known`: the
     names of the networks neuroexec builds (a name outside them may be a network of the user's: only

@@ -30,6 +30,7 @@ from neuroexec import atomic
 from neuroexec.data.caps import preprocessing_record
 from neuroexec.losses import loss_of
 from neuroexec.maps.layout import MapsLayout, network_name
+from neuroexec.nn import vae_losses
 from neuroexec.nn.registry import resolved_name
 from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.model import Compute, Dataset, Model, Train
@@ -107,7 +108,8 @@ def _selection_keys(model: Model, label_code: dict[str, int] | None) -> dict:
         # an empty {} as a label code and look every target up in it
         "label_code": label_code or None,
         "selection_threshold": model.selection_threshold,
-        "loss": loss_of(model.task, model.train.loss),
+        # a VAE without train.loss trains with a VAE loss (nn/vae_losses.py), which ClinicaDL's predict needs
+        "loss": loss_of(model.task, model.train.loss or vae_losses.default_loss(model.architecture)),
     }
 
 

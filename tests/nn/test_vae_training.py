@@ -93,6 +93,7 @@ def test_the_validation_loss_of_a_vae_is_its_own_loss(applied):
     maps = MapsLayout(applied / "maps/w0")
     parameters = json.loads(maps.maps_json.read_text())
     assert parameters["architecture"] == "VanillaDenseVAE" and parameters["latent_space_size"] == 4
+    assert parameters["loss"] == "VAEGaussianLoss"  # what it trained with (ClinicaDL's MSELoss cannot)
     metrics = pd.read_csv(maps.metrics_tsv(0, "loss", "validation", "slice"), sep="\t")
     expected = _hand_validation_loss(applied)
     assert expected > 1.0  # a sum over the 572 pixels of each slice: no mean squared error
