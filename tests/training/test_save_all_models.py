@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from neuroexec.maps.checkpoints import load_model_state
@@ -84,3 +85,19 @@ def test_the_option_enters_the_fingerprint_only_when_set(tmp_path):
     spec = load_spec(write_spec(tmp_path, {"on": _body(), "off": _body(save=False)}))
     assert training_config(spec.models["on"])["train"]["save_all_models"] is True
     assert "save_all_models" not in training_config(spec.models["off"])["train"]
+
+
+def test_each_network_of_a_multi_network_model_keeps_its_epochs(tmp_path):
+    body = (
+        'task = "classification"\nmode = "patch"\npatch = { size = 12, stride = 10 }\nmulti_network = true\n'
+        "train = { epochs = 2, learning_rate = 1e-3, save_all_models = true, evaluation_steps = 1 }"
+    )
+    run_apply(write_spec(tmp_path, {"multi": body}))
+    maps = MapsLayout(tmp_path / "maps/multi")
+    names = sorted(p.name for p in maps.all_models_dir(0).iterdir())
+    assert names == sorted(f"network-{k}_model_epoch_{e}.pth.tar" for k in range(4) for e in range(2))
+    for k, best in maps.best_network_models(0, "loss"):
+        _, epoch, _ = load_model_state(best)
+        assert maps.epoch_model(0, epoch, k).read_bytes() == best.read_bytes()
+    log = pd.read_csv(maps.training_tsv(0, 3), sep="\t")  # 6 patches of network 3 in batches of 4
+    assert list(zip(log["epoch"], log["iteration"])) == [(0, 0), (0, 1), (0, 1), (1, 0), (1, 1), (1, 1)]
