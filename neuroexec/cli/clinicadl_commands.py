@@ -54,7 +54,7 @@ def add_interpret(sub: argparse._SubParsersAction) -> None:
         choices=["gradients", "grad-cam", "smoothgrad"],
         help="saliency method, as ClinicaDL >= 1.3 takes it (smoothgrad is neuroexec's)",
     )
-    add_compute(p, 2)
+    add_compute(p, 8)  # ClinicaDL 1.6.1's interpret: batch size 8
     add_data(p, labels=False)
     g = p.add_argument_group("Other options")
     flag(g, "--target_node", type=int, default=0, help="output node the gradients explain")

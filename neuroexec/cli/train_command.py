@@ -16,6 +16,7 @@ from typing import Any
 
 from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag, switch
 from neuroexec.cli.list_models_command import add_list_models
+from neuroexec.cli.train_json_command import add_json_commands
 from neuroexec.compat.train_options import (
     DEFAULT_ARCHITECTURE,
     LOSSES,
@@ -74,6 +75,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         _add_positionals(q)
         _add_flags(q, kind)
         q.set_defaults(func=cmd_train, input_type=kind if older else None, network=None if older else kind)
+    add_json_commands(kinds)
     add_list_models(kinds)  # `train list_models` (ClinicaDL's)
 
 

@@ -34,7 +34,7 @@ IGNORED_SECTIONS = ("Random_Search",)  # ClinicaDL's train drops it (random-sear
 # maps.json keys that are not options: the positional arguments, and what ClinicaDL computes from them
 # (`train --config_file x.json` replaces the first ones by the command's arguments; from_json reads them).
 ARGUMENT_KEYS = ("caps_directory", "tsv_path", "preprocessing_dict", "mode", "network_task")
-COMPUTED_KEYS = ("validation", "num_networks", "output_size", "input_size")
+COMPUTED_KEYS = ("validation", "num_networks", "output_size", "input_size", "neuroexec_version")
 # ClinicaDL's read_json: names of older versions.
 RENAMED = {"model": "architecture", "multi": "multi_network", "minmaxnormalization": "normalize",
            "num_workers": "n_proc"}  # fmt: skip

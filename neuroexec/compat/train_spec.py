@@ -59,6 +59,8 @@ class TrainOptions:
     output_maps: Path
     # None = not given on the command line (the config file or the schema default applies).
     options: dict[str, Any] = field(default_factory=dict)
+    # The extraction record itself (from_json: maps.json's preprocessing_dict) instead of a JSON's name.
+    record: dict[str, Any] | None = None
 
 
 def metric_name(value: str) -> str:
@@ -241,7 +243,10 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     o = checked_options(opts)
     caps = opts.caps_directory.resolve()
     maps = opts.output_maps.resolve()
-    pre = preprocessing(caps, opts.preprocessing_json, opts.options)
+    if opts.record is not None:
+        pre = _from_record({**opts.record, **part_record(o)}, None)
+    else:
+        pre = preprocessing(caps, opts.preprocessing_json, o)
     splits_dir, n_found = split_directory(opts.tsv_directory.resolve())
     participants = training_participants(
         opts.tsv_directory.resolve(), splits_dir, MapsLayout(maps).participants_copy

@@ -82,7 +82,7 @@ def test_flags_left_out_are_not_given_or_their_documented_default():
         "gpu": None, "amp": False, "use_labels": True, "n_proc": 2, "batch_size": 8, "selection_metrics": None,
         "diagnoses": None, "split": None, "caps_directory": None, "overwrite": False}  # fmt: skip
     interpret = build_parser().parse_args(["interpret", "m", "g", "n"])
-    assert (interpret.batch_size, interpret.n_proc, interpret.target_node) == (2, 2, 0)
+    assert (interpret.batch_size, interpret.n_proc, interpret.target_node) == (8, 2, 0)  # ClinicaDL 1.6.1's
     save = build_parser().parse_args(["save-tensor", "m", "g"])
     assert (save.batch_size, save.n_proc, save.save_nifti) == (2, 2, False) and not hasattr(save, "amp")
     train = vars(build_parser().parse_args(["train", "image", "cnn", "caps", "t1-linear", "split", "maps"]))
@@ -144,7 +144,7 @@ def test_interpret_and_save_tensor_command_lines_become_their_specs(clinicadl_ma
     argv = ["interpret", str(clinicadl_maps), "test", "n", "grad-cam", *data, "--target_node", "1",
             "--save_individual"]  # fmt: skip
     assert _printed_spec(argv, capsys) == _group_spec(clinicadl_maps, tiny_data, {
-        "predict": False, "compute": {"workers": 2, "batch_size": 2},
+        "predict": False, "compute": {"workers": 2, "batch_size": 8},  # ClinicaDL 1.6.1's interpret batch size
         "interpret": [{"name": "n", "method": "grad-cam", "target_node": 1, "save_individual": True}]})  # fmt: skip
     argv = ["save-tensor", str(clinicadl_maps), "test", *data, "--save_nifti", "--batch_size", "3"]
     assert _printed_spec(argv, capsys) == _group_spec(clinicadl_maps, tiny_data, {
@@ -228,7 +228,7 @@ HELP_LINES = {
     "train regression": ["label column (default: age)", "seed (default: 0)", "dropout rate (default: 0.0)",
                          "labels kept (default: AD CN)", "the GPU, an error without one", "loss (default: MSELoss)"],
     "predict": ["batch size (default: 8)", "DataLoader workers (default: 2)", "(default: the GPU when present)"],
-    "interpret": ["batch size (default: 2)", "output node the gradients explain (default: 0)"],
+    "interpret": ["batch size (default: 8)", "output node the gradients explain (default: 0)"],
     "save-tensor": ["batch size (default: 2)", "also save input/output NIfTIs (default: False)"],
 }  # fmt: skip
 
