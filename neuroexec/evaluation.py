@@ -197,20 +197,17 @@ def to_device(images: torch.Tensor, device: torch.device, channels_last: bool = 
 def collect(
     model: nn.Module,
     loader: DataLoader,
-    task: str,
-    mode: str,
+    collector: Collector,
     settings: StepSettings,
     channels_last: bool = False,
-    use_labels: bool = True,
     model_file: Path | None = None,
-    loss: str | None = None,
 ) -> pd.DataFrame:
-    """One evaluation pass (eval mode, no gradients) on the step's device, kernels and amp: the frame
-    with per-sample losses (`loss`: the model's train.loss, None for its task's default). With
+    """One evaluation pass (eval mode, no gradients) on the step's device, kernels and amp into
+    `collector` (the task, mode and loss of its frame): the frame with per-sample losses. With
     `model_file` (where the weights were read), outputs that are not numbers raise `NonFiniteOutputs`."""
     was_training = model.training
     model.eval()
-    collector = Collector(task, mode, settings.kernels, use_labels, loss)
+    loss, mode = collector.loss, collector.mode
     own_losses = getattr(model, "evaluation_losses", None)  # a VAE's loss needs its latent (nn/vae.py)
     try:
         for batch in loader:
@@ -233,13 +230,13 @@ def predict_frames(
     settings: StepSettings,
     label_code: dict[str, int] | None,
     use_labels: bool = True,
-    mode: str | None = None,
     model_file: Path | None = None,
     loss: str | None = None,
 ) -> tuple[pd.DataFrame, float | None]:
-    """Mode-level prediction frame of `dataset` and its mean loss (None without labels; `loss`: the
-    model's train.loss, None for its task's default). With `model_file`, the file the weights come from, an output that is NaN or infinite is an error naming
-    it (a table of such predictions would look real: probabilities of NaN logits give BA 0.5).
+    """Mode-level prediction frame of `dataset` (in its mode: `mode_of`) and its mean loss (None
+    without labels; `loss`: the model's train.loss, None for its task's default). With `model_file`,
+    the file the weights come from, an output that is NaN or infinite is an error naming it (a table
+    of such predictions would look real: probabilities of NaN logits give BA 0.5).
 
     >>> from neuroexec.context import resolve_settings
     >>> from neuroexec.spec.model import Compute
@@ -255,11 +252,8 @@ def predict_frames(
         raise NeuroexecError(f"unknown task {task!r}; expected one of {', '.join(tables.TASKS)}")
     if task == "classification" and not label_code:
         raise NeuroexecError("classification predictions need the model's label_code")
-    mode = mode or mode_of(dataset)
-    loader = make_loader(dataset, settings)
-    frame = collect(
-        model, loader, task, mode, settings, use_labels=use_labels, model_file=model_file, loss=loss
-    )
+    collector = Collector(task, mode_of(dataset), settings.kernels, use_labels, loss)
+    frame = collect(model, make_loader(dataset, settings), collector, settings, model_file=model_file)
     frame, mean_loss = split_loss(frame)
     if not use_labels and task != "reconstruction":
         return frame.drop(columns=["true_label"]), None

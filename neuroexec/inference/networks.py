@@ -62,7 +62,7 @@ def predict_networks(
             task.model.maps, task.split, task.metric, settings.device, k, dataset.input_size
         )
         predictions, loss = evaluation.predict_frames(
-            model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
+            model, dataset, info.task, settings, info.label_code, use_labels=use_labels,
             model_file=task.maps.best_model(task.split, task.metric, k),
         )  # fmt: skip
         frames.append(predictions)

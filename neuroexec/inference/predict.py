@@ -77,7 +77,7 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         model, info = load_model(task.model.maps, task.split, task.metric, settings.device)
         dataset = group_dataset(task, info, frame, label)
         predictions, loss = evaluation.predict_frames(
-            model, dataset, info.task, settings, info.label_code, use_labels=use_labels, mode=info.mode,
+            model, dataset, info.task, settings, info.label_code, use_labels=use_labels,
             model_file=best_model_file(task.model.maps, task.split, task.metric),
         )  # fmt: skip
         n_items = len(dataset)

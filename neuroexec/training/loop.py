@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from neuroexec import losses, optim
+from neuroexec import losses, ops, optim
 from neuroexec.context import Kernels, RunContext
 from neuroexec.data.augmentation import with_augmentation
 from neuroexec.evaluation import Collector, amp_type, autocast, collect, make_loader, to_device
@@ -33,9 +33,11 @@ def task_loss(
     kernels: Kernels,
     loss_name: str | None = None,
 ) -> torch.Tensor:
-    """Mean loss of a batch with train.loss (None: the task's default, the reconstruction MSE on
-    ops.recon_loss's fused kernel); see neuroexec/losses.py."""
-    return losses.batch_loss(task, loss_name, outputs, labels, images, kernels)
+    """Mean loss of a batch with train.loss (None: the task's default); the reconstruction MSE on
+    ops.recon_loss's fused kernel (Triton on the GPU), the others as neuroexec/losses.py computes them."""
+    if task == "reconstruction" and losses.loss_of(task, loss_name) == "MSELoss":
+        return ops.recon_loss(outputs.float(), images.float(), kernels=kernels)
+    return losses.batch_loss(task, loss_name, outputs, labels, images)
 
 
 def gather_frames(frame: pd.DataFrame, ctx: RunContext) -> pd.DataFrame:
@@ -172,15 +174,8 @@ class Trainer:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""
         self.sync_buffers()
         loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
-        frame = collect(
-            self.net,
-            loader,
-            self.task,
-            self.mode,
-            self.settings,
-            self.compute.channels_last,
-            loss=self.loss_name,
-        )
+        collector = Collector(self.task, self.mode, self.settings.kernels, loss=self.loss_name)
+        frame = collect(self.net, loader, collector, self.settings, self.compute.channels_last)
         return gather_frames(frame, self.ctx)
 
     def end_epoch(self, validation_loss: float) -> None:

@@ -265,7 +265,7 @@ class _Part:
             else:
                 found[group] = predict_frames(
                     self.net, data, task.model.task, nets.ctx.settings, nets.label_code,
-                    mode=task.model.mode, model_file=model_file, loss=task.model.train.loss,
+                    model_file=model_file, loss=task.model.train.loss,
                 )  # fmt: skip
                 if group == "train":
                     self.train_by_epoch[epoch] = found[group]

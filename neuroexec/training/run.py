@@ -383,8 +383,8 @@ def _best_model_results(
             frame, loss = train_by_epoch[epoch]
         else:
             frame, loss = predict_frames(
-                net, data, model.task, run.trainer.settings, run.label_code, mode=model.mode,
-                model_file=model_file, loss=model.train.loss,
+                net, data, model.task, run.trainer.settings, run.label_code, model_file=model_file,
+                loss=model.train.loss,
             )  # fmt: skip
             if group == "train":
                 train_by_epoch[epoch] = (frame, loss)
