@@ -15,14 +15,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.report import report
 from neuroexec.spec import load_spec
+from neuroexec.training.resume import INTERRUPT_ENV
 from tests.training.training_specs import run_apply, write_spec
 
 TRAIN = "learning_rate = 1e-3, selection_metrics = ['loss', 'BA']"
 
 
-def _train(tmp_path, options: str = "", epochs: int = 2) -> MapsLayout:
-    body = f'task = "classification"\ntrain = {{ epochs = {epochs}, {TRAIN}{options} }}'
-    run_apply(write_spec(tmp_path, {"cnn": body}, batch_size=2))  # 6 training images: 3 batches
+def _body(options: str = "", epochs: int = 2, compute: str = "") -> str:
+    return f'task = "classification"\ntrain = {{ epochs = {epochs}, {TRAIN}{options} }}\n{compute}'
+
+
+def _train(tmp_path, options: str = "", epochs: int = 2, compute: str = "") -> MapsLayout:
+    run_apply(write_spec(tmp_path, {"cnn": _body(options, epochs, compute)}, batch_size=2))  # 3 batches
     return MapsLayout(tmp_path / "maps/cnn")
 
 
@@ -91,3 +95,21 @@ def test_steps_beyond_the_epoch_warn_and_log_the_epochs_only(tmp_path, capsys):
 def test_the_report_counts_epochs_not_rows(every_step):
     text = report(load_spec(every_step.root.parents[1] / "spec.toml"))
     assert "split-0: 2 epochs, training log" in text  # 8 rows
+
+
+def test_workers_and_an_interruption_change_nothing(tmp_path, every_step):
+    # the evaluations' loaders draw their worker seeds from their own generator, never the global RNG
+    (tmp_path / "workers").mkdir(), (tmp_path / "resumed").mkdir()
+    workers = _train(tmp_path / "workers", ", evaluation_steps = 1", compute="compute = { workers = 2 }")
+    path = write_spec(tmp_path / "resumed", {"cnn": _body(", evaluation_steps = 1")}, batch_size=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(INTERRUPT_ENV, "0")
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path)
+    run_apply(path)
+    resumed = MapsLayout(tmp_path / "resumed/maps/cnn")
+    expected = pd.read_csv(every_step.training_tsv(0), sep="\t").drop(columns="time")
+    for maps in (workers, resumed):
+        assert maps.best_model(0, "loss").read_bytes() == every_step.best_model(0, "loss").read_bytes()
+        log = pd.read_csv(maps.training_tsv(0), sep="\t").drop(columns="time")
+        pd.testing.assert_frame_equal(log, expected)
