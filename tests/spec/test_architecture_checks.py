@@ -56,13 +56,26 @@ def test_a_network_for_another_task_is_refused(tmp_path):
     assert "AE_Conv5_FC3 is for reconstruction, not task = 'classification'" in problem.message
 
 
-def test_a_network_without_the_modes_dimensions_is_refused(tmp_path, monkeypatch):
-    only3d = registry.Entry("Only3D", registry.CLASSIFIERS, (3,), registry.REGISTRY["TinyCNN"].build, "3D")
-    monkeypatch.setitem(registry.REGISTRY, "Only3D", only3d)
-    (problem,) = problems(tmp_path, 'architecture = "Only3D"\nmode = "slice"\nslice = { direction = 2 }')
-    assert problem.key == "models.m.architecture"
-    assert "Only3D builds 3D networks, and mode = 'slice' feeds it 2D inputs" in problem.message
-    load_spec(write(tmp_path, 'architecture = "Only3D"'))  # images: 3D, fine
+@pytest.mark.parametrize(
+    "model, said",
+    [
+        ('architecture = "ResNet3D"\nmode = "slice"\nslice = { direction = 2 }',
+         "ResNet3D builds 3D networks, and mode = 'slice' feeds it 2D inputs"),
+        ('architecture = "resnet18"', "resnet18 builds 2D networks, and mode = 'image' feeds it 3D inputs"),
+    ],
+)  # fmt: skip
+def test_a_network_without_the_modes_dimensions_is_refused(tmp_path, model, said):
+    (problem,) = problems(tmp_path, model)
+    assert problem.key == "models.m.architecture" and said in problem.message
+    assert "resnet18" in problem.message if "ResNet3D" in said else "ResNet3D" in problem.message  # choices
+
+
+def test_the_dimensions_come_from_the_registry_entry(tmp_path, monkeypatch):
+    only2d = registry.Entry("Only2D", registry.CLASSIFIERS, (2,), registry.REGISTRY["TinyCNN"].build, "2D")
+    monkeypatch.setitem(registry.REGISTRY, "Only2D", only2d)
+    load_spec(write(tmp_path, 'architecture = "Only2D"\nmode = "slice"\nslice = { direction = 2 }'))
+    (problem,) = problems(tmp_path, 'architecture = "Only2D"')
+    assert "Only2D builds 2D networks" in problem.message
 
 
 def test_a_label_column_a_generated_dataset_lacks_is_refused_by_the_plan(tmp_path):
@@ -107,6 +120,7 @@ def test_the_right_label_plans_without_refusal(tmp_path):
         ('architecture = "Conv5_FC3"\nmode = "patch"\npatch = { size = 8, stride = 8 }', 8,
          "input size (1, 8, 8, 8) is too small"),
         ('architecture = "Conv5_FC3"\nmode = "slice"\nslice = { direction = 0 }', 16, "input size (3, 13, 11)"),
+        ('architecture = "ResNet3D"', 8, "ResNet3D"),
     ],
 )  # fmt: skip
 def test_a_network_too_small_for_the_planned_inputs_is_refused(tmp_path, model, mm, said):
