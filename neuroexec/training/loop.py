@@ -104,7 +104,8 @@ class Trainer:
         otherwise draws it from the global RNG, which dropout draws from too, each time an iterator
         starts: every epoch with 0 workers, once with persistent workers, and again after a resume, so
         `compute.workers` and an interruption would change the model. The items themselves draw no
-        random numbers (see neuroexec.data.datasets), so the worker seeds change nothing."""
+        random numbers from a worker's RNG (augmented ones from one seeded per item: `augmented`), so
+        the worker seeds change nothing."""
         loader = make_loader(dataset, self.settings, sampler)
         loader.generator = torch.Generator().manual_seed(self.compute.seed)
         return loader
