@@ -85,7 +85,7 @@ def _clinicadl_cnns() -> dict[str, Entry]:
     """ClinicaDL 1.6.1's other CNNs (nn/stride_cnn.py, nn/resnet3d.py, nn/secnn.py, nn/resnet2d.py)."""
     return {e.name: e for e in (
         Entry("Stride_Conv5_FC3", CLASSIFIERS, (2, 3), build_stride_conv5_fc3,
-              "ClinicaDL's Conv5_FC3 with stride-2 convolutions instead of pooling (any input size)"),
+              "ClinicaDL's Conv5_FC3 with stride-2 convolutions instead of pooling (a side >= 33)"),
         Entry("ResNet3D", CLASSIFIERS, (3,), build_resnet3d,
               "ClinicaDL's 3D ResNet: 5 residual blocks (ELU), FC 256, dropout 0.8 (sizes >= 63)"),
         Entry("SqueezeExcitationCNN", CLASSIFIERS, (3,), build_secnn,

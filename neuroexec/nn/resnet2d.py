@@ -29,7 +29,7 @@ from torch import nn
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.nn.networks import CNN
-from neuroexec.nn.sizes import require_output_size, spatial_dims
+from neuroexec.nn.sizes import require_output_size, require_values_per_channel, spatial_dims
 
 NAME = "resnet18"
 WIDTHS = (64, 128, 256, 512)
@@ -119,9 +119,10 @@ def check_rgb(input_size: tuple[int, ...]) -> None:
 def build_resnet18(
     input_size: tuple[int, ...], output_size: int | None, dropout: float, weights: Any = _REBUILT, **_options
 ) -> CNN:
-    """resnet18 for (3, H, W) slices. `weights`: a torchvision resnet18 state-dict file (ImageNet's);
+    """resnet18 for (3, H, W) slices with a side >= 33. `weights`: a torchvision resnet18 state-dict file (ImageNet's);
     None: random start, with a warning; not given: rebuilt to receive a saved state dict."""
     check_rgb(input_size)
+    require_values_per_channel(NAME, input_size, final_shape(tuple(input_size[1:])), 33)
     out = require_output_size(NAME, int(output_size or 1))
     convolutions = resnet18_convolutions(input_size)
     imagenet_fc = nn.Linear(512, 1000)

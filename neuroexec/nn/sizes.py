@@ -13,6 +13,8 @@ neuroexec.errors.NeuroexecError: architecture resnet18 builds for 2D slices (inp
 
 from __future__ import annotations
 
+import math
+
 from neuroexec.errors import NeuroexecError
 
 _SHAPES = {3: "3D volumes (input size (channels, depth, height, width))",
@@ -34,6 +36,19 @@ def require_minimum(name: str, input_size: tuple[int, ...], minimum: int, why: s
         raise NeuroexecError(
             f"architecture {name} {why} and needs every spatial size >= {minimum}; "
             f"input size {tuple(int(s) for s in input_size)} is too small"
+        )
+
+
+def require_values_per_channel(
+    name: str, input_size: tuple[int, ...], last: tuple[int, ...], smallest: int
+) -> None:
+    """The last batch normalisation must see more than one value per channel (`last`: its spatial size),
+    or a batch of one cannot train; ClinicaDL fails to build such a network (it sizes it with one image)."""
+    if math.prod(last) <= 1:
+        raise NeuroexecError(
+            f"architecture {name} needs a spatial size >= {smallest} along at least one axis (its last batch "
+            f"normalisation sees one value per channel otherwise, and ClinicaDL cannot build it); input size "
+            f"{tuple(int(s) for s in input_size)} is too small"
         )
 
 

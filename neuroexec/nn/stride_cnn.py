@@ -17,7 +17,7 @@ import math
 from torch import nn
 
 from neuroexec.nn.networks import CNN
-from neuroexec.nn.sizes import require_output_size, spatial_dims
+from neuroexec.nn.sizes import require_output_size, require_values_per_channel, spatial_dims
 
 NAME = "Stride_Conv5_FC3"
 CHANNELS = (8, 16, 32, 64, 128)
@@ -47,8 +47,9 @@ def strided_blocks(in_channels: int, channels: tuple[int, ...], dims: int) -> nn
 def build_stride_conv5_fc3(
     input_size: tuple[int, ...], output_size: int | None, dropout: float, **_options
 ) -> CNN:
-    """Stride_Conv5_FC3 for (C, D, H, W) volumes or (C, H, W) slices; any spatial size >= 1 feeds it."""
+    """Stride_Conv5_FC3 for (C, D, H, W) volumes or (C, H, W) slices with a side >= 33."""
     dims = spatial_dims(NAME, input_size, (2, 3))
+    require_values_per_channel(NAME, input_size, strided_shape(tuple(input_size[1:]), len(CHANNELS)), 33)
     out = require_output_size(NAME, int(output_size or 1))
     convolutions = strided_blocks(int(input_size[0]), CHANNELS, dims)
     n_features = CHANNELS[-1] * math.prod(strided_shape(tuple(input_size[1:]), len(CHANNELS)))

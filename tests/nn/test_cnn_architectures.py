@@ -119,12 +119,20 @@ def test_squeeze_excitation_rescales_each_channel_by_its_mean():
             "builds for 3D volumes (input size (channels, depth, height, width)) or 2D",
         ),
         ("Stride_Conv5_FC3", (1, 0, 20), "got (1, 0, 20)"),
+        ("Stride_Conv5_FC3", (1, 32, 32, 32), "needs a spatial size >= 33 along at least one axis"),
+        ("resnet18", (3, 32, 20), "needs a spatial size >= 33 along at least one axis"),
     ],
 )
 def test_sizes_a_network_cannot_take_are_clear_errors(name, size, says):
     with pytest.raises(NeuroexecError, match=f"^architecture {name} ") as err:
         build_architecture(name, "classification", size, 2)
     assert says in str(err.value)
+
+
+@pytest.mark.parametrize("name, size", [("Stride_Conv5_FC3", (1, 33, 5, 5)), ("resnet18", (3, 2, 33))])
+def test_one_side_of_33_is_enough_for_the_strided_networks(name, size):
+    net = _build(name, size).train()
+    net(torch.randn(1, *size)).sum().backward()  # a batch of one trains: two values per channel at the end
 
 
 def test_the_smallest_residual_input_runs():
@@ -147,7 +155,7 @@ def _torchvision_file(path: Path, seed: int, legacy: bool = False) -> dict[str, 
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        state = torchvision_names(build_resnet18((3, 32, 32), 2, 0.0, weights=None).state_dict())
+        state = torchvision_names(build_resnet18((3, 64, 64), 2, 0.0, weights=None).state_dict())
     state = {k: v for k, v in state.items() if not (legacy and k.endswith("num_batches_tracked"))}
     torch.save(state, path)
     return state
@@ -172,15 +180,15 @@ def test_resnet18_loads_a_torchvision_weights_file_as_clinicadl_maps_it(tmp_path
 
 def test_resnet18_without_weights_warns_that_clinicadl_would_use_imagenet():
     with pytest.warns(UserWarning, match="ClinicaDL would have used torchvision's ImageNet weights"):
-        build_architecture("resnet18", "classification", (3, 32, 32), 2, 0.0, {"weights": None})
+        build_architecture("resnet18", "classification", (3, 64, 64), 2, 0.0, {"weights": None})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # rebuilt for a saved state dict (a MAPS's): no warning
-        build_architecture("resnet18", "classification", (3, 32, 32), 2, 0.0, {"latent_space_size": 128})
+        build_architecture("resnet18", "classification", (3, 64, 64), 2, 0.0, {"latent_space_size": 128})
 
 
 def test_resnet18_refuses_a_missing_or_foreign_weights_file(tmp_path):
     with pytest.raises(InputError, match=r"architecture_options\.weights\]: resnet18 weights file not found"):
-        build_resnet18((3, 32, 32), 2, 0.0, weights=tmp_path / "absent.pth")
+        build_resnet18((3, 64, 64), 2, 0.0, weights=tmp_path / "absent.pth")
     torch.save(
         build_architecture("Conv5_FC3", "classification", (3, 40, 40), 2).state_dict(), tmp_path / "cnn.pth"
     )
@@ -188,11 +196,11 @@ def test_resnet18_refuses_a_missing_or_foreign_weights_file(tmp_path):
         InputError,
         match=r"not a torchvision resnet18 state dict \(missing fc\.bias, fc\.weight, layer1\.0\.bn1\.bias; unexpected",
     ):
-        build_resnet18((3, 32, 32), 2, 0.0, weights=tmp_path / "cnn.pth")
+        build_resnet18((3, 64, 64), 2, 0.0, weights=tmp_path / "cnn.pth")
     state = torch.load(_write_shifted(tmp_path), weights_only=True)
     assert state["fc.weight"].shape == (10, 512)
     with pytest.raises(InputError, match=r"\(wrong shape for fc\.bias, fc\.weight\)"):
-        build_resnet18((3, 32, 32), 2, 0.0, weights=tmp_path / "ten.pth")
+        build_resnet18((3, 64, 64), 2, 0.0, weights=tmp_path / "ten.pth")
 
 
 def _write_shifted(tmp_path: Path) -> Path:
@@ -203,8 +211,8 @@ def _write_shifted(tmp_path: Path) -> Path:
     return tmp_path / "ten.pth"
 
 
-# Two models trained for 1 epoch through apply: Stride_Conv5_FC3 on images, resnet18 on 3 RGB slices
-# per image with a weights file; a group predicts both.
+# Two models trained for 1 epoch through apply (6 mm images, 28 x 35 x 30): Stride_Conv5_FC3 on images,
+# resnet18 on 3 RGB slices per image with a weights file; a group predicts both.
 SPEC = """
 version = 1
 [compute]
@@ -214,10 +222,10 @@ seed = 0
 deterministic = true
 [datasets.demo]
 caps = "data/demo"
-generate = { subjects = 8, resolution_mm = 8, seed = 1 }
+generate = { subjects = 8, resolution_mm = 6, seed = 1 }
 [datasets.other]
 caps = "data/other"
-generate = { subjects = 4, resolution_mm = 8, seed = 5, subject_offset = 100 }
+generate = { subjects = 4, resolution_mm = 6, seed = 5, subject_offset = 100 }
 [models.stride]
 maps = "maps/stride"
 dataset = "demo"
@@ -229,7 +237,7 @@ maps = "maps/rn18"
 dataset = "demo"
 architecture = "resnet18"
 mode = "slice"
-slice = { direction = 2, mode = "rgb", discarded = [9, 10] }
+slice = { direction = 2, mode = "rgb", discarded = [13, 14] }
 architecture_options = { weights = "imagenet.pth" }
 split = { n_splits = 2, splits = [0] }
 train = { epochs = 1, learning_rate = 1e-4 }
@@ -292,3 +300,59 @@ def test_a_clinicadl_maps_of_an_out_of_scope_architecture_is_refused_when_predic
     (maps / "maps.json").write_text(json.dumps(parameters | {"architecture": "Conv5_FC3_SSDA"}))
     with pytest.raises(InputError, match=r"maps\.json: architecture Conv5_FC3_SSDA: .*domain adaptation"):
         load_model(maps, 0, "loss")
+
+
+VALIDATED = """version = 1
+[datasets.d]
+caps = "data/d"
+generate = { subjects = 8, resolution_mm = 8 }
+[models.m]
+maps = "maps/m"
+dataset = "d"
+"""
+
+
+def _problems(tmp_path: Path, model: str) -> list[tuple[str, str]]:
+    from neuroexec.errors import SpecError
+    from neuroexec.spec import load_spec
+
+    (tmp_path / "spec.toml").write_text(VALIDATED + model)
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "spec.toml")
+    return [(p.key, p.message) for p in err.value.problems]
+
+
+@pytest.mark.parametrize("name, says", [("Conv5_FC3_SSDA", "semi-supervised domain adaptation"),
+                                        ("RandomArchitecture", "random-search architecture")])  # fmt: skip
+def test_validate_refuses_an_out_of_scope_architecture_with_the_reason(tmp_path, name, says):
+    ((key, message),) = _problems(tmp_path, f'architecture = "{name}"')
+    assert key == "models.m.architecture" and says in message and "not supported by neuroexec" in message
+
+
+def test_validate_refuses_a_weights_file_the_network_does_not_read_or_that_is_missing(tmp_path):
+    torch.save({}, tmp_path / "w.pth")
+    ((key, message),) = _problems(
+        tmp_path, 'architecture = "Conv5_FC3"\narchitecture_options = { weights = "w.pth" }'
+    )
+    assert key == "models.m.architecture_options.weights"
+    assert message.startswith("Conv5_FC3 reads no pretrained-weights file")
+    resnet = 'architecture = "resnet18"\nmode = "slice"\narchitecture_options = { weights = "absent.pth" }'
+    ((key, message),) = _problems(tmp_path, resnet)
+    assert key == "models.m.architecture_options.weights"
+    assert message.startswith(f"pretrained-weights file not found: {tmp_path / 'absent.pth'}")
+
+
+def test_plan_refuses_a_residual_network_too_big_for_the_images(tmp_path):
+    from neuroexec.plan.graph import REFUSED, make_plan
+    from neuroexec.spec import load_spec
+
+    (tmp_path / "spec.toml").write_text(
+        VALIDATED + 'architecture = "ResNet3D"\nsplit = { n_splits = 2, splits = [0] }'
+    )
+    refused = {p.step.id: " ".join(p.reasons) for p in make_plan(load_spec(tmp_path / "spec.toml")).steps
+               if p.action == REFUSED}  # fmt: skip
+    assert list(refused) == ["model.m.train[split-0]"]
+    assert (
+        "ResNet3D pools 5 times by 3 with stride 2 and needs every spatial size >= 63"
+        in refused["model.m.train[split-0]"]
+    )
