@@ -56,6 +56,16 @@ def loss_of(task: str, name: str | None) -> str:
     return name if name is not None else DEFAULT_LOSS[task]
 
 
+def recorded_loss(task: str, name: object) -> str | None:
+    """The loss a MAPS was trained with, from its maps.json's `loss` (ClinicaDL's predict computes its
+    loss with it): None (the task's default) when it names none of the task's.
+
+    >>> recorded_loss("regression", "L1Loss"), recorded_loss("regression", "CrossEntropyLoss")
+    ('L1Loss', None)
+    """
+    return name if isinstance(name, str) and name in TASK_LOSSES.get(task, ()) else None
+
+
 def refusal(task: str, name: str | None) -> str | None:
     """Why `name` cannot be the loss of a `task` model (ClinicaDL's per-task lists), or None."""
     if name is None or name in TASK_LOSSES.get(task, ()):

@@ -25,6 +25,7 @@ from neuroexec.inference.model_io import (
     uncropped_of,
 )
 from neuroexec.inference.task import GroupTask, group_participants
+from neuroexec.losses import recorded_loss
 from neuroexec.maps.info import MapsInfo
 from neuroexec.maps.layout import MapsLayout
 
@@ -63,6 +64,7 @@ def predict_networks(
         )
         predictions, loss = evaluation.predict_frames(
             model, dataset, info.task, settings, info.label_code, use_labels=use_labels,
+            loss=recorded_loss(info.task, info.raw.get("loss")),
             model_file=task.maps.best_model(task.split, task.metric, k),
         )  # fmt: skip
         frames.append(predictions)

@@ -25,6 +25,7 @@ from neuroexec.inference.model_io import (
 )
 from neuroexec.inference.networks import predict_networks
 from neuroexec.inference.task import GroupTask, group_participants
+from neuroexec.losses import recorded_loss
 from neuroexec.maps.info import MapsInfo, best_model_file, read_maps_info
 
 
@@ -78,6 +79,7 @@ def predict_group(task: GroupTask, ctx: RunContext) -> dict:
         dataset = group_dataset(task, info, frame, label)
         predictions, loss = evaluation.predict_frames(
             model, dataset, info.task, settings, info.label_code, use_labels=use_labels,
+            loss=recorded_loss(info.task, info.raw.get("loss")),
             model_file=best_model_file(task.model.maps, task.split, task.metric),
         )  # fmt: skip
         n_items = len(dataset)

@@ -117,6 +117,14 @@ def test_a_regression_trained_with_l1_logs_and_selects_on_the_mean_absolute_erro
     assert log["loss_valid"].iloc[0] == pytest.approx(mae, rel=1e-5)
     metrics = pd.read_csv(maps.metrics_tsv(0, "loss", "validation", "image"), sep="\t")
     assert metrics["loss"].iloc[0] == pytest.approx(mae, rel=1e-5)
+    # predict computes the loss with the one maps.json names, as ClinicaDL's predict
+    other = '[datasets.other]\ncaps = "data/other"\ngenerate = { subjects = 4, resolution_mm = 8, seed = 2, subject_offset = 100 }\n'
+    path.write_text(path.read_text() + other + '[groups.test]\ndataset = "other"\nmodels = ["r"]\n')
+    run_apply(path)
+    test = pd.read_csv(maps.prediction_tsv(0, "loss", "test", "image"), sep="\t")
+    test_metrics = pd.read_csv(maps.metrics_tsv(0, "loss", "test", "image"), sep="\t")
+    test_mae = float((test.true_label - test.predicted_label).abs().mean())
+    assert test_metrics["loss"].iloc[0] == pytest.approx(test_mae, rel=1e-5)
 
 
 def problems(tmp_path, body: str) -> list[str]:
