@@ -20,25 +20,26 @@ from neuroexec.training.task import training_config
 from tests.training.training_specs import run_apply, write_spec
 
 TRAIN = "epochs = 1, learning_rate = 1e-3"
-MODELS = {  # the same data, split and seed: only the observers differ
-    "plain": "",
-    "profiled": ", profiler = true",
+OPTIONS = {
+    "profiler": ", profiler = true",
     "mlflow": ", track_exp = 'mlflow'",
-    "wandb": ", track_exp = 'wandb'",
     "emissions": ", calculate_emissions = true",
+    "wandb": ", track_exp = 'wandb'",
 }
 PACKAGES = {"mlflow": "mlflow", "wandb": "wandb", "emissions": "codecarbon"}
+# the same data, split and seed: only the observers differ (one tracker per model)
+MODELS = {"plain": (), "watched": ("profiler", "mlflow", "emissions"), "wandb": ("wandb",)}
 
 
-def _installed(model: str) -> bool:
-    package = PACKAGES.get(model)
+def _installed(observer: str) -> bool:
+    package = PACKAGES.get(observer)
     return package is None or importlib.util.find_spec(package) is not None
 
 
-def _needs(model: str):
-    package = PACKAGES[model]
+def _needs(observer: str):
+    package = PACKAGES[observer]
     return pytest.mark.skipif(
-        not _installed(model),
+        not _installed(observer),
         reason=f"{package} is not installed (pip install 'neuroexec[{extras.EXTRAS[package]}]')",
     )
 
@@ -49,9 +50,13 @@ def _body(options: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The models whose observers can run here, trained in one apply (6 batches of 1 image each)."""
+    """The models with the observers that can run here, trained in one apply (6 batches of 1 image)."""
     folder = tmp_path_factory.mktemp("observers")
-    models = {name: _body(options) for name, options in MODELS.items() if _installed(name)}
+    models = {}
+    for name, observers in MODELS.items():
+        kept = [o for o in observers if _installed(o)]
+        if kept or not observers:
+            models[name] = _body("".join(OPTIONS[o] for o in kept))
     path = write_spec(folder, models, batch_size=1)
     run_apply(path)
     return path, {name: MapsLayout(folder / "maps" / name) for name in models}
@@ -70,7 +75,7 @@ def test_the_models_are_bit_identical_with_and_without_observers(trained):
 
 def test_the_profiler_writes_a_trace_of_the_first_steps_in_the_maps(trained):
     _, maps = trained
-    profiled = maps["profiled"]
+    profiled = maps["watched"]
     traces = sorted(profiled.profiler_dir.glob("clinicadl_*/split-0.pt.trace.json"))
     assert len(traces) == 1 and not profiled.tmp_dir(0).exists()
     events = json.loads(traces[0].read_text())["traceEvents"]
@@ -85,9 +90,9 @@ def test_mlflow_gets_training_tsv_in_a_local_store(trained):
     from mlflow.tracking import MlflowClient
 
     _, maps = trained
-    layout = maps["mlflow"]
+    layout = maps["watched"]
     client = MlflowClient(tracking_uri=f"sqlite:///{layout.mlflow_store}")
-    experiment = client.get_experiment_by_name("clinicadl-mlflow")
+    experiment = client.get_experiment_by_name("clinicadl-watched")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "split-0" and run.info.status == "FINISHED"
     assert json.loads(run.data.params["architecture"]) == "TinyCNN"
@@ -115,7 +120,7 @@ def test_wandb_writes_an_offline_run_with_training_tsv_in_the_maps(trained):
 @_needs("emissions")
 def test_codecarbon_estimates_the_emissions_of_the_split_offline(trained):
     _, maps = trained
-    table = pd.read_csv(maps["emissions"].emissions_csv(0))
+    table = pd.read_csv(maps["watched"].emissions_csv(0))
     assert len(table) == 1 and table["duration"][0] > 0 and table["emissions"][0] >= 0
     assert not maps["plain"].emissions_csv(0).exists()
 
