@@ -4,8 +4,7 @@ own checks (spec/checks.py, at validate) saw the architecture's name; these need
 
 What is known before any step runs: a generated dataset's grid and participants (its settings say
 them), else the first image's header and the participants TSV when they exist. A ROI model's input
-size depends on its masks' boxes and a size-reduced image's on the reduction: those are not built
-here (the training says what does not fit). Registry networks are built on the meta device for large
+size depends on its masks' boxes: it is not built here (the training says what does not fit). Registry networks are built on the meta device for large
 inputs (no weights allocated; their builders check the sizes) and built and run on the CPU for small
 ones; a network of your own is always built and run, on the CPU.
 
@@ -50,15 +49,19 @@ def architecture_refusal(model: Model, ds: Dataset) -> str | None:
 
 def planned_input_size(model: Model, ds: Dataset) -> tuple[int, ...] | None:
     """(C, D, H, W) or (C, H, W) of the model's inputs, when known before extraction."""
+    from neuroexec.data import size_reduction
     from neuroexec.data.slice_extract import planned_image_shape
 
     if model.mode == "patch" and model.patch is not None:
         return (1, *(model.patch.size,) * 3)
-    if model.mode == "roi" or model.size_reduction_factor is not None:
+    if model.mode == "roi":
         return None
     shape = planned_image_shape(ds)
     if shape is None:
         return None
+    factor = model.size_reduction_factor
+    if factor is not None:  # ClinicaDL's box, every factor-th voxel (data/size_reduction.py)
+        return (1, *size_reduction.reduced_shape(factor)) if size_reduction.fits(shape, factor) else None
     if model.mode == "slice" and model.slice is not None:
         plane = tuple(n for axis, n in enumerate(shape) if axis != model.slice.direction)
         return (3 if model.slice.mode == "rgb" else 1, *plane)

@@ -130,3 +130,11 @@ def test_a_network_too_small_for_the_planned_inputs_is_refused(tmp_path, model, 
 
 def test_a_network_that_fits_is_not_refused(tmp_path):
     assert refusals(write(tmp_path, 'architecture = "Conv5_FC3"', mm=8)) == []  # 21 x 26 x 22
+
+
+def test_a_size_reduced_image_is_checked_at_its_reduced_size(tmp_path):
+    reduced = 'architecture = "ResNet3D"\nsize_reduction_factor = 3'  # 169x208x179 -> 56x64x56
+    (found,) = refusals(write(tmp_path, reduced, mm=1))
+    assert found.startswith("models.m.architecture: ") and "input size (1, 56, 64, 56)" in found, found
+    vae = 'architecture = "CVAE_3D_half"\ntask = "reconstruction"\nsize_reduction_factor = 2'  # 80x96x80
+    assert refusals(write(tmp_path, vae, mm=1)) == []
