@@ -29,7 +29,7 @@ def add_json_commands(kinds: argparse._SubParsersAction) -> None:
         help="train resume MAPS: continue the interrupted trainings of a MAPS `neuroexec train` wrote",
         description="Continue the trainings `neuroexec train` (or `train from_json`) started in a MAPS: "
         "interrupted splits resume after their last epoch, bit-identical to an uninterrupted run, and "
-        "splits not started are trained.",
+        "the splits it chose that are not started are trained.",
         formatter_class=HelpFormatter,
     )
     q.add_argument("input_maps", type=Path, help="MAPS folder of the training")
@@ -52,8 +52,9 @@ def cmd_from_json(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from neuroexec.compat.from_json import recorded_train_spec, resume_targets
+    from neuroexec.compat.from_json import check_resume_splits, recorded_train_spec, resume_targets
     from neuroexec.run_spec import run_spec_file
 
     path, model = recorded_train_spec(args.input_maps.resolve())
+    check_resume_splits(path, model, args.split)
     return run_spec_file(path, target=resume_targets(model, args.split), quiet=args.quiet)

@@ -7,7 +7,10 @@ read: --split chooses the splits (default all).
 
 resume continues the training a command recorded in the MAPS (`.neuroexec/train.toml`, written by
 `train ...` and `train from_json`): applying it again resumes each interrupted split where its last
-epoch ended, bit-identical to an uninterrupted run, and trains the splits not started. A MAPS that
+epoch ended, bit-identical to an uninterrupted run, and trains the splits not started among those the
+command trains (ClinicaDL's resume also trains the splits of the split directory its command left out
+with --split: widening a recorded `splits` would re-run the model's split step, which retrains the
+finished splits, so neuroexec refuses a --split outside them). A MAPS that
 ClinicaDL left half-trained (`split-<i>/tmp/checkpoint.pth.tar` without neuroexec's resume state) cannot
 be continued that way: ClinicaDL saves the weights and the optimizer, but not the random number
 generators' states nor the best-model and early-stopping history, so no continuation (ClinicaDL's own
@@ -120,3 +123,17 @@ def _refuse_clinicadl_checkpoint(maps: Path) -> None:
 def resume_targets(model: str, splits: list[int] | None) -> list[str] | None:
     """The apply targets of `resume --split`: those splits' trainings (and what they need)."""
     return [f"model.{model}.train[split-{s}]" for s in sorted(set(splits))] if splits else None
+
+
+def check_resume_splits(path: Path, model: str, splits: list[int] | None) -> None:
+    """resume --split: splits the recorded training trains (a recorded `splits` cannot be widened: that
+    re-runs the model's split step, which retrains the finished splits)."""
+    recorded = (tomllib.loads(path.read_text())["models"][model].get("split") or {}).get("splits")
+    extra = sorted(set(splits or []) - set(recorded or splits or []))
+    if extra:
+        raise InputError(
+            path,
+            f"split(s) {extra} are not trained by this training (its splits: {recorded}); train them with "
+            "`neuroexec train ...` into another MAPS",
+            "--split",
+        )
