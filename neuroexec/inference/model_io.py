@@ -70,7 +70,8 @@ def build_model(info: MapsInfo) -> nn.Module:
             info.architecture,
             info.task,
             input_size_of(info),
-            output_size_of(info),
+            # a reconstruction gives back its input (ClinicaDL records that size as output_size, a list)
+            None if info.task == "reconstruction" else output_size_of(info),
             info.dropout,
             options=info.architecture_options,
         )
