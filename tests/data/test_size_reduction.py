@@ -23,6 +23,8 @@ from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec import load_spec
+from neuroexec.training.task import training_config
 from tests.training.training_specs import run_apply, write_spec
 
 # ClinicaDL 1.6.1's SizeReduction: factor -> the slices it takes of [C, X, Y, Z]
@@ -150,3 +152,10 @@ def test_a_reduced_model_trains_predicts_saves_tensors_and_interprets_in_the_red
     assert np.allclose(nib.load(str(niftis[0])).affine, reduced_affine(np.eye(4), 5))
     saliency = sorted(maps.root.rglob("mean_image-0_map.nii.gz"))
     assert saliency and nib.load(str(saliency[0])).shape == (32, 40, 32)
+
+
+def test_size_reduction_enters_the_training_fingerprint_only_when_set(tmp_path):
+    path = write_spec(tmp_path, {"reduced": model(), "full": model(extra="")})
+    models = load_spec(path).models
+    assert "size_reduction_factor" not in training_config(models["full"])
+    assert training_config(models["reduced"])["size_reduction_factor"] == 5
