@@ -82,6 +82,15 @@ def test_clinicadls_input_sizes_are_required(name, size, options, message):
         build(name, size, **options)
 
 
+def test_the_reduced_sizes_are_those_of_size_reduction():
+    from neuroexec.data.size_reduction import reduced_shape
+    from neuroexec.nn.vae import REDUCED
+
+    assert {size: how for size, how in REDUCED.items()} == {
+        (1, *reduced_shape(f)): f"size_reduction_factor {f}" for f in (2, 3, 4, 5)
+    }
+
+
 def test_the_registry_holds_every_vae():
     names = {cls.architecture_name for cls, _dims, _text in VAE_FAMILY}
     assert names == vae_losses.VAE_ARCHITECTURES
