@@ -48,9 +48,9 @@ def test_a_loss_that_becomes_nan_stops_at_its_epoch(tmp_path, monkeypatch):
     epoch_now = {"epoch": 0}
     train_epoch, task_loss = loop.Trainer.train_epoch, loop.task_loss
 
-    def tracked(self, loader, epoch, desc):
+    def tracked(self, loader, epoch, desc, *hooks):
         epoch_now["epoch"] = epoch
-        return train_epoch(self, loader, epoch, desc)
+        return train_epoch(self, loader, epoch, desc, *hooks)
 
     def poisoned(*args, **kwargs):
         loss = task_loss(*args, **kwargs)
