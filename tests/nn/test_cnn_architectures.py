@@ -21,7 +21,7 @@ from neuroexec.nn.resnet2d import build_resnet18, torchvision_names
 from neuroexec.nn.resnet3d import build_resnet3d
 from neuroexec.nn.secnn import SqueezeExcitation, build_secnn
 from neuroexec.nn.stride_cnn import build_stride_conv5_fc3
-from tests.training.training_specs import run_apply
+from tests.training.training_specs import run_apply, train_task
 
 SIZES = {
     "Stride_Conv5_FC3": [(1, 33, 35, 31), (3, 37, 30)],
@@ -285,7 +285,9 @@ def test_resnet18_trains_from_the_weights_file(trained):
     step = "model.rn18.train[split-0]"
     plan = {p.step.id: (p.action, p.reasons) for p in make_plan(load_spec(trained / "spec.toml")).steps}
     assert plan[step][0] == "="
+    before = train_task(trained / "spec.toml", "rn18").resume_key({})
     _torchvision_file(trained / "imagenet.pth", seed=4)
+    assert train_task(trained / "spec.toml", "rn18").resume_key({}) != before  # no resuming across files
     plan = {p.step.id: (p.action, p.reasons) for p in make_plan(load_spec(trained / "spec.toml")).steps}
     assert plan[step][0] == "~" and plan[step][1][0] == "input imagenet.pth changed"
     assert plan["model.stride.train[split-0]"][0] == "="
