@@ -6,6 +6,11 @@ of each epoch only, and the weights are those of a training without it."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,3 +118,29 @@ def test_workers_and_an_interruption_change_nothing(tmp_path, every_step):
         assert maps.best_model(0, "loss").read_bytes() == every_step.best_model(0, "loss").read_bytes()
         log = pd.read_csv(maps.training_tsv(0), sep="\t").drop(columns="time")
         pd.testing.assert_frame_equal(log, expected)
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
+)
+def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(tmp_path):
+    # tests/training/test_ddp.py's set-up: the same global batch with 1 process (6 accumulated batches)
+    # and with 2 (3 each): one optimizer step, after which every rank evaluates its shard
+    train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {n}, evaluation_steps = {n} }}'
+    body = 'task = "classification"\ndropout = 0.0\n' + train
+    path = write_spec(tmp_path, {"one": body.format(n=6), "two": body.format(n=3)}, batch_size=1)
+    run_apply(path, target="model.one.train*")
+    run_apply(path, target="model.two.split")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "neuroexec"]
+    done = subprocess.run(
+        [*command, "apply", str(path), "--target", "model.two.train*"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one = pd.read_csv(MapsLayout(tmp_path / "maps/one").training_tsv(0), sep="\t")
+    two = pd.read_csv(MapsLayout(tmp_path / "maps/two").training_tsv(0), sep="\t")
+    assert list(zip(one["epoch"], one["iteration"])) == [(0, 5), (0, 5)]
+    assert list(zip(two["epoch"], two["iteration"])) == [(0, 2), (0, 2)]  # written once, by rank 0
+    # (rank 0's batch-norm statistics saw 3 images, one process's 6: the two runs' losses differ)
+    assert two["loss_valid"][0] == pytest.approx(two["loss_valid"][1], rel=1e-6)
