@@ -131,3 +131,11 @@ def test_a_training_runs_under_its_compensation_and_records_it(tmp_path, monkeyp
     assert seen == [(True, "time")]  # the spec's compute block is deterministic
     raw = json.loads(MapsLayout(tmp_path / "maps/cnn").maps_json.read_text())
     assert raw["compensation"] == "time" and raw["fully_sharded_data_parallel"] is False
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused_at_validate(tmp_path, fake_gpu):
+    with pytest.raises(SpecError) as error:
+        load_spec(_compute_spec(tmp_path, 'device = "cuda", amp = true, amp_dtype = "bfloat16"'))
+    assert "models.cnn.compute.amp_dtype" in str(error.value) and "this GPU has no bfloat16" in str(
+        error.value
+    )
