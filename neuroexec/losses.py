@@ -9,7 +9,8 @@ over the items (what the `loss` column holds) is the mean ClinicaDL's criterion 
 
 The VAE losses (VAEGaussianLoss, VAEBernoulliLoss, VAEContinuousBernoulliLoss) belong to the VAEs
 (`neuroexec/nn/vae_losses.py`): their training loss is the network's own (`training_loss`, see
-`training.loop.Trainer.batch_loss`); `vae_item_losses` is the seam of their per-item validation loss.
+`training.loop.Trainer.batch_loss`), and so is their per-item evaluation loss (`evaluation_losses`, read
+by `evaluation.collect`); `vae_item_losses` is what a VAE loss name gives a network without one.
 
     >>> outputs, labels = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
     >>> item_losses("classification", "MultiMarginLoss", outputs, labels, outputs).tolist()

@@ -98,15 +98,21 @@ def usable_schedulers() -> list[str]:
 
 
 def scheduler_refusal(
-    adaptive: bool, name: str | None, options: Iterable[tuple[str, Any]], learning_rate: float
+    adaptive: bool,
+    name: str | None,
+    options: Iterable[tuple[str, Any]],
+    learning_rate: float,
+    optimizer: str = "Adam",
 ) -> str | None:
     """Why a training's learning-rate settings cannot be honoured, or None: both a scheduler and the
     adaptive learning rate, an unknown scheduler, or arguments its class refuses (tried on a dummy
-    optimizer, so that a typo fails at validate time, not after the first epoch).
+    `optimizer` of the training's class, so that a typo fails at validate time, not at training).
 
     >>> scheduler_refusal(False, "StepLR", [("step_size", 2)], 1e-3)
     >>> scheduler_refusal(False, "StepLR", [("stepsize", 2)], 1e-3)
     "StepLR refuses these arguments: StepLR.__init__() got an unexpected keyword argument 'stepsize'"
+    >>> scheduler_refusal(False, "CyclicLR", [("base_lr", 1e-4), ("max_lr", 1e-2)], 1e-3, "Adagrad")
+    'CyclicLR refuses these arguments: optimizer must support momentum or beta1 with `cycle_momentum` option enabled'
     """
     if name is None:
         return None
@@ -115,9 +121,9 @@ def scheduler_refusal(
             "adaptive_learning_rate is a scheduler already (ReduceLROnPlateau): give either "
             "adaptive_learning_rate = true or a scheduler, not both"
         )
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=learning_rate)
     try:
-        make_scheduler(optimizer, name=name, options=options)
+        dummy = make_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))], learning_rate, 0.0)
+        make_scheduler(dummy, name=name, options=options)
     except NeuroexecError as err:
         return str(err).removeprefix("train.scheduler: ")
     except (TypeError, ValueError, KeyError) as err:

@@ -169,7 +169,9 @@ def _check_training(model: Model, add) -> None:
     problems = {
         "train.loss": losses.refusal(model.task, t.loss)
         or vae_losses.check_loss(model.architecture, t.loss, registry.REGISTRY),  # VAE losses for VAEs only
-        "train.scheduler": optim.scheduler_refusal(t.adaptive_learning_rate, *scheduler, t.learning_rate),
+        "train.scheduler": optim.scheduler_refusal(
+            t.adaptive_learning_rate, *scheduler, t.learning_rate, t.optimizer
+        ),
     }
     if t.sampler == "weighted" and model.task != "classification":
         problems["train.sampler"] = (

@@ -77,6 +77,11 @@ def problems(tmp_path, train: str) -> list[str]:
         ('scheduler = { name = "StepLRR" }', "'StepLRR' is not a scheduler it can build; expected one of"),
         ('scheduler = { name = "LambdaLR" }', "'LambdaLR' is not a scheduler it can build"),
         ('scheduler = { name = "StepLR", stepsize = 2 }', "StepLR refuses these arguments"),
+        # tried with the training's optimizer: Adagrad has no momentum for CyclicLR to cycle
+        (
+            'optimizer = "Adagrad", scheduler = { name = "CyclicLR", base_lr = 1e-4, max_lr = 1e-2 }',
+            "momentum",
+        ),
     ],
 )
 def test_a_scheduler_that_cannot_be_built_is_refused_by_validate(tmp_path, train, why):
