@@ -66,6 +66,7 @@ def maps_parameters(
         "transfer_path": str(transfer_maps) if transfer_maps is not None else "",
         "transfer_selection_metric": model.transfer.selection if model.transfer else "loss",
         "nb_unfrozen_layer": model.transfer.nb_unfrozen_layer if model.transfer else 0,
+        "use_extracted_features": False,
         **_data_keys(model, dataset, label_code),
         **_optimizer_keys(model.train),
         "network_task": model.task,
@@ -88,6 +89,7 @@ def _network_keys(model: Model) -> dict:
     return {
         "architecture": resolved_name(model.architecture, model.task),
         "multi_network": model.multi_network,
+        "ssda_network": False,  # ClinicaDL's SSDA, which neuroexec does not train
         "dropout": model.dropout,
         # ClinicaDL 1.6.1's [Architecture] keys, in its order, as the spec gives them
         "latent_space_size": options.latent_space_size,
@@ -135,11 +137,15 @@ def _data_keys(model: Model, dataset: Dataset, label_code: dict[str, int] | None
         # ClinicaDL's predict keeps only these diagnoses: the trained labels, never an empty list
         "diagnoses": list(model.diagnoses) if model.diagnoses else trained_diagnoses(model, label_code),
         "baseline": dataset.baseline,
+        "valid_longitudinal": model.split.valid_longitudinal,
         "normalize": dataset.normalize,
         "data_augmentation": list(model.train.data_augmentation) or False,  # ClinicaDL's false for none
         "sampler": model.train.sampler,
         "size_reduction": model.size_reduction_factor is not None,
         "size_reduction_factor": model.size_reduction_factor or 2,  # ClinicaDL's default when off
+        **dict.fromkeys(
+            ("caps_target", "tsv_target_lab", "tsv_target_unlab", "preprocessing_dict_target"), ""
+        ),
         "n_splits": model.split.n_splits,
     }
 
