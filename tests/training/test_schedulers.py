@@ -5,6 +5,8 @@ refuses are refused by validate; an interrupted run with a scheduler resumes bit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -17,9 +19,10 @@ from neuroexec.maps.layout import MapsLayout
 from neuroexec.optim import make_scheduler
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
-from neuroexec.spec.model import Compute
+from neuroexec.spec.model import Compute, Model, Scheduler, Train
 from neuroexec.training.loop import Trainer
 from neuroexec.training.resume import INTERRUPT_ENV
+from neuroexec.training.task import training_config
 from tests.training.training_specs import run_apply, write_spec
 
 
@@ -123,3 +126,12 @@ def test_an_interrupted_run_with_a_scheduler_resumes_bit_identically(tmp_path):
     log_b = pd.read_csv(b.staged_training_tsv(0), sep="\t").drop(columns="time")
     pd.testing.assert_frame_equal(log_a, log_b)
     assert not [c for c in log_a.columns if "lr" in c or "learning" in c]  # ClinicaDL's columns only
+
+
+def test_the_schedules_enter_the_fingerprint_only_when_set():
+    def train_slice(**settings) -> dict:
+        return training_config(Model("m", Path("maps"), "d", train=Train(**settings)))["train"]
+
+    assert not {"adaptive_learning_rate", "scheduler"} & set(train_slice())
+    assert train_slice(adaptive_learning_rate=True)["adaptive_learning_rate"] is True
+    assert train_slice(scheduler=Scheduler("StepLR", (("step_size", 2),)))["scheduler"]["name"] == "StepLR"

@@ -6,6 +6,7 @@ data without an index, or an index beyond the network's outputs, is refused nami
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from neuroexec.errors import SpecError, StepFailed
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
+from neuroexec.spec.model import Model
 from neuroexec.training.task import training_config
 from tests.training.training_specs import run_apply, write_spec
 
@@ -94,3 +96,9 @@ def test_validate_refuses_a_label_code_without_classes_or_without_a_kept_diagnos
         "models.r.label_code": "class indices are for classification, not 'regression': remove it",
         "models.c.label_code": "no class index for the diagnoses ['AD']: add them to label_code",
     }
+
+
+def test_a_label_code_enters_the_fingerprint_only_when_set():
+    assert "label_code" not in training_config(Model("m", Path("maps"), "d"))
+    coded = Model("m", Path("maps"), "d", label_code=(("CN", 0), ("AD", 1)))
+    assert training_config(coded)["label_code"] == [["CN", 0], ["AD", 1]]

@@ -5,6 +5,8 @@ outside classification."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,10 +14,11 @@ from neuroexec.context import RunContext
 from neuroexec.errors import SpecError
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
-from neuroexec.spec.model import Compute
+from neuroexec.spec.model import Compute, Model, Train
 from neuroexec.training import loop
 from neuroexec.training.loop import Trainer
 from neuroexec.training.sampling import WeightedSampler, class_weights, weighted_sampler
+from neuroexec.training.task import training_config
 from tests.training.test_workers_determinism import assert_same_training, interrupted
 from tests.training.training_specs import write_spec
 
@@ -133,3 +136,9 @@ def test_the_weighted_sampler_is_refused_outside_classification(tmp_path, task):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert [p.key for p in info.value.problems] == ["models.m.train.sampler"]
+
+
+def test_the_sampler_enters_the_fingerprint_only_when_weighted():
+    assert "sampler" not in training_config(Model("m", Path("maps"), "d"))["train"]
+    weighted = Model("m", Path("maps"), "d", train=Train(sampler="weighted"))
+    assert training_config(weighted)["train"]["sampler"] == "weighted"
