@@ -46,12 +46,13 @@ def _module(package: str):
 
 class Observer:
     """One place the training's metrics go: `log(phase, values, step)` for each point (phase 'train'
-    or 'validation', ClinicaDL's global step: batches since the training began), `close()` at the end."""
+    or 'validation', ClinicaDL's global step: batches since the training began), `close(ended)` at the
+    end: "finished", "interrupted" (Ctrl-C, SIGTERM: apply resumes it) or "failed"."""
 
     def log(self, phase: str, values: dict[str, float], step: int) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, ended: str = "finished") -> None:
         pass
 
 
@@ -85,7 +86,7 @@ class TensorBoard(Observer):
             writer.add_scalar(name, value, step)
         writer.flush()
 
-    def close(self) -> None:
+    def close(self, ended: str = "finished") -> None:
         for writer in self.writers.values():
             writer.close()
 
@@ -123,8 +124,9 @@ class MLflow(Observer):
         metrics = [Metric(k, v, now, step) for k, v in suffixed(phase, values).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, ended: str = "finished") -> None:
+        status = {"finished": "FINISHED", "interrupted": "KILLED"}.get(ended, "FAILED")
+        self.client.set_terminated(self.run_id, status=status)
 
 
 class WandB(Observer):
@@ -148,8 +150,8 @@ class WandB(Observer):
     def log(self, phase: str, values: dict[str, float], step: int) -> None:
         self.run.log(suffixed(phase, values), step=step)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, ended: str = "finished") -> None:
+        self.run.finish(exit_code=0 if ended == "finished" else 1)
 
 
 class Observers(Observer):
@@ -162,10 +164,20 @@ class Observers(Observer):
         for observer in self.observers:
             observer.log(phase, values, step)
 
-    def close(self) -> None:
+    def close(self, ended: str = "finished") -> None:
         with contextlib.ExitStack() as stack:  # every one is closed, even after one fails
             for observer in self.observers:
-                stack.callback(observer.close)
+                stack.callback(observer.close, ended)
+
+    def __enter__(self) -> Observers:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        """As a context manager, closes with how the block ended."""
+        ended = (
+            "finished" if kind is None else "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+        )
+        self.close(ended)
 
 
 def open_observers(
@@ -176,7 +188,7 @@ def open_observers(
     on rank 0 (`main`); the other ranks get observers that do nothing."""
     who = f"split-{split}" + ("" if network is None else f" network-{network}")
     board = Observers(_metric_observers(maps, split, network, train, who) if main else [])
-    stack.callback(board.close)
+    stack.enter_context(board)
     trace = maps.staged_profiler_trace(split, profiler_stamp(), network) if train.profiler and main else None
     profiler = stack.enter_context(Profiler(trace))
     table = maps.staged_emissions_csv(split) if train.calculate_emissions and main else None

@@ -6,6 +6,7 @@ refused at validate time, naming the extra to install."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 
@@ -16,6 +17,7 @@ from neuroexec import extras
 from neuroexec.errors import SpecError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
+from neuroexec.training.observers import Observer, Observers
 from neuroexec.training.task import training_config
 from tests.training.training_specs import run_apply, write_spec
 
@@ -142,3 +144,30 @@ def test_a_missing_package_is_refused_at_validate_naming_the_extra(
         load_spec(write_spec(tmp_path, {"cnn": _body(options)}))
     extra = extras.EXTRAS[package]
     assert f"models.cnn.{key}" in str(error.value) and f"pip install 'neuroexec[{extra}]'" in str(error.value)
+
+
+class _Recorder(Observer):
+    def __init__(self, fails: bool = False):
+        self.points, self.ended, self.fails = [], None, fails
+
+    def log(self, phase, values, step):
+        self.points.append((phase, step, values))
+
+    def close(self, ended="finished"):
+        self.ended = ended
+        if self.fails:
+            raise OSError("disk full")
+
+
+@pytest.mark.parametrize(
+    ("error", "ended"), [(None, "finished"), (KeyboardInterrupt, "interrupted"), (ValueError, "failed")]
+)
+def test_every_observer_gets_each_point_and_how_the_training_ended(error, ended):
+    first, second = _Recorder(fails=True), _Recorder()
+    with contextlib.suppress(OSError, KeyboardInterrupt, ValueError):
+        with Observers([first, second]) as board:
+            board.log("validation", {"loss": 0.5}, 3)
+            if error is not None:
+                raise error
+    assert first.points == second.points == [("validation", 3, {"loss": 0.5})]
+    assert first.ended == second.ended == ended  # the second is closed although the first failed to
