@@ -5,6 +5,10 @@ outside classification."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +16,19 @@ import torch
 
 from neuroexec.context import RunContext
 from neuroexec.errors import SpecError
+from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.nn import build_network
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import Compute, Model, Train
 from neuroexec.training import loop
 from neuroexec.training.loop import Trainer
+from neuroexec.training.resume import seed_everything
 from neuroexec.training.sampling import WeightedSampler, class_weights, weighted_sampler
 from neuroexec.training.task import training_config
 from tests.training.test_workers_determinism import assert_same_training, interrupted
-from tests.training.training_specs import write_spec
+from tests.training.training_specs import run_apply, write_spec
 
 EPOCHS = 3  # as test_workers_determinism's assert_same_training expects
 
@@ -142,3 +150,37 @@ def test_the_sampler_enters_the_fingerprint_only_when_weighted():
     assert "sampler" not in training_config(Model("m", Path("maps"), "d"))["train"]
     weighted = Model("m", Path("maps"), "d", train=Train(sampler="weighted"))
     assert training_config(weighted)["train"]["sampler"] == "weighted"
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
+)
+def test_two_ddp_processes_draw_the_items_of_one(tmp_path):
+    # As tests/training/test_ddp.py: one optimizer step per epoch over the whole draw (1 process: 6
+    # accumulated batches of 1; 2 processes: 3 each, averaged by DDP), SGD, no dropout. The ranks' shares
+    # of the one weighted draw make the same step as the single process's draw, to float rounding.
+    train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {acc}, sampler = "weighted" }}'
+    body = 'task = "classification"\ndropout = 0.0\n' + train
+    path = write_spec(
+        tmp_path, {"one": body.format(acc=6), "two": body.format(acc=3)}, subjects=12, batch_size=1
+    )
+    run_apply(path, target="model.one.train*")
+    run_apply(path, target="model.two.split")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "neuroexec"]
+    done = subprocess.run(
+        [*command, "apply", str(path), "--target", "model.two.train*"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
+    state_one, _, _ = load_model_state(one.best_model(0, "loss"))
+    state_two, _, _ = load_model_state(two.best_model(0, "loss"))
+    seed_everything(0)  # training seeds then builds: these are the initial weights
+    initial = build_network("TinyCNN", (1, 21, 26, 22), 2, dropout=0.0)
+    moved = 0
+    for name, start in initial.named_parameters():
+        step = float((state_one[name] - start.detach()).abs().max())
+        moved += step > 1e-4
+        assert torch.allclose(state_two[name], state_one[name], rtol=0, atol=1e-3 * step + 1e-7), name
+    assert moved >= 10
