@@ -30,9 +30,9 @@ from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.nn import registry
 from neuroexec.spec.model import Dataset, Generate, Model
 
-# Inputs up to this many values per image are built and run on the CPU at plan time (milliseconds);
+# Inputs up to this many values (40^3) are built and run on the CPU at plan time (milliseconds);
 # larger ones of a registry network are only built, on the meta device.
-SMALL_INPUT = 1 << 18
+SMALL_INPUT = 1 << 16
 
 
 def architecture_refusal(model: Model, ds: Dataset) -> str | None:
