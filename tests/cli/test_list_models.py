@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -76,3 +77,15 @@ def test_the_schema_names_every_registry_architecture():
     ]
     missing = [name for name in registry.known() if not re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text)]
     assert not missing, f"spec/schema.json's architecture description does not name {missing}"
+
+
+def test_a_describes_a_network_of_your_own_in_this_folder(capsys, tmp_path, monkeypatch):
+    (tmp_path / "my_nets_here.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Module):\n    '''A net in this folder.'''\n\n"
+        "    def __init__(self, input_size, output_size, dropout=0.0):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(input_size[0], output_size or 1)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    out = listed(capsys, "-a", "my_nets_here:Net", "-i", "1@8x8x8", "-m")
+    assert "A net in this folder." in out and "Input size: 1@8x8x8" in out and "Linear(in_features=1" in out
+    sys.modules.pop("my_nets_here", None)
