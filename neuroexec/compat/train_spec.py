@@ -63,6 +63,11 @@ class TrainOptions:
     record: dict[str, Any] | None = None
 
 
+def as_list(value: Any) -> list[Any]:
+    """A config file's one value where ClinicaDL takes a list (`diagnoses = "AD"`) as that list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def metric_name(value: str) -> str:
     """ClinicaDL spellings (best_loss, best_balanced_accuracy, best-BA) -> neuroexec's (loss, BA)."""
     v = str(value)
@@ -292,7 +297,7 @@ def _model_table(network: str, o: dict[str, Any], maps: Path, pre: dict[str, Any
     elif task == "regression":
         model["label"] = REGRESSION_LABEL
     if o.get("diagnoses"):  # ClinicaDL's empty list: every label
-        model["diagnoses"] = list(o["diagnoses"])
+        model["diagnoses"] = as_list(o["diagnoses"])
     model.update(model_keys(o, task))
     return model
 
@@ -329,7 +334,9 @@ def _split_table(o: dict[str, Any], splits_dir: Path, n_found: int) -> dict[str,
 def _train_table(o: dict[str, Any]) -> dict[str, Any]:
     train: dict[str, Any] = {key: o[key] for key in TRAIN_KEYS if o.get(key) is not None}
     if o.get("selection_metrics"):
-        train["selection_metrics"] = list(dict.fromkeys(metric_name(m) for m in o["selection_metrics"]))
+        train["selection_metrics"] = list(
+            dict.fromkeys(metric_name(m) for m in as_list(o["selection_metrics"]))
+        )
     if o.get("visualization"):
         train["visualization"] = True
     return train

@@ -370,6 +370,15 @@ def test_unknown_or_misplaced_keys_are_errors(tmp_path, edit, said):
     assert said in str(err.value)
 
 
+def test_a_single_value_where_clinicadl_takes_a_list(tmp_path, tiny_data):
+    config = tmp_path / "c.toml"
+    config.write_text('[Data]\ndiagnoses = "AD"\n[Classification]\nselection_metrics = "BA"\n')
+    model = doc_of(tmp_path, tiny_data, "classification", "--no-gpu", "-c", str(config))["models"][
+        "classification"
+    ]
+    assert model["diagnoses"] == ["AD"] and model["train"]["selection_metrics"] == ["BA"]
+
+
 def test_out_of_scope_config_values_are_refused(tmp_path, tiny_data):
     config = tmp_path / "c.toml"
     config.write_text(TEMPLATE.replace("use_extracted_features = false", "use_extracted_features = true"))
