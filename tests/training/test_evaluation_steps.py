@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +133,10 @@ def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(tmp_path):
     run_apply(path, target="model.one.train*")
     run_apply(path, target="model.two.split")
     torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "neuroexec"]
+    with socket.socket() as free:  # a port no other test (or engineer's run) holds now
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", port, "-m", "neuroexec"]
     done = subprocess.run(
         [*command, "apply", str(path), "--target", "model.two.train*"],
         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
