@@ -8,13 +8,12 @@ import inspect
 import os
 from pathlib import Path
 
-import torch
-
 from neuroexec.errors import Problem
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
 from neuroexec.spec.architecture_checks import check_architecture, check_pretrained_architecture
-from neuroexec.spec.model import Compute, Dataset, Group, Model, Spec, Split, Transfer
+from neuroexec.spec.model import Dataset, Group, Model, Spec, Split, Transfer
+from neuroexec.spec.training_checks import check_compute, check_observers, check_training
 
 TASK_METRICS = SELECTION_METRICS  # per task, the metrics a best model can be selected on
 RESERVED_GROUPS = ("train", "validation")
@@ -39,7 +38,7 @@ def semantic_problems(spec: Spec) -> list[Problem]:
     if out:
         return out  # the checks below look these paths up, which the system refuses to do
     _check_maps_folders(spec, add)
-    _check_compute(spec.compute, "compute", add)
+    check_compute(spec.compute, "compute", add)
     for ds in spec.datasets.values():
         _check_dataset_paths(ds, add)
         _check_preprocessing(spec, ds, add)
@@ -107,7 +106,7 @@ def _preprocessing_of(ds: Dataset) -> str:
 
 def _check_model(spec: Spec, model: Model, add) -> None:
     key = f"models.{model.name}"
-    _check_compute(model.compute, f"{key}.compute", add)
+    check_compute(model.compute, f"{key}.compute", add)
     if model.pretrained:
         if not MapsLayout(model.maps).is_maps:
             add(
@@ -133,8 +132,8 @@ def _check_model(spec: Spec, model: Model, add) -> None:
     found = check_architecture(spec.dir, model, add)
     if found is not None:
         _check_pretrained(model, found, add)
-    _check_training(model, add)
-    _check_observers(model, add)
+    check_training(model, add)
+    check_observers(model, add)
     _check_split(model.split, f"{key}.split", add)
     if model.transfer is not None:
         _check_transfer(spec, model.name, model.transfer, add)
@@ -152,41 +151,6 @@ def _check_pretrained(model: Model, found, add) -> None:
     elif not weights.is_file():
         add(key, f"pretrained-weights file not found: {weights}; save torchvision's resnet18 ImageNet state "
             "dict there, or remove the key to start from random weights")  # fmt: skip
-
-
-# --- the training options: loss, schedulers, sampler, label code (ClinicaDL's rules for each)
-
-
-def _check_training(model: Model, add) -> None:
-    """train.loss is one of the task's (ClinicaDL's lists); the scheduler builds (not with the adaptive
-    learning rate); the weighted sampler draws classes; a label code for classification, with an index
-    for every diagnosis kept."""
-    from neuroexec import losses, optim
-    from neuroexec.nn import registry, vae_losses
-
-    key, t = f"models.{model.name}", model.train
-    scheduler = (t.scheduler.name, t.scheduler.options) if t.scheduler else (None, ())
-    problems = {
-        "train.loss": losses.refusal(model.task, t.loss)
-        or vae_losses.check_loss(model.architecture, t.loss, registry.REGISTRY),  # VAE losses for VAEs only
-        "train.scheduler": optim.scheduler_refusal(
-            t.adaptive_learning_rate, *scheduler, t.learning_rate, t.optimizer
-        ),
-    }
-    if t.sampler == "weighted" and model.task != "classification":
-        problems["train.sampler"] = (
-            "the weighted sampler draws classes: only for task = 'classification' (ClinicaDL's fails "
-            "for regression and has none for reconstruction); use sampler = 'random'"
-        )
-    code = dict(model.label_code) if model.label_code is not None else None
-    missing = [d for d in model.diagnoses or () if code is not None and d not in code]
-    if code is not None and model.task != "classification":
-        problems["label_code"] = f"class indices are for classification, not '{model.task}': remove it"
-    elif missing:
-        problems["label_code"] = f"no class index for the diagnoses {missing}: add them to label_code"
-    for name, why in problems.items():
-        if why:
-            add(f"{key}.{name}", why)
 
 
 def _check_split(s: Split, key: str, add) -> None:
@@ -223,7 +187,7 @@ def _check_group(spec: Spec, group: Group, add) -> None:
             f"{key}.from_training",
             f"the training data groups keep ClinicaDL's names: name this group [groups.{group.from_training}]",
         )
-    _check_compute(group.compute, f"{key}.compute", add)
+    check_compute(group.compute, f"{key}.compute", add)
     for i, mname in enumerate(group.models):
         if mname not in spec.models:
             add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))
@@ -380,49 +344,6 @@ def _check_group_model(group, model: Model, key: str, add) -> None:
         )
     if group.interpret and model.task == "reconstruction":
         add(key, f"interpret explains a prediction; models.{model.name} is a reconstruction model")
-
-
-def _check_compute(c: Compute, key: str, add) -> None:
-    has_gpu = torch.cuda.is_available()
-    gpu = c.device == "cuda" or (c.device == "auto" and has_gpu)
-    if c.device == "cuda" and not has_gpu:
-        add(f"{key}.device", "'cuda' asked for but no CUDA GPU is available here (use 'auto' or 'cpu')")
-    if c.amp and not gpu:
-        add(f"{key}.amp", "mixed precision needs a GPU device; this step would run on the CPU")
-    if c.kernels == "triton" and not gpu:
-        add(f"{key}.kernels", "'triton' kernels need a GPU device; use 'auto' or 'torch' on CPU")
-    if c.amp and c.amp_dtype == "bfloat16" and has_gpu and gpu and not torch.cuda.is_bf16_supported():
-        add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
-    if c.fully_sharded_data_parallel:
-        add(f"{key}.fully_sharded_data_parallel", _FSDP_REFUSAL if gpu else _FSDP_ON_CPU)
-
-
-# ClinicaDL's FSDP shards a model over CUDA GPUs under torchrun; neuroexec trains on several GPUs with
-# DistributedDataParallel (`torchrun ... -m neuroexec apply`), which no setting needs.
-_FSDP_ON_CPU = (
-    "fully sharded data parallel (FSDP) shards a model over CUDA GPUs under torchrun and this step "
-    "would run on the CPU; remove it"
-)
-_FSDP_REFUSAL = (
-    "fully sharded data parallel (FSDP) is not implemented in neuroexec; remove it (under torchrun, "
-    "several GPUs train with DistributedDataParallel, which needs no setting)"
-)
-
-
-# --- observers: their optional packages (training/observers.py)
-
-
-def _check_observers(model: Model, add) -> None:
-    """train.track_exp and train.calculate_emissions need their packages (neuroexec's extras)."""
-    from neuroexec.extras import missing_package
-
-    key, t = f"models.{model.name}.train", model.train
-    why = missing_package(t.track_exp) if t.track_exp else None
-    if why:
-        add(f"{key}.track_exp", f"track_exp = '{t.track_exp}' {why}; or remove track_exp")
-    why = missing_package("codecarbon") if t.calculate_emissions else None
-    if why:
-        add(f"{key}.calculate_emissions", f"calculate_emissions {why}; or set it to false")
 
 
 def _cycle_problems(spec: Spec) -> list[Problem]:

@@ -1,0 +1,91 @@
+"""The spec's checks of a model's training options and of the compute settings of a step (spec/checks.py
+calls them; validate and plan see them): the loss, scheduler, sampler and label code against ClinicaDL's
+rules, the observers' optional packages, and the device, mixed precision and FSDP against this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from neuroexec.spec.model import Compute, Model
+
+Add = Callable[[str, str], None]
+
+
+# --- the training options: loss, schedulers, sampler, label code (ClinicaDL's rules for each)
+
+
+def check_training(model: Model, add: Add) -> None:
+    """train.loss is one of the task's (ClinicaDL's lists); the scheduler builds (not with the adaptive
+    learning rate); the weighted sampler draws classes; a label code for classification, with an index
+    for every diagnosis kept."""
+    from neuroexec import losses, optim
+    from neuroexec.nn import registry, vae_losses
+
+    key, t = f"models.{model.name}", model.train
+    scheduler = (t.scheduler.name, t.scheduler.options) if t.scheduler else (None, ())
+    problems = {
+        "train.loss": losses.refusal(model.task, t.loss)
+        or vae_losses.check_loss(model.architecture, t.loss, registry.REGISTRY),  # VAE losses for VAEs only
+        "train.scheduler": optim.scheduler_refusal(
+            t.adaptive_learning_rate, *scheduler, t.learning_rate, t.optimizer
+        ),
+    }
+    if t.sampler == "weighted" and model.task != "classification":
+        problems["train.sampler"] = (
+            "the weighted sampler draws classes: only for task = 'classification' (ClinicaDL's fails "
+            "for regression and has none for reconstruction); use sampler = 'random'"
+        )
+    code = dict(model.label_code) if model.label_code is not None else None
+    missing = [d for d in model.diagnoses or () if code is not None and d not in code]
+    if code is not None and model.task != "classification":
+        problems["label_code"] = f"class indices are for classification, not '{model.task}': remove it"
+    elif missing:
+        problems["label_code"] = f"no class index for the diagnoses {missing}: add them to label_code"
+    for name, why in problems.items():
+        if why:
+            add(f"{key}.{name}", why)
+
+
+def check_compute(c: Compute, key: str, add: Add) -> None:
+    has_gpu = torch.cuda.is_available()
+    gpu = c.device == "cuda" or (c.device == "auto" and has_gpu)
+    if c.device == "cuda" and not has_gpu:
+        add(f"{key}.device", "'cuda' asked for but no CUDA GPU is available here (use 'auto' or 'cpu')")
+    if c.amp and not gpu:
+        add(f"{key}.amp", "mixed precision needs a GPU device; this step would run on the CPU")
+    if c.kernels == "triton" and not gpu:
+        add(f"{key}.kernels", "'triton' kernels need a GPU device; use 'auto' or 'torch' on CPU")
+    if c.amp and c.amp_dtype == "bfloat16" and has_gpu and gpu and not torch.cuda.is_bf16_supported():
+        add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
+    if c.fully_sharded_data_parallel:
+        add(f"{key}.fully_sharded_data_parallel", _FSDP_REFUSAL if gpu else _FSDP_ON_CPU)
+
+
+# ClinicaDL's FSDP shards a model over CUDA GPUs under torchrun; neuroexec trains on several GPUs with
+# DistributedDataParallel (`torchrun ... -m neuroexec apply`), which no setting needs.
+_FSDP_ON_CPU = (
+    "fully sharded data parallel (FSDP) shards a model over CUDA GPUs under torchrun and this step "
+    "would run on the CPU; remove it"
+)
+_FSDP_REFUSAL = (
+    "fully sharded data parallel (FSDP) is not implemented in neuroexec; remove it (under torchrun, "
+    "several GPUs train with DistributedDataParallel, which needs no setting)"
+)
+
+
+# --- observers: their optional packages (training/observers.py)
+
+
+def check_observers(model: Model, add: Add) -> None:
+    """train.track_exp and train.calculate_emissions need their packages (neuroexec's extras)."""
+    from neuroexec.extras import missing_package
+
+    key, t = f"models.{model.name}.train", model.train
+    why = missing_package(t.track_exp) if t.track_exp else None
+    if why:
+        add(f"{key}.track_exp", f"track_exp = '{t.track_exp}' {why}; or remove track_exp")
+    why = missing_package("codecarbon") if t.calculate_emissions else None
+    if why:
+        add(f"{key}.calculate_emissions", f"calculate_emissions {why}; or set it to false")
