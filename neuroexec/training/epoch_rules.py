@@ -36,11 +36,19 @@ def cublas_workspace(compensation: str) -> str:
     return CUBLAS_WORKSPACES[compensation]
 
 
+# The CUBLAS_WORKSPACE_CONFIG this process's cuBLAS read: the value a deterministic training that used
+# CUDA ran under (PyTorch reads the variable once, at the first matrix product of the process).
+_process_workspace: dict[str, str] = {}
+CUBLAS_VARIABLE = "CUBLAS_WORKSPACE_CONFIG"
+
+
 @contextlib.contextmanager
 def determinism(enabled: bool, compensation: str = "memory"):
     """compute.deterministic: deterministic algorithms (warn only) and cudnn flags, restored after; on
-    CUDA, cuBLAS's workspace of compute.compensation (PyTorch reads it once, at the first matrix product of
-    the process: a later training in the same process with another compensation keeps the first)."""
+    CUDA, cuBLAS's workspace of compute.compensation, unless the environment sets CUBLAS_WORKSPACE_CONFIG
+    (the user's value wins), restored after. PyTorch reads the variable once per process: a later
+    deterministic CUDA training of the process that needs another workspace is refused before it trains
+    (another apply, a new process, trains it under its own)."""
     cudnn = torch.backends.cudnn
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -48,8 +56,12 @@ def determinism(enabled: bool, compensation: str = "memory"):
         cudnn.deterministic,
         cudnn.benchmark,
     )
+    previous = os.environ.get(CUBLAS_VARIABLE)
+    workspace = None
     if enabled and torch.cuda.is_available():
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas_workspace(compensation)
+        workspace = previous if previous is not None else cublas_workspace(compensation)
+        _check_process_workspace(workspace, compensation)
+        os.environ[CUBLAS_VARIABLE] = workspace
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     cudnn.deterministic, cudnn.benchmark = enabled, not enabled
     try:
@@ -57,6 +69,28 @@ def determinism(enabled: bool, compensation: str = "memory"):
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         cudnn.deterministic, cudnn.benchmark = before[2], before[3]
+        if workspace is not None and torch.cuda.is_initialized():
+            _process_workspace.setdefault("read", workspace)
+        _restore_variable(previous)
+
+
+def _check_process_workspace(workspace: str, compensation: str) -> None:
+    read = _process_workspace.get("read")
+    if read is not None and read != workspace:
+        raise NeuroexecError(
+            f"compute.compensation = {compensation!r} needs cuBLAS's workspace {workspace} but this "
+            f"process's cuBLAS already runs with {read} (an earlier deterministic CUDA training's: CUDA "
+            "reads CUBLAS_WORKSPACE_CONFIG once per process): apply again, which trains this model in "
+            "a new process and keeps the finished trainings, or give the deterministic CUDA models one "
+            "compensation"
+        )
+
+
+def _restore_variable(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(CUBLAS_VARIABLE, None)
+    else:
+        os.environ[CUBLAS_VARIABLE] = previous
 
 
 def early_stop(progress: Progress, valid_loss: float, patience: int, tolerance: float) -> bool:

@@ -99,7 +99,7 @@ def test_compensation_sets_clinicadls_cublas_workspace_on_deterministic_cuda(
     fake_gpu.delenv(CUDA, raising=False)
     with determinism(True, compensation):
         assert os.environ[CUDA] == workspace
-    fake_gpu.delenv(CUDA)
+    assert CUDA not in os.environ  # restored after the training
     with determinism(False, compensation):
         assert CUDA not in os.environ  # not deterministic: cuBLAS keeps its own
 
