@@ -13,6 +13,7 @@ None ["models.m.architecture: unknown architecture 'Conv5FC3' (did you mean Conv
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -75,3 +76,64 @@ def check_pretrained_architecture(spec_dir: Path, model: Model, add: Add) -> Non
             custom.resolve(name, spec_dir)
         except NeuroexecError as err:
             add(f"models.{model.name}.maps", f"this MAPS's network cannot be built: {err}")
+
+
+def check_options(spec_dir: Path, model: Model, found, add: Add) -> None:
+    """Every [Architecture] option set off its default is one the model's network reads (its builder's
+    or its class's parameters), so that a changed option changes the network; weights has its own check."""
+    from neuroexec.nn import custom, registry
+
+    if found is None and not custom.is_custom(model.architecture):
+        return  # an unknown name: check_architecture said so
+    name = found.name if found is not None else model.architecture
+    options = model.architecture_options.network_kwargs()
+    for option in unread_options(name, model.task, options, spec_dir):
+        key = f"models.{model.name}.architecture_options.{option}"
+        if option == "normalization":
+            add(key, "no network of neuroexec reads normalization: like ClinicaDL's, they use batch norm; "
+                "remove it (or set 'batch'), or name a network of your own whose __init__ takes it")  # fmt: skip
+            continue
+        readers = sorted(
+            e.name for e in registry.REGISTRY.values() if option in (options_read(e.build) or ())
+        )
+        add(key, f"{name} reads no {option} (it would change nothing but the fingerprint); remove it, or choose "
+            f"a network that reads it: {', '.join(readers)}")  # fmt: skip
+
+
+def unread_options(architecture: str, task: str, options: dict, folder: Path | None = None) -> list[str]:
+    """The options of `options` set off ClinicaDL's defaults that the network `architecture` (a registry
+    name or a class of your own, found from `folder` too) does not read; [] for a name that does not
+    resolve (its own check says why). The ClinicaDL front end drops these (ClinicaDL ignores them).
+
+    >>> unread_options("Conv5_FC3", "classification", {"latent_space_size": 64, "n_conv": 4})
+    ['latent_space_size']
+    """
+    from neuroexec.nn import custom, registry
+    from neuroexec.spec.model import ArchitectureOptions
+
+    defaults = ArchitectureOptions().network_kwargs()
+    try:
+        name = registry.resolved_name(architecture, task)
+        build = registry.REGISTRY[name].build if name in registry.REGISTRY else custom.resolve(name, folder)
+    except NeuroexecError:
+        return []
+    reads = options_read(build)
+    if reads is None:
+        return []
+    return [k for k, v in options.items() if k in defaults and v != defaults[k] and k not in reads]
+
+
+def options_read(build) -> frozenset[str] | None:
+    """The [Architecture] options a registry builder or a class of your own names as parameters; None
+    for a class taking **kwargs (it is given them all). A builder's **_options are the ignored rest."""
+    from neuroexec.nn.custom import CONTRACT
+
+    try:
+        params = inspect.signature(build).parameters.values()
+    except (TypeError, ValueError):
+        return None  # no signature to read: it may read any
+    if inspect.isclass(build) and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [p.name for p in params if p.kind in plain]
+    return frozenset(named[3:] if not inspect.isclass(build) else [n for n in named if n not in CONTRACT])

@@ -11,7 +11,11 @@ from pathlib import Path
 from neuroexec.errors import Problem
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import SELECTION_METRICS
-from neuroexec.spec.architecture_checks import check_architecture, check_pretrained_architecture
+from neuroexec.spec.architecture_checks import (
+    check_architecture,
+    check_options,
+    check_pretrained_architecture,
+)
 from neuroexec.spec.model import Dataset, Group, Model, Spec, Split, Transfer
 from neuroexec.spec.training_checks import check_compute, check_observers, check_training
 
@@ -132,6 +136,7 @@ def _check_model(spec: Spec, model: Model, add) -> None:
     found = check_architecture(spec.dir, model, add)
     if found is not None:
         _check_pretrained(model, found, add)
+    check_options(spec.dir, model, found, add)
     check_training(model, add)
     check_observers(model, add)
     _check_split(model.split, f"{key}.split", add)
