@@ -55,14 +55,25 @@ INSTALL_HINT = "pip install 'neuroexec[augmentation]'"
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of item `index`'s draws at `epoch`: a hash of the three (numpy's SeedSequence), so that
+    """The seed of item `index`'s draws at `epoch`: a hash of the three (`stream_seed`), so that
     neighbouring items and epochs get unrelated streams.
 
     >>> item_seed(0, 0, 1) == item_seed(0, 0, 1) != item_seed(0, 1, 0)
     True
     """
-    words = np.random.SeedSequence((int(seed), int(epoch), int(index))).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])  # < 2**63: what torch.manual_seed takes
+    return stream_seed(seed, epoch, index)
+
+
+def stream_seed(*words: int) -> int:
+    """A torch seed hashed from `words` (numpy's SeedSequence): tuples that differ get unrelated
+    streams, also where a sum would collide (seed 1 epoch 0, seed 0 epoch 1). The augmentation's per-item
+    draws and the weighted sampler's per-epoch draw take their seeds from it.
+
+    >>> stream_seed(1, 0) != stream_seed(0, 1)
+    True
+    """
+    state = np.random.SeedSequence(tuple(int(w) for w in words)).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])  # < 2**63: what torch.manual_seed takes
 
 
 # --- ClinicaDL's own four, the random draw apart from the deterministic part ----------------------

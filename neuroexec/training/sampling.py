@@ -2,9 +2,9 @@
 
 ClinicaDL gives each item the weight 1 / (number of training images of its label), every part of an
 image its image's, and draws as many items as there are, with replacement (a WeightedRandomSampler), so
-that each class is drawn about as often. Here the draw comes from a generator seeded with
-compute.seed + epoch (as the random sampler's shuffle), in the main process: the same items whatever
-the worker count and after a resume. Under DDP one draw is made for all ranks and rank r takes every
+that each class is drawn about as often. Here the draw comes from a generator seeded from the pair
+(compute.seed, epoch) (data/augmentation.stream_seed: no two pairs share a draw), in the main process:
+the same items whatever the worker count and after a resume. Under DDP one draw is made for all ranks and rank r takes every
 world-th item from r (ClinicaDL's ranks draw apart, each about its share); the draw is padded to a
 multiple of the ranks, so that every rank makes as many steps.
 
@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
+
+from neuroexec.data.augmentation import stream_seed
 
 
 def class_weights(labels: Sequence[int], parts_per_image: int = 1) -> torch.Tensor:
@@ -56,7 +58,7 @@ class WeightedSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch))
         total = self.num_samples * self.num_replicas
         drawn = torch.multinomial(self.weights, total, replacement=True, generator=generator)
         return iter(drawn[self.rank : total : self.num_replicas].tolist())

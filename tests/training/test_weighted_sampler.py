@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from neuroexec.context import RunContext
+from neuroexec.data.augmentation import stream_seed
 from neuroexec.errors import SpecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
@@ -85,6 +86,17 @@ def test_the_draw_depends_on_the_seed_and_the_epoch_only():
     assert list(first) != list(again)
 
 
+def test_seeds_and_epochs_of_one_sum_draw_differently():
+    """seed + epoch made (seed 1, epoch 0) and (seed 0, epoch 1) draw the same items."""
+    weights = class_weights([0, 0, 0, 1, 1, 2] * 5)
+    draws = []
+    for seed, epoch in ((1, 0), (0, 1), (3, 2), (2, 3)):
+        sampler = WeightedSampler(weights, seed)
+        sampler.set_epoch(epoch)
+        draws.append(list(sampler))
+    assert draws[0] != draws[1] and draws[2] != draws[3]
+
+
 def test_ranks_take_their_share_of_one_draw():
     weights = class_weights([0] * 7 + [1] * 4)  # 11 items
     alone = WeightedSampler(weights, seed=1, num_replicas=1)
@@ -94,7 +106,7 @@ def test_ranks_take_their_share_of_one_draw():
     shards = [list(s) for s in ranks]
     assert [len(s) for s in shards] == [4, 4, 4]  # padded to a multiple of the ranks: as many steps
     merged = [shard[k] for k in range(4) for shard in shards]
-    generator = torch.Generator().manual_seed(1 + 5)
+    generator = torch.Generator().manual_seed(stream_seed(1, 5))
     assert merged == torch.multinomial(weights, 12, replacement=True, generator=generator).tolist()
     assert len(list(alone)) == 11
 
