@@ -113,6 +113,8 @@ def scheduler_refusal(
     "StepLR refuses these arguments: StepLR.__init__() got an unexpected keyword argument 'stepsize'"
     >>> scheduler_refusal(False, "CyclicLR", [("base_lr", 1e-4), ("max_lr", 1e-2)], 1e-3, "Adagrad")
     'CyclicLR refuses these arguments: optimizer must support momentum or beta1 with `cycle_momentum` option enabled'
+    >>> scheduler_refusal(False, "StepLR", [("step_size", "x")], 1e-3)
+    "StepLR fails at its first step with these arguments: TypeError: ..."
     """
     if name is None:
         return None
@@ -123,11 +125,16 @@ def scheduler_refusal(
         )
     try:
         dummy = make_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))], learning_rate, 0.0)
-        make_scheduler(dummy, name=name, options=options)
+        scheduler = make_scheduler(dummy, name=name, options=options)
     except NeuroexecError as err:
         return str(err).removeprefix("train.scheduler: ")
     except (TypeError, ValueError, KeyError) as err:
         return f"{name} refuses these arguments: {err}"
+    try:  # some arguments are only used by a step (StepLR's step_size): take the first epoch's
+        dummy.step()
+        step(scheduler, 0.0)
+    except (TypeError, ValueError, KeyError, ArithmeticError, IndexError) as err:
+        return f"{name} fails at its first step with these arguments: {type(err).__name__}: {err}"
     return None
 
 
