@@ -1,8 +1,8 @@
 """ClinicaDL's Stride_Conv5_FC3: Conv5_FC3 with strided convolutions instead of max pooling.
 
 Five blocks Conv(k3, p1, stride 2) -> BatchNorm -> ReLU (no pooling: parameters at convolutions.3*j
-and 3*j+1), then the Conv5_FC3 head `fc` (Flatten, Dropout, Linear -> 1300, ReLU, Linear -> 50, ReLU,
-Linear: fc.2, fc.4, fc.6). 2D (Conv2d, BatchNorm2d) for a (C, H, W) input, 3D otherwise, and the
+and 3*j+1), then the Conv5_FC3 head `fc` (networks.fc_head: Flatten, Dropout, Linear -> 1300, ReLU,
+Linear -> 50, ReLU, Linear: fc.2, fc.4, fc.6). 2D (Conv2d, BatchNorm2d) for a (C, H, W) input, 3D otherwise, and the
 first linear layer sized from the input as ClinicaDL does: each convolution maps n to ceil(n / 2).
 
 >>> net = build_stride_conv5_fc3((1, 169, 208, 179), 2, 0.5)
@@ -16,7 +16,7 @@ import math
 
 from torch import nn
 
-from neuroexec.nn.networks import CNN
+from neuroexec.nn.networks import CNN, fc_head
 from neuroexec.nn.sizes import require_output_size, require_values_per_channel, spatial_dims
 
 NAME = "Stride_Conv5_FC3"
@@ -53,13 +53,5 @@ def build_stride_conv5_fc3(
     out = require_output_size(NAME, int(output_size or 1))
     convolutions = strided_blocks(int(input_size[0]), CHANNELS, dims)
     n_features = CHANNELS[-1] * math.prod(strided_shape(tuple(input_size[1:]), len(CHANNELS)))
-    fc = nn.Sequential(
-        nn.Flatten(),
-        nn.Dropout(p=dropout),
-        nn.Linear(n_features, HIDDEN[0]),
-        nn.ReLU(),
-        nn.Linear(HIDDEN[0], HIDDEN[1]),
-        nn.ReLU(),
-        nn.Linear(HIDDEN[1], out),
-    )
+    fc = fc_head(n_features, HIDDEN, out, dropout)
     return CNN(convolutions, fc, NAME, tuple(int(s) for s in input_size), out)
