@@ -37,9 +37,15 @@ SMALL_INPUT = 1 << 16
 
 def architecture_refusal(model: Model, ds: Dataset) -> str | None:
     """Why `model` cannot train on `ds`, known before any step runs, naming the key; None otherwise."""
+    from neuroexec.training.setup import label_code_problem
+
     labels, why = planned_labels(model, ds)
     if why:
         return why
+    if labels and model.task == "classification" and model.label_code is not None:
+        why = label_code_problem(model, labels)
+        if why:
+            return f"models.{model.name}.label_code: {why}"
     size = planned_input_size(model, ds)
     if size is None:
         return None
@@ -69,14 +75,14 @@ def planned_input_size(model: Model, ds: Dataset) -> tuple[int, ...] | None:
 
 
 def planned_output_size(model: Model, labels: list[str] | None) -> int | None:
-    """Classes (by the label code, else the labels the data holds), 1 for regression, None for
-    reconstruction or when the labels are not known yet."""
+    """Classes: one per label the data holds, with or without a label code (whose indices may merge
+    labels: the training builds one output per label all the same, as ClinicaDL's,
+    training/setup.output_size_of); 1 for regression; None for reconstruction or when the labels are
+    not known yet."""
     if model.task == "regression":
         return 1
     if model.task != "classification":
         return None
-    if model.label_code:
-        return len({index for _, index in model.label_code})
     return len(labels) if labels else None
 
 

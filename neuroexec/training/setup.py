@@ -71,24 +71,32 @@ def custom_label_code(model: Model, sorted_code: dict[str, int], path: Path) -> 
     >>> custom_label_code(model, {"AD": 0, "CN": 1}, Path("train.tsv"))
     {'CN': 1, 'AD': 0}
     """
+    why = label_code_problem(model, list(sorted_code))
+    if why:
+        raise InputError(path, why)
+    code = dict(model.label_code or ())
+    return {label: code[label] for label in code if label in sorted_code}
+
+
+def label_code_problem(model: Model, labels: list[str]) -> str | None:
+    """Why the model's `label_code` does not fit the `labels` of its training data (a label without an
+    index, an index beyond the one output per label), or None; the plan asks it too, where the labels
+    are known (training/network_check.py)."""
     code = dict(model.label_code or ())
     key = f"models.{model.name}.label_code"
-    missing = [label for label in sorted_code if label not in code]
+    missing = [label for label in labels if label not in code]
     if missing:
-        raise InputError(
-            path,
+        return (
             f"the {model.label!r} labels {missing} have no class index in {key} ({code}); give each "
-            f"label of the training data an index, or remove {key} to number the sorted labels",
+            f"label of the training data an index, or remove {key} to number the sorted labels"
         )
-    used = {label: code[label] for label in code if label in sorted_code}
-    beyond = {label: i for label, i in used.items() if i >= len(sorted_code)}
+    beyond = {label: i for label, i in code.items() if label in labels and i >= len(labels)}
     if beyond:
-        raise InputError(
-            path,
-            f"{key} gives {beyond}, but the network has {len(sorted_code)} outputs (one per label of the "
-            f"training data, as ClinicaDL's): use indices 0 to {len(sorted_code) - 1}",
+        return (
+            f"{key} gives {beyond}, but the network has {len(labels)} outputs (one per label of the "
+            f"training data, as ClinicaDL's): use indices 0 to {len(labels) - 1}"
         )
-    return used
+    return None
 
 
 def freeze(net: nn.Module, transfer: Transfer | None, source: Path | None) -> list[str]:

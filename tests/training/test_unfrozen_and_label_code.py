@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroexec.errors import SpecError, StepFailed
+from neuroexec.errors import PlanRefused, SpecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
@@ -80,7 +80,8 @@ def test_a_label_code_that_does_not_fit_the_data_is_refused(tmp_path, code, why)
     path = write_spec(
         tmp_path, {"m": f'task = "classification"\nlabel_code = {code}\ntrain = {{ epochs = 1 }}'}
     )
-    with pytest.raises(StepFailed) as info:
+    # refused by the plan, which knows the labels (tests/training/test_label_code_plan.py)
+    with pytest.raises(PlanRefused) as info:
         run_apply(path)
     assert why in str(info.value)
 
