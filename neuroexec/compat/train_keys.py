@@ -23,6 +23,7 @@ from neuroexec.compat.train_options import (
     is_default,
 )
 from neuroexec.errors import InputError
+from neuroexec.spec.architecture_checks import unread_options
 
 # [Architecture] keys -> the spec's architecture_options (dropout is the model's own key).
 ARCHITECTURE_OPTIONS = {"latent_space_size": 128, "feature_size": 1024, "n_conv": 4, "io_layer_channels": 8,
@@ -95,6 +96,9 @@ def model_keys(o: dict[str, Any], task: str) -> dict[str, Any]:
     if o.get("dropout") is not None:
         out["dropout"] = float(o["dropout"])
     options = architecture_options(o)
+    name = out.get("architecture", DEFAULT_ARCHITECTURE[task])
+    for key in unread_options(name, task, options):  # ClinicaDL gives a network only what it takes
+        del options[key]
     if options:
         out["architecture_options"] = options
     if task == "classification" and o.get("label_code"):

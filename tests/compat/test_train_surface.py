@@ -343,11 +343,13 @@ def test_config_values_and_flags_over_them(tmp_path, tiny_data):
         "classification"
     ]
     assert model["architecture"] == "Conv4_FC3" and model["train"]["epochs"] == 2  # the flag over the file
-    assert model["architecture_options"] == {"latent_space_size": 16, "normalization": "group"}
+    assert "architecture_options" not in model  # the VAE keys Conv4_FC3 does not read: ignored, as ClinicaDL
     assert model["label_code"] == {"CN": 0, "AD": 1} and model["size_reduction_factor"] == 2
     assert model["compute"]["device"] == "cpu"
     model = doc_of(tmp_path, tiny_data, "classification", "-c", str(config), "--gpu", "--no-gpu")["models"]
     assert model["classification"]["train"]["epochs"] == 7
+    model = doc_of(tmp_path, tiny_data, "reconstruction", "-c", str(config), "-a", "CVAE_3D")["models"]
+    assert model["reconstruction"]["architecture_options"] == {"latent_space_size": 16}  # a VAE reads it
 
 
 @pytest.mark.parametrize(
