@@ -29,6 +29,8 @@ def shape_problems(doc: dict[str, Any], file: str) -> list[Problem]:
         _dataset_shape(name, raw, datasets, add)
     for name, raw in doc.get("models", {}).items():
         _model_shape(f"models.{name}", raw, add)
+    for name, raw in doc.get("groups", {}).items():
+        _group_shape(f"groups.{name}", raw, add)
     return out
 
 
@@ -87,4 +89,16 @@ def _model_shape(key: str, raw: dict[str, Any], add: Add) -> None:
             f"{key}.multi_network",
             "one network per region needs at least 2 regions in roi.list (as ClinicaDL); with one region, "
             "leave multi_network out",
+        )
+
+
+def _group_shape(key: str, raw: dict[str, Any], add: Add) -> None:
+    """A group's own compute table sets no training-only key: compensation sets the cuBLAS workspace of
+    deterministic CUDA trainings, and a group's steps (predict, interpret, save-tensors) train nothing.
+    A top-level [compute] compensation is the models' default, which the groups' merge ignores."""
+    if "compensation" in (raw.get("compute") or {}):
+        add(
+            f"{key}.compute.compensation",
+            "only read by a training (the cuBLAS workspace of deterministic CUDA runs); a group's steps "
+            "train nothing: set it in [compute] or the model's compute table, not the group's",
         )
