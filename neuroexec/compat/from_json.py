@@ -99,11 +99,7 @@ def recorded_train_spec(maps: Path) -> tuple[Path, str]:
 
 def _refuse_clinicadl_checkpoint(maps: Path) -> None:
     layout = MapsLayout(maps)
-    for split_dir in sorted(maps.glob("split-*")):
-        try:
-            split = int(split_dir.name.split("-", 1)[1])
-        except ValueError:
-            continue
+    for split in layout.splits():
         tmp = layout.checkpoint(split).parent
         if (
             all((tmp / name).is_file() for name in CLINICADL_TMP_FILES)

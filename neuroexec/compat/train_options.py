@@ -27,7 +27,14 @@ REGRESSION_LOSSES = ("L1Loss", "MSELoss", "KLDivLoss", "BCEWithLogitsLoss", "Hub
 LOSSES = {
     "classification": ("CrossEntropyLoss", "MultiMarginLoss"),
     "regression": REGRESSION_LOSSES,
-    "reconstruction": REGRESSION_LOSSES,
+    # ClinicaDL's --loss offers the regression losses only, but its config files reach get_criterion,
+    # which takes the VAE losses its VAEs need (CVAE_3D_half calls criterion(x, recon, mu, logvar)).
+    "reconstruction": (
+        *REGRESSION_LOSSES,
+        "VAEGaussianLoss",
+        "VAEBernoulliLoss",
+        "VAEContinuousBernoulliLoss",
+    ),
 }
 AUGMENTATIONS = ("None", "Noise", "Erasing", "CropPad", "Smoothing", "Motion", "Ghosting", "Spike", "BiasField",
                  "RandomBlur", "RandomSwap")  # fmt: skip

@@ -444,3 +444,13 @@ def test_one_epoch_from_the_template_with_overrides(tmp_path, tiny_data):
     assert (maps / "split-0" / "best-loss" / "model.pth.tar").is_file() and not Path(
         maps / "split-1"
     ).exists()
+
+
+def test_a_vae_loss_from_a_config_file(tmp_path, tiny_data):
+    # ClinicaDL's config files reach get_criterion, which takes the VAE losses its VAEs need.
+    config = tmp_path / "vae.toml"
+    config.write_text(
+        '[Model]\narchitecture = "VanillaDenseVAE"\n[Reconstruction]\nloss = "VAEBernoulliLoss"\n'
+    )
+    doc = doc_of(tmp_path, tiny_data, "reconstruction", "--no-gpu", "--config_file", str(config))
+    assert doc["models"]["reconstruction"]["train"]["loss"] == "VAEBernoulliLoss"
