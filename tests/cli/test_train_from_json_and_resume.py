@@ -136,11 +136,12 @@ def test_from_json_of_a_clinicadl_maps_json(tmp_path, tiny_data, capsys):
     out = tmp_path / "out"
     assert main(["train", "from_json", str(source / "maps.json"), str(out), "-s", "1", "--print-spec"]) == 0
     text = capsys.readouterr().out
-    for line in ('architecture = "Conv4_FC3"', "dropout = 0.0", "latent_space_size = 2", "epochs = 3",
+    for line in ('architecture = "Conv4_FC3"', "dropout = 0.0", "epochs = 3",
                  "batch_size = 2", 'device = "cpu"', "splits = [1]", f'directory = "{tiny_data["kfold"]}"',
                  f'caps = "{tiny_data["caps"]}"', "AD = 0"):  # fmt: skip
         assert line in text, line
     assert "normalization" not in text and "[models.classification.transfer]" not in text  # BatchNorm, ""
+    assert "latent_space_size" not in text  # its 2 is a VAE's option, which Conv4_FC3 does not read
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({**json.loads((source / "maps.json").read_text()), "network_task": None}))
     assert main(["train", "from_json", str(broken), str(out)]) == 2
