@@ -253,6 +253,12 @@ class MapsLayout:
         the folder it is given: the MAPS)."""
         return self.root / "wandb"
 
+    def staged_tracker_run(self, split: int, tracker: str, network: int | None = None) -> Path:
+        """The id of the train.track_exp run (`tracker`: "mlflow" or "wandb") of a training in progress
+        (of network k of a multi-network model), which a resumed training reopens; it goes with tmp/."""
+        staged = self.tmp_dir(split) if network is None else self.tmp_dir(split) / network_name(network)
+        return staged / f"{tracker}_run_id.txt"
+
     def staged_emissions_csv(self, split: int) -> Path:
         """CodeCarbon's table of a training in progress (train.calculate_emissions)."""
         return self.tmp_dir(split) / "emissions.csv"

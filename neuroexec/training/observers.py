@@ -12,7 +12,8 @@ a network connection:
 - TensorBoard: `split-<i>/training_logs/tensorboard/`, staged in tmp/ like every log of a training.
 - MLflow: a local store in the MAPS (`mlflow.db`, artifacts in `mlruns/`); experiment
   `clinicadl-<MAPS name>`, one run per training (`split-<i>`), the maps.json keys as its parameters
-  (ClinicaDL's, without preprocessing_dict). `mlflow ui --backend-store-uri sqlite:///<MAPS>/mlflow.db`.
+  (ClinicaDL's, without preprocessing_dict). A resumed training reopens its run (the run id waits in
+  tmp/ until the split is published), so one run holds every epoch. `mlflow ui --backend-store-uri sqlite:///<MAPS>/mlflow.db`.
 - W&B: offline runs in `<MAPS>/wandb/` (project ClinicaDL, group the MAPS name); `wandb sync` uploads.
 - The profiler (`profiler/clinicadl_<HH:MM:SS>/split-<i>.pt.trace.json`) and CodeCarbon
   (`split-<i>/emissions.csv`) write into the training's tmp/; the files move into place with it.
@@ -92,18 +93,42 @@ class TensorBoard(Observer):
 
 
 class MLflow(Observer):
-    """A run of the MAPS's MLflow experiment in its local store (no server, no network)."""
+    """A run of the MAPS's MLflow experiment in its local store (no server, no network). Its id is kept
+    in `run_file` (in the training's tmp/), so that a resumed training reopens the run it began."""
 
-    def __init__(self, maps: MapsLayout, run_name: str, parameters: dict):
+    def __init__(self, maps: MapsLayout, run_name: str, parameters: dict, run_file: Path):
         _module("mlflow")
-        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=f"sqlite:///{maps.mlflow_store.resolve()}")
+        kept = self._kept_run(run_file)
+        if kept is not None:
+            self.run_id = kept
+            self.client.update_run(kept, status="RUNNING")
+            return
         name = f"clinicadl-{maps.root.name}"
         found = self.client.get_experiment_by_name(name)
         experiment = found.experiment_id if found else self._create(name, maps.mlflow_artifacts)
         self.run_id = self.client.create_run(experiment, run_name=run_name).info.run_id
+        atomic.write_text(run_file, self.run_id)
+        self._log_parameters(parameters)
+
+    def _kept_run(self, run_file: Path) -> str | None:
+        """The run an interrupted start of this training began, when its store still holds it."""
+        from mlflow.exceptions import MlflowException
+
+        run_id = run_file.read_text().strip() if run_file.is_file() else ""
+        if not run_id:
+            return None
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:  # the store was removed or replaced since
+            return None
+        return run_id
+
+    def _log_parameters(self, parameters: dict) -> None:
+        from mlflow.entities import Param
+
         kept = {k: v for k, v in parameters.items() if k != "preprocessing_dict"}
         params = [Param(k, json.dumps(v)[:6000]) for k, v in kept.items()]
         for first in range(0, len(params), 100):  # MLflow takes at most 100 parameters per call
@@ -130,11 +155,14 @@ class MLflow(Observer):
 
 
 class WandB(Observer):
-    """An offline W&B run (WANDB_MODE=offline: nothing is sent) in `<MAPS>/wandb/`."""
+    """An offline W&B run (WANDB_MODE=offline: nothing is sent) in `<MAPS>/wandb/`. Its id is kept in
+    `run_file` (in the training's tmp/): a resumed training opens the run of that id again (offline, W&B
+    writes it a second folder; `wandb sync` sends both to the one run id)."""
 
-    def __init__(self, maps: MapsLayout, run_name: str, parameters: dict):
+    def __init__(self, maps: MapsLayout, run_name: str, parameters: dict, run_file: Path):
         wandb = _module("wandb")
         maps.root.mkdir(parents=True, exist_ok=True)
+        kept = run_file.read_text().strip() if run_file.is_file() else ""
         settings = wandb.Settings(console="off", save_code=False, disable_git=True, silent=True)
         self.run = wandb.init(
             mode="offline",
@@ -142,10 +170,14 @@ class WandB(Observer):
             project="ClinicaDL",
             group=maps.root.name,
             name=run_name,
+            id=kept or None,
+            resume="allow",
             config=parameters,
             reinit="create_new",
             settings=settings,
         )
+        if not kept:
+            atomic.write_text(run_file, self.run.id)
 
     def log(self, phase: str, values: dict[str, float], step: int) -> None:
         self.run.log(suffixed(phase, values), step=step)
@@ -206,7 +238,9 @@ def _metric_observers(
         staged = maps.staged_maps_json(split)
         parameters = json.loads(staged.read_text()) if staged.is_file() else {}
         tracker = {"mlflow": MLflow, "wandb": WandB}[train.track_exp]
-        found.append(tracker(maps, run_name, parameters))
+        found.append(
+            tracker(maps, run_name, parameters, maps.staged_tracker_run(split, train.track_exp, network))
+        )
     return found
 
 

@@ -329,6 +329,8 @@ def clear_network(maps: MapsLayout, split: int, network: int, metrics: Sequence[
     shutil.rmtree(maps.staged_tensorboard_dir(split, "train", network).parent, ignore_errors=True)
     maps.staged_training_tsv(split, network).unlink(missing_ok=True)
     maps.staged_network_done(split, network).unlink(missing_ok=True)
+    for tracker in ("mlflow", "wandb"):  # train.track_exp: the next start opens a run of its own
+        maps.staged_tracker_run(split, tracker, network).unlink(missing_ok=True)
     for metric in metrics:
         maps.staged_best_model(split, metric, network).unlink(missing_ok=True)
     for path in maps.staged_epoch_models(split, network):  # train.save_all_models
