@@ -105,7 +105,10 @@ def read_json_parameters(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise InputError(path, "JSON file not found") from None
+        raise InputError(
+            path,
+            "JSON file not found: give the maps.json of a MAPS (neuroexec's or ClinicaDL's) or a JSON config",
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
