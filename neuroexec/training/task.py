@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -57,15 +57,27 @@ OBSERVERS = ("profiler", "track_exp", "calculate_emissions")
 _LATER_MODEL = ("label_code", "architecture_options", "size_reduction_factor")
 
 
-def train_config(train: Train) -> dict:
+def train_config(train: Train, default_loss: str | None = None) -> dict:
     """The [train] table's part of the slice: the settings of the first version, the later ones when
-    set, never the observers."""
+    set, never the observers. A loss equal to the model's default (`default_loss`) counts as unset:
+    writing the default out does not retrain."""
     defaults = as_config(Train())
+    if default_loss is not None and train.loss == default_loss:
+        train = replace(train, loss=None)
     return {
         k: v
         for k, v in as_config(train).items()
         if k not in OBSERVERS and (k not in _LATER_TRAIN or v != defaults[k])
     }
+
+
+def default_loss(model: Model) -> str:
+    """The loss the model trains with when train.loss is not set: a VAE's own default (VAEGaussianLoss,
+    nn/vae_losses.py), else the task's (CrossEntropyLoss for classification, MSELoss otherwise)."""
+    from neuroexec import losses
+    from neuroexec.nn import vae_losses
+
+    return vae_losses.default_loss(model.architecture) or losses.DEFAULT_LOSS[model.task]
 
 
 def _later_model_settings(model: Model) -> dict:
@@ -114,7 +126,7 @@ def training_config(model: Model) -> dict:
         "architecture": model.architecture,
         "dropout": model.dropout,
         "transfer": _transfer_config(model.transfer),
-        "train": train_config(model.train),
+        "train": train_config(model.train, default_loss(model)),
         "compute": result_compute(model.compute),
         **optional,
     }
