@@ -39,18 +39,23 @@ from tests.compat.test_with_clinicadl import CLINICADL, _clinicadl_split
 from tests.compat.test_with_clinicadl import pytestmark as pytestmark
 from tests.compat.test_with_clinicadl_modes import _same_predictions
 
-GRIDS = {"small": (21, 26, 22), "unet": (64, 32, 32), "cae": (73, 89, 73), "full": (169, 208, 179)}
-SLICES = ["--slice_direction", "0", "--discarded_slices", "9", "--discarded_slices", "9"]  # 3 of 21
-EXTRACTIONS = {  # prepare-data's arguments, and the parts per image
+# ClinicaDL sizes its networks by a forward pass in training mode: Stride_Conv5_FC3 and resnet18 need
+# more than one value per channel after their five halvings (33 voxels), where Conv5_FC3's padded
+# poolings take the 8 mm grid.
+GRIDS = {"small": (21, 26, 22), "medium": (33, 33, 33), "unet": (64, 32, 32), "cae": (73, 89, 73),
+         "full": (169, 208, 179)}  # fmt: skip
+EXTRACTIONS = {  # prepare-data's arguments (the sagittal slices: 3 in the middle), and the parts per image
     "image": (["image"], 1),
-    "slice-rgb": (["slice", *SLICES, "--slice_mode", "rgb"], 3),
-    "slice-single": (["slice", *SLICES, "--slice_mode", "single"], 3),
+    "slice-rgb": (["slice", "--slice_direction", "0", "--slice_mode", "rgb"], 3),
+    "slice-single": (["slice", "--slice_direction", "0", "--slice_mode", "single"], 3),
 }
-NEEDED = {"small": ("image", "slice-rgb", "slice-single")}  # the other grids: image only
+NEEDED = {"small": ("image", "slice-single"), "medium": ("image", "slice-rgb")}  # the others: image only
 UNBUILT_CAE = "cannot assign module before Module.__init__() call"  # ClinicaDL 1.6.1's CAE_half
 UNBUILT_VANILLA_2D = "unexpected keyword argument 'input_size'"  # its Vanilla 2D VAEs' encoder call
 UNBUILT_SPATIAL_3D = "list index out of range"  # Vanilla3DspacialVAE's fourth decoder padding
-VAE_LOSS = ("--loss", "VAEGaussianLoss")
+# ClinicaDL 1.6.1 takes size_reduction from a config file only ([Data]; no flag), and its --loss choices
+# lack its VAE losses, which a config file passes (no choice check there).
+VAE_LOSS = '[Reconstruction]\nloss = "VAEGaussianLoss"\n'
 
 
 @dataclass(frozen=True)
@@ -58,29 +63,29 @@ class Case:
     task: str
     grid: str
     extraction: str = "image"
-    flags: tuple[str, ...] = ()
+    size_reduction: int | None = None  # the config file's [Data] size_reduction_factor
+    vae_loss: bool = False  # trained with VAEGaussianLoss (the config file's VAE_LOSS)
     unbuilt: str | None = None  # ClinicaDL 1.6.1 cannot build it: the error it stops with
 
 
 CASES = {
     "Conv5_FC3": Case("classification", "small"),
     "Conv4_FC3": Case("classification", "small"),
-    "Stride_Conv5_FC3": Case("classification", "small"),
+    "Stride_Conv5_FC3": Case("classification", "medium"),
     "ResNet3D": Case("classification", "full"),
     "SqueezeExcitationCNN": Case("classification", "full"),
-    "resnet18": Case("classification", "small", "slice-rgb"),
+    "resnet18": Case("classification", "medium", "slice-rgb"),
     "AE_Conv5_FC3": Case("reconstruction", "small"),
     "AE_Conv4_FC3": Case("reconstruction", "small"),
     "GeneratorUNet": Case("reconstruction", "unet"),
     "CAE_half": Case("reconstruction", "cae", unbuilt=UNBUILT_CAE),
     "CVAE_3D": Case("reconstruction", "full"),
-    "CVAE_3D_half": Case("reconstruction", "full", flags=("--size_reduction", "--size_reduction_factor", "5", *VAE_LOSS)),
-    "CVAE_3D_final_conv": Case("reconstruction", "full", flags=("--size_reduction", "--size_reduction_factor", "4", *VAE_LOSS)),
-    "Vanilla3DdenseVAE": Case("reconstruction", "full", flags=("--size_reduction", "--size_reduction_factor", "5", *VAE_LOSS)),
-    "Vanilla3DspacialVAE": Case("reconstruction", "full", flags=("--size_reduction", "--size_reduction_factor", "5", *VAE_LOSS),
-                                unbuilt=UNBUILT_SPATIAL_3D),
-    "VanillaDenseVAE": Case("reconstruction", "small", "slice-single", VAE_LOSS, UNBUILT_VANILLA_2D),
-    "VanillaSpatialVAE": Case("reconstruction", "small", "slice-single", VAE_LOSS, UNBUILT_VANILLA_2D),
+    "CVAE_3D_half": Case("reconstruction", "full", size_reduction=5, vae_loss=True),
+    "CVAE_3D_final_conv": Case("reconstruction", "full", size_reduction=4, vae_loss=True),
+    "Vanilla3DdenseVAE": Case("reconstruction", "full", size_reduction=5, vae_loss=True),
+    "Vanilla3DspacialVAE": Case("reconstruction", "full", size_reduction=5, vae_loss=True, unbuilt=UNBUILT_SPATIAL_3D),
+    "VanillaDenseVAE": Case("reconstruction", "small", "slice-single", vae_loss=True, unbuilt=UNBUILT_VANILLA_2D),
+    "VanillaSpatialVAE": Case("reconstruction", "small", "slice-single", vae_loss=True, unbuilt=UNBUILT_VANILLA_2D),
 }  # fmt: skip
 RECONSTRUCTION_METRICS = ("MAE", "RMSE", "PSNR", "SSIM")
 GAPS: dict[tuple[str, str], float] = {}  # (architecture, direction) -> largest difference, for the README
@@ -126,9 +131,10 @@ def _clinicadl(root: Path, name: str, jobs: list[tuple[str, Path, list[str]]]) -
     with open(root / f"{name}.log", "w") as log:
         subprocess.run([str(python), "-c", SCRIPT, str(root / f"{name}.json"), str(root / f"{name}-out.json")],
                        env=env, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False)  # fmt: skip
-    done = json.loads((root / f"{name}-out.json").read_text())
-    assert set(done) == {k for k, _, _ in jobs}, (root / f"{name}.log").read_text()[-3000:]
-    return done
+    out = root / f"{name}-out.json"
+    done = json.loads(out.read_text()) if out.is_file() else {}
+    ended = f"the ClinicaDL process ended before this command (killed?): see {root / name}.log"
+    return {k: done.get(k, ended) for k, _, _ in jobs}
 
 
 def _selected(request) -> list[str]:
@@ -136,7 +142,7 @@ def _selected(request) -> list[str]:
     names = {
         item.callspec.params["architecture"]
         for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")
+        if item.module is request.module and hasattr(item, "callspec") and not item.get_closest_marker("skip")
     }
     return [name for name in CASES if name in names]
 
@@ -155,20 +161,36 @@ def work(tmp_path_factory, request) -> dict:
         _clinicadl_split(caps / "participants.tsv", root / grid / "split")
         for extraction in NEEDED.get(grid, ("image",)):
             args, _parts = EXTRACTIONS[extraction]
+            middle = (GRIDS[grid][0] - 3) // 2  # discarded at each end: the 3 middle sagittal slices
+            args = [*args, *(["--discarded_slices", str(middle)] * 2 if args[0] == "slice" else [])]
             jobs.append((f"prepare {grid} {extraction}", root, ["prepare-data", args[0], str(caps), "t1-linear",
                          *args[1:], "-ej", f"extract_{extraction}.json", "-np", "1"]))  # fmt: skip
+    for name in names:
+        for which in ("cdl", "nx"):
+            _config(root, name, which).write_text(_config_text(CASES[name], vae_loss=which == "cdl"))
     for name in names:
         (root / "cdl" / name).mkdir(parents=True)
         jobs.append((name, root / "cdl" / name, _train_args(root, name, "maps")))
     return {"root": root, "clinicadl": _clinicadl(root, "train", jobs)}
 
 
-def _train_args(root: Path, name: str, maps: str) -> list[str]:
-    """ClinicaDL's train command line for the architecture (without the program's name)."""
+def _config(root: Path, name: str, which: str) -> Path:
+    return root / f"config-{name}-{which}.toml"
+
+
+def _config_text(case: Case, vae_loss: bool) -> str:
+    data = f"[Data]\nsize_reduction = true\nsize_reduction_factor = {case.size_reduction}\n"
+    return (data if case.size_reduction else "") + (VAE_LOSS if case.vae_loss and vae_loss else "")
+
+
+def _train_args(root: Path, name: str, maps: str, which: str = "cdl") -> list[str]:
+    """ClinicaDL's train command line for the architecture (without the program's name); `which`: the
+    config file ClinicaDL's ("cdl") or neuroexec's ("nx", without the VAE loss) training reads."""
     case = CASES[name]
     grid = root / case.grid
+    config = ["--config_file", str(_config(root, name, which))] if _config_text(case, which == "cdl") else []
     return ["train", case.task, str(grid / "caps"), f"extract_{case.extraction}.json", str(grid / "split/1_fold"),
-            maps, "--architecture", name, *case.flags, "--epochs", "1", "--batch_size", "2", "--no-gpu",
+            maps, "--architecture", name, *config, "--epochs", "1", "--batch_size", "2", "--no-gpu",
             "--n_proc", "0", "--split", "0"]  # fmt: skip
 
 
@@ -182,7 +204,12 @@ def neuroexec_trained(work, request) -> dict:
         home = root / "nx" / name
         home.mkdir(parents=True)
         with chdir(home):
-            codes[name] = neuroexec_main([*_train_args(root, name, "maps"), "--quiet"])
+            try:
+                # without the VAE loss's config file, which neuroexec's front end refuses (the strict
+                # xfail below): its default loss for a VAE is the VAE's own
+                codes[name] = neuroexec_main([*_train_args(root, name, "maps", which="nx"), "--quiet"])
+            except SystemExit as exc:  # argparse's refusal of a flag
+                codes[name] = exc.code
         validation = home / "maps/split-0/best-loss/validation"
         if codes[name] == 0 and validation.is_dir():
             (home / "ours").mkdir()
@@ -236,7 +263,15 @@ def _validation_rows(root: Path, name: str) -> int:
     return len(pd.read_csv(root / CASES[name].grid / "split/1_fold/validation_baseline.tsv", sep="\t"))
 
 
-@pytest.mark.parametrize("architecture", list(CASES))
+# ClinicaDL's CVAE_3D reads 1@169x208x179 only, where one epoch at batch 2 takes more than 20 GB on CPU
+# (ClinicaDL's own training was killed for memory on this 23 GB machine): not run here.
+TOO_BIG = {"CVAE_3D": "CVAE_3D trains on 1@169x208x179 only: more than 20 GB of memory on CPU"}
+ARCHITECTURES = [
+    pytest.param(n, marks=pytest.mark.skip(reason=TOO_BIG[n])) if n in TOO_BIG else n for n in CASES
+]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_neuroexec_predicts_a_clinicadl_trained_maps_as_clinicadl_does(work, architecture):
     """ClinicaDL trained it one epoch; neuroexec's predictions on its validation group (ClinicaDL's
     tensors, its checkpoint read with weights_only) equal those ClinicaDL wrote. For a network ClinicaDL
@@ -266,7 +301,7 @@ def test_neuroexec_predicts_a_clinicadl_trained_maps_as_clinicadl_does(work, arc
     )
 
 
-@pytest.mark.parametrize("architecture", list(CASES))
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_clinicadl_predicts_a_neuroexec_trained_maps_as_neuroexec_does(work, neuroexec_trained, architecture):
     """neuroexec trained it one epoch from ClinicaDL's command line; ClinicaDL's `predict MAPS validation`
     (its own network class, the checkpoint and maps.json neuroexec wrote) gives neuroexec's validation
@@ -290,3 +325,16 @@ def test_clinicadl_predicts_a_neuroexec_trained_maps_as_neuroexec_does(work, neu
     print(
         f"{architecture} trained by neuroexec: largest difference {GAPS[architecture, 'neuroexec-trained']:.1e}"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="neuroexec's front end checks a config file's loss against the --loss choices; ClinicaDL 1.6.1 "
+    "checks only the command line's, and trains a VAE with its VAE losses given in a config file "
+    "(compat/train_keys.py _check_choice)",
+)
+@pytest.mark.parametrize("architecture", ["CVAE_3D_half"])
+def test_the_front_end_takes_clinicadls_vae_loss_from_a_config_file(work, architecture, capsys):
+    with chdir(work["root"] / "cdl" / architecture):
+        code = neuroexec_main([*_train_args(work["root"], architecture, "maps_print"), "--print-spec"])
+    assert code == 0 and 'loss = "VAEGaussianLoss"' in capsys.readouterr().out
