@@ -6,14 +6,15 @@ ClinicaDL's side is "its own predict" twice over: the validation tables a traini
 code `clinicadl predict` runs (MapsManager._test_loader on the best-loss model), and direction 2 runs
 `predict MAPS validation`. Each image size is the smallest ClinicaDL builds the network for: ResNet3D,
 SqueezeExcitationCNN and the CVAEs size their layers for the 169x208x179 t1-linear image (the CVAEs'
-halves and the dense Vanilla3D VAE through --size_reduction), GeneratorUNet wants sides multiples of 32
-with more than one voxel at its deepest level, CAE_half 73x89x73, the rest the 8 mm grid. Four subjects
-per CAPS (two train, two validate). A ClinicaDL process takes a minute to start on a loaded machine, so
+halves and the dense Vanilla3D VAE through a config file's size_reduction), GeneratorUNet wants sides
+multiples of 32 with more than one voxel at its deepest level, CAE_half 73x89x73, Stride_Conv5_FC3 and
+resnet18 33 voxels, the rest the 8 mm grid. Four subjects per CAPS (two train, two validate). A ClinicaDL process takes a minute to start on a loaded machine, so
 every ClinicaDL command runs in one of two processes (module fixtures), and the tests compare.
 
 ClinicaDL 1.6.1 cannot build CAE_half, VanillaDenseVAE, VanillaSpatialVAE nor Vanilla3DspacialVAE
 (tests/compat/test_reconstruction_architectures_with_clinicadl.py, test_vae_with_clinicadl.py): for
-them the tests check that ClinicaDL fails with that error and that neuroexec trains them.
+them the tests check that ClinicaDL fails with that error and that neuroexec trains them. CVAE_3D is
+skipped (TOO_BIG), PSNR and SSIM after size_reduction are a strict xfail (REDUCED_METRICS).
 """
 
 from __future__ import annotations
@@ -166,29 +167,28 @@ def work(tmp_path_factory, request) -> dict:
             jobs.append((f"prepare {grid} {extraction}", root, ["prepare-data", args[0], str(caps), "t1-linear",
                          *args[1:], "-ej", f"extract_{extraction}.json", "-np", "1"]))  # fmt: skip
     for name in names:
-        for which in ("cdl", "nx"):
-            _config(root, name, which).write_text(_config_text(CASES[name], vae_loss=which == "cdl"))
+        _config(root, name).write_text(_config_text(CASES[name]))
     for name in names:
         (root / "cdl" / name).mkdir(parents=True)
         jobs.append((name, root / "cdl" / name, _train_args(root, name, "maps")))
     return {"root": root, "clinicadl": _clinicadl(root, "train", jobs)}
 
 
-def _config(root: Path, name: str, which: str) -> Path:
-    return root / f"config-{name}-{which}.toml"
+def _config(root: Path, name: str) -> Path:
+    return root / f"config-{name}.toml"
 
 
-def _config_text(case: Case, vae_loss: bool) -> str:
+def _config_text(case: Case) -> str:
     data = f"[Data]\nsize_reduction = true\nsize_reduction_factor = {case.size_reduction}\n"
-    return (data if case.size_reduction else "") + (VAE_LOSS if case.vae_loss and vae_loss else "")
+    return (data if case.size_reduction else "") + (VAE_LOSS if case.vae_loss else "")
 
 
-def _train_args(root: Path, name: str, maps: str, which: str = "cdl") -> list[str]:
-    """ClinicaDL's train command line for the architecture (without the program's name); `which`: the
-    config file ClinicaDL's ("cdl") or neuroexec's ("nx", without the VAE loss) training reads."""
+def _train_args(root: Path, name: str, maps: str) -> list[str]:
+    """ClinicaDL's train command line for the architecture (without the program's name), with its config
+    file where the case has one."""
     case = CASES[name]
     grid = root / case.grid
-    config = ["--config_file", str(_config(root, name, which))] if _config_text(case, which == "cdl") else []
+    config = ["--config_file", str(_config(root, name))] if _config_text(case) else []
     return ["train", case.task, str(grid / "caps"), f"extract_{case.extraction}.json", str(grid / "split/1_fold"),
             maps, "--architecture", name, *config, "--epochs", "1", "--batch_size", "2", "--no-gpu",
             "--n_proc", "0", "--split", "0"]  # fmt: skip
@@ -205,9 +205,7 @@ def neuroexec_trained(work, request) -> dict:
         home.mkdir(parents=True)
         with chdir(home):
             try:
-                # without the VAE loss's config file, which neuroexec's front end refuses (the strict
-                # xfail below): its default loss for a VAE is the VAE's own
-                codes[name] = neuroexec_main([*_train_args(root, name, "maps", which="nx"), "--quiet"])
+                codes[name] = neuroexec_main([*_train_args(root, name, "maps"), "--quiet"])
             except SystemExit as exc:  # argparse's refusal of a flag
                 codes[name] = exc.code
         validation = home / "maps/split-0/best-loss/validation"
@@ -236,7 +234,8 @@ def _levels(name: str) -> tuple[list[str], int]:
 
 
 def _same_reconstructions(theirs: pd.DataFrame, ours: pd.DataFrame, keys: list[str], rows: int) -> float:
-    """The same rows and columns, each reconstruction metric to 1e-5 of its scale; the largest relative gap."""
+    """The same rows and columns, each reconstruction metric (MAE and RMSE first: the reconstruction
+    itself) to 1e-5 of its scale; the largest relative gap."""
     assert list(theirs.columns) == list(ours.columns)
     both = theirs.merge(ours, on=keys, suffixes=("_cdl", "_nx"))
     assert len(both) == len(ours) == len(theirs) == rows
@@ -244,7 +243,8 @@ def _same_reconstructions(theirs: pd.DataFrame, ours: pd.DataFrame, keys: list[s
     for metric in RECONSTRUCTION_METRICS:
         a, b = both[f"{metric}_cdl"], both[f"{metric}_nx"]
         gap = max(gap, float((a - b).abs().max()) / max(1.0, float(b.abs().max())))
-    assert gap <= 1e-5, gap
+        print(f"{metric}: largest relative difference {gap:.1e}")  # the README records them
+        assert gap <= 1e-5, (metric, gap)
     return gap
 
 
@@ -266,9 +266,20 @@ def _validation_rows(root: Path, name: str) -> int:
 # ClinicaDL's CVAE_3D reads 1@169x208x179 only, where one epoch at batch 2 takes more than 20 GB on CPU
 # (ClinicaDL's own training was killed for memory on this 23 GB machine): not run here.
 TOO_BIG = {"CVAE_3D": "CVAE_3D trains on 1@169x208x179 only: more than 20 GB of memory on CPU"}
-ARCHITECTURES = [
-    pytest.param(n, marks=pytest.mark.skip(reason=TOO_BIG[n])) if n in TOO_BIG else n for n in CASES
-]
+# The reconstructions agree (MAE, RMSE to 1e-6), not PSNR and SSIM: neuroexec takes the reference's
+# maximum as their data range (neuroexec/evaluation.py, metrics.ssim3d), ClinicaDL 1.6.1 takes 1 (skimage's
+# peak_signal_noise_ratio for a non-negative float image; its SSIM's C1, C2); the same while the image's
+# maximum is 1, not in the image ClinicaDL's size_reduction cuts out after the min-max normalisation.
+REDUCED_METRICS = (
+    "PSNR and SSIM of a size-reduced image: neuroexec's data range is the reference's maximum (below 1 after "
+    "size_reduction), ClinicaDL 1.6.1's is 1 (neuroexec/evaluation.py)"
+)
+MARKS = {n: pytest.mark.skip(reason=why) for n, why in TOO_BIG.items()} | {
+    n: pytest.mark.xfail(strict=True, reason=REDUCED_METRICS)
+    for n, c in CASES.items()
+    if c.size_reduction and not c.unbuilt
+}
+ARCHITECTURES = [pytest.param(n, marks=MARKS[n]) if n in MARKS else n for n in CASES]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -325,16 +336,3 @@ def test_clinicadl_predicts_a_neuroexec_trained_maps_as_neuroexec_does(work, neu
     print(
         f"{architecture} trained by neuroexec: largest difference {GAPS[architecture, 'neuroexec-trained']:.1e}"
     )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="neuroexec's front end checks a config file's loss against the --loss choices; ClinicaDL 1.6.1 "
-    "checks only the command line's, and trains a VAE with its VAE losses given in a config file "
-    "(compat/train_keys.py _check_choice)",
-)
-@pytest.mark.parametrize("architecture", ["CVAE_3D_half"])
-def test_the_front_end_takes_clinicadls_vae_loss_from_a_config_file(work, architecture, capsys):
-    with chdir(work["root"] / "cdl" / architecture):
-        code = neuroexec_main([*_train_args(work["root"], architecture, "maps_print"), "--print-spec"])
-    assert code == 0 and 'loss = "VAEGaussianLoss"' in capsys.readouterr().out
