@@ -28,9 +28,17 @@ CLINICADL_DEFAULTS = {
 ARCHITECTURE_KEYS = list(CLINICADL_DEFAULTS)
 
 VAE_LIKE = (
-    'task = "reconstruction"\ntrain = { epochs = 1, learning_rate = 1e-3 }\n'
-    'architecture_options = { latent_space_size = 64, n_conv = 3, kl_weight = 0.25, normalization = "instance" }'
+    'task = "reconstruction"\nmode = "slice"\ntrain = { epochs = 1, learning_rate = 1e-3 }\n'
+    "architecture_options = { latent_space_size = 64, kl_weight = 0.25 }"
 )
+
+
+def vae_spec(tmp_path, body: str, **kwargs):
+    """A spec whose model is a VAE that reads these options (validate refuses options a network does
+    not read, and TinyCNN's autoencoder reads none): the 2D VanillaDenseVAE, on slices."""
+    path = write_spec(tmp_path, {"ae": body}, **kwargs)
+    path.write_text(path.read_text().replace('architecture = "TinyCNN"', 'architecture = "VanillaDenseVAE"'))
+    return path
 
 
 def _write_maps_json(folder, **record):
@@ -42,12 +50,12 @@ def _write_maps_json(folder, **record):
 
 
 def test_the_spec_options_are_in_maps_json_and_back_in_maps_info(tmp_path):
-    run_apply(write_spec(tmp_path, {"ae": VAE_LIKE}, subjects=6))
+    run_apply(vae_spec(tmp_path, VAE_LIKE, subjects=6))
     maps = MapsLayout(tmp_path / "maps/ae")
     raw = json.loads(maps.maps_json.read_text())
-    assert raw["architecture"] == "AE_TinyCNN"
-    assert raw["latent_space_size"] == 64 and raw["n_conv"] == 3 and raw["kl_weight"] == 0.25
-    assert raw["normalization"] == "instance" and raw["feature_size"] == 1024  # not given: the default
+    assert raw["architecture"] == "VanillaDenseVAE"
+    assert raw["latent_space_size"] == 64 and raw["n_conv"] == 4 and raw["kl_weight"] == 0.25
+    assert raw["normalization"] == "batch" and raw["feature_size"] == 1024  # not given: the default
     # ClinicaDL's order: right after architecture, multi_network, dropout
     keys = list(raw)
     assert keys[keys.index("dropout") + 1 : keys.index("dropout") + 8] == ARCHITECTURE_KEYS
@@ -55,9 +63,7 @@ def test_the_spec_options_are_in_maps_json_and_back_in_maps_info(tmp_path):
     assert info.architecture_options == {
         **CLINICADL_DEFAULTS,
         "latent_space_size": 64,
-        "n_conv": 3,
         "kl_weight": 0.25,
-        "normalization": "instance",
     }
 
 
@@ -115,8 +121,8 @@ def test_the_options_enter_the_training_fingerprint_only_when_set(tmp_path):
     from neuroexec.training.task import training_config
 
     def config(options: str) -> dict:
-        body = f'task = "reconstruction"\ntrain = {{ epochs = 1 }}\n{options}'
-        return training_config(load_spec(write_spec(tmp_path, {"ae": body})).models["ae"])
+        body = f'task = "reconstruction"\nmode = "slice"\ntrain = {{ epochs = 1 }}\n{options}'
+        return training_config(load_spec(vae_spec(tmp_path, body)).models["ae"])
 
     default, stated_default = config(""), config("architecture_options = { latent_space_size = 128 }")
     assert "architecture_options" not in default and stated_default == default  # MAPS trained before: same
@@ -126,4 +132,4 @@ def test_the_options_enter_the_training_fingerprint_only_when_set(tmp_path):
         ]
         == 64
     )
-    assert config('architecture_options = { normalization = "group" }') != default
+    assert config("architecture_options = { kl_weight = 0.5 }") != default
