@@ -23,7 +23,7 @@ metrics from its own running predictions instead of a second pass over the train
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,19 @@ def autocast(settings: StepSettings) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
+def reconstruction_range(stats):
+    """The stats with the data range PSNR and SSIM take: ClinicaDL's (skimage's PSNR default and its
+    SSIM constants) is 1 for images in [0, 1], not the reference's maximum; the two differ when an
+    image does not hold its own maximum (size_reduction's box). A reference above 1 (images not
+    normalised, which ClinicaDL's PSNR refuses) keeps its maximum.
+
+    >>> from kernels.recon import ReconStats
+    >>> reconstruction_range(ReconStats(torch.ones(2), torch.ones(2), torch.tensor([0.5, 3.0]), 4)).ref_max
+    tensor([1., 3.])
+    """
+    return replace(stats, ref_max=stats.ref_max.clamp(min=1.0))
+
+
 def sample_losses(
     task: str, outputs: torch.Tensor, batch: dict, images: torch.Tensor, loss: str | None = None
 ) -> torch.Tensor:
@@ -119,7 +132,7 @@ class Collector:
             self.losses.append(torch.full((outputs.shape[0],), float("nan")))
         if self.task == "reconstruction":
             reference = images.detach().float()
-            stats = ops.recon_stats(outputs, reference, kernels=self.kernels)
+            stats = reconstruction_range(ops.recon_stats(outputs, reference, kernels=self.kernels))
             ssim = metrics.ssim3d(outputs, reference, stats.ref_max)
             columns = (stats.mae(), stats.rmse(), stats.psnr(), ssim)
             self.values.append(torch.stack([c.float() for c in columns], dim=1).cpu())

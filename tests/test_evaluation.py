@@ -123,3 +123,18 @@ def test_patch_results_soft_vote_with_validation_weights(tmp_path):
     table = pd.read_csv(maps.metrics_tsv(0, "loss", "validation", "patch"), sep="\t")
     assert table["accuracy"][0] == pytest.approx(0.75) and table["loss"][0] == pytest.approx(0.5)
     assert maps.description_log(0, "loss", "train").is_file()
+
+
+def test_psnr_and_ssim_take_clinicadls_data_range_of_one_for_images_without_their_maximum():
+    # size_reduction's box may leave out an image's maximum: ClinicaDL (skimage's PSNR, its SSIM) still
+    # takes the data range of a [0, 1] image as 1, not the box's maximum.
+    from neuroexec.evaluation import Collector
+
+    reference = torch.full((1, 1, 12, 12, 12), 0.25)
+    reference[0, 0, 4:8, 4:8, 4:8] = 0.5
+    outputs = reference + 0.01
+    batch = {"participant_id": ["sub-1"], "session_id": ["ses-M000"], "mode_id": [0], "label": torch.zeros(1)}
+    collector = Collector("reconstruction", "image", "torch")
+    collector.add(batch, outputs, reference)
+    frame = collector.frame()
+    assert frame["PSNR"].iloc[0] == pytest.approx(10 * np.log10(1.0 / 0.01**2), rel=1e-5)

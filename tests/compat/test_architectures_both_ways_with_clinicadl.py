@@ -14,7 +14,7 @@ every ClinicaDL command runs in one of two processes (module fixtures), and the 
 ClinicaDL 1.6.1 cannot build CAE_half, VanillaDenseVAE, VanillaSpatialVAE nor Vanilla3DspacialVAE
 (tests/compat/test_reconstruction_architectures_with_clinicadl.py, test_vae_with_clinicadl.py): for
 them the tests check that ClinicaDL fails with that error and that neuroexec trains them. CVAE_3D is
-skipped (TOO_BIG), PSNR and SSIM after size_reduction are a strict xfail (REDUCED_METRICS).
+skipped (TOO_BIG).
 """
 
 from __future__ import annotations
@@ -266,19 +266,7 @@ def _validation_rows(root: Path, name: str) -> int:
 # ClinicaDL's CVAE_3D reads 1@169x208x179 only, where one epoch at batch 2 takes more than 20 GB on CPU
 # (ClinicaDL's own training was killed for memory on this 23 GB machine): not run here.
 TOO_BIG = {"CVAE_3D": "CVAE_3D trains on 1@169x208x179 only: more than 20 GB of memory on CPU"}
-# The reconstructions agree (MAE, RMSE to 1e-6), not PSNR and SSIM: neuroexec takes the reference's
-# maximum as their data range (neuroexec/evaluation.py, metrics.ssim3d), ClinicaDL 1.6.1 takes 1 (skimage's
-# peak_signal_noise_ratio for a non-negative float image; its SSIM's C1, C2); the same while the image's
-# maximum is 1, not in the image ClinicaDL's size_reduction cuts out after the min-max normalisation.
-REDUCED_METRICS = (
-    "PSNR and SSIM of a size-reduced image: neuroexec's data range is the reference's maximum (below 1 after "
-    "size_reduction), ClinicaDL 1.6.1's is 1 (neuroexec/evaluation.py)"
-)
-MARKS = {n: pytest.mark.skip(reason=why) for n, why in TOO_BIG.items()} | {
-    n: pytest.mark.xfail(strict=True, reason=REDUCED_METRICS)
-    for n, c in CASES.items()
-    if c.size_reduction and not c.unbuilt
-}
+MARKS = {n: pytest.mark.skip(reason=why) for n, why in TOO_BIG.items()}
 ARCHITECTURES = [pytest.param(n, marks=MARKS[n]) if n in MARKS else n for n in CASES]
 
 
