@@ -23,13 +23,9 @@ from neuroexec.compat.train_options import (
     is_default,
 )
 from neuroexec.errors import InputError
+from neuroexec.maps.info import ARCHITECTURE_DEFAULTS, NORMALIZATIONS
 from neuroexec.spec.architecture_checks import unread_options
 
-# [Architecture] keys -> the spec's architecture_options (dropout is the model's own key).
-ARCHITECTURE_OPTIONS = {"latent_space_size": 128, "feature_size": 1024, "n_conv": 4, "io_layer_channels": 8,
-                        "recons_weight": 1, "kl_weight": 1, "normalization": "batch"}  # fmt: skip
-NORMALIZATIONS = {"batch": "batch", "group": "group", "instance": "instance", "BatchNorm": "batch",
-                  "GroupNorm": "group", "InstanceNorm": "instance"}  # fmt: skip
 # Options given as they are to the spec's [train] table when not ClinicaDL's default.
 TRAIN_FLAGS = ("adaptive_learning_rate", "evaluation_steps", "save_all_models", "profiler")
 
@@ -111,7 +107,7 @@ def model_keys(o: dict[str, Any], task: str) -> dict[str, Any]:
 def architecture_options(o: dict[str, Any]) -> dict[str, Any]:
     """The [Architecture] values other than ClinicaDL's defaults (a null value is the default)."""
     out: dict[str, Any] = {}
-    for key, default in ARCHITECTURE_OPTIONS.items():
+    for key, default in ARCHITECTURE_DEFAULTS.items():  # [Architecture] keys (dropout is the model's own)
         value = o.get(key)
         if key == "normalization" and value is not None:
             if value not in NORMALIZATIONS:

@@ -138,8 +138,10 @@ ARCHITECTURE_DEFAULTS: dict[str, Any] = {
     "kl_weight": 1.0,
     "normalization": "batch",
 }
-# the layer names neuroexec's earlier maps.json (and ClinicaDL's random search) gave the same norms
-_NORMALIZATION_NAMES = {"BatchNorm": "batch", "InstanceNorm": "instance", "GroupNorm": "group"}
+# normalization's values, and the layer names neuroexec's earlier maps.json (and ClinicaDL's random
+# search) gave the same norms
+NORMALIZATIONS = {"batch": "batch", "group": "group", "instance": "instance",
+                  "BatchNorm": "batch", "InstanceNorm": "instance", "GroupNorm": "group"}  # fmt: skip
 
 
 def architecture_options(raw: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
@@ -159,7 +161,7 @@ def architecture_options(raw: dict[str, Any], path: Path | None = None) -> dict[
         except (TypeError, ValueError):
             kind = {int: "an integer", float: "a number"}.get(type(default), "a string")
             raise InputError(path, f"{key} must be {kind}, found {value!r}", field=key) from None
-    options["normalization"] = _NORMALIZATION_NAMES.get(options["normalization"], options["normalization"])
+    options["normalization"] = NORMALIZATIONS.get(options["normalization"], options["normalization"])
     return options
 
 
