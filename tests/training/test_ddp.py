@@ -8,10 +8,6 @@ proportional to the gradient, and no dropout: the trained parameters must agree 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,15 +18,13 @@ from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.nn import build_network
 from neuroexec.training.resume import seed_everything
-from tests.training.training_specs import run_apply, write_spec
+from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
 
 TRAIN = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {acc} }}'
 BODY = 'task = "classification"\ndropout = 0.0\n' + TRAIN
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
-)
+@needs_torchrun
 def test_two_cpu_processes_match_one_process(tmp_path):
     # The 2 processes also share one in-memory copy of the images (compute.cache through /dev/shm).
     two = BODY.format(acc=3) + "\ncompute = { cache = true }"
@@ -38,16 +32,9 @@ def test_two_cpu_processes_match_one_process(tmp_path):
     leftovers = set(Path("/dev/shm").glob("neuroexec-cache-*"))
     run_apply(path, target="model.one.train*")  # also prepares the data and both models' splits
     run_apply(path, target="model.two.split")
-    torchrun = Path(sys.executable).parent / "torchrun"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "neuroexec"]
-    done = subprocess.run(
-        [*command, "apply", str(path), "--target", "model.two.train*"],
-        capture_output=True, text=True, timeout=240, env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = apply_with_torchrun(path, "model.two.train*")
     if Path("/dev/shm").is_dir():
-        assert "shared by the 2 processes on this machine" in done.stdout + done.stderr
+        assert "shared by the 2 processes on this machine" in output
         assert set(Path("/dev/shm").glob("neuroexec-cache-*")) == leftovers  # unlinked once mapped
 
     one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")

@@ -6,12 +6,6 @@ of each epoch only, and the weights are those of a training without it."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +16,7 @@ from neuroexec.maps.layout import MapsLayout
 from neuroexec.report import report
 from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV
-from tests.training.training_specs import run_apply, write_spec
+from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
 
 TRAIN = "learning_rate = 1e-3, selection_metrics = ['loss', 'BA']"
 
@@ -121,9 +115,7 @@ def test_workers_and_an_interruption_change_nothing(tmp_path, every_step):
         pd.testing.assert_frame_equal(log, expected)
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
-)
+@needs_torchrun
 def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(tmp_path):
     # tests/training/test_ddp.py's set-up: the same global batch with 1 process (6 accumulated batches)
     # and with 2 (3 each): one optimizer step, after which every rank evaluates its shard
@@ -132,16 +124,7 @@ def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(tmp_path):
     path = write_spec(tmp_path, {"one": body.format(n=6), "two": body.format(n=3)}, batch_size=1)
     run_apply(path, target="model.one.train*")
     run_apply(path, target="model.two.split")
-    torchrun = Path(sys.executable).parent / "torchrun"
-    with socket.socket() as free:  # a port no other test (or engineer's run) holds now
-        free.bind(("127.0.0.1", 0))
-        port = str(free.getsockname()[1])
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", port, "-m", "neuroexec"]
-    done = subprocess.run(
-        [*command, "apply", str(path), "--target", "model.two.train*"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    apply_with_torchrun(path, "model.two.train*")
     one = pd.read_csv(MapsLayout(tmp_path / "maps/one").training_tsv(0), sep="\t")
     two = pd.read_csv(MapsLayout(tmp_path / "maps/two").training_tsv(0), sep="\t")
     assert list(zip(one["epoch"], one["iteration"])) == [(0, 5), (0, 5)]

@@ -4,11 +4,7 @@ ensembled as ClinicaDL 1.6.1 does; workers and an interruption never change the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +20,7 @@ from neuroexec.plan.graph import make_plan
 from neuroexec.report import report
 from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV
-from tests.training.training_specs import run_apply, write_spec
+from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
 
 PATCHES = 4  # size 12, stride 10 on the 21 x 26 x 22 images at 8 mm: 1 x 2 x 2
 
@@ -241,9 +237,7 @@ def test_regions_of_different_boxes_get_a_network_each_and_predict(tmp_path):
     pd.testing.assert_frame_equal(read_tsv(copy.prediction_tsv(0, "loss", "validation", "roi")), trained)
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
-)
+@needs_torchrun
 def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
     # As tests/training/test_ddp.py: batch size 1, one optimizer step per epoch over the 6 training
     # images (1 process: 6 accumulated batches; 2 processes: 3 each), SGD, no dropout.
@@ -254,13 +248,7 @@ def test_two_cpu_processes_train_the_networks_of_one_process(tmp_path):
     path = write_spec(tmp_path, specs, subjects=12, batch_size=1)
     run_apply(path, target="model.one.train*")
     run_apply(path, target="model.two.split")
-    torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "neuroexec"]
-    done = subprocess.run(
-        [*command, "apply", str(path), "--target", "model.two.train*"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    apply_with_torchrun(path, "model.two.train*")
     one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
     assert [k for k, _ in two.best_network_models(0, "loss")] == [0, 1]
     for (_, a), (_, b) in zip(one.best_network_models(0, "loss"), two.best_network_models(0, "loss")):

@@ -5,10 +5,6 @@ outside classification."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +25,7 @@ from neuroexec.training.resume import seed_everything
 from neuroexec.training.sampling import WeightedSampler, class_weights, weighted_sampler
 from neuroexec.training.task import training_config
 from tests.training.test_workers_determinism import assert_same_training, interrupted
-from tests.training.training_specs import run_apply, write_spec
+from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
 
 EPOCHS = 3  # as test_workers_determinism's assert_same_training expects
 
@@ -164,9 +160,7 @@ def test_the_sampler_enters_the_fingerprint_only_when_weighted():
     assert training_config(weighted)["train"]["sampler"] == "weighted"
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun"
-)
+@needs_torchrun
 def test_two_ddp_processes_draw_the_items_of_one(tmp_path):
     # As tests/training/test_ddp.py: one optimizer step per epoch over the whole draw (1 process: 6
     # accumulated batches of 1; 2 processes: 3 each, averaged by DDP), SGD, no dropout. The ranks' shares
@@ -178,13 +172,7 @@ def test_two_ddp_processes_draw_the_items_of_one(tmp_path):
     )
     run_apply(path, target="model.one.train*")
     run_apply(path, target="model.two.split")
-    torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "neuroexec"]
-    done = subprocess.run(
-        [*command, "apply", str(path), "--target", "model.two.train*"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    apply_with_torchrun(path, "model.two.train*")
     one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
     state_one, _, _ = load_model_state(one.best_model(0, "loss"))
     state_two, _, _ = load_model_state(two.best_model(0, "loss"))

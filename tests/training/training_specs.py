@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from neuroexec.context import RunContext
 from neuroexec.executor import apply
@@ -51,3 +58,25 @@ def train_task(path: Path, model: str, split: int = 0):
     plan = make_plan(load_spec(path))
     step_id = f"model.{model}.train[split-{split}]"
     return next(p.step.payload for p in plan.steps if p.step.id == step_id)
+
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+# for the tests that launch torchrun: skipped where the environment has none
+needs_torchrun = pytest.mark.skipif(
+    shutil.which("torchrun", path=str(TORCHRUN.parent)) is None, reason="no torchrun"
+)
+
+
+def apply_with_torchrun(path: Path, target: str, processes: int = 2) -> str:
+    """`neuroexec apply PATH --target TARGET` in `processes` CPU processes under torchrun, on a port no
+    other test (or run) holds now; asserts it succeeded and returns its output."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    command = [str(TORCHRUN), "--nproc-per-node", str(processes), "--master-port", port, "-m", "neuroexec"]
+    done = subprocess.run(
+        [*command, "apply", str(path), "--target", target],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
