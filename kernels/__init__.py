@@ -6,7 +6,7 @@ One module per kernel (`recon`, `saliency`, `patches`). Importing this package n
 
 from __future__ import annotations
 
-from kernels._triton import available as triton_available
-from kernels._triton import interpret_mode
+from neuroexec.kernels._triton import available as triton_available
+from neuroexec.kernels._triton import interpret_mode
 
 __all__ = ["interpret_mode", "triton_available"]

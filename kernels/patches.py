@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kernels._triton import LazyKernel, check_float, next_pow2, tl
+from neuroexec.kernels._triton import LazyKernel, check_float, next_pow2, tl
 
 
 def patch_grid(shape: Sequence[int], size: int, stride: int) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels._triton import LazyKernel, check_float, next_pow2, tl
+from neuroexec.kernels._triton import LazyKernel, check_float, next_pow2, tl
 
 # Elements per sample handled by one torch chunk: [B, CHUNK] float32 buffers stay in cache
 # (1 << 17 measured best on a 2-core Xeon with 2 MiB L2 per core: 3x smaller chunks cost 1.6x).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels._triton import LazyKernel, check_float, next_pow2, tl
+from neuroexec.kernels._triton import LazyKernel, check_float, next_pow2, tl
 
 TORCH_CHUNK = 1 << 17  # voxels per torch chunk (measured best on a 2-core Xeon, 2 MiB L2 per core)
 # The torch fallback adds each batch's partial sums into plain float32 block sums and folds the blocks

@@ -81,7 +81,7 @@ def reconstruction_range(stats):
     image does not hold its own maximum (size_reduction's box). A reference above 1 (images not
     normalised, which ClinicaDL's PSNR refuses) keeps its maximum.
 
-    >>> from kernels.recon import ReconStats
+    >>> from neuroexec.kernels.recon import ReconStats
     >>> reconstruction_range(ReconStats(torch.ones(2), torch.ones(2), torch.tensor([0.5, 3.0]), 4)).ref_max
     tensor([1., 3.])
     """

@@ -14,15 +14,15 @@ from typing import TypeVar
 
 import torch
 
-from kernels import _triton
-from kernels import patches as _patches
-from kernels import recon as _recon
-from kernels import saliency as _saliency
-from kernels.patches import patch_grid as _patch_grid
-from kernels.recon import ReconStats
-from kernels.saliency import SaliencyState
 from neuroexec.context import KERNELS, Kernels
 from neuroexec.errors import DeviceError, InputError
+from neuroexec.kernels import _triton
+from neuroexec.kernels import patches as _patches
+from neuroexec.kernels import recon as _recon
+from neuroexec.kernels import saliency as _saliency
+from neuroexec.kernels.patches import patch_grid as _patch_grid
+from neuroexec.kernels.recon import ReconStats
+from neuroexec.kernels.saliency import SaliencyState
 
 __all__ = [
     "ReconStats",

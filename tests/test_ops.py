@@ -3,13 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
-from kernels import _triton
-from kernels.patches import extract_patches_reference, fold_patches_reference
-from kernels.recon import recon_stats_reference
-from kernels.saliency import saliency_reference
-from neuroexec import ops
+from neuroexec import kernels, ops
 from neuroexec.errors import DeviceError, InputError
+from neuroexec.kernels import _triton
+from neuroexec.kernels.patches import extract_patches_reference, fold_patches_reference
+from neuroexec.kernels.recon import recon_stats_reference
+from neuroexec.kernels.saliency import saliency_reference
 
 needs_triton = pytest.mark.skipif(not kernels.triton_available(), reason="triton is not installed")
 

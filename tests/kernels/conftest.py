@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-import kernels
-from kernels import _triton
+from neuroexec import kernels
+from neuroexec.kernels import _triton
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from kernels import _triton
-from kernels.patches import extract_patches_triton, fold_patches_triton
-from kernels.recon import mse_grad_triton, recon_stats_triton
-from kernels.saliency import SaliencyState, saliency_accumulate_triton
+from neuroexec.kernels import _triton
+from neuroexec.kernels.patches import extract_patches_triton, fold_patches_triton
+from neuroexec.kernels.recon import mse_grad_triton, recon_stats_triton
+from neuroexec.kernels.saliency import SaliencyState, saliency_accumulate_triton
 
 TARGETS = {"sm_90": 90, "sm_80": 80}  # H100 / H200, A100
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

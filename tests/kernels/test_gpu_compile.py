@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import _triton
+from neuroexec.kernels import _triton
 
 pytestmark = pytest.mark.skipif(not _triton.available(), reason="triton is not installed")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.patches import (
+from neuroexec.kernels.patches import (
     extract_patches_reference,
     extract_patches_torch,
     extract_patches_triton,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kernels.recon import (
+from neuroexec.kernels.recon import (
     ReconStats,
     recon_loss_torch,
     recon_loss_triton,

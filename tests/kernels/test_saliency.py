@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.saliency import (
+from neuroexec.kernels.saliency import (
     SaliencyState,
     saliency_accumulate_torch,
     saliency_accumulate_triton,
