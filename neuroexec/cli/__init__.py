@@ -26,17 +26,25 @@ def commands() -> list[AddCommand]:
     """Every command, in the order `neuroexec --help` lists them: each function adds one sub-parser.
     (The older `interpret group|individual` form has its own parser, chosen by main before this one.)
     The command modules are imported here, when a parser is built: they import torch."""
+    from neuroexec.cli import (
+        apply_command,
+        plan_command,
+        prepare_data_command,
+        report_command,
+        schema_command,
+        train_command,
+        unlock_command,
+        validate_command,
+    )
     from neuroexec.cli import clinicadl_commands as clinicadl
-    from neuroexec.cli import prepare_data_command, train_command
-    from neuroexec.cli import spec_commands as spec
 
     return [
-        spec.add_validate,
-        spec.add_plan,
-        spec.add_apply,
-        spec.add_report,
-        spec.add_unlock,
-        spec.add_schema,
+        validate_command.add_validate,
+        plan_command.add_plan,
+        apply_command.add_apply,
+        report_command.add_report,
+        unlock_command.add_unlock,
+        schema_command.add_schema,
         prepare_data_command.add_prepare_data,
         train_command.add_train,
         clinicadl.add_predict,

@@ -17,9 +17,11 @@ from neuroexec.cli import (
     clinicadl_commands,
     legacy_interpret,
     main,
-    spec_commands,
     train_command,
 )
+from neuroexec.cli.apply_command import cmd_apply
+from neuroexec.cli.plan_command import cmd_plan
+from neuroexec.cli.unlock_command import cmd_unlock
 
 DATA = ["--caps_directory", "caps", "--participants_tsv", "p.tsv", "--multi_cohort", "--diagnoses", "AD", "CN",
         "--selection_metrics", "loss", "--n_proc", "3", "--batch_size", "4"]  # fmt: skip
@@ -97,20 +99,20 @@ def test_spec_commands_parse_their_spec_and_every_target():
         ["apply", "s.toml", "--target", "dataset.*", "--target", "model.*.split"]
     )
     assert (args.func, args.spec, args.target, args.quiet) == (
-        spec_commands.cmd_apply,
+        cmd_apply,
         Path("s.toml"),
         ["dataset.*", "model.*.split"],
         False,
     )
     args = build_parser().parse_args(["plan", "s.toml", "--json"])
     assert (args.func, args.spec, args.target, args.json) == (
-        spec_commands.cmd_plan,
+        cmd_plan,
         Path("s.toml"),
         None,
         True,
     )
     args = build_parser().parse_args(["unlock", "maps", "--force"])
-    assert (args.func, args.folder, args.force) == (spec_commands.cmd_unlock, Path("maps"), True)
+    assert (args.func, args.folder, args.force) == (cmd_unlock, Path("maps"), True)
 
 
 def _printed_spec(argv: list[str], capsys) -> dict:
