@@ -28,10 +28,13 @@ def commands() -> list[AddCommand]:
     The command modules are imported here, when a parser is built: they import torch."""
     from neuroexec.cli import (
         apply_command,
+        generate_command,
+        init_command,
         plan_command,
         prepare_data_command,
         report_command,
         schema_command,
+        status_command,
         train_command,
         unlock_command,
         validate_command,
@@ -39,12 +42,15 @@ def commands() -> list[AddCommand]:
     from neuroexec.cli import clinicadl_commands as clinicadl
 
     return [
+        init_command.add_init,
         validate_command.add_validate,
         plan_command.add_plan,
         apply_command.add_apply,
+        status_command.add_status,
         report_command.add_report,
         unlock_command.add_unlock,
         schema_command.add_schema,
+        generate_command.add_generate,
         prepare_data_command.add_prepare_data,
         train_command.add_train,
         clinicadl.add_predict,
