@@ -332,6 +332,16 @@ class MapsLayout:
         name = f"{participant}_{session}_{mode}-{index}_{kind}.pt"
         return self.tensors_dir(split, metric, group) / name
 
+    def latent_dir(self, split: int, metric: str, group: str) -> Path:
+        """ClinicaDL's `latent_tensors/` (predict --save_latent_tensor)."""
+        return self.result_dir(split, metric, group) / "latent_tensors"
+
+    def latent_file(
+        self, split: int, metric: str, group: str, participant: str, session: str, mode: str, index: int
+    ) -> Path:
+        """`<sub>_<ses>_<mode>-<i>_latent.pt`: an autoencoder's code of one item."""
+        return self.latent_dir(split, metric, group) / f"{participant}_{session}_{mode}-{index}_latent.pt"
+
     def nifti_dir(self, split: int, metric: str, group: str) -> Path:
         return self.result_dir(split, metric, group) / "nifti_images"
 
@@ -377,8 +387,10 @@ class MapsLayout:
         session: str,
         mode: str,
         index: int,
+        ext: str = "pt",
     ) -> Path:
-        fname = f"{participant}_{session}_{mode}-{index}_map.pt"
+        """`<sub>_<ses>_<mode>-<index>_map.<ext>`: the tensor (pt), or its NIfTI (nii.gz, save_nifti)."""
+        fname = f"{participant}_{session}_{mode}-{index}_map.{ext}"
         return self.interpret_dir(split, metric, group, name) / fname
 
     def interpret_summary(self, split: int, metric: str, group: str, name: str) -> Path:

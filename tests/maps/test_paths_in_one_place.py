@@ -29,7 +29,7 @@ MAPS_NAMES = (
     r"description\.log", r"tensors", r"nifti_images", r"interpret-.*", r"summary\.json",
     r".*_level_(prediction|metrics)\.tsv", r"cnn_classification", r"gradients", r"models", r"(mean|std)_.*",
     r"map\..*", r"all_models", r"profiler", r"clinicadl_.*", r".*\.pt\.trace\.json", r"mlflow\.db", r"mlruns",
-    r"wandb", r"emissions\.csv",
+    r"wandb", r"emissions\.csv", r"latent_tensors",
 )  # fmt: skip
 CAPS_NAMES = (
     r"subjects", r"t1_linear", r"deeplearning_prepare_data", r".*_based", r"tensor_extraction",
