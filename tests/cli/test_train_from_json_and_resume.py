@@ -137,7 +137,7 @@ def test_from_json_of_a_clinicadl_maps_json(tmp_path, tiny_data, capsys):
     assert main(["train", "from_json", str(source / "maps.json"), str(out), "-s", "1", "--print-spec"]) == 0
     text = capsys.readouterr().out
     for line in ('architecture = "Conv4_FC3"', "dropout = 0.0", "epochs = 3",
-                 "batch_size = 2", 'device = "cpu"', "splits = [1]", f'directory = "{tiny_data["kfold"]}"',
+                 "batch_size = 2", 'device = "cpu"', "splits = [\n    1,\n]", f'directory = "{tiny_data["kfold"]}"',
                  f'caps = "{tiny_data["caps"]}"', "AD = 0"):  # fmt: skip
         assert line in text, line
     assert "normalization" not in text and "[models.classification.transfer]" not in text  # BatchNorm, ""
