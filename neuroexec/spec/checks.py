@@ -225,6 +225,12 @@ def _check_interpretations(group: Group, add) -> None:
             add(f"{key}[{i}].keep_true", "needs labels (use_labels = true)")
         if interp.mask is not None and not interp.mask.is_file():
             add(f"{key}[{i}].mask", f"mask file not found: {interp.mask}")
+        if interp.save_nifti and not interp.save_individual:
+            add(
+                f"{key}[{i}].save_nifti",
+                "writes the individual maps as NIfTI: set save_individual = true too "
+                "(the mean and std maps are always written as NIfTI)",
+            )
 
 
 def spec_paths(spec: Spec) -> list[tuple[str, Path]]:
@@ -349,6 +355,11 @@ def _check_group_model(group, model: Model, key: str, add) -> None:
         )
     if group.interpret and model.task == "reconstruction":
         add(key, f"interpret explains a prediction; models.{model.name} is a reconstruction model")
+    if group.save_tensors is not None and group.save_tensors.latent and model.task != "reconstruction":
+        add(
+            f"groups.{group.name}.save_tensors.latent",
+            f"latent tensors are an autoencoder's codes; models.{model.name} is a {model.task} model",
+        )
 
 
 def _cycle_problems(spec: Spec) -> list[Problem]:

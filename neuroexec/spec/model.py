@@ -234,6 +234,7 @@ class Interpretation:
     target_node: int = 0
     target: str | None = None
     save_individual: bool = False
+    save_nifti: bool = False  # the individual maps as NIfTI too (ClinicaDL's interpret --save_nifti)
     keep_true: bool | None = None
     absolute: bool = True
     normalize: str = "none"
@@ -247,6 +248,7 @@ class Interpretation:
 @dataclass(frozen=True)
 class SaveTensors:
     nifti: bool = False
+    latent: bool = False  # an autoencoder's codes (ClinicaDL's predict --save_latent_tensor)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from neuroexec.context import RunContext
 from neuroexec.plan.registry import Step, StepKind, register
-from neuroexec.spec.model import Spec, as_config
+from neuroexec.spec.model import Interpretation, Spec, as_config
 from neuroexec.steps.common import interpret_id
 from neuroexec.steps.group import result_steps
 
@@ -14,9 +14,22 @@ def expand(spec: Spec) -> list[Step]:
         spec,
         "interpret",
         make_id=lambda g, m, s, metric, item: interpret_id(g, item.name, m, s, metric),
-        extra_config=lambda group, item: {"interpret": as_config(item)},
+        extra_config=lambda group, item: {"interpret": interpret_config(item)},
         wants=lambda group, model: list(group.interpret),
     )
+
+
+def interpret_config(item: Interpretation) -> dict:
+    """The interpretation's fingerprint slice; `save_nifti`, added later, only when true (so the maps
+    of the specs written before it are not planned again).
+
+    >>> "save_nifti" in interpret_config(Interpretation("a")), interpret_config(Interpretation("a", save_nifti=True))["save_nifti"]
+    (False, True)
+    """
+    config = as_config(item)
+    if not item.save_nifti:
+        config.pop("save_nifti")
+    return config
 
 
 def run(step: Step, ctx: RunContext) -> dict:

@@ -1,10 +1,11 @@
-"""`group.G.save-tensors[M/split-i/best-m]`: input/output tensors (and NIfTIs) of a data group."""
+"""`group.G.save-tensors[M/split-i/best-m]`: input/output tensors of a data group, and their NIfTIs
+(`nifti`) and the autoencoder's latent tensors (`latent`) when asked."""
 
 from __future__ import annotations
 
 from neuroexec.context import RunContext
 from neuroexec.plan.registry import Step, StepKind, register
-from neuroexec.spec.model import Spec, as_config
+from neuroexec.spec.model import SaveTensors, Spec, as_config
 from neuroexec.steps.common import save_tensors_id
 from neuroexec.steps.group import result_steps
 
@@ -14,9 +15,22 @@ def expand(spec: Spec) -> list[Step]:
         spec,
         "save-tensors",
         make_id=lambda g, m, s, metric, _: save_tensors_id(g, m, s, metric),
-        extra_config=lambda group, _: {"save_tensors": as_config(group.save_tensors)},
+        extra_config=lambda group, _: {"save_tensors": save_tensors_config(group.save_tensors)},
         wants=lambda group, model: [None] if group.save_tensors is not None else [],
     )
+
+
+def save_tensors_config(save: SaveTensors | None) -> dict | None:
+    """The fingerprint slice; `latent`, added later, only when true (a spec written before it keeps
+    its fingerprint).
+
+    >>> save_tensors_config(SaveTensors(nifti=True)), save_tensors_config(SaveTensors(latent=True))
+    ({'nifti': True}, {'nifti': False, 'latent': True})
+    """
+    config = as_config(save)
+    if save is not None and not save.latent:
+        config.pop("latent")
+    return config
 
 
 def run(step: Step, ctx: RunContext) -> dict:
@@ -30,8 +44,11 @@ def run(step: Step, ctx: RunContext) -> dict:
 
 
 def outputs(step: Step) -> list:
-    t = step.payload
-    return [t.maps.tensors_dir(t.split, t.metric, t.group.name)]
+    t, save = step.payload, step.payload.group.save_tensors
+    where = (t.split, t.metric, t.group.name)
+    found = [t.maps.tensors_dir(*where)]
+    found += [t.maps.nifti_dir(*where)] if save is not None and save.nifti else []
+    return found + ([t.maps.latent_dir(*where)] if save is not None and save.latent else [])
 
 
 register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs))
