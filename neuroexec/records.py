@@ -64,3 +64,24 @@ def lock_files(home: Path) -> list[Path]:
 def scope_of(lock: Path) -> str:
     """The scope a lock file of lock_file() locks (WHOLE for `lock`)."""
     return Path(lock).name.removeprefix("lock").removeprefix(".")
+
+
+def slurm_dir(home: Path, spec: str) -> Path:
+    """What `apply --slurm` submitted for the spec file named `spec` whose folder is `home`: its job
+    records, sbatch scripts and job logs."""
+    return records_dir(home) / "slurm" / spec
+
+
+def slurm_jobs_file(home: Path, spec: str) -> Path:
+    """The records of the jobs submitted (ids, steps, scripts, logs, submit times)."""
+    return slurm_dir(home, spec) / "jobs.json"
+
+
+def slurm_script(home: Path, spec: str, submission: int, job: str) -> Path:
+    """The sbatch script of job `job` of the `submission`-th `apply --slurm` (1, 2, ...)."""
+    return slurm_dir(home, spec) / "scripts" / f"{submission}-{job}.sbatch"
+
+
+def slurm_log(home: Path, spec: str, job: str, array: bool) -> Path:
+    """A job's output file as sbatch's --output pattern (`%j` the job id, `%A_%a` array and task)."""
+    return slurm_dir(home, spec) / "logs" / (f"{job}-%A_%a.log" if array else f"{job}-%j.log")
