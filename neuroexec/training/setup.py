@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -222,14 +221,12 @@ def preload(
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (Linux /proc/meminfo or sysconf), None when unknown."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
+    """Bytes of memory available now without swapping (psutil's `available`: MemAvailable on Linux),
+    None when the platform does not say."""
+    try:
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
+        return None
 
 
 def output_size_of(model: Model, label_code: dict | None) -> int | None:
