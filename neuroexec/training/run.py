@@ -25,9 +25,9 @@ from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
 from neuroexec.optim import make_optimizer, make_scheduler
 from neuroexec.spec.model import Compute, Train, canonical_metric
-from neuroexec.training import observers, outputs, resume, setup
+from neuroexec.training import observers, outputs, preemption, resume, setup
 from neuroexec.training.epoch_rules import check_finite, determinism, early_stop, log_row
-from neuroexec.training.loop import Trainer
+from neuroexec.training.loop import Skipping, StopRequested, Trainer
 from neuroexec.training.resume import Progress
 from neuroexec.training.task import TrainTask
 
@@ -187,7 +187,13 @@ def start_run(run: SplitRun) -> tuple[Progress, int | None]:
         progress = Progress.from_state(state["progress"])
         resume.set_rng_state(state["rng"])
         if main:
-            rep.info(f"  {run.label}: resuming after epoch {progress.epoch + 1} of {run.train.epochs}")
+            at = progress.in_epoch
+            where = (
+                f"after epoch {progress.epoch + 1}"
+                if at is None
+                else f"in epoch {at['epoch'] + 1} after batch {at['batch']}"
+            )
+            rep.info(f"  {run.label}: resuming {where} of {run.train.epochs}")
         return progress, progress.epoch
     if main and run.network is None and maps.resume_state(split).is_file():
         rep.info(
@@ -223,17 +229,27 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
     """The epoch loop; True when early stopping ended it. `run.best_valid` receives each selection
     metric's validation predictions at its best epoch (re-used at the end)."""
     t, trainer, main = run.train, run.trainer, run.ctx.is_main
-    loader = trainer.loader(trainer.augmented(run.train_data), trainer.sampler(run.train_data, shuffle=True))
+    sampler = Skipping(trainer.sampler(run.train_data, shuffle=True))  # a mid-epoch resume skips batches
+    loader = trainer.loader(trainer.augmented(run.train_data), sampler)
     start = time.monotonic() - progress.elapsed
     with contextlib.ExitStack() as stack:
         board, profiler = observers.open_observers(stack, run.maps, run.split, run.network, t, main)
-        for epoch in range(progress.epoch + 1, t.epochs):
-            done = _epoch(run, loader, epoch, progress, _Midway(run, epoch, start, profiler))
+        stack.enter_context(preemption.deferred())  # SIGTERM: checkpoint at the next optimizer step
+        epochs = range(progress.epoch + 1, t.epochs)  # the overall bar counts a resumed run's epochs
+        for epoch in run.ctx.reporter.iterate(epochs, t.epochs, f"{run.label} epochs", done=epochs.start):
+            midway = _Midway(run, epoch, start, profiler)
+            try:
+                done = _epoch(run, loader, epoch, progress, midway)
+            except StopRequested as stopped:
+                preemption.save_in_epoch(run, progress, midway, stopped.position, len(loader))
+                preemption.stop(f"SIGTERM in epoch {epoch + 1}")
             if main:
                 _save_epoch(run, done, progress, board, len(loader))
             distributed.barrier(run.ctx)
             if resume.interrupt_requested(epoch, run.network):
                 raise KeyboardInterrupt(f"{resume.INTERRUPT_ENV}={epoch}")
+            if preemption.stop_requested(run.ctx):  # SIGTERM in the validation: the epoch's checkpoint
+                preemption.stop(f"SIGTERM after epoch {epoch + 1}")
             if done.stop:
                 if main:
                     run.ctx.reporter.info(
@@ -258,6 +274,7 @@ class _Midway:
     points: list = dataclasses.field(default_factory=list)  # (i, elapsed, train values, valid values)
 
     def __call__(self, i: int) -> None:
+        preemption.signal_for_test(self.epoch, i, self.run.ctx.rank)
         self.profiler.step()
         every, run = self.run.train.evaluation_steps, self.run
         if not every or (i + 1) % run.trainer.accumulation_steps or (i + 1) % every:
@@ -284,7 +301,9 @@ def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, mi
     began, resumed time included)."""
     t, trainer, maps, split, start = run.train, run.trainer, run.maps, run.split, midway.start
     desc = f"{run.label} epoch {epoch + 1}/{t.epochs}"
-    train_out, steps = trainer.train_epoch(loader, epoch, desc, midway)
+    position = preemption.resumed_position(run, progress, midway)
+    stop = lambda: preemption.stop_requested(run.ctx)  # noqa: E731
+    train_out, steps = trainer.train_epoch(loader, epoch, desc, midway, position, stop)
     if t.evaluation_steps and not midway.points and epoch == 0 and run.ctx.is_main:
         run.ctx.reporter.warn(
             f"train.evaluation_steps = {t.evaluation_steps}: no evaluation falls within an epoch of "
