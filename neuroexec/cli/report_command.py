@@ -1,4 +1,5 @@
-"""`neuroexec report SPEC`: where the results of a spec are and what they say."""
+"""`neuroexec report SPEC [--html [OUT]]`: where the results of a spec are and what they say; with
+`--html`, the results page (one self-contained HTML file, `report.html` beside the spec by default)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,32 @@ from pathlib import Path
 
 from neuroexec.spec import load_spec
 
+DEFAULT_PAGE = ""  # --html without a path: report.html beside the spec
+
 
 def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="where the results of a spec are and what they say")
     p.add_argument("spec", type=Path)
+    p.add_argument(
+        "--html",
+        nargs="?",
+        const=DEFAULT_PAGE,
+        default=None,
+        metavar="OUT",
+        help="write the results page, one self-contained HTML file (default: report.html beside the spec)",
+    )
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neuroexec.report import report
+    spec = load_spec(args.spec)
+    if args.html is None:
+        from neuroexec.report import report
 
-    print(report(load_spec(args.spec)))
+        print(report(spec))
+        return 0
+    from neuroexec.html_report.page import write_page
+
+    out = Path(args.html) if args.html else None
+    print(f"Results page written: {write_page(spec, out)}")
     return 0

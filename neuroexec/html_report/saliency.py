@@ -1,0 +1,166 @@
+"""The saliency maps of a data group on the page: for each interpretation of a best model, its mean and
+std maps drawn over the anatomy (nilearn's plot_stat_map: world coordinates, orientation, a threshold,
+cuts where the map is), the mean map in nilearn's interactive viewer (view_img), and the share of the
+saliency inside the region mask (the ROI-mass summary of summary.json).
+
+The viewer is nilearn's standalone page, embedded in an <iframe srcdoc>: its JavaScript (jQuery and
+brainsprite) is inline in it; the one network address it has, a favicon link, is removed, so the page
+loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.html_report.elements import esc, image, new_figure, note, table
+from neuroexec.html_report.group_figures import load_volume
+from neuroexec.maps.layout import MapsLayout
+
+THRESHOLD_PERCENTILE = 90  # the maps show the 10% most salient voxels of the brain
+_NETWORK_LINK = re.compile(r"<link[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
+
+
+def map_threshold(values: np.ndarray) -> float:
+    """The 90th percentile of |values| over the voxels where the map is not zero.
+
+    >>> map_threshold(np.arange(11.0))
+    9.1
+    """
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    inside = magnitude[(magnitude > 0) & np.isfinite(magnitude)]
+    return round(float(np.percentile(inside, THRESHOLD_PERCENTILE)), 6) if inside.size else 0.0
+
+
+def background(maps: MapsLayout, group: str, grid: tuple[int, ...]) -> nib.Nifti1Image | None:
+    """An image of the group's CAPS (its first session) on the maps' grid, as the anatomy underneath;
+    None when there is none (nilearn then draws its MNI152 template, packaged with it)."""
+    try:
+        recorded = json.loads(maps.group_maps_json(group).read_text())
+        caps = Path(recorded["caps_directory"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if recorded.get("multi_cohort"):
+        return None
+    first = CapsLayout(caps).first_nifti()
+    if first is None:
+        return None
+    try:
+        loaded = nib.load(str(first))
+    except Exception:  # nibabel raises several unrelated types for a bad file
+        return None
+    return loaded if tuple(loaded.shape[:3]) == tuple(grid) else None
+
+
+def static_figure(mean: nib.Nifti1Image, std: nib.Nifti1Image | None, bg, title: str) -> str:
+    """The mean map (and the std map) over the anatomy, thresholded, with labelled colour bars."""
+    from nilearn import plotting
+
+    images = [("mean", mean), *([("std", std)] if std is not None else [])]
+    fig = new_figure(7.0, 2.6 * len(images))
+    fig.set_layout_engine(None)
+    for k, (kind, img) in enumerate(images):
+        top = 1 - k / len(images)
+        plotting.plot_stat_map(
+            img,
+            bg_img=bg if bg is not None else plotting.MNI152TEMPLATE,
+            threshold=map_threshold(img.get_fdata()),
+            cmap="hot",
+            black_bg=False,
+            colorbar=True,
+            figure=fig,
+            axes=(0.0, top - 1 / len(images), 1.0, 1 / len(images)),
+            title=f"{kind} |saliency|",
+        )
+    return image(fig, f"{title}: mean and std saliency maps over the anatomy")
+
+
+def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
+    """nilearn's viewer of the mean map, self-contained in an iframe."""
+    from nilearn import plotting
+
+    view = plotting.view_img(
+        mean,
+        bg_img=bg if bg is not None else plotting.MNI152TEMPLATE,
+        threshold=map_threshold(mean.get_fdata()),
+        cmap="hot",
+        symmetric_cmap=False,
+        black_bg=False,
+        title=title,
+    )
+    page = _NETWORK_LINK.sub("", view.get_standalone())
+    return f'<iframe class="viewer" title="{esc(title)}" srcdoc="{esc(page)}"></iframe>'
+
+
+def mass_summary(summary: dict) -> str:
+    """The ROI-mass summary: how much of the saliency lies in the region, against its share of the brain."""
+    mask = summary.get("mask") or {}
+    rows = [
+        ["maps averaged", summary.get("used", "?")],
+        ["method", summary.get("method", "?")],
+        ["target", summary.get("target", summary.get("target_node", "?"))],
+    ]
+    inside, share = mask.get("mass_inside"), mask.get("brain_share")
+    if inside is not None and share:
+        region = Path(str(mask.get("path", "mask"))).name.split(".")[0]
+        rows += [
+            [f"saliency mass in the {region} region", f"{100 * inside:.2f}%"],
+            ["region's share of the brain", f"{100 * share:.2f}%"],
+            ["ratio (1 = an even spread)", f"{inside / share:.2f}"],
+        ]
+    return table(["", ""], rows, css="summary")
+
+
+def _load(path: Path) -> nib.Nifti1Image | None:
+    try:
+        loaded = nib.load(str(path)) if path.is_file() else None
+    except Exception:  # nibabel raises several unrelated types for a bad file
+        return None
+    return loaded if loaded is not None and len(loaded.shape) == 3 else None
+
+
+def mean_images(maps: MapsLayout, where: tuple[int, str, str, str]) -> tuple:
+    """(mean, std, anatomy) images of an interpretation: its NIfTIs, or for a MAPS with the tensors
+    only (ClinicaDL writes no NIfTI), the tensors placed on the grid of the group's CAPS image
+    (neuroexec.inference.nifti_out.map_image: the image's header and affine). None where absent."""
+    from neuroexec.inference.nifti_out import map_image
+
+    split, metric, group, name = where
+    mean = _load(maps.mean_map(split, metric, group, name, "image", 0, "nii.gz"))
+    std = _load(maps.std_map(split, metric, group, name, "image", 0, "nii.gz"))
+    if mean is not None:
+        return mean, std, background(maps, group, mean.shape)
+    volume = load_volume(maps.mean_map(split, metric, group, name, "image", 0))
+    bg = background(maps, group, volume.shape) if volume is not None else None
+    if volume is None or bg is None:
+        return None, None, None
+    spread = load_volume(maps.std_map(split, metric, group, name, "image", 0))
+    std = map_image(spread, bg) if spread is not None and spread.shape == volume.shape else None
+    return map_image(volume, bg), std, bg
+
+
+def saliency_sections(maps: MapsLayout, where: tuple[int, str, str]) -> list[str]:
+    """One block per interpretation of the best model `where` (split, metric, group)."""
+    split, metric, group = where
+    parts = []
+    for path in maps.interpret_summaries(split, metric, group):
+        name = path.parent.name.removeprefix("interpret-")
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            parts.append(note(f"unreadable {path}"))
+            continue
+        title = f"saliency {name}: {group}, split-{split}, best-{metric}"
+        body = [f"<h4>{esc(title)}</h4>", mass_summary(summary)]
+        mean, std, bg = mean_images(maps, (split, metric, group, name))
+        if mean is None:
+            body.append(note(f"No whole-image mean map (mean_image-0_map) in {path.parent}."))
+        else:
+            body += [static_figure(mean, std, bg, title), interactive_view(mean, bg, title)]
+        parts.append(f'<div class="saliency">{"".join(body)}</div>')
+    return parts
