@@ -16,6 +16,7 @@ from neuroexec.spec.architecture_checks import (
     check_options,
     check_pretrained_architecture,
 )
+from neuroexec.spec.generate_kinds import generate_problems
 from neuroexec.spec.model import Dataset, Group, Model, Spec, Split, Transfer
 from neuroexec.spec.training_checks import check_compute, check_observers, check_training
 
@@ -87,8 +88,8 @@ def _check_preprocessing(spec: Spec, ds: Dataset, add) -> None:
         add(f"{key}.{name}", f"preprocessing {ds.preprocessing} needs {name} (it is part of the file names)")
     for name in pre.misplaced_keys(ds.preprocessing, values):
         add(f"{key}.{name}", f"only read with preprocessing {pre.needing(name)}, not {ds.preprocessing}")
-    if ds.generate is not None and ds.preprocessing != "t1-linear":
-        add(f"{key}.preprocessing", f"generate writes t1-linear images only, not {ds.preprocessing}")
+    if ds.generate is not None:
+        generate_problems(ds, add)  # what each kind needs, and the preprocessing of what it writes
     if ds.preprocessing == "custom" and ds.uncropped:
         add(f"{key}.uncropped", "custom images are read as they are: remove uncropped (ClinicaDL ignores it)")
     for c in ds.cohorts:

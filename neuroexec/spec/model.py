@@ -43,13 +43,42 @@ class Compute:
 
 @dataclass(frozen=True)
 class Generate:
-    subjects: int
+    """A dataset's `generate` table. atrophy and anatomy read the first seven fields; ClinicaDL's kinds
+    (trivial, random, shepplogan, hypometabolic, artifacts) their flags' (spec/generate_kinds.py says
+    which kind reads which: only those enter the step's fingerprint)."""
+
+    subjects: int | None = None
     kind: str = "atrophy"
     sessions: int = 1
     resolution_mm: float = 4.0
     region: str = "hippocampus"
     seed: int = 0
     subject_offset: int = 0
+    caps_directory: Path | None = None
+    participants_tsv: Path | None = None
+    preprocessing: str = "t1-linear"
+    tracer: str | None = None
+    suvr_reference_region: str | None = None
+    use_uncropped_image: bool = False
+    mask_path: Path | None = None
+    atrophy_percent: float = 60.0
+    mean: float = 0.0
+    sigma: float | None = None
+    pathology: str = "ad"
+    anomaly_degree: float = 30.0
+    image_size: int = 128
+    cn_subtypes_distribution: tuple[float, ...] = (1.0, 0.0, 0.0)
+    ad_subtypes_distribution: tuple[float, ...] = (0.05, 0.85, 0.1)
+    smoothing: bool = False
+    extract_json: str | None = None
+    contrast: bool = False
+    gamma: tuple[float, ...] = (-0.2, -0.05)
+    motion: bool = False
+    translation: tuple[float, ...] = (2.0, 4.0)
+    rotation: tuple[float, ...] = (2.0, 4.0)
+    num_transforms: int = 2
+    noise: bool = False
+    noise_std: tuple[float, ...] = (5.0, 15.0)
 
 
 @dataclass(frozen=True)

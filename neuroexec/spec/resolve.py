@@ -65,9 +65,7 @@ def _cohort(raw: dict[str, Any], key: str, base: Path, others: dict[str, m.Datas
 
 def _dataset(name: str, raw: dict[str, Any], base: Path, others: dict[str, m.Dataset]) -> m.Dataset:
     d = with_defaults(raw, "datasets", "*")
-    generate = (
-        m.Generate(**with_defaults(d["generate"], "datasets", "*", "generate")) if "generate" in d else None
-    )
+    generate = _generate(d["generate"], base) if "generate" in d else None
     if "cohorts" in d:
         resolved = [
             _cohort(c, f"datasets.{name}.cohorts[{i}]", base, others) for i, c in enumerate(d["cohorts"])
@@ -95,6 +93,14 @@ def _dataset(name: str, raw: dict[str, Any], base: Path, others: dict[str, m.Dat
         suvr_reference_region=d.get("suvr_reference_region"),
         custom_suffix=d.get("custom_suffix"),
     )
+
+
+def _generate(raw: dict[str, Any], base: Path) -> m.Generate:
+    """The `generate` table: paths relative to the spec file, arrays as tuples."""
+    g = with_defaults(raw, "datasets", "*", "generate")
+    for key in ("caps_directory", "participants_tsv", "mask_path"):
+        g[key] = _path(base, g.get(key))
+    return m.Generate(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
 
 
 def _metrics(values: list[str]) -> tuple[str, ...]:
