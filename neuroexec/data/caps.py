@@ -323,6 +323,30 @@ class CapsLayout:
         tag = f"_axis-{axis}_channel-{channel}_slices"
         return self._tagged_tensor(participant, session, "slice", tag, uncropped)
 
+    # --- records of ClinicaDL's generate kinds (data/generate_kinds.py) -------------------------------
+    @property
+    def generate_data_tsv(self) -> Path:
+        """ClinicaDL's table of a generated CAPS, `data.tsv` (its participants TSV)."""
+        return self.root / "data.tsv"
+
+    @property
+    def missing_mods_dir(self) -> Path:
+        return self.root / "missing_mods"
+
+    def missing_mods_tsv(self, session: str) -> Path:
+        """ClinicaDL's `missing_mods/missing_mods_<session>.tsv` of a generated CAPS."""
+        return self.missing_mods_dir / f"missing_mods_{session}.tsv"
+
+    @property
+    def commandline_json(self) -> Path:
+        """The settings ClinicaDL's generate writes into the CAPS, `commandline.json`."""
+        return self.root / "commandline.json"
+
+    def generated_folder(self, participant: str, session: str, folder: str) -> Path:
+        """A session's folder named `folder` (ClinicaDL's generate writes its images in `t1-linear/`,
+        `pet-linear/`, `shepplogan/`)."""
+        return self.session_dir(participant, session) / folder
+
     # --- extraction records ----------------------------------------------------------------------
     @property
     def tensor_extraction_dir(self) -> Path:
