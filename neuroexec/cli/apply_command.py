@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuroexec.cli.flags import add_target
+from neuroexec.cli.flags import add_slurm, add_target
 from neuroexec.run_spec import run_spec_file
 
 
@@ -13,6 +13,7 @@ def add_apply(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="run the steps that are not up to date (resumable)")
     p.add_argument("spec", type=Path)
     add_target(p)
+    add_slurm(p, "apply")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--json",

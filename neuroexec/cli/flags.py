@@ -28,6 +28,42 @@ def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", metavar="GLOB", action="append", help=TARGET_HELP)
 
 
+class _SlurmFlag(argparse.Action):
+    """--slurm: the command runs its cluster form instead (neuroexec/cluster/cli.py, imported then)."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        namespace.slurm = True
+        namespace.func = _slurm_command(self.const)
+
+
+def _slurm_command(command: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from neuroexec.cluster import cli
+
+        return cli.cmd_plan_slurm(args) if command == "plan" else cli.cmd_apply_slurm(args)
+
+    return run
+
+
+def add_slurm(p: argparse.ArgumentParser, command: str) -> None:
+    """--slurm and --slurm-opt KEY=VALUE (plan and apply: `command`)."""
+    g = p.add_argument_group("SLURM (README: Running on a SLURM cluster)")
+    what = (
+        "show the SLURM jobs apply --slurm would submit"
+        if command == "plan"
+        else "submit the steps as SLURM jobs"
+    )
+    g.add_argument("--slurm", nargs=0, const=command, default=False, action=_SlurmFlag, help=what)
+    g.add_argument(
+        "--slurm-opt",
+        metavar="KEY=VALUE",
+        action="append",
+        help="a job resource for every job (time=02:00:00) or one job kind (train.gpus=1; kinds: data, "
+        "train, evaluate; keys: cpus, gpus, mem, time, partition, account, grace_s, options); over the "
+        "spec's [cluster] table",
+    )
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows `(default: X)` for every flag with a default; flags whose default is "not given" (None) say
     what applies in their help text instead."""

@@ -1,0 +1,130 @@
+"""The SLURM jobs that run a plan: its steps that are not up to date (and not in a job still queued or
+running) grouped into jobs, each job after the jobs it needs (`afterok`).
+
+- `data`: the shared steps (generate, extract, split, group define) in one job, in plan order;
+- `train-<model>`: an array, one training step per task (a split's lock covers only that split, so the
+  tasks run side by side on one MAPS);
+- `evaluate`: an array, one task per trained model (model and split): its predict, save-tensors and
+  interpret steps.
+
+Steps with other needs go to another job of their kind (`train-cnn-2`), so no task waits for a job it
+does not need. Each task runs `neuroexec apply SPEC --target STEP ...` (neuroexec/cluster/script.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuroexec.cluster.resources import STEP_KINDS, Resources, resources_for
+from neuroexec.errors import PlanRefused
+from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep
+
+
+@dataclass
+class Job:
+    """One sbatch submission: `tasks` (step ids per array task; a single task for a plain job), the jobs
+    of this submission it runs after (`after`, by name) and those queued earlier (`after_ids`)."""
+
+    name: str
+    kind: str
+    tasks: list[list[str]] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    after_ids: list[str] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
+    trained: dict[str, str] = field(default_factory=dict, repr=False)  # evaluation step -> its training
+
+    @property
+    def array(self) -> bool:
+        return self.kind != "data"
+
+    def steps(self) -> list[str]:
+        return [step for task in self.tasks for step in task]
+
+
+def make_jobs(
+    plan: Plan,
+    target: list[str] | None = None,
+    settings: tuple[dict[str, Any], dict[str, dict[str, str]]] = ({}, {}),
+    queued: dict[str, str] | None = None,
+) -> list[Job]:
+    """The jobs for the selected steps not up to date; `queued`: step id -> job id of a job queued or
+    running that will do it (a new job needing it runs after that one). `settings`: the spec's
+    `[cluster]` table and the `--slurm-opt` flags."""
+    queued = queued or {}
+    selected = plan.select(target)
+    refused = [p for p in selected if p.action == REFUSED]
+    if refused:
+        lines = [f"  ! {p.step.id}: {'; '.join(p.reasons)}" for p in refused]
+        raise PlanRefused(
+            "submission refused: fix these steps first (see `neuroexec plan`):\n" + "\n".join(lines)
+        )
+    todo = [p for p in selected if p.action != UP_TO_DATE and p.step.id not in queued]
+    jobs: dict[tuple, Job] = {}
+    where: dict[str, Job] = {}  # step id -> its new job
+    for p in todo:
+        kind = STEP_KINDS.get(p.step.kind, "data")
+        after = _needs(p, where, kind)
+        after_ids = sorted({queued[d] for d in p.step.deps if d in queued})
+        key = (kind, _owner(p, kind), tuple(sorted(after)), tuple(after_ids))
+        if key not in jobs:
+            jobs[key] = Job(_name(kind, key[1], jobs), kind, after=sorted(after), after_ids=after_ids)
+            jobs[key].resources = resources_for(kind, *settings, defaults=_defaults(p))
+        job = jobs[key]
+        _place(job, p, where)
+        where[p.step.id] = job
+    return list(jobs.values())
+
+
+def _needs(p: PlannedStep, where: dict[str, Job], kind: str) -> set[str]:
+    """The new jobs a step runs after (a data step's data dependencies run before it in its own job)."""
+    return {where[d].name for d in p.step.deps if d in where and not (kind == "data" == where[d].kind)}
+
+
+def _owner(p: PlannedStep, kind: str) -> str:
+    """What an array is made for: a training's model (its resources may differ); "" otherwise."""
+    return p.step.id.split(".")[1] if kind == "train" else ""
+
+
+def _name(kind: str, owner: str, jobs: dict[tuple, Job]) -> str:
+    base = f"{kind}-{owner}" if owner else kind
+    taken = {job.name for job in jobs.values()}
+    n = 1
+    name = base
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _place(job: Job, p: PlannedStep, where: dict[str, Job]) -> None:
+    """A data step joins the data job's single task; a training gets its own task; an evaluation step
+    joins the task of the other evaluation steps of the same trained model."""
+    if job.kind == "data":
+        if not job.tasks:
+            job.tasks.append([])
+        job.tasks[0].append(p.step.id)
+        return
+    model = _trained_model(p) if job.kind == "evaluate" else None
+    if model is not None:
+        job.trained[p.step.id] = model
+        for task in job.tasks:
+            if job.trained.get(task[0]) == model:
+                task.append(p.step.id)
+                return
+    job.tasks.append([p.step.id])
+
+
+def _trained_model(p: PlannedStep) -> str | None:
+    """The training step an evaluation step reads the model of (None: none in its dependencies)."""
+    trains = [d for d in p.step.deps if ".train[" in d]
+    return trains[0] if trains else None
+
+
+def _defaults(p: PlannedStep) -> dict[str, Any]:
+    """A job's own defaults: a CPU per DataLoader worker plus one, a GPU for a `device = "cuda"` step."""
+    compute = p.step.compute
+    if compute is None:
+        return {"cpus": 1}
+    gpus = 1 if str(compute.device).startswith("cuda") and STEP_KINDS.get(p.step.kind) != "data" else 0
+    return {"cpus": max(1, compute.workers + 1), "gpus": gpus}
