@@ -16,5 +16,9 @@ def add_schema(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(schema_markdown() if args.markdown else json.dumps(schema(), indent=2))
+    # schema_markdown() ends its last line itself: the reference file has no blank line at its end
+    print(
+        schema_markdown() if args.markdown else json.dumps(schema(), indent=2),
+        end="" if args.markdown else "\n",
+    )
     return 0
