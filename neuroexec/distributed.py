@@ -27,6 +27,28 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def any_rank(flag: bool, ctx) -> bool:
+    """Whether `flag` is true on any rank (every rank gets the answer; alone: `flag`). A SIGTERM can
+    reach the ranks at different batches: they stop at the same one."""
+    if ctx.world_size <= 1 or not dist.is_initialized():
+        return flag
+    cuda = dist.get_backend() == "nccl"
+    value = torch.tensor(
+        [int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if cuda else "cpu"
+    )
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather_objects(value: object, ctx) -> list:
+    """Every rank's `value`, by rank (alone: `[value]`)."""
+    if ctx.world_size <= 1 or not dist.is_initialized():
+        return [value]
+    values: list = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def barrier(ctx) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.barrier()

@@ -7,14 +7,16 @@ training.tsv cost nothing extra: the training set is never evaluated a second ti
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from neuroexec import losses, ops, optim
@@ -47,6 +49,67 @@ def gather_frames(frame: pd.DataFrame, ctx: RunContext) -> pd.DataFrame:
     frames: list = [None] * ctx.world_size
     dist.all_gather_object(frames, frame)
     return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class Position:
+    """Where a training pass stands in its epoch: the batches done, the optimizer steps they made and
+    their running predictions (what a mid-epoch checkpoint keeps: training/preemption.py)."""
+
+    batch: int = 0
+    steps: int = 0
+    collector: Collector | None = None
+
+
+class StopRequested(Exception):  # noqa: N818 (a request, not an error)
+    """`train_epoch` stopped after an optimizer step because `stop()` said so; `position` is where."""
+
+    def __init__(self, position: Position):
+        super().__init__(f"stopped after batch {position.batch}")
+        self.position = position
+
+
+COLLECTOR_FIELDS = ("participants", "sessions", "mode_ids", "labels", "values", "losses", "nonfinite")
+
+
+def collector_state(collector: Collector) -> dict[str, Any]:
+    """A Collector's rows so far as weights_only-loadable values (lists of strings, ints, tensors)."""
+    return {name: getattr(collector, name) for name in COLLECTOR_FIELDS}
+
+
+def restore_collector(collector: Collector, state: dict[str, Any]) -> Collector:
+    """`collector` holding the rows of `collector_state`."""
+    for name in COLLECTOR_FIELDS:
+        setattr(collector, name, state[name])
+    return collector
+
+
+class Skipping(Sampler[int]):
+    """The training sampler, able to start an epoch part-way: after `start_at(k)` its next pass leaves
+    out the first k items (the batches a mid-epoch checkpoint had done), then it is whole again. Its
+    length stays the epoch's (the loader's len counts the epoch's batches).
+
+    >>> sampler = Skipping(list(range(6)))
+    >>> sampler.start_at(4)
+    >>> list(sampler), list(sampler), len(sampler)
+    ([4, 5], [0, 1, 2, 3, 4, 5], 6)
+    """
+
+    def __init__(self, sampler):
+        self.sampler, self.skip = sampler, 0
+
+    def start_at(self, items: int) -> None:
+        self.skip = items
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0  # read now: workers start the pass before the first batch
+        return itertools.islice(iter(self.sampler), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 @dataclass
@@ -117,23 +180,35 @@ class Trainer:
 
     # --- passes ----------------------------------------------------------------------------------
     def train_epoch(
-        self, loader: DataLoader, epoch: int, desc: str, after_batch: Callable[[int], None] | None = None
+        self,
+        loader: DataLoader,
+        epoch: int,
+        desc: str,
+        after_batch: Callable[[int], None] | None = None,
+        position: Position | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[pd.DataFrame, int]:
         """One pass over the training data; returns (running predictions of every rank, optimizer
         steps made). The optimizer steps every `accumulation_steps` batches and at the end.
         `after_batch(i)` is called after batch i and its optimizer step (training/run.py: the profiler's
-        step, train.evaluation_steps)."""
-        if isinstance(loader.sampler, (DistributedSampler, WeightedSampler)):
-            loader.sampler.set_epoch(epoch)
+        step, train.evaluation_steps). `position`: continue the epoch from there (a mid-epoch
+        checkpoint's; the loader's sampler is a `Skipping`). After each optimizer step, `stop()` true
+        raises StopRequested with the position reached."""
+        position = position or Position()
+        set_epoch = getattr(loader.sampler, "set_epoch", None)
+        if set_epoch is not None:  # the epoch's shuffle (or weighted draw)
+            set_epoch(epoch)
         set_epoch = getattr(loader.dataset, "set_epoch", None)
         if set_epoch is not None:  # augmented items: their draws depend on the epoch (`augmented`)
             set_epoch(epoch)
         self.net.train()
-        collector = Collector(self.task, self.mode, self.settings.kernels, loss=self.loss_name)
-        n_batches, steps = len(loader), 0
+        collector = position.collector or self.collector()
+        n_batches, start, steps = len(loader), position.batch, position.steps
+        if start:
+            loader.sampler.start_at(start * loader.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
-        batches = self.ctx.reporter.iterate(loader, total=n_batches, desc=desc)
-        for i, batch in enumerate(batches):
+        batches = self.ctx.reporter.iterate(loader, total=n_batches - start, desc=desc)
+        for i, batch in enumerate(batches, start):
             images = to_device(batch["image"], self.device, self.compute.channels_last)
             labels = batch["label"].to(self.device, non_blocking=True)
             step_now = (i + 1) % self.accumulation_steps == 0 or i + 1 == n_batches
@@ -151,7 +226,13 @@ class Trainer:
             collector.add(batch, outputs, images, self.item_losses(raw, images))
             if after_batch is not None:
                 after_batch(i)
+            if step_now and stop is not None and stop():
+                raise StopRequested(Position(i + 1, steps, collector))
         return gather_frames(collector.frame(), self.ctx), steps
+
+    def collector(self) -> Collector:
+        """An empty Collector of this training's predictions."""
+        return Collector(self.task, self.mode, self.settings.kernels, loss=self.loss_name)
 
     def batch_loss(
         self, raw, images: torch.Tensor, labels: torch.Tensor
@@ -175,7 +256,7 @@ class Trainer:
         """Validation predictions (eval mode) of every rank, each rank evaluating its shard."""
         self.sync_buffers()
         loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
-        collector = Collector(self.task, self.mode, self.settings.kernels, loss=self.loss_name)
+        collector = self.collector()
         frame = collect(self.net, loader, collector, self.settings, self.compute.channels_last)
         return gather_frames(frame, self.ctx)
 

@@ -8,6 +8,10 @@ For tests, `NEUROEXEC_INTERRUPT_AFTER_EPOCH=k` makes training raise KeyboardInte
 checkpoint of epoch k (0-based) is written, as a Ctrl-C at that moment would; with
 `NEUROEXEC_INTERRUPT_NETWORK=j` too, only in network j of a multi-network model.
 
+A training stopped by SIGTERM checkpoints mid-epoch (training/preemption.py): the same three files, the
+weights and optimizer of the last optimizer step (their `epoch` field still the last finished epoch's)
+and the resume state's `progress.in_epoch` saying where in the next epoch they were taken.
+
 A multi-network model trains its networks one after the other in one split: the checkpoint files
 belong to the network in training (the resume state names it), and a finished network leaves its
 record (`finished.json`, with the key) beside its staged files in `tmp/network-<k>/`.
@@ -109,6 +113,8 @@ class Progress:
     stop_best: float | None = None  # early stopping: best validation loss and epochs without progress
     stop_bad_epochs: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
+    # a checkpoint made mid-epoch on SIGTERM: where in epoch `epoch + 1` (training/preemption.py)
+    in_epoch: dict[str, Any] | None = None
 
     def as_state(self) -> dict[str, Any]:
         return {
@@ -120,11 +126,12 @@ class Progress:
             "stop_best": self.stop_best,
             "stop_bad_epochs": self.stop_bad_epochs,
             "rows": [dict(r) for r in self.rows],
+            "in_epoch": self.in_epoch,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Progress:
-        return cls(**{k: state[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})
 
 
 class Saved(Protocol):

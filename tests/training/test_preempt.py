@@ -1,0 +1,122 @@
+"""SIGTERM during training checkpoints at once, mid-epoch (after the batch in hand, or the accumulation
+step), and stops like an interrupt; the resumed training ends with the model, optimizer and log of an
+uninterrupted one, bit for bit (training/preemption.py)."""
+
+from __future__ import annotations
+
+import signal
+
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.maps.checkpoints import load_checkpoint
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.training import resume
+from neuroexec.training.preemption import SIGTERM_AT_BATCH_ENV, Preempted
+from neuroexec.training.resume import INTERRUPT_ENV
+from tests.training.training_specs import run_apply, write_spec
+
+EPOCHS = 3
+
+
+def body(accumulation: int = 1, workers: int = 0, evaluation_steps: int = 0) -> str:
+    return (
+        'task = "classification"\n'
+        f"compute = {{ workers = {workers} }}\n"
+        f'train = {{ epochs = {EPOCHS}, learning_rate = 1e-3, selection_metrics = ["loss", "BA"], '
+        f"accumulation_steps = {accumulation}, evaluation_steps = {evaluation_steps} }}"
+    )
+
+
+def stopped(path, model: str, env: str, value: str, error: type[BaseException] = KeyboardInterrupt) -> None:
+    """Apply `model`'s training with the test hook `env` = `value`; it stops with `error`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(env, value)
+        with pytest.raises(error):
+            run_apply(path, target=f"model.{model}.train*")
+
+
+def to_the_end(path, model: str) -> None:
+    """Train `model` to its last epoch and stop there, so tmp/ keeps the final weights and optimizer."""
+    stopped(path, model, INTERRUPT_ENV, str(EPOCHS - 1))
+
+
+def in_epoch(tmp_path, model: str) -> dict | None:
+    state = load_checkpoint(MapsLayout(tmp_path / "maps" / model).resume_state(0))
+    return state["progress"]["in_epoch"]
+
+
+def assert_same_training(tmp_path, a: str, b: str) -> None:
+    """Same final weights, Adam state, best models and training log (time aside)."""
+    maps_a, maps_b = MapsLayout(tmp_path / "maps" / a), MapsLayout(tmp_path / "maps" / b)
+    files = (
+        lambda m: m.checkpoint(0),
+        lambda m: m.staged_best_model(0, "loss"),
+        lambda m: m.staged_best_model(0, "BA"),
+    )
+    for file in files:
+        state_a, state_b = (load_checkpoint(file(m)) for m in (maps_a, maps_b))
+        assert state_a["epoch"] == state_b["epoch"]
+        assert state_a["model"].keys() == state_b["model"].keys()
+        for key, value in state_a["model"].items():
+            assert torch.equal(value, state_b["model"][key]), key
+    opt_a, opt_b = (
+        load_checkpoint(m.optimizer_checkpoint(0))["optimizer"]["state"] for m in (maps_a, maps_b)
+    )
+    assert opt_a.keys() == opt_b.keys()
+    for index, state in opt_a.items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(torch.as_tensor(state[name]), torch.as_tensor(opt_b[index][name])), name
+    log_a = pd.read_csv(maps_a.staged_training_tsv(0), sep="\t").drop(columns="time")
+    log_b = pd.read_csv(maps_b.staged_training_tsv(0), sep="\t").drop(columns="time")
+    pd.testing.assert_frame_equal(log_a, log_b)
+
+
+def test_sigterm_mid_epoch_checkpoints_there_and_resumes_bit_identically(tmp_path):
+    # 12 subjects, batches of 2: 3 training batches an epoch. "twice" gets SIGTERM in two epochs, after
+    # the first batch of epoch 0 and after the second of epoch 1 (with train.evaluation_steps' points
+    # made before it, which the checkpoint must keep for the log).
+    path = write_spec(
+        tmp_path, {"ref": body(evaluation_steps=1), "twice": body(evaluation_steps=1)}, batch_size=2
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    stopped(path, "twice", SIGTERM_AT_BATCH_ENV, "0:0", Preempted)
+    assert signal.getsignal(signal.SIGTERM) == before  # outside training, SIGTERM is handled as before
+    at = in_epoch(tmp_path, "twice")
+    assert (at["epoch"], at["batch"], at["steps"]) == (0, 1, 1)
+    assert len(at["points"]) == 1 and len(at["collectors"]) == 1
+    assert load_checkpoint(MapsLayout(tmp_path / "maps/twice").checkpoint(0))["epoch"] == -1
+    stopped(path, "twice", SIGTERM_AT_BATCH_ENV, "1:1", Preempted)
+    at = in_epoch(tmp_path, "twice")
+    assert (at["epoch"], at["batch"], at["steps"]) == (1, 2, 2)
+    to_the_end(path, "twice")
+    to_the_end(path, "ref")
+    assert in_epoch(tmp_path, "twice") is None
+    assert_same_training(tmp_path, "ref", "twice")
+
+
+@pytest.mark.parametrize(("workers", "at_batch", "done"), [(0, "0:0", 2), (2, "1:2", 3)])
+def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path, workers, at_batch, done):
+    # accumulation_steps = 2 over 3 batches: steps after batches 1 and 2. SIGTERM after batch 0 is taken
+    # after batch 1 (no gradient is left half-accumulated); after batch 2 (the last), the epoch's
+    # validation is left to the resumed run.
+    models = {"ref": body(accumulation=2), "cut": body(accumulation=2, workers=workers)}
+    path = write_spec(tmp_path, models, batch_size=2)
+    stopped(path, "cut", SIGTERM_AT_BATCH_ENV, at_batch, Preempted)
+    at = in_epoch(tmp_path, "cut")
+    assert (at["epoch"], at["batch"]) == (int(at_batch[0]), done)
+    to_the_end(path, "cut")
+    to_the_end(path, "ref")
+    assert_same_training(tmp_path, "ref", "cut")
+
+
+def test_a_mid_epoch_checkpoint_loads_weights_only_and_plan_resumes_it(tmp_path):
+    path = write_spec(tmp_path, {"a": body()}, batch_size=2)
+    stopped(path, "a", SIGTERM_AT_BATCH_ENV, "1:0", Preempted)
+    maps = MapsLayout(tmp_path / "maps/a")
+    found = resume.load_resume(maps, 0, load_checkpoint(maps.resume_state(0))["config_key"])
+    assert found is not None  # weights_only loads of the three files, epochs consistent
+    assert found[2]["progress"]["in_epoch"]["batch"] == 1
+    run_apply(path)  # finishes: results published, tmp/ removed
+    assert maps.best_model(0, "loss").is_file() and not maps.tmp_dir(0).exists()
