@@ -34,8 +34,11 @@ bench: install
 bench-gpu: install
 	NEUROEXEC_BENCH_DEVICE=cuda $(PY) -m pytest benchmarks -o addopts="" --benchmark-enable --benchmark-only
 
+# The spec reference, generated from spec/schema.json (neuroexec/spec/schema.json links to it); run it after
+# changing the schema: tests/test_packaging_schema.py fails while docs/spec-reference.md is out of date.
+SCHEMA_DOC ?= docs/spec-reference.md
 schema: install
-	$(VENV)/bin/neuroexec schema --markdown > docs/spec-reference.md
+	$(PY) -m neuroexec schema --markdown > $(SCHEMA_DOC).tmp && mv $(SCHEMA_DOC).tmp $(SCHEMA_DOC)
 
 clean:
 	rm -rf spec/examples/data spec/examples/maps .pytest_cache .benchmarks
