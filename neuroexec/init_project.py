@@ -4,7 +4,8 @@ The examples are the specs of the repository's `spec/examples/`, installed as th
 `neuroexec.examples` (pyproject's package-dir), so a wheel and a clone offer the same ones. A project is the
 spec (its first line a `#:schema` comment naming the schema beside it), that schema (`schema.json`, for
 TOML editors: taplo, Even Better TOML), a `.taplo.toml` applying it to every spec of the folder, and a
-README.txt with the next commands.
+README.txt with the next commands. Only the standard library is imported: init needs neither torch nor the
+spec checks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.errors import InputError
-from neuroexec.spec.load import SCHEMA_PATH
 
 DEFAULT_EXAMPLE = "quickstart"
 SCHEMA_FILE = "schema.json"
@@ -89,7 +89,7 @@ def project_files(name: str) -> dict[str, str]:
     )
     return {
         spec: example_spec(name),
-        SCHEMA_FILE: SCHEMA_PATH.read_text(encoding="utf-8"),
+        SCHEMA_FILE: (resources.files("neuroexec") / "spec" / SCHEMA_FILE).read_text(encoding="utf-8"),
         ".taplo.toml": TAPLO_CONFIG,
         "README.txt": readme,
     }
