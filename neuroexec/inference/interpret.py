@@ -4,11 +4,11 @@ Maps are computed batch by batch and folded into one running `SaliencyState` per
 `ops.saliency_accumulate`: memory holds one batch of maps, never the group's. Outputs, under
 `split-<i>/best-<m>/<group>/interpret-<name>/`:
 
-    mean_<mode>-<k>_map.pt, std_<mode>-<k>_map.pt (+ .nii.gz, 3D, affine of the source image)
+    mean_<mode>-<k>_map.pt, std_<mode>-<k>_map.pt (+ .nii.gz, 3D, the source image's header)
     mean_image-0_map.nii.gz                         (patch models: the patch means folded back)
-    <sub>_<ses>_<mode>-<k>_map.pt                   (save_individual)
+    <sub>_<ses>_<mode>-<k>_map.pt                   (save_individual; + .nii.gz with save_nifti)
     data.tsv                                        (the items used, with labels and predictions)
-    mean_image-0_map.png                            (figure = true)
+    mean_image-0_map.png                            (figure = true: inference/figure.py)
     mean_slice-<k>_map.png                          (figure = true, slice models: each 2D mean map)
     summary.json                                    (counts, method, target, selection, mask mass)
 
@@ -33,21 +33,21 @@ from neuroexec.data.size_reduction import reduce_volume, reduced_affine, reduced
 from neuroexec.data.synthetic import generated_mask
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.evaluation import make_loader
-from neuroexec.inference.figure import save_saliency_figure, save_slice_map
-from neuroexec.inference.fold import PartPlace, fold_parts, part_affine, part_volume
+from neuroexec.inference.fold import PartPlace
 from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
     label_column,
     load_model,
-    nifti_geometry,
     output_size_of,
     preprocessing_of,
     source_nifti,
     uncropped_of,
 )
 from neuroexec.inference.networks import network_count
+from neuroexec.inference.nifti_out import load_source
 from neuroexec.inference.saliency import resolve_target, saliency_batch
+from neuroexec.inference.saliency_files import MapFiles
 from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.maps.info import MapsInfo
 from neuroexec.ops import SaliencyState
@@ -61,6 +61,7 @@ class _Accumulator:
     inputs: dict[int, SaliencyState] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     skipped: int = 0
+    files: MapFiles | None = None  # where the individual maps go (save_individual)
 
     def add(
         self, k: int, maps: torch.Tensor, images: torch.Tensor, interp, kernels: Kernels
@@ -115,36 +116,40 @@ def interpret_group(task: GroupTask, ctx: RunContext) -> dict:
     frame = group_participants(task)
     if frame.empty:
         raise InputError(task.maps.group_data_tsv(task.group.name), "the data group has no participants")
-    info = explained.info
-    caps = group_caps(task, info)
-    affine, image_shape = nifti_geometry(
-        source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info), preprocessing_of(task, info))
-    )
-    mask_path, mask = _load_mask(task, image_shape)
-    factor = info.size_reduction_factor
-    if factor is not None:  # the maps are in the network's reduced grid (data/size_reduction.py)
-        affine, image_shape = reduced_affine(affine, factor), reduced_shape(factor)
-        mask = None if mask is None else reduce_volume(mask, factor)
-    acc = _accumulate_parts(task, explained, frame, settings, ctx)
-    whole_map, whole_input = _write_maps(task, info, acc, affine, image_shape, settings.kernels)
+    files = _map_files(task, explained.info, frame, settings.kernels)
+    mask_path, mask = _load_mask(task, tuple(files.source.shape[:3]))
+    factor = explained.info.size_reduction_factor
+    if mask is not None and factor is not None:  # the maps are in the network's reduced grid
+        mask = reduce_volume(mask, factor)
+    acc = _accumulate_parts(task, explained, frame, settings, ctx, _Accumulator(files=files))
+    whole_map, whole_input = files.means(acc.maps, acc.inputs)
     where = (task.split, task.metric, task.group.name, interp.name)
     atomic.write_tsv(task.maps.interpret_data_tsv(*where), pd.DataFrame(acc.rows))
-    if interp.figure:
-        save_saliency_figure(
-            task.maps.mean_map_figure(*where, "image", 0),
-            whole_map,
-            whole_input,
-            interp.vmax,
-            f"{interp.method}, {task.group.name}, target {explained.target_name or explained.target}",
-        )
-    if interp.figure and info.extract_mode.is_slice:
-        _slice_figures(task, acc, where)
     summary = _summary(task, explained, acc)
+    if interp.figure:
+        title = f"{interp.method}, {task.group.name}, target {explained.target_name or explained.target}"
+        summary["figure"] = files.figure(whole_map, whole_input, title).as_dict()
+    if interp.figure and explained.info.extract_mode.is_slice:
+        files.slice_figures(acc.maps, acc.inputs)
     if mask is not None:
         summary["mask"] = {"path": str(mask_path), **mask_mass(whole_map, mask, brain_of(whole_input))}
-        ctx.reporter.info(_mask_line(task, mask_path, summary["mask"], info.extract_mode.is_roi))
+        ctx.reporter.info(_mask_line(task, mask_path, summary["mask"], explained.info.extract_mode.is_roi))
     atomic.write_json(task.maps.interpret_summary(*where), summary)
     return {"used": summary["used"], "skipped": acc.skipped, "mask": summary.get("mask")}
+
+
+def _map_files(task: GroupTask, info: MapsInfo, frame: pd.DataFrame, kernels: Kernels) -> MapFiles:
+    """The writer of the maps: on the grid of the group's first image (its header for every NIfTI),
+    or on the network's reduced grid (data/size_reduction.py)."""
+    caps = group_caps(task, info)
+    path = source_nifti(frame.iloc[0].to_dict(), caps, uncropped_of(task, info), preprocessing_of(task, info))
+    source = load_source(path)
+    affine, image_shape = np.asarray(source.affine, dtype=np.float64), tuple(int(n) for n in source.shape[:3])
+    factor = info.size_reduction_factor
+    if factor is not None:
+        affine, image_shape = reduced_affine(affine, factor), reduced_shape(factor)
+    place = PartPlace(kernels, next(iter(caps.values())), uncropped_of(task, info))
+    return MapFiles(task, info, source, affine, image_shape, place)
 
 
 def _explained(
@@ -174,15 +179,21 @@ def _explained(
 
 
 def _accumulate_parts(
-    task: GroupTask, explained: _Explained, frame: pd.DataFrame, settings: StepSettings, ctx: RunContext
+    task: GroupTask,
+    explained: _Explained,
+    frame: pd.DataFrame,
+    settings: StepSettings,
+    ctx: RunContext,
+    acc: _Accumulator,
 ) -> _Accumulator:
-    """The group's running sums: of the model on every item, or of each network of a multi-network
-    model on its own part (`explained`: network 0's)."""
+    """The group's running sums, into `acc`: of the model on every item, or of each network of a
+    multi-network model on its own part (`explained`: network 0's)."""
     info = explained.info
     if not info.multi_network:
         dataset = group_dataset(task, info, frame, explained.label)
-        return _accumulate(task, explained, make_loader(dataset, settings), settings, ctx)
-    acc = _Accumulator()
+        _accumulate(task, explained, make_loader(dataset, settings), settings, ctx, acc)
+        _require_selected(task, acc)
+        return acc
     for k in range(network_count(info, task.split, task.metric)):
         dataset = group_dataset(task, info, frame, explained.label, part_index=k)
         network = _explained(task, settings.device, k, dataset.input_size)
@@ -250,13 +261,11 @@ def _keep_items(
     """The data.tsv rows of the batch items `index` of mode index `k`, and their own maps when
     save_individual asks for them (`processed`)."""
     mode, kind = explained.info.mode, explained.info.task
-    where = (task.split, task.metric, task.group.name, task.interpretation.name)
     for j, i in enumerate(index.tolist()):
         row = _row(batch, i, outputs, mode, kind, explained.label is not None)
         acc.rows.append(row)
-        if processed is not None:
-            path = task.maps.individual_map(*where, row["participant_id"], row["session_id"], mode, k)
-            atomic.save_torch(path, processed[j].detach().cpu().clone())
+        if processed is not None and acc.files is not None:
+            acc.files.individual(row["participant_id"], row["session_id"], k, processed[j])
 
 
 def _summary(task: GroupTask, explained: _Explained, acc: _Accumulator) -> dict:
@@ -306,54 +315,6 @@ def _row(batch: dict, i: int, outputs: torch.Tensor, mode: str, kind: str, label
         row["true_label"] = batch["label"][i].item()
     row["predicted_label"] = int(outputs[i].argmax()) if kind == "classification" else float(outputs[i, 0])
     return row
-
-
-def _write_maps(
-    task: GroupTask,
-    info: MapsInfo,
-    acc: _Accumulator,
-    affine: np.ndarray,
-    image_shape: tuple[int, ...],
-    kernels: Kernels,
-):
-    """Write mean/std maps (.pt and 3D NIfTI) per mode index; return the whole-brain mean map and mean
-    input (3D numpy) — folded back from the patches for a patch model (with the step's `kernels`)."""
-    interp, maps = task.interpretation, task.maps
-    where = (task.split, task.metric, task.group.name, interp.name)
-    mode = info.extract_mode
-    place = PartPlace(kernels, next(iter(group_caps(task, info).values())), uncropped_of(task, info))
-    for k, state in sorted(acc.maps.items()):
-        part_place = part_affine(mode, affine, image_shape, k, place)
-        mean_path, std_path = maps.mean_map(*where, info.mode, k), maps.std_map(*where, info.mode, k)
-        mean, std = state.mean().cpu(), state.std().cpu()
-        atomic.save_torch(mean_path, mean.clone())
-        atomic.save_torch(std_path, std.clone())
-        mean_nifti = maps.mean_map(*where, info.mode, k, "nii.gz")
-        std_nifti = maps.std_map(*where, info.mode, k, "nii.gz")
-        atomic.save_nifti(mean_nifti, part_volume(mode, mean), part_place)
-        atomic.save_nifti(std_nifti, part_volume(mode, std), part_place)
-    if not mode.has_parts:
-        return _volume(acc.maps[0].mean()), _volume(acc.inputs[0].mean())
-    whole_map = fold_parts(mode, {k: s.mean() for k, s in acc.maps.items()}, image_shape, place)
-    whole_input = fold_parts(mode, {k: s.mean() for k, s in acc.inputs.items()}, image_shape, place)
-    atomic.save_nifti(maps.mean_map(*where, "image", 0, "nii.gz"), whole_map, affine)
-    return whole_map, whole_input
-
-
-def _slice_figures(task: GroupTask, acc: _Accumulator, where: tuple) -> None:
-    """A slice model's mean map of each slice index, drawn as a 2D picture over the mean input slice."""
-    for k, state in sorted(acc.maps.items()):
-        plane, background = (s.mean().detach().cpu() for s in (state, acc.inputs[k]))
-        save_slice_map(
-            task.maps.mean_map_figure(*where, "slice", k),
-            plane.reshape(-1, *plane.shape[-2:])[0].numpy(),  # the first channel, as in its NIfTI
-            background.reshape(-1, *background.shape[-2:])[0].numpy(),
-            task.interpretation.vmax,
-        )
-
-
-def _volume(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().reshape(t.shape[-3:]).numpy()
 
 
 def _load_mask(task: GroupTask, image_shape: tuple[int, ...]) -> tuple[Path | None, np.ndarray | None]:

@@ -19,11 +19,11 @@ from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
     load_model,
-    nifti_geometry,
     preprocessing_of,
     source_nifti,
     uncropped_of,
 )
+from neuroexec.inference.nifti_out import load_source, save_map
 from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.losses import recorded_loss
 from neuroexec.maps.info import MapsInfo
@@ -101,14 +101,14 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
             saved += 2
         if not nifti:
             continue
-        affine, shape = nifti_geometry(source_nifti(row, caps, uncropped, preprocessing))
+        source = load_source(source_nifti(row, caps, uncropped, preprocessing))
         p, s = parts[0][1], parts[0][2]
         folded = {"input": {part[0]: part[3] for part in parts}}
         if all(tuple(part[3].shape) == tuple(part[4].shape) for part in parts):  # reconstructions
             folded["output"] = {part[0]: part[4] for part in parts}
         for kind, pieces in folded.items():
-            volume = fold_parts(info.extract_mode, pieces, shape, place)
-            atomic.save_nifti(task.maps.nifti_file(*where, p, s, kind), volume, affine)
+            volume = fold_parts(info.extract_mode, pieces, source.shape[:3], place)
+            save_map(task.maps.nifti_file(*where, p, s, kind), volume, source)
             niftis += 1
     return {"images": len(records), "networks": count, "tensors": saved, "niftis": niftis}
 

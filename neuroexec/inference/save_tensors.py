@@ -1,8 +1,9 @@
 """`save-tensors`: the input and output tensors of every item of a data group, and optionally NIfTIs.
 
     tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch, roi, slice: per part)
-    nifti_images/<sub>_<ses>_image_input.nii.gz, _output.nii.gz   (nifti = true; 3D, source affine;
+    nifti_images/<sub>_<ses>_image_input.nii.gz, _output.nii.gz   (nifti = true; 3D, source header;
                                                                    part models: parts folded back)
+    latent_tensors/<sub>_<ses>_<mode>-<k>_latent.pt    (latent = true: an autoencoder's code, a VAE's mean)
 
 Each tensor is saved as its own clone, so a file never carries the storage of the whole batch. The
 output NIfTI exists only when the output has the input's shape (reconstruction models).
@@ -10,12 +11,15 @@ output NIfTI exists only when the output has the input's shape (reconstruction m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.size_reduction import reduced_affine
+from neuroexec.errors import InputError
 from neuroexec.evaluation import autocast, make_loader
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.inference.fold import PartPlace, fold_parts
@@ -23,11 +27,11 @@ from neuroexec.inference.model_io import (
     group_caps,
     group_dataset,
     load_model,
-    nifti_geometry,
     preprocessing_of,
     source_nifti,
     uncropped_of,
 )
+from neuroexec.inference.nifti_out import load_source, save_map
 from neuroexec.inference.task import GroupTask, group_participants
 
 
@@ -56,7 +60,7 @@ class _Folder:
 
 class _Niftis:
     """The NIfTIs of save-tensors: per image its input, and its output when the output is an image,
-    in image space with the source affine (a part model's parts folded back once all are in)."""
+    in image space with the source image's header (a part model's parts folded back once all are in)."""
 
     def __init__(self, task: GroupTask, info, kernels, per_image: int, warn):
         self.task, self.info, self.per_image, self.warn = task, info, per_image, warn
@@ -75,11 +79,12 @@ class _Niftis:
         if not same and not self.warned:
             self.warn(f"outputs of shape {tuple(y.shape)} are not images: only input NIfTIs are written")
             self.warned = True
-        mode = self.info.extract_mode
+        mode, affine = self.info.extract_mode, None  # None: checked to be the source image's grid
         if not mode.has_parts:
-            affine, _ = nifti_geometry(self._source(row))
-            if self.info.size_reduction_factor is not None:  # the network's reduced grid
-                affine = reduced_affine(affine, self.info.size_reduction_factor)
+            source = load_source(self._source(row))
+            affine = source.affine  # the tensor's grid: the image's, or the network's reduced one
+            if self.info.size_reduction_factor is not None:
+                affine = reduced_affine(source.affine, self.info.size_reduction_factor)
             volume_in = x.reshape(x.shape[-3:]).numpy()
             volume_out = y.reshape(y.shape[-3:]).numpy() if same else None
         else:
@@ -87,15 +92,15 @@ class _Niftis:
                 self.folder = _Folder(self.per_image)
             if not self.folder.add(k, x, y if same else None):
                 return
-            affine, image_shape = nifti_geometry(self._source(row))
-            volume_in, volume_out = self.folder.fold(mode, image_shape, self.place)
+            source = load_source(self._source(row))
+            volume_in, volume_out = self.folder.fold(mode, source.shape[:3], self.place)
             self.folder = None
         t = self.task
         where = (t.split, t.metric, t.group.name, str(row["participant_id"]), str(row["session_id"]))
-        atomic.save_nifti(t.maps.nifti_file(*where, "input"), volume_in, affine)
+        save_map(t.maps.nifti_file(*where, "input"), volume_in, source, affine)
         self.written += 1
         if volume_out is not None:
-            atomic.save_nifti(t.maps.nifti_file(*where, "output"), volume_out, affine)
+            save_map(t.maps.nifti_file(*where, "output"), volume_out, source, affine)
             self.written += 1
 
 
@@ -113,24 +118,49 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     frame = group_participants(task)
     records = frame.to_dict("records")
     dataset = group_dataset(task, info, frame, None)
-    nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
+    save = task.group.save_tensors
+    nifti, latent = bool(save is not None and save.nifti), bool(save is not None and save.latent)
     per_image = int(getattr(dataset, "n_parts", 1))
     niftis = _Niftis(task, info, settings.kernels, per_image, ctx.reporter.warn)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
     loader = make_loader(dataset, settings)
 
-    position, saved = 0, 0
+    position, saved, latents = 0, 0, 0
     for batch in ctx.reporter.iterate(loader, total=len(loader), desc="save tensors"):
         images = batch["image"].to(device, torch.float32)
         with torch.no_grad(), autocast(settings):
             outputs = model(images).float()
+            codes = latent_code(model, images, task.model.maps).float() if latent else None
         for i in range(images.shape[0]):
             p, s, k = str(batch["participant_id"][i]), str(batch["session_id"][i]), int(batch["mode_id"][i])
             x, y = images[i].detach().cpu().clone(), outputs[i].detach().cpu().clone()
             atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "input"), x)
             atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "output"), y)
             saved += 2
+            if codes is not None:
+                atomic.save_torch(
+                    maps.latent_file(*where, p, s, info.mode, k), codes[i].detach().cpu().clone()
+                )
+                latents += 1
             if nifti:
                 niftis.add(records[position // per_image], k, x, y, first=position % per_image == 0)
             position += 1
-    return {"images": len(records), "tensors": saved, "niftis": niftis.written}
+    counts = {"images": len(records), "tensors": saved, "niftis": niftis.written}
+    return {**counts, "latents": latents} if latent else counts
+
+
+def latent_code(model: torch.nn.Module, images: torch.Tensor, maps: Path) -> torch.Tensor:
+    """The latent tensors of a batch: an autoencoder's code (its encoder's output), a VAE's mean (no
+    sampling), as ClinicaDL's `--save_latent_tensor` writes them; a network without an encoder (a
+    U-Net's skips are no code) is refused, naming the MAPS."""
+    encode = getattr(model, "encode", None)
+    if callable(encode):
+        code = encode(images)
+        return code[0] if isinstance(code, tuple) else code
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, torch.nn.Module):
+        return encoder(images)
+    name = getattr(model, "architecture_name", type(model).__name__)
+    raise InputError(
+        maps, f"network {name} has no latent code (no encoder): remove save_tensors.latent for this model"
+    )
