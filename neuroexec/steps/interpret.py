@@ -43,4 +43,10 @@ def outputs(step: Step) -> list:
     return [t.maps.interpret_summary(t.split, t.metric, t.group.name, t.interpretation.name)]
 
 
-register(StepKind(name="interpret", expand=expand, run=run, outputs=outputs))
+def notes(step: Step) -> list[str]:
+    """save_nifti: the individual maps are written as NIfTI too (the plan lists every output)."""
+    interp = step.payload.interpretation
+    return ["writes each image's map as NIfTI too (save_nifti)"] if interp.save_nifti else []
+
+
+register(StepKind(name="interpret", expand=expand, run=run, outputs=outputs, notes=notes))

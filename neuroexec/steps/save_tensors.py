@@ -51,4 +51,14 @@ def outputs(step: Step) -> list:
     return found + ([t.maps.latent_dir(*where)] if save is not None and save.latent else [])
 
 
-register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs))
+def notes(step: Step) -> list[str]:
+    """The folders besides tensors/ that the step writes (the plan lists every output)."""
+    save, maps = step.payload.group.save_tensors, step.payload.maps
+    where = (step.payload.split, step.payload.metric, step.payload.group.name)
+    found = [f"writes {maps.nifti_dir(*where).name}/ (input/output NIfTIs)"] if save and save.nifti else []
+    if save and save.latent:
+        found.append(f"writes {maps.latent_dir(*where).name}/ (each item's latent tensor)")
+    return found
+
+
+register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs, notes=notes))
