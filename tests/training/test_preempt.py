@@ -20,11 +20,11 @@ from tests.training.training_specs import run_apply, write_spec
 EPOCHS = 3
 
 
-def body(accumulation: int = 1, workers: int = 0, evaluation_steps: int = 0) -> str:
+def body(accumulation: int = 1, workers: int = 0, evaluation_steps: int = 0, epochs: int = EPOCHS) -> str:
     return (
         'task = "classification"\n'
         f"compute = {{ workers = {workers} }}\n"
-        f'train = {{ epochs = {EPOCHS}, learning_rate = 1e-3, selection_metrics = ["loss", "BA"], '
+        f'train = {{ epochs = {epochs}, learning_rate = 1e-3, selection_metrics = ["loss", "BA"], '
         f"accumulation_steps = {accumulation}, evaluation_steps = {evaluation_steps} }}"
     )
 
@@ -37,9 +37,9 @@ def stopped(path, model: str, env: str, value: str, error: type[BaseException] =
             run_apply(path, target=f"model.{model}.train*")
 
 
-def to_the_end(path, model: str) -> None:
+def to_the_end(path, model: str, epochs: int = EPOCHS) -> None:
     """Train `model` to its last epoch and stop there, so tmp/ keeps the final weights and optimizer."""
-    stopped(path, model, INTERRUPT_ENV, str(EPOCHS - 1))
+    stopped(path, model, INTERRUPT_ENV, str(epochs - 1))
 
 
 def in_epoch(tmp_path, model: str) -> dict | None:
