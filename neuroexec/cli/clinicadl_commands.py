@@ -32,6 +32,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("Reconstruction")
     flag(g, "--save_tensor", action="store_true", default=False, help="save input/output tensors")
     flag(g, "--save_nifti", action="store_true", default=False, help="save input/output NIfTIs")
+    flag(
+        g,
+        "--save_latent_tensor",
+        action="store_true",
+        default=False,
+        help="save each item's latent tensor (an autoencoder's code) in latent_tensors/",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -67,6 +74,13 @@ def add_interpret(sub: argparse._SubParsersAction) -> None:
         "uses the last convolution block)",
     )
     flag(g, "--save_individual", action="store_true", default=False, help="also save one map per image")
+    flag(
+        g,
+        "--save_nifti",
+        action="store_true",
+        default=False,
+        help="also save the individual maps (--save_individual) as NIfTI; the mean maps always are",
+    )
     p.set_defaults(func=cmd_interpret)
 
 
@@ -136,7 +150,10 @@ def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    save = {"nifti": True} if args.save_nifti else ({} if args.save_tensor else None)
+    save = None
+    if args.save_tensor or args.save_nifti or args.save_latent_tensor:
+        wanted = (("nifti", args.save_nifti), ("latent", args.save_latent_tensor))
+        save = {key: True for key, on in wanted if on}
     return _run_group(args, "predict", predict=True, save_tensors=save)
 
 
@@ -156,6 +173,8 @@ def cmd_interpret(args: argparse.Namespace) -> int:
         "target_node": args.target_node,
         "save_individual": args.save_individual,
     }
+    if args.save_nifti and args.save_individual:  # alone, ClinicaDL's --save_nifti writes the mean maps'
+        entry["save_nifti"] = True  # NIfTIs, which neuroexec always writes
     return _run_group(args, f"interpret-{args.name}", interpret=[entry])
 
 

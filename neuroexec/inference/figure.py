@@ -125,8 +125,8 @@ def _orientation_letters(display) -> None:
     for direction, letters in _LETTERS.items():
         cut = display.axes.get(direction)
         for letter, x, y in letters if cut is not None else ():
-            cut.ax.text(x, y, letter, transform=cut.ax.transAxes, ha="center", va="center",
-                        fontsize=12, color="black", zorder=10)  # fmt: skip
+            cut.ax.text(x, y, letter, transform=cut.ax.transAxes, ha="center", va="center", fontsize=12,
+                        color="black", zorder=10, bbox={"fc": "white", "ec": "none", "pad": 1})  # fmt: skip
 
 
 def _label_colorbar(display, label: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from neuroexec.context import RunContext
+from neuroexec.errors import NeuroexecError
 from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import SaveTensors, Spec, as_config
 from neuroexec.steps.common import save_tensors_id
@@ -61,4 +62,22 @@ def notes(step: Step) -> list[str]:
     return found
 
 
-register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs, notes=notes))
+def check(step: Step) -> str | None:
+    """`latent` for a pretrained MAPS that is not an autoencoder is refused at plan time (a model of
+    the spec is checked by validate)."""
+    t = step.payload
+    if t.group.save_tensors is None or not t.group.save_tensors.latent or not t.model.pretrained:
+        return None
+    try:
+        task = t.info().task
+    except NeuroexecError:
+        return None  # the step reports the unreadable MAPS
+    if task == "reconstruction":
+        return None
+    return (
+        f"groups.{t.group.name}.save_tensors.latent: latent tensors are an autoencoder's codes and "
+        f"{t.model.maps} holds a {task} model; remove latent (--save_latent_tensor)"
+    )
+
+
+register(StepKind(name="save-tensors", expand=expand, run=run, outputs=outputs, notes=notes, check=check))
