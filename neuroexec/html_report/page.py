@@ -14,6 +14,7 @@ import datetime
 from pathlib import Path
 
 from neuroexec import atomic
+from neuroexec.html_report import default_page
 from neuroexec.html_report.curves import model_section
 from neuroexec.html_report.elements import anchor_name, esc
 from neuroexec.html_report.group_results import group_section
@@ -34,11 +35,6 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 iframe.viewer { width: 820px; max-width: 100%; height: 330px; border: 1px solid #ccc; }
 nav li { margin: 0.1em 0; }
 """
-
-
-def default_output(spec: Spec) -> Path:
-    """`report.html` beside the spec file."""
-    return spec.path.parent / "report.html"
 
 
 def _contents(spec: Spec) -> str:
@@ -67,6 +63,6 @@ def render_page(spec: Spec) -> str:
 
 def write_page(spec: Spec, out: Path | None = None) -> Path:
     """Write the page (atomically) at `out`, by default `report.html` beside the spec; returns its path."""
-    target = Path(out) if out is not None else default_output(spec)
+    target = Path(out) if out is not None else default_page(spec.path)
     atomic.write_text(target, render_page(spec))
     return target
