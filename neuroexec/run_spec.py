@@ -16,10 +16,12 @@ from pathlib import Path
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.executor import apply
+from neuroexec.html_report import default_page
 from neuroexec.plan.graph import Plan, make_plan
 from neuroexec.plan.render import plan_data, render_text
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
+from neuroexec.spec.model import Spec
 from neuroexec.views import HumanView, JsonView, PlanShown
 
 
@@ -48,6 +50,18 @@ def run_spec_file(
             text = render_text(plan, color=sys.stdout.isatty())
             view.emit(PlanShown(text=text, plan=plan_data(plan)))  # a closed stdout does not stop apply
         apply(plan, ctx, target=target)
+        if ctx.is_main and not json_lines:
+            for line in results_lines(spec):
+                reporter.info(line)
     finally:
         distributed.shutdown()
     return 0
+
+
+def results_lines(spec: Spec) -> list[str]:
+    """Where the results of the spec are, and the commands that read them (the end of apply)."""
+    lines = [f"Results of {spec.path.name}:"]
+    lines += [f"  model {name}: MAPS {model.maps}" for name, model in spec.models.items()]
+    lines.append(f"  summary: neuroexec report {spec.path}")
+    lines.append(f"  results page: neuroexec report {spec.path} --html  (writes {default_page(spec.path)})")
+    return lines
