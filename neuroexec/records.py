@@ -29,6 +29,11 @@ def prepare_data_spec(caps: Path, mode: str) -> Path:
     return records_dir(caps) / f"prepare-data-{mode}.toml"
 
 
+def generate_spec(caps: Path, kind: str) -> Path:
+    """The spec `neuroexec generate <kind>` builds and applies for the CAPS it generates."""
+    return records_dir(caps) / f"generate-{kind}.toml"
+
+
 def prepare_data_sessions(caps: Path) -> Path:
     """The sessions `prepare-data` extracts when no participants TSV is given (every sub-*/ses-*)."""
     return records_dir(caps) / "prepare-data-sessions.tsv"
