@@ -85,3 +85,8 @@ def test_init_list_prints_the_examples(capsys):
 def test_init_without_a_folder_says_what_to_give(capsys):
     assert main(["init"]) == 2
     assert "neuroexec init [--example NAME] DIR" in capsys.readouterr().err
+
+
+def test_init_writes_into_an_existing_empty_folder(tmp_path):
+    assert main(["init", "--example", "transfer_and_patches", str(tmp_path)]) == 0
+    assert (tmp_path / "transfer_and_patches.toml").is_file() and (tmp_path / "README.txt").is_file()
