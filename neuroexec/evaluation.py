@@ -393,18 +393,23 @@ def part_metrics(
     frame: pd.DataFrame, task: str, mode: str, n_classes: int, losses: dict[int, float | None]
 ) -> pd.DataFrame:
     """The `<mode>`-level metrics of a multi-network model: one row per part (its network), with
-    `<mode>_id` first and the part's loss last, as ClinicaDL adds a row per network.
+    `<mode>_id` first and the part's loss after the metrics, as ClinicaDL adds a row per network; for
+    classification the part's AUC last (metrics.roc_auc of its probabilities).
 
     >>> frame = tables.classification_frame(["a", "a", "b", "b"], ["s"] * 4, [0, 1, 0, 1], [0, 0, 1, 1],
     ...                                     [[2, 0], [2, 0], [0, 2], [2, 0]], "patch")
     >>> table = part_metrics(frame, "classification", "patch", 2, {0: 0.1, 1: 0.7})
-    >>> table[["patch_id", "accuracy", "loss"]].values.tolist()
-    [[0.0, 1.0, 0.1], [1.0, 0.5, 0.7]]
+    >>> table[["patch_id", "accuracy", "loss", "AUC"]].values.tolist()
+    [[0.0, 1.0, 0.1, 1.0], [1.0, 0.5, 0.7, 0.5]]
     """
     rows = []
     for k, part in frame.groupby(f"{mode}_id", sort=True):
         loss = losses.get(int(k))
-        rows.append({f"{mode}_id": int(k), **frame_metrics(part, task, n_classes), "loss": loss})
+        row = {f"{mode}_id": int(k), **frame_metrics(part, task, n_classes), "loss": loss}
+        scores = tables.class_probabilities(part, n_classes) if task == "classification" else None
+        if scores is not None:
+            row["AUC"] = metrics.roc_auc(part["true_label"].to_numpy(dtype=np.int64), scores)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (numpy, float64), their bootstrap confidence intervals, and 3D SSIM.
+"""Evaluation metrics (numpy, float64), the ROC AUC, their bootstrap confidence intervals, and 3D SSIM.
 
 Conventions follow ClinicaDL 1.x's MetricModule:
 - binary tasks use class 0 as the positive class, as ClinicaDL does (label_code sorts the labels,
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 
 from neuroexec.errors import NeuroexecError
 
@@ -143,6 +144,34 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     })  # fmt: skip
 
 
+def roc_auc(y_true: np.ndarray, probabilities: np.ndarray, positive_class: int = 0) -> np.ndarray | float:
+    """Area under the ROC curve from integer labels [..., n] and class probabilities [..., n, K]: with 2
+    classes, of the positive class's probability; with more, the mean of each class's one-vs-rest area
+    (scikit-learn's roc_auc_score with multi_class="ovr", average="macro"). nan where a class is absent
+    from y_true or a probability is not finite: the area is undefined there.
+
+    The Mann-Whitney form (a tie counts one half), so a batch of resamples costs one ranking:
+    AUC_k = (sum of the ranks of class k's samples - P (P + 1) / 2) / (P N). In the metrics tables only
+    (maps/tables.py, from the prediction TSVs' proba<k>): not a selection metric, nor in training logs.
+
+    >>> roc_auc([0, 0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.6, 0.4], [0.2, 0.8]])
+    0.75
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    n_classes = probabilities.shape[-1]
+    areas = []
+    for k in [positive_class] if n_classes == 2 else range(n_classes):
+        positive = y_true == k
+        ranks = rankdata(probabilities[..., k], axis=-1)  # nan throughout a row holding a nan
+        n_positive = positive.sum(axis=-1)
+        n_negative = positive.shape[-1] - n_positive
+        u = np.where(positive, ranks, 0.0).sum(axis=-1) - n_positive * (n_positive + 1) / 2
+        areas.append(_div(u, n_positive * n_negative))
+    area = np.mean(areas, axis=0)
+    return float(area) if area.ndim == 0 else area
+
+
 def reconstruction_metrics(
     mae: np.ndarray, rmse: np.ndarray, psnr: np.ndarray, ssim: np.ndarray
 ) -> dict[str, float]:
@@ -169,6 +198,9 @@ def bootstrap_table(
     `Lower bound CI`, `Upper bound CI`, `SE`; written as a TSV with a header and no index, this is
     the file ClinicaDL writes (first line `Metrics<TAB>BA<TAB>...`). Resamples where a metric is
     nan (e.g. a class absent) are left out of its interval; SE is the std (ddof=1) over resamples.
+    The resamples, intervals and SE are scipy.stats.bootstrap's (paired, method="percentile", the same
+    seed and batch: tests/test_metrics_bootstrap.py), except that scipy cannot leave out a metric's
+    undefined resamples (its interval is then nan): hence this loop.
 
     >>> y = np.array([0, 1, 1, 0]); p = np.array([0, 1, 0, 0])
     >>> bootstrap_table(lambda i: classification_metrics(y[i], p[i], 2), 4).columns[1]

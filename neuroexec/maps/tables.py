@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import softmax
 
 from neuroexec import metrics
 from neuroexec.errors import InputError, NeuroexecError
@@ -77,8 +78,7 @@ def classification_frame(
     if logits.ndim != 2 or logits.shape[0] != len(participants):
         raise NeuroexecError(f"logits must have shape [{len(participants)}, n_classes], got {logits.shape}")
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite outputs are named by the caller
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        probabilities = softmax(logits, axis=1)
     frame = pd.DataFrame(_id_columns(participants, sessions, mode_ids, mode))
     frame["true_label"] = _numpy(true_labels, np.int64)
     frame["predicted_label"] = logits.argmax(axis=1)
@@ -191,6 +191,19 @@ def soft_vote(frame: pd.DataFrame, weights: dict[int, float], mode: str) -> pd.D
     return pd.DataFrame(rows, columns=columns)
 
 
+def class_probabilities(frame: pd.DataFrame, n_classes: int) -> np.ndarray | None:
+    """The class probabilities proba0..proba<n-1> of a classification frame, [N, n_classes]; None when
+    the frame lacks one of them or there are fewer than 2 classes.
+
+    >>> class_probabilities(pd.DataFrame({"proba0": [0.25], "proba1": [0.75]}), 2).tolist()
+    [[0.25, 0.75]]
+    """
+    columns = [f"proba{k}" for k in range(n_classes)]
+    if n_classes < 2 or not set(columns) <= set(frame.columns):
+        return None
+    return frame[columns].to_numpy(dtype=np.float64)
+
+
 def metrics_for_predictions(
     frame: pd.DataFrame,
     task: str,
@@ -200,7 +213,8 @@ def metrics_for_predictions(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The metrics table (Metrics/Values/Lower bound CI/Upper bound CI/SE) of a prediction frame;
-    `loss` is added as a last column with its value only (no per-sample losses to resample).
+    `loss` is added after the metrics with its value only (no per-sample losses to resample), and a
+    classification frame's probabilities give a last column, `AUC` (metrics.roc_auc).
 
     >>> validation = classification_frame(
     ...     ["sub-01"] * 3 + ["sub-02"] * 3, ["ses-M000"] * 6, [0, 1, 2] * 2, [0, 0, 0, 1, 1, 1],
@@ -209,15 +223,17 @@ def metrics_for_predictions(
     >>> table = metrics_for_predictions(validation, "classification", n_classes=2, loss=0.41)
     >>> table.Metrics.tolist()
     ['Values', 'Lower bound CI', 'Upper bound CI', 'SE']
-    >>> table.loc[0, ["accuracy", "loss"]].tolist()
-    [0.5, 0.41]
+    >>> table.loc[0, ["accuracy", "loss", "AUC"]].tolist()
+    [0.5, 0.41, 0.5]
     """
     if task == "classification":
         y_true = frame["true_label"].to_numpy(dtype=np.int64)
         y_pred = frame["predicted_label"].to_numpy(dtype=np.int64)
+        scores = class_probabilities(frame, n_classes)
 
         def compute(i: np.ndarray) -> dict:
-            return metrics.classification_metrics(y_true[i], y_pred[i], n_classes)
+            values = metrics.classification_metrics(y_true[i], y_pred[i], n_classes)
+            return values if scores is None else {**values, "AUC": metrics.roc_auc(y_true[i], scores[i])}
     elif task == "regression":
         y_true = frame["true_label"].to_numpy(dtype=np.float64)
         y_pred = frame["predicted_label"].to_numpy(dtype=np.float64)
@@ -234,6 +250,7 @@ def metrics_for_predictions(
     if frame.empty:
         raise NeuroexecError("cannot compute metrics of an empty prediction table")
     table = metrics.bootstrap_table(compute, len(frame), n_resamples=n_resamples, seed=seed)
-    if loss is not None:
-        table["loss"] = [float(loss), np.nan, np.nan, np.nan]
+    if loss is not None:  # ClinicaDL's columns first, its loss last of them; AUC (not ClinicaDL's) after
+        at = table.columns.get_loc("AUC") if "AUC" in table.columns else len(table.columns)
+        table.insert(at, "loss", [float(loss), np.nan, np.nan, np.nan])
     return table

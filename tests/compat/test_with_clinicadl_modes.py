@@ -161,6 +161,9 @@ def _same_metrics(theirs: pd.DataFrame, ours: pd.DataFrame, items: list[int], ba
     batches (its predict's are of 8, its training's of its batch size): the same up to the number of
     batches when they are all full."""
     theirs, ours = _values(theirs), _values(ours)
+    if "AUC" in ours.columns:  # neuroexec's AUC, from the probabilities, follows ClinicaDL's columns
+        assert list(ours.columns)[-1] == "AUC" and "AUC" not in theirs.columns
+        ours = ours.drop(columns="AUC")
     assert list(theirs.columns) == list(ours.columns) and len(theirs) == len(ours) == len(items)
     for i, n in enumerate(items):
         a, b = theirs.loc[i].to_numpy(), ours.loc[i].to_numpy()

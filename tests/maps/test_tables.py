@@ -124,9 +124,10 @@ def test_metrics_table_values_and_file_layout(tmp_path):
     )
     table = metrics_for_predictions(frame, "classification", n_classes=2, loss=0.42, n_resamples=200)
     expected = classification_metrics(y, p, 2)
-    assert list(table.columns) == ["Metrics", *expected, "loss"]
+    assert list(table.columns) == ["Metrics", *expected, "loss", "AUC"]
     values = table.iloc[0]
     assert values["Metrics"] == "Values" and values["loss"] == 0.42
+    assert values["AUC"] == 0.5  # every probability 0.5: a tie for each pair
     for name, value in expected.items():
         assert values[name] == pytest.approx(value)
     path = tmp_path / "test_image_level_metrics.tsv"
