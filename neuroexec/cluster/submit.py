@@ -40,7 +40,7 @@ def prepare(spec_path: Path, target: list[str] | None, options: list[str] | None
     plan = make_plan(spec)
     ledger = ledger_mod.load(spec.path)
     queued = still_queued(ledger) if ledger.jobs and shutil.which("squeue") else {}
-    jobs = make_jobs(plan, target, (dict(getattr(spec, "cluster", None) or {}), flags), queued)
+    jobs = make_jobs(plan, target, (spec.cluster, flags), queued)
     return Submission(spec.path, jobs, queued, [], records.slurm_dir(spec.path.parent, spec.path.stem))
 
 

@@ -308,6 +308,9 @@ class Spec:
     datasets: dict[str, Dataset]
     models: dict[str, Model]
     groups: dict[str, Group]
+    # The `[cluster]` table as written (SLURM resources of `apply --slurm`, read by neuroexec/cluster/):
+    # no step's config holds it, so it is in no fingerprint.
+    cluster: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def dir(self) -> Path:

@@ -38,7 +38,8 @@ def resolve(doc: dict[str, Any], spec_path: Path) -> m.Spec:
     datasets = {n: plain.get(n) or _dataset(n, d, base, plain) for n, d in raw_datasets.items()}
     models = {n: _model(n, d, base, compute) for n, d in doc.get("models", {}).items()}
     groups = {n: _group(n, d, base, compute, models) for n, d in doc.get("groups", {}).items()}
-    return m.Spec(spec_path.resolve(), doc.get("version", 1), compute, datasets, models, groups)
+    cluster = dict(doc.get("cluster") or {})  # SLURM resources: in no step's config (no fingerprint)
+    return m.Spec(spec_path.resolve(), doc.get("version", 1), compute, datasets, models, groups, cluster)
 
 
 def _path(base: Path, value: str | None) -> Path | None:

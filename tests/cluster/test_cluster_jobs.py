@@ -1,0 +1,131 @@
+"""The jobs `apply --slurm` makes from a plan, their resources, and the `[cluster]` table kept out of the
+fingerprints (no SLURM needed: these read the plan only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neuroexec.cli import main
+from neuroexec.cluster.jobs import make_jobs
+from neuroexec.cluster.resources import parse_options, resources_for
+from neuroexec.errors import InputError
+from neuroexec.plan.graph import build_steps, make_plan
+from neuroexec.spec import load_spec
+
+SPEC = """
+version = 1
+[compute]
+workers = 1
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 12, resolution_mm = 8, seed = 1 }
+[datasets.demo-test]
+caps = "data/demo-test"
+generate = { subjects = 4, resolution_mm = 8, seed = 2, subject_offset = 1000 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "demo"
+architecture = "TinyCNN"
+split = { n_splits = 2 }
+[groups.test]
+dataset = "demo-test"
+models = ["cnn"]
+selection_metrics = ["loss"]
+interpret = [{ name = "grad", method = "gradients", target = "AD" }]
+"""
+CLUSTER = """
+[cluster]
+time = "02:00:00"
+account = "lab"
+[cluster.train]
+gpus = 1
+options = ["--qos=long"]
+"""
+
+
+def _spec(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC + extra)
+    return path
+
+
+def test_shared_steps_once_trainings_as_an_array_evaluations_after_them(tmp_path: Path) -> None:
+    data, train, evaluate = make_jobs(make_plan(load_spec(_spec(tmp_path))))
+    assert (data.name, data.array, data.after) == ("data", False, [])
+    assert data.tasks == [[
+        "dataset.demo.generate", "dataset.demo-test.generate", "dataset.demo.extract[image]",
+        "dataset.demo-test.extract[image]", "model.cnn.split", "group.test.define[cnn]",
+    ]]  # fmt: skip
+    assert (train.name, train.after) == ("train-cnn", ["data"])
+    assert train.tasks == [["model.cnn.train[split-0]"], ["model.cnn.train[split-1]"]]
+    assert (evaluate.name, evaluate.after) == ("evaluate", ["data", "train-cnn"])
+    assert evaluate.tasks == [
+        [f"group.test.{what}[cnn/split-{i}/best-loss]" for what in ("predict", "interpret.grad")]
+        for i in (0, 1)
+    ]
+    assert train.resources.cpus == 2  # one DataLoader worker plus one
+
+
+def test_steps_of_a_queued_job_are_not_submitted_again(tmp_path: Path) -> None:
+    """A training still queued (job 77) is left to it; its evaluations run after job 77, the other
+    split's after the new training array."""
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    jobs = make_jobs(plan, queued={"model.cnn.train[split-0]": "77"})
+    by_name = {job.name: job for job in jobs}
+    assert by_name["train-cnn"].tasks == [["model.cnn.train[split-1]"]]
+    first, second = by_name["evaluate"], by_name["evaluate-2"]
+    assert (first.after_ids, first.tasks[0][0]) == (["77"], "group.test.predict[cnn/split-0/best-loss]")
+    assert (second.after, second.tasks[0][0]) == (
+        ["data", "train-cnn"],
+        "group.test.predict[cnn/split-1/best-loss]",
+    )
+
+
+def test_target_selects_the_jobs(tmp_path: Path) -> None:
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    jobs = make_jobs(plan, ["model.cnn.train[split-1]"])
+    assert [(job.name, job.tasks) for job in jobs] == [
+        ("data", [["dataset.demo.generate", "dataset.demo.extract[image]", "model.cnn.split"]]),
+        ("train-cnn", [["model.cnn.train[split-1]"]]),
+    ]
+
+
+def test_cluster_table_then_flags_set_the_resources(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path, CLUSTER))
+    flags = parse_options(["train.time=04:00:00", "mem=8G"])
+    train = resources_for("train", spec.cluster, flags, {"cpus": 3})
+    assert train.sbatch_lines() == [
+        "--cpus-per-task=3", "--gpus=1", "--time=04:00:00", "--mem=8G", "--account=lab", "--qos=long",
+    ]  # fmt: skip
+    data = resources_for("data", spec.cluster, flags)
+    assert data.sbatch_lines() == ["--cpus-per-task=1", "--time=02:00:00", "--mem=8G", "--account=lab"]
+
+
+def test_cluster_table_is_in_no_fingerprint(tmp_path: Path) -> None:
+    """Editing [cluster] changes no step's config, so it re-runs nothing."""
+    plain = build_steps(load_spec(_spec(tmp_path)))
+    with_table = build_steps(load_spec(_spec(tmp_path, CLUSTER)))
+    assert [(s.id, s.config, s.deps) for s in plain] == [(s.id, s.config, s.deps) for s in with_table]
+
+
+@pytest.mark.parametrize("bad", ["train.gpu=1", "gpus", "test.gpus=1", "train.cpus=many"])
+def test_a_wrong_slurm_opt_is_one_sentence(bad: str) -> None:
+    with pytest.raises(InputError, match="--slurm-opt|whole number"):
+        resources_for("train", {}, parse_options([bad]))
+
+
+def test_plan_slurm_shows_the_jobs_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = _spec(tmp_path, CLUSTER)
+    assert main(["plan", str(spec), "--slurm", "--slurm-opt", "evaluate.cpus=4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "  train-cnn: array of 2, after data, --cpus-per-task=2 --gpus=1 --time=02:00:00 --account=lab --qos=long"
+        in out
+    )
+    assert any(
+        line.startswith("  evaluate: array of 2, after data, train-cnn, --cpus-per-task=4") for line in out
+    )
+    assert out[-1] == "Jobs: 3 to submit (12 steps), 0 still queued."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
