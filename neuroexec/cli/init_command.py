@@ -13,7 +13,12 @@ def add_init(sub: argparse._SubParsersAction) -> None:
         description="Write an example project into DIR (a new or empty folder): the spec, its JSON Schema "
         "for TOML editors, a .taplo.toml and a README.txt with the next commands.",
     )
-    p.add_argument("dir", type=Path, nargs="?", metavar="DIR", help="the folder to write (new or empty)")
+    import shtab
+
+    folder = p.add_argument(
+        "dir", type=Path, nargs="?", metavar="DIR", help="the folder to write (new or empty)"
+    )
+    folder.complete = shtab.DIRECTORY  # type: ignore[attr-defined]  # the shell completes folder names
     p.add_argument(
         "--example",
         metavar="NAME",

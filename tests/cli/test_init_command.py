@@ -90,3 +90,15 @@ def test_init_without_a_folder_says_what_to_give(capsys):
 def test_init_writes_into_an_existing_empty_folder(tmp_path):
     assert main(["init", "--example", "transfer_and_patches", str(tmp_path)]) == 0
     assert (tmp_path / "transfer_and_patches.toml").is_file() and (tmp_path / "README.txt").is_file()
+
+
+def test_the_folder_argument_completes_folder_names():
+    import argparse
+
+    import shtab
+
+    from neuroexec.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (folder,) = [a for a in sub.choices["init"]._actions if a.dest == "dir"]
+    assert folder.complete == shtab.DIRECTORY
