@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 
 from neuroexec.errors import NeuroexecError
 
@@ -157,6 +156,8 @@ def roc_auc(y_true: np.ndarray, probabilities: np.ndarray, positive_class: int =
     >>> roc_auc([0, 0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.6, 0.4], [0.2, 0.8]])
     0.75
     """
+    from scipy.stats import rankdata  # seconds to import: only where an AUC is computed
+
     y_true = np.asarray(y_true, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     n_classes = probabilities.shape[-1]

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import softmax
 
 from neuroexec import metrics
 from neuroexec.errors import InputError, NeuroexecError
@@ -74,6 +73,8 @@ def classification_frame(
     >>> classification_frame(["sub-01"], ["ses-M000"], [0], [1], [[0.0, 2.0]], "image").predicted_label.tolist()
     [1]
     """
+    from scipy.special import softmax  # a second to import: only where predictions are made
+
     logits = _numpy(logits)
     if logits.ndim != 2 or logits.shape[0] != len(participants):
         raise NeuroexecError(f"logits must have shape [{len(participants)}, n_classes], got {logits.shape}")
