@@ -90,7 +90,7 @@ def test_the_wheel_holds_the_examples_the_schema_and_the_license(wheel):
     assert archive.read(license_file) == (ROOT / "LICENSE").read_bytes()
 
 
-def test_the_wheel_metadata_has_the_spdx_license_and_the_project_urls(wheel):
+def test_the_wheel_metadata_has_the_spdx_license_the_project_urls_and_the_command(wheel):
     archive = zipfile.ZipFile(wheel)
     (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
     meta = email.message_from_bytes(archive.read(metadata))
@@ -99,6 +99,8 @@ def test_the_wheel_metadata_has_the_spdx_license_and_the_project_urls(wheel):
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
     assert set(urls) == {"Homepage", "Documentation", "Issues", "Source"}
     assert all(u.startswith("https://") for u in urls.values())
+    (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    assert "neuroexec = neuroexec.cli:main" in archive.read(entry_points).decode()
 
 
 def test_init_from_the_installed_wheel_writes_the_examples_it_carries(wheel, tmp_path):
