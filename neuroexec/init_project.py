@@ -103,10 +103,11 @@ def check_target(directory: Path) -> None:
         entries = sorted(p.name for p in directory.iterdir())
         if entries:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
             raise InputError(
                 directory,
-                f"the folder is not empty ({len(entries)} entries: {shown}); neuroexec init writes only into "
-                "a new or empty folder: give another one",
+                f"the folder is not empty ({count}: {shown}); neuroexec init writes only into a new or empty "
+                "folder: give another one",
             )
 
 

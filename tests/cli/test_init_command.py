@@ -59,7 +59,7 @@ def test_init_refuses_a_folder_with_files_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["init", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path) in err and "not empty" in err and "notes.txt" in err
+    assert str(tmp_path) in err and "not empty (1 entry: notes.txt)" in err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
