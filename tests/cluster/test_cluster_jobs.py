@@ -3,13 +3,16 @@ fingerprints (no SLURM needed: these read the plan only)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from neuroexec.cli import main
+from neuroexec.cluster import ledger, slurm, status
 from neuroexec.cluster.jobs import make_jobs
 from neuroexec.cluster.resources import parse_options, resources_for
+from neuroexec.cluster.script import script_text
 from neuroexec.errors import InputError
 from neuroexec.plan.graph import build_steps, make_plan
 from neuroexec.spec import load_spec
@@ -129,3 +132,42 @@ def test_plan_slurm_shows_the_jobs_and_writes_nothing(tmp_path: Path, capsys: py
     )
     assert out[-1] == "Jobs: 3 to submit (12 steps), 0 still queued."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+def test_a_training_on_several_gpus_runs_under_srun_torchrun(tmp_path: Path) -> None:
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    flags = parse_options(["train.gpus=2"])
+    train = next(job for job in make_jobs(plan, settings=({}, flags)) if job.kind == "train")
+    text = script_text(train, tmp_path / "spec.toml", tmp_path / "train.log", ["5"], sys.executable)
+    last = text.splitlines()[-1]
+    assert last.startswith("exec srun ") and "--nproc-per-node=2" in last and last.endswith('--quiet "$@"')
+    assert "#SBATCH --gpus=2" in text.splitlines()
+
+
+def test_status_of_a_job_slurm_forgot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without accounting storage SLURM forgets a finished job: a step of it not done is failed, with
+    the job id, its log and the log's last line."""
+    spec = _spec(tmp_path)
+    log = tmp_path / "train-cnn-12_%a.log"
+    (tmp_path / "train-cnn-12_1.log").write_text("Plan ...\nerror: training diverged at epoch 3\n\n")
+    tasks = [["model.cnn.train[split-0]"], ["model.cnn.train[split-1]"]]
+    book = ledger.Ledger(
+        ledger.jobs_file(spec), [ledger.JobRecord("12", "train-cnn", "train", tasks, [], "s", str(log), "t")]
+    )
+    book.save()
+    monkeypatch.setattr(status.shutil, "which", lambda name: f"/usr/bin/{name}")  # with or without SLURM here
+    monkeypatch.setattr(slurm, "queued", lambda: {"12_0": ("RUNNING", "None")})
+    monkeypatch.setattr(slurm, "ended", lambda ids: {})
+    report = status.status(spec)
+    by_step = {s.step: s for s in report.steps}
+    assert (by_step["model.cnn.train[split-0]"].word, by_step["model.cnn.train[split-0]"].job) == (
+        "running",
+        "12_0",
+    )
+    failed = by_step["model.cnn.train[split-1]"]
+    assert (failed.word, failed.job, failed.log) == ("failed", "12_1", tmp_path / "train-cnn-12_1.log")
+    assert failed.last_line == "error: training diverged at epoch 3"
+    assert by_step["model.cnn.split"].word == "not submitted"
+    text = status.render(report)
+    assert f"                log: {tmp_path / 'train-cnn-12_1.log'}" in text.splitlines()
+    assert [s.step for s in report.failed()] == ["model.cnn.train[split-1]"]
