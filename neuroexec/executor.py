@@ -20,6 +20,7 @@ from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep, record_
 from neuroexec.plan.registry import kind
 from neuroexec.plan.state import read_state
 from neuroexec.records import lock_file, state_file
+from neuroexec.spec.training_checks import refuse_absent_gpu
 
 
 @dataclass
@@ -34,6 +35,7 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
     if refused:
         _refuse(plan, refused, ctx)
     todo = [p for p in selected if p.action != UP_TO_DATE]
+    refuse_absent_gpu(plan.spec, [(p.step.id, p.step.compute) for p in todo])  # before any lock or step
     result = ApplyResult(skipped=[p.step.id for p in selected if p.action == UP_TO_DATE])
     view = _view(ctx)
     if not todo:

@@ -131,11 +131,18 @@ class Reporter:
             self._say(message)
 
     def summary(self, message: str) -> None:
-        """A closing line that -q keeps (where results are)."""
-        self._say(message)
+        """A closing line (what apply did, where results are): an `info` line that -q keeps."""
+        if self.level > QUIET:
+            self.info(message)
+        else:
+            self._say(message)
 
     def warn(self, message: str) -> None:
-        self._say(f"warning: {message}", "yellow")
+        self._say(message, ("warning: ", "yellow"))
+
+    def error(self, message: str) -> None:
+        """`error: message` (the command line's: one sentence, no traceback)."""
+        self._say(message, ("error: ", "bold red"))
 
     def iterate(
         self, items: Iterable[T], total: int | None = None, desc: str = "", done: int = 0
@@ -157,13 +164,14 @@ class Reporter:
 
     # --- messages
 
-    def _say(self, message: str, style: str | None = None) -> None:
-        if self._bars is not None:  # above the bars, which stay at the bottom
-            self._bars.console.print(message, style=style, markup=False, highlight=False)
-        elif style and self.color:
-            self.console().print(message, style=style, markup=False, highlight=False)
-        else:
-            print(message, file=self.stream, flush=True)
+    def _say(self, message: str, prefix: tuple[str, str] | None = None) -> None:
+        """One line on the stream, above the bars while they run; `prefix`: (text, rich style)."""
+        head, style = prefix or ("", "")
+        if self._bars is None and not (style and self.color):
+            print(head + message, file=self.stream, flush=True)
+            return
+        console = self.console() if self._bars is None else self._bars.console
+        console.print(Text(head, style=style) + Text(message), markup=False, highlight=False)
 
     def console(self) -> Console:
         if self._console is None:

@@ -18,10 +18,11 @@ from neuroexec.context import RunContext
 from neuroexec.executor import apply
 from neuroexec.html_report import default_page
 from neuroexec.plan.graph import Plan, make_plan
-from neuroexec.plan.render import plan_data, render_text
+from neuroexec.plan.render import plan_data, render_for
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import Spec
+from neuroexec.spec.training_checks import device_notes
 from neuroexec.views import HumanView, JsonView, PlanShown
 
 
@@ -47,12 +48,12 @@ def run_spec_file(
         if adjust is not None:
             adjust(plan)
         if ctx.is_main:
-            text = render_text(plan, color=sys.stdout.isatty())
+            text = render_for(plan, sys.stdout, device_notes(spec))  # colour, -q, -v as plan's
             view.emit(PlanShown(text=text, plan=plan_data(plan)))  # a closed stdout does not stop apply
         apply(plan, ctx, target=target)
         if ctx.is_main and not json_lines:
             for line in results_lines(spec):
-                reporter.info(line)
+                reporter.summary(line)  # -q keeps them
     finally:
         distributed.shutdown()
     return 0

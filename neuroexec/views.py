@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
 
-from neuroexec.progress import Reporter
+from neuroexec.progress import QUIET, Reporter
 
 
 @dataclass(frozen=True)
@@ -182,12 +182,19 @@ class HumanView:
     def __init__(self, reporter: Reporter, out: TextIO | None = None):
         self.reporter = reporter
         self.out = out
+        self.reasons: dict[str, list[str]] = {}  # each step's, from the plan: -v repeats them as it starts
 
     def emit(self, event: Event) -> None:
         if isinstance(event, PlanShown):
-            _write(self.out or sys.stdout, event.text + "\n")
+            self.reasons = {s["id"]: s.get("reasons", []) for s in event.plan.get("steps", [])}
+            if self.reporter.level > QUIET:  # -q: errors and the final summary only
+                _write(self.out or sys.stdout, event.text + "\n")
         elif (line := human_line(event)) is not None:
-            self.reporter.info(line)
+            final = isinstance(event, ApplyFinished | NothingToDo)
+            (self.reporter.summary if final else self.reporter.info)(line)  # -q keeps the final line
+            if isinstance(event, StepStarted):
+                for reason in self.reasons.get(event.step, []):
+                    self.reporter.detail(f"      because {reason}")
 
 
 class JsonView:

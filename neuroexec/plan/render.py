@@ -1,28 +1,66 @@
-"""Plan rendering: one line per step (terraform-like) and a summary, or JSON for tools."""
+"""Plan rendering: one line per step (terraform-like) and a summary, or JSON for tools.
+
+Colours come from rich styles (green new, yellow changed, dim up to date, red refused and removals),
+written only when the caller allows them (neuroexec.progress.color_allowed: a terminal, no NO_COLOR,
+not TERM=dumb). `verbose` (-v) adds what each step's fingerprint is made of.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
+from rich.console import Console
+from rich.text import Text
+
+from neuroexec import progress
 from neuroexec.plan.graph import CHANGED, NEW, REFUSED, UP_TO_DATE, Plan, PlannedStep
 
 WORDS = {NEW: "new", CHANGED: "changed", UP_TO_DATE: "up to date", REFUSED: "refused"}
+STYLES = {NEW: "green", CHANGED: "yellow", UP_TO_DATE: "dim", REFUSED: "red"}
+REMOVAL_STYLE = "red"
+
+# `plan --json`: its format (a tool checks the major number) and each action as Terraform's word.
+JSON_FORMAT_VERSION = "1.0"
+CHANGE_WORDS = {NEW: "create", CHANGED: "update", UP_TO_DATE: "no-op", REFUSED: "refuse"}
 
 
-def render_text(plan: Plan, color: bool = False) -> str:
-    colors = {NEW: "\x1b[32m", CHANGED: "\x1b[33m", UP_TO_DATE: "\x1b[2m", REFUSED: "\x1b[31m"}
-    lines = [f"Plan for {plan.spec.path}:"]
+def render_text(plan: Plan, color: bool = False, verbose: bool = False, notes: Sequence[str] = ()) -> str:
+    """The plan as `neuroexec plan` prints it; `notes` (e.g. "no CUDA GPU here") after the summary."""
+    lines: list[Text] = [Text(f"Plan for {plan.spec.path}:")]
     for p in plan.steps:
-        head = f"  {p.action} {p.step.id}"
-        if color:
-            head = f"{colors[p.action]}{head}\x1b[0m"
-        lines.append(head)
-        for reason in p.reasons:
-            lines.append(f"      {reason}")
-        lines.extend(removal_lines(p, color))
-    lines.append(summary(plan))
-    return "\n".join(lines)
+        lines.append(Text(f"  {p.action} {p.step.id}", style=STYLES[p.action]))
+        lines.extend(Text(f"      {reason}") for reason in p.reasons)
+        if verbose:
+            lines.extend(Text(f"      {line}", style="dim") for line in fingerprint_lines(p))
+        lines.extend(Text(line, style=REMOVAL_STYLE) for line in removal_lines(p))
+    lines.append(Text(summary(plan)))
+    lines.extend(Text(f"Note: {note}", style="cyan") for note in notes)
+    return "\n".join(painted(line, color) for line in lines)
+
+
+def render_for(plan: Plan, stream: TextIO, notes: Sequence[str] = ()) -> str:
+    """The plan as a command prints it on `stream`, at the command's verbosity: colours where allowed
+    (progress.color_allowed), -v's fingerprint lines, -q's summary and notes only."""
+    level = progress.verbosity()
+    if level <= progress.QUIET:
+        return "\n".join([summary(plan), *(f"Note: {n}" for n in notes)])
+    color = progress.color_allowed(stream)
+    return render_text(plan, color=color, verbose=level >= progress.VERBOSE, notes=notes)
+
+
+def painted(text: Text, color: bool) -> str:
+    """`text` with its styles as terminal codes when `color`, else plain."""
+    if not color:
+        return text.plain
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, color_system="standard", width=10_000, soft_wrap=True).print(
+        text, end=""
+    )
+    return out.getvalue()
 
 
 def removal_lines(p: PlannedStep, color: bool = False, shown: int = 4) -> list[str]:
@@ -34,8 +72,21 @@ def removal_lines(p: PlannedStep, color: bool = False, shown: int = 4) -> list[s
             names = [*names[: shown - 1], f"and {len(names) - shown + 1} more"]
         n = r.files()
         line = f"    - {r.what}: {', '.join(names)} ({n} file{'s' if n != 1 else ''})"
-        lines.append(f"\x1b[31m{line}\x1b[0m" if color else line)
+        lines.append(painted(Text(line, style=REMOVAL_STYLE), color))
     return lines
+
+
+def fingerprint_lines(p: PlannedStep, shown: int = 3) -> list[str]:
+    """What the step's fingerprint is made of (-v): its settings, the steps it needs, the files it reads."""
+    s = p.step
+    inputs = [_relative(path, s.home) for path in s.inputs]
+    more = f" and {len(inputs) - shown} more" if len(inputs) > shown else ""
+    return [
+        f"fingerprint: {p.fingerprint[:12] if p.fingerprint else 'none recorded'} (kind {s.kind}, "
+        f"{len(s.config)} settings)",
+        f"needs: {', '.join(s.deps) or 'nothing'}",
+        f"reads: {', '.join(inputs[:shown]) + more if inputs else 'no file outside the steps'}",
+    ]
 
 
 def _relative(path: Path, home: Path) -> str:
@@ -58,12 +109,25 @@ def summary(plan: Plan) -> str:
     return f"{head} {', '.join(parts)} ({len(plan.steps)} steps){removing}."
 
 
-def render_json(plan: Plan) -> str:
-    return json.dumps(plan_data(plan), indent=2)
+def render_json(plan: Plan, notes: Sequence[str] = ()) -> str:
+    return json.dumps({**plan_data(plan), "notes": list(notes)}, indent=2)
 
 
-def plan_data(plan: Plan) -> dict:
-    """What `plan --json` prints (and `apply --json`'s plan event carries): spec, steps, summary."""
+def change_word(p: PlannedStep) -> str:
+    """Terraform's word for the step's action: create, update, replace (a changed step that removes
+    earlier results first), no-op, or refuse (neuroexec's: apply would not run it)."""
+    return "replace" if p.action == CHANGED and p.removals else CHANGE_WORDS[p.action]
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    """What `plan --json` prints (and `apply --json`'s plan event carries): format_version, spec, steps
+    (each with its `action` symbol and its `change` word), summary."""
     counts = {WORDS[a].replace(" ", "_"): len(plan.by_action(a)) for a in (NEW, CHANGED, UP_TO_DATE, REFUSED)}
     counts["files_to_remove"] = sum(r.files() for p in plan.steps for r in p.removals)
-    return {"spec": str(plan.spec.path), "steps": [p.as_json() for p in plan.steps], "summary": counts}
+    steps = [{**p.as_json(), "change": change_word(p)} for p in plan.steps]
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "spec": str(plan.spec.path),
+        "steps": steps,
+        "summary": counts,
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroexec.errors import SpecError
+from neuroexec.errors import Problem, SpecError
 from neuroexec.spec.checks import semantic_problems
 from neuroexec.spec.load import parse_toml, schema_problems
 from neuroexec.spec.model import Spec
@@ -31,9 +31,27 @@ def spec_from_dict(doc: dict, path: Path) -> Spec:
     """Validate an already-parsed spec (the ClinicaDL-style commands build one in memory)."""
     problems = schema_problems(doc, str(path))
     if problems:
-        raise SpecError(problems)
+        raise SpecError(once(problems))
     spec = resolve(doc, path)
     problems = shape_problems(doc, str(spec.path)) + semantic_problems(spec)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(once(problems))
     return spec
+
+
+def once(problems: list[Problem]) -> list[Problem]:
+    """Each problem once: a model's or group's compute block that inherits a setting of `[compute]`
+    has its problem (`models.cnn.compute.amp`) said at `compute.amp` only; exact repeats dropped.
+
+    >>> a = Problem("s.toml", "compute.amp", "needs a GPU")
+    >>> [p.key for p in once([a, Problem("s.toml", "models.cnn.compute.amp", "needs a GPU"), a])]
+    ['compute.amp']
+    """
+    top = {(p.file, p.key, p.message) for p in problems if p.key.startswith("compute.")}
+    kept: list[Problem] = []
+    for p in problems:
+        head, _, rest = p.key.partition(".compute.")
+        inherited = head.count(".") == 1 and (p.file, f"compute.{rest}", p.message) in top
+        if not inherited and p not in kept:
+            kept.append(p)
+    return kept

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import torch
 
-from neuroexec.spec.model import Compute, Model
+from neuroexec.errors import DeviceError
+from neuroexec.spec.model import Compute, Model, Spec
 
 Add = Callable[[str, str], None]
 
@@ -49,10 +50,11 @@ def check_training(model: Model, add: Add) -> None:
 
 
 def check_compute(c: Compute, key: str, add: Add) -> None:
+    """The settings of a compute block against each other and this machine. `device = 'cuda'` on a
+    machine without a GPU is no problem of the spec (validate and plan only read, on a login node):
+    `device_notes` says it, and apply refuses the steps that need it (`refuse_absent_gpu`)."""
     has_gpu = torch.cuda.is_available()
     gpu = c.device == "cuda" or (c.device == "auto" and has_gpu)
-    if c.device == "cuda" and not has_gpu:
-        add(f"{key}.device", "'cuda' asked for but no CUDA GPU is available here (use 'auto' or 'cpu')")
     if c.amp and not gpu:
         add(f"{key}.amp", "mixed precision needs a GPU device; this step would run on the CPU")
     if c.kernels == "triton" and not gpu:
@@ -61,6 +63,40 @@ def check_compute(c: Compute, key: str, add: Add) -> None:
         add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
     if c.fully_sharded_data_parallel:
         add(f"{key}.fully_sharded_data_parallel", _FSDP_REFUSAL if gpu else _FSDP_ON_CPU)
+
+
+NO_GPU = (
+    "{key} = 'cuda' but this machine has no CUDA GPU: validate and plan work here, apply refuses; run "
+    "apply where there is one (or set device = 'auto' or 'cpu')"
+)
+
+
+def device_notes(spec: Spec) -> list[str]:
+    """Each compute block of `spec` that asks for `cuda` on a machine without a CUDA GPU, once: a model's
+    or a group's block that inherits the spec's `[compute]` device is not named again."""
+    if torch.cuda.is_available():
+        return []
+    blocks = [("compute", spec.compute)]
+    blocks += [(f"models.{n}.compute", m.compute) for n, m in spec.models.items()]
+    blocks += [(f"groups.{n}.compute", g.compute) for n, g in spec.groups.items()]
+    top = spec.compute.device == "cuda"
+    return [
+        NO_GPU.format(key=f"{key}.device")
+        for key, c in blocks
+        if c.device == "cuda" and (key == "compute" or not top)
+    ]
+
+
+def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None]]) -> None:
+    """Raise DeviceError, before any step runs, when one of `steps` (id, compute) asks for `cuda` and
+    this machine has none."""
+    needing = [step for step, c in steps if c is not None and c.device == "cuda"]
+    if needing and not torch.cuda.is_available():
+        shown = ", ".join(needing[:3]) + (f" and {len(needing) - 3} more" if len(needing) > 3 else "")
+        raise DeviceError(
+            f"apply refused: {shown} run with compute.device = 'cuda' and this machine has no CUDA GPU; "
+            "run apply where there is one (validate and plan work here), or set device = 'auto' or 'cpu'"
+        )
 
 
 # ClinicaDL's FSDP shards a model over CUDA GPUs under torchrun; neuroexec trains on several GPUs with
