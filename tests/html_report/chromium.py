@@ -162,3 +162,27 @@ def _high_pipe() -> tuple[int, int]:
         ends.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
         os.close(fd)
     return ends[0], ends[1]
+
+
+def save_screenshot(page: Path, out: Path, width: int = 1200, height: int = 2500) -> None:
+    """The top of `page` as a small PNG (README's docs/images/report.png: 80% size, 128 colours)."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as profile, Chromium(Path(profile), width, height) as browser:
+        visit = browser.visit(page, settle_s=2.0)
+    if visit.errors:
+        raise SystemExit(f"{page}: {visit.errors}")
+    picture = Image.open(io.BytesIO(visit.screenshot)).convert("RGB")
+    picture = picture.resize((width * 4 // 5, height * 4 // 5), Image.LANCZOS)
+    picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+
+
+if (
+    __name__ == "__main__"
+):  # python -m tests.html_report.chromium spec/examples/report.html docs/images/report.png
+    import sys
+
+    save_screenshot(Path(sys.argv[1]), Path(sys.argv[2]))
