@@ -5,7 +5,8 @@
         <participant_id>/<session_id>/map.npy, map.nii.gz | map.jpg      (individual level)
 
 The maps are those of `split-<i>/best-<metric>/<group>/interpret-<name>/` (no second saliency code);
-the NIfTI affine comes from a template given by the user, else from each map's source image.
+the NIfTI header (affine, qform/sform codes, units) comes from a template given by the user, else from
+each map's source image.
 
 `write_legacy_outputs(LegacyTarget(...))` copies the maps of an applied interpretation; it needs a
 trained model, so tests/cli/test_legacy_interpret.py is where it runs.
@@ -62,19 +63,25 @@ def _load_map(path: Path) -> np.ndarray:
     return value.detach().to(torch.float32).numpy()
 
 
-def _template_affine(path: Path) -> np.ndarray:
+def _template(path: Path):
+    """The template NIfTI whose header (affine, codes, units) the maps take."""
     import nibabel as nib
 
     try:
-        return np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+        image = nib.load(str(path))
     except Exception as err:  # nibabel raises several unrelated types for a bad file
         raise InputError(path, f"cannot read the NIfTI template: {err}", "--nifti_template_path") from None
+    if not isinstance(image, nib.Nifti1Image):
+        raise InputError(path, "is not a NIfTI-1 image", "--nifti_template_path")
+    return image
 
 
-def _source_affine(t: LegacyTarget, row: dict) -> np.ndarray:
-    from neuroexec.inference.model_io import nifti_geometry, source_nifti
+def _source(t: LegacyTarget, row: dict):
+    """The source image of a session (its header: inference/nifti_out.py)."""
+    from neuroexec.inference.model_io import source_nifti
+    from neuroexec.inference.nifti_out import load_source
 
-    return nifti_geometry(source_nifti(row, t.caps, t.uncropped))[0]
+    return load_source(source_nifti(row, t.caps, t.uncropped))
 
 
 def _image_map(t: LegacyTarget, files: dict[int, Path], row: dict) -> np.ndarray:
@@ -95,13 +102,17 @@ def _image_map(t: LegacyTarget, files: dict[int, Path], row: dict) -> np.ndarray
     return fold_parts(t.info.extract_mode, maps, shape, place)
 
 
-def _write_map(map_file, array: np.ndarray, affine_of, vmax: float) -> None:
-    """map.npy, and map.nii.gz (3D) or map.jpg (2D); `map_file(ext)` names each."""
+def _write_map(map_file, array: np.ndarray, source_of, vmax: float) -> None:
+    """map.npy, and map.nii.gz (3D, with the header of `source_of()`) or map.jpg (2D); `map_file(ext)`
+    names each."""
     squeezed = array[0] if array.ndim in (3, 4) and array.shape[0] == 1 else array
     with atomic.atomic_open(map_file("npy")) as f:
         np.save(f, squeezed)
     if squeezed.ndim == 3:
-        atomic.save_nifti(map_file("nii.gz"), squeezed.astype(np.float32), affine_of())
+        from neuroexec.inference.nifti_out import save_map
+
+        source = source_of()
+        save_map(map_file("nii.gz"), squeezed, source, source.affine)
     elif squeezed.ndim == 2:
         _write_jpg(map_file("jpg"), squeezed, vmax)
 
@@ -167,16 +178,16 @@ def write_legacy_outputs(t: LegacyTarget) -> Path:
     atomic.write_tsv(legacy.gradients_data_tsv(t.split, t.selection, t.name), data)
     atomic.write_json(legacy.gradients_commandline_json(t.split, t.selection, t.name), t.commandline)
     rows = data.to_dict("records")
-    template = _template_affine(t.template) if t.template is not None else None
+    template = _template(t.template) if t.template is not None else None
     if t.level == "group":
         mean = _image_map(t, _map_files(t), rows[0])
         _write_map(
-            t.map_file, mean, lambda: template if template is not None else _source_affine(t, rows[0]), t.vmax
+            t.map_file, mean, lambda: template if template is not None else _source(t, rows[0]), t.vmax
         )
     else:
         for row in rows:
             p, s = str(row["participant_id"]), str(row["session_id"])
             array = _image_map(t, _map_files(t, p, s), row)
             _write_map(lambda ext, p=p, s=s: t.map_file(ext, p, s), array,
-                       lambda r=row: template if template is not None else _source_affine(t, r), t.vmax)  # fmt: skip
+                       lambda r=row: template if template is not None else _source(t, r), t.vmax)  # fmt: skip
     return out

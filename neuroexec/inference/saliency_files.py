@@ -44,9 +44,7 @@ class MapFiles:
             maps.individual_map(*self.where, participant, session, mode, k), saliency.detach().cpu().clone()
         )
         if self.task.interpretation.save_nifti:
-            self._nifti(
-                maps.individual_map(*self.where, participant, session, mode, k, "nii.gz"), saliency, k
-            )
+            self._nifti(maps.individual_nifti(*self.where, participant, session, mode, k), saliency, k)
 
     def _nifti(self, path, part: torch.Tensor, k: int) -> None:
         mode = self.info.extract_mode

@@ -387,10 +387,23 @@ class MapsLayout:
         session: str,
         mode: str,
         index: int,
-        ext: str = "pt",
     ) -> Path:
-        """`<sub>_<ses>_<mode>-<index>_map.<ext>`: the tensor (pt), or its NIfTI (nii.gz, save_nifti)."""
-        fname = f"{participant}_{session}_{mode}-{index}_map.{ext}"
+        fname = f"{participant}_{session}_{mode}-{index}_map.pt"
+        return self.interpret_dir(split, metric, group, name) / fname
+
+    def individual_nifti(
+        self,
+        split: int,
+        metric: str,
+        group: str,
+        name: str,
+        participant: str,
+        session: str,
+        mode: str,
+        index: int,
+    ) -> Path:
+        """The NIfTI beside individual_map (interpret save_nifti, ClinicaDL's `--save_nifti`)."""
+        fname = f"{participant}_{session}_{mode}-{index}_map.nii.gz"
         return self.interpret_dir(split, metric, group, name) / fname
 
     def interpret_summary(self, split: int, metric: str, group: str, name: str) -> Path:

@@ -138,7 +138,7 @@ def test_interpret_save_nifti_writes_each_map_as_nifti_with_the_header(tmp_path,
     where = (0, "loss", "test", "g")
     _assert_source_header(bench.maps.mean_map(*where, "image", 0, "nii.gz"))
     for p, s in zip(bench.frame.participant_id, bench.frame.session_id):
-        nifti = bench.maps.individual_map(*where, p, s, "image", 0, "nii.gz")
+        nifti = bench.maps.individual_nifti(*where, p, s, "image", 0)
         assert nifti.is_file() == save_nifti
         if save_nifti:
             pt = torch.load(bench.maps.individual_map(*where, p, s, "image", 0), weights_only=True)
