@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neuroexec.html_report.elements import anchor_name, image, new_figure, note, section
+from neuroexec.html_report.elements import anchor_name, esc, image, new_figure, note, section
 from neuroexec.html_report.metric_tables import metrics_table, read_metrics
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
@@ -139,10 +139,9 @@ def validation_tables(maps: MapsLayout, splits: list[int]) -> str:
         }
         by_split = {k: v for k, v in by_split.items() if v}
         if by_split:
-            parts.append(
-                f"<h4>best-{metric}: validation (value [95% bootstrap CI])</h4>{metrics_table(by_split)}"
-            )
-    return "".join(parts)
+            heading = f"<h4>best-{esc(metric)}: validation (value [95% bootstrap CI])</h4>"
+            parts.append(f"<div>{heading}{metrics_table(by_split)}</div>")
+    return f'<div class="row">{"".join(parts)}</div>' if parts else ""
 
 
 def model_section(name: str, maps: MapsLayout, task: str) -> str:
@@ -157,7 +156,7 @@ def model_section(name: str, maps: MapsLayout, task: str) -> str:
         )
     selection = sorted({m for s in splits for m in maps.best_metrics(s)})
     metrics = curve_metrics(curves, selection)
-    body = [f'<p class="path">MAPS {maps.root}</p>', "<h3>Training curves</h3>"]
+    body = [f'<p class="path">MAPS {esc(maps.root)}</p>', "<h3>Training curves</h3>"]
     if metrics:
         body += [curves_figure(curves, metrics), best_epochs_line(curves, metrics)]
         if len(curves) > 1:

@@ -98,9 +98,10 @@ def model_results(maps: MapsLayout, info: MapsInfo, group: str) -> str:
             )
             for s in splits
         }
-        parts.append(f"<h4>best-{esc(metric)}: metrics (value [95% bootstrap CI])</h4>")
-        parts.append(metrics_table({k: v for k, v in by_split.items() if v}))
-        parts += _split_figures(maps, info, (metric, group), splits)
+        heading = f"<h4>best-{esc(metric)}: metrics (value [95% bootstrap CI])</h4>"
+        shown = metrics_table({k: v for k, v in by_split.items() if v})
+        drawn = "".join(_split_figures(maps, info, (metric, group), splits))
+        parts.append(f'<div class="row"><div>{heading}{shown}</div><div>{drawn}</div></div>')
         for split in splits:
             parts += saliency_sections(maps, (split, metric, group))
     return "".join(parts)

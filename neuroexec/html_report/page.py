@@ -34,6 +34,7 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 .saliency { border-left: 3px solid #c60; padding-left: 1em; margin: 1em 0; }
 iframe.viewer { width: 820px; max-width: 100%; height: 330px; border: 1px solid #ccc; }
 nav li { margin: 0.1em 0; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 """
 
 

@@ -161,6 +161,9 @@ def saliency_sections(maps: MapsLayout, where: tuple[int, str, str]) -> list[str
         if mean is None:
             body.append(note(f"No whole-image mean map (mean_image-0_map) in {path.parent}."))
         else:
-            body += [static_figure(mean, std, bg, title), interactive_view(mean, bg, title)]
+            body += [
+                static_figure(mean, std, bg, title),
+                interactive_view(mean, bg, f"{name} split-{split} mean"),
+            ]
         parts.append(f'<div class="saliency">{"".join(body)}</div>')
     return parts

@@ -35,7 +35,7 @@ maps = "maps/cnn"
 dataset = "demo"
 architecture = "TinyCNN"
 split = { n_splits = 2 }
-train = { epochs = 3, learning_rate = 1e-2 }
+train = { epochs = 2, learning_rate = 1e-2 }
 [models.age]
 maps = "maps/age"
 dataset = "demo"
