@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
 
-from neuroexec.progress import QUIET, Reporter
+from neuroexec.progress import Reporter
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,7 @@ class HumanView:
     def emit(self, event: Event) -> None:
         if isinstance(event, PlanShown):
             self.reasons = {s["id"]: s.get("reasons", []) for s in event.plan.get("steps", [])}
-            if self.reporter.level > QUIET:  # -q: errors and the final summary only
-                _write(self.out or sys.stdout, event.text + "\n")
+            _write(self.out or sys.stdout, event.text + "\n")  # with -q, its summary line alone
         elif (line := human_line(event)) is not None:
             final = isinstance(event, ApplyFinished | NothingToDo)
             (self.reporter.summary if final else self.reporter.info)(line)  # -q keeps the final line
