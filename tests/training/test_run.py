@@ -71,7 +71,9 @@ def test_classification_writes_every_clinicadl_output(tmp_path):
     assert table["loss"][0] == pytest.approx(log["loss_valid"].min(), rel=1e-5)
     # The loss has no interval: ClinicaDL writes N/A there (and pandas reads it back as missing).
     lines = maps.metrics_tsv(0, "loss", "validation", "image").read_text().splitlines()
-    assert [line.split("\t")[-1] for line in lines] == ["loss", lines[1].split("\t")[-1], "N/A", "N/A", "N/A"]
+    at = lines[0].split("\t").index("loss")  # the last of ClinicaDL's columns; neuroexec's AUC follows
+    assert [line.split("\t")[at] for line in lines] == ["loss", lines[1].split("\t")[at], "N/A", "N/A", "N/A"]
+    assert lines[0].split("\t")[at + 1 :] == ["AUC"]
 
 
 def test_regression_loss_goes_down(tmp_path):
