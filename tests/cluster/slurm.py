@@ -4,7 +4,7 @@ in a temporary folder (Debian's slurm-wlm and munge), and helpers to wait for a 
 `start(root)` returns a `Slurm` (its `env` carries SLURM_CONF for sbatch/squeue/scancel/scontrol) or
 raises `SlurmUnavailable` with the reason (a binary absent, a daemon that did not come up: its log tail).
 The node is this host; accounting storage is none, so a finished job is known to `scontrol` only for
-`MinJobAge` seconds (the tests read job scripts' exit files or logs after that).
+`MinJobAge` seconds (300: longer than a test waits).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _conf_text(root: Path, ports: tuple[int, int]) -> str:
         "MpiDefault=none",
         "SwitchType=switch/none",
         "ReturnToService=2",
-        "MinJobAge=10",
+        "MinJobAge=300",  # finished jobs stay known to scontrol this long (no accounting storage)
         "KillWait=2",
         "InactiveLimit=0",
         "SlurmctldTimeout=30",
