@@ -70,8 +70,11 @@ class MapFiles:
         return whole_map, whole_input
 
     def figure(self, whole_map: np.ndarray, whole_input: np.ndarray, title: str) -> FigureFacts:
-        """The PNG of the whole-image mean map over the group's mean input image."""
-        interp = self.task.interpretation
+        """The PNG of the whole-image mean map over the group's mean input image, or over the group's
+        first CAPS image for a region or slice model (its mean input is black outside its parts)."""
+        interp, mode = self.task.interpretation, self.info.extract_mode
+        if mode.is_roi or mode.is_slice:
+            whole_input = np.asarray(self.source.dataobj, dtype=np.float32).reshape(self.image_shape)
         label = f"mean {'|' if interp.absolute else ''}{interp.method}{'|' if interp.absolute else ''}"
         if interp.normalize == "max":
             label += " (each map / its max)"
