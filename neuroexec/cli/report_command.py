@@ -20,7 +20,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         const=DEFAULT_PAGE,
         default=None,
         metavar="OUT",
-        help="write the results page, one self-contained HTML file (default: report.html beside the spec)",
+        help="write the results page (one self-contained HTML file) at OUT, a file or a folder; default: report.html beside the spec",
     )
     p.set_defaults(func=cmd_report)
 

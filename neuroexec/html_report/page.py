@@ -14,7 +14,7 @@ import datetime
 from pathlib import Path
 
 from neuroexec import atomic
-from neuroexec.html_report import default_page
+from neuroexec.html_report import PAGE_NAME, default_page
 from neuroexec.html_report.curves import model_section
 from neuroexec.html_report.elements import anchor_name, esc
 from neuroexec.html_report.group_results import group_section
@@ -63,7 +63,10 @@ def render_page(spec: Spec) -> str:
 
 
 def write_page(spec: Spec, out: Path | None = None) -> Path:
-    """Write the page (atomically) at `out`, by default `report.html` beside the spec; returns its path."""
+    """Write the page (atomically) at `out` (a file, or a folder to write `report.html` into), by default
+    `report.html` beside the spec; returns its path."""
     target = Path(out) if out is not None else default_page(spec.path)
+    if target.is_dir():  # a folder given as OUT: the page goes inside it
+        target = target / PAGE_NAME
     atomic.write_text(target, render_page(spec))
     return target

@@ -10,6 +10,7 @@ loads nothing from the network.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from neuroexec.html_report.elements import esc, image, new_figure, note, table
 from neuroexec.html_report.group_figures import load_volume
 from neuroexec.maps.layout import MapsLayout
 
+PARTS = 4  # part maps drawn for a roi or slice model
 THRESHOLD_PERCENTILE = 90  # the maps show the 10% most salient voxels of the brain
 _NETWORK_LINK = re.compile(r"<link[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
 
@@ -68,7 +70,7 @@ def static_figure(mean: nib.Nifti1Image, std: nib.Nifti1Image | None, bg, title:
         top = 1 - k / len(images)
         plotting.plot_stat_map(
             img,
-            bg_img=bg if bg is not None else plotting.MNI152TEMPLATE,
+            **({"bg_img": bg} if bg is not None else {}),  # else nilearn's MNI152 template
             threshold=map_threshold(img.get_fdata()),
             cmap="hot",
             black_bg=False,
@@ -77,7 +79,8 @@ def static_figure(mean: nib.Nifti1Image, std: nib.Nifti1Image | None, bg, title:
             axes=(0.0, top - 1 / len(images), 1.0, 1 / len(images)),
             title=f"{kind} |saliency|",
         )
-    return image(fig, f"{title}: mean and std saliency maps over the anatomy")
+    shown = "mean and std saliency maps" if std is not None else "mean saliency map"
+    return image(fig, f"{title}: {shown} over the anatomy")
 
 
 def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
@@ -86,7 +89,7 @@ def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
 
     view = plotting.view_img(
         mean,
-        bg_img=bg if bg is not None else plotting.MNI152TEMPLATE,
+        **({"bg_img": bg} if bg is not None else {}),  # else nilearn's MNI152 template
         threshold=map_threshold(mean.get_fdata()),
         cmap="hot",
         symmetric_cmap=False,
@@ -144,6 +147,25 @@ def mean_images(maps: MapsLayout, where: tuple[int, str, str, str]) -> tuple:
     return map_image(volume, bg), std, bg
 
 
+def part_figures(maps: MapsLayout, where: tuple[int, str, str, str], mode: str) -> list[str]:
+    """The mean maps of a roi or slice model, which has no whole-image map: each region's NIfTI (on
+    its part of the image, over the MNI152 template: a t1-linear image is in its space), or each
+    slice's PNG figure as interpret drew it; the first PARTS of them."""
+    found = []
+    if not mode:
+        return found
+    indices = sorted(int(t.name.split("-")[-1].split("_")[0]) for t in maps.mean_maps(*where, mode))
+    for k in indices[:PARTS]:
+        part = _load(maps.mean_map(*where, mode, k, "nii.gz"))
+        picture = maps.mean_map_figure(*where, mode, k)
+        if part is not None:
+            found.append(static_figure(part, None, None, f"{mode}-{k}"))
+        elif picture.is_file():
+            uri = "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode("ascii")
+            found.append(f'<img src="{uri}" alt="{esc(mode)}-{k}: mean saliency map">')
+    return found
+
+
 def saliency_sections(maps: MapsLayout, where: tuple[int, str, str]) -> list[str]:
     """One block per interpretation of the best model `where` (split, metric, group)."""
     split, metric, group = where
@@ -158,12 +180,13 @@ def saliency_sections(maps: MapsLayout, where: tuple[int, str, str]) -> list[str
         title = f"saliency {name}: {group}, split-{split}, best-{metric}"
         body = [f"<h4>{esc(title)}</h4>", mass_summary(summary)]
         mean, std, bg = mean_images(maps, (split, metric, group, name))
-        if mean is None:
-            body.append(note(f"No whole-image mean map (mean_image-0_map) in {path.parent}."))
-        else:
+        if mean is not None:
             body += [
                 static_figure(mean, std, bg, title),
                 interactive_view(mean, bg, f"{name} split-{split} mean"),
             ]
+        else:
+            drawn = part_figures(maps, (split, metric, group, name), str(summary.get("mode", "")))
+            body += drawn or [note(f"No whole-image mean map (mean_image-0_map) in {path.parent}.")]
         parts.append(f'<div class="saliency">{"".join(body)}</div>')
     return parts

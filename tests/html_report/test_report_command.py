@@ -52,6 +52,8 @@ def test_report_html_writes_the_page_beside_the_spec_or_at_out(untrained: Path, 
     out = tmp_path / "elsewhere" / "page.html"
     assert main(["report", str(untrained), "--html", str(out)]) == 0
     assert out.is_file() and "Model cnn (classification)" in out.read_text()
+    assert main(["report", str(untrained), "--html", str(out.parent)]) == 0  # a folder: report.html in it
+    assert (out.parent / "report.html").is_file()
 
 
 def test_report_without_html_still_prints_the_summary(untrained: Path, capsys):

@@ -4,11 +4,15 @@ viewer hold no network address."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import shutil
 
 import nibabel as nib
 import numpy as np
 import torch
+from PIL import Image
 
 from neuroexec.data.caps import CapsLayout
 from neuroexec.html_report.saliency import mean_images, saliency_sections
@@ -46,3 +50,31 @@ def test_an_interpretation_without_maps_says_so(project: Project, tmp_path):
     shutil.copy(source.interpret_summary(*where), maps.interpret_summary(*where))
     text = "".join(saliency_sections(maps, where[:3]))
     assert "No whole-image mean map" in text and "<img" not in text
+
+
+def test_roi_and_slice_models_show_their_part_maps(project: Project, tmp_path):
+    source = MapsLayout(project.root / "maps" / "cnn")
+    where = (0, "loss", "test", "grad")
+    for mode in ("roi", "slice"):
+        maps = MapsLayout(tmp_path / mode)
+        maps.interpret_dir(*where).mkdir(parents=True)
+        summary = json.loads(source.interpret_summary(*where).read_text())
+        maps.interpret_summary(*where).write_text(json.dumps({**summary, "mode": mode}))
+        parts = (0,) if mode == "roi" else (0, 1)  # one region: each is drawn over the 1 mm template
+        for k in parts:
+            shutil.copy(source.mean_map(*where, "image", 0), maps.mean_map(*where, mode, k))
+        if mode == "roi":  # each region's map as a NIfTI
+            shutil.copy(
+                source.mean_map(*where, "image", 0, "nii.gz"), maps.mean_map(*where, mode, 0, "nii.gz")
+            )
+        else:  # each slice's picture, as interpret draws it
+            for k in (0, 1):
+                Image.new("RGB", (40, 30), (200, 10 * k, 0)).save(maps.mean_map_figure(*where, mode, k))
+        page = read_page("".join(saliency_sections(maps, where[:3])))
+        alts = [alt for _, alt in page.images]
+        if mode == "roi":
+            assert alts == ["roi-0: mean saliency map over the anatomy"]
+        else:
+            assert alts == ["slice-0: mean saliency map", "slice-1: mean saliency map"]
+            drawn = Image.open(io.BytesIO(base64.b64decode(page.images[1][0].split(",", 1)[1])))
+            assert drawn.getpixel((0, 0)) == (200, 10, 0)
