@@ -1,4 +1,5 @@
-"""`dataset.X.generate`: write the synthetic atrophy CAPS (participants TSV, images, region mask)."""
+"""`dataset.X.generate`: write a synthetic CAPS (participants TSV, images; the region mask of atrophy and
+anatomy; ClinicaDL's records of its kinds): data/generate_kinds.py, whatever the kind."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.synthetic import (
-    generate_atrophy_dataset,
-    generated_contents,
-    generated_mask,
-    roi_mask_paths,
-)
+from neuroexec.data.generate_kinds import write_generated
+from neuroexec.data.synthetic import generated_contents, generated_mask, roi_mask_paths
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.records import generation_marker, lock_file
-from neuroexec.spec.model import Spec, as_config
+from neuroexec.spec.generate_kinds import ENGINE_KINDS, step_config
+from neuroexec.spec.model import Spec
 from neuroexec.steps.common import generate_id
 
 INTERRUPTED = "a generation was interrupted here: apply removes what it wrote and generates again"
@@ -26,7 +24,7 @@ INTERRUPTED = "a generation was interrupted here: apply removes what it wrote an
 
 def expand(spec: Spec) -> list[Step]:
     return [
-        Step(id=generate_id(name), kind="generate", home=ds.caps, config=as_config(ds.generate), payload=ds)
+        Step(id=generate_id(name), kind="generate", home=ds.caps, config=step_config(ds.generate), payload=ds)
         for name, ds in spec.datasets.items()
         if ds.generate is not None
     ]
@@ -41,18 +39,9 @@ def run(step: Step, ctx: RunContext) -> dict:
     marker = generation_marker(ds.caps)
     started = {"step": step.id, "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic.write_json(marker, started)
-    generate_atrophy_dataset(
-        ds.caps,
-        subjects=g.subjects,
-        resolution_mm=g.resolution_mm,
-        region=g.region,
-        seed=g.seed,
-        sessions=g.sessions,
-        subject_offset=g.subject_offset,
-        reporter=ctx.reporter,
-    )
+    write_generated(ds, ctx.reporter)
     marker.unlink(missing_ok=True)
-    return {"caps": str(ds.caps), "subjects": g.subjects}
+    return {"caps": str(ds.caps), "kind": g.kind, "subjects": g.subjects}
 
 
 def removes(step: Step) -> list[Removal]:
@@ -91,6 +80,8 @@ def _unfinished(caps: Path) -> str:
 
 def outputs(step: Step) -> list:
     ds = step.payload
+    if ds.generate.kind not in ENGINE_KINDS:
+        return [ds.participants]
     return [ds.participants, generated_mask(ds), *roi_mask_paths(ds.caps, ds.generate.region)]
 
 

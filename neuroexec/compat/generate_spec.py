@@ -1,0 +1,46 @@
+"""`neuroexec generate KIND ...` (ClinicaDL 1.6.1's `generate`) -> a one-dataset spec whose `generate`
+table holds the command's flags, kept in `<GENERATED_CAPS_DIRECTORY>/.neuroexec/generate-<kind>.toml`
+and applied like `neuroexec apply` (so the folder's ownership, the plan's removals and the resume hold:
+the same command again does nothing, another one generates again).
+
+>>> doc = generate_spec_dict("random", Path("/out"), {"caps_directory": Path("/caps"), "sigma": 1.0})
+>>> doc["datasets"]["random"]["generate"]
+{'kind': 'random', 'caps_directory': '/caps', 'sigma': 1.0}
+>>> doc["datasets"]["random"]["preprocessing"]
+'t1-linear'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from neuroexec import records
+from neuroexec.compat.runner import run_built_spec
+from neuroexec.spec.generate_kinds import output_preprocessing
+from neuroexec.spec.model import Generate
+
+PATH_KEYS = ("caps_directory", "participants_tsv", "mask_path")
+
+
+def _plain(key: str, value: Any) -> Any:
+    if key in PATH_KEYS:
+        return str(Path(value).resolve())
+    return list(value) if isinstance(value, tuple) else value
+
+
+def generate_spec_dict(kind: str, output_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """The spec (absolute paths): the generated CAPS as dataset `<kind>`, with the preprocessing keys of
+    what the kind writes (spec/generate_kinds.output_preprocessing). Options None are left out."""
+    given = {k: v for k, v in options.items() if v is not None}
+    generate = {"kind": kind, **{k: _plain(k, v) for k, v in given.items()}}
+    typed = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    dataset: dict[str, Any] = {"caps": str(output_dir.resolve()), "generate": generate}
+    dataset.update(output_preprocessing(Generate(kind=kind, **typed)))
+    return {"version": 1, "datasets": {kind: dataset}}
+
+
+def run_generate(kind: str, output_dir: Path, options: dict[str, Any], print_only: bool, quiet: bool) -> int:
+    """Build, then print (print_only) or apply the spec of `neuroexec generate <kind>`."""
+    doc = generate_spec_dict(kind, output_dir, options)
+    return run_built_spec(doc, records.generate_spec(output_dir.resolve(), kind), print_only, quiet)

@@ -1,0 +1,207 @@
+"""Write the CAPS of a dataset's `generate` table, whatever its kind: neuroexec's atrophy phantoms
+(data/synthetic.py) and anatomy (data/anatomy.py), and ClinicaDL 1.6.1's generate kinds: `trivial`,
+`random` and `hypometabolic` here, `shepplogan` (data/generate_shepplogan.py), `artifacts`
+(data/generate_artifacts.py). Which keys each reads: spec/generate_kinds.py.
+
+ClinicaDL's kinds write what ClinicaDL writes (the images under ClinicaDL's names, `data.tsv`,
+`missing_mods/`, `commandline.json`) and neuroexec's `participants.tsv`, with these differences: every
+random draw comes from `seed` (same settings, same bytes); trivial's images go to the folder their
+preprocessing reads (`t1_linear/`, where ClinicaDL 1.6.1 writes `t1-linear/`); without `mask_path`,
+trivial's two masks are made from the MNI152 template (`hemisphere_masks`) instead of downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from neuroexec.data.caps import CapsLayout
+from neuroexec.data.generate_source import (
+    baseline,
+    name_pattern,
+    rng_for,
+    save_like,
+    sessions_of,
+    source_image,
+    source_preprocessing,
+    with_source_columns,
+    write_records,
+)
+from neuroexec.errors import InputError
+from neuroexec.spec.generate_kinds import hypometabolic_mask, sigma, subjects
+from neuroexec.spec.model import Dataset, Generate
+
+SESSION = "ses-M000"  # the session of random's images
+AGE, SEX = 60, "F"  # what ClinicaDL writes for every synthetic subject
+
+
+def write_generated(ds: Dataset, reporter=None) -> None:
+    """Generate the CAPS of `ds` (its `generate` table) into `ds.caps`."""
+    g = ds.generate
+    if g.kind in ("atrophy", "anatomy"):
+        from neuroexec.data.anatomy import generate_anatomy_dataset
+        from neuroexec.data.synthetic import generate_atrophy_dataset
+
+        common = dict(subjects=g.subjects, resolution_mm=g.resolution_mm, seed=g.seed, sessions=g.sessions,
+                      subject_offset=g.subject_offset, reporter=reporter)  # fmt: skip
+        if g.kind == "anatomy":
+            generate_anatomy_dataset(ds.caps, **common)
+        else:
+            generate_atrophy_dataset(ds.caps, region=g.region, **common)
+        return
+    if g.kind == "shepplogan":
+        from neuroexec.data.generate_shepplogan import generate_shepplogan
+
+        generate_shepplogan(g, ds.caps, reporter)
+    elif g.kind == "artifacts":
+        from neuroexec.data.generate_artifacts import generate_artifacts
+
+        generate_artifacts(g, ds.caps, reporter)
+    else:
+        {"trivial": generate_trivial, "random": generate_random, "hypometabolic": generate_hypometabolic}[
+            g.kind
+        ](g, ds.caps, reporter)
+
+
+def _iterate(reporter, items: list, desc: str) -> list:
+    return reporter.iterate(items, total=len(items), desc=desc) if reporter is not None else items
+
+
+def _enough(g: Generate, frame: pd.DataFrame, tsv: Path | None) -> None:
+    if subjects(g) > len(frame):
+        raise InputError(
+            tsv or g.caps_directory,
+            f"{g.kind} needs {subjects(g)} baseline sessions, this CAPS has {len(frame)}: lower subjects "
+            "(ClinicaDL's --n_subjects)",
+            "subjects",
+        )
+
+
+def _output_layout(caps: Path, g: Generate) -> CapsLayout:
+    return CapsLayout(caps, source_preprocessing(g))
+
+
+def generate_random(g: Generate, caps: Path, reporter=None) -> None:
+    """ClinicaDL's random: 2 x subjects copies of the first session's image with Gaussian noise
+    (mean, sigma) added, half labelled AD and half CN: a task no model can learn."""
+    frame = sessions_of(g.caps_directory, g.participants_tsv)
+    first = source_image(g, frame.participant_id[0], frame.session_id[0])
+    source = nib.load(first)
+    image = np.asarray(source.get_fdata())
+    n = subjects(g)
+    table = pd.DataFrame({"participant_id": [f"sub-RAND{i}" for i in range(2 * n)], "session_id": SESSION,
+                          "diagnosis": ["AD"] * n + ["CN"] * n, "age_bl": AGE, "sex": SEX})  # fmt: skip
+    out = _output_layout(caps, g)
+    for i in _iterate(reporter, list(range(2 * n)), "random images"):
+        noisy = image + rng_for(g, i).normal(g.mean, sigma(g), image.shape)
+        name = f"sub-RAND{i}_{SESSION}_{name_pattern(first)}"
+        save_like(out.image_dir(f"sub-RAND{i}", SESSION) / name, noisy, source, source.affine)
+    settings = {"caps_dir": g.caps_directory, "preprocessing": g.preprocessing, "n_subjects": n,
+                "mean": g.mean, "sigma": sigma(g)}  # fmt: skip
+    write_records(caps, table, settings, table)
+
+
+def hemisphere_masks(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """trivial's two masks when mask_path is not given: the grey matter (template probability >= 0.5)
+    of the left (mask-1) and the right (mask-2) hemisphere of the MNI152 template, on the image's grid.
+    (ClinicaDL 1.6.1 downloads its own pair of masks; neuroexec makes these offline.)"""
+    from neuroexec.data.anatomy import sample_template
+
+    gm, x = sample_template("gm", shape, affine)
+    grey = gm >= 0.5
+    return (grey & (x < 0)).astype(np.uint8), (grey & (x > 0)).astype(np.uint8)
+
+
+def _trivial_masks(g: Generate, image: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
+    if g.mask_path is None:
+        return hemisphere_masks(image.shape[:3], image.affine)
+    masks = []
+    for name in ("mask-1.nii", "mask-2.nii"):
+        data = np.asarray(nib.load(g.mask_path / name).get_fdata())
+        if data.shape[:3] != image.shape[:3]:
+            raise InputError(
+                g.mask_path / name, f"mask of shape {data.shape}, the images are {image.shape}", "mask_path"
+            )
+        masks.append(data)
+    return masks[0], masks[1]
+
+
+def atrophy_in(image: np.ndarray, mask: np.ndarray, percent: float, rng: np.random.Generator) -> np.ndarray:
+    """ClinicaDL's im_loss_roi_gaussian_distribution: inside the mask (where the image is not 0) each
+    voxel loses percent% of its value plus 10 x a shifted N(0, 0.1) draw (so at least percent%)."""
+    out = np.array(image, dtype=np.float64, copy=True)
+    inside = (mask != 0) & (out != 0)
+    draws = rng.normal(0.0, 0.1, int(inside.sum()))
+    loss = (draws + abs(draws.min() if draws.size else 0.0)) * 10 + percent
+    out[inside] -= loss * out[inside] / 100
+    return out
+
+
+def generate_trivial(g: Generate, caps: Path, reporter=None) -> None:
+    """ClinicaDL's trivial: from each of `subjects` baseline sessions, two images, sub-TRIV<2k> with
+    mask-1's region atrophied (AD) and sub-TRIV<2k+1> with mask-2's (CN)."""
+    frame = baseline(sessions_of(g.caps_directory, g.participants_tsv))
+    _enough(g, frame, g.participants_tsv)
+    out = _output_layout(caps, g)
+    rows, masks = [], None
+    for i in _iterate(reporter, list(range(2 * subjects(g))), "trivial images"):
+        participant, session = frame.participant_id[i // 2], frame.session_id[i // 2]
+        path = source_image(g, participant, session)
+        source = nib.load(path)
+        masks = masks or _trivial_masks(g, source)
+        image = atrophy_in(source.get_fdata(), masks[i % 2], g.atrophy_percent, rng_for(g, i))
+        name = f"sub-TRIV{i}_{session}_{name_pattern(path)}"
+        save_like(out.image_dir(f"sub-TRIV{i}", session) / name, image, None, source.affine)
+        rows.append([f"sub-TRIV{i}", session, ("AD", "CN")[i % 2], AGE, SEX])
+    table = pd.DataFrame(rows, columns=["participant_id", "session_id", "diagnosis", "age_bl", "sex"])
+    settings = {"caps_dir": g.caps_directory, "preprocessing": g.preprocessing, "n_subjects": subjects(g),
+                "atrophy_percent": g.atrophy_percent}  # fmt: skip
+    write_records(caps, table, settings, table)
+
+
+def hypometabolic_weight(mask: np.ndarray, degree: float, smoothing: float) -> np.ndarray:
+    """ClinicaDL's mask_processing: 1 outside the region, 1 - degree% inside, Gaussian-smoothed."""
+    weight = 1.0 - np.asarray(mask, dtype=np.float64)
+    weight[weight == 0] = 1 - degree / 100
+    return ndimage.gaussian_filter(weight, sigma=smoothing)
+
+
+def _resampled_mask(path: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """The pathology mask on the image's grid (nearest neighbour)."""
+    mask = nib.load(path)
+    ijk = np.indices(image.shape[:3]).reshape(3, -1)
+    to_mask = np.linalg.inv(mask.affine) @ image.affine
+    where = to_mask[:3, :3] @ ijk + to_mask[:3, 3:]
+    data = np.asarray(mask.get_fdata()).reshape(mask.shape[:3])
+    return ndimage.map_coordinates(data, where, order=0, mode="constant").reshape(image.shape[:3])
+
+
+def generate_hypometabolic(g: Generate, caps: Path, reporter=None) -> None:
+    """ClinicaDL's hypometabolic: the first `subjects` baseline pet-linear images (18FFDG,
+    cerebellumPons2) multiplied by the smoothed pathology mask, under their own participants."""
+    frame = baseline(sessions_of(g.caps_directory, g.participants_tsv))
+    _enough(g, frame, g.participants_tsv)
+    mask_file = hypometabolic_mask(g)
+    if not mask_file.is_file():
+        raise InputError(mask_file, f"the {g.pathology} hypometabolism mask is not there", "mask_path")
+    folder = source_preprocessing(g).name  # ClinicaDL's `pet-linear/`
+    out, weight, rows = CapsLayout(caps), None, []
+    for i in _iterate(reporter, list(range(subjects(g))), "hypometabolic images"):
+        participant, session = frame.participant_id[i], frame.session_id[i]
+        path = source_image(g, participant, session)
+        source = nib.load(path)
+        if weight is None:
+            weight = hypometabolic_weight(_resampled_mask(mask_file, source), g.anomaly_degree, sigma(g))
+        stem = path.name.removesuffix(".gz").removesuffix(".nii").strip("pet")  # ClinicaDL's own strip
+        name = f"{stem}pat-{g.pathology}_deg-{int(g.anomaly_degree)}_pet.nii.gz"
+        image = np.asarray(source.get_fdata()) * weight
+        save_like(out.generated_folder(participant, session, folder) / name, image, None, source.affine)
+        rows.append([participant, session, g.pathology, g.anomaly_degree])
+    table = pd.DataFrame(rows, columns=["participant_id", "session_id", "pathology", "percentage"])
+    settings = {"caps_dir": g.caps_directory, "preprocessing": "pet-linear", "n_subjects": subjects(g),
+                "pathology": g.pathology, "anomaly_degree": g.anomaly_degree}  # fmt: skip
+    write_records(caps, table, settings, with_source_columns(table, frame))
