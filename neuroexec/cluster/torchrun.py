@@ -3,7 +3,12 @@ per node, and torchrun's processes meet at a c10d rendezvous taken from SLURM's 
 job's first node, a port drawn from the job id, the job id as the rendezvous id). Each process then
 joins the process group from torchrun's variables (neuroexec/distributed.py).
 
-The line is written for a job script (bash): the `$SLURM_...` words are read when the job runs.
+The line is written for a job script (bash): the `$SLURM_...` words are read when the job runs. SLURM's
+warning before the time limit (`--signal=B:TERM@<grace>`) goes to the batch shell; srun, were it that
+shell, would end the step at once on it. So srun runs under a small bash that passes the SIGTERM on
+with `scancel --signal=TERM $SLURM_JOB_ID`, to every process of the job's steps (torchrun passes it
+to its processes too): each training checkpoints at the same batch (training/preemption.py), rank 0
+requeues the job (cluster/preempt.py), and srun ends when they have.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 # the rendezvous port: BASE + job id % SPAN, so two jobs sharing a node rarely meet on one port
 PORT_BASE, PORT_SPAN = 29400, 1000
 FIRST_NODE = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+# runs its arguments (srun ...) in the background, SIGTERM passed on to the job's steps, and waits for them
+FORWARD_TERM = 'trap "scancel --signal=TERM $SLURM_JOB_ID" TERM; "$@" & wait $!; wait $!'
 
 
 def torchrun_executable() -> str:
@@ -27,11 +34,11 @@ def torchrun_executable() -> str:
 
 def command(argv: list[str], nproc_per_node: int) -> str:
     """The job script line that runs `neuroexec ARGV` in `nproc_per_node` processes on each node of the
-    job (a job script puts `exec` before it, so that SLURM's SIGTERM reaches srun, which passes it on to
-    torchrun and torchrun to the processes).
+    job (a job script may put `exec` before it: SLURM's SIGTERM then reaches the bash that passes it on).
 
     >>> line = command(["apply", "spec.toml", "--target", "model.cnn.train[split-0]"], 2)
     >>> print(line.replace(torchrun_executable(), "torchrun"))  # doctest: +NORMALIZE_WHITESPACE
+    bash -c 'trap "scancel --signal=TERM $SLURM_JOB_ID" TERM; "$@" & wait $!; wait $!' srun
     srun --ntasks=$SLURM_NNODES --ntasks-per-node=1 --kill-on-bad-exit=1
     ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}
     torchrun --nnodes=$SLURM_NNODES --nproc-per-node=2 --rdzv-backend=c10d
@@ -57,4 +64,6 @@ def command(argv: list[str], nproc_per_node: int) -> str:
         "-m",
         "neuroexec",
     ]
-    return " ".join([*srun, *torchrun, *(shlex.quote(a) for a in argv)])
+    return " ".join(
+        ["bash", "-c", shlex.quote(FORWARD_TERM), "srun", *srun, *torchrun, *(shlex.quote(a) for a in argv)]
+    )

@@ -1,9 +1,12 @@
 """`srun torchrun` under a real SLURM (tests/cluster/conftest.py): the line of cluster/torchrun.command, in a
-job script, trains in two CPU processes (gloo) that meet at the rendezvous taken from SLURM's environment,
-and ends with the model of the same two-process training launched by torchrun outside SLURM."""
+job script, trains in two CPU processes (gloo) that meet at the rendezvous taken from SLURM's environment;
+SLURM's SIGTERM to the job (to srun, which passes it to torchrun, which passes it to both processes)
+stops them at the same batch with a checkpoint, rank 0 requeues the job, and the job's next start ends
+with the model of the same two-process training launched by torchrun outside SLURM, uninterrupted."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,14 +18,17 @@ from neuroexec.maps.layout import MapsLayout
 from tests.cluster.slurm import Slurm
 from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
 
-BODY = 'task = "classification"\ntrain = { epochs = 2, learning_rate = 1e-3, selection_metrics = ["loss"] }'
+BODY = 'task = "classification"\ntrain = { epochs = 4, learning_rate = 1e-3, selection_metrics = ["loss"] }'
 
 
 def job_script(folder: Path, line: str) -> Path:
+    """A job as `apply --slurm` writes one (requeueable, NEUROEXEC_SLURM_REQUEUE=1, `exec`), running `line`."""
     path = folder / "train.sh"
     path.write_text(
-        "#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --cpus-per-task=2\n"
-        f"cd {folder}\nexport OMP_NUM_THREADS=1\nexec {line}\n"
+        "#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --cpus-per-task=2\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
+        f"cd {folder}\nexport OMP_NUM_THREADS=1 NEUROEXEC_SLURM_REQUEUE=1\n"
+        'echo "start $SLURM_RESTART_COUNT"\n'
+        f"exec {line}\n"
     )
     return path
 
@@ -36,16 +42,33 @@ def assert_same_model(a: MapsLayout, b: MapsLayout) -> None:
     pd.testing.assert_frame_equal(*logs)
 
 
+def wait_for(ready, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.1)
+
+
 @needs_torchrun
 def test_srun_torchrun_trains_as_torchrun_does_outside_slurm(slurm_clean: Slurm, tmp_path: Path) -> None:
-    path = write_spec(tmp_path, {"slurm": BODY, "local": BODY}, subjects=8, batch_size=2)
+    # 16 subjects: 8 training images, 4 a process, 2 batches a process an epoch
+    path = write_spec(tmp_path, {"slurm": BODY, "local": BODY}, subjects=16, batch_size=2)
     run_apply(path, target="dataset.*")  # the shared steps once, before the two trainings
+    run_apply(path, target="model.*.split")
     line = command(["apply", str(path), "--target", "model.slurm.train*"], 2)
-    job = slurm_clean.sbatch(job_script(tmp_path, line), f"--output={tmp_path}/job.log")
+    maps, log = MapsLayout(tmp_path / "maps/slurm"), tmp_path / "job.log"
+    job = slurm_clean.sbatch(job_script(tmp_path, line), f"--output={log}")
+    wait_for(maps.resume_state(0).is_file, f"the first epoch\n{slurm_clean.log(log)}")
+    slurm_clean.run("scancel", "--signal=TERM", "--batch", job)  # to srun: what --signal=B:TERM sends
     apply_with_torchrun(path, "model.local.train*")  # meanwhile, outside SLURM
+    requeued = lambda: slurm_clean.job(job).get("Reason") == "BeginTime" or "start 1" in slurm_clean.log(log)  # noqa: E731
+    wait_for(requeued, f"the requeue\n{slurm_clean.log(log)}")
+    # SLURM holds a requeued job for two minutes (its BeginTime); the test lets it start at once
+    slurm_clean.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
     state = slurm_clean.wait(job, timeout=240)
-    log = slurm_clean.log(tmp_path / "job.log")
-    assert state == "COMPLETED", log[-3000:]
-    assert "+ model.slurm.train[split-0] (new)" in log and "Applied 2 steps." in log  # split and train
+    text = slurm_clean.log(log)
+    assert state == "COMPLETED", text[-3000:]
+    assert f"requeue: scontrol requeue {job}" in text and "split-0: resuming" in text.split("start 1")[1]
     # two processes (one process, with batches of 2 instead of 2 x 2, would train another model)
-    assert_same_model(MapsLayout(tmp_path / "maps/slurm"), MapsLayout(tmp_path / "maps/local"))
+    assert_same_model(maps, MapsLayout(tmp_path / "maps/local"))

@@ -5,16 +5,18 @@ uninterrupted one, bit for bit (training/preemption.py)."""
 from __future__ import annotations
 
 import signal
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 
+from neuroexec.errors import InputError
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.training import resume
+from neuroexec.training import preemption, resume
 from neuroexec.training.preemption import SIGTERM_AT_BATCH_ENV, Preempted
-from neuroexec.training.resume import INTERRUPT_ENV
+from neuroexec.training.resume import INTERRUPT_ENV, Progress
 from tests.training.training_specs import run_apply, write_spec
 
 EPOCHS = 3
@@ -96,19 +98,20 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_bit_identically(tmp_pat
     assert_same_training(tmp_path, "ref", "twice")
 
 
-@pytest.mark.parametrize(("workers", "at_batch", "done"), [(0, "0:0", 2), (2, "1:2", 3)])
-def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path, workers, at_batch, done):
+def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path):
     # accumulation_steps = 2 over 3 batches: steps after batches 1 and 2. SIGTERM after batch 0 is taken
     # after batch 1 (no gradient is left half-accumulated); after batch 2 (the last), the epoch's
-    # validation is left to the resumed run.
-    models = {"ref": body(accumulation=2), "cut": body(accumulation=2, workers=workers)}
+    # validation is left to the resumed run, here one with 2 DataLoader workers.
+    models = {"ref": body(accumulation=2), "w0": body(accumulation=2), "w2": body(accumulation=2, workers=2)}
     path = write_spec(tmp_path, models, batch_size=2)
-    stopped(path, "cut", SIGTERM_AT_BATCH_ENV, at_batch, Preempted)
-    at = in_epoch(tmp_path, "cut")
-    assert (at["epoch"], at["batch"]) == (int(at_batch[0]), done)
-    to_the_end(path, "cut")
+    for model, at_batch, done in (("w0", "0:0", (0, 2)), ("w2", "1:2", (1, 3))):
+        stopped(path, model, SIGTERM_AT_BATCH_ENV, at_batch, Preempted)
+        at = in_epoch(tmp_path, model)
+        assert (at["epoch"], at["batch"]) == done
+        to_the_end(path, model)
     to_the_end(path, "ref")
-    assert_same_training(tmp_path, "ref", "cut")
+    assert_same_training(tmp_path, "ref", "w0")
+    assert_same_training(tmp_path, "ref", "w2")
 
 
 def test_a_mid_epoch_checkpoint_loads_weights_only_and_plan_resumes_it(tmp_path):
@@ -120,3 +123,15 @@ def test_a_mid_epoch_checkpoint_loads_weights_only_and_plan_resumes_it(tmp_path)
     assert found[2]["progress"]["in_epoch"]["batch"] == 1
     run_apply(path)  # finishes: results published, tmp/ removed
     assert maps.best_model(0, "loss").is_file() and not maps.tmp_dir(0).exists()
+
+
+def test_a_mid_epoch_checkpoint_of_two_processes_is_not_resumed_by_one(tmp_path):
+    # each process's running predictions are in the checkpoint: another process count cannot continue it
+    maps = MapsLayout(tmp_path / "maps/m")
+    progress = Progress(epoch=0, in_epoch=preemption.in_epoch_state(1, 2, 1, [{}, {}], []))
+    run = SimpleNamespace(ctx=SimpleNamespace(world_size=1, rank=0), maps=maps, split=0, trainer=None)
+    with pytest.raises(InputError) as err:
+        preemption.resumed_position(run, progress, SimpleNamespace(epoch=1, start=0.0, points=[]))
+    message = str(err.value)
+    assert "stopped mid-epoch with 2 processes and resumes with 1: run it with 2" in message
+    assert str(maps.tmp_dir(0)) in message and "delete this folder" in message
