@@ -35,7 +35,7 @@ from neuroexec.spec.model import Generate
 SESSION = "ses-M000"
 FOLDER = "shepplogan"
 DEFAULT_RECORD = extract_json_name("shepplogan")  # extract_shepplogan.json
-# The sizes of the two lower and the upper region of each subtype
+# The sizes of the upper region (rows at 0.6 x the centre) and of the three lower ones (1.5 x) of each subtype
 SUBTYPE_SIZES = {0: ("large", "large"), 1: ("large", "small"), 2: ("small", "large")}
 
 
@@ -64,13 +64,13 @@ def phantom(size: int, subtype: int, rng: np.random.Generator, smoothing: bool =
     img[ellipse(shape, (centre, centre), (a, b))] = 1.0
     offset = rng.uniform(1, size / 32)
     img[ellipse(shape, (centre + offset / 2, centre), (a - offset, b - offset))] = 0.2
-    lower, upper = SUBTYPE_SIZES[subtype]
+    upper, lower = SUBTYPE_SIZES[subtype]
     regions = (  # (row, column) of the centre, radii, size
         ((1.0, 1.0), (b / 6, b / 6), "large"),
-        ((0.6, 1.0), (b / 3, b / 4), lower),
-        ((1.5, 1.0), (b / 10, b / 10), upper),
-        ((1.5, 1.1), (b / 10, b / 10), upper),
-        ((1.5, 0.9), (b / 10, b / 10), upper),
+        ((0.6, 1.0), (b / 3, b / 4), upper),
+        ((1.5, 1.0), (b / 10, b / 10), lower),
+        ((1.5, 1.1), (b / 10, b / 10), lower),
+        ((1.5, 0.9), (b / 10, b / 10), lower),
     )
     for (fr, fc), (ra, rb), kind in regions:
         o1, o2 = rng.uniform(1, size / 32, 2)
