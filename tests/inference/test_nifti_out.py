@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -137,6 +139,12 @@ def test_interpret_save_nifti_writes_each_map_as_nifti_with_the_header(tmp_path,
     interpret_group(bench.task(interp), bench.ctx)
     where = (0, "loss", "test", "g")
     _assert_source_header(bench.maps.mean_map(*where, "image", 0, "nii.gz"))
+    summary = json.loads(bench.maps.interpret_summary(*where).read_text())
+    assert ("figure" in summary) == save_nifti == bench.maps.mean_map_figure(*where, "image", 0).is_file()
+    if save_nifti:  # the figure's cuts, in mm, are recorded: inside the image's field of view
+        source = nib.load(str(bench.maps.mean_map(*where, "image", 0, "nii.gz")))
+        voxel = np.linalg.inv(source.affine) @ np.array([*summary["figure"]["cut_coords_mm"], 1.0])
+        assert all(-0.5 <= v <= n - 0.5 for v, n in zip(voxel[:3], source.shape))
     for p, s in zip(bench.frame.participant_id, bench.frame.session_id):
         nifti = bench.maps.individual_nifti(*where, p, s, "image", 0)
         assert nifti.is_file() == save_nifti
