@@ -36,6 +36,21 @@ class _SlurmFlag(argparse.Action):
         namespace.func = _slurm_command(self.const)
 
 
+class _SlurmOption(argparse._AppendAction):
+    """--slurm-opt: kept, and an error unless --slurm is given too (before or after it)."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, values, option)
+        if not getattr(namespace, "slurm", False):
+            namespace.func = _without_slurm
+
+
+def _without_slurm(args: argparse.Namespace) -> int:
+    from neuroexec.errors import InputError
+
+    raise InputError(None, "--slurm-opt only goes with --slurm (add --slurm, or drop --slurm-opt)")
+
+
 def _slurm_command(command: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         from neuroexec.cluster import cli
@@ -57,7 +72,7 @@ def add_slurm(p: argparse.ArgumentParser, command: str) -> None:
     g.add_argument(
         "--slurm-opt",
         metavar="KEY=VALUE",
-        action="append",
+        action=_SlurmOption,
         help="a job resource for every job (time=02:00:00) or one job kind (train.gpus=1; kinds: data, "
         "train, evaluate; keys: cpus, gpus, mem, time, partition, account, grace_s, options); over the "
         "spec's [cluster] table",

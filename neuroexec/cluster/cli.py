@@ -10,7 +10,7 @@ from neuroexec.cluster import render, status, submit
 
 def cmd_plan_slurm(args: argparse.Namespace) -> int:
     """`neuroexec plan SPEC --slurm`: the jobs that would be submitted (writes nothing)."""
-    print(render.render_plan(submit.prepare(args.spec, args.target, args.slurm_opt)))
+    print(render.render_plan(submit.prepare(args.spec, args.target, args.slurm_opt, preview=True)))
     return 0
 
 

@@ -36,6 +36,8 @@ def render_plan(sub: Submission) -> str:
     lines.append(
         f"Jobs: {len(sub.jobs)} to submit ({steps} steps), {len(set(sub.queued.values()))} still queued."
     )
+    if sub.note:
+        lines.append(f"Note: {sub.note}")
     return "\n".join(lines)
 
 

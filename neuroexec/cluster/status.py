@@ -78,9 +78,10 @@ def _last_line(log: Path) -> str:
 
 def render(report: Report) -> str:
     lines = [f"Status of {report.spec}:"]
+    width = max((len(s.step) for s in report.steps), default=0)
     for s in report.steps:
-        job = f"job {s.job}" if s.job else ""
-        lines.append(f"  {s.word:<13} {s.step}" + (f"   {job} {s.state}".rstrip() if job else ""))
+        job = f"  job {s.job} {s.state}".rstrip() if s.job else ""
+        lines.append(f"  {s.word:<13} {s.step:<{width}}{job}".rstrip())
         if s.word == "failed":
             lines.append(f"                log: {s.log}")
             if s.last_line:

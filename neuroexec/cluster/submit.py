@@ -31,17 +31,29 @@ class Submission:
     queued: dict[str, str]  # step id -> id of the queued or running job that does it
     records: list[JobRecord]
     folder: Path  # where the records, scripts and logs are
+    note: str = ""  # why the jobs still queued are not known (plan --slurm where squeue fails)
 
 
-def prepare(spec_path: Path, target: list[str] | None, options: list[str] | None) -> Submission:
-    """The jobs a submission would make now (writes nothing)."""
+def prepare(
+    spec_path: Path, target: list[str] | None, options: list[str] | None, preview: bool = False
+) -> Submission:
+    """The jobs a submission would make now (writes nothing). `preview` (plan --slurm): a failing squeue
+    is a note, not an error."""
     spec = load_spec(spec_path)
     flags = parse_options(options)
     plan = make_plan(spec)
     ledger = ledger_mod.load(spec.path)
-    queued = still_queued(ledger) if ledger.jobs and shutil.which("squeue") else {}
+    queued, note = {}, ""
+    if ledger.jobs and shutil.which("squeue"):
+        try:
+            queued = still_queued(ledger)
+        except slurm.SlurmError as exc:
+            if not preview:
+                raise
+            note = f"jobs still queued are not known ({str(exc).splitlines()[0]}): shown as if none were"
     jobs = make_jobs(plan, target, (spec.cluster, flags), queued)
-    return Submission(spec.path, jobs, queued, [], records.slurm_dir(spec.path.parent, spec.path.stem))
+    folder = records.slurm_dir(spec.path.parent, spec.path.stem)
+    return Submission(spec.path, jobs, queued, [], folder, note)
 
 
 def still_queued(ledger: Ledger) -> dict[str, str]:

@@ -140,7 +140,10 @@ def test_a_training_on_several_gpus_runs_under_srun_torchrun(tmp_path: Path) -> 
     train = next(job for job in make_jobs(plan, settings=({}, flags)) if job.kind == "train")
     text = script_text(train, tmp_path / "spec.toml", tmp_path / "train.log", ["5"], sys.executable)
     last = text.splitlines()[-1]
-    assert last.startswith("exec srun ") and "--nproc-per-node=2" in last and last.endswith('--quiet "$@"')
+    assert last.startswith("exec ") and " srun " in last and "torchrun --nnodes" in last
+    assert "--nproc-per-node=2" in last and last.endswith(
+        "-m neuroexec apply " + f'{tmp_path / "spec.toml"} --quiet "$@"'
+    )
     assert "#SBATCH --gpus=2" in text.splitlines()
 
 
@@ -171,3 +174,9 @@ def test_status_of_a_job_slurm_forgot(tmp_path: Path, monkeypatch: pytest.Monkey
     text = status.render(report)
     assert f"                log: {tmp_path / 'train-cnn-12_1.log'}" in text.splitlines()
     assert [s.step for s in report.failed()] == ["model.cnn.train[split-1]"]
+
+
+def test_slurm_opt_without_slurm_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["apply", str(_spec(tmp_path)), "--slurm-opt", "time=01:00:00"]) == 2
+    assert "--slurm-opt only goes with --slurm" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
