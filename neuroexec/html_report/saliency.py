@@ -1,6 +1,6 @@
 """The saliency maps of a data group on the page: for each interpretation of a best model, its mean and
-std maps drawn over the anatomy (nilearn's plot_stat_map: world coordinates, orientation, a threshold,
-cuts where the map is), the mean map in nilearn's interactive viewer (view_img), and the share of the
+std maps drawn over the anatomy as interpret draws its figure (inference/figure.py, on nilearn's
+plot_stat_map: world coordinates, orientation letters, a threshold, cuts where the map is), the mean map in nilearn's interactive viewer (view_img), and the share of the
 saliency inside the region mask (the ROI-mass summary of summary.json).
 
 The viewer is nilearn's standalone page, embedded in an <iframe srcdoc>: its JavaScript (jQuery and
@@ -21,22 +21,21 @@ import numpy as np
 from neuroexec.data.caps import CapsLayout
 from neuroexec.html_report.elements import esc, image, new_figure, note, table
 from neuroexec.html_report.group_figures import load_volume
+from neuroexec.inference import figure
 from neuroexec.maps.layout import MapsLayout
 
 PARTS = 4  # part maps drawn for a roi or slice model
-THRESHOLD_PERCENTILE = 90  # the maps show the 10% most salient voxels of the brain
 _NETWORK_LINK = re.compile(r"<link[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
 
 
-def map_threshold(values: np.ndarray) -> float:
-    """The 90th percentile of |values| over the voxels where the map is not zero.
-
-    >>> map_threshold(np.arange(11.0))
-    9.1
-    """
-    magnitude = np.abs(np.asarray(values, dtype=np.float64))
-    inside = magnitude[(magnitude > 0) & np.isfinite(magnitude)]
-    return round(float(np.percentile(inside, THRESHOLD_PERCENTILE)), 6) if inside.size else 0.0
+def viewer_threshold(img: nib.Nifti1Image, bg: nib.Nifti1Image | None) -> float:
+    """The figures' threshold (inference/figure.py: a percentile of |map| over the brain of `bg`)."""
+    values = img.get_fdata(dtype=np.float32)
+    brain = None
+    if bg is not None:
+        anatomy = bg.get_fdata(dtype=np.float32)
+        brain = anatomy > 0.1 * float(anatomy.max()) if anatomy.max() > 0 else None
+    return figure.map_threshold(values, brain, figure.THRESHOLD_PERCENTILE)
 
 
 def background(maps: MapsLayout, group: str, grid: tuple[int, ...]) -> nib.Nifti1Image | None:
@@ -60,27 +59,40 @@ def background(maps: MapsLayout, group: str, grid: tuple[int, ...]) -> nib.Nifti
 
 
 def static_figure(mean: nib.Nifti1Image, std: nib.Nifti1Image | None, bg, title: str) -> str:
-    """The mean map (and the std map) over the anatomy, thresholded, with labelled colour bars."""
+    """The mean map (and the std map) over the anatomy as interpret draws its own figure
+    (inference/figure.py's draw_saliency: cuts through the largest cluster, a threshold, orientation
+    letters, a labelled colour bar); over nilearn's MNI152 template when the group's CAPS has no image
+    on the map's grid (a roi model's regions)."""
+    images = [("mean", mean), *([("std", std)] if std is not None else [])]
+    pictures = []
+    for kind, img in images:
+        values = img.get_fdata(dtype=np.float32)
+        if bg is not None:
+            anatomy = bg.get_fdata(dtype=np.float32).reshape(values.shape)
+            fig, _, _ = figure.draw_saliency(
+                values, anatomy, img.affine, f"{kind}: {title}", f"{kind} |saliency|"
+            )
+        else:
+            fig = _over_template(img, f"{kind}: {title}")
+        pictures.append(image(fig, f"{title}: {kind} saliency map over the anatomy"))
+    return "".join(pictures)
+
+
+def _over_template(img: nib.Nifti1Image, title: str):
     from nilearn import plotting
 
-    images = [("mean", mean), *([("std", std)] if std is not None else [])]
-    fig = new_figure(7.0, 2.6 * len(images))
+    fig = new_figure(7.0, 2.6)
     fig.set_layout_engine(None)
-    for k, (kind, img) in enumerate(images):
-        top = 1 - k / len(images)
-        plotting.plot_stat_map(
-            img,
-            **({"bg_img": bg} if bg is not None else {}),  # else nilearn's MNI152 template
-            threshold=map_threshold(img.get_fdata()),
-            cmap="hot",
-            black_bg=False,
-            colorbar=True,
-            figure=fig,
-            axes=(0.0, top - 1 / len(images), 1.0, 1 / len(images)),
-            title=f"{kind} |saliency|",
-        )
-    shown = "mean and std saliency maps" if std is not None else "mean saliency map"
-    return image(fig, f"{title}: {shown} over the anatomy")
+    plotting.plot_stat_map(
+        img,
+        threshold=viewer_threshold(img, None),
+        cmap="autumn",
+        black_bg=False,
+        colorbar=True,
+        figure=fig,
+        title=title,
+    )
+    return fig
 
 
 def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
@@ -90,8 +102,8 @@ def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
     view = plotting.view_img(
         mean,
         **({"bg_img": bg} if bg is not None else {}),  # else nilearn's MNI152 template
-        threshold=map_threshold(mean.get_fdata()),
-        cmap="hot",
+        threshold=viewer_threshold(mean, bg),
+        cmap="autumn",
         symmetric_cmap=False,
         black_bg=False,
         title=title,

@@ -36,8 +36,9 @@ def test_a_maps_with_map_tensors_only_is_drawn_on_its_caps_image(project: Projec
     assert mean.header.get_sform(coded=True)[1] == caps.header.get_sform(coded=True)[1]
     assert std is not None and anatomy is not None
     page = read_page("".join(saliency_sections(maps, where[:3])))
+    title = "saliency grad: test, split-0, best-loss"
     assert [alt for _, alt in page.images] == [
-        "saliency grad: test, split-0, best-loss: mean and std saliency maps over the anatomy"
+        f"{title}: {kind} saliency map over the anatomy" for kind in ("mean", "std")
     ]
     assert len(page.viewers) == 1 and "https://" not in page.viewers[0]
 
