@@ -48,6 +48,12 @@ def ellipse(shape: tuple[int, int], centre, radii, rotation: float = 0.0) -> np.
     return (u / radii[0]) ** 2 + (v / radii[1]) ** 2 < 1.0
 
 
+def _between(rng: np.random.Generator, a: float, b: float) -> float:
+    """A uniform draw between a and b in either order (as Python's random.uniform, which ClinicaDL uses:
+    images under 32 pixels have offsets between 1 and size / 32 < 1)."""
+    return a + (b - a) * rng.random()
+
+
 def _scales(rng: np.random.Generator, size: str) -> tuple[float, float]:
     low, high = (1.0, 1.2) if size == "large" else (0.8, 0.9)
     return rng.uniform(low, high), rng.uniform(low, high)
@@ -62,7 +68,7 @@ def phantom(size: int, subtype: int, rng: np.random.Generator, smoothing: bool =
     a, b = centre - 2, centre * 2 / 3 - 2
     color = rng.uniform(0.4, 0.6)
     img[ellipse(shape, (centre, centre), (a, b))] = 1.0
-    offset = rng.uniform(1, size / 32)
+    offset = _between(rng, 1, size / 32)
     img[ellipse(shape, (centre + offset / 2, centre), (a - offset, b - offset))] = 0.2
     upper, lower = SUBTYPE_SIZES[subtype]
     regions = (  # (row, column) of the centre, radii, size
@@ -73,7 +79,7 @@ def phantom(size: int, subtype: int, rng: np.random.Generator, smoothing: bool =
         ((1.5, 0.9), (b / 10, b / 10), lower),
     )
     for (fr, fc), (ra, rb), kind in regions:
-        o1, o2 = rng.uniform(1, size / 32, 2)
+        o1, o2 = _between(rng, 1, size / 32), _between(rng, 1, size / 32)
         s1, s2 = _scales(rng, kind)
         turn = rng.uniform(-np.pi, np.pi)
         img[ellipse(shape, (centre * fr + o1, centre * fc + o2), (ra * s1, rb * s2), turn)] = color
