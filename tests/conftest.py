@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(autouse=True)
+def specs_round_trip(monkeypatch):
+    """Every spec a ClinicaDL-style command writes or prints in a test reads back as the document it
+    built (tests/spec/test_toml_writer.py)."""
+    from neuroexec.spec import toml_writer
+    from tests.helpers import round_trip_checked
+
+    monkeypatch.setattr(toml_writer, "tomli_w", round_trip_checked(toml_writer.tomli_w.dumps))

@@ -1,6 +1,5 @@
-"""The CLI tests use the tiny CAPS / MAPS fixtures of tests/compat, and its check that every spec a
-command writes reads back as the document it built."""
+"""The CLI tests use the tiny CAPS / MAPS fixtures of tests/compat."""
 
 from __future__ import annotations
 
-from tests.compat.conftest import clinicadl_maps, legacy_model, specs_round_trip, tiny_data  # noqa: F401
+from tests.compat.conftest import clinicadl_maps, legacy_model, tiny_data  # noqa: F401

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from tests.helpers import make_tiny_caps
 
 SHAPE = (20, 20, 20)
 ARCH = "Conv4_FC3"  # ClinicaDL's own network; 20^3 is the smallest grid comfortable for its 5 poolings
-
-
-def check_round_trip(write):
-    """A stand-in for tomli_w whose `dumps` fails when the text does not read back as the document."""
-
-    def dumps(doc):
-        text = write(doc)
-        assert tomllib.loads(text) == doc, f"the spec written does not read back as the document:\n{text}"
-        return text
-
-    return SimpleNamespace(dumps=dumps)
-
-
-@pytest.fixture(autouse=True)
-def specs_round_trip(monkeypatch):
-    """Every spec a ClinicaDL-style command writes or prints in these tests reads back as what it built."""
-    from neuroexec.spec import toml_writer
-
-    monkeypatch.setattr(toml_writer, "tomli_w", check_round_trip(toml_writer.tomli_w.dumps))
 
 
 @pytest.fixture(scope="session")

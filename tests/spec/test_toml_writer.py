@@ -1,6 +1,6 @@
 """The spec writer (tomli-w): what it writes parses back (tomllib) to the same document, and it refuses
-numbers no spec field takes. Every spec a ClinicaDL-style command builds in tests/cli and tests/compat is
-checked the same way by the `specs_round_trip` fixture (tests/compat/conftest.py)."""
+numbers no spec field takes. Every spec a ClinicaDL-style command builds in any test is checked the
+same way by the autouse fixture `specs_round_trip` (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from neuroexec.spec import toml_writer
 from neuroexec.spec.toml_writer import dumps
+from tests.helpers import round_trip_checked
 
 
 def test_round_trip_of_every_value_kind():
@@ -63,8 +64,6 @@ def test_refuses_values_toml_cannot_hold():
 
 
 def test_the_round_trip_fixture_catches_a_writer_that_changes_the_meaning(monkeypatch):
-    from tests.compat.conftest import check_round_trip
-
-    monkeypatch.setattr(toml_writer, "tomli_w", check_round_trip(lambda doc: "v = 2\n"))
+    monkeypatch.setattr(toml_writer, "tomli_w", round_trip_checked(lambda doc: "v = 2\n"))
     with pytest.raises(AssertionError, match="does not read back"):
         dumps({"v": 1})
