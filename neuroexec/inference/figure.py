@@ -84,6 +84,8 @@ def draw_saliency(
     from nilearn.plotting import plot_stat_map
 
     saliency, anatomy = _checked(saliency, anatomy, 3)
+    bad = int((~np.isfinite(saliency)).sum())  # a diverged model's NaN gradients: drawn as 0, said
+    saliency = np.where(np.isfinite(saliency), saliency, 0.0).astype(np.float32)
     affine = np.asarray(affine, dtype=np.float64)
     brain = anatomy > 0.1 * float(anatomy.max()) if anatomy.max() > 0 else None
     peak = float(np.abs(saliency).max())
@@ -98,8 +100,10 @@ def draw_saliency(
     fig = Figure(figsize=(11, 4.4))
     FigureCanvasAgg(fig)
     heading = f"{title}  |  shown above {threshold:.3g} ({percentile:g}th percentile of |map| in the brain)"
+    heading += f"  |  {bad} NaN or infinite voxel(s) drawn as 0" if bad else ""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="empty mask")  # a map of zeros: nothing above it
+        if peak == 0:  # a map of zeros: nothing above the threshold, nilearn warns of empty masks
+            warnings.simplefilter("ignore", UserWarning)
         display = plot_stat_map(
             stat, bg_img=nib.Nifti1Image(anatomy, affine), cut_coords=cuts, display_mode="ortho",
             figure=fig, axes=(0.0, 0.0, 1.0, 0.9), threshold=threshold, vmax=top,

@@ -101,3 +101,11 @@ def test_a_map_of_zeros_is_drawn_without_error(tmp_path):
     anatomy, _, _ = _brain_and_blobs()
     facts = save_saliency_figure(tmp_path / "zero.png", np.zeros(SHAPE), anatomy, AFFINE, "g")
     assert (tmp_path / "zero.png").stat().st_size > 0 and facts.threshold == 0.0
+
+
+def test_non_finite_values_are_drawn_as_zero_and_said(tmp_path):
+    anatomy, saliency, big = _brain_and_blobs()
+    saliency[0, 0, 0], saliency[1, 1, 1] = np.nan, np.inf
+    fig, _, facts = draw_saliency(saliency, anatomy, AFFINE, "g", "v")
+    assert big[_voxel(facts.cut_coords)] and np.isfinite(facts.threshold)
+    assert "2 NaN or infinite voxel(s) drawn as 0" in fig.get_suptitle()
