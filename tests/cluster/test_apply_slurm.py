@@ -1,0 +1,192 @@
+"""`neuroexec apply SPEC --slurm` against the real one-node SLURM (tests/cluster/slurm.py), on a tiny variant
+of the quickstart (two splits, TinyCNN, 5 epochs, a synthetic CAPS at 8 mm, predictions on another
+cohort). One scenario, run once for the module, as a user would:
+
+1. `apply --slurm`: a data job, a training array (one split per task, both running at once on one MAPS)
+   and an evaluation array, with their `afterok` dependencies;
+2. split 0's task is frozen (SIGSTOP) once its first epoch checkpoint exists, then killed (SIGKILL, as
+   by the OOM killer or a node failure): its evaluation array is cancelled (invalid dependency), split 1
+   finishes;
+3. `neuroexec status` names the failed training with its job id and log;
+4. `apply --slurm` again submits only what is not done (split 0's training, which resumes, and the
+   predictions), not the data job nor split 1;
+5. the models and predictions equal those of a local `neuroexec apply` of the same spec, bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from neuroexec.maps.checkpoints import load_model_state
+from tests.cluster.slurm import Slurm
+
+SPEC = """
+version = 1
+[compute]
+workers = 0
+batch_size = 4
+seed = 0
+deterministic = true
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 12, resolution_mm = 8, seed = 1 }
+[datasets.demo-test]
+caps = "data/demo-test"
+generate = { subjects = 4, resolution_mm = 8, seed = 2, subject_offset = 1000 }
+[models.cnn]
+maps = "maps/cnn"
+dataset = "demo"
+architecture = "TinyCNN"
+split = { n_splits = 2 }
+train = { epochs = 5 }
+[groups.test]
+dataset = "demo-test"
+models = ["cnn"]
+selection_metrics = ["loss"]
+"""
+
+
+def neuroexec(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "neuroexec", *argv], capture_output=True, text=True, timeout=180, env=env
+    )
+
+
+def _jobs(spec: Path) -> list[dict]:
+    return json.loads((spec.parent / ".neuroexec/slurm/spec/jobs.json").read_text())["jobs"]
+
+
+def _freeze_after_first_checkpoint(slurm: Slurm, task: str, checkpoint: Path) -> bool:
+    """SIGSTOP the task once its first epoch checkpoint exists; whether the other task ran meanwhile."""
+    other = task[:-1] + "1"
+    both_running = False
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        both_running |= slurm.state(task) == "RUNNING" == slurm.state(other)
+        assert slurm.state(task) in ("PENDING", "RUNNING"), slurm.logs()
+        assert time.monotonic() < deadline, f"no checkpoint after 120 s\n{slurm.logs()}"
+        time.sleep(0.02)
+    slurm.run("scancel", "--batch", "--signal=STOP", task)
+    finished = checkpoint.parents[1] / "best-loss/model.pth.tar"
+    assert not finished.exists(), "the training finished before it could be stopped: give it more epochs"
+    return both_running or slurm.state(other) == "RUNNING"
+
+
+def _kill(slurm: Slurm, task: str) -> None:
+    """SIGKILL the processes of a job, as the OOM killer or a node failure would (no SIGTERM, so no
+    checkpoint at that moment and no requeue: the next `apply --slurm` must resubmit it)."""
+    listed = slurm.run("scontrol", "listpids", slurm.job(task)["JobId"]).stdout.splitlines()[1:]
+    for pid in [int(line.split()[0]) for line in listed if line.split()[0].isdigit()]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    env = {**slurm.env, "OMP_NUM_THREADS": "1"}
+    on_slurm, local = (
+        tmp_path_factory.mktemp("on-slurm") / "spec.toml",
+        tmp_path_factory.mktemp("local") / "spec.toml",
+    )
+    on_slurm.write_text(SPEC)
+    local.write_text(SPEC)
+    seen: dict = {"first": neuroexec("apply", str(on_slurm), "--slurm", env=env)}
+    assert seen["first"].returncode == 0, seen["first"].stderr
+    data, train, evaluate = (job["id"] for job in _jobs(on_slurm))
+    seen["ids"] = (data, train, evaluate)
+    seen["pending"] = {j: slurm.job(j) for j in (train, evaluate)}
+    reference = subprocess.Popen([sys.executable, "-m", "neuroexec", "apply", str(local), "--quiet"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    checkpoint = on_slurm.parent / "maps/cnn/split-0/tmp/checkpoint.pth.tar"
+    seen["both_running"] = _freeze_after_first_checkpoint(slurm, f"{train}_0", checkpoint)
+    _kill(slurm, f"{train}_0")
+    seen["killed"] = slurm.wait(f"{train}_0", timeout=120)
+    seen["split_1"] = slurm.wait(f"{train}_1", timeout=240)
+    seen["evaluate"] = slurm.wait(evaluate, timeout=120)
+    seen["status"] = neuroexec("status", str(on_slurm), env=env)
+    seen["second"] = neuroexec("apply", str(on_slurm), "--slurm", env=env)
+    assert seen["second"].returncode == 0, seen["second"].stderr
+    seen["resubmitted"] = _jobs(on_slurm)[3:]
+    seen["final"] = {job["id"]: slurm.wait(job["id"], timeout=240) for job in seen["resubmitted"]}
+    assert reference.wait(timeout=180) == 0, reference.stderr.read()
+    seen["spec"], seen["local"] = on_slurm, local
+    return seen
+
+
+def test_jobs_and_their_dependencies(scenario: dict) -> None:
+    data, train, evaluate = scenario["ids"]
+    script = Path(_jobs(scenario["spec"])[1]["script"]).read_text()
+    for line in ("#SBATCH --requeue", "#SBATCH --signal=B:TERM@120", f"#SBATCH --dependency=afterok:{data}",
+                 "#SBATCH --array=0-1"):  # fmt: skip
+        assert line in script.splitlines()
+    assert any(line.startswith("export NEUROEXEC_SLURM_REQUEUE=1 ") for line in script.splitlines())
+    assert "  1) set -- --target 'model.cnn.train[split-1]' ;;" in script
+    assert script.splitlines()[-1].startswith(f"exec {sys.executable} -m neuroexec apply ")
+    assert scenario["pending"][train]["Dependency"].startswith(f"afterok:{data}")
+    assert f"afterok:{train}" in scenario["pending"][evaluate]["Dependency"]
+    assert scenario["pending"][train]["JobState"] == "PENDING"
+
+
+def test_status_names_the_failed_job_and_its_log(scenario: dict) -> None:
+    _, train, evaluate = scenario["ids"]
+    assert (scenario["killed"], scenario["split_1"], scenario["evaluate"]) == (
+        "FAILED",
+        "COMPLETED",
+        "CANCELLED",
+    )
+    out = scenario["status"]
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    failed = next(i for i, line in enumerate(lines) if "model.cnn.train[split-0]" in line)
+    assert lines[failed].split()[:2] == ["failed", "model.cnn.train[split-0]"]
+    assert f"job {train}_0 FAILED" in lines[failed]
+    assert lines[failed + 1].split() == [
+        "log:",
+        str(scenario["spec"].parent / f".neuroexec/slurm/spec/logs/train-cnn-{train}_0.log"),
+    ]
+    assert any(line.split()[:2] == ["done", "model.cnn.train[split-1]"] for line in lines)
+
+
+def test_rerun_submits_only_what_is_not_done(scenario: dict) -> None:
+    """Not the data job, not split 1's training: split 0's training (resumed from its checkpoint), its
+    predictions after it, and split 1's predictions in a job of their own (they wait for nothing)."""
+    again = scenario["resubmitted"]
+    assert [(job["name"], job["tasks"]) for job in again] == [
+        ("train-cnn", [["model.cnn.train[split-0]"]]),
+        ("evaluate", [["group.test.predict[cnn/split-0/best-loss]"]]),
+        ("evaluate-2", [["group.test.predict[cnn/split-1/best-loss]"]]),
+    ]
+    assert [job["after"] for job in again] == [[], [again[0]["id"]], []]
+    assert set(scenario["final"].values()) == {"COMPLETED"}
+    log = Path(again[0]["log"].replace("%A", again[0]["id"]).replace("%a", "0")).read_text()
+    assert "resum" in log.lower(), log[-2000:]
+
+
+@pytest.mark.parametrize("split", [0, 1])
+def test_results_equal_a_local_apply(scenario: dict, split: int) -> None:
+    on_slurm, local = (scenario[k].parent / "maps/cnn" for k in ("spec", "local"))
+    model = f"split-{split}/best-loss/model.pth.tar"
+    got, want = load_model_state(on_slurm / model)[0], load_model_state(local / model)[0]
+    assert got.keys() == want.keys()
+    assert all(got[k].dtype == want[k].dtype and bool((got[k] == want[k]).all()) for k in want)
+    tables = sorted(p.relative_to(local) for p in (local / f"split-{split}").rglob("*_prediction.tsv"))
+    assert tables
+    for table in tables:
+        assert (on_slurm / table).read_bytes() == (local / table).read_bytes()
+
+
+def test_array_tasks_ran_side_by_side_on_one_maps(scenario: dict) -> None:
+    """Both trainings ran at once in the same MAPS (each under its split's lock), and the MAPS they left
+    is whole: every step up to date."""
+    assert scenario["both_running"]
+    done = neuroexec("plan", str(scenario["spec"]), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "Nothing to do" in done.stdout, done.stdout
