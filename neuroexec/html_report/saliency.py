@@ -25,6 +25,7 @@ from neuroexec.inference import figure
 from neuroexec.maps.layout import MapsLayout
 
 PARTS = 4  # part maps drawn for a roi or slice model
+VIEWER_MM = 2.0  # the interactive viewer's voxel size at most
 _NETWORK_LINK = re.compile(r"<link[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
 
 
@@ -95,14 +96,30 @@ def _over_template(img: nib.Nifti1Image, title: str):
     return fig
 
 
+def coarse(img: nib.Nifti1Image, mm: float = VIEWER_MM) -> nib.Nifti1Image:
+    """`img` resampled to `mm` voxels when its own are finer (the viewer embeds every slice as PNG:
+    a 1 mm t1-linear image would make it several MB), same orientation; else `img` itself."""
+    from nilearn.image import resample_img
+
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    if zooms.min() >= mm:
+        return img
+    target = np.asarray(img.affine, dtype=np.float64)[:3, :3] * (mm / zooms)
+    return resample_img(
+        img, target_affine=target, interpolation="continuous", force_resample=True, copy_header=True
+    )
+
+
 def interactive_view(mean: nib.Nifti1Image, bg, title: str) -> str:
     """nilearn's viewer of the mean map, self-contained in an iframe."""
     from nilearn import plotting
 
+    threshold = viewer_threshold(mean, bg)
+    mean, bg = coarse(mean), coarse(bg) if bg is not None else None
     view = plotting.view_img(
         mean,
         **({"bg_img": bg} if bg is not None else {}),  # else nilearn's MNI152 template
-        threshold=viewer_threshold(mean, bg),
+        threshold=threshold,
         cmap="autumn",
         symmetric_cmap=False,
         black_bg=False,

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from neuroexec.data.caps import CapsLayout
-from neuroexec.html_report.saliency import mean_images, saliency_sections
+from neuroexec.html_report.saliency import coarse, mean_images, saliency_sections
 from neuroexec.maps.layout import MapsLayout
 from tests.html_report.conftest import Project, read_page
 
@@ -79,3 +79,15 @@ def test_roi_and_slice_models_show_their_part_maps(project: Project, tmp_path):
             assert alts == ["slice-0: mean saliency map", "slice-1: mean saliency map"]
             drawn = Image.open(io.BytesIO(base64.b64decode(page.images[1][0].split(",", 1)[1])))
             assert drawn.getpixel((0, 0)) == (200, 10, 0)
+
+
+def test_the_viewer_gets_fine_grids_at_2_mm_and_coarse_ones_as_they_are():
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [30, -40, -20]
+    fine = nib.Nifti1Image(np.random.default_rng(0).random((60, 80, 40), np.float32), affine)
+    made = coarse(fine)
+    assert made.header.get_zooms()[:3] == (2.0, 2.0, 2.0)
+    assert np.sign(made.affine[0, 0]) == -1  # the orientation kept
+    np.testing.assert_allclose(made.affine[:3, 3], affine[:3, 3])
+    grid = nib.Nifti1Image(np.ones((10, 12, 10), np.float32), np.diag([8.0, 8.0, 8.0, 1.0]))
+    assert coarse(grid) is grid
