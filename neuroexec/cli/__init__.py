@@ -6,9 +6,11 @@ interrupted (Ctrl-C, or SIGTERM as SLURM sends at a time limit). A closed stdout
 error. `plan --detailed-exitcode` has Terraform's codes instead (plan_command.py).
 
 Global flags, before or after the command: --debug (tracebacks), --no-color (as NO_COLOR=1), -q/--quiet
-(errors and the final summary only; `apply --quiet` is this one), -v/--verbose (each step's reasons and
-fingerprint inputs). `neuroexec --help` and `--version` answer from COMMANDS without importing the
-command modules, which import torch.
+(errors, warnings and the final lines only), -v/--verbose (each step's reasons and fingerprint inputs).
+A command that has its own --quiet (apply, the ClinicaDL-style commands) keeps its meaning after it: no
+progress bars, the lines stay; `-q`, or `--quiet` before the command, is the global one.
+`neuroexec --help` and `--version` answer from COMMANDS without importing the command modules, which
+import torch.
 """
 
 from __future__ import annotations
@@ -121,10 +123,15 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
         "command's flags.",
     )
     parser.add_argument("--version", action="version", version=f"neuroexec {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    parser.add_argument("--no-color", action="store_true", help="no colour (as NO_COLOR=1; TERM=dumb too)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the final summary")
-    parser.add_argument("-v", "--verbose", action="store_true", help="each step's reasons and inputs")
+    # For the help and the completion only: main takes these out of the line before parsing (dests
+    # apart from the commands' own, e.g. apply's --quiet).
+    for names, help_line in (
+        (("--debug",), "show tracebacks of errors"),
+        (("--no-color",), "no colour (as NO_COLOR=1; TERM=dumb too)"),
+        (("-q", "--quiet"), "only errors, warnings and the final lines"),
+        (("-v", "--verbose"), "each step's reasons and inputs"),
+    ):
+        parser.add_argument(*names, action="store_true", dest=f"global_{names[-1][2:]}", help=help_line)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if light:
         for name, help_line in COMMANDS:
@@ -136,16 +143,22 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
 
 
 def split_global_flags(argv: list[str]) -> tuple[dict[str, bool], list[str]]:
-    """The global flags found anywhere in `argv` (not after `--`), and the rest.
+    """The global flags found anywhere in `argv` (not after `--`), and the rest. `--quiet` after the
+    command is `quiet_after`: the command's own --quiet where it has one (`_run`).
 
-    >>> split_global_flags(["plan", "spec.toml", "-v", "--no-color"])
-    ({'debug': False, 'no_color': True, 'quiet': False, 'verbose': True}, ['plan', 'spec.toml'])
+    >>> flags, rest = split_global_flags(["plan", "spec.toml", "-v", "--no-color"])
+    >>> rest, [name for name, given in flags.items() if given]
+    (['plan', 'spec.toml'], ['no_color', 'verbose'])
     """
-    flags = dict.fromkeys(GLOBAL_FLAGS.values(), False)
+    flags = dict.fromkeys([*GLOBAL_FLAGS.values(), "quiet_after"], False)
     end = argv.index("--") if "--" in argv else len(argv)
     rest = [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+    command_seen = False
     for a in argv[:end]:
-        if a in GLOBAL_FLAGS:
+        command_seen = command_seen or not a.startswith("-")
+        if a == "--quiet" and command_seen:
+            flags["quiet_after"] = True
+        elif a in GLOBAL_FLAGS:
             flags[GLOBAL_FLAGS[a]] = True
     return flags, rest
 
@@ -172,10 +185,13 @@ def _run(argv: list[str], flags: dict[str, bool]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.parser = parser  # the completion command makes its script from it
-    if flags["quiet"] and hasattr(args, "quiet"):
-        args.quiet = True  # the command's own --quiet (apply, the ClinicaDL-style commands)
-    code = int(args.func(args) or 0)
-    sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+    own_quiet = hasattr(args, "quiet")  # apply's and the ClinicaDL-style commands': no progress bars
+    if own_quiet:
+        args.quiet = args.quiet or flags["quiet"] or flags["quiet_after"]
+    quiet = flags["quiet"] or (flags["quiet_after"] and not own_quiet)
+    with progress.output_options(level=progress.QUIET if quiet else None):
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
     return code
 
 

@@ -108,9 +108,12 @@ def test_apply_quiet_says_only_the_final_line_and_verbose_says_why(tmp_path, cap
     assert lines[:2] == ["Applied 1 steps.", "Results of spec.toml:"]
     assert not [line for line in lines if "dataset.demo.generate" in line]  # no step line
     path.write_text(path.read_text().replace("seed = 1", "seed = 2"))
+    assert main(["apply", str(path), "--quiet"]) == 0  # apply's own --quiet: no bars, the lines stay
+    assert "[1/1] ~ dataset.demo.generate" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("seed = 2", "seed = 3"))
     assert main(["-v", "apply", str(path), "--target", "dataset.demo.generate"]) == 0
     err = capsys.readouterr().err
-    assert "[1/1] ~ dataset.demo.generate\n      because seed: 1 -> 2" in err
+    assert "[1/1] ~ dataset.demo.generate\n      because seed: 2 -> 3" in err
 
 
 def test_no_color_no_color_flag_and_dumb_terminal_turn_colour_off(tmp_path, capsys, monkeypatch):
