@@ -420,7 +420,9 @@ def write_reconstructions(
     count: int = 3,
 ) -> list[Path]:
     """input-<k>.nii.gz / output-<k>.nii.gz of the first `count` images of `dataset` (image mode),
-    with the affine of each source NIfTI."""
+    with the header of each source NIfTI (affine, qform/sform codes, units: inference/nifti_out.py)."""
+    from neuroexec.inference.nifti_out import save_map
+
     network.eval()
     written = []
     for k in range(min(count, len(dataset))):
@@ -429,9 +431,12 @@ def write_reconstructions(
         output = network(image.unsqueeze(0).to(device)).float().cpu()[0]
         layout = dataset.layouts[k]
         nifti = layout.find_nifti(item["participant_id"], item["session_id"], dataset.uncropped)
-        affine = nib.load(str(nifti[0])).affine if nifti else np.eye(4)
+        source = nib.load(str(nifti[0])) if nifti else None
         for kind, tensor in (("input", image), ("output", output)):
             path = maps.reconstruction_file(split, phase, kind, k)
-            atomic.save_nifti(path, tensor[0].numpy(), affine)
+            if source is not None:
+                save_map(path, tensor[0].numpy(), source, source.affine)
+            else:
+                atomic.save_nifti(path, tensor[0].numpy(), np.eye(4))
             written.append(path)
     return written
