@@ -188,12 +188,10 @@ def start_run(run: SplitRun) -> tuple[Progress, int | None]:
         resume.set_rng_state(state["rng"])
         if main:
             at = progress.in_epoch
-            where = (
-                f"after epoch {progress.epoch + 1}"
-                if at is None
-                else f"in epoch {at['epoch'] + 1} after batch {at['batch']}"
+            within = "" if at is None else f" and {at['batch']} batches of epoch {at['epoch'] + 1}"
+            rep.info(
+                f"  {run.label}: resuming after epoch {progress.epoch + 1} of {run.train.epochs}{within}"
             )
-            rep.info(f"  {run.label}: resuming {where} of {run.train.epochs}")
         return progress, progress.epoch
     if main and run.network is None and maps.resume_state(split).is_file():
         rep.info(

@@ -100,11 +100,11 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_bit_identically(tmp_pat
 
 def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path):
     # accumulation_steps = 2 over 3 batches: steps after batches 1 and 2. SIGTERM after batch 0 is taken
-    # after batch 1 (no gradient is left half-accumulated); after batch 2 (the last), the epoch's
-    # validation is left to the resumed run, here one with 2 DataLoader workers.
+    # after batch 1 (no gradient is left half-accumulated), here in a training with 2 DataLoader workers;
+    # after batch 2 (the last), the epoch's validation is left to the resumed run.
     models = {"ref": body(accumulation=2), "w0": body(accumulation=2), "w2": body(accumulation=2, workers=2)}
     path = write_spec(tmp_path, models, batch_size=2)
-    for model, at_batch, done in (("w0", "0:0", (0, 2)), ("w2", "1:2", (1, 3))):
+    for model, at_batch, done in (("w2", "0:0", (0, 2)), ("w0", "1:2", (1, 3))):
         stopped(path, model, SIGTERM_AT_BATCH_ENV, at_batch, Preempted)
         at = in_epoch(tmp_path, model)
         assert (at["epoch"], at["batch"]) == done
