@@ -167,6 +167,8 @@ class Reporter:
     def _say(self, message: str, prefix: tuple[str, str] | None = None) -> None:
         """One line on the stream, above the bars while they run; `prefix`: (text, rich style)."""
         head, style = prefix or ("", "")
+        if self._bars is not None and not self._bars.live.is_started:
+            self._bars = None
         if self._bars is None and not (style and self.color):
             print(head + message, file=self.stream, flush=True)
             return
@@ -187,7 +189,7 @@ class Reporter:
     # --- live bars
 
     def _live(self, items: Iterable[T], total: int | None, desc: str, done: int) -> Iterator[T]:
-        outer = self._bars is None
+        outer = self._bars is None or not self._bars.live.is_started  # stop_live() may have ended it
         if outer:
             self._bars = _bars(self.console())
             self._bars.start()
@@ -203,7 +205,8 @@ class Reporter:
             if outer:
                 bars.stop()
                 _LIVE.discard(bars)
-                self._bars = None
+                if self._bars is bars:  # not a later loop's, when this one closes late
+                    self._bars = None
             else:
                 bars.remove_task(task)  # an inner loop (an epoch's batches) leaves the outer bar
 

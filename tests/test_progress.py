@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from neuroexec import progress
 from neuroexec.progress import Reporter
 
@@ -94,3 +96,19 @@ def test_output_options_set_the_flags_for_the_command_and_restore_the_environmen
         assert not progress.color_allowed(Terminal()) and progress.verbosity() == progress.QUIET
         assert Reporter().level == progress.QUIET
     assert "NO_COLOR" not in progress.os.environ and progress.verbosity() == progress.VERBOSE
+
+
+def test_stop_live_ends_the_bars_of_a_loop_left_by_an_exception():
+    out = io.StringIO()
+    rep = Reporter(stream=out, live=True, level=progress.NORMAL)
+    loop = rep.iterate(range(10), desc="train")
+    with pytest.raises(KeyboardInterrupt):
+        for i in loop:
+            if i == 2:
+                raise KeyboardInterrupt  # the generator stays open while the traceback holds it
+    (bars,) = list(progress._LIVE)
+    assert bars.live.is_started
+    progress.stop_live()  # what the command line does before it prints the error
+    assert not bars.live.is_started and not list(progress._LIVE)
+    assert "train 2/10" in out.getvalue() or "train 3/10" in out.getvalue()
+    assert list(rep.iterate(range(2), desc="again")) == [0, 1] and "again 2/2" in out.getvalue()
