@@ -151,3 +151,19 @@ def test_interpret_save_nifti_writes_each_map_as_nifti_with_the_header(tmp_path,
         if save_nifti:
             pt = torch.load(bench.maps.individual_map(*where, p, s, "image", 0), weights_only=True)
             np.testing.assert_allclose(_assert_source_header(nifti).get_fdata(), pt[0].numpy(), rtol=1e-6)
+
+
+def test_a_vae_latent_is_its_mean_without_sampling():
+    import torch
+
+    from neuroexec.inference.save_tensors import latent_code
+    from neuroexec.nn.vanilla_vae import VanillaDenseVAE
+
+    torch.manual_seed(0)
+    net = VanillaDenseVAE((1, 26, 22), latent_space_size=4, feature_size=8).eval()  # ClinicaDL's samples
+    x = torch.rand(2, 1, 26, 22)  # in eval mode too: the code must be the mean
+    with torch.no_grad():
+        mu, _ = net.encode(x)
+        first, second = latent_code(net, x, None), latent_code(net, x, None)
+    torch.testing.assert_close(first, mu)
+    torch.testing.assert_close(first, second)  # no sample drawn: the same code twice
