@@ -104,6 +104,7 @@ def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     data, train, evaluate = (job["id"] for job in _jobs(on_slurm))
     seen["ids"] = (data, train, evaluate)
     seen["pending"] = {j: slurm.job(j) for j in (train, evaluate)}
+    seen["plan_while_queued"] = neuroexec("plan", str(on_slurm), "--slurm", env=env)
     reference = subprocess.Popen([sys.executable, "-m", "neuroexec", "apply", str(local), "--quiet"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     checkpoint = on_slurm.parent / "maps/cnn/split-0/tmp/checkpoint.pth.tar"
@@ -134,6 +135,14 @@ def test_jobs_and_their_dependencies(scenario: dict) -> None:
     assert scenario["pending"][train]["Dependency"].startswith(f"afterok:{data}")
     assert f"afterok:{train}" in scenario["pending"][evaluate]["Dependency"]
     assert scenario["pending"][train]["JobState"] == "PENDING"
+
+
+def test_steps_of_jobs_still_queued_are_not_submitted_again(scenario: dict) -> None:
+    """`plan --slurm` right after `apply --slurm`: each step is done or in a job SLURM will still run."""
+    out = scenario["plan_while_queued"]
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("Jobs: 0 to submit (0 steps), "), out.stdout
+    assert "already queued or running (not submitted again):" in out.stdout
 
 
 def test_status_names_the_failed_job_and_its_log(scenario: dict) -> None:
