@@ -254,3 +254,25 @@ def test_each_network_of_a_multi_network_model_has_its_auc():
         rows = parts == part
         want = sk.roc_auc_score(y[rows] == 0, p[rows, 0])
         assert table.loc[part, "AUC"] == pytest.approx(want, rel=1e-12) and list(table.columns)[-1] == "AUC"
+
+
+def test_reconstruction_mae_mse_and_rmse_per_image_equal_scikit_learn():
+    """The per-image MAE, MSE and RMSE the reconstruction tables hold (ops.recon_stats), as
+    scikit-learn computes them over the image's voxels; the table's values are their means."""
+    import torch
+
+    from neuroexec import ops
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 6, 7, 5, generator=generator, dtype=torch.float64)
+    y = torch.rand(3, 1, 6, 7, 5, generator=generator, dtype=torch.float64)
+    stats = ops.recon_stats(x, y)
+    for i in range(3):
+        a, b = y[i].flatten().numpy(), x[i].flatten().numpy()
+        assert float(stats.mae()[i]) == pytest.approx(sk.mean_absolute_error(a, b), rel=1e-10)
+        assert float(stats.mse()[i]) == pytest.approx(sk.mean_squared_error(a, b), rel=1e-10)
+        assert float(stats.rmse()[i]) == pytest.approx(sk.root_mean_squared_error(a, b), rel=1e-10)
+    table = metrics.reconstruction_metrics(stats.mae().numpy(), stats.rmse().numpy(), [30.0] * 3, [0.5] * 3)
+    assert table["MAE"] == pytest.approx(
+        np.mean([sk.mean_absolute_error(y[i].flatten(), x[i].flatten()) for i in range(3)])
+    )
