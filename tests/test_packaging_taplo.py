@@ -18,9 +18,16 @@ EXAMPLES = sorted((ROOT / "spec" / "examples").glob("*.toml"))
 TAPLO = shutil.which("taplo", path=str(Path(sys.executable).parent)) or shutil.which("taplo")
 pytestmark = pytest.mark.skipif(TAPLO is None, reason="taplo is not installed (the test extra has it)")
 
+# (what the break does to a spec's text, what taplo's message shows); every spec has `version = 1`
 BREAKS = {
-    "an unknown key": ("epochs = 30", "epocs = 30", "epocs"),
-    "a wrong type": ("epochs = 30", 'epochs = "thirty"', "thirty"),
+    "an unknown key in a table": (
+        lambda text: text + '\n[datasets.extra]\ncaps = "data/extra"\nsubjcts = 4\n',
+        "'subjcts' was unexpected",
+    ),
+    "a wrong value": (
+        lambda text: text.replace("\nversion = 1\n", '\nversion = "one"\n', 1),
+        "1 was expected",
+    ),
 }
 
 
@@ -51,12 +58,12 @@ def repository_layout(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("kind", BREAKS)
 def test_the_repository_rule_makes_taplo_refuse_a_broken_example(kind, tmp_path):
-    old, new, shown = BREAKS[kind]
+    edit, shown = BREAKS[kind]
     text = (ROOT / "spec" / "examples" / "quickstart.toml").read_text()
-    assert old in text
+    assert edit(text) != text
     spec = repository_layout(tmp_path, text)
     assert taplo_check(tmp_path, spec).returncode == 0  # the copy as it is passes
-    spec.write_text(text.replace(old, new))
+    spec.write_text(edit(text))
     result = taplo_check(tmp_path, spec)
     assert result.returncode != 0
     assert "schema validation failed" in result.stderr and shown in result.stderr
@@ -68,6 +75,7 @@ def test_an_init_project_is_checked_by_taplo(with_taplo_config, tmp_path):
     if not with_taplo_config:
         (tmp_path / "project" / ".taplo.toml").unlink()  # the `#:schema` line alone
     assert taplo_check(spec.parent, spec).returncode == 0
-    spec.write_text(spec.read_text().replace("epochs = 30", "epocs = 30"))
+    edit, shown = BREAKS["an unknown key in a table"]
+    spec.write_text(edit(spec.read_text()))
     result = taplo_check(spec.parent, spec)
-    assert result.returncode != 0 and "epocs" in result.stderr
+    assert result.returncode != 0 and shown in result.stderr
