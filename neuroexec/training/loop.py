@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,14 @@ class StopRequested(Exception):  # noqa: N818 (a request, not an error)
     def __init__(self, position: Position):
         super().__init__(f"stopped after batch {position.batch}")
         self.position = position
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """A DataLoader worker's start: SIGTERM is for the training process, which checkpoints on it
+    (training/preemption.py); a SIGTERM sent to every process of a job (SLURM's to a job step, `kill` of
+    the process group) would otherwise end the workers, and the epoch with them, before the checkpoint.
+    A worker still ends with its training process (DataLoader's own watch on its parent)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 COLLECTOR_FIELDS = ("participants", "sessions", "mode_ids", "labels", "values", "losses", "nonfinite")
@@ -168,9 +177,11 @@ class Trainer:
         starts: every epoch with 0 workers, once with persistent workers, and again after a resume, so
         `compute.workers` and an interruption would change the model. The items themselves draw no
         random numbers from a worker's RNG (augmented ones from one seeded per item: `augmented`), so
-        the worker seeds change nothing."""
+        the worker seeds change nothing. Its worker processes ignore SIGTERM (`ignore_sigterm`)."""
         loader = make_loader(dataset, self.settings, sampler)
         loader.generator = torch.Generator().manual_seed(self.compute.seed)
+        if loader.num_workers > 0 and loader.worker_init_fn is None:
+            loader.worker_init_fn = ignore_sigterm
         return loader
 
     def augmented(self, dataset):

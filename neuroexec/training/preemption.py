@@ -52,8 +52,9 @@ def _request(signum: int, frame: object) -> None:
 def deferred() -> Iterator[None]:
     """SIGTERM sets the flag `requested()` reads instead of stopping the process where it is; the
     previous handler comes back at the end. A SIGTERM that came after the loop's last look at the flag
-    stops the training as it leaves (`Preempted`; its last epoch's checkpoint is written). Only the main
-    thread can take signals: elsewhere SIGTERM keeps its handling.
+    stops the training as it leaves (`Preempted`; its last epoch's checkpoint is written), and so does
+    an error after a SIGTERM (one that reached a process the training needed): stopped, not broken. Only
+    the main thread can take signals: elsewhere SIGTERM keeps its handling.
 
     >>> try:
     ...     with deferred():
@@ -74,11 +75,20 @@ def deferred() -> Iterator[None]:
     _deferring.set()
     try:
         yield
+    except Exception as exc:
+        if not _requested.is_set():
+            raise
+        _restore(previous)  # a failure after SIGTERM (a process it reached as well): stopped, not broken
+        stop(f"SIGTERM, then {type(exc).__name__}: {exc}")
     finally:
-        _deferring.clear()
-        signal.signal(signal.SIGTERM, previous)
+        _restore(previous)
     if _requested.is_set():
         stop("SIGTERM after the last epoch's checkpoint")
+
+
+def _restore(previous) -> None:
+    _deferring.clear()
+    signal.signal(signal.SIGTERM, previous)
 
 
 def stop(why: str) -> NoReturn:

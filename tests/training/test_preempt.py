@@ -4,10 +4,12 @@ uninterrupted one, bit for bit (training/preemption.py)."""
 
 from __future__ import annotations
 
+import os
 import signal
 from types import SimpleNamespace
 
 import pandas as pd
+import psutil
 import pytest
 import torch
 
@@ -98,20 +100,44 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_bit_identically(tmp_pat
     assert_same_training(tmp_path, "ref", "twice")
 
 
-def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path):
+def sigterm_to_every_process(epoch: int, batch: int, rank: int) -> None:
+    """In place of the test hook after batch 0 of epoch 0: SIGTERM to this process and its DataLoader
+    workers, as SLURM's `scancel --signal=TERM` reaches every process of a job step."""
+    if (epoch, batch) == (0, 0):
+        for child in psutil.Process().children(recursive=True):
+            os.kill(child.pid, signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path, monkeypatch):
     # accumulation_steps = 2 over 3 batches: steps after batches 1 and 2. SIGTERM after batch 0 is taken
-    # after batch 1 (no gradient is left half-accumulated), here in a training with 2 DataLoader workers;
-    # after batch 2 (the last), the epoch's validation is left to the resumed run.
+    # after batch 1 (no gradient is left half-accumulated), here in a training whose 2 DataLoader workers
+    # get it too (they ignore it); after batch 2 (the last), the epoch's validation is left to the resumed run.
     models = {"ref": body(accumulation=2), "w0": body(accumulation=2), "w2": body(accumulation=2, workers=2)}
     path = write_spec(tmp_path, models, batch_size=2)
-    for model, at_batch, done in (("w2", "0:0", (0, 2)), ("w0", "1:2", (1, 3))):
-        stopped(path, model, SIGTERM_AT_BATCH_ENV, at_batch, Preempted)
+    with monkeypatch.context() as mp:
+        mp.setattr(preemption, "signal_for_test", sigterm_to_every_process)
+        with pytest.raises(Preempted):
+            run_apply(path, target="model.w2.train*")
+    stopped(path, "w0", SIGTERM_AT_BATCH_ENV, "1:2", Preempted)
+    for model, done in (("w2", (0, 2)), ("w0", (1, 3))):
         at = in_epoch(tmp_path, model)
         assert (at["epoch"], at["batch"]) == done
         to_the_end(path, model)
     to_the_end(path, "ref")
     assert_same_training(tmp_path, "ref", "w0")
     assert_same_training(tmp_path, "ref", "w2")
+
+
+def test_an_error_after_sigterm_stops_as_an_interrupt():
+    # e.g. a DataLoader worker that SIGTERM ended (one started without ignore_sigterm)
+    with pytest.raises(Preempted, match="SIGTERM, then RuntimeError: DataLoader worker"):
+        with preemption.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+    with pytest.raises(RuntimeError):  # without SIGTERM an error is an error
+        with preemption.deferred():
+            raise RuntimeError("broken")
 
 
 def test_a_mid_epoch_checkpoint_loads_weights_only_and_plan_resumes_it(tmp_path):
