@@ -240,10 +240,23 @@ def participants_table(subjects: int, sessions: int, seed: int, subject_offset: 
     return pd.DataFrame(rows)
 
 
-def planned_participants(generate) -> pd.DataFrame:
+def planned_participants(generate) -> pd.DataFrame | None:
     """The participants table a spec dataset's `generate` settings write, without writing anything
-    (what the plan checks a model's label against before the dataset exists)."""
-    return participants_table(generate.subjects, generate.sessions, generate.seed, generate.subject_offset)
+    (what the plan checks a model's label against before the dataset exists). ClinicaDL's kinds: the
+    columns and labels of their table (trivial, random, shepplogan: AD and CN); None for those that
+    keep the source's participants (hypometabolic, artifacts), known once generated."""
+    if generate.kind in ("atrophy", "anatomy"):
+        return participants_table(
+            generate.subjects, generate.sessions, generate.seed, generate.subject_offset
+        )
+    if generate.kind not in ("trivial", "random", "shepplogan"):
+        return None
+    frame = pd.DataFrame(
+        {"participant_id": ["sub-0", "sub-1"], "session_id": "ses-M000", "diagnosis": ["AD", "CN"]}
+    )
+    if generate.kind == "shepplogan":
+        return frame.assign(subtype=0)
+    return frame.assign(age_bl=60, sex="F")
 
 
 def generated_mask(dataset) -> Path | None:

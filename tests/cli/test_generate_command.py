@@ -122,3 +122,17 @@ def test_atrophy_fingerprint_is_its_whole_table_as_before():
         "seed",
         "subject_offset",
     ]
+
+
+def test_a_model_on_a_clinicadl_kind_dataset_plans_then_trains(source, tmp_path, capsys):
+    (tmp_path / "src").symlink_to(source)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        "version = 1\n[compute]\nworkers = 0\nbatch_size = 2\n"
+        '[datasets.triv]\ncaps = "triv"\ngenerate = { kind = "trivial", caps_directory = "src", subjects = 2 }\n'
+        '[models.cnn]\nmaps = "maps/cnn"\ndataset = "triv"\ntask = "classification"\nlabel = "diagnosis"\n'
+        'architecture = "TinyCNN"\nsplit = { n_splits = 2, splits = [0] }\ntrain = { epochs = 1 }\n'
+    )
+    assert main(["plan", str(spec)]) == 0
+    assert main(["apply", str(spec), "--quiet"]) == 0
+    assert (tmp_path / "maps" / "cnn" / "split-0" / "best-loss" / "model.pth.tar").is_file()
