@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -117,3 +118,14 @@ def test_failed_predict_of_a_nan_model_leaves_its_old_results_marked(pretrained)
         run(pretrained)
     lines = result_lines(report(load_spec(pretrained)))
     assert lines.count(STALE) == 2  # the old metrics and maps are still there, and marked
+
+
+def test_metrics_tables_written_before_the_auc_stay_current(pretrained):
+    """The AUC column enters no fingerprint: tables without it (an older neuroexec's) plan as `=`."""
+    tables = sorted(pretrained.parent.joinpath("pre").rglob("*_metrics.tsv"))
+    assert {t.parent.name for t in tables} >= {"validation", "test"}
+    for table in tables:
+        frame = pd.read_csv(table, sep="\t")
+        frame.drop(columns="AUC").to_csv(table, sep="\t", index=False, na_rep="N/A")
+    assert {p.action for p in make_plan(load_spec(pretrained)).steps} == {"="}
+    assert "STALE" not in report(load_spec(pretrained))
