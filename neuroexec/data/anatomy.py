@@ -212,7 +212,7 @@ def subject_image(
     t1, gm, template_affine = templates(resolution_mm)
     world = _world(shape, affine)
     severity = anatomy.uniform(0.85, 1.0) * (1.0 + 0.15 * session)
-    enlargement = 1.0 + anatomy.uniform(0.2, 0.3) * (1.0 + 0.15 * session)
+    enlargement = 1.0 + anatomy.uniform(0.25, 0.45) * (1.0 + 0.15 * session)
     source = _displacement(anatomy, world)
     if ad:
         source = _enlarge_ventricles(source, enlargement)

@@ -25,7 +25,7 @@ RECORDED = {
     "four_modes.roi": "e9b9641e881c59cc",
     "four_modes.patches": "4fb275bf964c9d59",
     "four_modes.slices": "1ccf819fe4e4a4d6",
-    "quickstart.cnn": "40304007189c0433",
+    "quickstart.cnn": "04ca776c008589ec",  # 50 epochs since the quickstart is the MNI152 anatomy (was 40304007189c0433)
     "transfer_and_patches.ae": "e68161808c2fe4ab",
     "transfer_and_patches.cnn": "754c9ab9b299d62f",
     "transfer_and_patches.patches": "3cee82d001c5660b",
