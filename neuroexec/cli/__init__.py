@@ -183,7 +183,12 @@ def _run(argv: list[str], flags: dict[str, bool]) -> int:
             return 2
         parser.parse_args(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        if exit.code == 2 and "--detailed-exitcode" in argv:
+            return 1  # a usage error is an error (1) there: 2 would read as "changes to apply"
+        raise
     args.parser = parser  # the completion command makes its script from it
     own_quiet = hasattr(args, "quiet")  # apply's and the ClinicaDL-style commands': no progress bars
     if own_quiet:

@@ -150,6 +150,7 @@ def test_plan_detailed_exitcode_is_terraforms(tmp_path, capsys):
     bad.write_text("version = 1\n[datasets.demo]\ncaps = 3\n")
     assert main(["plan", str(bad)]) == 2  # a bad spec, as every command says it
     assert main(["plan", str(bad), "--detailed-exitcode"]) == 1  # an error: 2 would mean changes
+    assert main(["plan", "--detailed-exitcode"]) == 1  # a usage error (no SPEC) too
     capsys.readouterr()
 
 
