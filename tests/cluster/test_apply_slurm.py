@@ -65,29 +65,41 @@ def _jobs(spec: Path) -> list[dict]:
     return json.loads((spec.parent / ".neuroexec/slurm/spec/jobs.json").read_text())["jobs"]
 
 
-def _freeze_after_first_checkpoint(slurm: Slurm, task: str, checkpoint: Path) -> bool:
-    """SIGSTOP the task once its first epoch checkpoint exists; whether the other task ran meanwhile."""
+def _pids(slurm: Slurm, task: str) -> list[int]:
+    """The processes of a running job (its batch script, which is neuroexec: the script exec's it)."""
+    listed = slurm.run("scontrol", "listpids", slurm.job(task)["JobId"], check=False).stdout.splitlines()
+    return [int(line.split()[0]) for line in listed[1:] if line.split() and line.split()[0].isdigit()]
+
+
+def _signal(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _freeze_after_first_checkpoint(slurm: Slurm, task: str, checkpoint: Path) -> tuple[list[int], bool]:
+    """SIGSTOP the task's processes as soon as its first epoch checkpoint exists (they are on this host);
+    their pids, and whether the other task was running at the same time."""
     other = task[:-1] + "1"
+    pids: list[int] = []
     both_running = False
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        both_running |= slurm.state(task) == "RUNNING" == slurm.state(other)
+    deadline = time.monotonic() + 180
+    while not pids:
         assert slurm.state(task) in ("PENDING", "RUNNING"), slurm.logs()
-        assert time.monotonic() < deadline, f"no checkpoint after 120 s\n{slurm.logs()}"
-        time.sleep(0.02)
-    slurm.run("scancel", "--batch", "--signal=STOP", task)
+        assert time.monotonic() < deadline, f"{task} did not start\n{slurm.logs()}"
+        pids = _pids(slurm, task) if slurm.state(task) == "RUNNING" else []
+        time.sleep(0.2)
+    while not checkpoint.exists():
+        assert time.monotonic() < deadline, f"no checkpoint after 180 s\n{slurm.logs()}"
+        both_running = both_running or slurm.state(other) == "RUNNING"
+        for _ in range(100):  # the checkpoint, often; SLURM's view of the other task, now and then
+            if checkpoint.exists():
+                break
+            time.sleep(0.005)
+    _signal(pids, signal.SIGSTOP)
     finished = checkpoint.parents[1] / "best-loss/model.pth.tar"
     assert not finished.exists(), "the training finished before it could be stopped: give it more epochs"
-    return both_running or slurm.state(other) == "RUNNING"
-
-
-def _kill(slurm: Slurm, task: str) -> None:
-    """SIGKILL the processes of a job, as the OOM killer or a node failure would (no SIGTERM, so no
-    checkpoint at that moment and no requeue: the next `apply --slurm` must resubmit it)."""
-    listed = slurm.run("scontrol", "listpids", slurm.job(task)["JobId"]).stdout.splitlines()[1:]
-    for pid in [int(line.split()[0]) for line in listed if line.split()[0].isdigit()]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    return pids, both_running or slurm.state(other) == "RUNNING"
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +119,9 @@ def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     seen["plan_while_queued"] = neuroexec("plan", str(on_slurm), "--slurm", env=env)
     reference = subprocess.Popen([sys.executable, "-m", "neuroexec", "apply", str(local), "--quiet"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    checkpoint = on_slurm.parent / "maps/cnn/split-0/tmp/checkpoint.pth.tar"
-    seen["both_running"] = _freeze_after_first_checkpoint(slurm, f"{train}_0", checkpoint)
-    _kill(slurm, f"{train}_0")
+    checkpoint = on_slurm.parent / "maps/cnn/split-0/tmp/resume.pth.tar"  # written last, after the weights
+    frozen, seen["both_running"] = _freeze_after_first_checkpoint(slurm, f"{train}_0", checkpoint)
+    _signal(frozen, signal.SIGKILL)  # as the OOM killer or a node failure would: no SIGTERM, no requeue
     seen["killed"] = slurm.wait(f"{train}_0", timeout=120)
     seen["split_1"] = slurm.wait(f"{train}_1", timeout=240)
     seen["evaluate"] = slurm.wait(evaluate, timeout=120)
