@@ -8,9 +8,11 @@ the batches done, the optimizer steps they made, the epoch's running predictions
 train.evaluation_steps' points), then stops as the SIGTERM handler in place before would have (`stop`:
 the command line's raises KeyboardInterrupt; without one, `Preempted`, a KeyboardInterrupt): locks are
 released, the staged training stays, the command exits 130 (and, in a SLURM job that asks for it,
-requeues the job: neuroexec/cli and neuroexec/cluster/preempt.py). Resuming continues from the next batch; the data order needs no state of
-its own, since an epoch's order is drawn from (compute.seed, epoch) (training/loop.Trainer.sampler).
-Outside the epochs SIGTERM keeps the command line's handling: KeyboardInterrupt where it lands.
+requeues the job: neuroexec/cli and neuroexec/cluster/preempt.py). Resuming continues from the next
+batch; the data order needs no state of its own, since an epoch's order is drawn from (compute.seed,
+epoch) (training/loop.Trainer.sampler). DataLoader workers ignore SIGTERM (loop.ignore_sigterm), so a
+signal sent to every process of a job step reaches the training only. Outside the epochs SIGTERM keeps
+the command line's handling: KeyboardInterrupt where it lands.
 
 For tests, `NEUROEXEC_SIGTERM_AT_BATCH=<epoch>:<batch>` (0-based) makes rank 0 send itself SIGTERM after
 that batch of that epoch, as SLURM would at that moment.
