@@ -136,3 +136,12 @@ def test_a_model_on_a_clinicadl_kind_dataset_plans_then_trains(source, tmp_path,
     assert main(["plan", str(spec)]) == 0
     assert main(["apply", str(spec), "--quiet"]) == 0
     assert (tmp_path / "maps" / "cnn" / "split-0" / "best-loss" / "model.pth.tar").is_file()
+
+
+def test_another_kind_into_the_same_folder_replaces_what_the_first_wrote(source, tmp_path):
+    out = tmp_path / "out"
+    common = [str(source), str(out), "--preprocessing", "t1-linear", "--n_subjects", "1", "--quiet"]
+    assert main(["generate", "random", *common, "--mean", "3"]) == 0
+    assert main(["generate", "trivial", *common]) == 0
+    assert sorted(p.name for p in (out / "subjects").iterdir()) == ["sub-TRIV0", "sub-TRIV1"]
+    assert "mean" not in (out / "commandline.json").read_text()
