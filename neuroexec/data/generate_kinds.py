@@ -205,3 +205,25 @@ def generate_hypometabolic(g: Generate, caps: Path, reporter=None) -> None:
     settings = {"caps_dir": g.caps_directory, "preprocessing": "pet-linear", "n_subjects": subjects(g),
                 "pathology": g.pathology, "anomaly_degree": g.anomaly_degree}  # fmt: skip
     write_records(caps, table, settings, with_source_columns(table, frame))
+
+
+def generate_inputs(g: Generate) -> tuple[Path, ...]:
+    """The files of others a generation reads (the source's TSV and images, the masks): a change of one
+    generates again. What cannot be listed yet is left out (the generation says why when it runs)."""
+    if g.kind in ("atrophy", "anatomy", "shepplogan"):
+        return ()
+    found: list[Path] = [p for p in (g.participants_tsv,) if p is not None and p.is_file()]
+    if g.kind == "trivial" and g.mask_path is not None:
+        found += [g.mask_path / name for name in ("mask-1.nii", "mask-2.nii")]
+    if g.kind == "hypometabolic":
+        found.append(hypometabolic_mask(g))
+    try:
+        frame = sessions_of(g.caps_directory, g.participants_tsv)
+        if g.kind in ("trivial", "hypometabolic"):
+            frame = baseline(frame).head(subjects(g))
+        elif g.kind == "random":
+            frame = frame.head(1)
+        found += [source_image(g, p, s) for p, s in zip(frame.participant_id, frame.session_id)]
+    except (InputError, OSError, ValueError):
+        pass
+    return tuple(p for p in found if p.is_file())

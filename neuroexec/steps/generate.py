@@ -9,7 +9,7 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.generate_kinds import write_generated
+from neuroexec.data.generate_kinds import generate_inputs, write_generated
 from neuroexec.data.synthetic import generated_contents, generated_mask, roi_mask_paths
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
@@ -24,7 +24,14 @@ INTERRUPTED = "a generation was interrupted here: apply removes what it wrote an
 
 def expand(spec: Spec) -> list[Step]:
     return [
-        Step(id=generate_id(name), kind="generate", home=ds.caps, config=step_config(ds.generate), payload=ds)
+        Step(
+            id=generate_id(name),
+            kind="generate",
+            home=ds.caps,
+            config=step_config(ds.generate),
+            inputs=generate_inputs(ds.generate),  # ClinicaDL's kinds: the source images and masks
+            payload=ds,
+        )
         for name, ds in spec.datasets.items()
         if ds.generate is not None
     ]

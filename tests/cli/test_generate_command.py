@@ -145,3 +145,21 @@ def test_another_kind_into_the_same_folder_replaces_what_the_first_wrote(source,
     assert main(["generate", "trivial", *common]) == 0
     assert sorted(p.name for p in (out / "subjects").iterdir()) == ["sub-TRIV0", "sub-TRIV1"]
     assert "mean" not in (out / "commandline.json").read_text()
+
+
+def test_a_changed_source_image_generates_again(tmp_path, capsys):
+    own = generate_atrophy_dataset(tmp_path / "src", subjects=2, resolution_mm=8.0).caps_dir
+    out = tmp_path / "out"
+    command = ["generate", "random", str(own), str(out), "--preprocessing", "t1-linear", "--n_subjects", "1"]
+    assert main([*command, "--quiet"]) == 0
+    first = _images(out)
+    capsys.readouterr()
+    assert main(command) == 0 and "Nothing to do" in capsys.readouterr().out
+    image = next(own.glob("subjects/sub-0000/ses-M000/t1_linear/*.nii.gz"))
+    generate_atrophy_dataset(tmp_path / "other", subjects=2, resolution_mm=8.0, seed=9)
+    image.write_bytes(
+        next((tmp_path / "other").glob("subjects/sub-0000/ses-M000/t1_linear/*.nii.gz")).read_bytes()
+    )
+    capsys.readouterr()
+    assert main([*command, "--quiet"]) == 0
+    assert _images(out) != first
