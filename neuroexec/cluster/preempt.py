@@ -4,6 +4,10 @@ and the command is stopping; in a job submitted with `--requeue` and NEUROEXEC_S
 every job `apply --slurm` submits), `requeue_self` puts the job back in the queue, and its next start
 runs the same `neuroexec apply --target STEP`, which resumes from the checkpoint.
 
+Only a job that SLURM warns before its time limit is requeued: a user's `scancel` sends SIGTERM too (and
+`scancel --signal=KILL` goes through SIGTERM first), but by then `scontrol show job` says the job is
+COMPLETING or CANCELLED, not RUNNING, and the cancel wins (`apply --slurm` submits the step again later).
+
 A requeue that fails is a warning only: the step is not done, so the next `neuroexec apply --slurm`
 submits it again, and it resumes from the same checkpoint.
 """
@@ -45,6 +49,10 @@ def requeue_self(environ: Mapping[str, str] | None = None) -> bool:
         return False
     if sys.platform != "win32":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    state = job_state(argv[-1])
+    if state not in (None, "RUNNING"):
+        print(f"not requeued: the job was cancelled (JobState={state})", file=sys.stderr, flush=True)
+        return False
     print(f"requeue: {' '.join(argv)}", file=sys.stderr, flush=True)
     failure = _failure(argv)
     if failure is not None:
@@ -55,6 +63,31 @@ def requeue_self(environ: Mapping[str, str] | None = None) -> bool:
         )
         return False
     return True
+
+
+def job_state(job: str) -> str | None:
+    """SLURM's JobState of `job` (`scontrol -o show job`), None when scontrol does not say."""
+    try:
+        done = subprocess.run(
+            ["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_job_state(done.stdout)
+
+
+def parse_job_state(text: str) -> str | None:
+    """The JobState field of `scontrol -o show job`'s line.
+
+    >>> parse_job_state("JobId=7 JobName=train JobState=COMPLETING Reason=None Dependency=(null)")
+    'COMPLETING'
+    >>> parse_job_state("slurm_load_jobs error: Invalid job id specified") is None
+    True
+    """
+    for field in text.split():
+        if field.startswith("JobState="):
+            return field.partition("=")[2] or None
+    return None
 
 
 def _failure(argv: list[str]) -> str | None:

@@ -74,6 +74,7 @@ def test_a_job_stopped_by_sigterm_is_requeued_and_resumes_to_the_uninterrupted_m
 def test_requeue_self_asks_slurm_only_in_a_job_that_wants_it(monkeypatch, capsys) -> None:
     calls = []
     monkeypatch.setattr(preempt, "_failure", lambda argv: calls.append(argv))
+    monkeypatch.setattr(preempt, "job_state", lambda job: "RUNNING")  # SLURM's warning at the time limit
     assert not preempt.requeue_self({"SLURM_JOB_ID": "7"})  # submitted without NEUROEXEC_SLURM_REQUEUE
     assert not preempt.requeue_self({"NEUROEXEC_SLURM_REQUEUE": "1"})  # not in a SLURM job
     assert calls == []
@@ -82,6 +83,17 @@ def test_requeue_self_asks_slurm_only_in_a_job_that_wants_it(monkeypatch, capsys
         assert preempt.requeue_self({"NEUROEXEC_SLURM_REQUEUE": "1", "SLURM_JOB_ID": "7"})
     assert calls == [["scontrol", "requeue", "7"]]
     assert capsys.readouterr().err == "requeue: scontrol requeue 7\n"
+
+
+def test_a_job_the_user_cancelled_is_not_requeued(monkeypatch, capsys) -> None:
+    calls = []
+    monkeypatch.setattr(preempt, "_failure", lambda argv: calls.append(argv))
+    monkeypatch.setattr(preempt.signal, "signal", lambda *args: None)
+    for state in ("COMPLETING", "CANCELLED"):  # what `scontrol show job` says once scancel has run
+        monkeypatch.setattr(preempt, "job_state", lambda job, state=state: state)
+        assert not preempt.requeue_self({"NEUROEXEC_SLURM_REQUEUE": "1", "SLURM_JOB_ID": "7"})
+        assert f"not requeued: the job was cancelled (JobState={state})" in capsys.readouterr().err
+    assert calls == []
 
 
 def test_a_failed_requeue_is_a_warning(tmp_path, monkeypatch, capsys) -> None:

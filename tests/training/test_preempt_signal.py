@@ -18,11 +18,16 @@ from tests.training.test_preempt import assert_same_training, body, to_the_end
 from tests.training.training_specs import run_apply, write_spec
 
 
-def fake_scontrol(folder: Path, exit_code: int) -> Path:
-    """A `scontrol` that appends its arguments to folder/calls and exits with `exit_code`."""
+def fake_scontrol(folder: Path, exit_code: int, state: str = "RUNNING") -> Path:
+    """A `scontrol` that appends its arguments to folder/calls; `show job` says JobState=`state`,
+    `requeue` exits with `exit_code`."""
     folder.mkdir()
     script = folder / "scontrol"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {folder}/calls\necho "no such job" >&2\nexit {exit_code}\n')
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> {folder}/calls\n'
+        f'if [ "$2" = show ]; then echo "JobId=$4 JobState={state} Reason=None"; exit 0; fi\n'
+        f'echo "no such job" >&2\nexit {exit_code}\n'
+    )
     script.chmod(0o755)
     return folder
 
@@ -56,7 +61,7 @@ def test_sigterm_in_training_exits_130_checkpointed_and_requeued(tmp_path):
     assert done.returncode == 130, done.stderr[-2000:]
     assert "interrupted: finished steps are kept" in done.stderr
     assert "requeue: scontrol requeue 4242" in done.stderr
-    assert (bin_dir / "calls").read_text() == "requeue 4242\n"
+    assert (bin_dir / "calls").read_text() == "-o show job 4242\nrequeue 4242\n"
     assert load_checkpoint(maps.resume_state(0))["progress"]["epoch"] < EPOCHS - 1
     # the lock is released and the staged run resumes, to the model of an uninterrupted training
     to_the_end(path, "a", EPOCHS)
