@@ -27,6 +27,7 @@ test: lint
 quickstart: install
 	$(VENV)/bin/neuroexec apply $(QUICKSTART)
 	$(VENV)/bin/neuroexec report $(QUICKSTART)
+	$(VENV)/bin/neuroexec report $(QUICKSTART) --html
 
 bench: install
 	$(PY) -m pytest benchmarks -o addopts="" --benchmark-enable --benchmark-only
@@ -41,4 +42,4 @@ schema: install
 	$(PY) -m neuroexec schema --markdown > $(SCHEMA_DOC).tmp && mv $(SCHEMA_DOC).tmp $(SCHEMA_DOC)
 
 clean:
-	rm -rf spec/examples/data spec/examples/maps .pytest_cache .benchmarks
+	rm -rf spec/examples/data spec/examples/maps spec/examples/report.html .pytest_cache .benchmarks
