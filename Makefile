@@ -42,4 +42,4 @@ schema: install
 	$(PY) -m neuroexec schema --markdown > $(SCHEMA_DOC).tmp && mv $(SCHEMA_DOC).tmp $(SCHEMA_DOC)
 
 clean:
-	rm -rf spec/examples/data spec/examples/maps spec/examples/report.html .pytest_cache .benchmarks
+	rm -rf spec/examples/data spec/examples/maps spec/examples/*.report.html .pytest_cache .benchmarks

@@ -116,6 +116,10 @@ def init_project(directory: Path, example: str = DEFAULT_EXAMPLE) -> list[Path]:
     written, the spec first. Nothing is written when the example is unknown or the folder not empty."""
     files = project_files(example)
     check_target(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(directory, f"cannot create the folder ({exc.strerror}); give another one") from exc
     written = []
     for name, text in files.items():
         atomic.write_text(directory / name, text)

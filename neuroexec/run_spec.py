@@ -63,6 +63,9 @@ def results_lines(spec: Spec) -> list[str]:
     """Where the results of the spec are, and the commands that read them (the end of apply)."""
     lines = [f"Results of {spec.path.name}:"]
     lines += [f"  model {name}: MAPS {model.maps}" for name, model in spec.models.items()]
+    if not spec.models:  # datasets only (`neuroexec generate`): no results to summarise
+        lines += [f"  dataset {name}: CAPS {dataset.caps}" for name, dataset in spec.datasets.items()]
+        return lines
     lines.append(f"  summary: neuroexec report {spec.path}")
     lines.append(f"  results page: neuroexec report {spec.path} --html  (writes {default_page(spec.path)})")
     return lines

@@ -266,6 +266,12 @@ def _main(argv: list[str], flags: dict[str, bool]) -> int:
             traceback.print_exc()
         _error(str(exc))
         return exc.exit_code
+    except OSError as exc:  # a path the checks missed: the file and the reason, not a traceback
+        progress.stop_live()
+        if debug:
+            traceback.print_exc()
+        _error(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        return 2
     except KeyboardInterrupt:
         return _interrupted()
 

@@ -1,5 +1,5 @@
 """`neuroexec report SPEC [--html [OUT]]`: where the results of a spec are and what they say; with
-`--html`, the results page (one self-contained HTML file, `report.html` beside the spec by default)."""
+`--html`, the results page (one self-contained HTML file, `<spec stem>.report.html` beside the spec by default)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from neuroexec.spec import load_spec
 
-DEFAULT_PAGE = ""  # --html without a path: report.html beside the spec
+DEFAULT_PAGE = ""  # --html without a path: <spec stem>.report.html beside the spec
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         const=DEFAULT_PAGE,
         default=None,
         metavar="OUT",
-        help="write the results page (one self-contained HTML file) at OUT, a file or a folder; default: report.html beside the spec",
+        help="write the results page (one self-contained HTML file) at OUT, a file or a folder; default: SPEC_STEM.report.html beside the spec",
     )
     p.set_defaults(func=cmd_report)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from neuroexec import records
 from neuroexec.compat.runner import run_built_spec
+from neuroexec.errors import InputError, SpecError
 from neuroexec.spec.generate_kinds import output_preprocessing
 from neuroexec.spec.model import Generate
 
@@ -40,7 +41,42 @@ def generate_spec_dict(kind: str, output_dir: Path, options: dict[str, Any]) -> 
     return {"version": 1, "datasets": {kind: dataset}}
 
 
+def argument_name(key: str) -> str:
+    """The command-line argument a spec key of `generate` comes from.
+
+    >>> argument_name("caps_directory"), argument_name("subjects"), argument_name("mask_path")
+    ('CAPS_DIRECTORY', '--n_subjects', '--mask_path')
+    """
+    return {"caps_directory": "CAPS_DIRECTORY", "subjects": "--n_subjects"}.get(key, f"--{key}")
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def _as_arguments(error: SpecError, kind: str, output_dir: Path, options: dict[str, Any]) -> InputError:
+    """The spec's problems said with the arguments the user typed (the generated spec is not theirs)."""
+    lines = []
+    for problem in error.problems:
+        parts = problem.key.split(".")
+        if parts[2:3] == ["generate"] and len(parts) > 3 and parts[3] in options:
+            where = f"{argument_name(parts[3])} {_shown(options[parts[3]])}"
+        elif parts[2:3] == ["caps"]:
+            where = f"GENERATED_CAPS_DIRECTORY {output_dir}"
+        else:
+            where = problem.key or "the arguments"
+        lines.append(f"  - {where}: {problem.message}")
+    n = len(lines)
+    head = f"{n} problem{'s' if n != 1 else ''} in the arguments of `neuroexec generate {kind}`:"
+    return InputError(None, "\n".join([head, *lines]))
+
+
 def run_generate(kind: str, output_dir: Path, options: dict[str, Any], print_only: bool, quiet: bool) -> int:
     """Build, then print (print_only) or apply the spec of `neuroexec generate <kind>`."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(output_dir, "GENERATED_CAPS_DIRECTORY is a file, not a folder; give another path")
     doc = generate_spec_dict(kind, output_dir, options)
-    return run_built_spec(doc, records.generate_spec(output_dir.resolve(), kind), print_only, quiet)
+    try:
+        return run_built_spec(doc, records.generate_spec(output_dir.resolve(), kind), print_only, quiet)
+    except SpecError as exc:
+        raise _as_arguments(exc, kind, output_dir, options) from exc

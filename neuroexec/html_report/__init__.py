@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PAGE_NAME = "report.html"
+PAGE_SUFFIX = ".report.html"
 
 
 def default_page(spec_path: Path) -> Path:
-    """Where `neuroexec report SPEC --html` writes the page without OUT: beside the spec.
+    """Where `neuroexec report SPEC --html` writes the page without OUT: beside the spec, named after it
+    (two specs of one folder get two pages).
 
     >>> default_page(Path("project/spec.toml"))
-    PosixPath('project/report.html')
+    PosixPath('project/spec.report.html')
     """
-    return Path(spec_path).parent / PAGE_NAME
+    spec_path = Path(spec_path)
+    return spec_path.parent / f"{spec_path.stem}{PAGE_SUFFIX}"

@@ -14,7 +14,8 @@ import datetime
 from pathlib import Path
 
 from neuroexec import atomic
-from neuroexec.html_report import PAGE_NAME, default_page
+from neuroexec.errors import InputError
+from neuroexec.html_report import default_page
 from neuroexec.html_report.curves import model_section
 from neuroexec.html_report.elements import anchor_name, esc
 from neuroexec.html_report.group_results import group_section
@@ -63,10 +64,23 @@ def render_page(spec: Spec) -> str:
 
 
 def write_page(spec: Spec, out: Path | None = None) -> Path:
-    """Write the page (atomically) at `out` (a file, or a folder to write `report.html` into), by default
-    `report.html` beside the spec; returns its path."""
+    """Write the page (atomically) at `out` (a file, or a folder to write `<spec stem>.report.html` into),
+    by default `<spec stem>.report.html` beside the spec; returns its path."""
     target = Path(out) if out is not None else default_page(spec.path)
     if target.is_dir():  # a folder given as OUT: the page goes inside it
-        target = target / PAGE_NAME
-    atomic.write_text(target, render_page(spec))
+        target = target / default_page(spec.path).name
+    check_page_target(target)
+    try:
+        atomic.write_text(target, render_page(spec))
+    except OSError as exc:
+        raise InputError(target, f"cannot write the results page there ({exc.strerror})") from exc
     return target
+
+
+def check_page_target(target: Path) -> None:
+    """Refuse a page whose folder is missing (the page never creates folders) or is a file."""
+    folder = target.parent
+    if not folder.exists():
+        raise InputError(target, f"its folder {folder} does not exist; create it or give another path")
+    if not folder.is_dir():
+        raise InputError(target, f"{folder} is a file, not a folder; give another path for the page")

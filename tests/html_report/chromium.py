@@ -182,7 +182,7 @@ def save_screenshot(page: Path, out: Path, width: int = 1200, height: int = 2500
 
 if (
     __name__ == "__main__"
-):  # python -m tests.html_report.chromium spec/examples/report.html docs/images/report.png
+):  # python -m tests.html_report.chromium spec/examples/quickstart.report.html docs/images/report.png
     import sys
 
     save_screenshot(Path(sys.argv[1]), Path(sys.argv[2]))

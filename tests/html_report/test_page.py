@@ -41,7 +41,7 @@ def test_page_has_a_section_per_model_and_group_and_says_what_produced_it(projec
         "Data group recon",
         "What produced this page",
     ]
-    assert project.page_path == project.root / "report.html"
+    assert project.page_path == project.root / "spec.report.html"
 
 
 def test_every_picture_is_an_inline_png_of_a_drawn_figure(project: Project):

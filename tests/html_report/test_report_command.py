@@ -44,23 +44,24 @@ def untrained(tmp_path: Path) -> Path:
 
 def test_report_html_writes_the_page_beside_the_spec_or_at_out(untrained: Path, tmp_path: Path, capsys):
     assert main(["report", str(untrained), "--html"]) == 0
-    page = untrained.parent / "report.html"
+    page = untrained.parent / "spec.report.html"
     assert f"Results page written: {page}" in capsys.readouterr().out
     text = page.read_text()
     assert "No finished training in" in text and "run `neuroexec apply`" in text
     assert [t for level, t in read_page(text).headings if level == 2][-1] == "What produced this page"
     out = tmp_path / "elsewhere" / "page.html"
+    out.parent.mkdir()  # the page never creates folders (tests/cli/test_output_path_errors.py)
     assert main(["report", str(untrained), "--html", str(out)]) == 0
     assert out.is_file() and "Model cnn (classification)" in out.read_text()
-    assert main(["report", str(untrained), "--html", str(out.parent)]) == 0  # a folder: report.html in it
-    assert (out.parent / "report.html").is_file()
+    assert main(["report", str(untrained), "--html", str(out.parent)]) == 0  # a folder: the page in it
+    assert (out.parent / "spec.report.html").is_file()
 
 
 def test_report_without_html_still_prints_the_summary(untrained: Path, capsys):
     assert main(["report", str(untrained)]) == 0
     printed = capsys.readouterr().out
     assert "model cnn" in printed and "not trained yet" in printed
-    assert not (untrained.parent / "report.html").exists()
+    assert not (untrained.parent / "spec.report.html").exists()
 
 
 def test_apply_ends_with_where_the_results_are_and_the_page_command(untrained: Path, capsys):
@@ -69,7 +70,7 @@ def test_apply_ends_with_where_the_results_are_and_the_page_command(untrained: P
     maps = untrained.parent / "maps" / "cnn"
     assert f"model cnn: MAPS {maps}" in said
     assert (
-        f"results page: neuroexec report {untrained} --html  (writes {untrained.parent / 'report.html'})"
+        f"results page: neuroexec report {untrained} --html  (writes {untrained.parent / 'spec.report.html'})"
         in said
     )
 
@@ -90,3 +91,21 @@ def test_table_cells_are_escaped_unless_marked_up():
     made = table(["a"], [["<b>x</b>"], [Markup("<i>y</i>")]])
     assert "&lt;b&gt;x&lt;/b&gt;" in made and "<i>y</i>" in made
     assert Estimate(float("nan")).text() == "n/a"
+
+
+def test_two_specs_of_one_folder_get_two_pages(untrained: Path, capsys):
+    other = untrained.with_name("other.toml")
+    other.write_text(UNTRAINED.replace('"maps/cnn"', '"maps/other"'))
+    assert main(["report", str(untrained), "--html"]) == 0
+    assert main(["report", str(other), "--html"]) == 0
+    first, second = untrained.parent / "spec.report.html", untrained.parent / "other.report.html"
+    assert "Results of spec.toml" in first.read_text() and "Results of other.toml" in second.read_text()
+
+
+def test_a_spec_without_models_ends_without_offering_a_page(tmp_path: Path, capsys):
+    spec = tmp_path / "data_only.toml"
+    spec.write_text(UNTRAINED.split("[models.cnn]")[0])
+    assert run_spec_file(spec) == 0
+    said = capsys.readouterr().err
+    assert f"dataset demo: CAPS {tmp_path / 'data' / 'demo'}" in said
+    assert "--html" not in said and "neuroexec report" not in said
