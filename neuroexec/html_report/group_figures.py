@@ -4,6 +4,7 @@ reconstruction. Each takes the prediction table (or saved tensors) of one best m
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import auc, confusion_matrix, roc_curve
 
+from neuroexec import metrics
 from neuroexec.html_report.elements import image, new_figure
 
 
@@ -24,6 +26,10 @@ def class_names(label_code: dict[str, int] | None, n_classes: int) -> list[str]:
     return [names.get(k, str(k)) for k in range(n_classes)]
 
 
+# The positive class of a binary task: metrics.roc_auc's and metrics_from_confusion's default (ClinicaDL's)
+POSITIVE_CLASS = inspect.signature(metrics.roc_auc).parameters["positive_class"].default
+
+
 def probability_columns(frame: pd.DataFrame) -> list[str]:
     """The `proba<k>` columns, by k."""
     found = [c for c in frame.columns if c.startswith("proba") and c[5:].isdigit()]
@@ -32,11 +38,12 @@ def probability_columns(frame: pd.DataFrame) -> list[str]:
 
 def roc_curves(frame: pd.DataFrame) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
     """(class, false positive rates, true positive rates, AUC) from the class probabilities: the
-    positive class 1 of a binary classifier, each class against the rest otherwise. A class that no
-    session or every session has (the curve is undefined) is left out."""
+    positive class of a binary classifier (class 0, as the metrics tables' AUC and sensitivity:
+    neuroexec/metrics.py), each class against the rest otherwise. A class that no session or every
+    session has (the curve is undefined) is left out."""
     probas = probability_columns(frame)
     truth = frame["true_label"].to_numpy(dtype=np.int64)
-    classes = [1] if len(probas) == 2 else list(range(len(probas)))
+    classes = [POSITIVE_CLASS] if len(probas) == 2 else list(range(len(probas)))
     found = []
     for k in classes:
         positive = truth == k

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from neuroexec import metrics
 from neuroexec.html_report.curves import training_logs
 from neuroexec.html_report.group_figures import classification_figure, macro_auc, roc_curves
 from neuroexec.maps.layout import MapsLayout
@@ -24,10 +25,20 @@ def predictions(n_classes: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def test_binary_auc_is_the_positive_class_probability_auc():
+def test_binary_auc_is_the_positive_class_probability_auc_as_in_the_metrics_tables():
     frame = predictions(2)
     ((cls, _, _, area),) = roc_curves(frame)
-    assert cls == 1 and area == roc_auc_score(frame["true_label"], frame["proba1"])
+    assert cls == 0 and np.isclose(area, roc_auc_score(frame["true_label"] == 0, frame["proba0"]))
+    assert np.isclose(area, metrics.roc_auc(frame["true_label"], frame[["proba0", "proba1"]]))
+
+
+def test_the_roc_legend_names_the_class_whose_auc_the_metrics_table_gives(monkeypatch):
+    frame = predictions(2)
+    labels = []
+    monkeypatch.setattr("matplotlib.axes.Axes.plot", lambda self, *a, **kw: labels.append(kw.get("label")))
+    classification_figure(frame, ["AD", "CN"], "t")
+    area = metrics.roc_auc(frame["true_label"], frame[["proba0", "proba1"]])
+    assert [label for label in labels if label] == [f"AD: AUC {area:.3f}"]
 
 
 def test_three_classes_give_one_vs_rest_curves_and_their_macro_mean():
