@@ -137,7 +137,9 @@ def report(spec: Spec) -> str:
         lines.append(f"  dataset {name}: {where}")
     for name in spec.models:
         lines += _model_lines(spec, name, planned)
-    return "\n".join(lines)
+    from neuroexec.cluster.status import report_lines  # failed SLURM jobs (none without job records)
+
+    return "\n".join(lines + report_lines(spec.path))
 
 
 def _model_lines(spec: Spec, name: str, planned: dict[str, PlannedStep]) -> list[str]:

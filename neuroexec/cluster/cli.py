@@ -9,8 +9,9 @@ from neuroexec.cluster import render, status, submit
 
 
 def cmd_plan_slurm(args: argparse.Namespace) -> int:
-    """`neuroexec plan SPEC --slurm`: the jobs that would be submitted (writes nothing)."""
-    print(render.render_plan(submit.prepare(args.spec, args.target, args.slurm_opt, preview=True)))
+    """`neuroexec plan SPEC --slurm`: the jobs that would be submitted (writes nothing); `--json` too."""
+    sub = submit.prepare(args.spec, args.target, args.slurm_opt, preview=True)
+    print(render.render_plan_json(sub) if getattr(args, "json", False) else render.render_plan(sub))
     return 0
 
 

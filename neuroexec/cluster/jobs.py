@@ -1,5 +1,9 @@
 """The SLURM jobs that run a plan: its steps that are not up to date (and not in a job still queued or
-running) grouped into jobs, each job after the jobs it needs (`afterok`).
+running) grouped into jobs, each job after the jobs it needs: `aftercorr` on an array whose task i is
+all that this array's task i needs of it (an evaluation array after its training array, one task per
+split: split 1's evaluation runs when split 1's training ends, whatever split 0's does), `afterok`
+otherwise (every task of the other job must succeed: several tasks per training, e.g. two selection
+metrics, or a job queued by an earlier submission).
 
 - `data`: the shared steps (generate, extract, split, group define) in one job, in plan order;
 - `train-<model>`: an array, one training step per task (a split's lock covers only that split, so the
@@ -33,6 +37,7 @@ class Job:
     after_ids: list[str] = field(default_factory=list)
     resources: Resources = field(default_factory=Resources)
     trained: dict[str, str] = field(default_factory=dict, repr=False)  # evaluation step -> its training
+    corr: list[str] = field(default_factory=list)  # of `after`: arrays it waits for task by task
 
     @property
     def array(self) -> bool:
@@ -73,7 +78,21 @@ def make_jobs(
         job = jobs[key]
         _place(job, p, where)
         where[p.step.id] = job
+    named, deps = {job.name: job for job in jobs.values()}, {p.step.id: p.step.deps for p in todo}
+    for job in jobs.values():
+        job.corr = [name for name in job.after if _corresponds(job, named[name], deps)]
     return list(jobs.values())
+
+
+def _corresponds(job: Job, other: Job, deps: dict[str, list[str]]) -> bool:
+    """Whether `job` may wait for `other` task by task (`aftercorr`): both arrays of as many tasks, and
+    the steps of `other` that task i needs all in `other`'s task i."""
+    if not (job.array and other.array and len(job.tasks) == len(other.tasks)):
+        return False
+    mine = {step: i for i, task in enumerate(other.tasks) for step in task}
+    return all(
+        mine.get(d, i) == i for i, task in enumerate(job.tasks) for step in task for d in deps.get(step, ())
+    )
 
 
 def _needs(p: PlannedStep, where: dict[str, Job], kind: str) -> set[str]:

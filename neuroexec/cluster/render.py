@@ -10,14 +10,18 @@ with their ids and how to watch them).
 
 from __future__ import annotations
 
+import json
+
 from neuroexec.cluster.jobs import Job
 from neuroexec.cluster.submit import Submission
+from neuroexec.plan.render import JSON_FORMAT_VERSION
 
 
 def job_lines(job: Job, job_id: str | None = None, after: list[str] | None = None) -> list[str]:
     """A job: name (and id), array size, dependencies, resources, then its steps per task."""
     shape = f"array of {len(job.tasks)}" if job.array else "one job"
-    needs = after if after is not None else job.after + job.after_ids
+    names = [f"{n} (task by task)" if n in job.corr else n for n in job.after]
+    needs = after if after is not None else names + job.after_ids
     parts = [f"job {job_id}" if job_id else "", shape, f"after {', '.join(needs)}" if needs else ""]
     parts.append(" ".join(job.resources.sbatch_lines()))
     head = f"  {job.name}: " + ", ".join(p for p in parts if p)
@@ -39,6 +43,28 @@ def render_plan(sub: Submission) -> str:
     if sub.note:
         lines.append(f"Note: {sub.note}")
     return "\n".join(lines)
+
+
+def render_plan_json(sub: Submission) -> str:
+    """`plan --slurm --json`: the jobs (name, kind, array or not, steps per task, the jobs of this
+    submission they run after, those of them waited for task by task, the ids of jobs queued earlier,
+    sbatch options), the steps already queued (step -> job id) and the note, with plan --json's
+    format_version."""
+    jobs = [
+        {
+            "name": job.name,
+            "kind": job.kind,
+            "array": job.array,
+            "tasks": job.tasks,
+            "after": job.after,
+            "after_task_by_task": job.corr,
+            "after_ids": job.after_ids,
+            "sbatch": job.resources.sbatch_lines(),
+        }
+        for job in sub.jobs
+    ]
+    data = {"format_version": JSON_FORMAT_VERSION, "spec": str(sub.spec), "jobs": jobs}
+    return json.dumps({**data, "queued": sub.queued, "note": sub.note}, indent=2)
 
 
 def render_submitted(sub: Submission) -> str:

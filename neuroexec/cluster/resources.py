@@ -17,7 +17,9 @@ overrides them) and then from `--slurm-opt KEY=VALUE` flags (`partition=gpu` for
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from neuroexec.errors import InputError
@@ -34,6 +36,9 @@ STEP_KINDS = {  # the job kind of each step kind
     "save_tensors": "evaluate",
     "interpret": "evaluate",
 }
+# sbatch --time's forms (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) and --mem's (an integer, K/M/G/T)
+TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|(?i:unlimited|infinite)")
+MEM = re.compile(r"\d+[KMGTkmgt]?")
 DEFAULT_GRACE_S = 120  # SIGTERM this long before the time limit (the training checkpoints and requeues)
 
 
@@ -80,33 +85,61 @@ def parse_options(pairs: list[str] | None) -> dict[str, dict[str, str]]:
 
 
 def resources_for(
-    kind: str, table: dict[str, Any], flags: dict[str, dict[str, str]], defaults: dict[str, Any] | None = None
+    kind: str,
+    table: dict[str, Any],
+    flags: dict[str, dict[str, str]],
+    defaults: dict[str, Any] | None = None,
+    spec: Path | None = None,
 ) -> Resources:
     """The resources of a job of `kind`: `defaults` (the job's own: cpus for its DataLoader workers, a GPU
     for a `device = "cuda"` training), then the spec's `[cluster]` keys, its `[cluster.<kind>]` table, the
-    flags for every kind, those for `kind`."""
+    flags for every kind, those for `kind`. A bad value is an InputError naming the key (`spec`: the
+    file of the table) and the value."""
     values: dict[str, Any] = dict(defaults or {})
     layers = (
-        ("[cluster]", {k: v for k, v in table.items() if k not in KINDS}),
-        (f"[cluster.{kind}]", table.get(kind) or {}),
-        ("--slurm-opt", flags.get("", {})),
-        (f"--slurm-opt {kind}.", flags.get(kind, {})),
+        ("cluster.{key}", spec, {k: v for k, v in table.items() if k not in KINDS}),
+        (f"cluster.{kind}.{{key}}", spec, table.get(kind) or {}),
+        ("--slurm-opt {key}={value}", None, flags.get("", {})),
+        (f"--slurm-opt {kind}.{{key}}={{value}}", None, flags.get(kind, {})),
     )
-    for where, layer in layers:
+    for where, path, layer in layers:
         for key, value in layer.items():
-            values[key] = _typed(key, value, where)
+            try:
+                values[key] = _typed(key, value)
+            except ValueError as exc:
+                name = where.format(key=key, value=value)
+                shown = name if name.startswith("--") else f"{name} = {value!r}"
+                raise InputError(path, f"{shown}: {exc}") from None
     return Resources(**values)
 
 
-def _typed(key: str, value: Any, where: str) -> Any:
+def check(table: dict[str, Any], flags: dict[str, dict[str, str]], spec: Path | None = None) -> None:
+    """Every kind's resources from the `[cluster]` table and the flags, checked before any job is made
+    (a bad `time` would otherwise fail at sbatch, after the jobs before it were submitted)."""
+    for kind in KINDS:
+        resources_for(kind, table, flags, spec=spec)
+
+
+def _typed(key: str, value: Any) -> Any:
+    """The value of `key`, or ValueError saying what was expected."""
     if key in ("cpus", "gpus", "grace_s"):
         try:
             number = int(value)
         except (TypeError, ValueError):
             number = -1
         if number < 0 or isinstance(value, bool):
-            raise InputError(None, f"{where} {key} = {value!r}: expected a whole number (0 or more)")
+            raise ValueError("expected a whole number (0 or more)")
         return number
     if key == "options":
         return tuple(value.split()) if isinstance(value, str) else tuple(str(v) for v in value)
-    return str(value)
+    text = str(value).strip()
+    if key == "time" and not TIME.fullmatch(text):
+        raise ValueError(
+            "expected a SLURM time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED "
+            '(e.g. "20:00:00" or "2-00:00:00")'
+        )
+    if key == "mem" and not MEM.fullmatch(text):
+        raise ValueError(
+            'expected a SLURM memory size: a whole number with an optional K, M, G or T (e.g. "16G")'
+        )
+    return text

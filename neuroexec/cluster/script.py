@@ -39,14 +39,14 @@ def script_text(job: Job, spec: Path, log: Path, after: list[str], python: str) 
     """The sbatch script of `job`, running after the jobs whose ids are `after`."""
     r = job.resources
     head = [
-        f"--job-name=neuroexec-{spec.stem}-{job.name}",
-        f"--output={log}",
+        f"--job-name={sbatch_quote(f'neuroexec-{spec.stem}-{job.name}')}",
+        f"--output={sbatch_quote(str(log))}",
         "--open-mode=append",  # a requeued job continues its log
         "--requeue",
         f"--signal=B:TERM@{r.grace_s}",
     ]
     if after:
-        head += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
+        head += [f"--dependency={dependency(job, after)}", "--kill-on-invalid-dep=yes"]
     if job.array:
         head.append(f"--array=0-{len(job.tasks) - 1}")
     head += r.sbatch_lines()
@@ -64,6 +64,33 @@ def script_text(job: Job, spec: Path, log: Path, after: list[str], python: str) 
     lines.append('  *) echo "no steps for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;')
     lines.append("esac")
     return "\n".join([*lines, f'exec {command} "$@"', ""])
+
+
+def dependency(job: Job, after: list[str]) -> str:
+    """sbatch's --dependency: `aftercorr` on the arrays `job` waits for task by task (`job.corr`; the first
+    ids of `after` are those of `job.after`), `afterok` on the others.
+
+    >>> job = Job("evaluate", "evaluate", after=["data", "train-cnn"], corr=["train-cnn"])
+    >>> dependency(job, ["40", "41", "7"])
+    'afterok:40:7,aftercorr:41'
+    """
+    corr = [job_id for name, job_id in zip(job.after, after) if name in job.corr]
+    ok = [job_id for job_id in after if job_id not in corr]
+    return ",".join([*([f"afterok:{':'.join(ok)}"] if ok else []), *(f"aftercorr:{c}" for c in corr)])
+
+
+def sbatch_quote(value: str) -> str:
+    """A value of an `#SBATCH` line, in double quotes when it has more than plain characters (sbatch
+    splits such a line at spaces, takes `#` for a comment, reads `"` and `\\` as quoting).
+
+    >>> sbatch_quote("/p/logs/train-%A_%a.log")
+    '/p/logs/train-%A_%a.log'
+    >>> print(sbatch_quote('/my data/#1 "x"/a.log'))
+    "/my data/\\#1 \\"x\\"/a.log"
+    """
+    if all(c.isalnum() or c in "/._-%+,:=@" for c in value):
+        return value
+    return '"' + "".join(f"\\{c}" if c in '\\"#' else c for c in value) + '"'
 
 
 def _targets(steps: list[str]) -> str:

@@ -1,7 +1,8 @@
 """`neuroexec status SPEC`: each step done or not (the plan's records decide), and for a step not done its
 last SLURM job: queued, running, or failed (with its job id, its state when SLURM still knows it, its
-log and the log's last line). A job SLURM no longer knows (no accounting storage) whose step is not
-done ended without finishing it: failed, whatever its exit status was."""
+log and the log's last line), or "not submitted" ("to do" for a spec that never used SLURM). A job SLURM no longer knows
+(no accounting storage) whose step is not done ended without finishing it: failed, whatever its exit
+status was. `report_lines`: the failed jobs, for `neuroexec report`."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from neuroexec.cluster import slurm
 from neuroexec.plan.graph import UP_TO_DATE, make_plan
 from neuroexec.spec import load_spec
 
+TO_DO = "to do"  # a step not done, in a spec never submitted to SLURM
+
 
 @dataclass
 class StepStatus:
     step: str
-    word: str  # done, queued, running, failed, not submitted
+    word: str  # done, queued, running, failed, not submitted (to do: the spec has no SLURM jobs)
     job: str = ""  # the SLURM id of its last job's task (`12_0`)
     state: str = ""  # what SLURM says of it (RUNNING, PENDING (Dependency), CANCELLED ...)
     log: Path | None = None
@@ -40,7 +43,7 @@ def status(spec_path: Path) -> Report:
     ledger = ledger_mod.load(spec.path)
     latest = ledger.latest()
     live = slurm.queued() if ledger.jobs and shutil.which("squeue") else {}
-    gone = [j.id for j in ledger.jobs if not any(t in live for t in j.task_ids())]
+    gone = [j.id for j in ledger.jobs if not all(t in live for t in j.task_ids())]  # a task ended
     ended = slurm.ended(gone) if gone and shutil.which("scontrol") else {}
     steps = []
     for p in plan.steps:
@@ -48,7 +51,7 @@ def status(spec_path: Path) -> Report:
         if p.action == UP_TO_DATE:
             steps.append(StepStatus(p.step.id, "done", found[0].task_ids()[found[1]] if found else ""))
         elif found is None:
-            steps.append(StepStatus(p.step.id, "not submitted"))
+            steps.append(StepStatus(p.step.id, "not submitted" if ledger.jobs else TO_DO))
         else:
             steps.append(_of_job(p.step.id, *found, live, ended))
     return Report(spec.path, steps)
@@ -87,8 +90,30 @@ def render(report: Report) -> str:
             if s.last_line:
                 lines.append(f"                last line: {s.last_line}")
     counts = {w: sum(s.word == w for s in report.steps) for w in ("done", "running", "queued", "failed")}
-    counts["not submitted"] = sum(s.word == "not submitted" for s in report.steps)
+    missing = TO_DO if any(s.word == TO_DO for s in report.steps) else "not submitted"
+    counts[missing] = sum(s.word == missing for s in report.steps)
     lines.append("Steps: " + ", ".join(f"{n} {w}" for w, n in counts.items()) + ".")
     if counts["failed"]:
         lines.append("Run `neuroexec apply SPEC --slurm` again to resubmit what is not done.")
     return "\n".join(lines)
+
+
+def report_lines(spec_path: Path) -> list[str]:
+    """`neuroexec report`'s lines on SLURM: one per failed job task (its steps, job id, state, log); none
+    when the spec has no job records or no job failed."""
+    if not ledger_mod.load(spec_path).jobs:
+        return []
+    try:
+        failed = status(spec_path).failed()
+    except slurm.SlurmError as exc:
+        return [f"  SLURM jobs: not known ({str(exc).splitlines()[0]})"]
+    tasks: dict[str, list[StepStatus]] = {}
+    for s in failed:
+        tasks.setdefault(s.job, []).append(s)
+    if not tasks:
+        return []
+    lines = [f"  SLURM jobs failed: {len(tasks)} (`neuroexec status` says more; `apply --slurm` resubmits)"]
+    for job, steps in tasks.items():
+        names = ", ".join(s.step for s in steps)
+        lines.append(f"    job {job} {steps[0].state}: {names}; log {steps[0].log}")
+    return lines

@@ -16,7 +16,7 @@ from neuroexec.cluster import ledger as ledger_mod
 from neuroexec.cluster import slurm
 from neuroexec.cluster.jobs import Job, make_jobs
 from neuroexec.cluster.ledger import JobRecord, Ledger
-from neuroexec.cluster.resources import parse_options
+from neuroexec.cluster.resources import check, parse_options
 from neuroexec.cluster.script import script_text
 from neuroexec.plan.graph import make_plan
 from neuroexec.spec import load_spec
@@ -41,6 +41,7 @@ def prepare(
     is a note, not an error."""
     spec = load_spec(spec_path)
     flags = parse_options(options)
+    check(spec.cluster, flags, spec.path)  # a bad time or mem now, not at sbatch after other jobs
     plan = make_plan(spec)
     ledger = ledger_mod.load(spec.path)
     queued, note = {}, ""

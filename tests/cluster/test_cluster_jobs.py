@@ -69,6 +69,21 @@ def test_shared_steps_once_trainings_as_an_array_evaluations_after_them(tmp_path
         for i in (0, 1)
     ]
     assert train.resources.cpus == 2  # one DataLoader worker plus one
+    assert (train.corr, evaluate.corr) == ([], ["train-cnn"])  # split i's evaluation after split i only
+    script = script_text(evaluate, tmp_path / "spec.toml", tmp_path / "e.log", ["40", "41"], "python")
+    assert "#SBATCH --dependency=afterok:40,aftercorr:41" in script.splitlines()
+
+
+def test_evaluations_not_one_per_training_wait_for_the_whole_array(tmp_path: Path) -> None:
+    """Both trainings but split 1's predictions only: the evaluation array's task 0 is not training task
+    0's, so it waits for the whole training array (afterok)."""
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    jobs = make_jobs(plan, ["model.cnn.train[split-0]", "group.test.predict[cnn/split-1/best-loss]"])
+    train, evaluate = jobs[1:]
+    assert (len(train.tasks), evaluate.tasks) == (2, [["group.test.predict[cnn/split-1/best-loss]"]])
+    assert (evaluate.after, evaluate.corr) == (["data", "train-cnn"], [])
+    script = script_text(evaluate, tmp_path / "spec.toml", tmp_path / "e.log", ["40", "41"], "python")
+    assert "#SBATCH --dependency=afterok:40:41" in script.splitlines()
 
 
 def test_steps_of_a_queued_job_are_not_submitted_again(tmp_path: Path) -> None:
@@ -119,6 +134,62 @@ def test_a_wrong_slurm_opt_is_one_sentence(bad: str) -> None:
         resources_for("train", {}, parse_options([bad]))
 
 
+@pytest.mark.parametrize(
+    ("table", "flag", "named"),
+    [
+        ('[cluster]\ntime = "forever"\n', [], "cluster.time = 'forever'"),
+        ('[cluster.evaluate]\nmem = "lots"\n', [], "cluster.evaluate.mem = 'lots'"),
+        ("", ["train.time=abc"], "--slurm-opt train.time=abc"),
+        ("", ["mem=16 G"], "--slurm-opt mem=16 G"),
+    ],
+)
+def test_a_bad_time_or_mem_is_refused_at_plan_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture, table: str, flag: list[str], named: str
+) -> None:
+    spec = _spec(tmp_path, table)
+    opts = [a for f in flag for a in ("--slurm-opt", f)]
+    assert main(["plan", str(spec), "--slurm", *opts]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "expected a SLURM" in err and "Traceback" not in err, err
+    assert (str(spec) in err) == bool(table)
+
+
+@pytest.mark.parametrize("value", ["90", "10:00", "20:00:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED"])
+def test_slurm_time_forms_are_accepted(value: str) -> None:
+    assert resources_for("train", {"time": value, "mem": "16G"}, {}).sbatch_lines()[1:] == [
+        f"--time={value}",
+        "--mem=16G",
+    ]
+
+
+def test_plan_slurm_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    assert main(["plan", str(_spec(tmp_path, CLUSTER)), "--slurm", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format_version"] == "1.0" and data["queued"] == {} and data["note"] == ""
+    data_job, train, evaluate = data["jobs"]
+    assert (data_job["name"], data_job["array"], train["after"]) == ("data", False, ["data"])
+    assert train["tasks"] == [["model.cnn.train[split-0]"], ["model.cnn.train[split-1]"]]
+    assert "--gpus=1" in train["sbatch"]
+    assert (evaluate["after"], evaluate["after_task_by_task"]) == (["data", "train-cnn"], ["train-cnn"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+def test_paths_in_the_script_are_quoted(tmp_path: Path) -> None:
+    """A spec folder with a space (and a `#`, a comment for sbatch): the #SBATCH lines are double-quoted,
+    the shell lines quoted."""
+    folder = tmp_path / "my study #2"
+    folder.mkdir()
+    spec = _spec(folder)
+    train = make_jobs(make_plan(load_spec(spec)))[1]
+    text = script_text(train, spec, folder / "logs/train-%A_%a.log", ["5"], "/my venv/python")
+    lines = text.splitlines()
+    assert f'#SBATCH --output="{folder}/logs/train-%A_%a.log"'.replace("#2", "\\#2") in lines, lines
+    assert f"cd '{folder}'" in lines
+    assert lines[-1] == f"exec '/my venv/python' -m neuroexec apply '{spec}' --quiet " + '"$@"'
+
+
 def test_plan_slurm_shows_the_jobs_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = _spec(tmp_path, CLUSTER)
     assert main(["plan", str(spec), "--slurm", "--slurm-opt", "evaluate.cpus=4"]) == 0
@@ -128,7 +199,8 @@ def test_plan_slurm_shows_the_jobs_and_writes_nothing(tmp_path: Path, capsys: py
         in out
     )
     assert any(
-        line.startswith("  evaluate: array of 2, after data, train-cnn, --cpus-per-task=4") for line in out
+        line.startswith("  evaluate: array of 2, after data, train-cnn (task by task), --cpus-per-task=4")
+        for line in out
     )
     assert out[-1] == "Jobs: 3 to submit (12 steps), 0 still queued."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
@@ -180,3 +252,29 @@ def test_slurm_opt_without_slurm_is_refused(tmp_path: Path, capsys: pytest.Captu
     assert main(["apply", str(_spec(tmp_path)), "--slurm-opt", "time=01:00:00"]) == 2
     assert "--slurm-opt only goes with --slurm" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+def test_status_of_a_spec_never_submitted_says_to_do(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["status", str(_spec(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "  to do         model.cnn.train[split-0]" in out.splitlines()
+    assert "not submitted" not in out and out.splitlines()[-1].endswith(", 12 to do.")
+
+
+def test_report_names_the_failed_slurm_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuroexec.report import report
+
+    spec = _spec(tmp_path)
+    assert "SLURM" not in report(load_spec(spec))  # no job records: no line
+    tasks = [["model.cnn.train[split-0]"], ["model.cnn.train[split-1]"]]
+    log = tmp_path / "train-cnn-12_%a.log"
+    record = ledger.JobRecord("12", "train-cnn", "train", tasks, [], "s", str(log), "t")
+    ledger.Ledger(ledger.jobs_file(spec), [record]).save()
+    monkeypatch.setattr(status.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm, "queued", lambda: {"12_0": ("RUNNING", "None")})
+    monkeypatch.setattr(slurm, "ended", lambda ids: {"12_1": ("FAILED", "1:0")})
+    lines = report(load_spec(spec)).splitlines()
+    at = lines.index("  SLURM jobs failed: 1 (`neuroexec status` says more; `apply --slurm` resubmits)")
+    assert lines[at + 1 :] == [
+        f"    job 12_1 FAILED (exit 1:0): model.cnn.train[split-1]; log {tmp_path / 'train-cnn-12_1.log'}"
+    ]
