@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from neuroexec.atomic import save_nifti, write_tsv
+from neuroexec.atomic import write_tsv
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.synthetic import (
     SCALE,
@@ -34,6 +34,7 @@ from neuroexec.data.synthetic import (
     grid_for,
     participants_table,
     roi_mask_paths,
+    save_nifti,
 )
 from neuroexec.errors import InputError
 
@@ -45,10 +46,12 @@ REGION = "hippocampus"
 HIPPOCAMPUS_AXIS_MM = ((26.0, -10.0, -19.0), (28.0, -22.0, -13.0), (25.0, -36.0, -4.0))
 HIPPOCAMPUS_RADIUS_MM = 5.5
 GM_THRESHOLD = 0.3
-# Centres of the bodies of the lateral ventricles (mm): the mean position of the template's CSF-dark
-# voxels near the midline, above the thalami.
-VENTRICLES_MM = ((-10.0, -12.0, 15.0), (10.0, -12.0, 15.0))
-_VENTRICLE_SIGMA_MM = 10.0
+# Where the lateral ventricles are magnified (mm): the densest CSF-dark part of the template's ventricles
+# (the frontal horns and bodies beside the septum; their dark voxels smoothed 3 mm peak at (+-5, 4, 16)),
+# in a Gaussian window of _VENTRICLE_SIGMA_MM that covers the bodies. (A centre in tissue, as the mean
+# position of the C-shaped ventricles is, pushes the CSF outwards without enlarging it.)
+VENTRICLES_MM = ((-5.0, 4.0, 16.0), (5.0, 4.0, 16.0))
+_VENTRICLE_SIGMA_MM = 15.0
 # Mean T1 of the template (0-1) in grey matter and in CSF: what a voxel's lost grey matter becomes.
 _T1_GM, _T1_CSF = 0.655, 0.28
 _NOISE_SD = 0.02

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroexec.atomic import is_temporary, save_nifti, write_tsv
+from neuroexec.atomic import atomic_open, is_temporary, write_tsv
 from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
@@ -75,6 +75,29 @@ def affine_for(voxel: np.ndarray) -> np.ndarray:
     affine = np.diag([*voxel, 1.0])
     affine[:3, 3] = np.array(CROP_FIRST_VOXEL) - 0.5 + 0.5 * voxel  # same box edges as the 1 mm crop
     return affine
+
+
+# The generated images' qform and sform code: 4, "mni" (NIfTI's NIFTI_XFORM_MNI_152), their world
+# being the MNI152NLin2009cSym space of ClinicaDL's t1-linear crop; units mm.
+XFORM_CODE = 4
+
+
+def save_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+    """Write a generated image or mask as .nii.gz (float32), atomically: qform and sform both `affine`
+    with XFORM_CODE (MNI152), xyzt units mm (and s). Same arguments -> same bytes. (atomic.save_nifti
+    leaves the codes 0 and the units unknown; this one is looked up here, so tests can wrap it.)"""
+    import gzip
+
+    import nibabel as nib
+
+    affine = np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
+    img.set_qform(affine, code=XFORM_CODE)
+    img.set_sform(affine, code=XFORM_CODE)
+    img.header.set_xyzt_units("mm", "sec")
+    with atomic_open(path, "wb") as f:
+        raw = img.to_bytes()
+        f.write(gzip.compress(raw, compresslevel=1, mtime=0) if str(path).endswith(".gz") else raw)
 
 
 def _centred_coords(shape: tuple[int, ...], voxel: np.ndarray) -> list[np.ndarray]:

@@ -136,6 +136,12 @@ def generate_problems(ds: Dataset, add: Callable[[str, str], None]) -> None:
             add(f"{key}.generate.subjects", f"kind {g.kind} needs subjects, at least 4 (half AD, half CN)")
         if g.kind == "anatomy" and g.region != "hippocampus":
             add(f"{key}.generate.region", "kind anatomy simulates atrophy in the hippocampus only")
+        if g.kind == "anatomy" and g.resolution_mm < 1:
+            add(
+                f"{key}.generate.resolution_mm",
+                f"kind anatomy samples the 1 mm MNI152 template on ClinicaDL's t1-linear grid (169x208x179 "
+                f"voxels of 1 mm) or a coarser one: resolution_mm must be at least 1, not {g.resolution_mm:g}",
+            )
         if ds.preprocessing != "t1-linear":
             add(f"{key}.preprocessing", f"generate writes t1-linear images only, not {ds.preprocessing}")
         return

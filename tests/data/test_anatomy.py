@@ -8,14 +8,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from neuroexec.cli import main
 from neuroexec.data.anatomy import (
     GM_THRESHOLD,
+    VENTRICLES_MM,
+    _displacement,
+    _world,
     generate_anatomy_dataset,
     sample_template,
     template_file,
 )
 from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
-from neuroexec.data.synthetic import generate_atrophy_dataset, roi_names
+from neuroexec.data.synthetic import XFORM_CODE, generate_atrophy_dataset, roi_names
 
 # Centres of mass of the hippocampi in MNI space (mm), Harvard-Oxford / AAL: about (+-27, -21, -13)
 ATLAS_CENTRES = {"left": np.array([-26.0, -21.0, -13.0]), "right": np.array([27.0, -21.0, -13.0])}
@@ -100,3 +104,62 @@ def test_same_seed_same_bytes_another_seed_other_images(data, tmp_path):
         assert (again.caps_dir / relative).read_bytes() == path.read_bytes(), relative
     first = sorted(data.caps_dir.rglob("*_T1w.nii.gz"))[0].relative_to(data.caps_dir)
     assert (other.caps_dir / first).read_bytes() != (data.caps_dir / first).read_bytes()
+
+
+def test_images_and_masks_say_mm_and_mni_space(data, tmp_path):
+    phantom = generate_atrophy_dataset(tmp_path / "phantom", subjects=2, resolution_mm=8.0)
+    files = [*data.caps_dir.rglob("*.nii.gz"), *phantom.caps_dir.rglob("*.nii.gz")]
+    assert len(files) == 8 + 3 + 2 + 3  # images, the mask and its two halves, of each generator
+    for path in files:
+        img = nib.load(path)
+        assert img.get_qform(coded=True)[1] == img.get_sform(coded=True)[1] == XFORM_CODE == 4, path
+        assert np.allclose(img.get_qform(), img.affine) and np.allclose(img.get_sform(), img.affine)
+        assert img.header.get_xyzt_units()[0] == "mm", path
+
+
+def test_anatomy_resolution_below_1_mm_is_refused(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'version = 1\n[datasets.d]\ncaps = "out"\n'
+        'generate = { kind = "anatomy", subjects = 4, resolution_mm = 0.5 }\n'
+    )
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "datasets.d.generate.resolution_mm" in err and "at least 1, not 0.5" in err
+    assert "Traceback" not in err
+    spec.write_text(spec.read_text().replace("0.5", "1"))
+    assert main(["validate", str(spec)]) == 0
+
+
+def _dark_near_ventricles(data, img) -> int:
+    """Voxels within 20 mm of the ventricles' centres darker than half the brain's mean (CSF-like)."""
+    world = _world(data.shape, data.affine).reshape(*data.shape, 3)
+    near = np.zeros(data.shape, bool)
+    for centre in VENTRICLES_MM:
+        near |= np.linalg.norm(world - np.array(centre), axis=-1) < 20.0
+    x = img.get_fdata()
+    return int((x[near] < 0.5 * x[x > 0.2 * x.max()].mean()).sum())
+
+
+def test_ad_subjects_have_larger_ventricles(data):
+    dark = {"AD": [], "CN": []}
+    for dx, img in _images(data):
+        dark[dx].append(_dark_near_ventricles(data, img))
+    assert np.mean(dark["AD"]) > 1.4 * np.mean(dark["CN"]), dark
+
+
+def test_subjects_differ_by_a_smooth_bounded_deformation(data):
+    template, _ = sample_template("t1", data.shape, data.affine)
+    cn = [img.get_fdata() for dx, img in _images(data) if dx == "CN"][:2]
+    assert not np.allclose(cn[0], cn[1], atol=1.0)  # another anatomy, not only other noise
+    assert np.corrcoef(cn[0].ravel(), cn[1].ravel())[0, 1] < 0.99
+    for x in cn:
+        assert np.corrcoef(x.ravel(), template.ravel())[0, 1] > 0.9
+    world = _world(data.shape, data.affine)
+    for index in (1, 2):
+        shift = (_displacement(np.random.default_rng([0, index, 3]), world) - world).reshape(*data.shape, 3)
+        assert 1.0 < np.abs(shift).max() < 15.0  # mm
+        gradients = [np.gradient(shift[..., k], *data.voxel_mm) for k in range(3)]
+        jacobian = np.stack([np.stack(g, -1) for g in gradients], -2) + np.eye(3)
+        det = np.linalg.det(jacobian)
+        assert 0.5 < det.min() and det.max() < 2.0  # smooth: no folding, no voxel doubles or halves
