@@ -11,7 +11,9 @@ cohort). One scenario, run once for the module, as a user would:
 3. `neuroexec status` names the failed training with its job id and log;
 4. `apply --slurm` again submits only what is not done (split 0's training, which resumes, and its
    predictions), not the data job nor split 1;
-5. the models and predictions equal those of a local `neuroexec apply` of the same spec, bit for bit.
+5. a plain `scancel` of that resumed training: cancelled, not requeued; `apply --slurm` once more
+   submits it again with its predictions, and it resumes;
+6. the models and predictions equal those of a local `neuroexec apply` of the same spec, bit for bit.
 """
 
 from __future__ import annotations
@@ -103,6 +105,24 @@ def _freeze_after_first_checkpoint(slurm: Slurm, task: str, checkpoint: Path) ->
     return pids, both_running or slurm.state(other) == "RUNNING"
 
 
+def _log(job: dict) -> Path:
+    return Path(job["log"].replace("%A", job["id"]).replace("%a", "0"))
+
+
+def _cancel_once_resumed(slurm: Slurm, jobs: list[dict]) -> tuple[str, str]:
+    """A plain `scancel` of the resubmitted training once it has resumed; its final state, its log, and
+    (after it) the evaluation that needed it ends too (cancelled: its dependency can never be met)."""
+    train, evaluate = jobs
+    deadline = time.monotonic() + 120
+    while "resuming after epoch" not in slurm.log(_log(train)):
+        assert time.monotonic() < deadline, f"the training did not resume\n{slurm.log(_log(train))}"
+        time.sleep(0.1)
+    slurm.run("scancel", f"{train['id']}_0")
+    state = slurm.wait(train["id"], timeout=60)
+    slurm.wait(evaluate["id"], timeout=60)
+    return state, slurm.log(_log(train))
+
+
 @pytest.fixture(scope="module")
 def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = {**slurm.env, "OMP_NUM_THREADS": "1"}
@@ -131,7 +151,11 @@ def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     seen["second"] = neuroexec("apply", str(on_slurm), "--slurm", env=env)
     assert seen["second"].returncode == 0, seen["second"].stderr
     seen["resubmitted"] = _jobs(on_slurm)[3:]
-    seen["final"] = {job["id"]: slurm.wait(job["id"], timeout=240) for job in seen["resubmitted"]}
+    seen["cancelled"] = _cancel_once_resumed(slurm, seen["resubmitted"])
+    seen["third"] = neuroexec("apply", str(on_slurm), "--slurm", env=env)
+    assert seen["third"].returncode == 0, seen["third"].stderr
+    seen["after_cancel"] = _jobs(on_slurm)[5:]
+    seen["final"] = {job["id"]: slurm.wait(job["id"], timeout=240) for job in seen["after_cancel"]}
     assert reference.wait(timeout=180) == 0, reference.stderr.read()
     seen["spec"], seen["local"] = on_slurm, local
     return seen
@@ -190,9 +214,21 @@ def test_rerun_submits_only_what_is_not_done(scenario: dict) -> None:
         ("evaluate", [["group.test.predict[cnn/split-0/best-loss]"]]),
     ]
     assert [job["after"] for job in again] == [[], [again[0]["id"]]]
+    assert "resuming after epoch" in scenario["cancelled"][1], scenario["cancelled"][1][-2000:]
+
+
+def test_a_training_cancelled_by_scancel_is_resumed_by_the_next_apply(scenario: dict) -> None:
+    """A plain `scancel` of the resumed training: cancelled, not requeued; the next `apply --slurm`
+    submits it again (and its predictions), it resumes, and the results equal a local apply's (below)."""
+    state, log = scenario["cancelled"]
+    assert state == "CANCELLED" and "requeue: scontrol" not in log, log[-2000:]
+    again = scenario["after_cancel"]
+    assert [(job["name"], job["tasks"]) for job in again] == [
+        ("train-cnn", [["model.cnn.train[split-0]"]]),
+        ("evaluate", [["group.test.predict[cnn/split-0/best-loss]"]]),
+    ]
     assert set(scenario["final"].values()) == {"COMPLETED"}
-    log = Path(again[0]["log"].replace("%A", again[0]["id"]).replace("%a", "0")).read_text()
-    assert "resum" in log.lower(), log[-2000:]
+    assert "resuming after epoch" in _log(again[0]).read_text(), _log(again[0]).read_text()[-2000:]
 
 
 @pytest.mark.parametrize("split", [0, 1])
