@@ -28,7 +28,9 @@ def job_script(folder: Path, spec: Path) -> Path:
     path = folder / "train.sh"
     path.write_text(
         "#!/bin/bash\n#SBATCH --requeue\n#SBATCH --signal=B:TERM@60\n#SBATCH --open-mode=append\n"
-        f"cd {folder}\nexport OMP_NUM_THREADS=1 NEUROEXEC_SLURM_REQUEUE=1\n"
+        # the thread count of this process, which trains the uninterrupted reference: CPU kernels may sum
+        # in another order with another count, and the comparison is bit for bit
+        f"cd {folder}\nexport OMP_NUM_THREADS={torch.get_num_threads()} NEUROEXEC_SLURM_REQUEUE=1\n"
         'echo "start $SLURM_RESTART_COUNT"\n'
         f"exec {sys.executable} -m neuroexec apply {spec} --target 'model.slurm.train*'\n"
     )

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.training.resume import INTERRUPT_ENV
@@ -52,7 +54,7 @@ def test_sigterm_in_training_exits_130_checkpointed_and_requeued(tmp_path):
     run_apply(path, target="dataset.*")
     bin_dir = fake_scontrol(tmp_path / "bin", 0)
     env = {
-        **os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "NEUROEXEC_SLURM_REQUEUE": "1", "SLURM_JOB_ID": "4242",
     }  # fmt: skip
     env.pop(INTERRUPT_ENV, None)
