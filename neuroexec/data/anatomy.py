@@ -35,6 +35,7 @@ from neuroexec.data.synthetic import (
     participants_table,
     roi_mask_paths,
     save_nifti,
+    write_subject_images,
 )
 from neuroexec.errors import InputError
 
@@ -258,17 +259,11 @@ def generate_anatomy_dataset(
     smoothing = float(np.max(voxel))
     caps = CapsLayout(root)
     frame = participants_table(subjects, sessions, seed, subject_offset)
-    rows = list(frame.itertuples(index=False))
-    if reporter is not None:
-        rows = reporter.iterate(rows, total=len(rows), desc="anatomical images")
-    for row in rows:
-        index = int(row.participant_id[4:])
-        session = int(row.session_id[5:]) // 12
-        anatomy = np.random.default_rng([seed, index, 3])
-        acquisition = np.random.default_rng([seed, index, session, 2])
-        image = subject_image(anatomy, acquisition, grid, affine, smoothing, row.diagnosis == "AD", session)
-        folder = caps.t1_linear_dir(row.participant_id, row.session_id)
-        save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
+
+    def draw(anatomy, acquisition, ad: bool, session: int) -> np.ndarray:
+        return subject_image(anatomy, acquisition, grid, affine, smoothing, ad, session)
+
+    write_subject_images(caps, frame, seed, affine, draw, reporter, "anatomical images")
     whole, left, right = region_masks(grid, affine)
     save_nifti(caps.mask(REGION), whole, affine)
     for path, half in zip(roi_mask_paths(root, REGION), (left, right)):

@@ -386,6 +386,24 @@ def _whole_folders(root: Path, foreign: set[Path]) -> list[Path]:
     return [p for child in sorted(root.iterdir()) for p in _whole_folders(child, foreign)]
 
 
+def write_subject_images(caps: CapsLayout, frame: pd.DataFrame, seed: int, affine: np.ndarray, draw,
+                         reporter, desc: str) -> None:  # fmt: skip
+    """Each row's t1-linear image, `draw(anatomy_rng, acquisition_rng, is_ad, session)`: one generator per
+    subject and one per session, seeded from (seed, subject number[, session]) as every generated kind
+    does, so a subject looks the same whatever the other subjects."""
+    rows = list(frame.itertuples(index=False))
+    if reporter is not None:
+        rows = reporter.iterate(rows, total=len(rows), desc=desc)
+    for row in rows:
+        index = int(row.participant_id[4:])
+        session = int(row.session_id[5:]) // 12
+        anatomy = np.random.default_rng([seed, index, 3])
+        acquisition = np.random.default_rng([seed, index, session, 2])
+        image = draw(anatomy, acquisition, row.diagnosis == "AD", session)
+        folder = caps.t1_linear_dir(row.participant_id, row.session_id)
+        save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
+
+
 def generate_atrophy_dataset(
     root: Path,
     subjects: int,
@@ -415,17 +433,11 @@ def generate_atrophy_dataset(
     affine = affine_for(voxel)
     caps = CapsLayout(root)
     frame = participants_table(subjects, sessions, seed, subject_offset)
-    rows = list(frame.itertuples(index=False))
-    if reporter is not None:
-        rows = reporter.iterate(rows, total=len(rows), desc="synthetic images")
-    for row in rows:
-        index = int(row.participant_id[4:])
-        session = int(row.session_id[5:]) // 12
-        anatomy = np.random.default_rng([seed, index, 3])
-        acquisition = np.random.default_rng([seed, index, session, 2])
-        image = _subject_image(anatomy, acquisition, grid, voxel, region, row.diagnosis == "AD", session)
-        folder = caps.t1_linear_dir(row.participant_id, row.session_id)
-        save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
+
+    def draw(anatomy, acquisition, ad: bool, session: int) -> np.ndarray:
+        return _subject_image(anatomy, acquisition, grid, voxel, region, ad, session)
+
+    write_subject_images(caps, frame, seed, affine, draw, reporter, "synthetic images")
     mask_path = caps.mask(region)
     save_nifti(mask_path, region_mask(region, grid, voxel), affine)
     for path, half in zip(roi_mask_paths(root, region), roi_half_masks(region, grid, voxel)):
