@@ -85,6 +85,11 @@ class StepKind:
     # Plan-time lines added to a + or ~ step's reasons: what it leaves in place that it might be expected
     # to replace (another split's results, kept stale). Must not write anything.
     notes: Callable[[Step], list[str]] | None = None
+    # `--target 'ID,PART'` (`model.M.train[split-i,network-k]`): the step narrowed to each part the
+    # glob PART names, given the fingerprints of its dependencies (None when they run first), as (step,
+    # the plan's reason, whether that part is done). A narrowed step runs without being recorded: the
+    # step itself, applied later, finishes the work. Raises a NeuroexecError when there is no such part.
+    parts: Callable[[Step, str, dict[str, str] | None], list[tuple[Step, str, bool]]] | None = None
 
 
 _KINDS: dict[str, StepKind] = {}
