@@ -79,6 +79,7 @@ class Generate:
     num_transforms: int = 2
     noise: bool = False
     noise_std: tuple[float, ...] = (5.0, 15.0)
+    n_proc: int = 1  # processes writing the images: in no fingerprint (same bytes for any number)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ class Interpretation:
 
 @dataclass(frozen=True)
 class SaveTensors:
+    tensors: bool = True  # tensors/ (false: only the NIfTIs or latents, as ClinicaDL's --save_nifti alone)
     nifti: bool = False
     latent: bool = False  # an autoencoder's codes (ClinicaDL's predict --save_latent_tensor)
 

@@ -22,15 +22,19 @@ def expand(spec: Spec) -> list[Step]:
 
 
 def save_tensors_config(save: SaveTensors | None) -> dict | None:
-    """The fingerprint slice; `latent`, added later, only when true (a spec written before it keeps
-    its fingerprint).
+    """The fingerprint slice; `latent` and `tensors`, added later, only when not their defaults (a spec
+    written before them keeps its fingerprint).
 
     >>> save_tensors_config(SaveTensors(nifti=True)), save_tensors_config(SaveTensors(latent=True))
     ({'nifti': True}, {'nifti': False, 'latent': True})
+    >>> save_tensors_config(SaveTensors(tensors=False, latent=True))
+    {'tensors': False, 'nifti': False, 'latent': True}
     """
     config = as_config(save)
     if save is not None and not save.latent:
         config.pop("latent")
+    if save is not None and save.tensors:
+        config.pop("tensors")
     return config
 
 
