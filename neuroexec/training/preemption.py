@@ -15,7 +15,9 @@ signal sent to every process of a job step reaches the training only. Outside th
 the command line's handling: KeyboardInterrupt where it lands.
 
 For tests, `NEUROEXEC_SIGTERM_AT_BATCH=<epoch>:<batch>` (0-based) makes rank 0 send itself SIGTERM after
-that batch of that epoch, as SLURM would at that moment.
+that batch of that epoch, as SLURM would at that moment; `NEUROEXEC_MIN_BATCH_SECONDS=<s>` makes each
+training batch last at least s seconds (a training that outlasts SLURM's first warning on any machine;
+the results are the same).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from neuroexec.training.loop import Position, Trainer, collector_state, restore_
 from neuroexec.training.resume import Progress
 
 SIGTERM_AT_BATCH_ENV = "NEUROEXEC_SIGTERM_AT_BATCH"
+MIN_BATCH_SECONDS_ENV = "NEUROEXEC_MIN_BATCH_SECONDS"
 
 _requested = threading.Event()
 _deferring = threading.Event()
 _previous: list = [signal.SIG_DFL]  # the handler `deferred()` replaced
+_last_batch: list[float] = []  # when the previous batch ended (NEUROEXEC_MIN_BATCH_SECONDS)
 
 
 class Preempted(KeyboardInterrupt):
@@ -109,11 +113,17 @@ def requested() -> bool:
 
 
 def signal_for_test(epoch: int, batch: int, rank: int) -> None:
-    """The test hook: SIGTERM to this process after `batch` of `epoch` when NEUROEXEC_SIGTERM_AT_BATCH
-    names them (rank 0 only, and only while `deferred()` takes it)."""
+    """The test hooks: SIGTERM to this process after `batch` of `epoch` when NEUROEXEC_SIGTERM_AT_BATCH
+    names them (rank 0 only, and only while `deferred()` takes it); a wait until the batch has lasted
+    NEUROEXEC_MIN_BATCH_SECONDS (since the previous one ended)."""
     value = os.environ.get(SIGTERM_AT_BATCH_ENV, "").strip()
     if rank == 0 and _deferring.is_set() and value == f"{epoch}:{batch}":
         os.kill(os.getpid(), signal.SIGTERM)
+    least = float(os.environ.get(MIN_BATCH_SECONDS_ENV, "0") or 0)
+    if least > 0:
+        since = time.monotonic() - (_last_batch[-1] if _last_batch else time.monotonic())
+        time.sleep(max(0.0, least - since))
+        _last_batch[:] = [time.monotonic()]
 
 
 def in_epoch_state(
