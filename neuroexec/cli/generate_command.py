@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from neuroexec.cli.flags import HelpFormatter, Options, add_run_flags, flag, switch
+from neuroexec.generate_keys import READS
 
 SUVR_REGIONS = ("pons", "cerebellumPons", "pons2", "cerebellumPons2")
 KINDS = {
@@ -21,40 +22,9 @@ KINDS = {
     "hypometabolic": "pet-linear images with the hypometabolism of a pathology",
     "artifacts": "images of a CAPS with TorchIO's motion, contrast and noise artifacts",
 }
-# The flags of each kind (ClinicaDL's option names are the spec keys), beyond the positional arguments
-SOURCE_FLAGS = ("preprocessing", "participants_tsv", "use_uncropped_image", "tracer", "suvr_reference_region")
-FLAGS = {
-    "trivial": (*SOURCE_FLAGS, "n_subjects", "mask_path", "atrophy_percent"),
-    "random": (*SOURCE_FLAGS, "n_subjects", "mean", "sigma"),
-    "shepplogan": (
-        "n_subjects",
-        "extract_json",
-        "image_size",
-        "cn_subtypes_distribution",
-        "ad_subtypes_distribution",
-        "smoothing",
-    ),  # fmt: skip
-    "hypometabolic": (
-        "participants_tsv",
-        "n_subjects",
-        "pathology",
-        "anomaly_degree",
-        "sigma",
-        "use_uncropped_image",
-        "mask_path",
-    ),  # fmt: skip
-    "artifacts": (
-        *SOURCE_FLAGS,
-        "contrast",
-        "gamma",
-        "motion",
-        "translation",
-        "rotation",
-        "num_transforms",
-        "noise",
-        "noise_std",
-    ),  # fmt: skip
-}
+# The flags of each kind beyond the positional arguments and the common --n_proc and --seed: the keys
+# it reads (spec/generate_kinds.READS, ClinicaDL's option names, `subjects` spelt --n_subjects)
+FLAGS = {kind: tuple(k for k in keys if k not in ("caps_directory", "seed")) for kind, keys in READS.items()}
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +42,14 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         if kind != "shepplogan":
             q.add_argument("caps_directory", type=Path, help="CAPS folder whose images are read")
         q.add_argument("generated_caps_directory", type=Path, help="CAPS folder where the dataset is written")
-        flag(q, "--n_proc", "-np", type=int, default=2, help="ClinicaDL's workers (accepted; one process)")
+        flag(
+            q,
+            "--n_proc",
+            "-np",
+            type=int,
+            default=2,
+            help="processes writing the images (same bytes for any number)",
+        )
         flag(q, "--seed", type=int, default=0, help="neuroexec: seed of every random draw")
         for name in FLAGS[kind]:
             OPTIONS[name](q, kind)
@@ -93,7 +70,14 @@ def _preprocessing(q: Options, kind: str) -> None:
 
 def _n_subjects(q: Options, kind: str) -> None:
     what = "images" if kind == "hypometabolic" else "subjects in each class"
-    flag(q, "--n_subjects", type=int, default=300, help=f"number of {what} of the synthetic dataset")
+    flag(
+        q,
+        "--n_subjects",
+        dest="subjects",
+        type=int,
+        default=300,
+        help=f"number of {what} of the synthetic dataset",
+    )
 
 
 def _sigma(q: Options, kind: str) -> None:
@@ -143,7 +127,7 @@ OPTIONS = {
         default=None,
         help="pet-linear: the SUVR reference region",
     ),  # fmt: skip
-    "n_subjects": _n_subjects,
+    "subjects": _n_subjects,
     "mask_path": _mask_path,
     "atrophy_percent": lambda q, _: flag(
         q, "--atrophy_percent", type=float, default=60.0, help="percentage of atrophy applied"
@@ -194,8 +178,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from neuroexec.compat.generate_spec import run_generate
 
     options = {name: getattr(args, name) for name in FLAGS[args.kind]}
-    options["subjects"] = options.pop("n_subjects", None)
     if args.kind != "shepplogan":
         options["caps_directory"] = args.caps_directory
-    options["seed"] = args.seed
+    options["seed"], options["n_proc"] = args.seed, args.n_proc
     return run_generate(args.kind, args.generated_caps_directory, options, args.print_spec, args.quiet)

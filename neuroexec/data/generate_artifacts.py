@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from neuroexec.data.caps import CapsLayout
+from neuroexec.data.generate_pool import each, writers_of
 from neuroexec.data.generate_source import (
     name_pattern,
     rng_for,
@@ -76,14 +77,15 @@ def generate_artifacts(g: Generate, caps: Path, reporter=None) -> None:
     frame = sessions_of(g.caps_directory, g.participants_tsv)
     out = CapsLayout(caps)
     rows = list(frame[["participant_id", "session_id"]].itertuples(index=False))
-    if reporter is not None:
-        rows = reporter.iterate(rows, total=len(rows), desc="images with artifacts")
+    paths = [source_image(g, participant, session) for participant, session in rows]
     names = artifact_names(g)
-    for index, (participant, session) in enumerate(rows):
-        path = source_image(g, participant, session)
-        data, affine = corrupted(g, path, index)
-        folder = out.generated_folder(participant, session, g.preprocessing)  # ClinicaDL's `t1-linear/`
-        save_like(folder / output_name(g, path), data.astype(np.float32), None, affine)
+
+    def write(index: int) -> None:
+        data, affine = corrupted(g, paths[index], index)
+        folder = out.generated_folder(*rows[index], g.preprocessing)  # ClinicaDL's `t1-linear/`
+        save_like(folder / output_name(g, paths[index]), data.astype(np.float32), None, affine)
+
+    each(writers_of(reporter), len(rows), write, "images with artifacts")
     table = frame[["participant_id", "session_id"]].copy()
     table["diagnosis"] = str(names)
     settings = {"caps_dir": g.caps_directory, "preprocessing": g.preprocessing}

@@ -12,6 +12,7 @@ trivial's two masks are made from the MNI152 template (`hemisphere_masks`) inste
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +21,7 @@ import pandas as pd
 from scipy import ndimage
 
 from neuroexec.data.caps import CapsLayout
+from neuroexec.data.generate_pool import Writers, each, writers_of
 from neuroexec.data.generate_source import (
     baseline,
     name_pattern,
@@ -42,6 +44,7 @@ AGE, SEX = 60, "F"  # what ClinicaDL writes for every synthetic subject
 def write_generated(ds: Dataset, reporter=None) -> None:
     """Generate the CAPS of `ds` (its `generate` table) into `ds.caps`."""
     g = ds.generate
+    reporter = Writers(reporter, g.n_proc)  # the processes writing the images (generate_pool.py)
     if g.kind in ("atrophy", "anatomy"):
         from neuroexec.data.anatomy import generate_anatomy_dataset
         from neuroexec.data.synthetic import generate_atrophy_dataset
@@ -65,10 +68,6 @@ def write_generated(ds: Dataset, reporter=None) -> None:
         {"trivial": generate_trivial, "random": generate_random, "hypometabolic": generate_hypometabolic}[
             g.kind
         ](g, ds.caps, reporter)
-
-
-def _iterate(reporter, items: list, desc: str) -> list:
-    return reporter.iterate(items, total=len(items), desc=desc) if reporter is not None else items
 
 
 def _enough(g: Generate, frame: pd.DataFrame, tsv: Path | None) -> None:
@@ -96,10 +95,13 @@ def generate_random(g: Generate, caps: Path, reporter=None) -> None:
     table = pd.DataFrame({"participant_id": [f"sub-RAND{i}" for i in range(2 * n)], "session_id": SESSION,
                           "diagnosis": ["AD"] * n + ["CN"] * n, "age_bl": AGE, "sex": SEX})  # fmt: skip
     out = _output_layout(caps, g)
-    for i in _iterate(reporter, list(range(2 * n)), "random images"):
+
+    def write(i: int) -> None:
         noisy = image + rng_for(g, i).normal(g.mean, sigma(g), image.shape)
         name = f"sub-RAND{i}_{SESSION}_{name_pattern(first)}"
         save_like(out.image_dir(f"sub-RAND{i}", SESSION) / name, noisy, source, source.affine)
+
+    each(writers_of(reporter), 2 * n, write, "random images")
     settings = {"caps_dir": g.caps_directory, "preprocessing": g.preprocessing, "n_subjects": n,
                 "mean": g.mean, "sigma": sigma(g)}  # fmt: skip
     write_records(caps, table, settings, table)
@@ -147,16 +149,18 @@ def generate_trivial(g: Generate, caps: Path, reporter=None) -> None:
     frame = baseline(sessions_of(g.caps_directory, g.participants_tsv))
     _enough(g, frame, g.participants_tsv)
     out = _output_layout(caps, g)
-    rows, masks = [], None
-    for i in _iterate(reporter, list(range(2 * subjects(g))), "trivial images"):
-        participant, session = frame.participant_id[i // 2], frame.session_id[i // 2]
-        path = source_image(g, participant, session)
-        source = nib.load(path)
-        masks = masks or _trivial_masks(g, source)
+    count = 2 * subjects(g)
+    paths = [source_image(g, frame.participant_id[i // 2], frame.session_id[i // 2]) for i in range(count)]
+    masks = _trivial_masks(g, nib.load(paths[0]))
+
+    def write(i: int) -> None:
+        source = nib.load(paths[i])
         image = atrophy_in(source.get_fdata(), masks[i % 2], g.atrophy_percent, rng_for(g, i))
-        name = f"sub-TRIV{i}_{session}_{name_pattern(path)}"
-        save_like(out.image_dir(f"sub-TRIV{i}", session) / name, image, None, source.affine)
-        rows.append([f"sub-TRIV{i}", session, ("AD", "CN")[i % 2], AGE, SEX])
+        name = f"sub-TRIV{i}_{frame.session_id[i // 2]}_{name_pattern(paths[i])}"
+        save_like(out.image_dir(f"sub-TRIV{i}", frame.session_id[i // 2]) / name, image, None, source.affine)
+
+    each(writers_of(reporter), count, write, "trivial images")
+    rows = [[f"sub-TRIV{i}", frame.session_id[i // 2], ("AD", "CN")[i % 2], AGE, SEX] for i in range(count)]
     table = pd.DataFrame(rows, columns=["participant_id", "session_id", "diagnosis", "age_bl", "sex"])
     settings = {"caps_dir": g.caps_directory, "preprocessing": g.preprocessing, "n_subjects": subjects(g),
                 "atrophy_percent": g.atrophy_percent}  # fmt: skip
@@ -189,22 +193,55 @@ def generate_hypometabolic(g: Generate, caps: Path, reporter=None) -> None:
     if not mask_file.is_file():
         raise InputError(mask_file, f"the {g.pathology} hypometabolism mask is not there", "mask_path")
     folder = source_preprocessing(g).name  # ClinicaDL's `pet-linear/`
-    out, weight, rows = CapsLayout(caps), None, []
-    for i in _iterate(reporter, list(range(subjects(g))), "hypometabolic images"):
-        participant, session = frame.participant_id[i], frame.session_id[i]
-        path = source_image(g, participant, session)
-        source = nib.load(path)
-        if weight is None:
-            weight = hypometabolic_weight(_resampled_mask(mask_file, source), g.anomaly_degree, sigma(g))
-        stem = path.name.removesuffix(".gz").removesuffix(".nii").strip("pet")  # ClinicaDL's own strip
+    out, count = CapsLayout(caps), subjects(g)
+    paths = [source_image(g, frame.participant_id[i], frame.session_id[i]) for i in range(count)]
+    weight = hypometabolic_weight(_resampled_mask(mask_file, nib.load(paths[0])), g.anomaly_degree, sigma(g))
+
+    def write(i: int) -> None:
+        source = nib.load(paths[i])
+        stem = paths[i].name.removesuffix(".gz").removesuffix(".nii").strip("pet")  # ClinicaDL's own strip
         name = f"{stem}pat-{g.pathology}_deg-{int(g.anomaly_degree)}_pet.nii.gz"
         image = np.asarray(source.get_fdata()) * weight
-        save_like(out.generated_folder(participant, session, folder) / name, image, None, source.affine)
-        rows.append([participant, session, g.pathology, g.anomaly_degree])
+        where = out.generated_folder(frame.participant_id[i], frame.session_id[i], folder)
+        save_like(where / name, image, None, source.affine)
+
+    each(writers_of(reporter), count, write, "hypometabolic images")
+    rows = [
+        [frame.participant_id[i], frame.session_id[i], g.pathology, g.anomaly_degree] for i in range(count)
+    ]
     table = pd.DataFrame(rows, columns=["participant_id", "session_id", "pathology", "percentage"])
     settings = {"caps_dir": g.caps_directory, "preprocessing": "pet-linear", "n_subjects": subjects(g),
                 "pathology": g.pathology, "anomaly_degree": g.anomaly_degree}  # fmt: skip
     write_records(caps, table, settings, with_source_columns(table, frame))
+
+
+# The modules (of this folder) whose code writes each kind's files: their source enters the generate
+# step's fingerprint, so a changed generator generates again (generate_pool.py, which only decides the
+# processes, is left out: the bytes do not depend on it).
+_CLINICADL = ("generate_kinds", "generate_source", "anatomy", "synthetic")  # anatomy, synthetic: the masks
+GENERATOR_MODULES = {
+    "atrophy": ("synthetic",),
+    "anatomy": ("anatomy", "synthetic"),
+    "trivial": _CLINICADL,
+    "random": _CLINICADL,
+    "hypometabolic": _CLINICADL,
+    "shepplogan": ("generate_shepplogan", "generate_source"),
+    "artifacts": ("generate_artifacts", *_CLINICADL),
+}
+GENERATOR_DIR = Path(__file__).parent
+
+
+def generator_source(kind: str) -> str:
+    """sha256 (16 hex digits) of the source files of `kind`'s generator modules (as a network of your
+    own is fingerprinted by its source).
+
+    >>> generator_source("atrophy") == generator_source("atrophy") != generator_source("anatomy")
+    True
+    """
+    digest = hashlib.sha256()
+    for name in GENERATOR_MODULES[kind]:
+        digest.update(name.encode() + b"\0" + (GENERATOR_DIR / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def generate_inputs(g: Generate) -> tuple[Path, ...]:

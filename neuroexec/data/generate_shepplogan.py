@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from neuroexec import atomic
 from neuroexec.data.caps import CapsLayout, extract_json_name
+from neuroexec.data.generate_pool import each, writers_of
 from neuroexec.data.generate_source import rng_for, save_like, write_records
 from neuroexec.preprocessings import Preprocessing
 from neuroexec.spec.generate_kinds import SHEPPLOGAN_SUFFIX, subjects
@@ -119,20 +120,24 @@ def record_name(g: Generate) -> str:
     return name if name.endswith(".json") else f"{name}.json"
 
 
+def _drawn(g: Generate, label_id: int, i: int, probabilities) -> tuple[np.random.Generator, int]:
+    """The random stream of phantom i of a label, and its subtype (the stream's first draw)."""
+    rng = rng_for(g, label_id, i)
+    weights = np.asarray(probabilities, dtype=np.float64)
+    return rng, int(rng.choice(len(weights), p=weights / weights.sum()))
+
+
 def generate_shepplogan(g: Generate, caps: Path, reporter=None) -> None:
     """`subjects` phantoms per label (AD then CN), as ClinicaDL's generate_shepplogan_dataset."""
     layout = CapsLayout(caps, Preprocessing("custom", custom_suffix=SHEPPLOGAN_SUFFIX))
-    rows = []
     labels = (("AD", g.ad_subtypes_distribution), ("CN", g.cn_subtypes_distribution))
     todo = [(label_id, label, p, i) for label_id, (label, p) in enumerate(labels) for i in range(subjects(g))]
-    if reporter is not None:
-        todo = reporter.iterate(todo, total=len(todo), desc="Shepp-Logan phantoms")
-    eye = np.eye(4)
-    for label_id, label, probabilities, i in todo:
-        participant = f"sub-CLNC{label_id}{i:04d}"
-        rng = rng_for(g, label_id, i)
-        weights = np.asarray(probabilities, dtype=np.float64)
-        subtype = int(rng.choice(len(weights), p=weights / weights.sum()))
+    rows = [[f"sub-CLNC{k}{i:04d}", SESSION, label, _drawn(g, k, i, p)[1]] for k, label, p, i in todo]
+
+    def write(n: int) -> None:
+        label_id, _, probabilities, i = todo[n]
+        participant = rows[n][0]
+        rng, subtype = _drawn(g, label_id, i, probabilities)
         image = phantom(g.image_size, subtype, rng, g.smoothing)
         tensor = layout.tensor_dir(participant, SESSION, "slice") / (
             f"{participant}_{SESSION}_space-SheppLogan_axis-axi_channel-single_slice-0_phantom.pt"
@@ -142,8 +147,9 @@ def generate_shepplogan(g: Generate, caps: Path, reporter=None) -> None:
             layout.generated_folder(participant, SESSION, FOLDER)
             / f"{participant}_{SESSION}{SHEPPLOGAN_SUFFIX}"
         )
-        save_like(nifti, image[:, :, None].astype(np.float32), None, eye)
-        rows.append([participant, SESSION, label, subtype])
+        save_like(nifti, image[:, :, None].astype(np.float32), None, np.eye(4))
+
+    each(writers_of(reporter), len(todo), write, "Shepp-Logan phantoms")
     table = pd.DataFrame(rows, columns=["participant_id", "session_id", "diagnosis", "subtype"])
     atomic.write_json(layout.tensor_extraction_dir / record_name(g), record(record_name(g)))
     settings = {"img_size": g.image_size, "samples": subjects(g), "smoothing": g.smoothing,

@@ -22,6 +22,7 @@ import pandas as pd
 
 from neuroexec.atomic import atomic_open, is_temporary, write_tsv
 from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
+from neuroexec.data.generate_pool import each, writers_of
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
 # first voxel centre lies at world (-84, -119, -78) mm.
@@ -390,11 +391,12 @@ def write_subject_images(caps: CapsLayout, frame: pd.DataFrame, seed: int, affin
                          reporter, desc: str) -> None:  # fmt: skip
     """Each row's t1-linear image, `draw(anatomy_rng, acquisition_rng, is_ad, session)`: one generator per
     subject and one per session, seeded from (seed, subject number[, session]) as every generated kind
-    does, so a subject looks the same whatever the other subjects."""
+    does, so a subject looks the same whatever the other subjects, and whatever the processes writing
+    them (`reporter`: a progress reporter, or data/generate_pool.Writers with its `n_proc`)."""
     rows = list(frame.itertuples(index=False))
-    if reporter is not None:
-        rows = reporter.iterate(rows, total=len(rows), desc=desc)
-    for row in rows:
+
+    def write(i: int) -> None:
+        row = rows[i]
         index = int(row.participant_id[4:])
         session = int(row.session_id[5:]) // 12
         anatomy = np.random.default_rng([seed, index, 3])
@@ -402,6 +404,8 @@ def write_subject_images(caps: CapsLayout, frame: pd.DataFrame, seed: int, affin
         image = draw(anatomy, acquisition, row.diagnosis == "AD", session)
         folder = caps.t1_linear_dir(row.participant_id, row.session_id)
         save_nifti(folder / caps.nifti_name(row.participant_id, row.session_id), image, affine)
+
+    each(writers_of(reporter), len(rows), write, desc)
 
 
 def generate_atrophy_dataset(

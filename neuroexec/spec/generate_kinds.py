@@ -17,50 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from neuroexec.generate_keys import ENGINE_KEYS, ENGINE_KINDS, READS
 from neuroexec.spec.model import Dataset, Generate, as_config
 
-ENGINE_KINDS = ("atrophy", "anatomy")  # neuroexec's own: a known answer and its region's mask
 FROM_CAPS = ("trivial", "random", "hypometabolic", "artifacts")  # ClinicaDL's kinds reading a CAPS
 KINDS = (*ENGINE_KINDS, "trivial", "random", "shepplogan", "hypometabolic", "artifacts")
-_ENGINE_KEYS = ("subjects", "kind", "sessions", "resolution_mm", "region", "seed", "subject_offset")
-_SOURCE = ("caps_directory", "participants_tsv", "preprocessing", "tracer", "suvr_reference_region",
-           "use_uncropped_image")  # fmt: skip
-READS = {
-    "trivial": (*_SOURCE, "subjects", "mask_path", "atrophy_percent", "seed"),
-    "random": (*_SOURCE, "subjects", "mean", "sigma", "seed"),
-    "shepplogan": (
-        "subjects",
-        "image_size",
-        "cn_subtypes_distribution",
-        "ad_subtypes_distribution",
-        "smoothing",
-        "extract_json",
-        "seed",
-    ),  # fmt: skip
-    "hypometabolic": (
-        "caps_directory",
-        "participants_tsv",
-        "use_uncropped_image",
-        "subjects",
-        "pathology",
-        "anomaly_degree",
-        "sigma",
-        "mask_path",
-        "seed",
-    ),  # fmt: skip
-    "artifacts": (
-        *_SOURCE,
-        "contrast",
-        "gamma",
-        "motion",
-        "translation",
-        "rotation",
-        "num_transforms",
-        "noise",
-        "noise_std",
-        "seed",
-    ),  # fmt: skip
-}
 DEFAULT_SUBJECTS = 300  # ClinicaDL's --n_subjects
 DEFAULT_SIGMA = {"random": 0.5, "hypometabolic": 5.0}
 # hypometabolic reads these pet-linear images, whatever the flags (ClinicaDL 1.6.1 fixes them)
@@ -82,7 +43,7 @@ def step_config(g: Generate) -> dict[str, Any]:
     """The generate step's configuration: the keys the kind reads (atrophy's is its whole table as it
     always was, so no dataset generated before is generated again)."""
     if g.kind in ENGINE_KINDS:
-        return {k: as_config(getattr(g, k)) for k in _ENGINE_KEYS}
+        return {k: as_config(getattr(g, k)) for k in ENGINE_KEYS}
     config = {"kind": g.kind, **{k: as_config(getattr(g, k)) for k in READS[g.kind]}}
     config["subjects"] = subjects(g)
     if "sigma" in config:

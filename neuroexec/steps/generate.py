@@ -1,5 +1,7 @@
 """`dataset.X.generate`: write a synthetic CAPS (participants TSV, images; the region mask of atrophy and
-anatomy; ClinicaDL's records of its kinds): data/generate_kinds.py, whatever the kind."""
+anatomy; ClinicaDL's records of its kinds): data/generate_kinds.py, whatever the kind. The step's
+configuration is the keys the kind reads (spec/generate_kinds.step_config) and the digest of its
+generator's source (`generator_source`): a changed generator generates again."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.generate_kinds import generate_inputs, write_generated
+from neuroexec.data.generate_kinds import generate_inputs, generator_source, write_generated
 from neuroexec.data.synthetic import generated_contents, generated_mask, roi_mask_paths
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
@@ -28,7 +30,7 @@ def expand(spec: Spec) -> list[Step]:
             id=generate_id(name),
             kind="generate",
             home=ds.caps,
-            config=step_config(ds.generate),
+            config={**step_config(ds.generate), "generator_source": generator_source(ds.generate.kind)},
             inputs=generate_inputs(ds.generate),  # ClinicaDL's kinds: the source images and masks
             payload=ds,
         )
