@@ -151,9 +151,9 @@ def _run_group(args: argparse.Namespace, command: str, **kw: Any) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     save = None
-    if args.save_tensor or args.save_nifti or args.save_latent_tensor:
+    if args.save_tensor or args.save_nifti or args.save_latent_tensor:  # each writes its own, as ClinicaDL's
         wanted = (("nifti", args.save_nifti), ("latent", args.save_latent_tensor))
-        save = {key: True for key, on in wanted if on}
+        save = {key: True for key, on in wanted if on} | ({} if args.save_tensor else {"tensors": False})
     return _run_group(args, "predict", predict=True, save_tensors=save)
 
 

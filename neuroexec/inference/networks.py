@@ -87,6 +87,7 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
         for k in range(count)
     ]
     nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
+    tensors = task.group.save_tensors is None or task.group.save_tensors.tensors
     caps, uncropped = group_caps(task, info), uncropped_of(task, info)
     preprocessing = preprocessing_of(task, info)
     place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
@@ -95,7 +96,7 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
     records = frame.to_dict("records")
     for i, row in enumerate(ctx.reporter.iterate(records, total=len(records), desc="save tensors")):
         parts = [_part(models[k], datasets[k][i], settings) for k in range(count)]
-        for k_id, p, s, x, y in parts:
+        for k_id, p, s, x, y in parts if tensors else ():
             atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "input"), x)
             atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "output"), y)
             saved += 2

@@ -1,6 +1,8 @@
 """`save-tensors`: the input and output tensors of every item of a data group, and optionally NIfTIs.
 
-    tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch, roi, slice: per part)
+    tensors/<sub>_<ses>_<mode>-<k>_input.pt, _output.pt      one pair per image (patch, roi, slice: per part;
+                                                             tensors = false: none, as ClinicaDL's predict
+                                                             --save_nifti/--save_latent_tensor alone)
     nifti_images/<sub>_<ses>_image_input.nii.gz, _output.nii.gz   (nifti = true; 3D, source header;
                                                                    part models: parts folded back)
     latent_tensors/<sub>_<ses>_<mode>-<k>_latent.pt    (latent = true: an autoencoder's code, a VAE's mean)
@@ -120,6 +122,7 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
     dataset = group_dataset(task, info, frame, None)
     save = task.group.save_tensors
     nifti, latent = bool(save is not None and save.nifti), bool(save is not None and save.latent)
+    tensors = save is None or save.tensors
     per_image = int(getattr(dataset, "n_parts", 1))
     niftis = _Niftis(task, info, settings.kernels, per_image, ctx.reporter.warn)
     maps, where = task.maps, (task.split, task.metric, task.group.name)
@@ -134,9 +137,10 @@ def save_group_tensors(task: GroupTask, ctx: RunContext) -> dict:
         for i in range(images.shape[0]):
             p, s, k = str(batch["participant_id"][i]), str(batch["session_id"][i]), int(batch["mode_id"][i])
             x, y = images[i].detach().cpu().clone(), outputs[i].detach().cpu().clone()
-            atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "input"), x)
-            atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "output"), y)
-            saved += 2
+            if tensors:
+                atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "input"), x)
+                atomic.save_torch(maps.tensor_file(*where, p, s, info.mode, k, "output"), y)
+                saved += 2
             if codes is not None:
                 atomic.save_torch(
                     maps.latent_file(*where, p, s, info.mode, k), codes[i].detach().cpu().clone()

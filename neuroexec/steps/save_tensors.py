@@ -51,7 +51,7 @@ def run(step: Step, ctx: RunContext) -> dict:
 def outputs(step: Step) -> list:
     t, save = step.payload, step.payload.group.save_tensors
     where = (t.split, t.metric, t.group.name)
-    found = [t.maps.tensors_dir(*where)]
+    found = [t.maps.tensors_dir(*where)] if save is None or save.tensors else []
     found += [t.maps.nifti_dir(*where)] if save is not None and save.nifti else []
     return found + ([t.maps.latent_dir(*where)] if save is not None and save.latent else [])
 
@@ -67,10 +67,16 @@ def notes(step: Step) -> list[str]:
 
 
 def check(step: Step) -> str | None:
-    """`latent` for a pretrained MAPS that is not an autoencoder is refused at plan time (a model of
-    the spec is checked by validate)."""
+    """A save_tensors that writes nothing, and `latent` for a pretrained MAPS that is not an autoencoder
+    (a model of the spec is checked by validate), are refused at plan time."""
     t = step.payload
-    if t.group.save_tensors is None or not t.group.save_tensors.latent or not t.model.pretrained:
+    save = t.group.save_tensors
+    if save is not None and not (save.tensors or save.nifti or save.latent):
+        return (
+            f"groups.{t.group.name}.save_tensors: tensors, nifti and latent are all false, nothing to write; "
+            "set one of them to true or remove save_tensors"
+        )
+    if save is None or not save.latent or not t.model.pretrained:
         return None
     try:
         task = t.info().task

@@ -1,0 +1,56 @@
+"""`predict --save_latent_tensor` alone writes only the latent tensors, as ClinicaDL 1.6.1 does (each of
+its flags writes its own folder: --save_tensor tensors/, --save_nifti nifti_images/,
+--save_latent_tensor latent_tensors/): the spec's `save_tensors.tensors = false`; with --save_tensor
+the input/output tensors are written too. A save_tensors that writes nothing is refused by the plan."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from inference_bench import make_bench
+
+from neuroexec.cli import main
+from neuroexec.inference.save_tensors import save_group_tensors
+from neuroexec.spec.model import SaveTensors
+from neuroexec.steps import save_tensors as save_tensors_step
+from tests.compat.conftest import make_clinicadl_maps, tiny_data  # noqa: F401  (a fixture)
+
+
+@pytest.mark.parametrize("tensors", [False, True])
+def test_latents_alone_write_no_input_output_tensors(tmp_path, cohort_a, tensors):
+    bench = make_bench(tmp_path, [("A", cohort_a)], task="reconstruction")
+    result = save_group_tensors(bench.task(save_tensors=SaveTensors(tensors=tensors, latent=True)), bench.ctx)
+    where = (0, "loss", "test")
+    assert result["latents"] == len(bench.frame) and result["tensors"] == (
+        2 * len(bench.frame) if tensors else 0
+    )
+    for p, s in zip(bench.frame.participant_id, bench.frame.session_id):
+        latent = bench.maps.latent_file(*where, p, s, "image", 0)
+        assert torch.load(latent, weights_only=True).ndim >= 1
+        for kind in ("input", "output"):
+            assert bench.maps.tensor_file(*where, p, s, "image", 0, kind).is_file() == tensors
+    assert bench.maps.tensors_dir(*where).exists() == tensors
+
+
+def test_the_predict_flags_say_which_folders(tmp_path, tiny_data, capsys):  # noqa: F811  (the fixture)
+    maps = make_clinicadl_maps(tmp_path / "maps", tiny_data)
+    data = ["--caps_directory", str(tiny_data["test_caps"]), "--participants_tsv", str(tiny_data["test_tsv"])]
+    for flags, table in (
+        (["--save_latent_tensor"], "latent = true\ntensors = false"),
+        (["--save_nifti"], "nifti = true\ntensors = false"),
+        (["--save_latent_tensor", "--save_tensor"], "latent = true"),
+    ):
+        assert main(["predict", str(maps), "test", *data, *flags, "--print-spec"]) == 0
+        out = capsys.readouterr().out
+        assert f"[groups.test.save_tensors]\n{table}\n" in out
+        assert ("tensors = false" in out) == ("--save_tensor" not in flags)
+
+
+def test_a_save_tensors_that_writes_nothing_is_refused(tmp_path, cohort_a):
+    bench = make_bench(tmp_path, [("A", cohort_a)], task="reconstruction")
+    nothing = SimpleNamespace(payload=bench.task(save_tensors=SaveTensors(tensors=False)))
+    refusal = save_tensors_step.check(nothing)
+    assert "groups.test.save_tensors" in refusal and "nothing to write" in refusal
+    assert save_tensors_step.check(SimpleNamespace(payload=bench.task(save_tensors=SaveTensors()))) is None
