@@ -34,10 +34,11 @@ from neuroexec.data.generate_source import (
     write_records,
 )
 from neuroexec.errors import InputError
-from neuroexec.spec.generate_kinds import hypometabolic_mask, sigma, subjects
+from neuroexec.spec.generate_kinds import FROM_CAPS, hypometabolic_mask, sigma, subjects
 from neuroexec.spec.model import Dataset, Generate
 
 SESSION = "ses-M000"  # the session of random's images
+MASK_REGION = "hippocampus"  # the ROI masks of the kinds reading a CAPS: leftHippocampus, rightHippocampus
 AGE, SEX = 60, "F"  # what ClinicaDL writes for every synthetic subject
 
 
@@ -68,6 +69,9 @@ def write_generated(ds: Dataset, reporter=None) -> None:
         {"trivial": generate_trivial, "random": generate_random, "hypometabolic": generate_hypometabolic}[
             g.kind
         ](g, ds.caps, reporter)
+    if g.kind in FROM_CAPS:
+        frame = sessions_of(g.caps_directory, g.participants_tsv)
+        write_roi_masks(ds, source_image(g, frame.participant_id[0], frame.session_id[0]))
 
 
 def _enough(g: Generate, frame: pd.DataFrame, tsv: Path | None) -> None:
@@ -242,6 +246,30 @@ def generator_source(kind: str) -> str:
     for name in GENERATOR_MODULES[kind]:
         digest.update(name.encode() + b"\0" + (GENERATOR_DIR / f"{name}.py").read_bytes())
     return digest.hexdigest()[:16]
+
+
+def kind_roi_masks(ds: Dataset) -> tuple[Path, ...]:
+    """The hippocampus ROI masks a kind reading a CAPS writes (its images are on that CAPS's t1-linear
+    or pet-linear grid, MNI152NLin2009cSym; the uncropped names with use_uncropped_image); none for the
+    others (shepplogan's 2D phantoms have no template grid)."""
+    from neuroexec.data.synthetic import roi_mask_paths
+
+    g = ds.generate
+    if g is None or g.kind not in FROM_CAPS:
+        return ()
+    return roi_mask_paths(ds.caps, MASK_REGION, cropped=not g.use_uncropped_image)
+
+
+def write_roi_masks(ds: Dataset, image: Path) -> None:
+    """The hippocampus masks of the anatomy kind (data/anatomy.py `region_masks`), left and right, on the
+    grid of `image` (a source image: the generated ones share its grid), where `kind_roi_masks` says."""
+    from neuroexec.data.anatomy import region_masks
+    from neuroexec.data.synthetic import save_nifti
+
+    grid = nib.load(image)
+    _, left, right = region_masks(grid.shape[:3], grid.affine)
+    for path, half in zip(kind_roi_masks(ds), (left, right)):
+        save_nifti(path, half, grid.affine)
 
 
 def generate_inputs(g: Generate) -> tuple[Path, ...]:

@@ -196,13 +196,13 @@ def roi_names(region: str) -> tuple[str, str]:
     return (f"left{region[:1].upper()}{region[1:]}", f"right{region[:1].upper()}{region[1:]}")
 
 
-def roi_mask_paths(caps: Path, region: str) -> tuple[Path, Path]:
+def roi_mask_paths(caps: Path, region: str, cropped: bool = True) -> tuple[Path, Path]:
     """Where a generation writes the masks of `roi_names(region)`, as ClinicaDL finds them for cropped
-    t1-linear images: `masks/tpl-MNI152NLin2009cSym/tpl-..._desc-Crop_res-1x1x1_roi-<name>_mask.nii.gz`."""
+    (or uncropped) t1-linear images: `masks/tpl-MNI152NLin2009cSym/tpl-..._desc-Crop_res-1x1x1_roi-<name>_mask.nii.gz`."""
     layout = CapsLayout(caps)
     template, pattern = ROI_TEMPLATES["t1-linear"], ROI_MASK_PATTERNS["t1-linear"]
     folder = layout.roi_masks_dir(template)
-    return tuple(folder / layout.roi_mask_name(template, pattern, n, cropped=True) for n in roi_names(region))
+    return tuple(folder / layout.roi_mask_name(template, pattern, n, cropped) for n in roi_names(region))
 
 
 def roi_half_masks(region: str, shape, voxel) -> tuple[np.ndarray, np.ndarray]:
@@ -351,7 +351,9 @@ def _generated(layout: CapsLayout, file: Path) -> bool:
         return len(parts) == 2 and file.suffix == ".tsv"
     if parts[0] == layout.masks_dir.name:
         if len(parts) == 3:
-            return file in {m for r in REGIONS for m in roi_mask_paths(layout.root, r)}
+            return file in {
+                m for r in REGIONS for c in (True, False) for m in roi_mask_paths(layout.root, r, c)
+            }
         return len(parts) == 2 and file.name in {layout.mask(r).name for r in REGIONS}
     if parts[0] == layout.tensor_extraction_dir.name:
         return len(parts) == 2 and file.suffix == ".json"

@@ -16,7 +16,7 @@ from neuroexec.spec.architecture_checks import (
     check_options,
     check_pretrained_architecture,
 )
-from neuroexec.spec.generate_kinds import generate_problems
+from neuroexec.spec.generate_kinds import generate_problems, roi_problems
 from neuroexec.spec.model import Dataset, Group, Model, Spec, Split, Transfer
 from neuroexec.spec.training_checks import check_compute, check_observers, check_training
 
@@ -124,6 +124,8 @@ def _check_model(spec: Spec, model: Model, add) -> None:
         return
     if model.dataset not in spec.datasets:
         add(f"{key}.dataset", _unknown("dataset", model.dataset, spec.datasets))
+    else:
+        roi_problems(key, model.mode, spec.datasets[model.dataset], add)  # a generated CAPS without masks
     if model.train.visualization and (model.task != "reconstruction" or model.mode != "image"):
         add(f"{key}.train.visualization", "writes input/output images of an autoencoder: only for task = "
             "'reconstruction' with mode = 'image'")  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.generate_kinds import generate_inputs, generator_source, write_generated
+from neuroexec.data.generate_kinds import generate_inputs, generator_source, kind_roi_masks, write_generated
 from neuroexec.data.synthetic import generated_contents, generated_mask, roi_mask_paths
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
@@ -90,7 +90,7 @@ def _unfinished(caps: Path) -> str:
 def outputs(step: Step) -> list:
     ds = step.payload
     if ds.generate.kind not in ENGINE_KINDS:
-        return [ds.participants]
+        return [ds.participants, *kind_roi_masks(ds)]
     return [ds.participants, generated_mask(ds), *roi_mask_paths(ds.caps, ds.generate.region)]
 
 

@@ -25,7 +25,8 @@ def source(tmp_path_factory) -> Path:
 
 
 def _images(caps: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(caps)): p.read_bytes() for p in sorted(caps.rglob("*.nii.gz"))}
+    """The generated images (not the ROI masks beside them, in masks/)."""
+    return {str(p.relative_to(caps)): p.read_bytes() for p in sorted((caps / "subjects").rglob("*.nii.gz"))}
 
 
 def test_random_is_applied_then_up_to_date_then_generated_again(source, tmp_path, capsys):

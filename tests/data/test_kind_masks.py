@@ -1,0 +1,75 @@
+"""ClinicaDL's generate kinds that read a CAPS (their images on its t1-linear grid) write the anatomy
+kind's hippocampus masks as ClinicaDL's ROI masks (`masks/tpl-MNI152NLin2009cSym/..._res-1x1x1_
+roi-<left|right>Hippocampus_mask.nii.gz`), so a ROI-mode model trains on them; shepplogan's 2D phantoms
+have no template grid, and a ROI model on them is refused at validate, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from neuroexec.cli import main
+from neuroexec.data.anatomy import region_masks
+from neuroexec.data.synthetic import generate_atrophy_dataset
+
+MASKS = (
+    "masks/tpl-MNI152NLin2009cSym/tpl-MNI152NLin2009cSym_desc-Crop_res-1x1x1_roi-{}Hippocampus_mask.nii.gz"
+)
+ROI_MODEL = (
+    '[models.roi]\nmaps = "maps/roi"\ndataset = "{dataset}"\narchitecture = "TinyCNN"\nmode = "roi"\n'
+    'roi = {{ list = ["leftHippocampus", "rightHippocampus"], uncropped = true{extra} }}\n'
+    "split = {{ n_splits = 2, splits = [0] }}\ntrain = {{ epochs = 1 }}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """4 mm: the regions are read uncropped (the whole grid, the mask applied): TinyCNN pools 3 times."""
+    return generate_atrophy_dataset(
+        tmp_path_factory.mktemp("src") / "caps", subjects=4, resolution_mm=4.0
+    ).caps_dir
+
+
+def _spec(tmp_path: Path, generate: str, dataset: str = "", extra: str = "") -> Path:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'version = 1\n[compute]\nworkers = 0\nbatch_size = 2\n[datasets.gen]\ncaps = "gen"\n'
+        f"generate = {generate}\n{dataset}\n" + ROI_MODEL.format(dataset="gen", extra=extra)
+    )
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("generate", "dataset", "extra"),
+    [
+        ('{{ kind = "trivial", caps_directory = "{src}", subjects = 2 }}', "", ""),
+        ('{{ kind = "artifacts", caps_directory = "{src}", participants_tsv = "{src}/participants.tsv", noise = true }}',
+         'preprocessing = "custom"\ncustom_suffix = "_art-noi.nii.gz"',
+         ', custom_template = "MNI152NLin2009cSym", custom_mask_pattern = "res-1x1x1"'),
+    ],
+)  # fmt: skip
+def test_a_roi_model_trains_on_a_kind_reading_a_caps(source, tmp_path, generate, dataset, extra):
+    spec = _spec(tmp_path, generate.format(src=source), dataset, extra)
+    assert main(["apply", str(spec), "--quiet"]) == 0
+    assert (tmp_path / "maps/roi/split-0/best-loss/model.pth.tar").is_file()
+    grid = nib.load(next((tmp_path / "gen" / "subjects").rglob("*.nii.gz")))
+    _, *halves = region_masks(grid.shape[:3], grid.affine)  # the anatomy kind's masks on that grid
+    for side, expected in zip(("left", "right"), halves):
+        mask = nib.load(tmp_path / "gen" / MASKS.format(side))
+        np.testing.assert_array_equal(np.asarray(mask.dataobj), expected)
+        np.testing.assert_allclose(mask.affine, grid.affine)
+        assert expected.sum() > 0
+
+
+def test_a_roi_model_on_shepp_logan_phantoms_is_refused(tmp_path, capsys):
+    spec = _spec(
+        tmp_path,
+        '{ kind = "shepplogan", subjects = 2, image_size = 16 }',
+        'preprocessing = "custom"\ncustom_suffix = "_space-SheppLogan_phantom.nii.gz"',
+    )
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "models.roi.mode:" in err and "kind shepplogan" in err and "use mode image or slice" in err
