@@ -391,20 +391,14 @@ class MapsLayout:
         fname = f"{participant}_{session}_{mode}-{index}_map.pt"
         return self.interpret_dir(split, metric, group, name) / fname
 
-    def individual_nifti(
-        self,
-        split: int,
-        metric: str,
-        group: str,
-        name: str,
-        participant: str,
-        session: str,
-        mode: str,
-        index: int,
-    ) -> Path:
-        """The NIfTI beside individual_map (interpret save_nifti, ClinicaDL's `--save_nifti`)."""
-        fname = f"{participant}_{session}_{mode}-{index}_map.nii.gz"
-        return self.interpret_dir(split, metric, group, name) / fname
+    def individual_nifti(self, *where: str | int) -> Path:
+        """The NIfTI beside `individual_map(*where)` (interpret save_nifti, ClinicaDL's `--save_nifti`):
+        `<participant>_<session>_<mode>-<index>_map.nii.gz`.
+
+        >>> MapsLayout(Path("m")).individual_nifti(0, "loss", "test", "g", "sub-1", "ses-M000", "image", 0).name
+        'sub-1_ses-M000_image-0_map.nii.gz'
+        """
+        return self.individual_map(*where).with_suffix(".nii.gz")
 
     def interpret_summary(self, split: int, metric: str, group: str, name: str) -> Path:
         return self.interpret_dir(split, metric, group, name) / "summary.json"
