@@ -395,8 +395,8 @@ class MapsLayout:
         """The NIfTI beside `individual_map(*where)` (interpret save_nifti, ClinicaDL's `--save_nifti`):
         `<participant>_<session>_<mode>-<index>_map.nii.gz`.
 
-        >>> MapsLayout(Path("m")).individual_nifti(0, "loss", "test", "g", "sub-1", "ses-M000", "image", 0).name
-        'sub-1_ses-M000_image-0_map.nii.gz'
+        >>> MapsLayout(Path("m")).individual_nifti(0, "loss", "test", "g", "sub-1", "ses-M000", "roi", 1).name
+        'sub-1_ses-M000_roi-1_map.nii.gz'
         """
         return self.individual_map(*where).with_suffix(".nii.gz")
 
