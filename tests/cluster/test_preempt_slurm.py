@@ -1,7 +1,14 @@
-"""Pre-emption under a real SLURM (tests/cluster/conftest.py): a training job gets SIGTERM as at its time
-limit (`scancel --signal=TERM --batch`, what `--signal=B:TERM@<grace>` sends), checkpoints, requeues
-itself (cluster/preempt.requeue_self), continues from its checkpoint on its next start and ends with the
-model of an uninterrupted local run. Without SLURM: requeue_self's rules and its failure, a warning."""
+"""Pre-emption under a real SLURM (tests/cluster/conftest.py): a training job submitted with a real time
+limit (`--time=1`, SLURM's shortest) gets SLURM's warning before it (`--signal=B:TERM@60`) mid-training,
+checkpoints, requeues itself (cluster/preempt.requeue_self), continues from its checkpoint on its next
+start and ends with the model of an uninterrupted local run. Without SLURM: requeue_self's rules and its
+failure, a warning.
+
+SLURM looks at time limits every 30 s (slurmctld's periodic timer, not configurable) and sends at once a
+warning due before its next look, so a job of one minute gets it within 31 s of each start. Until the
+training has a checkpoint to resume from, the job's batches are slowed (training/preemption.py's test
+hook, which changes nothing else) so that the training outlasts those 31 s on any machine: the warning
+cannot miss it. Once it has resumed, the training runs at full speed and ends."""
 
 from __future__ import annotations
 
@@ -15,55 +22,63 @@ import torch
 from neuroexec.cluster import preempt
 from neuroexec.maps.checkpoints import load_checkpoint
 from neuroexec.maps.layout import MapsLayout
-from tests.cluster.slurm import Slurm
+from tests.cluster.slurm import FINISHED, Slurm
 from tests.training.test_preempt import body
 from tests.training.training_specs import run_apply, write_spec
 
 EPOCHS = 6
+MIN_BATCH_SECONDS = 2  # 3 batches an epoch: 36 s at least, until there is a checkpoint
 
 
-def job_script(folder: Path, spec: Path) -> Path:
+def job_script(folder: Path, spec: Path, checkpoint: Path) -> Path:
     """The job `apply --slurm` submits for a training step, as its contract says: requeueable, SIGTERM
-    before the time limit to the batch shell, NEUROEXEC_SLURM_REQUEUE=1, `exec neuroexec apply`."""
+    before the time limit to the batch shell, NEUROEXEC_SLURM_REQUEUE=1, `exec neuroexec apply`; with
+    a time limit of one minute, and slow batches while `checkpoint` does not exist."""
     path = folder / "train.sh"
     path.write_text(
-        "#!/bin/bash\n#SBATCH --requeue\n#SBATCH --signal=B:TERM@60\n#SBATCH --open-mode=append\n"
+        "#!/bin/bash\n#SBATCH --requeue\n#SBATCH --time=1\n#SBATCH --signal=B:TERM@60\n"
+        "#SBATCH --open-mode=append\n"
         # the thread count of this process, which trains the uninterrupted reference: CPU kernels may sum
         # in another order with another count, and the comparison is bit for bit
         f"cd {folder}\nexport OMP_NUM_THREADS={torch.get_num_threads()} NEUROEXEC_SLURM_REQUEUE=1\n"
-        'echo "start $SLURM_RESTART_COUNT"\n'
+        f"[ -e {checkpoint} ] || export NEUROEXEC_MIN_BATCH_SECONDS={MIN_BATCH_SECONDS}\n"
+        'echo "--- start ${SLURM_RESTART_COUNT:-0}"\n'
         f"exec {sys.executable} -m neuroexec apply {spec} --target 'model.slurm.train*'\n"
     )
     return path
 
 
-def wait_for(ready, what: str, timeout: float = 120) -> None:
+def run_requeued_at_once(slurm: Slurm, job: str, timeout: float = 300) -> str:
+    """Wait until the job finishes; each time it was requeued, let it start again at once (SLURM holds a
+    requeued job for two minutes, its BeginTime). Its final state."""
     deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
+    while (state := (info := slurm.job(job)).get("JobState", "")) not in FINISHED:
+        assert time.monotonic() < deadline, f"job {job} still {state} after {timeout} s\n{slurm.logs()}"
+        if state == "PENDING" and info.get("Reason") == "BeginTime":
+            slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
         time.sleep(0.1)
+    return state
 
 
-def test_a_job_stopped_by_sigterm_is_requeued_and_resumes_to_the_uninterrupted_model(
+def test_a_job_at_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_model(
     slurm_clean: Slurm, tmp_path: Path
 ) -> None:
     path = write_spec(tmp_path, {"slurm": body(epochs=EPOCHS), "ref": body(epochs=EPOCHS)}, batch_size=2)
     run_apply(path, target="dataset.*")
     run_apply(path, target="model.*.split")
     maps, log = MapsLayout(tmp_path / "maps/slurm"), tmp_path / "job.log"
-    job = slurm_clean.sbatch(job_script(tmp_path, path), f"--output={log}")
-    wait_for(maps.resume_state(0).is_file, "the job's first epoch")  # then SIGTERM, in training
-    slurm_clean.run("scancel", "--signal=TERM", "--batch", job)
+    job = slurm_clean.sbatch(job_script(tmp_path, path, maps.resume_state(0)), f"--output={log}")
     run_apply(path, target="model.ref.train*")  # meanwhile, the uninterrupted run
-    requeued = lambda: slurm_clean.job(job).get("Reason") == "BeginTime" or "start 1" in slurm_clean.log(log)  # noqa: E731
-    wait_for(requeued, f"the requeue\n{slurm_clean.log(log)}")
-    # SLURM holds a requeued job for two minutes (its BeginTime); the test lets it start at once
-    slurm_clean.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
-    assert slurm_clean.wait(job, timeout=180) == "COMPLETED", slurm_clean.log(log)[-3000:]
-    text = slurm_clean.log(log)
-    assert f"requeue: scontrol requeue {job}" in text and "warning" not in text, text[-3000:]
-    assert "split-0: resuming" in text.split("start 1")[1]
+    assert run_requeued_at_once(slurm_clean, job) == "COMPLETED", slurm_clean.log(log)[-3000:]
+    info, text = slurm_clean.job(job), slurm_clean.log(log)
+    assert info["TimeLimit"] == "00:01:00" and int(info["Restarts"]) >= 1, info
+    # every start but the last was stopped by SLURM's warning and requeued itself (nothing else signals
+    # the job here), and at least one of them had checkpointed mid-training: a later start resumed
+    runs = text.split("--- start ")[1:]
+    assert len(runs) == int(info["Restarts"]) + 1, text[-3000:]
+    assert all(f"requeue: scontrol requeue {job}" in run for run in runs[:-1]), text[-3000:]
+    assert "warning" not in text and "requeue:" not in runs[-1], text[-3000:]
+    assert any("split-0: resuming after epoch" in run for run in runs[1:]), text[-3000:]
     ref = MapsLayout(tmp_path / "maps/ref")
     state, expected = (load_checkpoint(m.best_model(0, "loss")) for m in (maps, ref))
     assert state["epoch"] == expected["epoch"]
