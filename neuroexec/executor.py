@@ -155,7 +155,7 @@ def _run_one(
     # Fingerprint after the run: input files are hashed once, here, and cached for later plans.
     store = plan.stores[step.home]
     fp, inputs, fresh = step_fingerprint(step, upstream, plan.stores)
-    if ctx.is_main:
+    if ctx.is_main and p.records:  # a step narrowed to a part (one network) is finished by the step itself
         store.put(
             step.record_key,
             {

@@ -7,7 +7,11 @@ for) with a clear message.
 Files, in `<home>/.neuroexec/`:
 - `lock`: the whole folder takes it exclusively; every scope takes it shared, so the two exclude each
   other while scopes coexist;
-- `lock.<scope>`: one scope, exclusively.
+- `lock.<scope>`: one scope, exclusively;
+- `lock.<scope>.<part>`: a part of a scope (`split-0/network-1`, one network of a multi-network
+  training: `--target 'model.M.train[split-0,network-1]'`), exclusively, with the whole folder's and the
+  scope's files shared: two networks of one split train side by side, while the split's own run (which
+  publishes it) and the networks' runs exclude each other.
 A lock is held by an open file, not by the file's existence: it vanishes with its process (kill -9
 included), so there are no stale locks, an empty just-created file is just a file, and releasing can
 never free another process's lock. Lock files are never removed (removing one while it is held would let
@@ -43,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuroexec.errors import DiskFull, FolderNotWritable, InputError, LockHeld, LockUnsupported
-from neuroexec.records import WHOLE, lock_file, lock_files, scope_lock_files, scope_of
+from neuroexec.records import WHOLE, lock_file, lock_files, parent_scopes, scope_lock_files, scope_of
 
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
@@ -228,16 +232,34 @@ def acquire(home: Path, scope: str = WHOLE) -> Path:
             return whole
         if not _take(home, whole, fcntl.LOCK_SH, scope):
             raise _refuse(home, [_describe("the whole folder", holder(whole))])
-        path = lock_file(home, scope)
+        taken = [whole]
         try:
-            taken = _take(home, path, fcntl.LOCK_EX, scope)
+            for outer in parent_scopes(scope):  # shared: the parts of one scope coexist
+                path = lock_file(home, outer)
+                if not _take(home, path, fcntl.LOCK_SH, scope):
+                    raise _refuse(home, [_describe(outer, holder(path))])
+                taken.append(path)
+            path = lock_file(home, scope)
+            if not _take(home, path, fcntl.LOCK_EX, scope):
+                raise _refuse(home, _holders_of(home, scope))
         except BaseException:
-            _drop(whole)
+            for path in reversed(taken):
+                _drop(path)
             raise
-        if not taken:
-            _drop(whole)
-            raise _refuse(home, [_describe(scope, holder(path))])
         return path
+
+
+def _holders_of(home: Path, scope: str) -> list[str]:
+    """Who holds `scope`: its exclusive holder, or the holders of its parts (which hold it shared)."""
+    record = holder(lock_file(home, scope))
+    if record is not None:
+        return [_describe(scope, record)]
+    inner = lock_file(home, scope).name + "."
+    parts = [
+        p for p in scope_lock_files(home) if p.name.startswith(inner) and os.path.realpath(p) not in _HELD
+    ]
+    found = [_describe(scope_of(p), r) for p in parts if (r := holder(p)) is not None]
+    return found or [_describe(scope, None)]
 
 
 def release(path: Path) -> None:
@@ -247,8 +269,12 @@ def release(path: Path) -> None:
         if os.path.realpath(path) not in _HELD:
             return
         _drop(path)
-        if scope_of(path) != WHOLE:
-            _drop(lock_file(path.parent.parent))  # the whole folder's, which every scope holds shared
+        scope = scope_of(path)
+        if scope != WHOLE:
+            home = path.parent.parent
+            for outer in reversed(parent_scopes(scope)):  # the scopes it is part of, held shared
+                _drop(lock_file(home, outer))
+            _drop(lock_file(home))  # the whole folder's, which every scope holds shared
 
 
 @contextlib.contextmanager
@@ -258,6 +284,10 @@ def locked(scopes: list[tuple[Path, str]]) -> Iterator[None]:
     wanted = set(scopes)
     whole_homes = {home for home, scope in wanted if scope == WHOLE}
     wanted = {(home, scope) for home, scope in wanted if scope == WHOLE or home not in whole_homes}
+    # a scope locked exclusively needs none of its parts' locks (one process: they would be re-entrant)
+    wanted = {
+        (home, scope) for home, scope in wanted if not any((home, o) in wanted for o in parent_scopes(scope))
+    }
     taken: list[Path] = []
     try:
         for home, scope in sorted(wanted, key=lambda hs: (str(hs[0]), hs[1])):
@@ -306,7 +336,9 @@ def _words(s: LockState) -> str:
     if s.state == "free":
         return "free"
     if s.state == "shared":
-        return "held by the applies of single splits (below)"
+        if scope_of(s.path) == WHOLE:
+            return "held by the applies of single splits (below)"
+        return "held by the applies of single networks of this split (below)"
     return "held by " + _describe("", s.holder).removeprefix(": ")
 
 

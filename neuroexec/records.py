@@ -5,6 +5,10 @@
 PosixPath('maps/cnn/.neuroexec/state.json')
 >>> lock_file(Path("maps/cnn"), "split-0")
 PosixPath('maps/cnn/.neuroexec/lock.split-0')
+>>> lock_file(Path("maps/cnn"), "split-0/network-1")
+PosixPath('maps/cnn/.neuroexec/lock.split-0.network-1')
+>>> scope_of(lock_file(Path("maps/cnn"), "split-0/network-1"))
+'split-0/network-1'
 """
 
 from __future__ import annotations
@@ -52,8 +56,19 @@ def state_lock(state: Path) -> Path:
 
 
 def lock_file(home: Path, scope: str = WHOLE) -> Path:
-    """`lock` for the whole folder, `lock.<scope>` for one part of it (a split)."""
-    return records_dir(home) / ("lock" if scope == WHOLE else f"lock.{scope}")
+    """`lock` for the whole folder, `lock.<scope>` for one part of it (a split), `lock.<scope>.<part>`
+    for a part of a part (`split-0/network-1`: one network of a split's multi-network training)."""
+    return records_dir(home) / ("lock" if scope == WHOLE else f"lock.{scope.replace('/', '.')}")
+
+
+def parent_scopes(scope: str) -> list[str]:
+    """The scopes that contain `scope`, outermost first (WHOLE not included).
+
+    >>> parent_scopes("split-0/network-1"), parent_scopes("split-0")
+    (['split-0'], [])
+    """
+    parts = scope.split("/") if scope else []
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def scope_lock_files(home: Path) -> list[Path]:
@@ -68,7 +83,7 @@ def lock_files(home: Path) -> list[Path]:
 
 def scope_of(lock: Path) -> str:
     """The scope a lock file of lock_file() locks (WHOLE for `lock`)."""
-    return Path(lock).name.removeprefix("lock").removeprefix(".")
+    return Path(lock).name.removeprefix("lock").removeprefix(".").replace(".", "/")
 
 
 def slurm_dir(home: Path, spec: str) -> Path:

@@ -145,15 +145,24 @@ class MapsLayout:
     def tmp_dir(self, split: int) -> Path:
         return self.split_dir(split) / "tmp"
 
-    def checkpoint(self, split: int) -> Path:
-        return self.tmp_dir(split) / "checkpoint.pth.tar"
+    @staticmethod
+    def network_scope(split: int, network: int) -> str:
+        """The lock scope of network k of a split's multi-network training: `split-<i>/network-<k>`."""
+        return f"{MapsLayout.split_scope(split)}/{network_name(network)}"
 
-    def optimizer_checkpoint(self, split: int) -> Path:
-        return self.tmp_dir(split) / "optimizer.pth.tar"
+    def _resume_dir(self, split: int, network: int | None) -> Path:
+        """tmp/, or tmp/network-<k>/ for network k of a multi-network model (networks train side by side)."""
+        return self.tmp_dir(split) if network is None else self.tmp_dir(split) / network_name(network)
 
-    def resume_state(self, split: int) -> Path:
+    def checkpoint(self, split: int, network: int | None = None) -> Path:
+        return self._resume_dir(split, network) / "checkpoint.pth.tar"
+
+    def optimizer_checkpoint(self, split: int, network: int | None = None) -> Path:
+        return self._resume_dir(split, network) / "optimizer.pth.tar"
+
+    def resume_state(self, split: int, network: int | None = None) -> Path:
         """neuroexec's full resume record (scheduler, RNG states, best values), beside ClinicaDL's two."""
-        return self.tmp_dir(split) / "resume.pth.tar"
+        return self._resume_dir(split, network) / "resume.pth.tar"
 
     def staged_best_model(self, split: int, metric: str, network: int | None = None) -> Path:
         """Where a training keeps its best-<metric> model until it finishes (then moved to best_model),

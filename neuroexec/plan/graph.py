@@ -29,6 +29,9 @@ class PlannedStep:
     # The step's record as the plan saw it (record_stamp; None: no record): apply, once it holds its
     # locks, stops if another apply has recorded the step since.
     seen: str | None = None
+    # False for a step narrowed to a part by `--target 'ID,PART'` (one network of a multi-network
+    # training): apply runs it without recording the step, which a later apply of ID finishes.
+    records: bool = True
 
     def as_json(self) -> dict[str, Any]:
         s = self.step
@@ -58,25 +61,81 @@ class Plan:
 
     def select(self, target: str | Sequence[str] | None) -> list[PlannedStep]:
         """Steps matching the glob, or any of the globs (`--target` given several times), plus
-        everything they depend on (in order). Each glob must match a step."""
+        everything they depend on (in order). Each glob must match a step. A glob `ID,PART]` (
+        `model.M.train[split-0,network-*]`) narrows the steps matching `ID]` to the parts PART names
+        (the kind's `parts` hook), each planned as a step of its own that apply does not record."""
         globs = [target] if isinstance(target, str) else list(target or ())
         if not globs:
             return list(self.steps)
         index = {p.step.id: p for p in self.steps}
         wanted: set[str] = set()
+        narrowed: dict[str, list[PlannedStep]] = {}
         for glob in globs:
-            pattern = target_pattern(glob)
+            whole, part = split_target(glob)
+            pattern = target_pattern(whole)
             found = {p.step.id for p in self.steps if pattern.fullmatch(p.step.id)}
+            if part is not None:
+                found = {i for i in found if kind(index[i].step.kind).parts is not None}
             if not found:
                 raise UnknownTarget(glob, [p.step.id for p in self.steps])
-            wanted |= found
-        stack = list(wanted)
+            if part is None:
+                wanted |= found
+            for step_id in sorted(found) if part is not None else ():
+                narrowed.setdefault(step_id, []).extend(self._narrowed(index, index[step_id], part))
+        stack = [*wanted, *narrowed]
+        seen = set(stack)
         while stack:
             for dep in index[stack.pop()].step.deps:
-                if dep not in wanted:
+                if dep not in seen:
                     wanted.add(dep)
+                    seen.add(dep)
                     stack.append(dep)
-        return [p for p in self.steps if p.step.id in wanted]
+        out = []
+        for p in self.steps:  # a step selected whole needs none of its parts
+            out += [p] if p.step.id in wanted else _unique(narrowed.get(p.step.id, []))
+        return out
+
+    def _narrowed(self, index: dict[str, PlannedStep], p: PlannedStep, part: str) -> list[PlannedStep]:
+        """`p` narrowed to the parts `part` names: up to date when `p` is, or when the part is done."""
+        deps = [index[d] for d in p.step.deps]
+        upstream = (
+            None
+            if any(d.action in (NEW, CHANGED) for d in deps)
+            else {d.step.id: d.fingerprint or "" for d in deps}
+        )
+        out = []
+        for step, reason, done in kind(p.step.kind).parts(p.step, part, upstream):
+            if p.action == REFUSED:
+                action, reasons = REFUSED, p.reasons
+            elif p.action == UP_TO_DATE or done:
+                action, reasons = UP_TO_DATE, [] if p.action == UP_TO_DATE else [reason]
+            else:
+                action, reasons = p.action, [reason, *p.reasons]
+            out.append(PlannedStep(step, action, reasons, p.fingerprint, [], p.seen, records=False))
+        return out
+
+
+def _unique(steps: list[PlannedStep]) -> list[PlannedStep]:
+    """One of each narrowed step (two globs may name the same part)."""
+    found: dict[tuple[str, str], PlannedStep] = {}
+    for p in steps:
+        found.setdefault((p.step.id, p.step.lock_scope), p)
+    return list(found.values())
+
+
+def split_target(glob: str) -> tuple[str, str | None]:
+    """(the step glob, the part glob) of a `--target`: `model.M.train[split-0,network-1]` is
+    (`model.M.train[split-0]`, `network-1`); a glob without a part gives None.
+
+    >>> split_target("model.cnn.train[split-0,network-*]")
+    ('model.cnn.train[split-0]', 'network-*')
+    >>> split_target("model.cnn.train[split-0]")
+    ('model.cnn.train[split-0]', None)
+    """
+    if not glob.endswith("]") or "," not in glob[glob.rfind("[") + 1 :]:
+        return glob, None
+    head, _, part = glob[:-1].rpartition(",")
+    return f"{head}]", part
 
 
 def target_pattern(glob: str) -> re.Pattern[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from neuroexec.context import RunContext
+from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.registry import Step, StepKind, register
@@ -64,6 +66,8 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
     interrupted run made with other settings. `upstream` is None when steps it depends on run first."""
     task: TrainTask = step.payload
     maps = task.maps
+    if task.model.multi_network:
+        return network_resumes(task, upstream)
     if upstream is None:  # steps it depends on run first: their new results decide
         epoch = resume.discarded_epoch(maps, task.split, key=None)
         if epoch is None:
@@ -81,12 +85,8 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
             "the split from the start"
         )
     epoch = resume.resumable_epoch(maps, task.split, key)
-    network = resume.resumable_network(maps, task.split, key)  # of a multi-network model
-    if network is not None and maps.staged_network_done(task.split, network).is_file():
-        return f"interrupted after network-{network} finished: apply goes on with the networks left"
     if epoch is not None:
-        where = "" if network is None else f" in network-{network}"
-        return f"interrupted{where} after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
+        return f"interrupted after epoch {epoch + 1} of {task.model.train.epochs}: apply resumes there"
     epoch = resume.discarded_epoch(maps, task.split, key)
     if epoch is not None:
         return (
@@ -94,6 +94,94 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
             "other settings or data: apply discards it and trains the split from the start"
         )
     return None
+
+
+def network_resumes(task: TrainTask, upstream: dict[str, str] | None) -> str | None:
+    """`resumes` of a multi-network model: which networks are finished or interrupted in tmp/ (each
+    network keeps its own files there: they may have been trained by `--target` runs of their own)."""
+    from neuroexec.training.networks import planned_count
+
+    maps, split, count = task.maps, task.split, planned_count(task.model, task.dataset) or 0
+    if upstream is None:
+        stale = [k for k in range(count) if resume.discarded_epoch(maps, split, None, k) is not None]
+        if not stale and not any(maps.staged_network_done(split, k).is_file() for k in range(count)):
+            return None
+        return (
+            f"networks trained or interrupted wait in {maps.tmp_dir(split)}: apply keeps them if the steps "
+            "above give the results they were started with, else trains the split from the start"
+        )
+    key = task.resume_key(upstream)
+    for k in range(count):
+        why = resume.damage(maps, split, key, k)
+        if why is not None:
+            return (
+                f"interrupted in network-{k}, but {why}: apply stops there; delete "
+                f"{maps.resume_state(split, k).parent} to train the network from the start"
+            )
+    done = resume.finished_networks(maps, split, key, count)
+    interrupted = resume.interrupted_networks(maps, split, key, count)
+    epochs = task.model.train.epochs
+    said = [f"interrupted in network-{k} after epoch {e + 1} of {epochs}" for k, e in interrupted.items()]
+    if said:
+        first = min(interrupted)
+        extra = "" if set(done) == set(range(first)) else f" ({_names(done) or 'none'} of {count} finished)"
+        return "; ".join(said) + f": apply resumes there{extra}"
+    if done:
+        left = "publishes the split" if len(done) == count else "trains the others and publishes the split"
+        return f"{_names(done)} of {count} finished: apply {left}"
+    if any(resume.discarded_epoch(maps, split, key, k) is not None for k in range(count)):
+        return (
+            f"the networks interrupted in {maps.tmp_dir(split)} were trained with other settings or data: "
+            "apply discards them and trains the split from the start"
+        )
+    return None
+
+
+def _names(networks) -> str:
+    return ", ".join(f"network-{k}" for k in sorted(networks))
+
+
+def parts(step: Step, glob: str, upstream: dict[str, str] | None) -> list[tuple[Step, str, bool]]:
+    """`--target 'model.M.train[split-i,network-k]'` (`glob`: `network-k`, wildcards allowed): the step
+    narrowed to each network it names, as (step, the plan's reason, whether that network is already
+    finished under the key `upstream` gives). An InputError for a model of one network or no such network."""
+    from neuroexec.plan.graph import target_pattern
+    from neuroexec.training.networks import planned_count
+
+    task: TrainTask = step.payload
+    model, split = task.model, task.split
+    wanted = f"--target '{step.id[:-1]},{glob}]'"
+    if not model.multi_network:
+        raise InputError(
+            None, f"{wanted}: models.{model.name} has one network (multi_network is not set); target "
+            f"{step.id} instead",
+        )  # fmt: skip
+    count = planned_count(model, task.dataset)
+    if count is None:
+        raise InputError(
+            None, f"{wanted}: the number of networks of models.{model.name} is not known before its images "
+            f"exist; apply the data steps first (--target 'dataset.{model.dataset}.*')",
+        )  # fmt: skip
+    pattern = target_pattern(glob)
+    found = [k for k in range(count) if pattern.fullmatch(f"network-{k}")]
+    if not found:
+        raise InputError(
+            None, f"{wanted}: models.{model.name} has {count} networks (network-0 to network-{count - 1})"
+        )
+    done = (
+        resume.finished_networks(task.maps, split, task.resume_key(upstream), count)
+        if upstream is not None
+        else {}
+    )
+    later = f"the split is published by a later apply of {step.id}"
+    return [
+        (
+            replace(step, payload=replace(task, network=k), lock_scope=MapsLayout.network_scope(split, k)),
+            f"network-{k} is trained: {later}" if k in done else f"trains network-{k} only; {later}",
+            k in done,
+        )
+        for k in found
+    ]
 
 
 def notes(step: Step) -> list[str]:
@@ -175,5 +263,6 @@ register(
         outputs=outputs,
         resumes=resumes,
         notes=notes,
+        parts=parts,
     )
 )

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 
 import pandas as pd
 from torch import nn
 from torch.utils.data import Dataset
 
-from neuroexec import distributed
+from neuroexec import atomic, distributed
 from neuroexec.context import RunContext
+from neuroexec.data.patch_extract import patch_counts
+from neuroexec.data.slice_extract import planned_image_shape
 from neuroexec.errors import NeuroexecError
 from neuroexec.evaluation import ResultSet, part_id, predict_frames, write_results
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.spec import model as spec_model
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.epoch_rules import determinism
@@ -80,54 +84,145 @@ def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> tuple[int
     return count, list(first.input_size)
 
 
+def planned_count(model: spec_model.Model, ds: spec_model.Dataset) -> int | None:
+    """The networks of a multi-network model known at plan time, before any image is extracted: the
+    regions of `roi_list`, the patches of the planned image shape, the slices along the direction less
+    the discarded ones; None when the images' shape is not known yet (a CAPS without images). The same
+    count as `count_parts` finds on the data."""
+    if model.mode == "roi" and model.roi is not None:
+        return len(model.roi.names)
+    shape = planned_image_shape(ds)
+    if shape is None:
+        return None
+    if model.mode == "patch" and model.patch is not None:
+        return int(math.prod(patch_counts((1, *shape), model.patch.size, model.patch.stride)))
+    if model.mode == "slice" and model.slice is not None:
+        return shape[model.slice.direction] - sum(model.slice.discarded)
+    return None
+
+
 def train_networks(task: TrainTask, ctx: RunContext) -> dict:
     """Train split `task.split` of a multi-network model (the train step's run, as
     `training/run.train_split` for one network); every rank calls it, rank 0 writes. Returns the step
-    record's summary: one entry per network."""
-    maps, split, t = task.maps, task.split, task.model.train
+    record's summary: one entry per network. With `task.network` set, trains that network only (staged,
+    not published: a later apply of the split publishes it)."""
+    maps, split, only = task.maps, task.split, task.network
     ctx = ctx.with_settings(task.model.compute)  # device, kernels, amp, loader: resolved once for the step
     setup.check_compile(task.model.compute, ctx.settings.device)
-    selection = list(dict.fromkeys(canonical_metric(m) for m in t.selection_metrics))
+    selection = list(dict.fromkeys(canonical_metric(m) for m in task.model.train.selection_metrics))
     label_code = setup.label_code_of(task.model, maps)
     count, input_size = count_parts(task, label_code)
+    if only is not None and not 0 <= only < count:
+        raise NeuroexecError(
+            f"models.{task.model.name}: network-{only} does not exist: the model has {count} networks "
+            f"(network-0 to network-{count - 1})"
+        )
     key = task.resume_key(ctx.upstream)
-    why = resume.damage(maps, split, key)
-    if why is not None:  # starting over would silently discard the interrupted networks
-        raise resume.damaged_error(maps, split, why)
+    _check_resumable(task, key, count)
     done = resume.finished_networks(maps, split, key, count)
-    resuming = bool(done) or resume.resumable_network(maps, split, key) is not None
-    if ctx.is_main and not resuming:
-        if maps.resume_state(split).is_file():
+    resuming = bool(done) or bool(resume.interrupted_networks(maps, split, key, count))
+    if ctx.is_main and not resuming and only is None:  # only the split's own run discards the split
+        if any(maps.resume_state(split, k).is_file() for k in range(count)):
             ctx.reporter.info(
                 f"  split-{split}: the interrupted run cannot be resumed (other settings, data or "
                 "transfer source, or incomplete checkpoints); training starts over"
             )
         resume.clear(maps, split)  # the finished training's files stay until this one finishes
-    nets = _Networks(task, ctx, selection, label_code, count, input_size, key, resuming)
+    # a network run never starts the split's log afresh: another network's run may be writing it
+    nets = _Networks(task, ctx, selection, label_code, count, input_size, key, resuming or only is not None)
+    if only is not None:
+        return _train_only(nets, only, done)
+    return _train_split(nets, done)
+
+
+def _check_resumable(task: TrainTask, key: str, count: int) -> None:
+    """Stop on a damaged interrupted network this run would resume (starting over would silently
+    discard it), after moving an earlier version's checkpoint files into their network's folder."""
+    maps, split, only = task.maps, task.split, task.network
+    resume.adopt_legacy(maps, split, only)
+    for k in range(count) if only is None else [only]:
+        why = resume.damage(maps, split, key, k)
+        if why is not None:
+            raise resume.damaged_error(maps, split, why, k)
+
+
+def _train_only(nets: _Networks, k: int, done: dict[int, dict]) -> dict:
+    """`--target 'model.M.train[split-i,network-k]'`: network k, staged in tmp/ for the split's apply."""
+    task, ctx = nets.task, nets.ctx
+    later = f"the split is published by a later apply of model.{task.model.name}.train[split-{task.split}]"
+    if k in done:
+        if ctx.is_main:
+            ctx.reporter.info(f"  split-{task.split}: network-{k} already trained; {later}")
+        return {"network": k, "already_trained": True, **done[k]}
+    with determinism(task.model.compute.deterministic, task.model.compute.compensation):
+        _, summary = _train_network(nets, k)
+    if ctx.is_main:
+        ctx.reporter.info(f"  split-{task.split}: network-{k} trained and staged; {later}")
+    return {"network": k, **summary}
+
+
+def _train_split(nets: _Networks, done: dict[int, dict]) -> dict:
+    """The split's own run: the networks not finished yet, then the results of all and the publication."""
+    task, ctx = nets.task, nets.ctx
+    maps, split, t = task.maps, task.split, task.model.train
     summaries, runs = dict(done), {}
     if ctx.is_main and done:
-        which = "network-0" if len(done) == 1 else f"network-0 to network-{len(done) - 1}"
-        ctx.reporter.info(f"  split-{split}: {which} already trained")
+        ctx.reporter.info(f"  split-{split}: {_names(done)} already trained")
     with determinism(task.model.compute.deterministic, task.model.compute.compensation):
-        for k in range(len(done), count):
-            runs[k], summaries[k] = _train_network(nets, k, first=k == len(done))
+        for k in range(nets.count):
+            if k not in done:
+                runs[k], summaries[k] = _train_network(nets, k, fresh=not nets.resuming and not runs)
         distributed.barrier(ctx)
         if ctx.is_main:
-            _final_results(nets, runs)
+            parts = {k: _Part.of(nets, k, runs.get(k)) for k in range(nets.count)}
+            if not runs:  # every network was trained by its own apply: this run only publishes
+                _run_files(nets, parts[0].net, f"split-{split}: the {nets.count} networks are trained")
+            _final_results(nets, parts)
             outputs.publish_training(
-                maps, split, selection, t.tensorboard, count, all_models=t.save_all_models,
+                maps, split, nets.selection, t.tensorboard, nets.count, all_models=t.save_all_models,
                 emissions=t.calculate_emissions,
             )  # fmt: skip
             resume.clear(maps, split)
     return {
-        "networks": [summaries[k] for k in range(count)],
-        "resumed_at_network": len(done) if resuming else None,
+        "networks": [summaries[k] for k in range(nets.count)],
+        "resumed_at_network": min(set(range(nets.count)) - set(done), default=None)
+        if nets.resuming
+        else None,
     }
 
 
-def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict]:
+def _names(networks) -> str:
+    """`network-0, network-2`: the networks named in a line."""
+    return ", ".join(f"network-{k}" for k in sorted(networks))
+
+
+def _run_files(nets: _Networks, net: nn.Module, event: str, fresh: bool = False) -> None:
+    """The staged maps.json, environment.txt and information.log with `event`, under the MAPS's
+    information lock: the runs of two networks of one split may write them at the same moment.
+    `fresh`: the first network of a split trained from nothing starts the log anew."""
+    task = nets.task
+    output_size = setup.output_size_of(task.model, nets.label_code)
+    parameters = outputs.maps_parameters(
+        task.model,
+        task.dataset,
+        nets.label_code,
+        nets.input_size,
+        output_size,
+        task.transfer_maps,
+        nets.count,
+    )
+    with atomic.exclusive(task.maps.information_lock):
+        outputs.write_run_files(task.maps, parameters, net, task.split, None if fresh else 0, event=event)
+
+
+def _event(nets: _Networks, line: str) -> None:
+    with atomic.exclusive(nets.task.maps.information_lock):
+        outputs.append_information(nets.task.maps, nets.task.split, line)
+
+
+def _train_network(nets: _Networks, k: int, fresh: bool = False) -> tuple[SplitRun, dict]:
     """Network k on part k, from its own seed; resumed after its last epoch when it was interrupted.
-    `first`: the first network this run trains (it writes the staged run files)."""
+    `fresh`: the first network of a split trained from nothing (it starts the staged log)."""
     task, ctx, split = network_transfer(nets.task, k), nets.ctx, nets.task.split
     model, maps, main = task.model, task.maps, ctx.is_main
     seed = network_seed(model.compute.seed, split, k)
@@ -146,21 +241,7 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict
         started = (
             "training started" if resumed_from is None else f"training resumed after epoch {resumed_from}"
         )
-        event = f"split-{split} network-{k}: {started}"
-        if first:
-            parameters = outputs.maps_parameters(
-                model,
-                task.dataset,
-                nets.label_code,
-                nets.input_size,
-                output_size,
-                task.transfer_maps,
-                nets.count,
-            )
-            resumed = (resumed_from or 0) if nets.resuming else None
-            outputs.write_run_files(maps, parameters, trainer.net, split, resumed, event=event)
-        else:
-            outputs.append_information(maps, split, event)
+        _run_files(nets, trainer.net, f"split-{split} network-{k}: {started}", fresh)
         ctx.reporter.info(f"  split-{split}: network-{k} of {nets.count} (on {model.mode} part {k})")
     stopped = run_epochs(run, progress)
     distributed.barrier(ctx)
@@ -176,7 +257,7 @@ def _train_network(nets: _Networks, k: int, first: bool) -> tuple[SplitRun, dict
         finished = f"training finished after {progress.epoch + 1} epochs" + (
             " (early stopping)" if stopped else ""
         )
-        outputs.append_information(maps, split, f"split-{split} network-{k}: {finished}")
+        _event(nets, f"split-{split} network-{k}: {finished}")
         resume.mark_network_done(maps, split, k, nets.key, summary)
     return run, summary
 
@@ -196,13 +277,12 @@ def network_transfer(task: TrainTask, k: int) -> TrainTask:
     return dataclasses.replace(task, transfer_from=source)
 
 
-def _final_results(nets: _Networks, runs: dict[int, SplitRun]) -> None:
+def _final_results(nets: _Networks, parts: dict[int, _Part]) -> None:
     """For each selection metric, the validation then train results of all networks (each network's
     best model on its part), written to tmp/ (`staged_results`) and published with the models."""
     task, split = nets.task, nets.task.split
     maps, model = task.maps, task.model
     out, threshold = maps.staged_results(split), model.selection_threshold
-    parts = {k: _Part.of(nets, k, runs.get(k)) for k in range(nets.count)}
     for metric in nets.selection:
         frames: dict[str, list[pd.DataFrame]] = {"validation": [], "train": []}
         losses: dict[str, dict[int, float]] = {"validation": {}, "train": {}}

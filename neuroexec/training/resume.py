@@ -12,9 +12,11 @@ A training stopped by SIGTERM checkpoints mid-epoch (training/preemption.py): th
 weights and optimizer of the last optimizer step (their `epoch` field still the last finished epoch's)
 and the resume state's `progress.in_epoch` saying where in the next epoch they were taken.
 
-A multi-network model trains its networks one after the other in one split: the checkpoint files
-belong to the network in training (the resume state names it), and a finished network leaves its
-record (`finished.json`, with the key) beside its staged files in `tmp/network-<k>/`.
+A multi-network model's networks each keep their three files in `tmp/network-<k>/` (networks of one
+split may train side by side, one apply each: `--target 'model.M.train[split-i,network-k]'`), and a
+finished network leaves its record (`finished.json`, with the key) beside them. An interrupted run of an
+earlier version kept its network's files in tmp/ itself (the resume state names the network):
+`adopt_legacy` moves them into that network's folder, so it resumes.
 """
 
 from __future__ import annotations
@@ -153,10 +155,12 @@ def save_epoch(
     complete one means the other two match it. `network`: the network in training of a multi-network
     model (None for a single network)."""
     optimizer, scaler = trainer.optimizer, trainer.scaler
-    save_model(maps.checkpoint(split), trainer.state_dict(), progress.epoch, trainer.net.architecture_name)
+    name = trainer.net.architecture_name
+    save_model(maps.checkpoint(split, network), trainer.state_dict(), progress.epoch, name)
     save_optimizer(
-        maps.optimizer_checkpoint(split), optimizer.state_dict(), progress.epoch, type(optimizer).__name__
-    )
+        maps.optimizer_checkpoint(split, network), optimizer.state_dict(), progress.epoch,
+        type(optimizer).__name__,
+    )  # fmt: skip
     state = {
         "config_key": key,
         "network": network,
@@ -167,32 +171,33 @@ def save_epoch(
         "scheduler": trainer.scheduler.state_dict() if getattr(trainer, "scheduler", None) else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
-    atomic.save_torch(maps.resume_state(split), state)
+    atomic.save_torch(maps.resume_state(split, network), state)
 
 
 def _sizes(maps: MapsLayout, split: int, network: int | None = None) -> dict[str, int]:
     """Sizes of the checkpoints and staged best models in tmp/ (by path in tmp/): plans notice a
     truncated one without loading it."""
     tmp = maps.tmp_dir(split)
-    files = [maps.checkpoint(split), maps.optimizer_checkpoint(split)]
+    files = [maps.checkpoint(split, network), maps.optimizer_checkpoint(split, network)]
     best = maps.staged_best_model(split, "*", network)
     files += sorted(tmp.glob(str(best.relative_to(tmp))))  # every metric
     return {str(f.relative_to(tmp)): f.stat().st_size for f in files}
 
 
-def _read_state(maps: MapsLayout, split: int) -> dict | None:
-    """The resume state in tmp/, or None without one (a NeuroexecError when unreadable or refused)."""
-    path = maps.resume_state(split)
+def _read_state(maps: MapsLayout, split: int, network: int | None = None) -> dict | None:
+    """The resume state in tmp/ (of `network`), or None without one (a NeuroexecError when unreadable
+    or refused)."""
+    path = maps.resume_state(split, network)
     return load_checkpoint(path) if path.is_file() else None
 
 
-def _resume_state(maps: MapsLayout, split: int, key: str) -> dict | None:
+def _resume_state(maps: MapsLayout, split: int, key: str, network: int | None = None) -> dict | None:
     """The resume state of an interrupted run made under `key`, or None."""
-    state = _read_state(maps, split)
+    state = _read_state(maps, split, network)
     return state if state is not None and state.get("config_key") == key else None
 
 
-def damage(maps: MapsLayout, split: int, key: str) -> str | None:
+def damage(maps: MapsLayout, split: int, key: str, network: int | None = None) -> str | None:
     """Why the interrupted run that `key` would resume cannot be read, or None (nothing to resume, a
     run made under another key, or intact files). Reads the small resume state and file sizes only.
 
@@ -204,18 +209,22 @@ def damage(maps: MapsLayout, split: int, key: str) -> str | None:
     >>> damage(maps, 0, "0123")
     'resume.pth.tar is unreadable (corrupt or truncated?)'
     """
-    name = maps.resume_state(split).name
+    name = maps.resume_state(split, network).name
     try:
-        state = _read_state(maps, split)
+        state = _read_state(maps, split, network)
     except UnsafeCheckpointError:
         return f"{name} is refused (loading it needs Python objects, which could run code)"
     except NeuroexecError:
         return f"{name} is unreadable (corrupt or truncated?)"
     if state is None or state.get("config_key") != key:
         return None
-    required = {maps.checkpoint(split).name, maps.optimizer_checkpoint(split).name}
+    tmp = maps.tmp_dir(split)
+    required = {
+        str(f.relative_to(tmp))
+        for f in (maps.checkpoint(split, network), maps.optimizer_checkpoint(split, network))
+    }
     for name, size in (state.get("sizes") or {}).items():
-        file = maps.tmp_dir(split) / name
+        file = tmp / name
         if not file.is_file():
             if name in required:
                 return f"{name} is missing"
@@ -225,31 +234,37 @@ def damage(maps: MapsLayout, split: int, key: str) -> str | None:
     return None
 
 
-def damaged_error(maps: MapsLayout, split: int, why: str) -> InputError:
+def damaged_error(maps: MapsLayout, split: int, why: str, network: int | None = None) -> InputError:
     """The error apply stops with on a damaged interrupted run: the folder to delete and what it costs."""
+    if network is None:
+        return InputError(
+            maps.tmp_dir(split),
+            f"the interrupted training of split {split} cannot be resumed: {why}; delete this folder to "
+            "train the split from the start (its epochs so far are lost), or restore the file",
+        )
     return InputError(
-        maps.tmp_dir(split),
-        f"the interrupted training of split {split} cannot be resumed: {why}; delete this folder to "
-        "train the split from the start (its epochs so far are lost), or restore the file",
+        maps.resume_state(split, network).parent,
+        f"the interrupted training of split {split} network-{network} cannot be resumed: {why}; delete "
+        "this folder to train the network from the start (its epochs so far are lost), or restore the file",
     )
 
 
-def resumable_epoch(maps: MapsLayout, split: int, key: str) -> int | None:
+def resumable_epoch(maps: MapsLayout, split: int, key: str, network: int | None = None) -> int | None:
     """The last finished epoch (0-based) of an interrupted run that `key` resumes, or None. For plans:
     reads the small resume state only, not the checkpoints `load_resume` also checks."""
     try:
-        state = _resume_state(maps, split, key)
+        state = _resume_state(maps, split, key, network)
     except NeuroexecError:
         return None
     return None if state is None else int(state["progress"]["epoch"])
 
 
-def discarded_epoch(maps: MapsLayout, split: int, key: str | None) -> int | None:
+def discarded_epoch(maps: MapsLayout, split: int, key: str | None, network: int | None = None) -> int | None:
     """The last finished epoch (0-based) of an interrupted run made under another key than `key` (any
     interrupted run when `key` is None: it is not known yet): a training under `key` starts over and
     removes it. None without one (or an unreadable one)."""
     try:
-        state = _read_state(maps, split)
+        state = _read_state(maps, split, network)
     except NeuroexecError:
         return None
     if state is None or (key is not None and state.get("config_key") == key):
@@ -264,13 +279,13 @@ def load_resume(
     config (and of the same `network` of a multi-network model), or None (no checkpoint, or one made
     with other settings). A damaged run that `key` would resume raises `damaged_error`: starting over
     would silently discard it."""
-    why = damage(maps, split, key)
+    why = damage(maps, split, key, network)
     if why is not None:
-        raise damaged_error(maps, split, why)
-    files = (maps.checkpoint(split), maps.optimizer_checkpoint(split), maps.resume_state(split))
+        raise damaged_error(maps, split, why, network)
+    files = _files(maps, split, network)
     if not all(f.is_file() for f in files):
         return None
-    resume = _resume_state(maps, split, key)
+    resume = _resume_state(maps, split, key, network)
     if resume is None or resume.get("network") != network:
         return None
     try:
@@ -284,6 +299,14 @@ def load_resume(
     if model.get("epoch") != epoch or optimizer.get("epoch") != epoch:
         return None
     return model, optimizer, resume
+
+
+def _files(maps: MapsLayout, split: int, network: int | None) -> tuple[Path, Path, Path]:
+    """The model checkpoint, optimizer checkpoint and resume state (of `network`)."""
+    return (
+        maps.checkpoint(split, network), maps.optimizer_checkpoint(split, network),
+        maps.resume_state(split, network),
+    )  # fmt: skip
 
 
 def clear(maps: MapsLayout, split: int) -> None:
@@ -301,22 +324,53 @@ def interrupt_requested(epoch: int, network: int | None = None) -> bool:
     return value.lstrip("-").isdigit() and int(value) == epoch
 
 
-def resumable_network(maps: MapsLayout, split: int, key: str) -> int | None:
-    """The network of a multi-network model whose interrupted run `key` resumes, or None (for plans)."""
+def interrupted_networks(maps: MapsLayout, split: int, key: str, count: int) -> dict[int, int]:
+    """The networks of a multi-network model with an interrupted run that `key` resumes, with the last
+    epoch (0-based) each finished (for plans and the apply that goes on); finished networks are not."""
+    found, done = {}, finished_networks(maps, split, key, count)
+    for network in (k for k in range(count) if k not in done):
+        epoch = resumable_epoch(maps, split, key, network)
+        if epoch is not None:
+            found[network] = epoch
+    return found
+
+
+def adopt_legacy(maps: MapsLayout, split: int, network: int | None) -> None:
+    """Move the checkpoint files that an earlier version's interrupted multi-network run kept in tmp/
+    itself (its resume state names the network in training) into that network's folder, where this
+    version resumes them; `network`: only when it is that one (None: whichever it is). Nothing without
+    such files, or with unreadable ones (a damaged run of the old layout is discarded as another's)."""
     try:
-        state = _resume_state(maps, split, key)
+        state = _read_state(maps, split)
     except NeuroexecError:
-        return None
-    return None if state is None else state.get("network")
+        return
+    if state is None or not isinstance(state.get("network"), int):
+        return
+    k = state["network"]
+    if (network is not None and k != network) or maps.resume_state(split, k).exists():
+        return
+    tmp, old, new = maps.tmp_dir(split), _files(maps, split, None), _files(maps, split, k)
+    renamed = {str(a.relative_to(tmp)): str(b.relative_to(tmp)) for a, b in zip(old, new, strict=True)}
+    new[0].parent.mkdir(parents=True, exist_ok=True)
+    for a, b in zip(old[:2], new[:2], strict=True):
+        if a.is_file():
+            os.replace(a, b)
+    state["sizes"] = {renamed.get(name, name): size for name, size in (state.get("sizes") or {}).items()}
+    atomic.save_torch(new[2], state)
+    old[2].unlink()
 
 
 def mark_network_done(maps: MapsLayout, split: int, network: int, key: str, summary: dict) -> None:
-    """Record that `network` finished under `key` (its best models and log wait in tmp/)."""
+    """Record that `network` finished under `key` (its best models and log wait in tmp/); its
+    checkpoints, no longer needed, go."""
     atomic.write_json(maps.staged_network_done(split, network), {"config_key": key, **summary})
+    for path in _files(maps, split, network):
+        path.unlink(missing_ok=True)
 
 
 def finished_networks(maps: MapsLayout, split: int, key: str, count: int) -> dict[int, dict]:
-    """The networks 0, 1, ... that finished under `key` (an unbroken run of them), with their summaries."""
+    """The networks that finished under `key` (any of them: networks may train in any order, side by
+    side), with their summaries."""
     done: dict[int, dict] = {}
     for network in range(count):
         path = maps.staged_network_done(split, network)
@@ -325,14 +379,16 @@ def finished_networks(maps: MapsLayout, split: int, key: str, count: int) -> dic
         except (OSError, ValueError):
             record = None
         if not isinstance(record, dict) or record.get("config_key") != key:
-            break
+            continue
         done[network] = {k: v for k, v in record.items() if k != "config_key"}
     return done
 
 
 def clear_network(maps: MapsLayout, split: int, network: int, metrics: Sequence[str]) -> None:
-    """Remove what an earlier start of `network` left in tmp/ (its log, events and best models), so
-    that its training starts from nothing; the other networks' files stay."""
+    """Remove what an earlier start of `network` left in tmp/ (its checkpoints, log, events and best
+    models), so that its training starts from nothing; the other networks' files stay."""
+    for path in _files(maps, split, network):
+        path.unlink(missing_ok=True)
     shutil.rmtree(maps.staged_tensorboard_dir(split, "train", network).parent, ignore_errors=True)
     maps.staged_training_tsv(split, network).unlink(missing_ok=True)
     maps.staged_network_done(split, network).unlink(missing_ok=True)

@@ -160,6 +160,9 @@ class TrainTask:
     transfer_maps: Path | None  # the source MAPS folder (its maps.json says autoencoder or CNN)
     # Whether a step of the same spec trains the transfer source (then it is a dependency, not an input).
     transfer_trained: bool = False
+    # A multi-network model's network that this run trains alone, staged but not published (`--target
+    # 'model.M.train[split-i,network-k]'`); None: the whole split (training/networks.py).
+    network: int | None = None
 
     @property
     def maps(self) -> MapsLayout:

@@ -307,7 +307,7 @@ def test_a_damaged_interrupted_network_stops_apply_instead_of_starting_over(tmp_
         with pytest.raises(KeyboardInterrupt):
             run_apply(path)
     b = MapsLayout(tmp_path / "maps/b")
-    state = b.resume_state(0)
+    state = b.resume_state(0, 1)  # network-1's own (networks may train side by side)
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(StepFailed, match="cannot be resumed: resume.pth.tar is unreadable"):
         run_apply(path)

@@ -1,0 +1,125 @@
+"""`--target 'model.M.train[split-i,network-k]'`: one network of a multi-network split, trained (or
+resumed) and staged without publishing; in any order, in two processes at once; the split's apply then
+trains what is left and publishes the same models, bit for bit, as one sequential apply."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.errors import InputError
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import UP_TO_DATE, make_plan
+from neuroexec.plan.state import read_state
+from neuroexec.records import state_file
+from neuroexec.spec import load_spec
+from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV
+from tests.training.test_multi_network import PATCHES, assert_same, body, published, read_tsv
+from tests.training.training_specs import run_apply, write_spec
+
+SPLIT = "model.{}.train[split-0]"
+
+
+def network(model: str, k: int | str) -> str:
+    return f"model.{model}.train[split-0,network-{k}]"
+
+
+def reasons(path, model: str, target: str | None = None) -> list[str]:
+    plan = make_plan(load_spec(path))
+    steps = plan.select(target) if target else plan.steps
+    return next(p for p in steps if p.step.id == SPLIT.format(model)).reasons
+
+
+def recorded(path, model: str) -> bool:
+    data, _ = read_state(state_file(path.parent / "maps" / model))
+    return SPLIT.format(model) in (data or {}).get("steps", {})
+
+
+def side_by_side(path, model: str, networks: tuple[int, ...]) -> list[subprocess.Popen]:
+    """`neuroexec apply --target` of each network, all started at once (real processes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as this process computes
+    env.pop(INTERRUPT_ENV, None)
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "neuroexec", "apply", str(path), "--target", network(model, k)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for k in networks
+    ]
+
+
+def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequential_apply(tmp_path):
+    # a: one sequential apply; b: networks one by one in this process, in any order, one interrupted;
+    # c: networks 0 and 1 in two processes at once (meanwhile b's run here)
+    path = write_spec(tmp_path, {"a": body(epochs=2), "b": body(epochs=2), "c": body(epochs=2)})
+    run_apply(path, target=["dataset.*", "model.b.split", "model.c.split"])
+    procs = side_by_side(path, "c", (0, 1))
+    b = MapsLayout(tmp_path / "maps/b")
+    run_apply(path, target=network("b", 2))
+    assert b.staged_network_done(0, 2).is_file() and not b.staged_network_done(0, 0).exists()
+    assert not b.maps_json.exists() and not recorded(path, "b")  # staged, not published nor recorded
+    planned = [
+        p for p in make_plan(load_spec(path)).select(network("b", 2)) if p.step.id == SPLIT.format("b")
+    ]
+    assert [p.action for p in planned] == [UP_TO_DATE]  # finished under the same key: nothing to do
+    assert SPLIT.format("b") not in run_apply(path, target=network("b", 2)).ran
+    with pytest.MonkeyPatch.context() as mp:  # network-0 interrupted after its first epoch
+        mp.setenv(INTERRUPT_ENV, "0")
+        mp.setenv(INTERRUPT_NETWORK_ENV, "0")
+        with pytest.raises(KeyboardInterrupt):
+            run_apply(path, target=network("b", 0))
+    assert reasons(path, "b") == [
+        "interrupted in network-0 after epoch 1 of 2: apply resumes there (network-2 of 4 finished)"
+    ]
+    run_apply(path, target=network("b", 0))  # resumed after its last epoch
+    assert reasons(path, "b") == [
+        f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split"
+    ]
+    assert reasons(path, "b", network("b", 1)) == [
+        "trains network-1 only; the split is published by a later apply of model.b.train[split-0]",
+        f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split",
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out + err  # neither refused (a lock held) nor failed
+    c = MapsLayout(tmp_path / "maps/c")
+    assert c.staged_network_done(0, 0).is_file() and c.staged_network_done(0, 1).is_file()
+    run_apply(path)
+    assert recorded(path, "b") and not b.tmp_dir(0).exists()
+    assert "network-0: training resumed after epoch 0" in b.information_log.read_text()
+    assert c.information_log.read_text().count("training started") == PATCHES  # both runs' events kept
+    a = MapsLayout(tmp_path / "maps/a")
+    for other in (b, c):
+        assert_same(published(a), published(other))
+        for group in ("train", "validation"):
+            for level in ("patch", "image"):
+                pd.testing.assert_frame_equal(
+                    read_tsv(a.prediction_tsv(0, "loss", group, level)),
+                    read_tsv(other.prediction_tsv(0, "loss", group, level)),
+                )
+
+
+def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such_network(tmp_path):
+    path = write_spec(tmp_path, {"b": body(), "one": body(multi=False)})
+    plan = make_plan(load_spec(path))
+    with pytest.raises(
+        InputError, match=f"models.b has {PATCHES} networks \\(network-0 to network-3\\)"
+    ) as err:
+        plan.select(network("b", 9))
+    assert err.value.exit_code == 2
+    with pytest.raises(InputError, match="models.one has one network \\(multi_network is not set\\)"):
+        plan.select(network("one", 0))
+    assert [p.step.lock_scope for p in plan.select(network("b", "*")) if p.step.kind == "train"] == [
+        f"split-0/network-{k}" for k in range(PATCHES)
+    ]
+    # the split selected whole needs none of its networks
+    both = plan.select([network("b", 1), SPLIT.format("b")])
+    assert [p.step.lock_scope for p in both if p.step.kind == "train"] == ["split-0"]
