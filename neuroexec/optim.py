@@ -138,6 +138,33 @@ def scheduler_refusal(
     return None
 
 
+def step_budget_refusal(name: str | None, options: Iterable[tuple[str, Any]], epochs: int) -> str | None:
+    """Why a scheduler with a fixed number of steps would stop the training before its last epoch, or
+    None. The scheduler steps once per epoch; OneCycleLR raises at the step after its `total_steps`
+    (or `epochs` * `steps_per_epoch`), so it needs at least train.epochs of them.
+
+    >>> step_budget_refusal("OneCycleLR", [("max_lr", 0.01), ("total_steps", 10)], 10)
+    >>> step_budget_refusal("OneCycleLR", [("max_lr", 0.01), ("epochs", 2), ("steps_per_epoch", 3)], 10)
+    'OneCycleLR steps 6 times (epochs 2 x steps_per_epoch 3) and this training steps it once per epoch, 10 times (train.epochs): give train.scheduler total_steps >= 10'
+    """
+    if name != "OneCycleLR":
+        return None
+    given = dict(options)
+    if isinstance(given.get("total_steps"), int):
+        total, how = given["total_steps"], f"total_steps = {given['total_steps']}"
+    elif isinstance(given.get("epochs"), int) and isinstance(given.get("steps_per_epoch"), int):
+        total = given["epochs"] * given["steps_per_epoch"]
+        how = f"epochs {given['epochs']} x steps_per_epoch {given['steps_per_epoch']}"
+    else:
+        return None  # the class itself refuses a missing count (scheduler_refusal)
+    if total >= epochs:
+        return None
+    return (
+        f"OneCycleLR steps {total} times ({how}) and this training steps it once per epoch, {epochs} "
+        f"times (train.epochs): give train.scheduler total_steps >= {epochs}"
+    )
+
+
 def step(scheduler: Scheduler | None, validation_loss: float) -> None:
     """One epoch's step: ReduceLROnPlateau on the epoch's validation loss, the others once."""
     if scheduler is None:

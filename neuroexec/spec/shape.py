@@ -95,10 +95,18 @@ def _model_shape(key: str, raw: dict[str, Any], add: Add) -> None:
 def _group_shape(key: str, raw: dict[str, Any], add: Add) -> None:
     """A group's own compute table sets no training-only key: compensation sets the cuBLAS workspace of
     deterministic CUDA trainings, and a group's steps (predict, interpret, save-tensors) train nothing.
-    A top-level [compute] compensation is the models' default, which the groups' merge ignores."""
-    if "compensation" in (raw.get("compute") or {}):
+    A top-level [compute] compensation is the models' default, which the groups' merge ignores; so is
+    fully_sharded_data_parallel (it shards a training)."""
+    own = raw.get("compute") or {}
+    if "compensation" in own:
         add(
             f"{key}.compute.compensation",
             "only read by a training (the cuBLAS workspace of deterministic CUDA runs); a group's steps "
             "train nothing: set it in [compute] or the model's compute table, not the group's",
+        )
+    if own.get("fully_sharded_data_parallel"):
+        add(
+            f"{key}.compute.fully_sharded_data_parallel",
+            "FSDP shards a training and a group's steps train nothing (each process predicts with the "
+            "whole network): set it in [compute] or the model's compute table, not the group's",
         )

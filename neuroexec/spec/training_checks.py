@@ -1,9 +1,11 @@
 """The spec's checks of a model's training options and of the compute settings of a step (spec/checks.py
 calls them; validate and plan see them): the loss, scheduler, sampler and label code against ClinicaDL's
-rules, the observers' optional packages, and the device, mixed precision and FSDP against this machine."""
+rules, the observers' optional packages, and the device, mixed precision and FSDP against this machine
+and the options FSDP does not combine with."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
@@ -31,7 +33,8 @@ def check_training(model: Model, add: Add) -> None:
         or vae_losses.check_loss(model.architecture, t.loss, registry.REGISTRY),  # VAE losses for VAEs only
         "train.scheduler": optim.scheduler_refusal(
             t.adaptive_learning_rate, *scheduler, t.learning_rate, t.optimizer
-        ),
+        )
+        or optim.step_budget_refusal(*scheduler, t.epochs),
     }
     if t.sampler == "weighted" and model.task != "classification":
         problems["train.sampler"] = (
@@ -44,6 +47,11 @@ def check_training(model: Model, add: Add) -> None:
         problems["label_code"] = f"class indices are for classification, not '{model.task}': remove it"
     elif missing:
         problems["label_code"] = f"no class index for the diagnoses {missing}: add them to label_code"
+    if model.multi_network and model.compute.fully_sharded_data_parallel:
+        problems["compute.fully_sharded_data_parallel"] = (
+            "FSDP trains one network per training; multi_network = true trains one after the other in "
+            "one split: set one of them to false"
+        )
     for name, why in problems.items():
         if why:
             add(f"{key}.{name}", why)
@@ -61,8 +69,15 @@ def check_compute(c: Compute, key: str, add: Add) -> None:
         add(f"{key}.kernels", "'triton' kernels need a GPU device; use 'auto' or 'torch' on CPU")
     if c.amp and c.amp_dtype == "bfloat16" and has_gpu and gpu and not torch.cuda.is_bf16_supported():
         add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
-    if c.fully_sharded_data_parallel:
-        add(f"{key}.fully_sharded_data_parallel", _FSDP_REFUSAL if gpu else _FSDP_ON_CPU)
+    if c.fully_sharded_data_parallel and not key.startswith("groups."):  # a group's: spec/shape.py
+        clash = [
+            name for name, on in (("compile", c.compile), ("channels_last", c.channels_last is True)) if on
+        ]
+        if clash:
+            add(
+                f"{key}.fully_sharded_data_parallel",
+                _FSDP_CLASH.format(" and ".join(f"{n} = true" for n in clash)),
+            )
 
 
 NO_GPU = (
@@ -73,9 +88,10 @@ NO_GPU = (
 
 def device_notes(spec: Spec) -> list[str]:
     """Each compute block of `spec` that asks for `cuda` on a machine without a CUDA GPU, once: a model's
-    or a group's block that inherits the spec's `[compute]` device is not named again."""
+    or a group's block that inherits the spec's `[compute]` device is not named again; then the models
+    asking for FSDP outside torchrun (`fsdp_notes`)."""
     if torch.cuda.is_available():
-        return []
+        return fsdp_notes(spec)
     blocks = [("compute", spec.compute)]
     blocks += [(f"models.{n}.compute", m.compute) for n, m in spec.models.items()]
     blocks += [(f"groups.{n}.compute", g.compute) for n, g in spec.groups.items()]
@@ -84,12 +100,34 @@ def device_notes(spec: Spec) -> list[str]:
         NO_GPU.format(key=f"{key}.device")
         for key, c in blocks
         if c.device == "cuda" and (key == "compute" or not top)
+    ] + fsdp_notes(spec)
+
+
+def fsdp_notes(spec: Spec) -> list[str]:
+    """A note for validate and plan run outside torchrun when a model asks for FSDP: apply refuses it
+    there (`refuse_absent_gpu`), so the way to launch it."""
+    if under_torchrun():
+        return []
+    return [
+        f"models.{name}.compute.fully_sharded_data_parallel: {FSDP_LAUNCH}"
+        for name, m in spec.models.items()
+        if m.compute.fully_sharded_data_parallel
     ]
+
+
+def under_torchrun() -> bool:
+    """Whether this process is one of several training processes (torchrun's WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
 def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None]]) -> None:
     """Raise DeviceError, before any step runs, when one of `steps` (id, compute) asks for `cuda` and
-    this machine has none."""
+    this machine has none, or trains with FSDP in one process (not under torchrun)."""
+    sharded = [s for s, c in steps if c is not None and c.fully_sharded_data_parallel and ".train" in s]
+    if sharded and not under_torchrun():
+        raise DeviceError(
+            f"apply refused: {sharded[0]} trains with fully_sharded_data_parallel: {FSDP_LAUNCH}"
+        )
     needing = [step for step, c in steps if c is not None and c.device == "cuda"]
     if needing and not torch.cuda.is_available():
         shown = ", ".join(needing[:3]) + (f" and {len(needing) - 3} more" if len(needing) > 3 else "")
@@ -99,15 +137,16 @@ def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None]]) -> No
         )
 
 
-# ClinicaDL's FSDP shards a model over CUDA GPUs under torchrun; neuroexec trains on several GPUs with
-# DistributedDataParallel (`torchrun ... -m neuroexec apply`), which no setting needs.
-_FSDP_ON_CPU = (
-    "fully sharded data parallel (FSDP) shards a model over CUDA GPUs under torchrun and this step "
-    "would run on the CPU; remove it"
+# FSDP (training/run.make_trainer) shards the network over the processes of torchrun: alone there is
+# nothing to shard (ClinicaDL 1.6.1 wraps a single process in FSDP all the same, to no effect).
+FSDP_LAUNCH = (
+    "FSDP shards the network over several training processes, and this is one; launch apply with "
+    "torchrun (`torchrun --nproc-per-node N -m neuroexec apply SPEC`, N >= 2: one per GPU, or CPU "
+    "processes), or set fully_sharded_data_parallel = false"
 )
-_FSDP_REFUSAL = (
-    "fully sharded data parallel (FSDP) is not implemented in neuroexec; remove it (under torchrun, "
-    "several GPUs train with DistributedDataParallel, which needs no setting)"
+_FSDP_CLASH = (
+    "FSDP does not combine with {} (torch.compile and the channels_last layout do not apply to FSDP's "
+    "flat parameters): set one of them to false"
 )
 
 

@@ -1,4 +1,5 @@
-"""One epoch of training and one validation pass, on one process or under DistributedDataParallel.
+"""One epoch of training and one validation pass, on one process, under DistributedDataParallel or
+under FullyShardedDataParallel (compute.fully_sharded_data_parallel: `Trainer.sharded`).
 
 The training pass records its own running predictions (a `Collector`), so the train metrics of
 training.tsv cost nothing extra: the training set is never evaluated a second time per epoch.
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from neuroexec import losses, ops, optim
+from neuroexec import distributed, losses, ops, optim
 from neuroexec.context import Kernels, RunContext
 from neuroexec.data.augmentation import with_augmentation
 from neuroexec.evaluation import Collector, amp_type, autocast, collect, make_loader, to_device
@@ -126,7 +127,12 @@ class Trainer:
     """The network, its optimizer and how to run it; `net` is the bare module (its state dict has no
     `module.` prefix), `forward` what training calls (compiled and/or DDP-wrapped). The device, kernels,
     amp and loader settings are the step's (`ctx.settings`); `compute` gives the model's own (compile,
-    seed, channels_last)."""
+    seed, channels_last).
+
+    Under FSDP, `sharded` is the FullyShardedDataParallel root that training, validation and the
+    checkpoints go through (`net` holds its units), the optimizer is on its parameters, and `plain` is an
+    unwrapped copy of the network for the final results (`unshard`). Its state dicts are gathered on
+    every rank at once (`gather`), then saved by rank 0 (`state_dict`, `optimizer_state_dict`)."""
 
     net: nn.Module
     optimizer: torch.optim.Optimizer
@@ -139,22 +145,34 @@ class Trainer:
     scheduler: optim.Scheduler | None = None  # stepped by `end_epoch`
     sampling: str = "random"  # train.sampler: "random" (shuffled) or "weighted" (training/sampling.py)
     augmentation: tuple[str, ...] = ()  # train.data_augmentation (data/augmentation.py)
+    sharded: nn.Module | None = None  # the FSDP root (training/run.make_trainer wraps before the optimizer)
+    plain: nn.Module | None = None  # under FSDP, an unwrapped copy of `net` (`unshard`)
 
     def __post_init__(self) -> None:
         self.ctx = self.ctx.with_settings(self.compute)
         self.settings = self.ctx.settings
         self.device = self.settings.device
-        self.ddp = None
-        forward: nn.Module = self.net
-        if self.ctx.world_size > 1:
+        self.ddp = self.sharded  # the wrapper whose no_sync() accumulates gradients
+        self.gathered: tuple[dict, dict] | None = None  # FSDP's full state dicts (`gather`)
+        forward: nn.Module = self.net if self.sharded is None else self.sharded
+        if self.ctx.world_size > 1 and self.sharded is None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
             forward = self.ddp
         self.forward = torch.compile(forward) if self.compute.compile else forward
-        # float16 autocast needs a loss scaler (ClinicaDL's GradScaler); bfloat16 has float32's range
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_type(self.settings) == torch.float16)
+        # float16 autocast needs a loss scaler (ClinicaDL's GradScaler; FSDP's sharded one under FSDP,
+        # whose gradients are shards); bfloat16 has float32's range
+        float16 = amp_type(self.settings) == torch.float16
+        if self.sharded is not None:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            self.optimizer.register_state_dict_post_hook(self._gathered_optimizer_state)
+
+            self.scaler = ShardedGradScaler("cuda", enabled=float16)
+        else:
+            self.scaler = torch.amp.GradScaler("cuda", enabled=float16)
 
     # --- data ------------------------------------------------------------------------------------
     def sampler(self, dataset, shuffle: bool) -> DistributedSampler | WeightedSampler:
@@ -220,6 +238,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         batches = self.ctx.reporter.iterate(loader, total=n_batches - start, desc=desc)
         for i, batch in enumerate(batches, start):
+            if self.sharded is not None:  # rank 0's batch-norm statistics, as DDP's broadcast_buffers
+                self.sync_buffers()
             images = to_device(batch["image"], self.device, self.compute.channels_last)
             labels = batch["label"].to(self.device, non_blocking=True)
             step_now = (i + 1) % self.accumulation_steps == 0 or i + 1 == n_batches
@@ -230,6 +250,7 @@ class Trainer:
                     outputs, loss = self.batch_loss(raw, images, labels)
                 self.scaler.scale(loss / self.accumulation_steps).backward()
             if step_now:
+                self.gathered = None
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -268,7 +289,8 @@ class Trainer:
         self.sync_buffers()
         loader = self.loader(dataset, self.sampler(dataset, shuffle=False))
         collector = self.collector()
-        frame = collect(self.net, loader, collector, self.settings, self.compute.channels_last)
+        net = self.net if self.sharded is None else self.sharded  # FSDP gathers each unit's weights
+        frame = collect(net, loader, collector, self.settings, self.compute.channels_last)
         return gather_frames(frame, self.ctx)
 
     def end_epoch(self, validation_loss: float) -> None:
@@ -290,5 +312,39 @@ class Trainer:
         for buffer in self.net.buffers():
             dist.broadcast(buffer, src=0)
 
+    def gather(self) -> None:
+        """Every rank at once, before rank 0 saves (training/run.py): under FSDP, the full state dicts of
+        the network and its optimizer, gathered on rank 0 (`distributed.fsdp_full_state`); nothing else."""
+        if self.sharded is not None:
+            self.gathered = None  # FSDP's gathering reads the optimizer's own (sharded) state dict
+            self.gathered = distributed.fsdp_full_state(self.sharded, self.optimizer)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.net.state_dict()
+        """The network's weights under its own names (rank 0's, gathered, under FSDP)."""
+        if self.sharded is None:
+            return self.net.state_dict()
+        assert self.gathered is not None, "Trainer.gather() first: FSDP's state dicts are collective"
+        return self.gathered[0]
+
+    def _gathered_optimizer_state(self, optimizer, state: dict) -> dict | None:
+        """Under FSDP, the optimizer's `state_dict()` once gathered (what resume.save_epoch writes to
+        optimizer.pth.tar): FSDP's full optimizer state dict, keyed by parameter names, as ClinicaDL's
+        under FSDP. Full rather than one file per rank's shard: rank 0 writes one file, as under DDP,
+        and `load` cuts the shards again (the same values: a bit-identical resume, also with another
+        process count). Before `gather` (and after the next step), the rank's own state."""
+        return None if self.gathered is None else self.gathered[1]
+
+    def load(self, model: dict[str, torch.Tensor], optimizer: dict | None = None) -> None:
+        """Every rank: load a network's full state dict (and an optimizer's, `optimizer_state_dict`'s)."""
+        if self.sharded is not None:
+            distributed.fsdp_load_full_state(self.sharded, self.optimizer, model, optimizer)
+            return
+        self.net.load_state_dict(model)
+        if optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
+
+    def unshard(self) -> None:
+        """Every rank, after the epochs: under FSDP, `net` becomes the unwrapped copy on the device, for
+        the final results, which load the best models into it on rank 0 alone."""
+        if self.sharded is not None and self.plain is not None:
+            self.net, self.sharded, self.ddp = self.plain.to(self.device), None, None

@@ -57,14 +57,24 @@ class Observer:
         pass
 
 
+# the epoch's learning rate, logged with the train values (TensorBoard's train/learning_rate): no
+# training.tsv column (its columns are ClinicaDL's), and no phase suffix for MLflow and W&B
+LEARNING_RATE = "learning_rate"
+
+
 def suffixed(phase: str, values: dict[str, float]) -> dict[str, float]:
-    """training.tsv's names (`<metric>_train`, `<metric>_valid`), ClinicaDL's for MLflow and W&B too.
+    """training.tsv's names (`<metric>_train`, `<metric>_valid`), ClinicaDL's for MLflow and W&B too;
+    the learning rate keeps its name.
 
     >>> suffixed("validation", {"loss": 0.5})
     {'loss_valid': 0.5}
+    >>> suffixed("train", {"loss": 0.5, LEARNING_RATE: 0.001})
+    {'loss_train': 0.5, 'learning_rate': 0.001}
     """
     suffix = "train" if phase == "train" else "valid"
-    return {f"{name}_{suffix}": float(value) for name, value in values.items()}
+    return {
+        name if name == LEARNING_RATE else f"{name}_{suffix}": float(value) for name, value in values.items()
+    }
 
 
 class TensorBoard(Observer):

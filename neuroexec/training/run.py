@@ -9,6 +9,7 @@ the train and validation results of its best model; tmp/ is removed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -19,7 +20,14 @@ from torch.utils.data import DataLoader, Dataset
 from neuroexec import distributed
 from neuroexec.context import RunContext
 from neuroexec.errors import NeuroexecError
-from neuroexec.evaluation import ResultSet, frame_metrics, predict_frames, split_loss, write_results
+from neuroexec.evaluation import (
+    ResultSet,
+    amp_type,
+    frame_metrics,
+    predict_frames,
+    split_loss,
+    write_results,
+)
 from neuroexec.maps.checkpoints import load_model_state, save_model
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.metrics import is_improvement
@@ -110,8 +118,9 @@ def train_split(task: TrainTask, ctx: RunContext) -> dict:
                 task.transfer_maps,
                 train_data.n_parts,
             )
-            outputs.write_run_files(maps, parameters, trainer.net, split, resumed_from)
+            outputs.write_run_files(maps, parameters, trainer.plain or trainer.net, split, resumed_from)
         stopped = run_epochs(run, progress)
+        trainer.unshard()  # FSDP: the final results load the best models into a plain network
         distributed.barrier(ctx)
         if main:
             outputs.append_information(
@@ -153,19 +162,28 @@ def split_datasets(
 def make_trainer(
     task: TrainTask, c: Compute, input_size: list[int], output_size: int | None, ctx: RunContext
 ) -> Trainer:
-    """The network (seeded by the caller), on the step's device, with its optimizer."""
+    """The network (seeded by the caller), on the step's device, with its optimizer; under torchrun
+    with compute.fully_sharded_data_parallel, wrapped in FSDP first (the optimizer is on its shards)."""
     model, t = task.model, task.model.train
     net = setup.build(model, input_size, output_size)
     if c.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     net = net.to(ctx.settings.device)
     setup.freeze(net, task.model.transfer, task.transfer_from)  # before the optimizer, as ClinicaDL
-    optimizer = make_optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay)
+    sharded = plain = None
+    if c.fully_sharded_data_parallel and ctx.world_size > 1:
+        plain = copy.deepcopy(net)
+        sharded = distributed.fsdp_wrap(net, ctx.settings.device, amp_type(ctx.settings))
+        if ctx.is_main:
+            ctx.reporter.info(f"  FSDP: the network is sharded over {ctx.world_size} processes (FULL_SHARD)")
+    parameters = (sharded or net).parameters()
+    optimizer = make_optimizer(t.optimizer, parameters, t.learning_rate, t.weight_decay)
     options = t.scheduler.options if t.scheduler else ()
     scheduler = make_scheduler(optimizer, t.adaptive_learning_rate, t.scheduler and t.scheduler.name, options)
     return Trainer(
         net, optimizer, model.task, model.mode, c, max(1, t.accumulation_steps), ctx,
         loss_name=t.loss, scheduler=scheduler, sampling=t.sampler, augmentation=t.data_augmentation,
+        sharded=sharded, plain=plain,
     )  # fmt: skip
 
 
@@ -178,8 +196,7 @@ def start_run(run: SplitRun) -> tuple[Progress, int | None]:
     found = resume.load_resume(maps, split, run.key, run.network)
     if found is not None:
         checkpoint, optimizer_checkpoint, state = found
-        trainer.net.load_state_dict(checkpoint["model"])
-        trainer.optimizer.load_state_dict(optimizer_checkpoint["optimizer"])
+        trainer.load(checkpoint["model"], optimizer_checkpoint["optimizer"])
         if state.get("scaler"):
             trainer.scaler.load_state_dict(state["scaler"])
         if state.get("scheduler") and trainer.scheduler is not None:
@@ -199,9 +216,12 @@ def start_run(run: SplitRun) -> tuple[Progress, int | None]:
             "source, or incomplete checkpoints); training starts over"
         )
     if task.transfer_from is not None:
+        target = trainer.plain or trainer.net  # under FSDP, into the plain copy, then sharded
         copied = setup.transfer(
-            trainer.net, task.transfer_from, task.transfer_maps, task.model.task == "reconstruction"
+            target, task.transfer_from, task.transfer_maps, task.model.task == "reconstruction"
         )
+        if trainer.sharded is not None:
+            trainer.load(target.state_dict())
         if main:
             rep.info(f"  {run.label}: {len(copied)} tensors transferred from {task.transfer_from}")
     if main and run.network is None:
@@ -221,6 +241,7 @@ class _Epoch:
     improved: list[str]  # the selection metrics whose best model this epoch is
     stop: bool  # early stopping
     midway: tuple = ()  # train.evaluation_steps' points: (batch index, elapsed, train, validation values)
+    learning_rate: float = math.nan  # the epoch's (its first parameter group's), before the scheduler's step
 
 
 def run_epochs(run: SplitRun, progress: Progress) -> bool:
@@ -239,8 +260,10 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
             try:
                 done = _epoch(run, loader, epoch, progress, midway)
             except StopRequested as stopped:
+                trainer.gather()  # FSDP: every rank, before rank 0 writes
                 preemption.save_in_epoch(run, progress, midway, stopped.position, len(loader))
                 preemption.stop(f"SIGTERM in epoch {epoch + 1}")
+            trainer.gather()
             if main:
                 _save_epoch(run, done, progress, board, len(loader))
             distributed.barrier(run.ctx)
@@ -300,6 +323,7 @@ def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, mi
     t, trainer, maps, split, start = run.train, run.trainer, run.maps, run.split, midway.start
     desc = f"{run.label} epoch {epoch + 1}/{t.epochs}"
     position = preemption.resumed_position(run, progress, midway)
+    learning_rate = float(trainer.optimizer.param_groups[0]["lr"])  # a mid-epoch resume restored it
     stop = lambda: preemption.stop_requested(run.ctx)  # noqa: E731
     train_out, steps = trainer.train_epoch(loader, epoch, desc, midway, position, stop)
     if t.evaluation_steps and not midway.points and epoch == 0 and run.ctx.is_main:
@@ -324,15 +348,15 @@ def _epoch(run: SplitRun, loader: DataLoader, epoch: int, progress: Progress, mi
         run.best_valid[m] = (valid_frame, valid_loss)
     stop = early_stop(progress, valid_loss, t.patience, t.tolerance)
     progress.epoch = epoch
-    return _Epoch(epoch, train_values, valid_values, improved, stop, tuple(midway.points))
+    return _Epoch(epoch, train_values, valid_values, improved, stop, tuple(midway.points), learning_rate)
 
 
 def _save_epoch(
     run: SplitRun, done: _Epoch, progress: Progress, board: observers.Observer, batches: int
 ) -> None:
     """Rank 0 after an epoch: the improved best models and with train.save_all_models the epoch's
-    (staged in tmp/), training.tsv, TensorBoard and the trackers, the resume checkpoint and the
-    progress line."""
+    (staged in tmp/), training.tsv, TensorBoard and the trackers (the train values with the epoch's
+    learning rate), the resume checkpoint and the progress line."""
     trainer, maps, split, epoch, network = run.trainer, run.maps, run.split, done.index, run.network
     name = trainer.net.architecture_name
     for m in done.improved:
@@ -344,7 +368,7 @@ def _save_epoch(
         board.log("train", train, epoch * batches + i)
         board.log("validation", valid, epoch * batches + i)
     step = epoch * batches + batches - 1  # ClinicaDL's global step: batches so far
-    board.log("train", done.train, step)
+    board.log("train", {**done.train, observers.LEARNING_RATE: done.learning_rate}, step)
     board.log("validation", done.valid, step)
     resume.save_epoch(maps, split, trainer, progress, run.key, network)
     who = "" if network is None else f"network-{network} "

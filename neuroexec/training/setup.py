@@ -297,12 +297,13 @@ CHANNELS_LAST_MIN_VOXELS = 1 << 20
 
 def channels_last_for(compute, input_size) -> bool:
     """Whether training uses channels_last_3d: the spec's true/false, or for "auto" the image size;
-    never for 2D slices (input size (C, H, W)): channels_last_3d is a layout of volumes.
+    never for 2D slices (input size (C, H, W)): channels_last_3d is a layout of volumes, nor under FSDP
+    (its flat parameters have no layout; validate refuses `channels_last = true` with it).
 
     >>> channels_last_for(Compute(channels_last=True), [3, 169, 208])
     False
     """
-    if len(input_size) != 4:
+    if len(input_size) != 4 or compute.fully_sharded_data_parallel:  # FSDP flattens the parameters
         return False
     if compute.channels_last == "auto":
         voxels = 1

@@ -1,6 +1,7 @@
 """compute.amp_dtype, compute.compensation and compute.fully_sharded_data_parallel: which autocast type
-and loss scaler a GPU training gets, ClinicaDL's cuBLAS workspace under deterministic CUDA, and the
-refusal of FSDP. The GPU paths are checked at unit level here (this suite runs without a GPU)."""
+and loss scaler a GPU training gets, ClinicaDL's cuBLAS workspace under deterministic CUDA, and FSDP at
+validate (its training: tests/training/test_fsdp.py). The GPU paths are checked at unit level here (this
+suite runs without a GPU)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from neuroexec.evaluation import amp_type
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import Compute
+from neuroexec.spec.training_checks import FSDP_LAUNCH, device_notes
 from neuroexec.training import loop, run
 from neuroexec.training.epoch_rules import determinism
 from neuroexec.training.task import result_compute
@@ -79,17 +81,16 @@ def _compute_spec(tmp_path, compute: str):
     return write_spec(tmp_path, {"cnn": body})
 
 
-def test_fsdp_is_refused_on_the_cpu_at_validate(tmp_path):
-    with pytest.raises(SpecError) as error:
-        load_spec(_compute_spec(tmp_path, 'device = "cpu", fully_sharded_data_parallel = true'))
-    text = str(error.value)
-    assert "models.cnn.compute.fully_sharded_data_parallel" in text
-    assert "shards a model over CUDA GPUs under torchrun and this step would run on the CPU" in text
-
-
-def test_fsdp_on_a_gpu_is_refused_as_not_implemented(tmp_path, fake_gpu):
-    with pytest.raises(SpecError, match="FSDP\\) is not implemented in neuroexec; remove it"):
-        load_spec(_compute_spec(tmp_path, 'device = "cuda", fully_sharded_data_parallel = true'))
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_fsdp_validates_with_a_note_on_how_to_launch_it(tmp_path, fake_gpu, monkeypatch, device):
+    # validate and plan accept it (apply refuses it in one process: tests/training/test_fsdp.py)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    spec = load_spec(_compute_spec(tmp_path, f'device = "{device}", fully_sharded_data_parallel = true'))
+    assert spec.models["cnn"].compute.fully_sharded_data_parallel
+    notes = [n for n in device_notes(spec) if "fully_sharded" in n]
+    assert notes == [f"models.cnn.compute.fully_sharded_data_parallel: {FSDP_LAUNCH}"]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun: nothing to say
+    assert not [n for n in device_notes(spec) if "fully_sharded" in n]
 
 
 @pytest.mark.parametrize(("compensation", "workspace"), [("memory", ":4096:8"), ("time", ":16:8")])

@@ -1,0 +1,144 @@
+"""compute.fully_sharded_data_parallel: FSDP on 2 CPU processes (gloo, under torchrun) against DDP on
+the same seed, its checkpoints under the network's own names, its resume after an interrupt and after a
+SIGTERM mid-epoch (bit-identical to the uninterrupted FSDP run), and what stays refused.
+
+Three torchrun launches share one module fixture: an FSDP training interrupted after epoch 1; one
+stopped by SIGTERM in epoch 2; then DDP and FSDP trained side by side while those two resume."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from neuroexec.errors import DeviceError, SpecError
+from neuroexec.maps.checkpoints import load_model_state
+from neuroexec.maps.layout import MapsLayout
+from neuroexec.nn import build_network
+from neuroexec.spec import load_spec
+from neuroexec.training.preemption import SIGTERM_AT_BATCH_ENV
+from neuroexec.training.resume import INTERRUPT_ENV
+from tests.training.training_specs import TORCHRUN, needs_torchrun, run_apply, write_spec
+
+TRAIN = (
+    'train = { epochs = 2, learning_rate = 1e-3, optimizer = "Adam", save_all_models = true, '
+    'selection_metrics = ["loss"] }'
+)
+BODY = 'task = "classification"\ndropout = 0.25\n' + TRAIN
+FSDP = BODY + "\ncompute = { fully_sharded_data_parallel = true }"
+MODELS = {"ddp": BODY, "full": FSDP, "cut": FSDP, "term": FSDP}
+
+
+def torchrun(
+    path: Path, targets: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`neuroexec apply PATH --target ...` in 2 CPU processes under torchrun, on a free port."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    command = [str(TORCHRUN), "--nproc-per-node", "2", "--master-port", port, "-m", "neuroexec", "apply"]
+    command += [str(path), *(arg for t in targets for arg in ("--target", t))]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fsdp")
+    path = write_spec(root, MODELS, subjects=12, batch_size=2)
+    run_apply(path, target="model.*.split")  # the data and the splits, in this process
+    cut = torchrun(path, ["model.cut.train*"], {INTERRUPT_ENV: "0"})
+    term = torchrun(path, ["model.term.train*"], {SIGTERM_AT_BATCH_ENV: "1:1"})
+    assert cut.returncode != 0 and term.returncode != 0, cut.stderr[-2000:] + term.stderr[-2000:]
+    assert "FSDP: the network is sharded over 2 processes" in cut.stdout + cut.stderr
+    assert "SIGTERM: checkpoint written in epoch 2 after batch 2" in term.stdout + term.stderr
+    # DDP and FSDP side by side, and the two interrupted trainings resumed
+    done = torchrun(path, [f"model.{m}.train*" for m in MODELS])
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert output.count("resuming after epoch 1 of 2") == 2
+    assert "resuming after epoch 1 of 2 and 2 batches of epoch 2" in output
+    return root
+
+
+def weights(root: Path, model: str, epoch: int) -> dict[str, torch.Tensor]:
+    """The weights a training saved after `epoch` (train.save_all_models), loaded weights_only."""
+    state, saved_epoch, _ = load_model_state(MapsLayout(root / "maps" / model).epoch_model(0, epoch))
+    assert saved_epoch == epoch
+    return state
+
+
+@needs_torchrun
+def test_fsdp_weights_load_in_a_plain_network(trained):
+    state, epoch, name = load_model_state(MapsLayout(trained / "maps/full").best_model(0, "loss"))
+    assert name == "TinyCNN" and not any("_fsdp" in key or key.startswith("module.") for key in state)
+    plain = build_network("TinyCNN", (1, 21, 26, 22), 2, dropout=0.25)
+    plain.load_state_dict(state)  # strict: every name and shape of the unwrapped network
+
+
+@needs_torchrun
+def test_fsdp_trains_the_model_ddp_trains(trained):
+    # Same seed, data order, dropout draws and batch-norm statistics (rank 0's, as DDP broadcasts them).
+    # FSDP reduce-scatters the gradients where DDP all-reduces them; with 2 gloo CPU processes the sums
+    # come out the same, bit for bit (NCCL on GPUs may round otherwise: not tested here).
+    for epoch in (0, 1):
+        ddp, fsdp = weights(trained, "ddp", epoch), weights(trained, "full", epoch)
+        assert ddp.keys() == fsdp.keys()
+        for key, value in ddp.items():
+            assert torch.equal(fsdp[key], value), (epoch, key)
+    results = {
+        m: pd.read_csv(next((trained / "maps" / m).glob("split-0/best-loss/validation/*image_level_prediction.tsv")), sep="\t")
+        for m in ("ddp", "full")
+    }  # fmt: skip
+    numbers = [c for c in results["ddp"].columns if c.startswith("proba")]
+    assert numbers and (results["ddp"]["true_label"] == results["full"]["true_label"]).all()
+    pd.testing.assert_frame_equal(results["ddp"][numbers], results["full"][numbers], check_exact=True)
+
+
+@needs_torchrun
+@pytest.mark.parametrize("model", ["cut", "term"])
+def test_a_resumed_fsdp_training_is_bit_identical(trained, model):
+    for epoch in (0, 1):
+        reference, resumed = weights(trained, "full", epoch), weights(trained, model, epoch)
+        for key, value in reference.items():
+            assert torch.equal(value, resumed[key]), (model, epoch, key)
+    logs = [
+        pd.read_csv(MapsLayout(trained / "maps" / m).training_tsv(0), sep="\t").drop(columns="time")
+        for m in ("full", model)
+    ]
+    pd.testing.assert_frame_equal(*logs)
+
+
+def problems(tmp_path: Path, compute: str, extra: str = "") -> str:
+    path = write_spec(tmp_path, {"m": f'task = "classification"\n{extra}\ncompute = {{ {compute} }}'})
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("option", ["compile = true", "channels_last = true"])
+def test_fsdp_refuses_what_it_does_not_combine_with(tmp_path, option):
+    said = problems(tmp_path, f"fully_sharded_data_parallel = true, {option}")
+    assert "models.m.compute.fully_sharded_data_parallel" in said
+    assert f"FSDP does not combine with {option}" in said
+
+
+def test_fsdp_refuses_multi_network(tmp_path):
+    extra = 'mode = "patch"\npatch = { size = 8, stride = 8 }\nmulti_network = true'
+    said = problems(tmp_path, "fully_sharded_data_parallel = true", extra)
+    assert "multi_network = true trains one after the other" in said
+
+
+def test_fsdp_in_one_process_is_refused_at_apply_with_the_way_to_launch_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    path = write_spec(tmp_path, {"m": FSDP})
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(DeviceError, match=r"model\.m\.train\[split-0\] trains with fully_sharded") as err:
+        run_apply(path)
+    assert "torchrun --nproc-per-node N -m neuroexec apply SPEC" in str(err.value)
+    assert not (tmp_path / "data").exists()  # refused before any step ran
