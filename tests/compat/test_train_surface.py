@@ -296,6 +296,16 @@ def test_the_cpu_default_error_is_one_line_exit_2(tmp_path, tiny_data, monkeypat
     )
 
 
+def test_fsdp_in_one_process_is_one_line_exit_2_naming_torchrun(tmp_path, tiny_data, monkeypatch, capsys):
+    # -fsdp trains under torchrun (tests/training/test_fsdp.py); alone, nothing is written
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    argv = ["train", "classification", str(tiny_data["caps"]), "t1-linear", str(tiny_data["split"])]
+    assert main([*argv, str(tmp_path / "m"), "--no-gpu", "-fsdp", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "fully_sharded_data_parallel" in err and "torchrun --nproc-per-node N" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m" / "split-0").exists()
+
+
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
