@@ -137,7 +137,7 @@ def test_predict_command_line_becomes_its_spec(clinicadl_maps, tiny_data, capsys
             "--save_nifti"]  # fmt: skip
     assert _printed_spec(argv, capsys) == _group_spec(clinicadl_maps, tiny_data, {
         "predict": True, "skip_leak_check": True, "selection_metrics": ["loss", "BA"], "use_labels": False,
-        "label": "sex", "diagnoses": ["AD"], "splits": [1], "save_tensors": {"nifti": True},
+        "label": "sex", "diagnoses": ["AD"], "splits": [1], "save_tensors": {"nifti": True, "tensors": False},
         "compute": {"device": "cpu", "workers": 3, "batch_size": 4}})  # fmt: skip
 
 
