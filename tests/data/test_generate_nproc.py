@@ -1,6 +1,7 @@
 """`generate.n_proc` / `neuroexec generate ... --n_proc N`: the images are written by N processes, and
-the bytes written do not depend on N (each image draws from its own stream), so the step's fingerprint
-leaves N out: another N plans nothing. A neuroexec error in a worker reaches the command as raised."""
+the bytes written do not depend on N (each image draws from its own stream; tested on random, trivial,
+artifacts, shepplogan and atrophy), so the step's fingerprint leaves N out: another N plans nothing. A
+neuroexec error in a worker reaches the command as raised."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def _written(caps: Path) -> dict[str, bytes]:
 
 KINDS = {
     "random": ["--preprocessing", "t1-linear", "--n_subjects", "2"],
+    "trivial": ["--preprocessing", "t1-linear", "--n_subjects", "2"],
     "artifacts": ["--preprocessing", "t1-linear", "--noise", "--contrast"],
     "shepplogan": ["--n_subjects", "3", "--image_size", "16", "--smoothing"],
 }
