@@ -23,7 +23,7 @@ KINDS = {
     "artifacts": "images of a CAPS with TorchIO's motion, contrast and noise artifacts",
 }
 # The flags of each kind beyond the positional arguments and the common --n_proc and --seed: the keys
-# it reads (spec/generate_kinds.READS, ClinicaDL's option names, `subjects` spelt --n_subjects)
+# it reads (neuroexec/generate_keys.py READS, ClinicaDL's option names, `subjects` spelt --n_subjects)
 FLAGS = {kind: tuple(k for k in keys if k not in ("caps_directory", "seed")) for kind, keys in READS.items()}
 
 
