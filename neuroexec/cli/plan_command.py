@@ -42,9 +42,8 @@ def add_plan(sub: argparse._SubParsersAction) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     try:
         plan = make_plan(load_spec(args.spec))
-        if args.target:
-            keep = {p.step.id for p in plan.select(args.target)}
-            plan.steps = [p for p in plan.steps if p.step.id in keep]
+        if args.target:  # a network target shows the split's step narrowed to that network
+            plan.steps = plan.select(args.target)
     except NeuroexecError as exc:
         if args.detailed_exitcode:
             exc.exit_code = ERROR  # 2 means changes

@@ -8,6 +8,10 @@ metrics, or a job queued by an earlier submission).
 - `data`: the shared steps (generate, extract, split, group define) in one job, in plan order;
 - `train-<model>`: an array, one training step per task (a split's lock covers only that split, so the
   tasks run side by side on one MAPS);
+- for a multi-network model, `train-<model>-networks` first: an array, one task per network of each
+  split left to train (`--target 'model.M.train[split-i,network-k]'`: a network's lock covers only that
+  network, so the networks of a split train side by side); `train-<model>` then runs `afterok` on it, one
+  task per split, which finds its networks trained and only writes the results and publishes the split;
 - `evaluate`: an array, one task per trained model (model and split): its predict, save-tensors and
   interpret steps.
 
@@ -21,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neuroexec.cluster.resources import STEP_KINDS, Resources, resources_for
-from neuroexec.errors import PlanRefused
+from neuroexec.errors import NeuroexecError, PlanRefused
 from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep
+from neuroexec.plan.registry import kind as step_kind
 
 
 @dataclass
@@ -71,6 +76,14 @@ def make_jobs(
         kind = STEP_KINDS.get(p.step.kind, "data")
         after = _needs(p, where, kind)
         after_ids = sorted({queued[d] for d in p.step.deps if d in queued})
+        networks = _networks(plan, p) if kind == "train" else []
+        if networks:  # trained by a task each first: the split's task then only publishes
+            nkey = (kind, f"{_owner(p, kind)}-networks", tuple(sorted(after)), tuple(after_ids))
+            if nkey not in jobs:
+                jobs[nkey] = Job(_name(kind, nkey[1], jobs), kind, after=sorted(after), after_ids=after_ids)
+                jobs[nkey].resources = resources_for(kind, *settings, defaults=_defaults(p))
+            jobs[nkey].tasks += [[q.target] for q in networks]
+            after = after | {jobs[nkey].name}
         key = (kind, _owner(p, kind), tuple(sorted(after)), tuple(after_ids))
         if key not in jobs:
             jobs[key] = Job(_name(kind, key[1], jobs), kind, after=sorted(after), after_ids=after_ids)
@@ -82,6 +95,20 @@ def make_jobs(
     for job in jobs.values():
         job.corr = [name for name in job.after if _corresponds(job, named[name], deps)]
     return list(jobs.values())
+
+
+def _networks(plan: Plan, p: PlannedStep) -> list[PlannedStep]:
+    """The networks of a multi-network training step left to train, each its own step (`parts_of`);
+    none for another training, or when the count is not known before the data exist (the split's task
+    then trains them all)."""
+    model = getattr(p.step.payload, "model", None)
+    if step_kind(p.step.kind).parts is None or not getattr(model, "multi_network", False):
+        return []
+    try:
+        parts = plan.parts_of(p, "network-*")
+    except NeuroexecError:
+        return []
+    return [q for q in parts if q.action != UP_TO_DATE]
 
 
 def _corresponds(job: Job, other: Job, deps: dict[str, list[str]]) -> bool:

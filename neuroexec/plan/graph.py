@@ -29,9 +29,19 @@ class PlannedStep:
     # The step's record as the plan saw it (record_stamp; None: no record): apply, once it holds its
     # locks, stops if another apply has recorded the step since.
     seen: str | None = None
-    # False for a step narrowed to a part by `--target 'ID,PART'` (one network of a multi-network
-    # training): apply runs it without recording the step, which a later apply of ID finishes.
-    records: bool = True
+    # The part a step is narrowed to by `--target 'ID,PART'` (`network-2` of a multi-network training):
+    # apply runs it without recording the step, which a later apply of ID finishes. None: the whole step.
+    part: str | None = None
+
+    @property
+    def records(self) -> bool:
+        """Whether apply records the step when it has run (not for a part of it)."""
+        return self.part is None
+
+    @property
+    def target(self) -> str:
+        """The `--target` that runs this (`model.M.train[split-0,network-2]` for a part)."""
+        return self.step.id if self.part is None else f"{self.step.id[:-1]},{self.part}]"
 
     def as_json(self) -> dict[str, Any]:
         s = self.step
@@ -81,7 +91,7 @@ class Plan:
             if part is None:
                 wanted |= found
             for step_id in sorted(found) if part is not None else ():
-                narrowed.setdefault(step_id, []).extend(self._narrowed(index, index[step_id], part))
+                narrowed.setdefault(step_id, []).extend(self.parts_of(index[step_id], part))
         stack = [*wanted, *narrowed]
         seen = set(stack)
         while stack:
@@ -95,8 +105,10 @@ class Plan:
             out += [p] if p.step.id in wanted else _unique(narrowed.get(p.step.id, []))
         return out
 
-    def _narrowed(self, index: dict[str, PlannedStep], p: PlannedStep, part: str) -> list[PlannedStep]:
-        """`p` narrowed to the parts `part` names: up to date when `p` is, or when the part is done."""
+    def parts_of(self, p: PlannedStep, part: str) -> list[PlannedStep]:
+        """`p` narrowed to the parts the glob `part` names (the kind's `parts` hook: each part's step has
+        the lock scope `<p's scope>/<part>`): up to date when `p` is, or when the part is done."""
+        index = {q.step.id: q for q in self.steps}
         deps = [index[d] for d in p.step.deps]
         upstream = (
             None
@@ -111,7 +123,8 @@ class Plan:
                 action, reasons = UP_TO_DATE, [] if p.action == UP_TO_DATE else [reason]
             else:
                 action, reasons = p.action, [reason, *p.reasons]
-            out.append(PlannedStep(step, action, reasons, p.fingerprint, [], p.seen, records=False))
+            name = step.lock_scope.rpartition("/")[2]
+            out.append(PlannedStep(step, action, reasons, p.fingerprint, [], p.seen, part=name))
         return out
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neuroexec.cli import main
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.graph import UP_TO_DATE, make_plan
@@ -107,7 +108,7 @@ def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequentia
                 )
 
 
-def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such_network(tmp_path):
+def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such_network(tmp_path, capsys):
     path = write_spec(tmp_path, {"b": body(), "one": body(multi=False)})
     plan = make_plan(load_spec(path))
     with pytest.raises(
@@ -120,6 +121,10 @@ def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such
     assert [p.step.lock_scope for p in plan.select(network("b", "*")) if p.step.kind == "train"] == [
         f"split-0/network-{k}" for k in range(PATCHES)
     ]
+    assert main(["plan", str(path), "--target", network("b", 9)]) == 2  # one sentence, no traceback
+    assert "models.b has 4 networks" in capsys.readouterr().err
+    assert main(["plan", str(path), "--target", network("b", 1)]) == 0
+    assert "trains network-1 only; the split is published by a later apply" in capsys.readouterr().out
     # the split selected whole needs none of its networks
     both = plan.select([network("b", 1), SPLIT.format("b")])
     assert [p.step.lock_scope for p in both if p.step.kind == "train"] == ["split-0"]
