@@ -1,4 +1,5 @@
-"""torchrun support: process-group setup from the environment, and a barrier that is a no-op alone."""
+"""torchrun support: process-group setup from the environment, a barrier that is a no-op alone, and
+FSDP (compute.fully_sharded_data_parallel): the wrap and its full state dicts."""
 
 from __future__ import annotations
 

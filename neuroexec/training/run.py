@@ -172,7 +172,7 @@ def make_trainer(
     setup.freeze(net, task.model.transfer, task.transfer_from)  # before the optimizer, as ClinicaDL
     sharded = plain = None
     if c.fully_sharded_data_parallel and ctx.world_size > 1:
-        plain = copy.deepcopy(net)
+        plain = copy.deepcopy(net).cpu()  # off the GPU while the shards train (`Trainer.unshard`)
         sharded = distributed.fsdp_wrap(net, ctx.settings.device, amp_type(ctx.settings))
         if ctx.is_main:
             ctx.reporter.info(f"  FSDP: the network is sharded over {ctx.world_size} processes (FULL_SHARD)")
