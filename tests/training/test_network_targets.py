@@ -57,6 +57,22 @@ def side_by_side(path, model: str, networks: tuple[int, ...]) -> list[subprocess
     ]
 
 
+def as_an_earlier_version_left_it(maps: MapsLayout, k: int) -> None:
+    """Network k's interrupted run as an earlier version kept it: its three files in tmp/ itself, the
+    resume state naming the network (sizes by path in tmp/)."""
+    state = torch.load(maps.resume_state(0, k), weights_only=True)
+    for new, old in (
+        (maps.checkpoint(0, k), maps.checkpoint(0)),
+        (maps.optimizer_checkpoint(0, k), maps.optimizer_checkpoint(0)),
+    ):
+        new.rename(old)
+    tmp = maps.tmp_dir(0)
+    state["sizes"] = {name.removeprefix(f"network-{k}/"): size for name, size in state["sizes"].items()}
+    assert state["network"] == k and str(maps.checkpoint(0).relative_to(tmp)) in state["sizes"]
+    torch.save(state, maps.resume_state(0))
+    maps.resume_state(0, k).unlink()
+
+
 def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequential_apply(tmp_path):
     # a: one sequential apply; b: networks one by one in this process, in any order, one interrupted;
     # c: networks 0 and 1 in two processes at once (meanwhile b's run here)
@@ -80,6 +96,7 @@ def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequentia
     assert reasons(path, "b") == [
         "interrupted in network-0 after epoch 1 of 2: apply resumes there (network-2 of 4 finished)"
     ]
+    as_an_earlier_version_left_it(b, 0)
     run_apply(path, target=network("b", 0))  # resumed after its last epoch
     assert reasons(path, "b") == [
         f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split"
