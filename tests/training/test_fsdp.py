@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neuroexec import distributed
 from neuroexec.errors import DeviceError, SpecError
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
@@ -142,3 +143,22 @@ def test_fsdp_in_one_process_is_refused_at_apply_with_the_way_to_launch_it(tmp_p
         run_apply(path)
     assert "torchrun --nproc-per-node N -m neuroexec apply SPEC" in str(err.value)
     assert not (tmp_path / "data").exists()  # refused before any step ran
+
+
+def test_fsdp_wraps_as_clinicadl_with_its_mixed_precision_on_a_gpu(monkeypatch):
+    # The GPU case at unit level (no GPU here): the arguments FSDP is built with, ClinicaDL's.
+    import torch.distributed.fsdp as fsdp
+
+    built = []
+    monkeypatch.setattr(fsdp, "FullyShardedDataParallel", lambda net, **kwargs: built.append(kwargs))
+    net = torch.nn.Linear(2, 1)
+    distributed.fsdp_wrap(net, torch.device("cuda", 1), torch.float16)
+    distributed.fsdp_wrap(net, torch.device("cpu"), None)
+    gpu, cpu = built
+    assert gpu["sharding_strategy"] == fsdp.ShardingStrategy.FULL_SHARD and gpu["device_id"] == torch.device(
+        "cuda", 1
+    )
+    precision = gpu["mixed_precision"]
+    assert (precision.param_dtype, precision.reduce_dtype, precision.buffer_dtype) == (
+        torch.float16, torch.float32, torch.float32)  # fmt: skip
+    assert gpu["auto_wrap_policy"].keywords == {"min_num_params": 1} and cpu["mixed_precision"] is None
