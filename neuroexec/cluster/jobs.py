@@ -102,7 +102,11 @@ def _networks(plan: Plan, p: PlannedStep) -> list[PlannedStep]:
     none for another training, or when the count is not known before the data exist (the split's task
     then trains them all)."""
     model = getattr(p.step.payload, "model", None)
-    if step_kind(p.step.kind).parts is None or not getattr(model, "multi_network", False):
+    if (
+        p.part is not None
+        or step_kind(p.step.kind).parts is None
+        or not getattr(model, "multi_network", False)
+    ):
         return []
     try:
         parts = plan.parts_of(p, "network-*")
@@ -158,7 +162,7 @@ def _place(job: Job, p: PlannedStep, where: dict[str, Job]) -> None:
             if job.trained.get(task[0]) == model:
                 task.append(p.step.id)
                 return
-    job.tasks.append([p.step.id])
+    job.tasks.append([p.target])  # a network of a multi-network training: its own target
 
 
 def _trained_model(p: PlannedStep) -> str | None:

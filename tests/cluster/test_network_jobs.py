@@ -92,3 +92,11 @@ def test_plan_slurm_shows_the_network_array(tmp_path: Path, capsys: pytest.Captu
     jobs = {job["name"]: job for job in json.loads(capsys.readouterr().out)["jobs"]}
     assert jobs["train-mn"]["after"] == ["data", "train-mn-networks"]
     assert jobs["train-mn-networks"]["tasks"][0] == ["model.mn.train[split-0,network-0]"]
+
+
+def test_a_network_target_submits_that_network_alone(tmp_path: Path) -> None:
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    jobs = make_jobs(plan, ["model.mn.train[split-1,network-*]"])
+    assert [(job.name, job.tasks) for job in jobs[1:]] == [
+        ("train-mn", [[f"model.mn.train[split-1,network-{k}]"] for k in range(NETWORKS)])
+    ]  # the networks only: the split is published by a later apply of it
