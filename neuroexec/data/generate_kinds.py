@@ -12,6 +12,7 @@ trivial's two masks are made from the MNI152 template (`hemisphere_masks`) inste
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from pathlib import Path
 
@@ -219,33 +220,65 @@ def generate_hypometabolic(g: Generate, caps: Path, reporter=None) -> None:
     write_records(caps, table, settings, with_source_columns(table, frame))
 
 
-# The modules (of this folder) whose code writes each kind's files: their source enters the generate
+# The modules (of this folder) whose code writes each kind's files: their code enters the generate
 # step's fingerprint, so a changed generator generates again (generate_pool.py, which only decides the
-# processes, is left out: the bytes do not depend on it).
-_CLINICADL = ("generate_kinds", "generate_source", "anatomy", "synthetic")  # anatomy, synthetic: the masks
+# processes, is left out: the bytes do not depend on it). caps.py is in every kind's: it builds the
+# generated files' folders and names.
+_CLINICADL = (
+    "generate_kinds",
+    "generate_source",
+    "anatomy",
+    "synthetic",
+    "caps",
+)  # anatomy, synthetic: the masks
 GENERATOR_MODULES = {
-    "atrophy": ("synthetic",),
-    "anatomy": ("anatomy", "synthetic"),
+    "atrophy": ("synthetic", "caps"),
+    "anatomy": ("anatomy", "synthetic", "caps"),
     "trivial": _CLINICADL,
     "random": _CLINICADL,
     "hypometabolic": _CLINICADL,
-    "shepplogan": ("generate_shepplogan", "generate_source"),
+    "shepplogan": ("generate_shepplogan", "generate_source", "caps"),
     "artifacts": ("generate_artifacts", *_CLINICADL),
 }
 GENERATOR_DIR = Path(__file__).parent
 
 
 def generator_source(kind: str) -> str:
-    """sha256 (16 hex digits) of the source files of `kind`'s generator modules (as a network of your
-    own is fingerprinted by its source).
+    """sha256 (16 hex digits) of the code of `kind`'s generator modules: their syntax tree without
+    comments, docstrings, line numbers or line endings (as a network of your own is fingerprinted by its
+    source), so a comment or formatting edit generates nothing again and a code change does.
 
     >>> generator_source("atrophy") == generator_source("atrophy") != generator_source("anatomy")
     True
     """
     digest = hashlib.sha256()
     for name in GENERATOR_MODULES[kind]:
-        digest.update(name.encode() + b"\0" + (GENERATOR_DIR / f"{name}.py").read_bytes())
+        digest.update(name.encode() + b"\0" + code_digest((GENERATOR_DIR / f"{name}.py").read_bytes()))
     return digest.hexdigest()[:16]
+
+
+def code_digest(source: bytes) -> bytes:
+    r"""sha256 of a module's code: `ast.dump` of its tree, the bare string statements (docstrings) dropped.
+
+    >>> code_digest(b"'Doc.'\nx = 1  # one\n") == code_digest(b"x = (\r\n    1\r\n)\n")
+    True
+    >>> code_digest(b"x = 1\n") == code_digest(b"x = 2\n")
+    False
+    """
+    tree = ast.parse(source.decode("utf-8").replace("\r\n", "\n"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [n for n in body if not _is_docstring(n)] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).digest()
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def kind_roi_masks(ds: Dataset) -> tuple[Path, ...]:

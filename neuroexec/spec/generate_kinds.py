@@ -40,8 +40,9 @@ def sigma(g: Generate) -> float:
 
 
 def step_config(g: Generate) -> dict[str, Any]:
-    """The generate step's configuration: the keys the kind reads (atrophy's is its whole table as it
-    always was, so no dataset generated before is generated again)."""
+    """The generate step's configuration: the keys the kind reads (atrophy's is its whole table). The
+    step's fingerprint adds the digest of the generator's code (steps/generate.py), so a changed
+    generator generates again."""
     if g.kind in ENGINE_KINDS:
         return {k: as_config(getattr(g, k)) for k in ENGINE_KEYS}
     config = {"kind": g.kind, **{k: as_config(getattr(g, k)) for k in READS[g.kind]}}

@@ -36,7 +36,24 @@ def test_the_digest_follows_the_modules_of_the_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(generate_kinds, "GENERATOR_DIR", copy)
     assert {kind: generate_kinds.generator_source(kind) for kind in kinds} == before  # same files
     with open(copy / "anatomy.py", "a") as f:
-        f.write("# the anatomy generator, edited\n")
+        f.write("EDITED = 1  # the anatomy generator, edited\n")
     after = {kind: generate_kinds.generator_source(kind) for kind in kinds}
     changed = {kind for kind in kinds if after[kind] != before[kind]}
     assert changed == {"anatomy", "trivial", "artifacts"}  # the kinds whose masks anatomy.py draws
+
+
+def test_comments_docstrings_and_formatting_keep_the_digest_code_moves_it(tmp_path, monkeypatch):
+    copy = tmp_path / "data"
+    shutil.copytree(Path(generate_kinds.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(generate_kinds, "GENERATOR_DIR", copy)
+    before = generate_kinds.generator_source("atrophy")
+    source = (copy / "synthetic.py").read_text()
+    assert '"""' in source and "def " in source
+    edited = source.replace('"""', '"""An edited docstring. ', 1).replace("\ndef ", "\n# a comment\n\n\ndef ")
+    (copy / "synthetic.py").write_bytes(edited.replace("\n", "\r\n").encode())
+    assert generate_kinds.generator_source("atrophy") == before
+    (copy / "synthetic.py").write_text(source + "\nEDITED = 1\n")
+    assert generate_kinds.generator_source("atrophy") != before
+    (copy / "synthetic.py").write_text(source)
+    (copy / "caps.py").write_text((copy / "caps.py").read_text() + "\nEDITED = 1\n")
+    assert generate_kinds.generator_source("atrophy") != before  # caps.py names the generated files
