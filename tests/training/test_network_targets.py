@@ -74,11 +74,9 @@ def as_an_earlier_version_left_it(maps: MapsLayout, k: int) -> None:
 
 
 def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequential_apply(tmp_path):
-    # a: one sequential apply; b: networks one by one in this process, in any order, one interrupted;
-    # c: networks 0 and 1 in two processes at once (meanwhile b's run here)
-    path = write_spec(tmp_path, {"a": body(epochs=2), "b": body(epochs=2), "c": body(epochs=2)})
-    run_apply(path, target=["dataset.*", "model.b.split", "model.c.split"])
-    procs = side_by_side(path, "c", (0, 1))
+    # a: one sequential apply; b: networks 2 then 0 (interrupted, resumed) here, then 1 and 3 in two
+    # processes at once; the split's apply then only publishes
+    path = write_spec(tmp_path, {"a": body(epochs=2), "b": body(epochs=2)})
     b = MapsLayout(tmp_path / "maps/b")
     run_apply(path, target=network("b", 2))
     assert b.staged_network_done(0, 2).is_file() and not b.staged_network_done(0, 0).exists()
@@ -105,24 +103,28 @@ def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequentia
         "trains network-1 only; the split is published by a later apply of model.b.train[split-0]",
         f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split",
     ]
-    for proc in procs:
+    for proc in side_by_side(path, "b", (1, 3)):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, out + err  # neither refused (a lock held) nor failed
-    c = MapsLayout(tmp_path / "maps/c")
-    assert c.staged_network_done(0, 0).is_file() and c.staged_network_done(0, 1).is_file()
+    assert reasons(path, "b") == [
+        f"network-0, network-1, network-2, network-3 of {PATCHES} finished: apply publishes the split"
+    ]
     run_apply(path)
     assert recorded(path, "b") and not b.tmp_dir(0).exists()
-    assert "network-0: training resumed after epoch 0" in b.information_log.read_text()
-    assert c.information_log.read_text().count("training started") == PATCHES  # both runs' events kept
+    log = b.information_log.read_text()
+    assert (
+        "network-0: training resumed after epoch 0" in log
+        and f"split-0: the {PATCHES} networks are trained" in log
+    )
+    assert log.count("training started") == PATCHES  # every run's events kept, the two processes' too
     a = MapsLayout(tmp_path / "maps/a")
-    for other in (b, c):
-        assert_same(published(a), published(other))
-        for group in ("train", "validation"):
-            for level in ("patch", "image"):
-                pd.testing.assert_frame_equal(
-                    read_tsv(a.prediction_tsv(0, "loss", group, level)),
-                    read_tsv(other.prediction_tsv(0, "loss", group, level)),
-                )
+    assert_same(published(a), published(b))
+    for group in ("train", "validation"):
+        for level in ("patch", "image"):
+            pd.testing.assert_frame_equal(
+                read_tsv(a.prediction_tsv(0, "loss", group, level)),
+                read_tsv(b.prediction_tsv(0, "loss", group, level)),
+            )
 
 
 def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such_network(tmp_path, capsys):
