@@ -8,6 +8,8 @@ network's maps on its own part.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -24,6 +26,7 @@ from neuroexec.inference.model_io import (
     uncropped_of,
 )
 from neuroexec.inference.nifti_out import load_source, save_map
+from neuroexec.inference.save_tensors import latent_code
 from neuroexec.inference.task import GroupTask, group_participants
 from neuroexec.losses import recorded_loss
 from neuroexec.maps.info import MapsInfo
@@ -75,8 +78,10 @@ def predict_networks(
 
 def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
     """save-tensors of a multi-network model: for each image, each network's input and output tensors
-    on its part (`<sub>_<ses>_<mode>-<k>_input.pt` / `_output.pt`), and with `nifti` the parts folded
-    back into image space with the source affine. Returns the step's record summary."""
+    on its part (`<sub>_<ses>_<mode>-<k>_input.pt` / `_output.pt`), with `latent` each network's code of
+    its part (`latent_tensors/<sub>_<ses>_<mode>-<k>_latent.pt`, as ClinicaDL 1.6.1's predict writes
+    them network by network), and with `nifti` the parts folded back into image space with the source
+    affine. Returns the step's record summary."""
     settings = ctx.with_settings(task.group.compute).settings
     info = task.info()
     count = network_count(info, task.split, task.metric)
@@ -86,20 +91,25 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
         load_model(task.model.maps, task.split, task.metric, settings.device, k, datasets[k].input_size)[0]
         for k in range(count)
     ]
-    nifti = bool(task.group.save_tensors is not None and task.group.save_tensors.nifti)
-    tensors = task.group.save_tensors is None or task.group.save_tensors.tensors
+    save = task.group.save_tensors
+    nifti, latent = bool(save is not None and save.nifti), bool(save is not None and save.latent)
+    tensors = save is None or save.tensors
     caps, uncropped = group_caps(task, info), uncropped_of(task, info)
     preprocessing = preprocessing_of(task, info)
     place = PartPlace(settings.kernels, next(iter(caps.values())), uncropped)
     where = (task.split, task.metric, task.group.name)
-    saved = niftis = 0
+    saved = niftis = latents = 0
     records = frame.to_dict("records")
     for i, row in enumerate(ctx.reporter.iterate(records, total=len(records), desc="save tensors")):
-        parts = [_part(models[k], datasets[k][i], settings) for k in range(count)]
-        for k_id, p, s, x, y in parts if tensors else ():
-            atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "input"), x)
-            atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "output"), y)
-            saved += 2
+        parts = [_part(models[k], datasets[k][i], settings, latent and task.model.maps) for k in range(count)]
+        for k_id, p, s, x, y, code in parts:
+            if tensors:
+                atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "input"), x)
+                atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "output"), y)
+                saved += 2
+            if code is not None:
+                atomic.save_torch(task.maps.latent_file(*where, p, s, info.mode, k_id), code)
+                latents += 1
         if not nifti:
             continue
         source = load_source(source_nifti(row, caps, uncropped, preprocessing))
@@ -111,15 +121,18 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
             volume = fold_parts(info.extract_mode, pieces, source.shape[:3], place)
             save_map(task.maps.nifti_file(*where, p, s, kind), volume, source)
             niftis += 1
-    return {"images": len(records), "networks": count, "tensors": saved, "niftis": niftis}
+    counts = {"images": len(records), "networks": count, "tensors": saved, "niftis": niftis}
+    return {**counts, "latents": latents} if latent else counts
 
 
 def _part(
-    model: torch.nn.Module, item: dict, settings: StepSettings
-) -> tuple[int, str, str, torch.Tensor, torch.Tensor]:
-    """(part index, participant, session, input, output) of one item through its network."""
+    model: torch.nn.Module, item: dict, settings: StepSettings, latent_of: Path | None
+) -> tuple[int, str, str, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(part index, participant, session, input, output, latent code or None) of one item through its
+    network; the code when `latent_of` (the MAPS, named if the network has no encoder) is given."""
     x = item["image"].unsqueeze(0).to(settings.device, torch.float32)
     with torch.no_grad(), evaluation.autocast(settings):
         y = model(x).float()
+        code = latent_code(model, x, latent_of)[0].float().detach().cpu().clone() if latent_of else None
     pid, sid = str(item["participant_id"]), str(item["session_id"])
-    return int(item["mode_id"]), pid, sid, x[0].detach().cpu().clone(), y[0].detach().cpu().clone()
+    return int(item["mode_id"]), pid, sid, x[0].detach().cpu().clone(), y[0].detach().cpu().clone(), code

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 from inference_bench import make_bench
 
 from neuroexec.cli import main
 from neuroexec.inference.save_tensors import save_group_tensors
+from neuroexec.plan.graph import make_plan
+from neuroexec.spec import load_spec
 from neuroexec.spec.model import SaveTensors
 from neuroexec.steps import save_tensors as save_tensors_step
 from tests.compat.conftest import make_clinicadl_maps, tiny_data  # noqa: F401  (a fixture)
@@ -54,3 +57,50 @@ def test_a_save_tensors_that_writes_nothing_is_refused(tmp_path, cohort_a):
     refusal = save_tensors_step.check(nothing)
     assert "groups.test.save_tensors" in refusal and "nothing to write" in refusal
     assert save_tensors_step.check(SimpleNamespace(payload=bench.task(save_tensors=SaveTensors()))) is None
+
+
+MULTI_AE = """
+version = 1
+[compute]
+device = "cpu"
+workers = 0
+batch_size = 4
+[datasets.demo]
+caps = "data/demo"
+generate = { subjects = 4, resolution_mm = 8, seed = 1 }
+[models.ae]
+maps = "maps/ae"
+dataset = "demo"
+architecture = "TinyCNN"
+task = "reconstruction"
+mode = "patch"
+patch = { size = 12, stride = 10 }
+multi_network = true
+split = { n_splits = 2, splits = [0] }
+train = { epochs = 1 }
+[groups.test]
+dataset = "demo"
+models = ["ae"]
+skip_leak_check = true
+save_tensors = { latent = true, tensors = false }
+"""
+
+
+def test_a_multi_network_autoencoder_writes_each_network_s_latents_and_plans_nothing_after(tmp_path):
+    """Each network's code of its own patch (ClinicaDL 1.6.1 writes them network by network), nothing
+    else; the plan after the apply is all "=" (the outputs are the latent folder only)."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(MULTI_AE)
+    assert main(["apply", str(spec), "--quiet"]) == 0
+    result = tmp_path / "maps" / "ae" / "split-0" / "best-loss" / "test"
+    names = sorted(p.name for p in (result / "latent_tensors").iterdir())
+    frame = pd.read_csv(tmp_path / "data" / "demo" / "participants.tsv", sep="\t", dtype=str)
+    assert names == sorted(
+        f"{p}_{s}_patch-{k}_latent.pt"
+        for p, s in zip(frame.participant_id, frame.session_id)
+        for k in range(4)
+    )
+    codes = [torch.load(result / "latent_tensors" / n, weights_only=True) for n in names[:4]]
+    assert all(c.ndim >= 1 for c in codes) and not torch.equal(codes[0], codes[1])  # its own network, patch
+    assert not (result / "tensors").exists() and not (result / "nifti_images").exists()
+    assert {p.action for p in make_plan(load_spec(spec)).steps} == {"="}
