@@ -196,6 +196,13 @@ def _check_group(spec: Spec, group: Group, add) -> None:
             f"the training data groups keep ClinicaDL's names: name this group [groups.{group.from_training}]",
         )
     check_compute(group.compute, f"{key}.compute", add)
+    save = group.save_tensors
+    if save is not None and not (save.tensors or save.nifti or save.latent):
+        add(
+            f"{key}.save_tensors",
+            "tensors, nifti and latent are all false, nothing to write; set one of them to true or remove "
+            "save_tensors",
+        )
     for i, mname in enumerate(group.models):
         if mname not in spec.models:
             add(f"{key}.models[{i}]", _unknown("model", mname, spec.models))

@@ -67,15 +67,10 @@ def notes(step: Step) -> list[str]:
 
 
 def check(step: Step) -> str | None:
-    """A save_tensors that writes nothing, and `latent` for a pretrained MAPS that is not an autoencoder
-    (a model of the spec is checked by validate), are refused at plan time."""
+    """`latent` for a pretrained MAPS that is not an autoencoder is refused at plan time (a model of the
+    spec, and a save_tensors that writes nothing, are refused by validate: spec/checks.py)."""
     t = step.payload
     save = t.group.save_tensors
-    if save is not None and not (save.tensors or save.nifti or save.latent):
-        return (
-            f"groups.{t.group.name}.save_tensors: tensors, nifti and latent are all false, nothing to write; "
-            "set one of them to true or remove save_tensors"
-        )
     if save is None or not save.latent or not t.model.pretrained:
         return None
     try:

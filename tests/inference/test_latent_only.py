@@ -1,11 +1,9 @@
 """`predict --save_latent_tensor` alone writes only the latent tensors, as ClinicaDL 1.6.1 does (each of
 its flags writes its own folder: --save_tensor tensors/, --save_nifti nifti_images/,
 --save_latent_tensor latent_tensors/): the spec's `save_tensors.tensors = false`; with --save_tensor
-the input/output tensors are written too. A save_tensors that writes nothing is refused by the plan."""
+the input/output tensors are written too. A save_tensors that writes nothing is refused by validate."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -17,7 +15,6 @@ from neuroexec.inference.save_tensors import save_group_tensors
 from neuroexec.plan.graph import make_plan
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import SaveTensors
-from neuroexec.steps import save_tensors as save_tensors_step
 from tests.compat.conftest import make_clinicadl_maps, tiny_data  # noqa: F401  (a fixture)
 
 
@@ -51,12 +48,14 @@ def test_the_predict_flags_say_which_folders(tmp_path, tiny_data, capsys):  # no
         assert ("tensors = false" in out) == ("--save_tensor" not in flags)
 
 
-def test_a_save_tensors_that_writes_nothing_is_refused(tmp_path, cohort_a):
-    bench = make_bench(tmp_path, [("A", cohort_a)], task="reconstruction")
-    nothing = SimpleNamespace(payload=bench.task(save_tensors=SaveTensors(tensors=False)))
-    refusal = save_tensors_step.check(nothing)
-    assert "groups.test.save_tensors" in refusal and "nothing to write" in refusal
-    assert save_tensors_step.check(SimpleNamespace(payload=bench.task(save_tensors=SaveTensors()))) is None
+def test_a_save_tensors_that_writes_nothing_is_refused_by_validate(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(MULTI_AE.replace("{ latent = true, tensors = false }", "{ tensors = false }"))
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "groups.test.save_tensors" in err and "nothing to write" in err
+    spec.write_text(MULTI_AE)
+    assert main(["validate", str(spec)]) == 0
 
 
 MULTI_AE = """
