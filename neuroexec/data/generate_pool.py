@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,11 @@ def each(writers: Writers, count: int, job: Callable[[int], None], desc: str) ->
         for sent in done:
             if sent is not None:
                 _raise(sent)
+    except BrokenProcessPool:
+        raise NeuroexecError(
+            f"a process writing the {desc} ended without finishing (killed: out of memory?) with "
+            f"generate.n_proc = {writers.n_proc}; lower generate.n_proc (--n_proc) and apply again"
+        ) from None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

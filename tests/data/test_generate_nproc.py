@@ -14,7 +14,7 @@ import pytest
 from neuroexec.cli import main
 from neuroexec.data import generate_artifacts, generate_kinds, generate_shepplogan, synthetic
 from neuroexec.data.generate_pool import Writers, each
-from neuroexec.errors import InputError
+from neuroexec.errors import InputError, NeuroexecError
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the workers are forked")
 
@@ -106,3 +106,16 @@ def test_an_error_in_a_worker_is_raised_as_it_was():
         each(Writers(n_proc=2), 3, _fails_on_one, "demo")
     assert (info.value.path, info.value.field) == ("/data/img.nii.gz", "caps_directory")
     assert str(info.value) == "/data/img.nii.gz [caps_directory]: not an image"
+
+
+def _dies_on_one(i: int) -> None:
+    if i == 1:
+        os._exit(9)  # as the kernel's OOM killer ends a process: no exception, no clean-up
+
+
+def test_a_worker_that_dies_is_one_sentence_naming_n_proc():
+    with pytest.raises(NeuroexecError) as info:
+        each(Writers(n_proc=2), 4, _dies_on_one, "demo images")
+    message = str(info.value)
+    assert "generate.n_proc = 2" in message and "out of memory" in message and "lower" in message
+    assert "\n" not in message and "BrokenProcessPool" not in message and info.value.exit_code == 1
