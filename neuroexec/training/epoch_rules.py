@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -62,16 +63,43 @@ def determinism(enabled: bool, compensation: str = "memory"):
         workspace = previous if previous is not None else cublas_workspace(compensation)
         _check_process_workspace(workspace, compensation)
         os.environ[CUBLAS_VARIABLE] = workspace
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    inductor = os.environ.get(INDUCTOR_VARIABLE)
+    if enabled and inductor is None:
+        os.environ[INDUCTOR_VARIABLE] = "1"  # read by inductor's config if a compile imports it now
+    _deterministic_algorithms(enabled, warn_only=True)
     cudnn.deterministic, cudnn.benchmark = enabled, not enabled
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        _deterministic_algorithms(before[0], warn_only=before[1])
         cudnn.deterministic, cudnn.benchmark = before[2], before[3]
+        if enabled and inductor is None:
+            os.environ.pop(INDUCTOR_VARIABLE, None)
         if workspace is not None and torch.cuda.is_initialized():
             _process_workspace.setdefault("read", workspace)
         _restore_variable(previous)
+
+
+# Inductor's deterministic mode (torch.compile), which its config reads from this variable when imported.
+INDUCTOR_VARIABLE = "TORCHINDUCTOR_DETERMINISTIC"
+
+
+def _deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms`, without importing inductor in a process that compiles
+    nothing. torch 2.13's function imports `torch._inductor.config` to set its `deterministic` flag, and
+    with it dynamo: about 3 s of CPU in every process that trains. Where inductor's config is loaded
+    (a compiled model), the public function sets both; otherwise only the eager flag is set, and a
+    compile started inside `determinism` reads TORCHINDUCTOR_DETERMINISTIC, which it sets.
+
+    >>> _deterministic_algorithms(True, warn_only=True); torch.are_deterministic_algorithms_enabled()
+    True
+    >>> _deterministic_algorithms(False, warn_only=False); torch.are_deterministic_algorithms_enabled()
+    False
+    """
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def _check_process_workspace(workspace: str, compensation: str) -> None:
