@@ -34,12 +34,12 @@ from neuroexec.data.generate_source import (
     with_source_columns,
     write_records,
 )
+from neuroexec.data.roi_masks import dataset_roi_masks
 from neuroexec.errors import InputError
 from neuroexec.spec.generate_kinds import FROM_CAPS, hypometabolic_mask, sigma, subjects
 from neuroexec.spec.model import Dataset, Generate
 
 SESSION = "ses-M000"  # the session of random's images
-MASK_REGION = "hippocampus"  # the ROI masks of the kinds reading a CAPS: leftHippocampus, rightHippocampus
 AGE, SEX = 60, "F"  # what ClinicaDL writes for every synthetic subject
 
 
@@ -224,16 +224,11 @@ def generate_hypometabolic(g: Generate, caps: Path, reporter=None) -> None:
 # step's fingerprint, so a changed generator generates again (generate_pool.py, which only decides the
 # processes, is left out: the bytes do not depend on it). caps.py is in every kind's: it builds the
 # generated files' folders and names.
-_CLINICADL = (
-    "generate_kinds",
-    "generate_source",
-    "anatomy",
-    "synthetic",
-    "caps",
-)  # anatomy, synthetic: the masks
+_MASKS = ("roi_masks", "caps")  # which ROI masks, their names
+_CLINICADL = ("generate_kinds", "generate_source", "anatomy", "synthetic", *_MASKS)  # anatomy: the masks
 GENERATOR_MODULES = {
-    "atrophy": ("synthetic", "caps"),
-    "anatomy": ("anatomy", "synthetic", "caps"),
+    "atrophy": ("synthetic", *_MASKS),
+    "anatomy": ("anatomy", "synthetic", *_MASKS),
     "trivial": _CLINICADL,
     "random": _CLINICADL,
     "hypometabolic": _CLINICADL,
@@ -281,27 +276,15 @@ def _is_docstring(node: ast.AST) -> bool:
     )
 
 
-def kind_roi_masks(ds: Dataset) -> tuple[Path, ...]:
-    """The hippocampus ROI masks a kind reading a CAPS writes (its images are on that CAPS's t1-linear
-    or pet-linear grid, MNI152NLin2009cSym; the uncropped names with use_uncropped_image); none for the
-    others (shepplogan's 2D phantoms have no template grid)."""
-    from neuroexec.data.synthetic import roi_mask_paths
-
-    g = ds.generate
-    if g is None or g.kind not in FROM_CAPS:
-        return ()
-    return roi_mask_paths(ds.caps, MASK_REGION, cropped=not g.use_uncropped_image)
-
-
 def write_roi_masks(ds: Dataset, image: Path) -> None:
     """The hippocampus masks of the anatomy kind (data/anatomy.py `region_masks`), left and right, on the
-    grid of `image` (a source image: the generated ones share its grid), where `kind_roi_masks` says."""
+    grid of `image` (a source image: the generated ones share its grid), where `dataset_roi_masks` says."""
     from neuroexec.data.anatomy import region_masks
     from neuroexec.data.synthetic import save_nifti
 
     grid = nib.load(image)
     _, left, right = region_masks(grid.shape[:3], grid.affine)
-    for path, half in zip(kind_roi_masks(ds), (left, right)):
+    for path, half in zip(dataset_roi_masks(ds), (left, right)):
         save_nifti(path, half, grid.affine)
 
 

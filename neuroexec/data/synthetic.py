@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 
 from neuroexec.atomic import atomic_open, is_temporary, write_tsv
-from neuroexec.data.caps import ROI_MASK_PATTERNS, ROI_TEMPLATES, CapsLayout
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.generate_pool import each, writers_of
+from neuroexec.data.roi_masks import generated_roi_masks, roi_mask_paths
+from neuroexec.data.roi_masks import roi_names as roi_names  # where anatomy.py and the tests read it
+from neuroexec.generate_keys import ENGINE_KINDS
+from neuroexec.spec.generate_kinds import FROM_CAPS
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
 # first voxel centre lies at world (-84, -119, -78) mm.
@@ -187,24 +191,6 @@ def region_mask(region: str, shape, voxel) -> np.ndarray:
     return (r <= 1.0).astype(np.uint8)
 
 
-def roi_names(region: str) -> tuple[str, str]:
-    """The ROI names of a region's halves, as its ClinicaDL-named masks call them.
-
-    >>> roi_names("hippocampus")
-    ('leftHippocampus', 'rightHippocampus')
-    """
-    return (f"left{region[:1].upper()}{region[1:]}", f"right{region[:1].upper()}{region[1:]}")
-
-
-def roi_mask_paths(caps: Path, region: str, cropped: bool = True) -> tuple[Path, Path]:
-    """Where a generation writes the masks of `roi_names(region)`, as ClinicaDL finds them for cropped
-    (or uncropped) t1-linear images: `masks/tpl-MNI152NLin2009cSym/tpl-..._desc-Crop_res-1x1x1_roi-<name>_mask.nii.gz`."""
-    layout = CapsLayout(caps)
-    template, pattern = ROI_TEMPLATES["t1-linear"], ROI_MASK_PATTERNS["t1-linear"]
-    folder = layout.roi_masks_dir(template)
-    return tuple(folder / layout.roi_mask_name(template, pattern, n, cropped) for n in roi_names(region))
-
-
 def roi_half_masks(region: str, shape, voxel) -> tuple[np.ndarray, np.ndarray]:
     """The region mask split at the mid-sagittal plane: (left, right) halves (RAS: left is low x)."""
     mask = region_mask(region, shape, voxel)
@@ -352,7 +338,11 @@ def _generated(layout: CapsLayout, file: Path) -> bool:
     if parts[0] == layout.masks_dir.name:
         if len(parts) == 3:
             return file in {
-                m for r in REGIONS for c in (True, False) for m in roi_mask_paths(layout.root, r, c)
+                m
+                for kind in (*ENGINE_KINDS, *FROM_CAPS)
+                for r in REGIONS
+                for uncropped in (False, True)
+                for m in generated_roi_masks(layout.root, kind, r, uncropped)
             }
         return len(parts) == 2 and file.name in {layout.mask(r).name for r in REGIONS}
     if parts[0] == layout.tensor_extraction_dir.name:

@@ -26,7 +26,7 @@ from neuroexec.data.caps import CapsLayout
 from neuroexec.data.extract import ExtractionPlan, patch_normalization, plan_extraction
 from neuroexec.data.participants import check_images_exist, load_participants
 from neuroexec.data.roi_extract import RoiExtraction, RoiSource, masks_refusal, preprocessing_name
-from neuroexec.data.synthetic import roi_mask_paths, roi_names
+from neuroexec.data.roi_masks import dataset_roi_masks, generated_roi_names
 from neuroexec.errors import InputError, NeuroexecError
 from neuroexec.extraction_mode import ExtractionMode
 from neuroexec.maps.info import read_maps_info
@@ -132,7 +132,7 @@ class ExtractTask:
             return None
         for cohort in self.dataset.cohorts:
             caps = CapsLayout.of(cohort.caps, self.dataset)
-            if cohort.generated_by is not None and not _generated_masks_in_place(caps, self.dataset):
+            if cohort.generated_by is not None and not _generated_masks_in_place(self.dataset):
                 refusal = _generated_rois_refusal(self.dataset, self.mode)  # the generate step writes them
             else:
                 first = _first_image(cohort, caps, self.dataset)
@@ -207,7 +207,7 @@ def _generated_rois_refusal(ds: Dataset, mode: ExtractionMode) -> str | None:
     """Regions a generation of `ds` will not write masks for."""
     if ds.generate is None:
         return None
-    known = roi_names(ds.generate.region)
+    known = generated_roi_names(ds.generate.kind, ds.generate.region)
     unknown = [n for n in mode.rois if n not in known]
     if not unknown:
         return None
@@ -217,9 +217,9 @@ def _generated_rois_refusal(ds: Dataset, mode: ExtractionMode) -> str | None:
     )
 
 
-def _generated_masks_in_place(caps: CapsLayout, ds: Dataset) -> bool:
+def _generated_masks_in_place(ds: Dataset) -> bool:
     """Whether the ROI masks a generation of `ds` writes are all there (else it is planned again)."""
-    return ds.generate is None or all(m.is_file() for m in roi_mask_paths(caps.root, ds.generate.region))
+    return all(m.is_file() for m in dataset_roi_masks(ds))
 
 
 def _first_image(cohort, caps: CapsLayout, ds: Dataset) -> Path | None:

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from neuroexec import atomic
 from neuroexec.context import RunContext
-from neuroexec.data.generate_kinds import generate_inputs, generator_source, kind_roi_masks, write_generated
-from neuroexec.data.synthetic import generated_contents, generated_mask, roi_mask_paths
+from neuroexec.data.generate_kinds import generate_inputs, generator_source, write_generated
+from neuroexec.data.roi_masks import dataset_roi_masks
+from neuroexec.data.synthetic import generated_contents, generated_mask
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
 from neuroexec.records import generation_marker, lock_file
-from neuroexec.spec.generate_kinds import ENGINE_KINDS, step_config
+from neuroexec.spec.generate_kinds import step_config
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import generate_id
 
@@ -89,9 +90,8 @@ def _unfinished(caps: Path) -> str:
 
 def outputs(step: Step) -> list:
     ds = step.payload
-    if ds.generate.kind not in ENGINE_KINDS:
-        return [ds.participants, *kind_roi_masks(ds)]
-    return [ds.participants, generated_mask(ds), *roi_mask_paths(ds.caps, ds.generate.region)]
+    mask = generated_mask(ds)  # neuroexec's kinds: their region's mask
+    return [ds.participants, *([mask] if mask is not None else []), *dataset_roi_masks(ds)]
 
 
 def check(step: Step) -> str | None:

@@ -73,3 +73,34 @@ def test_a_roi_model_on_shepp_logan_phantoms_is_refused(tmp_path, capsys):
     assert main(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
     assert "models.roi.mode:" in err and "kind shepplogan" in err and "use mode image or slice" in err
+
+
+def _uncropped_copy(source: Path, to: Path) -> Path:
+    """`source` with its t1-linear images under the uncropped names (no `_desc-Crop`)."""
+    for f in source.rglob("*"):
+        if f.is_file() and f.name.endswith(".nii.gz") and "subjects" in f.parts:
+            out = to / f.relative_to(source).with_name(f.name.replace("_desc-Crop", ""))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(f.read_bytes())
+    (to / "participants.tsv").write_bytes((source / "participants.tsv").read_bytes())
+    return to
+
+
+def test_use_uncropped_image_writes_the_uncropped_names_and_the_plan_checks_them(source, tmp_path, capsys):
+    src = _uncropped_copy(source, tmp_path / "src")
+    generate = f'{{ kind = "trivial", caps_directory = "{src}", subjects = 2, use_uncropped_image = true }}'
+    spec = _spec(tmp_path, generate, "uncropped = true")
+    assert main(["apply", str(spec), "--target", "dataset.gen.generate", "--quiet"]) == 0
+    uncropped = [
+        tmp_path / "gen" / MASKS.format(side).replace("_desc-Crop", "") for side in ("left", "right")
+    ]
+    assert all(m.is_file() for m in uncropped)
+    assert not any((tmp_path / "gen" / MASKS.format(side)).exists() for side in ("left", "right"))
+    capsys.readouterr()
+    assert main(["plan", str(spec)]) == 0
+    assert "0 refused" in capsys.readouterr().out
+    left = nib.load(uncropped[0])
+    nib.save(nib.Nifti1Image(np.asarray(left.dataobj) * 0.5, left.affine), uncropped[0])  # not binary
+    assert main(["plan", str(spec)]) == 0
+    out = capsys.readouterr().out  # the masks in place are read, as those of a CAPS not generated
+    assert f"{uncropped[0]}: the mask of ROI 'leftHippocampus' must be binary" in out
