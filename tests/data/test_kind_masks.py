@@ -5,6 +5,7 @@ have no template grid, and a ROI model on them is refused at validate, naming th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +14,9 @@ import pytest
 
 from neuroexec.cli import main
 from neuroexec.data.anatomy import region_masks
+from neuroexec.data.caps import CapsLayout
 from neuroexec.data.synthetic import generate_atrophy_dataset
+from neuroexec.preprocessings import Preprocessing
 
 MASKS = (
     "masks/tpl-MNI152NLin2009cSym/tpl-MNI152NLin2009cSym_desc-Crop_res-1x1x1_roi-{}Hippocampus_mask.nii.gz"
@@ -61,7 +64,52 @@ def test_a_roi_model_trains_on_a_kind_reading_a_caps(source, tmp_path, generate,
         mask = nib.load(tmp_path / "gen" / MASKS.format(side))
         np.testing.assert_array_equal(np.asarray(mask.dataobj), expected)
         np.testing.assert_allclose(mask.affine, grid.affine)
-        assert expected.sum() > 0
+        _at_the_hippocampus(mask, side)
+
+
+def _at_the_hippocampus(mask: nib.Nifti1Image, side: str) -> None:
+    """A binary mask whose voxels, in world mm through its affine, lie where the MNI152 hippocampi are
+    (nilearn's atlases: about (±27, -21, -13)), checked without the function that drew it."""
+    data = np.asarray(mask.dataobj)
+    assert set(np.unique(data).tolist()) == {0, 1}
+    x, y, z = nib.affines.apply_affine(mask.affine, np.argwhere(data > 0)).T
+    x = -x if side == "left" else x
+    assert ((15 <= x) & (x <= 40)).all() and ((-45 <= y) & (y <= 0)).all() and ((-30 <= z) & (z <= 5)).all()
+    assert -30 <= y.mean() <= -15 and -20 <= z.mean() <= -5
+
+
+PET = Preprocessing("pet-linear", "18FFDG", "cerebellumPons2")
+
+
+def _pet_copy(source: Path, to: Path) -> Path:
+    """`source`'s images as pet-linear 18FFDG cerebellumPons2 images, and a pathology mask beside them."""
+    layout = CapsLayout(to, PET)
+    for f in sorted((source / "subjects").rglob("*_T1w.nii.gz")):
+        participant, session = f.parts[-4], f.parts[-3]
+        layout.image_dir(participant, session).mkdir(parents=True)
+        shutil.copyfile(f, layout.image_dir(participant, session) / layout.nifti_name(participant, session))
+    shutil.copyfile(source / "participants.tsv", to / "participants.tsv")
+    image = nib.load(f)
+    nib.save(nib.Nifti1Image(np.ones(image.shape, np.float32), image.affine), to / "mask.nii")
+    return to
+
+
+@pytest.mark.parametrize("kind", ["random", "hypometabolic"])
+def test_the_other_kinds_reading_a_caps_write_the_hippocampi(source, tmp_path, kind):
+    if kind == "random":
+        generate, dataset, extra = f'{{ kind = "random", caps_directory = "{source}", subjects = 2 }}', "", ""
+    else:
+        pet = _pet_copy(source, tmp_path / "pet")
+        generate = (
+            f'{{ kind = "hypometabolic", caps_directory = "{pet}", participants_tsv = "{pet}/participants.tsv", '
+            f'subjects = 2, mask_path = "{pet}/mask.nii" }}'
+        )
+        dataset = 'preprocessing = "custom"\ncustom_suffix = "_pat-ad_deg-30_pet.nii.gz"'
+        extra = ', custom_template = "MNI152NLin2009cSym", custom_mask_pattern = "res-1x1x1"'
+    spec = _spec(tmp_path, generate, dataset, extra)
+    assert main(["apply", str(spec), "--target", "dataset.gen.generate", "--quiet"]) == 0
+    for side in ("left", "right"):
+        _at_the_hippocampus(nib.load(tmp_path / "gen" / MASKS.format(side)), side)
 
 
 def test_a_roi_model_on_shepp_logan_phantoms_is_refused(tmp_path, capsys):
@@ -94,7 +142,8 @@ def test_use_uncropped_image_writes_the_uncropped_names_and_the_plan_checks_them
     uncropped = [
         tmp_path / "gen" / MASKS.format(side).replace("_desc-Crop", "") for side in ("left", "right")
     ]
-    assert all(m.is_file() for m in uncropped)
+    for m, side in zip(uncropped, ("left", "right")):
+        _at_the_hippocampus(nib.load(m), side)
     assert not any((tmp_path / "gen" / MASKS.format(side)).exists() for side in ("left", "right"))
     capsys.readouterr()
     assert main(["plan", str(spec)]) == 0
