@@ -19,6 +19,7 @@ cohort). One scenario, run once for the module, as a user would:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from neuroexec.cli import main
 from neuroexec.maps.checkpoints import load_model_state
 from tests.cluster.slurm import Slurm
 
@@ -62,6 +64,21 @@ def neuroexec(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "neuroexec", *argv], capture_output=True, text=True, timeout=180, env=env
     )
+
+
+def in_process(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`neuroexec ARGV` run by this process's `main` under `env` (the commands that only read, `plan` and
+    `status`: no second torch import, ~10 s each on a loaded 2-core machine), its output captured."""
+    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["neuroexec", *argv], code, out.getvalue(), err.getvalue())
 
 
 def _jobs(spec: Path) -> list[dict]:
@@ -137,7 +154,7 @@ def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     data, train, evaluate = (job["id"] for job in _jobs(on_slurm))
     seen["ids"] = (data, train, evaluate)
     seen["pending"] = {j: slurm.job(j) for j in (train, evaluate)}
-    seen["plan_while_queued"] = neuroexec("plan", str(on_slurm), "--slurm", env=env)
+    seen["plan_while_queued"] = in_process("plan", str(on_slurm), "--slurm", env=env)
     reference = subprocess.Popen([sys.executable, "-m", "neuroexec", "apply", str(local), "--quiet"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     checkpoint = on_slurm.parent / "maps/cnn/split-0/tmp/resume.pth.tar"  # written last, after the weights
@@ -147,7 +164,7 @@ def scenario(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict:
     seen["split_1"] = slurm.wait(f"{train}_1", timeout=240)
     seen["evaluate_1"] = slurm.wait(f"{evaluate}_1", timeout=120)
     seen["evaluate_0"] = slurm.state(f"{evaluate}_0")
-    seen["status"] = neuroexec("status", str(on_slurm), env=env)
+    seen["status"] = in_process("status", str(on_slurm), env=env)
     seen["second"] = neuroexec("apply", str(on_slurm), "--slurm", env=env)
     assert seen["second"].returncode == 0, seen["second"].stderr
     seen["resubmitted"] = _jobs(on_slurm)[3:]
@@ -248,5 +265,5 @@ def test_array_tasks_ran_side_by_side_on_one_maps(scenario: dict) -> None:
     """Both trainings ran at once in the same MAPS (each under its split's lock), and the MAPS they left
     is whole: every step up to date."""
     assert scenario["both_running"]
-    done = neuroexec("plan", str(scenario["spec"]), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = in_process("plan", str(scenario["spec"]), env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert "Nothing to do" in done.stdout, done.stdout
