@@ -6,11 +6,14 @@ publishes (that the models are those of one sequential apply: tests/training/tes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
+from neuroexec.cli import main
 from neuroexec.maps.layout import MapsLayout
+from neuroexec.plan.graph import UP_TO_DATE, make_plan
+from neuroexec.spec import load_spec
 from tests.cluster.slurm import Slurm
 from tests.training.training_specs import run_apply
 
@@ -37,19 +40,15 @@ train = { epochs = 1 }
 NETWORKS = 2  # the 21 sagittal slices at 8 mm, less 9 and 10 at the ends
 
 
-def neuroexec(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "neuroexec", *argv], capture_output=True, text=True, timeout=180, env=env
-    )
-
-
-def test_networks_train_as_array_tasks_then_the_split_publishes(slurm_clean: Slurm, tmp_path: Path) -> None:
-    env = {**slurm_clean.env, "OMP_NUM_THREADS": "1"}
+def test_networks_train_as_array_tasks_then_the_split_publishes(
+    slurm_clean: Slurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {**slurm_clean.env, "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)  # this process submits; the jobs get its environment
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     run_apply(spec, target=["dataset.*", "model.mn.split"])  # here: the SLURM jobs are the trainings only
-    submitted = neuroexec("apply", str(spec), "--slurm", env=env)
-    assert submitted.returncode == 0, submitted.stderr
+    assert main(["apply", str(spec), "--slurm"]) == 0
     jobs = json.loads((tmp_path / ".neuroexec/slurm/spec/jobs.json").read_text())["jobs"]
     assert [(job["name"], job["tasks"]) for job in jobs] == [
         ("train-mn-networks", [[f"model.mn.train[split-0,network-{k}]"] for k in range(NETWORKS)]),
@@ -63,5 +62,4 @@ def test_networks_train_as_array_tasks_then_the_split_publishes(slurm_clean: Slu
     log = maps.information_log.read_text()
     assert log.count("training started") == NETWORKS  # each network by its own task, once
     assert f"split-0: the {NETWORKS} networks are trained" in log  # the split's task only published
-    done = neuroexec("plan", str(spec), env=env)
-    assert "Nothing to do" in done.stdout, done.stdout
+    assert {p.action for p in make_plan(load_spec(spec)).steps} == {UP_TO_DATE}
