@@ -66,9 +66,12 @@ def shutdown() -> None:
 
 def fsdp_wrap(net: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None) -> torch.nn.Module:
     """`net` in FullyShardedDataParallel as ClinicaDL's (utils/maps_manager/ddp.py): FULL_SHARD, every
-    module with a parameter its own unit (size-based wrap, 1 parameter at least), no CPU offload. With
-    amp on a GPU (`amp_dtype`), ClinicaDL's MixedPrecision: parameters in that type (ClinicaDL's
-    float16), gradient reduction and buffers in float32 (untested here: no GPU). `device`: the step's
+    module with a parameter its own unit (size-based wrap, 1 parameter at least), no CPU offload, rank
+    0's weights broadcast at the wrap on a GPU (`sync_module_states`, as DDP does; FSDP has it only on
+    CUDA: on the CPU every rank built the same seeded network). With amp on a GPU,
+    MixedPrecision in `amp_dtype`, the step's resolved amp type (`evaluation.amp_type`: compute.amp_dtype,
+    "auto" being bfloat16 where the GPU has it, else ClinicaDL's float16), gradient reduction and buffers
+    in float32; training then runs without autocast, as ClinicaDL's (untested here: no GPU). `device`: the step's
     (on the CPU, gloo; FSDP needs it named there). `use_orig_params` keeps the network's own parameters
     visible to the optimizer (neuroexec/optim.py takes those that require a gradient, so frozen layers
     and the parameter groups are those of a DDP training); the optimizers are element-wise, so a shard's
@@ -87,19 +90,23 @@ def fsdp_wrap(net: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype
         auto_wrap_policy=functools.partial(size_based_auto_wrap_policy, min_num_params=1),
         mixed_precision=precision,
         device_id=device,
+        sync_module_states=device.type == "cuda",  # needs CUDA; on the CPU the seeded builds agree
         use_orig_params=True,
     )
 
 
 def _full_state_dicts(root: torch.nn.Module, rank0_only: bool):
+    """FSDP's full state dicts, gathered in CPU memory on a GPU (as ClinicaDL's: the GPU keeps no full
+    copy), on the device on the CPU (offloading needs CUDA)."""
     from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+    offload = next(root.parameters()).device.type == "cuda"
     return FSDP.state_dict_type(
         root,
         StateDictType.FULL_STATE_DICT,
-        FullStateDictConfig(offload_to_cpu=False, rank0_only=rank0_only),  # offloading needs CUDA
-        FullOptimStateDictConfig(offload_to_cpu=False, rank0_only=rank0_only),
+        FullStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
+        FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
     )
 
 
@@ -117,10 +124,26 @@ def fsdp_load_full_state(
     root: torch.nn.Module, optimizer: torch.optim.Optimizer | None, model: dict, optim: dict | None
 ) -> None:
     """Every rank at once: load a full state dict (every rank read the file) into the sharded network,
-    and a full optimizer state dict (`fsdp_full_state`'s) into its optimizer: each rank keeps its shard."""
+    and a full optimizer state dict (`fsdp_full_state`'s) into its optimizer: each rank keeps its shard.
+    An optimizer state dict keyed by parameter ids (a DDP or one-process run's, neuroexec's or
+    ClinicaDL's) is first keyed by the parameters' names (`name_keyed`)."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     with _full_state_dicts(root, rank0_only=False):
         root.load_state_dict(model)
         if optimizer is not None and optim is not None:
+            optim = name_keyed(root, optimizer, optim)
             optimizer.load_state_dict(FSDP.optim_state_dict_to_load(root, optimizer, optim))
+
+
+def name_keyed(root: torch.nn.Module, optimizer: torch.optim.Optimizer, optim: dict) -> dict:
+    """`optim` keyed by parameter names, as FSDP's full optimizer state dicts are: an id-keyed one
+    (torch's own `Optimizer.state_dict()`: ids in the order of the optimizer's parameter groups, which
+    the FSDP optimizer's follow, built on the same parameters) through FSDP.rekey_optim_state_dict."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import OptimStateKeyType
+
+    ids = [p for group in optim.get("param_groups", []) for p in group["params"]]
+    if not ids or not all(isinstance(p, int) for p in ids):
+        return optim
+    return FSDP.rekey_optim_state_dict(optim, OptimStateKeyType.PARAM_NAME, root, optim=optimizer)

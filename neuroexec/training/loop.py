@@ -132,7 +132,8 @@ class Trainer:
     Under FSDP, `sharded` is the FullyShardedDataParallel root that training, validation and the
     checkpoints go through (`net` holds its units), the optimizer is on its parameters, and `plain` is an
     unwrapped copy of the network for the final results (`unshard`). Its state dicts are gathered on
-    every rank at once (`gather`), then saved by rank 0 (`state_dict`, `optimizer_state_dict`)."""
+    every rank at once (`gather`), saved by rank 0 (`state_dict`, `optimizer_state_dict`), then dropped
+    (`release`). Under FSDP training runs without autocast: FSDP's MixedPrecision casts (as ClinicaDL's)."""
 
     net: nn.Module
     optimizer: torch.optim.Optimizer
@@ -167,8 +168,6 @@ class Trainer:
         float16 = amp_type(self.settings) == torch.float16
         if self.sharded is not None:
             from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
-
-            self.optimizer.register_state_dict_post_hook(self._gathered_optimizer_state)
 
             self.scaler = ShardedGradScaler("cuda", enabled=float16)
         else:
@@ -245,12 +244,11 @@ class Trainer:
             step_now = (i + 1) % self.accumulation_steps == 0 or i + 1 == n_batches
             sync = contextlib.nullcontext() if step_now or self.ddp is None else self.ddp.no_sync()
             with sync:
-                with autocast(self.settings):
+                with self.autocast():
                     raw = self.forward(images)
                     outputs, loss = self.batch_loss(raw, images, labels)
                 self.scaler.scale(loss / self.accumulation_steps).backward()
             if step_now:
-                self.gathered = None
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -261,6 +259,11 @@ class Trainer:
             if step_now and stop is not None and stop():
                 raise StopRequested(Position(i + 1, steps, collector))
         return gather_frames(collector.frame(), self.ctx), steps
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The training pass's autocast (`evaluation.autocast`); none under FSDP, whose MixedPrecision
+        (distributed.fsdp_wrap) casts the parameters to the same type, as ClinicaDL's."""
+        return contextlib.nullcontext() if self.sharded is not None else autocast(self.settings)
 
     def collector(self) -> Collector:
         """An empty Collector of this training's predictions."""
@@ -316,8 +319,11 @@ class Trainer:
         """Every rank at once, before rank 0 saves (training/run.py): under FSDP, the full state dicts of
         the network and its optimizer, gathered on rank 0 (`distributed.fsdp_full_state`); nothing else."""
         if self.sharded is not None:
-            self.gathered = None  # FSDP's gathering reads the optimizer's own (sharded) state dict
             self.gathered = distributed.fsdp_full_state(self.sharded, self.optimizer)
+
+    def release(self) -> None:
+        """Drop the gathered full state dicts (`gather`) once saved."""
+        self.gathered = None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The network's weights under its own names (rank 0's, gathered, under FSDP)."""
@@ -326,13 +332,16 @@ class Trainer:
         assert self.gathered is not None, "Trainer.gather() first: FSDP's state dicts are collective"
         return self.gathered[0]
 
-    def _gathered_optimizer_state(self, optimizer, state: dict) -> dict | None:
-        """Under FSDP, the optimizer's `state_dict()` once gathered (what resume.save_epoch writes to
-        optimizer.pth.tar): FSDP's full optimizer state dict, keyed by parameter names, as ClinicaDL's
-        under FSDP. Full rather than one file per rank's shard: rank 0 writes one file, as under DDP,
-        and `load` cuts the shards again (the same values: a bit-identical resume, also with another
-        process count). Before `gather` (and after the next step), the rank's own state."""
-        return None if self.gathered is None else self.gathered[1]
+    def optimizer_state_dict(self) -> dict:
+        """The optimizer's state dict (what resume.save_epoch writes to optimizer.pth.tar); under FSDP,
+        rank 0's gathered one (`gather` first): FSDP's full optimizer state dict, keyed by parameter
+        names, as ClinicaDL's under FSDP. Full rather than one file per rank's shard: rank 0 writes one
+        file, as under DDP, and `load` cuts the shards again with the same values (a bit-identical
+        resume with the same process count; with another, the data shards and so the sums differ)."""
+        if self.sharded is None:
+            return self.optimizer.state_dict()
+        assert self.gathered is not None, "Trainer.gather() first: FSDP's state dicts are collective"
+        return self.gathered[1]
 
     def load(self, model: dict[str, torch.Tensor], optimizer: dict | None = None) -> None:
         """Every rank: load a network's full state dict (and an optimizer's, `optimizer_state_dict`'s)."""
@@ -344,7 +353,11 @@ class Trainer:
             self.optimizer.load_state_dict(optimizer)
 
     def unshard(self) -> None:
-        """Every rank, after the epochs: under FSDP, `net` becomes the unwrapped copy on the device, for
-        the final results, which load the best models into it on rank 0 alone."""
+        """Every rank, after the epochs: under FSDP, `net` becomes the unwrapped copy, for the final
+        results, which load the best models into it on rank 0 alone (on the device there; the other
+        ranks keep it on the CPU). The shards, the wrapper and the optimizer state go first."""
         if self.sharded is not None and self.plain is not None:
-            self.net, self.sharded, self.ddp = self.plain.to(self.device), None, None
+            self.optimizer.state.clear()
+            self.gathered = self.sharded = self.ddp = None
+            self.net = self.plain.to(self.device) if self.ctx.is_main else self.plain
+            self.forward = self.net

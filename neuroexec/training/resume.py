@@ -146,6 +146,8 @@ class Saved(Protocol):
 
     def state_dict(self) -> dict[str, torch.Tensor]: ...
 
+    def optimizer_state_dict(self) -> dict: ...
+
 
 def save_epoch(
     maps: MapsLayout, split: int, trainer: Saved, progress: Progress, key: str, network: int | None = None
@@ -158,7 +160,7 @@ def save_epoch(
     name = trainer.net.architecture_name
     save_model(maps.checkpoint(split, network), trainer.state_dict(), progress.epoch, name)
     save_optimizer(
-        maps.optimizer_checkpoint(split, network), optimizer.state_dict(), progress.epoch,
+        maps.optimizer_checkpoint(split, network), trainer.optimizer_state_dict(), progress.epoch,
         type(optimizer).__name__,
     )  # fmt: skip
     state = {

@@ -266,6 +266,7 @@ def run_epochs(run: SplitRun, progress: Progress) -> bool:
             trainer.gather()
             if main:
                 _save_epoch(run, done, progress, board, len(loader))
+            trainer.release()  # FSDP: the gathered full state no longer held until the next epoch
             distributed.barrier(run.ctx)
             if resume.interrupt_requested(epoch, run.network):
                 raise KeyboardInterrupt(f"{resume.INTERRUPT_ENV}={epoch}")
