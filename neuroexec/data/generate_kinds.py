@@ -70,9 +70,8 @@ def write_generated(ds: Dataset, reporter=None) -> None:
         {"trivial": generate_trivial, "random": generate_random, "hypometabolic": generate_hypometabolic}[
             g.kind
         ](g, ds.caps, reporter)
-    if g.kind in FROM_CAPS:
-        frame = sessions_of(g.caps_directory, g.participants_tsv)
-        write_roi_masks(ds, source_image(g, frame.participant_id[0], frame.session_id[0]))
+    if g.kind in FROM_CAPS:  # the masks on the grid of the images written (the source's: not read again)
+        write_roi_masks(ds, min(CapsLayout(ds.caps).subjects_dir.rglob("*.nii.gz")))
 
 
 def _enough(g: Generate, frame: pd.DataFrame, tsv: Path | None) -> None:
@@ -278,7 +277,7 @@ def _is_docstring(node: ast.AST) -> bool:
 
 def write_roi_masks(ds: Dataset, image: Path) -> None:
     """The hippocampus masks of the anatomy kind (data/anatomy.py `region_masks`), left and right, on the
-    grid of `image` (a source image: the generated ones share its grid), where `dataset_roi_masks` says."""
+    grid of `image` (a generated image: they share their source's grid), where `dataset_roi_masks` says."""
     from neuroexec.data.anatomy import region_masks
     from neuroexec.data.synthetic import save_nifti
 

@@ -1,5 +1,5 @@
 """Which ClinicaDL-named ROI masks a generation writes, the one answer that the generate step's outputs,
-its writers, the ownership of a generated CAPS's files (data/synthetic.py `generated_contents`) and the
+its writers, the ownership of a generated CAPS's files (data/generated_files.py) and the
 plan's ROI check (data/tasks.py) all read: neuroexec's kinds write their region's halves, ClinicaDL's
 kinds reading a CAPS the hippocampi (uncropped names with `use_uncropped_image`), shepplogan none.
 
@@ -20,6 +20,7 @@ from neuroexec.generate_keys import ENGINE_KINDS
 from neuroexec.spec.generate_kinds import FROM_CAPS
 from neuroexec.spec.model import Dataset
 
+REGIONS = ("hippocampus", "ventricles")  # neuroexec's kinds' regions
 MASK_REGION = "hippocampus"  # the ROI masks of the kinds reading a CAPS: leftHippocampus, rightHippocampus
 
 

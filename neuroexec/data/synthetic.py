@@ -20,19 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroexec.atomic import atomic_open, is_temporary, write_tsv
+from neuroexec.atomic import atomic_open, write_tsv
 from neuroexec.data.caps import CapsLayout
 from neuroexec.data.generate_pool import each, writers_of
-from neuroexec.data.roi_masks import generated_roi_masks, roi_mask_paths
+from neuroexec.data.generated_files import generated_contents as generated_contents  # read here by tests
+from neuroexec.data.roi_masks import REGIONS, roi_mask_paths
 from neuroexec.data.roi_masks import roi_names as roi_names  # where anatomy.py and the tests read it
-from neuroexec.generate_keys import ENGINE_KINDS
-from neuroexec.spec.generate_kinds import FROM_CAPS
 
 # Field of view of ClinicaDL's cropped MNI152NLin2009cSym image: 169 x 208 x 179 voxels of 1 mm whose
 # first voxel centre lies at world (-84, -119, -78) mm.
 CROP_SHAPE = (169, 208, 179)
 CROP_FIRST_VOXEL = (-84.0, -119.0, -78.0)
-REGIONS = ("hippocampus", "ventricles")
 SCALE = 100.0  # white matter is ~85, like a (small) MRI intensity range rather than [0, 1]
 _NOISE_SD = 0.03
 _HEAD = ((0.0, 0.0, -4.0), (82.0, 102.0, 87.0))
@@ -43,7 +41,6 @@ _THALAMI = ((11.0, -8.0, 2.0), (9.0, 14.0, 9.0), 0.65)
 _VENTRICLES = ((9.0, 0.0, 10.0), (5.0, 24.0, 9.0), 0.12)
 _HIPPOCAMPI = ((27.0, -12.0, -20.0), (7.0, 19.0, 8.0), 0.58)
 # The session folders ClinicaDL's generate kinds write their images in (data/generate_kinds.py)
-KIND_IMAGE_FOLDERS = ("pet_linear", "t1-linear", "pet-linear", "shepplogan")
 _MASK_MARGIN_MM = 2.0  # the mask covers the region plus the typical displacement of the deformation
 
 
@@ -275,108 +272,6 @@ def generated_mask(dataset) -> Path | None:
     if dataset.generate is None or dataset.generate.kind not in ("atrophy", "anatomy"):
         return None
     return CapsLayout(dataset.caps).mask(dataset.generate.region)
-
-
-def generated_paths(caps: Path) -> tuple[Path, ...]:
-    """The folders and files a generation writes into `caps`, with the extractions made from it (not its
-    .neuroexec/)."""
-    layout = CapsLayout(caps)
-    records = (
-        layout.generate_data_tsv,
-        layout.missing_mods_dir,
-        layout.commandline_json,
-    )  # ClinicaDL's kinds
-    return (
-        layout.subjects_dir,
-        layout.masks_dir,
-        layout.tensor_extraction_dir,
-        layout.participants_tsv,
-        *records,
-    )
-
-
-def generated_contents(caps: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    """(what neuroexec made, what it did not) among the files under `generated_paths(caps)`: a session's
-    generated image (`t1_linear/<its name>`) and its extracted tensors (`deeplearning_prepare_data/`),
-    the region masks, the extraction records and participants.tsv are neuroexec's; any other file (a
-    user's notes in a session folder) is not. Folders holding only neuroexec's files are given whole.
-
-    >>> caps = generate_atrophy_dataset(tmp_path / "caps", subjects=2, resolution_mm=8.0).caps_dir
-    >>> _ = (caps / "subjects" / "sub-0000" / "mine.txt").write_text("mine")
-    >>> made, other = generated_contents(caps)
-    >>> [p.relative_to(caps).as_posix() for p in other]
-    ['subjects/sub-0000/mine.txt']
-    >>> sorted(p.relative_to(caps).as_posix() for p in made)[:3]
-    ['masks', 'participants.tsv', 'subjects/sub-0000/ses-M000']
-    """
-    layout = CapsLayout(caps)
-    foreign = [
-        f
-        for root in generated_paths(caps)
-        for f in _files(root)
-        if not _generated(layout, f) and not is_temporary(f)  # an atomic write's: apply sweeps those
-    ]
-    made: list[Path] = []
-    for root in generated_paths(caps):
-        made.extend(_whole_folders(root, set(foreign)))
-    return tuple(made), tuple(foreign)
-
-
-def _files(root: Path) -> list[Path]:
-    if root.is_file() or root.is_symlink():
-        return [root]
-    return sorted(f for f in root.rglob("*") if f.is_file() or f.is_symlink()) if root.is_dir() else []
-
-
-def _generated(layout: CapsLayout, file: Path) -> bool:
-    """Whether `file` is one a generation or an extraction of it writes."""
-    if file in (layout.participants_tsv, layout.generate_data_tsv, layout.commandline_json):
-        return True
-    parts = file.relative_to(layout.root).parts
-    if parts[0] == layout.missing_mods_dir.name:
-        return len(parts) == 2 and file.suffix == ".tsv"
-    if parts[0] == layout.masks_dir.name:
-        if len(parts) == 3:
-            return file in {
-                m
-                for kind in (*ENGINE_KINDS, *FROM_CAPS)
-                for r in REGIONS
-                for uncropped in (False, True)
-                for m in generated_roi_masks(layout.root, kind, r, uncropped)
-            }
-        return len(parts) == 2 and file.name in {layout.mask(r).name for r in REGIONS}
-    if parts[0] == layout.tensor_extraction_dir.name:
-        return len(parts) == 2 and file.suffix == ".json"
-    if len(parts) < 5:
-        return False
-    participant, session, kind = parts[1], parts[2], parts[3]
-    if kind == layout.t1_linear_dir(participant, session).name:
-        return len(parts) == 5 and (file.name == layout.nifti_name(participant, session) or _kind_image(file))
-    if kind in KIND_IMAGE_FOLDERS:
-        return len(parts) == 5 and _kind_image(file)
-    return (
-        kind
-        == layout.tensor_dir(participant, session, "image")
-        .relative_to(layout.session_dir(participant, session))
-        .parts[0]
-    )
-
-
-def _kind_image(file: Path) -> bool:
-    """An image ClinicaDL's generate kinds write in a session: `<participant>_<session>_...nii[.gz]`."""
-    participant, session = file.parts[-4], file.parts[-3]
-    return file.name.startswith(f"{participant}_{session}_") and file.name.endswith((".nii.gz", ".nii"))
-
-
-def _whole_folders(root: Path, foreign: set[Path]) -> list[Path]:
-    """`root` itself when nothing under it is foreign, else its children treated the same way."""
-    if not (root.exists() or root.is_symlink()):
-        return []
-    if not any(f == root or root in f.parents for f in foreign):
-        return [root]
-    if not root.is_dir():
-        return []
-    return [p for child in sorted(root.iterdir()) for p in _whole_folders(child, foreign)]
 
 
 def write_subject_images(caps: CapsLayout, frame: pd.DataFrame, seed: int, affine: np.ndarray, draw,

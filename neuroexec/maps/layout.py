@@ -400,13 +400,24 @@ class MapsLayout:
         fname = f"{participant}_{session}_{mode}-{index}_map.pt"
         return self.interpret_dir(split, metric, group, name) / fname
 
-    def individual_nifti(self, *where: str | int) -> Path:
-        """The NIfTI beside `individual_map(*where)` (interpret save_nifti, ClinicaDL's `--save_nifti`):
+    def individual_nifti(
+        self,
+        split: int,
+        metric: str,
+        group: str,
+        name: str,
+        participant: str,
+        session: str,
+        mode: str,
+        index: int,
+    ) -> Path:
+        """The NIfTI beside `individual_map` (interpret save_nifti, ClinicaDL's `--save_nifti`):
         `<participant>_<session>_<mode>-<index>_map.nii.gz`.
 
         >>> MapsLayout(Path("m")).individual_nifti(0, "loss", "test", "g", "sub-1", "ses-M000", "roi", 1).name
         'sub-1_ses-M000_roi-1_map.nii.gz'
         """
+        where = (split, metric, group, name, participant, session, mode, index)
         return self.individual_map(*where).with_suffix(".nii.gz")
 
     def interpret_summary(self, split: int, metric: str, group: str, name: str) -> Path:

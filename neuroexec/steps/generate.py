@@ -12,8 +12,9 @@ from pathlib import Path
 from neuroexec import atomic
 from neuroexec.context import RunContext
 from neuroexec.data.generate_kinds import generate_inputs, generator_source, write_generated
+from neuroexec.data.generated_files import generated_contents
 from neuroexec.data.roi_masks import dataset_roi_masks
-from neuroexec.data.synthetic import generated_contents, generated_mask
+from neuroexec.data.synthetic import generated_mask
 from neuroexec.lock import holder
 from neuroexec.plan.ownership import caps_refusal
 from neuroexec.plan.registry import Removal, Step, StepKind, register
