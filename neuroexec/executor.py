@@ -35,7 +35,8 @@ def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult
     if refused:
         _refuse(plan, refused, ctx)
     todo = [p for p in selected if p.action != UP_TO_DATE]
-    refuse_absent_gpu(plan.spec, [(p.step.id, p.step.compute) for p in todo])  # before any lock or step
+    # before any lock or step
+    refuse_absent_gpu(plan.spec, [(p.step.id, p.step.compute, p.step.kind) for p in todo])
     result = ApplyResult(skipped=[p.step.id for p in selected if p.action == UP_TO_DATE])
     view = _view(ctx)
     if not todo:

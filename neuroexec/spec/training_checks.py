@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 from neuroexec.errors import DeviceError
+from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec.model import Compute, Model, Spec
 
 Add = Callable[[str, str], None]
@@ -49,8 +50,10 @@ def check_training(model: Model, add: Add) -> None:
         problems["label_code"] = f"no class index for the diagnoses {missing}: add them to label_code"
     if model.multi_network and model.compute.fully_sharded_data_parallel:
         problems["compute.fully_sharded_data_parallel"] = (
-            "FSDP trains one network per training; multi_network = true trains one after the other in "
-            "one split: set one of them to false"
+            "FSDP is not supported with multi_network = true: multi_network = true trains one after the "
+            "other in one split, and each network's final results would need its FSDP wrapper undone "
+            "(unshard) network by network, which neuroexec does for one network only; set one of them "
+            "to false"
         )
     for name, why in problems.items():
         if why:
@@ -70,14 +73,9 @@ def check_compute(c: Compute, key: str, add: Add) -> None:
     if c.amp and c.amp_dtype == "bfloat16" and has_gpu and gpu and not torch.cuda.is_bf16_supported():
         add(f"{key}.amp_dtype", "this GPU has no bfloat16; use 'float16' (ClinicaDL's) or 'auto'")
     if c.fully_sharded_data_parallel and not key.startswith("groups."):  # a group's: spec/shape.py
-        clash = [
-            name for name, on in (("compile", c.compile), ("channels_last", c.channels_last is True)) if on
-        ]
-        if clash:
-            add(
-                f"{key}.fully_sharded_data_parallel",
-                _FSDP_CLASH.format(" and ".join(f"{n} = true" for n in clash)),
-            )
+        for name, on in (("compile", c.compile), ("channels_last", c.channels_last is True)):
+            if on:
+                add(f"{key}.fully_sharded_data_parallel", _FSDP_CLASH[name])
 
 
 NO_GPU = (
@@ -109,7 +107,7 @@ def fsdp_notes(spec: Spec) -> list[str]:
     if under_torchrun():
         return []
     return [
-        f"models.{name}.compute.fully_sharded_data_parallel: {FSDP_LAUNCH}"
+        f"models.{name}.compute.fully_sharded_data_parallel: {fsdp_launch(spec)}"
         for name, m in spec.models.items()
         if m.compute.fully_sharded_data_parallel
     ]
@@ -120,15 +118,15 @@ def under_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
-def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None]]) -> None:
-    """Raise DeviceError, before any step runs, when one of `steps` (id, compute) asks for `cuda` and
-    this machine has none, or trains with FSDP in one process (not under torchrun)."""
-    sharded = [s for s, c in steps if c is not None and c.fully_sharded_data_parallel and ".train" in s]
+def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None, str]]) -> None:
+    """Raise DeviceError, before any step runs, when one of `steps` (id, compute, kind) asks for `cuda`
+    and this machine has none, or trains with FSDP in one process (not under torchrun)."""
+    sharded = [s for s, c, kind in steps if kind == "train" and c and c.fully_sharded_data_parallel]
     if sharded and not under_torchrun():
         raise DeviceError(
-            f"apply refused: {sharded[0]} trains with fully_sharded_data_parallel: {FSDP_LAUNCH}"
+            f"apply refused: {sharded[0]} trains with fully_sharded_data_parallel: {fsdp_launch(spec)}"
         )
-    needing = [step for step, c in steps if c is not None and c.device == "cuda"]
+    needing = [step for step, c, _ in steps if c is not None and c.device == "cuda"]
     if needing and not torch.cuda.is_available():
         shown = ", ".join(needing[:3]) + (f" and {len(needing) - 3} more" if len(needing) > 3 else "")
         raise DeviceError(
@@ -140,14 +138,33 @@ def refuse_absent_gpu(spec: Spec, steps: list[tuple[str, Compute | None]]) -> No
 # FSDP (training/run.make_trainer) shards the network over the processes of torchrun: alone there is
 # nothing to shard (ClinicaDL 1.6.1 wraps a single process in FSDP all the same, to no effect).
 FSDP_LAUNCH = (
-    "FSDP shards the network over several training processes, and this is one; launch apply with "
-    "torchrun (`torchrun --nproc-per-node N -m neuroexec apply SPEC`, N >= 2: one per GPU, or CPU "
-    "processes), or set fully_sharded_data_parallel = false"
+    "FSDP shards the network over several training processes, and this is one; launch {} with "
+    "torchrun (`torchrun --nproc-per-node N -m neuroexec {}`, N >= 2: one per GPU, or CPU "
+    "processes), or {}"
 )
-_FSDP_CLASH = (
-    "FSDP does not combine with {} (torch.compile and the channels_last layout do not apply to FSDP's "
-    "flat parameters): set one of them to false"
-)
+
+
+def fsdp_launch(spec: Spec) -> str:
+    """FSDP_LAUNCH for `spec`: the ClinicaDL front end's words for the spec `neuroexec train` wrote
+    (`<MAPS>/.neuroexec/train.toml`: relaunch the command, or drop -fsdp), apply's for the others."""
+    path = spec.path.resolve()
+    if path == MapsLayout(path.parent.parent).command_spec("train"):
+        return FSDP_LAUNCH.format("the command", "train ... -fsdp", "drop -fsdp")
+    return FSDP_LAUNCH.format("apply", "apply SPEC", "set fully_sharded_data_parallel = false")
+
+
+_FSDP_CLASH = {
+    "compile": (
+        "FSDP does not combine with compile = true in neuroexec: torch.compile of the FSDP wrapper "
+        "(which its use_orig_params = true allows) is not checked here for a bit-identical, resumable "
+        "training; set compile = false"
+    ),
+    "channels_last": (
+        "FSDP does not combine with channels_last = true: its flat parameters hold each weight as a "
+        "contiguous view, so the weights' channels_last layout is lost at the wrap; set channels_last "
+        "= false"
+    ),
+}
 
 
 # --- observers: their optional packages (training/observers.py)

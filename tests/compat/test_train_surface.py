@@ -303,6 +303,7 @@ def test_fsdp_in_one_process_is_one_line_exit_2_naming_torchrun(tmp_path, tiny_d
     assert main([*argv, str(tmp_path / "m"), "--no-gpu", "-fsdp", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "fully_sharded_data_parallel" in err and "torchrun --nproc-per-node N" in err
+    assert "-m neuroexec train ... -fsdp" in err and "drop -fsdp" in err and "apply SPEC" not in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m" / "split-0").exists()
 
 

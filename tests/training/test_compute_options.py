@@ -18,7 +18,7 @@ from neuroexec.evaluation import amp_type
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.spec import load_spec
 from neuroexec.spec.model import Compute
-from neuroexec.spec.training_checks import FSDP_LAUNCH, device_notes
+from neuroexec.spec.training_checks import device_notes
 from neuroexec.training import loop, run
 from neuroexec.training.epoch_rules import determinism
 from neuroexec.training.task import result_compute
@@ -88,7 +88,8 @@ def test_fsdp_validates_with_a_note_on_how_to_launch_it(tmp_path, fake_gpu, monk
     spec = load_spec(_compute_spec(tmp_path, f'device = "{device}", fully_sharded_data_parallel = true'))
     assert spec.models["cnn"].compute.fully_sharded_data_parallel
     notes = [n for n in device_notes(spec) if "fully_sharded" in n]
-    assert notes == [f"models.cnn.compute.fully_sharded_data_parallel: {FSDP_LAUNCH}"]
+    assert len(notes) == 1 and "-m neuroexec apply SPEC" in notes[0]
+    assert "set fully_sharded_data_parallel = false" in notes[0] and "-fsdp" not in notes[0]
     monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun: nothing to say
     assert not [n for n in device_notes(spec) if "fully_sharded" in n]
 

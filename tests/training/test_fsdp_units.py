@@ -92,3 +92,52 @@ def test_the_trainers_optimizer_state_is_the_gathered_one_under_fsdp_and_then_re
     assert t.gathered is None
     t.unshard()
     assert t.sharded is None and t.net is t.plain and t.forward is t.net and not t.optimizer.state
+
+
+# --- what validate and apply say (spec/training_checks.py)
+
+
+def fsdp_spec(tmp_path, compute: str = "", extra: str = ""):
+    from neuroexec.spec import load_spec
+    from tests.training.training_specs import write_spec
+
+    tmp_path.mkdir(exist_ok=True)
+    body = f'task = "classification"\ntrain = {{ epochs = 1 }}\n{extra}\n'
+    return write_spec(tmp_path, {"m": body + f"compute = {{ fully_sharded_data_parallel = true{compute} }}"})
+
+
+def said(path) -> str:
+    from neuroexec.errors import SpecError
+    from neuroexec.spec import load_spec
+
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    return str(err.value)
+
+
+def test_a_clash_names_only_the_option_that_clashes_and_why(tmp_path):
+    compile_only = said(fsdp_spec(tmp_path / "c", ", compile = true"))
+    assert "compile = true" in compile_only and "channels_last" not in compile_only
+    assert "use_orig_params" in compile_only and "flat parameters" not in compile_only
+    layout = said(fsdp_spec(tmp_path / "l", ", channels_last = true"))
+    assert "contiguous view" in layout and "compile" not in layout
+    multi = said(
+        fsdp_spec(
+            tmp_path / "n", extra='mode = "patch"\npatch = { size = 8, stride = 8 }\nmulti_network = true'
+        )
+    )
+    assert "unshard" in multi
+
+
+def test_apply_finds_a_training_by_its_steps_kind(tmp_path, monkeypatch):
+    from neuroexec.errors import DeviceError
+    from neuroexec.spec import load_spec
+    from neuroexec.spec.training_checks import refuse_absent_gpu
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    spec = load_spec(fsdp_spec(tmp_path))
+    compute = spec.models["m"].compute
+    refuse_absent_gpu(spec, [("model.m.x.train-like", compute, "predict")])  # not a training
+    with pytest.raises(DeviceError, match="model.m.fit trains with fully_sharded") as err:
+        refuse_absent_gpu(spec, [("model.m.fit", compute, "train")])
+    assert "-m neuroexec apply SPEC" in str(err.value) and "-fsdp" not in str(err.value)
