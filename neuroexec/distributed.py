@@ -9,6 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from neuroexec.errors import InputError
+
 
 def init_from_env() -> None:
     """Under torchrun (WORLD_SIZE > 1) join the process group: nccl on GPU, gloo on CPU."""
@@ -75,10 +77,23 @@ def fsdp_wrap(net: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype
     (on the CPU, gloo; FSDP needs it named there). `use_orig_params` keeps the network's own parameters
     visible to the optimizer (neuroexec/optim.py takes those that require a gradient, so frozen layers
     and the parameter groups are those of a DDP training); the optimizers are element-wise, so a shard's
-    update is the whole one's. The caller builds the optimizer on the wrapper's parameters."""
+    update is the whole one's. The caller builds the optimizer on the wrapper's parameters.
+
+    Every module with parameters becomes a unit that gathers its weights in its own forward, so a
+    method of the network called outside forward (a VAE's `evaluation_losses`, which encodes again)
+    sees whole weights through its submodules; the network itself must hold no parameter of its own
+    (it would stay a shard there): such a network is refused (InputError)."""
     from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision, ShardingStrategy
     from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
 
+    own = [name for name, _ in net.named_parameters(recurse=False)]
+    if own:  # the root's own parameters would stay sharded outside its forward (`Trainer.evaluate`)
+        raise InputError(
+            None,
+            f"the network {type(net).__name__} holds parameters of its own ({', '.join(own)}), which "
+            "FSDP leaves sharded when its methods run outside forward; set it to false",
+            field="compute.fully_sharded_data_parallel",
+        )
     precision = None
     if amp_dtype is not None and device.type == "cuda":
         precision = MixedPrecision(

@@ -98,7 +98,6 @@ def test_the_trainers_optimizer_state_is_the_gathered_one_under_fsdp_and_then_re
 
 
 def fsdp_spec(tmp_path, compute: str = "", extra: str = ""):
-    from neuroexec.spec import load_spec
     from tests.training.training_specs import write_spec
 
     tmp_path.mkdir(exist_ok=True)
@@ -141,3 +140,22 @@ def test_apply_finds_a_training_by_its_steps_kind(tmp_path, monkeypatch):
     with pytest.raises(DeviceError, match="model.m.fit trains with fully_sharded") as err:
         refuse_absent_gpu(spec, [("model.m.fit", compute, "train")])
     assert "-m neuroexec apply SPEC" in str(err.value) and "-fsdp" not in str(err.value)
+
+
+def test_a_vaes_validation_losses_under_fsdp_are_the_plain_networks(group):
+    """Trainer.evaluate's path under FSDP: the VAE's evaluation_losses (outside forward, it encodes
+    again) runs through its submodules, each an FSDP unit that gathers its own weights; a network
+    holding a parameter of its own (left a shard there) is refused."""
+    from neuroexec.errors import InputError
+    from tests.nn.test_vae import build
+
+    torch.manual_seed(0)
+    net = build("VanillaDenseVAE", (1, 16, 20)).eval()
+    x = torch.rand(3, 1, 16, 20)
+    with torch.no_grad():
+        expected = net.evaluation_losses(x, net(x), "VAEBernoulliLoss")
+        root = distributed.fsdp_wrap(copy.deepcopy(net), torch.device("cpu"), None).eval()
+        torch.testing.assert_close(root.evaluation_losses(x, root(x), "VAEBernoulliLoss"), expected)
+    net.scale = torch.nn.Parameter(torch.ones(1))
+    with pytest.raises(InputError, match="fully_sharded_data_parallel.*parameters of its own"):
+        distributed.fsdp_wrap(net, torch.device("cpu"), None)
