@@ -87,7 +87,7 @@ _TABLE = (
     _o("evaluation_steps", "Computational", 0, "--evaluation_steps", "-esteps", kind=int,
        help="also evaluate every this many iterations (0: once per epoch)"),
     _o("fully_sharded_data_parallel", "Computational", False, "--fully_sharded_data_parallel", "-fsdp",
-       help="shard the model over the GPUs (torchrun)"),
+       help="shard the model over the training processes (launch under torchrun)"),
     _o("amp", "Computational", False, "--amp", negation="--no-amp",
        help="mixed precision: float16 with a gradient scaler (GPU only)"),
     # [Reproducibility]
