@@ -18,26 +18,21 @@ from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.nn import build_network
 from neuroexec.training.resume import seed_everything
-from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
-
-TRAIN = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {acc} }}'
-BODY = 'task = "classification"\ndropout = 0.0\n' + TRAIN
+from tests.training.training_specs import needs_torchrun
 
 
 @needs_torchrun
-def test_two_cpu_processes_match_one_process(tmp_path):
-    # The 2 processes also share one in-memory copy of the images (compute.cache through /dev/shm).
-    two = BODY.format(acc=3) + "\ncompute = { cache = true }"
-    path = write_spec(tmp_path, {"one": BODY.format(acc=6), "two": two}, subjects=12, batch_size=1)
-    leftovers = set(Path("/dev/shm").glob("neuroexec-cache-*"))
-    run_apply(path, target="model.one.train*")  # also prepares the data and both models' splits
-    run_apply(path, target="model.two.split")
-    output = apply_with_torchrun(path, "model.two.train*")
+def test_two_cpu_processes_match_one_process(ddp_project):
+    # tests/training/conftest.py: models ddp_one (6 accumulated batches of 1) and ddp_two (3 a process,
+    # compute.cache = true: the 2 processes share one in-memory copy of the images through /dev/shm)
+    output, tmp_path = ddp_project.output, ddp_project.root
     if Path("/dev/shm").is_dir():
         assert "shared by the 2 processes on this machine" in output
-        assert set(Path("/dev/shm").glob("neuroexec-cache-*")) == leftovers  # unlinked once mapped
+        assert (
+            set(Path("/dev/shm").glob("neuroexec-cache-*")) == ddp_project.shm_before
+        )  # unlinked once mapped
 
-    one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
+    one, two = MapsLayout(tmp_path / "maps/ddp_one"), MapsLayout(tmp_path / "maps/ddp_two")
     log_one = pd.read_csv(one.training_tsv(0), sep="\t")
     log_two = pd.read_csv(two.training_tsv(0), sep="\t")
     assert len(log_two) == 1  # one row per epoch: written once, by rank 0

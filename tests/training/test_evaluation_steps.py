@@ -16,7 +16,7 @@ from neuroexec.maps.layout import MapsLayout
 from neuroexec.report import report
 from neuroexec.spec import load_spec
 from neuroexec.training.resume import INTERRUPT_ENV
-from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
+from tests.training.training_specs import needs_torchrun, run_apply, write_spec
 
 TRAIN = "learning_rate = 1e-3, selection_metrics = ['loss', 'BA']"
 
@@ -116,17 +116,12 @@ def test_workers_and_an_interruption_change_nothing(tmp_path, every_step):
 
 
 @needs_torchrun
-def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(tmp_path):
-    # tests/training/test_ddp.py's set-up: the same global batch with 1 process (6 accumulated batches)
-    # and with 2 (3 each): one optimizer step, after which every rank evaluates its shard
-    train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {n}, evaluation_steps = {n} }}'
-    body = 'task = "classification"\ndropout = 0.0\n' + train
-    path = write_spec(tmp_path, {"one": body.format(n=6), "two": body.format(n=3)}, batch_size=1)
-    run_apply(path, target="model.one.train*")
-    run_apply(path, target="model.two.split")
-    apply_with_torchrun(path, "model.two.train*")
-    one = pd.read_csv(MapsLayout(tmp_path / "maps/one").training_tsv(0), sep="\t")
-    two = pd.read_csv(MapsLayout(tmp_path / "maps/two").training_tsv(0), sep="\t")
+def test_under_ddp_every_rank_evaluates_and_rank_0_writes_the_row(ddp_project):
+    # tests/training/test_ddp.py's set-up (tests/training/conftest.py, models steps_one and steps_two): the
+    # same global batch with 1 process (6 accumulated batches) and with 2 (3 each): one optimizer step,
+    # after which every rank evaluates its shard
+    one = pd.read_csv(MapsLayout(ddp_project.root / "maps/steps_one").training_tsv(0), sep="\t")
+    two = pd.read_csv(MapsLayout(ddp_project.root / "maps/steps_two").training_tsv(0), sep="\t")
     assert list(zip(one["epoch"], one["iteration"])) == [(0, 5), (0, 5)]
     assert list(zip(two["epoch"], two["iteration"])) == [(0, 2), (0, 2)]  # written once, by rank 0
     # (rank 0's batch-norm statistics saw 3 images, one process's 6: the two runs' losses differ)

@@ -25,7 +25,7 @@ from neuroexec.training.resume import seed_everything
 from neuroexec.training.sampling import WeightedSampler, class_weights, weighted_sampler
 from neuroexec.training.task import training_config
 from tests.training.test_workers_determinism import assert_same_training, interrupted
-from tests.training.training_specs import apply_with_torchrun, needs_torchrun, run_apply, write_spec
+from tests.training.training_specs import needs_torchrun, write_spec
 
 EPOCHS = 3  # as test_workers_determinism's assert_same_training expects
 
@@ -161,19 +161,12 @@ def test_the_sampler_enters_the_fingerprint_only_when_weighted():
 
 
 @needs_torchrun
-def test_two_ddp_processes_draw_the_items_of_one(tmp_path):
-    # As tests/training/test_ddp.py: one optimizer step per epoch over the whole draw (1 process: 6
-    # accumulated batches of 1; 2 processes: 3 each, averaged by DDP), SGD, no dropout. The ranks' shares
-    # of the one weighted draw make the same step as the single process's draw, to float rounding.
-    train = 'train = {{ epochs = 1, learning_rate = 0.05, optimizer = "SGD", weight_decay = 0.0, accumulation_steps = {acc}, sampler = "weighted" }}'
-    body = 'task = "classification"\ndropout = 0.0\n' + train
-    path = write_spec(
-        tmp_path, {"one": body.format(acc=6), "two": body.format(acc=3)}, subjects=12, batch_size=1
-    )
-    run_apply(path, target="model.one.train*")
-    run_apply(path, target="model.two.split")
-    apply_with_torchrun(path, "model.two.train*")
-    one, two = MapsLayout(tmp_path / "maps/one"), MapsLayout(tmp_path / "maps/two")
+def test_two_ddp_processes_draw_the_items_of_one(ddp_project):
+    # As tests/training/test_ddp.py (tests/training/conftest.py, models weighted_one and weighted_two): one
+    # optimizer step per epoch over the whole draw (1 process: 6 accumulated batches of 1; 2 processes: 3
+    # each, averaged by DDP), SGD, no dropout. The ranks' shares of the one weighted draw make the same
+    # step as the single process's draw, to float rounding.
+    one, two = (MapsLayout(ddp_project.root / f"maps/weighted_{n}") for n in ("one", "two"))
     state_one, _, _ = load_model_state(one.best_model(0, "loss"))
     state_two, _, _ = load_model_state(two.best_model(0, "loss"))
     seed_everything(0)  # training seeds then builds: these are the initial weights
