@@ -159,3 +159,36 @@ def test_a_vaes_validation_losses_under_fsdp_are_the_plain_networks(group):
     net.scale = torch.nn.Parameter(torch.ones(1))
     with pytest.raises(InputError, match="fully_sharded_data_parallel.*parameters of its own"):
         distributed.fsdp_wrap(net, torch.device("cpu"), None)
+
+
+def test_no_autocast_under_fsdp_its_mixed_precision_casts(group):
+    """With amp on a GPU (settings faked: no GPU here), a DDP/one-process training autocasts; an FSDP
+    one does not (MixedPrecision, built in the same resolved type, casts), as ClinicaDL's."""
+    import contextlib
+    import dataclasses
+
+    torch.manual_seed(0)
+    net = build_network("TinyCNN", SIZE, 2)
+    gpu_amp = {"amp": True, "device": torch.device("cuda", 0), "amp_dtype": torch.float16}
+    alone, sharded = trainer(copy.deepcopy(net)), trainer(copy.deepcopy(net), fsdp=True)
+    for t in (alone, sharded):
+        t.settings = dataclasses.replace(t.settings, **gpu_amp)
+    assert isinstance(alone.autocast(), torch.autocast)
+    assert isinstance(sharded.autocast(), contextlib.nullcontext)
+
+
+def test_fsdps_name_keyed_optimizer_state_resumes_without_fsdp(group):
+    """The other way (an FSDP run resumed by a DDP or one-process one): torch's Optimizer.load_state_dict
+    maps the saved groups' parameters (names) to its own by order, which is the network's."""
+    torch.manual_seed(0)
+    net = build_network("TinyCNN", SIZE, 2)
+    plain = copy.deepcopy(net)
+    t = trainer(copy.deepcopy(net), fsdp=True)
+    t.sharded(torch.randn(2, *SIZE)).sum().backward()
+    t.optimizer.step()
+    t.gather()
+    saved = t.optimizer_state_dict()
+    optimizer = torch.optim.Adam(plain.parameters())
+    optimizer.load_state_dict(saved)
+    for name, p in plain.named_parameters():
+        assert torch.equal(optimizer.state[p]["exp_avg"], saved["state"][name]["exp_avg"]), name
