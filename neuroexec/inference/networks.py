@@ -101,7 +101,10 @@ def save_network_tensors(task: GroupTask, ctx: RunContext) -> dict:
     saved = niftis = latents = 0
     records = frame.to_dict("records")
     for i, row in enumerate(ctx.reporter.iterate(records, total=len(records), desc="save tensors")):
-        parts = [_part(models[k], datasets[k][i], settings, latent and task.model.maps) for k in range(count)]
+        parts = [
+            _part(models[k], datasets[k][i], settings, task.model.maps if latent else None)
+            for k in range(count)
+        ]
         for k_id, p, s, x, y, code in parts:
             if tensors:
                 atomic.save_torch(task.maps.tensor_file(*where, p, s, info.mode, k_id, "input"), x)
