@@ -81,13 +81,13 @@ def fsdp_wrap(net: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype
 
     Every module with parameters becomes a unit that gathers its weights in its own forward, so a
     method of the network called outside forward (a VAE's `evaluation_losses`, which encodes again)
-    sees whole weights through its submodules; the network itself must hold no parameter of its own
-    (it would stay a shard there): such a network is refused (InputError)."""
+    sees whole weights through its submodules; such a network must hold no parameter of its own
+    (it would stay a shard there): one that does is refused (InputError)."""
     from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision, ShardingStrategy
     from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
 
     own = [name for name, _ in net.named_parameters(recurse=False)]
-    if own:  # the root's own parameters would stay sharded outside its forward (`Trainer.evaluate`)
+    if own and hasattr(net, "evaluation_losses"):  # run outside forward (`Trainer.evaluate`)
         raise InputError(
             None,
             f"the network {type(net).__name__} holds parameters of its own ({', '.join(own)}), which "

@@ -192,3 +192,17 @@ def test_fsdps_name_keyed_optimizer_state_resumes_without_fsdp(group):
     optimizer.load_state_dict(saved)
     for name, p in plain.named_parameters():
         assert torch.equal(optimizer.state[p]["exp_avg"], saved["state"][name]["exp_avg"]), name
+
+
+def test_rank_0s_weights_are_broadcast_at_the_wrap_on_a_gpu(monkeypatch):
+    """sync_module_states (DDP's broadcast of rank 0's weights) on CUDA, where FSDP has it; the
+    arguments FSDP is built with, captured (no GPU here)."""
+    import torch.distributed.fsdp as fsdp
+
+    built = []
+    monkeypatch.setattr(fsdp, "FullyShardedDataParallel", lambda net, **kwargs: built.append(kwargs))
+    distributed.fsdp_wrap(torch.nn.Linear(2, 1), torch.device("cuda", 0), torch.bfloat16)
+    distributed.fsdp_wrap(torch.nn.Linear(2, 1), torch.device("cpu"), None)
+    gpu, cpu = built
+    assert gpu["sync_module_states"] is True and cpu["sync_module_states"] is False
+    assert gpu["mixed_precision"].param_dtype == torch.bfloat16  # the resolved amp type, whichever
