@@ -77,6 +77,8 @@ def make_jobs(
         after = _needs(p, where, kind)
         after_ids = sorted({queued[d] for d in p.step.deps if d in queued})
         networks = _networks(plan, p) if kind == "train" else []
+        running = {queued[q.target] for q in networks if q.target in queued}  # the split waits for them
+        networks = [q for q in networks if q.target not in queued]
         if networks:  # trained by a task each first: the split's task then only publishes
             nkey = (kind, f"{_owner(p, kind)}-networks", tuple(sorted(after)), tuple(after_ids))
             if nkey not in jobs:
@@ -84,6 +86,7 @@ def make_jobs(
                 jobs[nkey].resources = resources_for(kind, *settings, defaults=_defaults(p))
             jobs[nkey].tasks += [[q.target] for q in networks]
             after = after | {jobs[nkey].name}
+        after_ids = sorted({*after_ids, *running})
         key = (kind, _owner(p, kind), tuple(sorted(after)), tuple(after_ids))
         if key not in jobs:
             jobs[key] = Job(_name(kind, key[1], jobs), kind, after=sorted(after), after_ids=after_ids)

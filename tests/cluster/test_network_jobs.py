@@ -100,3 +100,20 @@ def test_a_network_target_submits_that_network_alone(tmp_path: Path) -> None:
     assert [(job.name, job.tasks) for job in jobs[1:]] == [
         ("train-mn", [[f"model.mn.train[split-1,network-{k}]"] for k in range(NETWORKS)])
     ]  # the networks only: the split is published by a later apply of it
+
+
+def test_a_network_task_still_running_gets_no_new_task_and_the_split_waits_for_it(tmp_path: Path) -> None:
+    # a second `apply --slurm` while the ledger records network tasks queued or running by their targets
+    plan = make_plan(load_spec(_spec(tmp_path)))
+    queued = {f"model.mn.train[split-0,network-{k}]": f"70_{k}" for k in range(NETWORKS)}
+    queued["model.mn.train[split-1,network-1]"] = "71_4"
+    jobs = [job for job in make_jobs(plan, queued=queued) if job.kind == "train"]
+    (networks,) = [job for job in jobs if job.name.endswith("-networks")]
+    trains = [job for job in jobs if job is not networks]
+    assert networks.tasks == [["model.mn.train[split-1,network-0]"], ["model.mn.train[split-1,network-2]"]]
+    assert networks.after_ids == []  # the new networks need no other network
+    waits = {task[0]: job.after_ids for job in trains for task in job.tasks}
+    assert waits == {
+        "model.mn.train[split-0]": ["70_0", "70_1", "70_2"],
+        "model.mn.train[split-1]": ["71_4"],
+    }
