@@ -2,8 +2,8 @@
 the same seed, its checkpoints under the network's own names, its resume after an interrupt and after a
 SIGTERM mid-epoch (bit-identical to the uninterrupted FSDP run), and what stays refused.
 
-Three torchrun launches share one module fixture: an FSDP training interrupted after epoch 1; one
-stopped by SIGTERM in epoch 2; then DDP and FSDP trained side by side while those two resume."""
+Three torchrun launches share one module fixture: an FSDP training interrupted after epoch 1 and one
+stopped by SIGTERM in epoch 2, side by side; then DDP and FSDP trained side by side while those two resume."""
 
 from __future__ import annotations
 
@@ -35,33 +35,45 @@ FSDP = BODY + "\ncompute = { fully_sharded_data_parallel = true }"
 MODELS = {"ddp": BODY, "full": FSDP, "cut": FSDP, "term": FSDP}
 
 
-def torchrun(
-    path: Path, targets: list[str], env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`neuroexec apply PATH --target ...` in 2 CPU processes under torchrun, on a free port."""
+def torchrun(path: Path, targets: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`neuroexec apply PATH --target ...` started in 2 CPU processes under torchrun, on a free port
+    (`finish` waits for it)."""
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = str(free.getsockname()[1])
     command = [str(TORCHRUN), "--nproc-per-node", "2", "--master-port", port, "-m", "neuroexec", "apply"]
     command += [str(path), *(arg for t in targets for arg in ("--target", t))]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    )
+
+
+def finish(launch: subprocess.Popen) -> tuple[int, str]:
+    """(exit status, stdout and stderr) of a launch."""
+    output, _ = launch.communicate(timeout=240)
+    return launch.returncode, output
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fsdp")
     path = write_spec(root, MODELS, subjects=12, batch_size=2)
-    run_apply(path, target="model.*.split")  # the data and the splits, in this process
+    run_apply(path, target=["model.*.split", "dataset.*"])  # the data and the splits, in this process
+    # the two interrupted FSDP trainings at the same time (their own models, ports and lock scopes)
     cut = torchrun(path, ["model.cut.train*"], {INTERRUPT_ENV: "0"})
     term = torchrun(path, ["model.term.train*"], {SIGTERM_AT_BATCH_ENV: "1:1"})
-    assert cut.returncode != 0 and term.returncode != 0, cut.stderr[-2000:] + term.stderr[-2000:]
-    assert "FSDP: the network is sharded over 2 processes" in cut.stdout + cut.stderr
-    assert "SIGTERM: checkpoint written in epoch 2 after batch 2" in term.stdout + term.stderr
+    (cut_rc, cut_out), (term_rc, term_out) = finish(cut), finish(term)
+    assert cut_rc != 0 and term_rc != 0, cut_out[-2000:] + term_out[-2000:]
+    assert "FSDP: the network is sharded over 2 processes" in cut_out
+    assert "SIGTERM: checkpoint written in epoch 2 after batch 2" in term_out
+    # ClinicaDL's optimizer.pth.tar: FSDP's full optimizer state dict, keyed by parameter names
+    optimizer = torch.load(MapsLayout(root / "maps/cut").optimizer_checkpoint(0), weights_only=True)
+    names = set(build_network("TinyCNN", (1, 21, 26, 22), 2, dropout=0.25).state_dict())
+    assert optimizer["optimizer"]["state"] and set(optimizer["optimizer"]["state"]) <= names
     # DDP and FSDP side by side, and the two interrupted trainings resumed
-    done = torchrun(path, [f"model.{m}.train*" for m in MODELS])
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
+    rc, output = finish(torchrun(path, [f"model.{m}.train*" for m in MODELS]))
+    assert rc == 0, output[-6000:]
     assert output.count("resuming after epoch 1 of 2") == 2
     assert "resuming after epoch 1 of 2 and 2 batches of epoch 2" in output
     return root
@@ -92,13 +104,14 @@ def test_fsdp_trains_the_model_ddp_trains(trained):
         assert ddp.keys() == fsdp.keys()
         for key, value in ddp.items():
             assert torch.equal(fsdp[key], value), (epoch, key)
-    results = {
-        m: pd.read_csv(next((trained / "maps" / m).glob("split-0/best-loss/validation/*image_level_prediction.tsv")), sep="\t")
-        for m in ("ddp", "full")
-    }  # fmt: skip
-    numbers = [c for c in results["ddp"].columns if c.startswith("proba")]
-    assert numbers and (results["ddp"]["true_label"] == results["full"]["true_label"]).all()
-    pd.testing.assert_frame_equal(results["ddp"][numbers], results["full"][numbers], check_exact=True)
+    for group in ("validation", "train"):  # validation inside the loop (sharded), train by the plain copy
+        results = {
+            m: pd.read_csv(next((trained / "maps" / m).glob(f"split-0/best-loss/{group}/*image_level_prediction.tsv")), sep="\t")
+            for m in ("ddp", "full")
+        }  # fmt: skip
+        numbers = [c for c in results["ddp"].columns if c.startswith("proba")]
+        assert numbers and (results["ddp"]["true_label"] == results["full"]["true_label"]).all()
+        pd.testing.assert_frame_equal(results["ddp"][numbers], results["full"][numbers], check_exact=True)
 
 
 @needs_torchrun
