@@ -111,7 +111,7 @@ def _view(ctx: RunContext) -> views.View:
 def _told(view: views.View, p: PlannedStep, at: tuple[int, int], run: Callable[[], tuple[str, dict]]) -> str:
     """`run` the step `p` between its started and its finished (or failed, or interrupted) events; `at`
     is (index, total) among the steps to run. Returns the step's fingerprint."""
-    where = {"step": p.step.id, "index": at[0], "total": at[1]}
+    where = {"step": p.target, "index": at[0], "total": at[1]}  # a part: its own target
     view.emit(views.StepStarted(**where, kind=p.step.kind, action=p.action))
     start = time.monotonic()
     try:

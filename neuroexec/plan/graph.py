@@ -47,6 +47,8 @@ class PlannedStep:
         s = self.step
         return {
             "id": s.id,
+            "part": self.part,  # `network-2` of a step narrowed by `--target 'ID,PART]'`, else None
+            "target": self.target,
             "kind": s.kind,
             "action": self.action,
             "reasons": self.reasons,
@@ -115,6 +117,10 @@ class Plan:
             if any(d.action in (NEW, CHANGED) for d in deps)
             else {d.step.id: d.fingerprint or "" for d in deps}
         )
+        # a part's own reason and the split's config diff: not the split's notes on what its apply
+        # resumes, trains, publishes or replaces (the part does none of that)
+        split_only = {*_resumes(p.step, upstream), *_notes(p)}
+        own = [r for r in p.reasons if r not in split_only]
         out = []
         for step, reason, done in kind(p.step.kind).parts(p.step, part, upstream):
             if p.action == REFUSED:
@@ -122,7 +128,7 @@ class Plan:
             elif p.action == UP_TO_DATE or done:
                 action, reasons = UP_TO_DATE, [] if p.action == UP_TO_DATE else [reason]
             else:
-                action, reasons = p.action, [reason, *p.reasons]
+                action, reasons = p.action, [reason, *own]
             name = step.lock_scope.rpartition("/")[2]
             out.append(PlannedStep(step, action, reasons, p.fingerprint, [], p.seen, part=name))
         return out

@@ -32,7 +32,7 @@ def render_text(plan: Plan, color: bool = False, verbose: bool = False, notes: S
     """The plan as `neuroexec plan` prints it; `notes` (e.g. "no CUDA GPU here") after the summary."""
     lines: list[Text] = [Text(f"Plan for {plan.spec.path}:")]
     for p in plan.steps:
-        lines.append(Text(f"  {p.action} {p.step.id}", style=STYLES[p.action]))
+        lines.append(Text(f"  {p.action} {p.target}", style=STYLES[p.action]))  # a part: its own target
         lines.extend(Text(f"      {reason}") for reason in p.reasons)
         if verbose:
             lines.extend(Text(f"      {line}", style="dim") for line in fingerprint_lines(p))
@@ -106,7 +106,24 @@ def summary(plan: Plan) -> str:
         if any(p.removals for p in plan.steps)
         else ""
     )
-    return f"{head} {', '.join(parts)} ({len(plan.steps)} steps){removing}."
+    return f"{head} {', '.join(parts)} ({_step_count(plan)}){removing}."
+
+
+def _step_count(plan: Plan) -> str:
+    """`5 steps`, or, with steps narrowed to parts (`--target 'model.M.train[split-0,network-*]'`),
+    `3 steps and 3 parts of 1 step`: each step counted once, its parts apart.
+
+    >>> from types import SimpleNamespace as S
+    >>> _step_count(S(steps=[S(part=None, step=S(id="a")), S(part="network-0", step=S(id="b")),
+    ...                     S(part="network-1", step=S(id="b"))]))
+    '1 steps and 2 parts of 1 step'
+    """
+    whole = sum(p.part is None for p in plan.steps)
+    narrowed = {p.step.id for p in plan.steps if p.part is not None}
+    if not narrowed:
+        return f"{whole} steps"
+    parts = len(plan.steps) - whole
+    return f"{whole} steps and {parts} parts of {len(narrowed)} step{'s' if len(narrowed) != 1 else ''}"
 
 
 def render_json(plan: Plan, notes: Sequence[str] = ()) -> str:
@@ -124,6 +141,7 @@ def plan_data(plan: Plan) -> dict[str, Any]:
     (each with its `action` symbol and its `change` word), summary."""
     counts = {WORDS[a].replace(" ", "_"): len(plan.by_action(a)) for a in (NEW, CHANGED, UP_TO_DATE, REFUSED)}
     counts["files_to_remove"] = sum(r.files() for p in plan.steps for r in p.removals)
+    counts["parts"] = sum(p.part is not None for p in plan.steps)
     steps = [{**p.as_json(), "change": change_word(p)} for p in plan.steps]
     return {
         "format_version": JSON_FORMAT_VERSION,

@@ -98,12 +98,15 @@ def resumes(step: Step, upstream: dict[str, str] | None) -> str | None:
 
 def network_resumes(task: TrainTask, upstream: dict[str, str] | None) -> str | None:
     """`resumes` of a multi-network model: which networks are finished or interrupted in tmp/ (each
-    network keeps its own files there: they may have been trained by `--target` runs of their own)."""
+    network keeps its own files there: they may have been trained by `--target` runs of their own), and
+    which apply discards (finished or interrupted under other settings or data). An earlier version's
+    interrupted run, kept in tmp/ itself, counts for its network (read, not moved)."""
     from neuroexec.training.networks import planned_count
 
     maps, split, count = task.maps, task.split, planned_count(task.model, task.dataset) or 0
+    slot = {k: resume.network_slot(maps, split, k) for k in range(count)}
     if upstream is None:
-        stale = [k for k in range(count) if resume.discarded_epoch(maps, split, None, k) is not None]
+        stale = [k for k in range(count) if resume.discarded_epoch(maps, split, None, slot[k]) is not None]
         if not stale and not any(maps.staged_network_done(split, k).is_file() for k in range(count)):
             return None
         return (
@@ -112,29 +115,44 @@ def network_resumes(task: TrainTask, upstream: dict[str, str] | None) -> str | N
         )
     key = task.resume_key(upstream)
     for k in range(count):
-        why = resume.damage(maps, split, key, k)
+        why = resume.damage(maps, split, key, slot[k])
         if why is not None:
+            folder = maps.tmp_dir(split) if slot[k] is None else maps.resume_state(split, k).parent
             return (
-                f"interrupted in network-{k}, but {why}: apply stops there; delete "
-                f"{maps.resume_state(split, k).parent} to train the network from the start"
+                f"interrupted in network-{k}, but {why}: apply stops there; delete {folder} to train the "
+                "network from the start"
             )
     done = resume.finished_networks(maps, split, key, count)
     interrupted = resume.interrupted_networks(maps, split, key, count)
+    dropped = _discarded(task, key, count, set(done) | set(interrupted))
     epochs = task.model.train.epochs
     said = [f"interrupted in network-{k} after epoch {e + 1} of {epochs}" for k, e in interrupted.items()]
     if said:
         first = min(interrupted)
         extra = "" if set(done) == set(range(first)) else f" ({_names(done) or 'none'} of {count} finished)"
-        return "; ".join(said) + f": apply resumes there{extra}"
+        return "; ".join(said) + f": apply resumes there{extra}" + (f"; {dropped}" if dropped else "")
     if done:
         left = "publishes the split" if len(done) == count else "trains the others and publishes the split"
-        return f"{_names(done)} of {count} finished: apply {left}"
-    if any(resume.discarded_epoch(maps, split, key, k) is not None for k in range(count)):
-        return (
-            f"the networks interrupted in {maps.tmp_dir(split)} were trained with other settings or data: "
-            "apply discards them and trains the split from the start"
-        )
-    return None
+        return f"{_names(done)} of {count} finished: apply {left}" + (f"; {dropped}" if dropped else "")
+    return dropped
+
+
+def _discarded(task: TrainTask, key: str, count: int, kept: set[int]) -> str | None:
+    """The plan's words on the networks apply discards and retrains: finished (`finished.json`) or
+    interrupted under another key than `key`; None without any."""
+    maps, split = task.maps, task.split
+    finished = set(resume.stale_networks(maps, split, key, count)) - kept
+    interrupted = {
+        k
+        for k in range(count)
+        if k not in kept | finished
+        and resume.discarded_epoch(maps, split, key, resume.network_slot(maps, split, k)) is not None
+    }
+    said = [f"{_names(ks)} {how}" for ks, how in ((finished, "finished"), (interrupted, "interrupted")) if ks]
+    if not said:
+        return None
+    them = "it" if len(finished | interrupted) == 1 else "them"
+    return f"{' and '.join(said)} with other settings or data: apply discards and retrains {them}"
 
 
 def _names(networks) -> str:

@@ -328,13 +328,32 @@ def interrupt_requested(epoch: int, network: int | None = None) -> bool:
 
 def interrupted_networks(maps: MapsLayout, split: int, key: str, count: int) -> dict[int, int]:
     """The networks of a multi-network model with an interrupted run that `key` resumes, with the last
-    epoch (0-based) each finished (for plans and the apply that goes on); finished networks are not."""
+    epoch (0-based) each finished (for plans and the apply that goes on); finished networks are not.
+    An earlier version's run kept in tmp/ itself counts for its network (`network_slot`)."""
     found, done = {}, finished_networks(maps, split, key, count)
     for network in (k for k in range(count) if k not in done):
-        epoch = resumable_epoch(maps, split, key, network)
+        epoch = resumable_epoch(maps, split, key, network_slot(maps, split, network))
         if epoch is not None:
             found[network] = epoch
     return found
+
+
+def legacy_network(maps: MapsLayout, split: int) -> int | None:
+    """The network whose interrupted run an earlier version kept in tmp/ itself (its resume state names
+    it), when that network's folder holds no run of its own (apply then adopts it), else None. Reads
+    only: for plans."""
+    try:
+        state = _read_state(maps, split)
+    except NeuroexecError:
+        return None
+    k = None if state is None else state.get("network")
+    return k if isinstance(k, int) and not maps.resume_state(split, k).exists() else None
+
+
+def network_slot(maps: MapsLayout, split: int, network: int) -> int | None:
+    """Where the resume state of `network` is read before apply adopts it: None (tmp/ itself) for the
+    network of an earlier version's run (`legacy_network`), else the network's own folder."""
+    return None if legacy_network(maps, split) == network else network
 
 
 def adopt_legacy(maps: MapsLayout, split: int, network: int | None) -> None:
@@ -384,6 +403,13 @@ def finished_networks(maps: MapsLayout, split: int, key: str, count: int) -> dic
             continue
         done[network] = {k: v for k, v in record.items() if k != "config_key"}
     return done
+
+
+def stale_networks(maps: MapsLayout, split: int, key: str, count: int) -> list[int]:
+    """The networks recorded finished (`finished.json`) under another key than `key`: made with other
+    settings or data, a training under `key` discards and retrains them."""
+    done = finished_networks(maps, split, key, count)
+    return [k for k in range(count) if maps.staged_network_done(split, k).is_file() and k not in done]
 
 
 def clear_network(maps: MapsLayout, split: int, network: int, metrics: Sequence[str]) -> None:

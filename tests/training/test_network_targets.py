@@ -4,6 +4,7 @@ trains what is left and publishes the same models, bit for bit, as one sequentia
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from neuroexec.plan.graph import UP_TO_DATE, make_plan
 from neuroexec.plan.state import read_state
 from neuroexec.records import state_file
 from neuroexec.spec import load_spec
-from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV
+from neuroexec.training.resume import INTERRUPT_ENV, INTERRUPT_NETWORK_ENV, mark_network_done
 from tests.training.test_multi_network import PATCHES, assert_same, body, published, read_tsv
 from tests.training.training_specs import run_apply, write_spec
 
@@ -95,13 +96,16 @@ def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequentia
         "interrupted in network-0 after epoch 1 of 2: apply resumes there (network-2 of 4 finished)"
     ]
     as_an_earlier_version_left_it(b, 0)
+    assert reasons(path, "b") == [  # read where it lies, not moved by the plan
+        "interrupted in network-0 after epoch 1 of 2: apply resumes there (network-2 of 4 finished)"
+    ]
+    assert b.resume_state(0).is_file() and not b.resume_state(0, 0).exists()
     run_apply(path, target=network("b", 0))  # resumed after its last epoch
     assert reasons(path, "b") == [
         f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split"
     ]
-    assert reasons(path, "b", network("b", 1)) == [
-        "trains network-1 only; the split is published by a later apply of model.b.train[split-0]",
-        f"network-0, network-2 of {PATCHES} finished: apply trains the others and publishes the split",
+    assert reasons(path, "b", network("b", 1)) == [  # its own reason only: not the split's notes
+        "trains network-1 only; the split is published by a later apply of model.b.train[split-0]"
     ]
     for proc in side_by_side(path, "b", (1, 3)):
         out, err = proc.communicate(timeout=600)
@@ -147,3 +151,54 @@ def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such
     # the split selected whole needs none of its networks
     both = plan.select([network("b", 1), SPLIT.format("b")])
     assert [p.step.lock_scope for p in both if p.step.kind == "train"] == ["split-0"]
+
+
+def test_networks_finished_with_other_settings_are_named_discarded_then_retrained(tmp_path):
+    path = write_spec(tmp_path, {"b": body()})
+    b = MapsLayout(tmp_path / "maps/b")
+    run_apply(path, target=["dataset.*", "model.b.split"])  # the data: the plan knows the training's key
+    for k in range(PATCHES):  # all finished under another key (other settings or data)
+        mark_network_done(b, 0, k, "another key", {"epochs": 1})
+    names = ", ".join(f"network-{k}" for k in range(PATCHES))
+    assert reasons(path, "b") == [
+        f"{names} finished with other settings or data: apply discards and retrains them"
+    ]
+    run_apply(path, target=network("b", 2))  # network-2 under the spec's key, the others still stale
+    assert reasons(path, "b") == [
+        f"network-2 of {PATCHES} finished: apply trains the others and publishes the split; network-0, "
+        "network-1, network-3 finished with other settings or data: apply discards and retrains them"
+    ]
+    run_apply(path, target=SPLIT.format("b"))
+    assert recorded(path, "b") and not b.tmp_dir(0).exists()
+    log = b.information_log.read_text()
+    assert all(f"split-0 network-{k}: training started" in log for k in range(PATCHES))
+    assert log.count("training started") == PATCHES  # network-2 once (kept), the others retrained
+
+
+def test_a_network_target_plans_its_own_reason_not_the_splits_notes(tmp_path):
+    path = write_spec(tmp_path, {"b": body()})
+    b = MapsLayout(tmp_path / "maps/b")
+    run_apply(path, target=["dataset.*", "model.b.split"])
+    b.training_tsv(0, 0).parent.mkdir(parents=True)
+    b.training_tsv(0, 0).write_text("epoch\n")  # a finished training the split's apply replaces
+    (split,) = [p for p in make_plan(load_spec(path)).steps if p.step.id == SPLIT.format("b")]
+    assert any(r.startswith("when it finishes, it replaces the finished training") for r in split.reasons)
+    part = [p for p in make_plan(load_spec(path)).select(network("b", 1)) if p.part is not None]
+    assert [p.reasons for p in part] == [
+        ["trains network-1 only; the split is published by a later apply of model.b.train[split-0]"]
+    ]
+
+
+def test_a_plan_of_networks_names_each_and_counts_the_step_once(tmp_path, capsys):
+    path = write_spec(tmp_path, {"b": body()})
+    assert main(["plan", str(path), "--target", network("b", "*")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("  + model.b.train")] == [
+        f"  + {network('b', k)}" for k in range(PATCHES)
+    ]
+    assert out[-1].endswith(f"(3 steps and {PATCHES} parts of 1 step).")
+    assert main(["plan", str(path), "--target", network("b", 1), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    step = data["steps"][-1]
+    assert (step["id"], step["part"], step["target"]) == (SPLIT.format("b"), "network-1", network("b", 1))
+    assert data["steps"][0]["part"] is None and data["summary"]["parts"] == 1
