@@ -52,6 +52,11 @@ class InputError(NeuroexecError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class NoParts(InputError):
+    """A `--target 'ID,PART]'` naming parts of a step that has none (a model of one network): skipped
+    when the step glob has wildcards and another step has such parts."""
+
+
 class UnsafeCheckpointError(InputError):
     """A checkpoint that cannot be loaded with weights_only=True (it would run arbitrary code)."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuroexec.errors import NeuroexecError, UnknownTarget
+from neuroexec.errors import NeuroexecError, NoParts, UnknownTarget
 from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint, input_key, recorded_keys
 from neuroexec.plan.registry import Removal, Step, kind, kinds
 from neuroexec.plan.state import StateStores
@@ -92,8 +92,8 @@ class Plan:
                 raise UnknownTarget(glob, [p.step.id for p in self.steps])
             if part is None:
                 wanted |= found
-            for step_id in sorted(found) if part is not None else ():
-                narrowed.setdefault(step_id, []).extend(self.parts_of(index[step_id], part))
+            if part is not None:
+                self._narrow(glob, sorted(found), part, narrowed)
         stack = [*wanted, *narrowed]
         seen = set(stack)
         while stack:
@@ -106,6 +106,24 @@ class Plan:
         for p in self.steps:  # a step selected whole needs none of its parts
             out += [p] if p.step.id in wanted else _unique(narrowed.get(p.step.id, []))
         return out
+
+    def _narrow(self, glob: str, found: list[str], part: str, narrowed: dict[str, list[PlannedStep]]) -> None:
+        """Add the parts `part` names of each step in `found` to `narrowed`. A step without parts (a
+        model of one network) is refused, or skipped when the glob has wildcards and another step has
+        parts: `model.*.train[split-0,network-*]` narrows the multi-network models only."""
+        index = {p.step.id: p for p in self.steps}
+        skipped: list[NoParts] = []
+        for step_id in found:
+            try:
+                parts = self.parts_of(index[step_id], part)
+            except NoParts as err:
+                if len(found) == 1 or not any(c in split_target(glob)[0] for c in "*?"):
+                    raise
+                skipped.append(err)
+                continue
+            narrowed.setdefault(step_id, []).extend(parts)
+        if len(skipped) == len(found):
+            raise skipped[0]
 
     def parts_of(self, p: PlannedStep, part: str) -> list[PlannedStep]:
         """`p` narrowed to the parts the glob `part` names (the kind's `parts` hook: each part's step has

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from neuroexec.context import RunContext
-from neuroexec.errors import InputError
+from neuroexec.errors import InputError, NoParts
 from neuroexec.maps.info import best_model_file
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.registry import Step, StepKind, register
@@ -170,7 +170,7 @@ def parts(step: Step, glob: str, upstream: dict[str, str] | None) -> list[tuple[
     model, split = task.model, task.split
     wanted = f"--target '{step.id[:-1]},{glob}]'"
     if not model.multi_network:
-        raise InputError(
+        raise NoParts(
             None, f"{wanted}: models.{model.name} has one network (multi_network is not set); target "
             f"{step.id} instead",
         )  # fmt: skip

@@ -141,6 +141,10 @@ def test_a_network_target_names_the_model_and_its_networks_when_there_is_no_such
     assert err.value.exit_code == 2
     with pytest.raises(InputError, match="models.one has one network \\(multi_network is not set\\)"):
         plan.select(network("one", 0))
+    # a wildcard over the models narrows the multi-network ones and skips the model of one network
+    assert {p.target for p in plan.select("model.*.train[split-0,network-1]") if p.part} == {network("b", 1)}
+    with pytest.raises(InputError, match="models.one has one network"):
+        plan.select("model.o*.train[split-0,network-*]")  # nothing it names has networks
     assert [p.step.lock_scope for p in plan.select(network("b", "*")) if p.step.kind == "train"] == [
         f"split-0/network-{k}" for k in range(PATCHES)
     ]
