@@ -12,7 +12,8 @@ from pathlib import Path
 
 from neuroexec.cluster import ledger as ledger_mod
 from neuroexec.cluster import slurm
-from neuroexec.plan.graph import UP_TO_DATE, make_plan
+from neuroexec.errors import NeuroexecError
+from neuroexec.plan.graph import UP_TO_DATE, Plan, PlannedStep, make_plan
 from neuroexec.spec import load_spec
 
 TO_DO = "to do"  # a step not done, in a spec never submitted to SLURM
@@ -54,7 +55,28 @@ def status(spec_path: Path) -> Report:
             steps.append(StepStatus(p.step.id, "not submitted" if ledger.jobs else TO_DO))
         else:
             steps.append(_of_job(p.step.id, *found, live, ended))
+        steps += _networks_of(plan, p, latest, live, ended)
     return Report(spec.path, steps)
+
+
+def _networks_of(plan: Plan, p: PlannedStep, latest: dict, live: dict, ended: dict) -> list[StepStatus]:
+    """The network tasks submitted for a multi-network training step (recorded by their own targets,
+    `model.M.train[split-0,network-1]`), each done (finished under the step's key), or its job's state."""
+    prefix = f"{p.step.id[:-1]},"
+    if p.part is not None or not any(t.startswith(prefix) for t in latest):
+        return []
+    try:
+        parts = {q.target: q for q in plan.parts_of(p, "network-*")}
+    except NeuroexecError:  # the count is not known before the images exist
+        return []
+    rows = []
+    for target, q in parts.items():
+        found = latest.get(target)
+        if q.action == UP_TO_DATE:
+            rows.append(StepStatus(target, "done", found[0].task_ids()[found[1]] if found else ""))
+        elif found is not None:
+            rows.append(_of_job(target, *found, live, ended))
+    return rows
 
 
 def _of_job(step: str, job: ledger_mod.JobRecord, task: int, live: dict, ended: dict) -> StepStatus:

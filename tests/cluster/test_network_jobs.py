@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from neuroexec.cli import main
+from neuroexec.cluster import slurm
 from neuroexec.cluster.jobs import make_jobs
+from neuroexec.cluster.ledger import JobRecord, Ledger, jobs_file
 from neuroexec.cluster.script import script_text
+from neuroexec.cluster.status import render, status
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.graph import make_plan
 from neuroexec.spec import load_spec
@@ -117,3 +120,35 @@ def test_a_network_task_still_running_gets_no_new_task_and_the_split_waits_for_i
         "model.mn.train[split-0]": ["70_0", "70_1", "70_2"],
         "model.mn.train[split-1]": ["71_4"],
     }
+
+
+def test_status_shows_each_network_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the ledger records network tasks by their own targets: one finished, one running, one failed
+    spec = _spec(tmp_path)
+    run = ["dataset.*", "model.mn.split"]
+    assert main(["apply", str(spec), "--quiet", *(a for t in run for a in ("--target", t))]) == 0
+    plan = make_plan(load_spec(spec))
+    p = next(p for p in plan.steps if p.step.id == "model.mn.train[split-0]")
+    upstream = {d: next(q.fingerprint for q in plan.steps if q.step.id == d) or "" for d in p.step.deps}
+    mark_network_done(MapsLayout(tmp_path / "maps/mn"), 0, 0, p.step.payload.resume_key(upstream), {})
+    tasks = [[f"model.mn.train[split-0,network-{k}]"] for k in range(NETWORKS)]
+    log = str(tmp_path / "logs/%A_%a.log")
+    ledger = Ledger(
+        jobs_file(spec), [JobRecord("70", "train-mn-networks", "train", tasks, [], "s", log, "t")]
+    )
+    ledger.save()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs/70_2.log").write_text("RuntimeError: out of memory\n")
+    monkeypatch.setattr(slurm, "queued", lambda: {"70_1": ("RUNNING", "None")})
+    monkeypatch.setattr(slurm, "ended", lambda ids: {"70_2": ("FAILED", "1")})
+    rows = {s.step: s for s in status(spec).steps}
+    assert [(rows[t[0]].word, rows[t[0]].job) for t in tasks] == [
+        ("done", "70_0"),
+        ("running", "70_1"),
+        ("failed", "70_2"),
+    ]
+    assert rows[tasks[2][0]].log == tmp_path / "logs/70_2.log"
+    assert rows[tasks[2][0]].last_line == "RuntimeError: out of memory"
+    assert "model.mn.train[split-1,network-0]" not in rows  # never submitted: the split's row says it
+    text = render(status(spec))
+    assert f"  failed        {tasks[2][0]}" in text and "log: " + str(tmp_path / "logs/70_2.log") in text
