@@ -5,6 +5,7 @@ processes hold the locks."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,28 @@ acquire(Path(sys.argv[1]), sys.argv[2])
 print("held", flush=True)
 sys.stdin.read()
 """
+
+
+TRY = """
+import sys
+from pathlib import Path
+from neuroexec.errors import LockHeld
+from neuroexec.lock import acquire
+try:
+    acquire(Path(sys.argv[1]), sys.argv[2])
+except LockHeld:
+    print("refused")
+else:
+    print("taken")
+"""
+
+
+def tries(home: Path, scope: str) -> str:
+    """Whether another process can take that lock now: `taken` or `refused`."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRY, str(home), scope], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -69,8 +92,23 @@ def test_a_split_held_refuses_its_networks_and_leaves_other_splits_networks(tmp_
     other.stdin.close()
     other.wait()
     with locked([(tmp_path, "split-0/network-0"), (tmp_path, "split-0/network-1")]):
-        pass  # one process, two networks: the split's shared lock is taken once for both
-    release(acquire(tmp_path))
+        # one process, two networks: both held, the split's lock shared by them, taken by none else
+        for scope in ("split-0/network-0", "split-0/network-1", "split-0"):
+            assert tries(tmp_path, scope) == "refused", scope
+        assert tries(tmp_path, "split-0/network-2") == "taken"
+    release(acquire(tmp_path))  # all released when the block ends
+
+
+def test_unlock_force_removes_network_lock_files_held_from_another_host(tmp_path, hold):
+    other = hold(tmp_path, "split-0/network-2")
+    note = {"pid": other.pid, "host": "elsewhere", "started": "2026-01-01T00:00:00"}
+    lock_file(tmp_path, "split-0/network-2").write_text(json.dumps(note))  # a holder on a crashed host
+    assert "Held by a process on another host" in unlock(tmp_path)
+    assert tries(tmp_path, "split-0") == "refused"
+    text = unlock(tmp_path, force=True)
+    assert "Removed 3 held lock file(s)" in text  # the network's, the split's and the folder's
+    assert not lock_file(tmp_path, "split-0/network-2").exists()
+    assert tries(tmp_path, "split-0") == "taken" and tries(tmp_path, "split-0/network-2") == "taken"
 
 
 def test_unlock_shows_the_network_locks_and_the_split_they_share(tmp_path, hold):
