@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -56,6 +58,25 @@ def side_by_side(path, model: str, networks: tuple[int, ...]) -> list[subprocess
         )  # fmt: skip
         for k in networks
     ]
+
+
+def overlapped(path, b: MapsLayout) -> None:
+    """network-1 and network-3 in two processes at once: network-1's process is held (SIGSTOP) inside
+    its training, after its first epoch, while network-3's runs from start to end; then it goes on."""
+    (first,) = side_by_side(path, "b", (1,))
+    try:
+        while not b.resume_state(0, 1).is_file() and first.poll() is None:
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)
+        assert first.poll() is None and not b.staged_network_done(0, 1).exists()  # in its training
+        (second,) = side_by_side(path, "b", (3,))
+        out, err = second.communicate(timeout=600)
+        assert second.returncode == 0, out + err  # not refused (a lock held) nor failed
+        assert b.staged_network_done(0, 3).is_file() and not b.staged_network_done(0, 1).exists()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, out + err
 
 
 def as_an_earlier_version_left_it(maps: MapsLayout, k: int) -> None:
@@ -107,9 +128,7 @@ def test_networks_in_any_order_or_side_by_side_then_the_split_give_one_sequentia
     assert reasons(path, "b", network("b", 1)) == [  # its own reason only: not the split's notes
         "trains network-1 only; the split is published by a later apply of model.b.train[split-0]"
     ]
-    for proc in side_by_side(path, "b", (1, 3)):
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out + err  # neither refused (a lock held) nor failed
+    overlapped(path, b)
     assert reasons(path, "b") == [
         f"network-0, network-1, network-2, network-3 of {PATCHES} finished: apply publishes the split"
     ]
