@@ -123,6 +123,8 @@ def _corresponds(job: Job, other: Job, deps: dict[str, list[str]]) -> bool:
     the steps of `other` that task i needs all in `other`'s task i."""
     if not (job.array and other.array and len(job.tasks) == len(other.tasks)):
         return False
+    if any("," in step for step in other.steps()):  # a network array: its tasks are no splits' tasks
+        return False
     mine = {step: i for i, task in enumerate(other.tasks) for step in task}
     return all(
         mine.get(d, i) == i for i, task in enumerate(job.tasks) for step in task for d in deps.get(step, ())

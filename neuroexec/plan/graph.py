@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neuroexec.errors import NeuroexecError, NoParts, UnknownTarget
+from neuroexec.globs import target_pattern
 from neuroexec.plan.fingerprint import config_diff, file_identity, fingerprint, input_key, recorded_keys
 from neuroexec.plan.registry import Removal, Step, kind, kinds
 from neuroexec.plan.state import StateStores
@@ -173,11 +173,6 @@ def split_target(glob: str) -> tuple[str, str | None]:
         return glob, None
     head, _, part = glob[:-1].rpartition(",")
     return f"{head}]", part
-
-
-def target_pattern(glob: str) -> re.Pattern[str]:
-    """`*` and `?` are wildcards; brackets are literal, since step ids contain them (`train[split-1]`)."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob))
 
 
 def build_steps(spec: Spec) -> list[Step]:

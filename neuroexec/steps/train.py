@@ -7,13 +7,14 @@ from pathlib import Path
 
 from neuroexec.context import RunContext
 from neuroexec.errors import InputError, NoParts
+from neuroexec.globs import target_pattern
 from neuroexec.maps.info import best_model_file
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.registry import Step, StepKind, register
 from neuroexec.spec.model import Spec
 from neuroexec.steps.common import dataset_deps, split_id, train_id, trained_models
 from neuroexec.training import resume
-from neuroexec.training.task import TrainTask
+from neuroexec.training.task import TrainTask, network_names
 
 
 def expand(spec: Spec) -> list[Step]:
@@ -129,11 +130,17 @@ def network_resumes(task: TrainTask, upstream: dict[str, str] | None) -> str | N
     said = [f"interrupted in network-{k} after epoch {e + 1} of {epochs}" for k, e in interrupted.items()]
     if said:
         first = min(interrupted)
-        extra = "" if set(done) == set(range(first)) else f" ({_names(done) or 'none'} of {count} finished)"
+        extra = (
+            ""
+            if set(done) == set(range(first))
+            else f" ({network_names(done) or 'none'} of {count} finished)"
+        )
         return "; ".join(said) + f": apply resumes there{extra}" + (f"; {dropped}" if dropped else "")
     if done:
         left = "publishes the split" if len(done) == count else "trains the others and publishes the split"
-        return f"{_names(done)} of {count} finished: apply {left}" + (f"; {dropped}" if dropped else "")
+        return f"{network_names(done)} of {count} finished: apply {left}" + (
+            f"; {dropped}" if dropped else ""
+        )
     return dropped
 
 
@@ -148,22 +155,21 @@ def _discarded(task: TrainTask, key: str, count: int, kept: set[int]) -> str | N
         if k not in kept | finished
         and resume.discarded_epoch(maps, split, key, resume.network_slot(maps, split, k)) is not None
     }
-    said = [f"{_names(ks)} {how}" for ks, how in ((finished, "finished"), (interrupted, "interrupted")) if ks]
+    said = [
+        f"{network_names(ks)} {how}"
+        for ks, how in ((finished, "finished"), (interrupted, "interrupted"))
+        if ks
+    ]
     if not said:
         return None
     them = "it" if len(finished | interrupted) == 1 else "them"
     return f"{' and '.join(said)} with other settings or data: apply discards and retrains {them}"
 
 
-def _names(networks) -> str:
-    return ", ".join(f"network-{k}" for k in sorted(networks))
-
-
 def parts(step: Step, glob: str, upstream: dict[str, str] | None) -> list[tuple[Step, str, bool]]:
     """`--target 'model.M.train[split-i,network-k]'` (`glob`: `network-k`, wildcards allowed): the step
     narrowed to each network it names, as (step, the plan's reason, whether that network is already
     finished under the key `upstream` gives). An InputError for a model of one network or no such network."""
-    from neuroexec.plan.graph import target_pattern
     from neuroexec.training.networks import planned_count
 
     task: TrainTask = step.payload
@@ -191,7 +197,7 @@ def parts(step: Step, glob: str, upstream: dict[str, str] | None) -> list[tuple[
         if upstream is not None
         else {}
     )
-    later = f"the split is published by a later apply of {step.id}"
+    later = task.published_later
     return [
         (
             replace(step, payload=replace(task, network=k), lock_scope=MapsLayout.network_scope(split, k)),

@@ -36,7 +36,7 @@ from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.epoch_rules import determinism
 from neuroexec.training.run import SplitRun, make_trainer, run_epochs, split_datasets, start_run
-from neuroexec.training.task import TrainTask
+from neuroexec.training.task import TrainTask, network_names
 
 
 def network_seed(seed: int, split: int, network: int) -> int:
@@ -149,7 +149,7 @@ def _check_resumable(task: TrainTask, key: str, count: int) -> None:
 def _train_only(nets: _Networks, k: int, done: dict[int, dict]) -> dict:
     """`--target 'model.M.train[split-i,network-k]'`: network k, staged in tmp/ for the split's apply."""
     task, ctx = nets.task, nets.ctx
-    later = f"the split is published by a later apply of model.{task.model.name}.train[split-{task.split}]"
+    later = task.published_later
     if k in done:
         if ctx.is_main:
             ctx.reporter.info(f"  split-{task.split}: network-{k} already trained; {later}")
@@ -167,7 +167,7 @@ def _train_split(nets: _Networks, done: dict[int, dict]) -> dict:
     maps, split, t = task.maps, task.split, task.model.train
     summaries, runs = dict(done), {}
     if ctx.is_main and done:
-        ctx.reporter.info(f"  split-{split}: {_names(done)} already trained")
+        ctx.reporter.info(f"  split-{split}: {network_names(done)} already trained")
     with determinism(task.model.compute.deterministic, task.model.compute.compensation):
         for k in range(nets.count):
             if k not in done:
@@ -189,11 +189,6 @@ def _train_split(nets: _Networks, done: dict[int, dict]) -> dict:
         if nets.resuming
         else None,
     }
-
-
-def _names(networks) -> str:
-    """`network-0, network-2`: the networks named in a line."""
-    return ", ".join(f"network-{k}" for k in sorted(networks))
 
 
 def _run_files(nets: _Networks, net: nn.Module, event: str, fresh: bool = False) -> None:

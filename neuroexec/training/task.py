@@ -193,6 +193,11 @@ class TrainTask:
             maps.best_model(self.split, m, k) for m in metrics for k in networks
         ]
 
+    @property
+    def published_later(self) -> str:
+        """What a network target's plan and run say of the split: another apply publishes it."""
+        return f"the split is published by a later apply of model.{self.model.name}.train[split-{self.split}]"
+
     def resume_key(self, upstream: Mapping[str, str]) -> str:
         """The key an interrupted run of this task is resumed by (see training.resume.run_key)."""
         inputs = [self.transfer_from] if self.transfer_from is not None else []
@@ -202,3 +207,12 @@ class TrainTask:
     def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(train, validation) participants of this split, as recorded in the MAPS."""
         return split_frames(self.model.maps, self.split)
+
+
+def network_names(networks) -> str:
+    """`network-0, network-2`: the networks named in a line.
+
+    >>> network_names({2, 0})
+    'network-0, network-2'
+    """
+    return ", ".join(f"network-{k}" for k in sorted(networks))

@@ -83,6 +83,20 @@ def test_finished_networks_get_no_task(tmp_path: Path) -> None:
         for k in range(NETWORKS)
         if (i, k) != (0, 1)
     ]
+    for i, k in ((0, 2), (1, 0), (1, 1)):  # one network left in each split: two arrays of two tasks
+        key = task.resume_key(upstream) if i == 0 else _key(plan, 1)
+        mark_network_done(MapsLayout(tmp_path / "maps/mn"), i, k, key, {"epochs": 1})
+    networks, train = make_jobs(make_plan(load_spec(spec)))[:2]
+    assert networks.tasks == [["model.mn.train[split-0,network-0]"], ["model.mn.train[split-1,network-2]"]]
+    assert train.after == ["train-mn-networks"] and train.corr == []  # afterok, never aftercorr
+
+
+def _key(plan, split: int) -> str:
+    """The resume key of split `split`'s training under `plan`."""
+    p = next(p for p in plan.steps if p.step.id == f"model.mn.train[split-{split}]")
+    return p.step.payload.resume_key(
+        {d: next(q.fingerprint for q in plan.steps if q.step.id == d) or "" for d in p.step.deps}
+    )
 
 
 def test_plan_slurm_shows_the_network_array(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
