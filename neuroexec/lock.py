@@ -250,9 +250,11 @@ def acquire(home: Path, scope: str = WHOLE) -> Path:
 
 
 def _holders_of(home: Path, scope: str) -> list[str]:
-    """Who holds `scope`: its exclusive holder, or the holders of its parts (which hold it shared)."""
+    """Who holds `scope`: its exclusive holder, or the holders of its parts (which hold it shared). The
+    note of an exclusive holder is believed only while the file is held exclusively (a holder killed
+    on another host, or whose pid was reused, leaves its note behind)."""
     record = holder(lock_file(home, scope))
-    if record is not None:
+    if record is not None and _held_exclusively(home, lock_file(home, scope)):
         return [_describe(scope, record)]
     inner = lock_file(home, scope).name + "."
     parts = [
@@ -260,6 +262,18 @@ def _holders_of(home: Path, scope: str) -> list[str]:
     ]
     found = [_describe(scope_of(p), r) for p in parts if (r := holder(p)) is not None]
     return found or [_describe(scope, None)]
+
+
+def _held_exclusively(home: Path, path: Path) -> bool:
+    """Whether a process holds `path` exclusively now (a shared probe, released at once, is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return not _flock(home, fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
 
 
 def release(path: Path) -> None:

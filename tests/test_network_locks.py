@@ -117,3 +117,12 @@ def test_unlock_shows_the_network_locks_and_the_split_they_share(tmp_path, hold)
     assert f"{lock_file(tmp_path, 'split-0')}: held by the applies of single networks of this split" in text
     assert f"{lock_file(tmp_path, 'split-0/network-2')}: held by pid {other.pid}" in text
     assert lock_file(tmp_path, "split-0/network-2").name == "lock.split-0.network-2"
+
+
+def test_a_stale_note_in_the_splits_lock_file_is_not_named_as_its_holder(tmp_path, hold):
+    other = hold(tmp_path, "split-0/network-1")
+    note = {"pid": 1, "host": "elsewhere", "started": "2026-01-01T00:00:00"}
+    lock_file(tmp_path, "split-0").write_text(json.dumps(note))  # left by a holder killed on its host
+    with pytest.raises(LockHeld, match=f"split-0/network-1: pid {other.pid}") as err:
+        acquire(tmp_path, "split-0")
+    assert "pid 1 on elsewhere" not in str(err.value)
