@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from neuroexec.context import RunContext
+from neuroexec.data.network_count import planned_count
 from neuroexec.errors import InputError, NoParts
 from neuroexec.globs import target_pattern
 from neuroexec.maps.info import best_model_file
@@ -102,8 +103,6 @@ def network_resumes(task: TrainTask, upstream: dict[str, str] | None) -> str | N
     network keeps its own files there: they may have been trained by `--target` runs of their own), and
     which apply discards (finished or interrupted under other settings or data). An earlier version's
     interrupted run, kept in tmp/ itself, counts for its network (read, not moved)."""
-    from neuroexec.training.networks import planned_count
-
     maps, split, count = task.maps, task.split, planned_count(task.model, task.dataset) or 0
     slot = {k: resume.network_slot(maps, split, k) for k in range(count)}
     if upstream is None:
@@ -170,8 +169,6 @@ def parts(step: Step, glob: str, upstream: dict[str, str] | None) -> list[tuple[
     """`--target 'model.M.train[split-i,network-k]'` (`glob`: `network-k`, wildcards allowed): the step
     narrowed to each network it names, as (step, the plan's reason, whether that network is already
     finished under the key `upstream` gives). An InputError for a model of one network or no such network."""
-    from neuroexec.training.networks import planned_count
-
     task: TrainTask = step.payload
     model, split = task.model, task.split
     wanted = f"--target '{step.id[:-1]},{glob}]'"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 
 import pandas as pd
 from torch import nn
@@ -24,14 +23,11 @@ from torch.utils.data import Dataset
 
 from neuroexec import atomic, distributed
 from neuroexec.context import RunContext
-from neuroexec.data.patch_extract import patch_counts
-from neuroexec.data.slice_extract import planned_image_shape
 from neuroexec.errors import NeuroexecError
 from neuroexec.evaluation import ResultSet, part_id, predict_frames, write_results
 from neuroexec.maps.checkpoints import load_model_state
 from neuroexec.maps.info import read_maps_info
 from neuroexec.maps.layout import MapsLayout
-from neuroexec.spec import model as spec_model
 from neuroexec.spec.model import canonical_metric
 from neuroexec.training import outputs, resume, setup
 from neuroexec.training.epoch_rules import determinism
@@ -82,23 +78,6 @@ def count_parts(task: TrainTask, label_code: dict[str, int] | None) -> tuple[int
             "patch), or set multi_network = false"
         )
     return count, list(first.input_size)
-
-
-def planned_count(model: spec_model.Model, ds: spec_model.Dataset) -> int | None:
-    """The networks of a multi-network model known at plan time, before any image is extracted: the
-    regions of `roi_list`, the patches of the planned image shape, the slices along the direction less
-    the discarded ones; None when the images' shape is not known yet (a CAPS without images). The same
-    count as `count_parts` finds on the data."""
-    if model.mode == "roi" and model.roi is not None:
-        return len(model.roi.names)
-    shape = planned_image_shape(ds)
-    if shape is None:
-        return None
-    if model.mode == "patch" and model.patch is not None:
-        return int(math.prod(patch_counts((1, *shape), model.patch.size, model.patch.stride)))
-    if model.mode == "slice" and model.slice is not None:
-        return shape[model.slice.direction] - sum(model.slice.discarded)
-    return None
 
 
 def train_networks(task: TrainTask, ctx: RunContext) -> dict:
