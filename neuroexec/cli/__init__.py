@@ -274,6 +274,10 @@ def _main(argv: list[str], flags: dict[str, bool]) -> int:
         return 2
     except KeyboardInterrupt:
         return _interrupted()
+    except Exception:
+        if _TERMINATED.is_set():  # SIGTERM's interrupt landed in code that turned it into another error
+            return _interrupted()  # (an import half done: ImportError) stopped, not broken; requeued
+        raise
 
 
 def _error(message: str) -> None:

@@ -72,3 +72,41 @@ def test_sigterm_stops_apply_like_ctrl_c_and_the_next_apply_resumes(tmp_path):
     err = terminate(proc, log)  # a second time limit, just as clean
     assert "[1/1] + model.cnn.train[split-0]" in err  # generate, extract, split...: kept, not redone
     assert "split-0: resuming after epoch " in err and "training starts over" not in err
+
+
+def test_a_sigterm_that_lands_in_an_import_stops_cleanly_and_requeues(monkeypatch, capsys):
+    # SLURM's warning can come while the command still imports torch: the interrupt raised inside a
+    # C extension's import surfaces as an ImportError ("cannot load module more than once per process").
+    # It is a stop (130, requeued), not a failure: seen in a real job at its time limit.
+    from neuroexec import cli
+    from neuroexec.cluster import preempt
+
+    requeued = []
+    monkeypatch.setattr(preempt, "requeue_self", lambda: requeued.append(True))
+
+    def importing(argv, flags):
+        try:
+            cli._terminated(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            raise ImportError("cannot load module more than once per process") from None
+
+    monkeypatch.setattr(cli, "_run", importing)
+    assert cli.main(["apply", "spec.toml"]) == 130
+    assert requeued == [True]
+    assert capsys.readouterr().err.rstrip().endswith(INTERRUPTED)
+
+
+def test_an_error_without_sigterm_is_still_an_error(monkeypatch):
+    from neuroexec import cli
+
+    def broken(argv, flags):
+        raise ImportError("no module named x")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    cli._TERMINATED.clear()
+    try:
+        cli.main(["apply", "spec.toml"])
+    except ImportError as exc:
+        assert "no module named x" in str(exc)
+    else:
+        raise AssertionError("an ImportError without SIGTERM must not pass as an interrupt")
