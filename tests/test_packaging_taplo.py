@@ -18,11 +18,12 @@ EXAMPLES = sorted((ROOT / "spec" / "examples").glob("*.toml"))
 TAPLO = shutil.which("taplo", path=str(Path(sys.executable).parent)) or shutil.which("taplo")
 pytestmark = pytest.mark.skipif(TAPLO is None, reason="taplo is not installed (the test extra has it)")
 
-# (what the break does to a spec's text, what taplo's message shows); every spec has `version = 1`
+# (what the break does to a spec's text, the first line of the schema diagnostic taplo prints for it, after
+# "error: "); every spec has `version = 1`
 BREAKS = {
     "an unknown key in a table": (
         lambda text: text + '\n[datasets.extra]\ncaps = "data/extra"\nsubjcts = 4\n',
-        "'subjcts' was unexpected",
+        "Additional properties are not allowed ('subjcts' was unexpected)",
     ),
     "a wrong value": (
         lambda text: text.replace("\nversion = 1\n", '\nversion = "one"\n', 1),
@@ -66,7 +67,9 @@ def test_the_repository_rule_makes_taplo_refuse_a_broken_example(kind, tmp_path)
     spec.write_text(edit(text))
     result = taplo_check(tmp_path, spec)
     assert result.returncode != 0
-    assert "schema validation failed" in result.stderr and shown in result.stderr
+    # the schema's own diagnostic; taplo's closing "schema validation failed" log line is not always flushed
+    # before it exits (missing from 4 of 300 runs of taplo 0.9.3 here), so it is not asserted
+    assert f"error: {shown}" in result.stderr
 
 
 @pytest.mark.parametrize("with_taplo_config", [True, False], ids=["taplo-config", "schema-comment-only"])
@@ -78,4 +81,4 @@ def test_an_init_project_is_checked_by_taplo(with_taplo_config, tmp_path):
     edit, shown = BREAKS["an unknown key in a table"]
     spec.write_text(edit(spec.read_text()))
     result = taplo_check(spec.parent, spec)
-    assert result.returncode != 0 and shown in result.stderr
+    assert result.returncode != 0 and f"error: {shown}" in result.stderr
