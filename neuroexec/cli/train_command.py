@@ -80,14 +80,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_positionals(p: argparse.ArgumentParser) -> None:
-    p.add_argument("caps_directory", type=Path, help="CAPS folder")
+    p.add_argument(
+        "caps_directory", type=Path, help="CAPS folder (with --multi_cohort: a TSV of cohort, path)"
+    )
     p.add_argument(
         "preprocessing_json",
         help="a JSON of CAPS/tensor_extraction/ (extract_<mode>.json), or the whole images of "
         "t1-linear, t2-linear or flair-linear",
     )
     p.add_argument(
-        "tsv_directory", type=Path, help="split directory (split-<i>/train.tsv, validation_baseline.tsv)"
+        "tsv_directory",
+        type=Path,
+        help="split directory (split-<i>/train.tsv, validation_baseline.tsv; with --multi_cohort: a TSV of "
+        "cohort, path of its split directory, diagnoses)",
     )
     p.add_argument("output_maps", type=Path, help="MAPS folder to write")
 
@@ -197,12 +202,19 @@ def train_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from neuroexec.compat.runner import run_built_spec, spec_path
-    from neuroexec.compat.train_spec import NETWORKS, TrainOptions, preprocessing, train_spec_dict
+    from neuroexec.compat.train_spec import (
+        NETWORKS,
+        TrainOptions,
+        extraction_caps,
+        preprocessing,
+        train_spec_dict,
+    )
 
     options = train_options(args, NETWORKS[args.network])
     if args.input_type is not None:
         options["input_type"] = args.input_type
-    mode = preprocessing(args.caps_directory.resolve(), args.preprocessing_json, options)["mode"]
+    caps = extraction_caps(args.caps_directory.resolve(), args.preprocessing_json, options)
+    mode = preprocessing(caps, args.preprocessing_json, options)["mode"]
     if args.input_type is not None and mode != args.input_type:
         raise InputError(
             args.preprocessing_json,

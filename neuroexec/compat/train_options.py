@@ -111,7 +111,7 @@ _TABLE = (
                                            ("normalization", "batch"))),
     # [Data]
     _o("multi_cohort", "Data", False, "--multi_cohort", negation="--single_cohort",
-       help="CAPS_DIRECTORY and TSV_DIRECTORY are TSVs of cohorts (not supported by neuroexec's train)"),
+       help="CAPS_DIRECTORY and TSV_DIRECTORY are TSVs of cohorts (cohort, path; and diagnoses)"),
     _o("diagnoses", "Data", ["AD", "CN"], "--diagnoses", "-d", kind=str, many=True, help="labels kept"),
     _o("baseline", "Data", False, "--baseline", negation="--longitudinal",
        help="train on the baseline sessions only (train_baseline.tsv)"),
@@ -177,8 +177,6 @@ OUT_OF_SCOPE = {
     "tsv_target_unlab": "SSDA's target data is not supported by neuroexec",
     "preprocessing_dict_target": "SSDA's target data is not supported by neuroexec",
     "use_extracted_features": "ClinicaDL 1.6.1 reads it nowhere (it has no effect there), so neuroexec refuses it",
-    "multi_cohort": "multi-cohort training is not supported by neuroexec's train (predict and interpret take "
-    "--multi_cohort); write a spec with a [datasets] cohorts list",
 }
 
 

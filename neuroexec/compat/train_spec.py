@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from neuroexec import atomic
 from neuroexec.compat.extract_record import MODALITY_KEYS, modality_table, mode_tables
+from neuroexec.compat.multi_cohort_train import multi_cohort_dataset, preprocessing_caps
+from neuroexec.compat.split_source import split_directory, training_participants
 from neuroexec.compat.train_keys import check_options, clinicadl_options, compute_keys, model_keys, train_keys
 from neuroexec.compat.train_options import TASKS
 from neuroexec.data.caps import CapsLayout
-from neuroexec.data.participants import read_tsv
-from neuroexec.data.splits import split_folder, split_folders
 from neuroexec.errors import InputError
 from neuroexec.maps.info import best_model_file, read_maps_info
 from neuroexec.maps.layout import MapsLayout
@@ -167,49 +164,6 @@ def named_preprocessing(name: str) -> dict[str, Any] | None:
     )
 
 
-def split_directory(tsv_dir: Path) -> tuple[Path, int]:
-    """The folder holding split-<i>/ (the TSV_DIRECTORY or its single k-fold subfolder) and its split count;
-    a folder with train.tsv + validation TSVs directly is one split."""
-    if not tsv_dir.is_dir():
-        raise InputError(tsv_dir, "TSV_DIRECTORY not found (expected a split directory)", "TSV_DIRECTORY")
-    for folder in [tsv_dir, *sorted(p for p in tsv_dir.iterdir() if p.is_dir())]:
-        n = len(split_folders(folder))
-        if n:
-            return folder, n
-    if (tsv_dir / "train.tsv").is_file() and any(
-        (tsv_dir / v).is_file() for v in ("validation.tsv", "validation_baseline.tsv")
-    ):
-        return tsv_dir, 1
-    raise InputError(
-        tsv_dir,
-        "not a split directory: no split-<i>/ folder and no train.tsv + validation TSV",
-        "TSV_DIRECTORY",
-    )
-
-
-def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
-    """All training sessions: `<tsv_dir>/train.tsv`, else the union of split-0's train and validation
-    TSVs (written to `out`)."""
-    if (tsv_dir / "train.tsv").is_file() and splits_dir != tsv_dir:
-        return tsv_dir / "train.tsv"
-    first = split_folder(splits_dir, 0) if split_folder(splits_dir, 0).is_dir() else splits_dir
-    names = ["train.tsv", "validation.tsv", "validation_baseline.tsv"]
-    frames = [read_tsv(first / n) for n in names if (first / n).is_file()]
-    union = pd.concat(frames, ignore_index=True).drop_duplicates(["participant_id", "session_id"])
-    labels = splits_dir / "labels.tsv"
-    if labels.is_file():
-        extra = read_tsv(labels)
-        union = union.merge(
-            extra[
-                [c for c in extra.columns if c not in union.columns or c in ("participant_id", "session_id")]
-            ],
-            how="left",
-        )
-    if not out.is_file() or not read_tsv(out).equals(union.reset_index(drop=True)):
-        atomic.write_tsv(out, union)
-    return out
-
-
 def _transfer(o: dict[str, Any]) -> dict[str, Any]:
     """--transfer_path's table: the source MAPS, its best model (ClinicaDL 1.6.1's default: loss, filled
     in by clinicadl_options; the older form's: best balanced accuracy when the source has it), and
@@ -246,18 +200,14 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
             "NETWORK",
         )
     o = checked_options(opts)
-    caps = opts.caps_directory.resolve()
     maps = opts.output_maps.resolve()
+    caps = opts.caps_directory.resolve()
     if opts.record is not None:
         pre = _from_record({**opts.record, **part_record(o)}, None)
     else:
-        pre = preprocessing(caps, opts.preprocessing_json, o)
-    splits_dir, n_found = split_directory(opts.tsv_directory.resolve())
-    participants = training_participants(
-        opts.tsv_directory.resolve(), splits_dir, MapsLayout(maps).participants_copy
-    )
-
-    dataset = _dataset_table(o, caps, participants, pre)
+        pre = preprocessing(extraction_caps(caps, opts.preprocessing_json, o), opts.preprocessing_json, o)
+    splits_dir, n_found, data = _training_data(o, caps, opts.tsv_directory.resolve(), maps)
+    dataset = {**data, **_dataset_keys(o, pre)}
     model = _model_table(opts.network, o, maps, pre)
     model["split"] = _split_table(o, splits_dir, n_found)
     if o.get("transfer_path"):
@@ -271,8 +221,31 @@ def train_spec_dict(opts: TrainOptions) -> dict[str, Any]:
     return {"version": 1, "datasets": {DATASET: dataset}, "models": {opts.network: model}}
 
 
-def _dataset_table(o: dict[str, Any], caps: Path, participants: Path, pre: dict[str, Any]) -> dict[str, Any]:
-    dataset: dict[str, Any] = {"caps": str(caps), "participants": str(participants)}
+def extraction_caps(caps: Path, json_name: str, o: dict[str, Any]) -> Path:
+    """The CAPS whose tensor_extraction/ the preprocessing JSON is read from: CAPS_DIRECTORY, or with
+    --multi_cohort the first cohort's CAPS that has it."""
+    return preprocessing_caps(caps, json_name) if o.get("multi_cohort") else caps
+
+
+def _training_data(
+    o: dict[str, Any], caps: Path, tsv_dir: Path, maps: Path
+) -> tuple[Path, int, dict[str, Any]]:
+    """The split directory, its split count and the dataset's data keys (caps + participants, or the
+    cohorts of --multi_cohort's tables)."""
+    if o.get("multi_cohort"):
+        data = multi_cohort_dataset(o, caps, tsv_dir, maps)
+        return data.split_directory, data.n_splits, {"cohorts": data.cohorts}
+    if tsv_dir.is_file() and tsv_dir.suffix == ".tsv":
+        raise InputError(tsv_dir, "a TSV of cohorts is read with --multi_cohort; without it, TSV_DIRECTORY is a "
+                         "split directory", "TSV_DIRECTORY")  # fmt: skip
+    splits_dir, n_found = split_directory(tsv_dir)
+    participants = training_participants(tsv_dir, splits_dir, MapsLayout(maps).participants_copy)
+    return splits_dir, n_found, {"caps": str(caps), "participants": str(participants)}
+
+
+def _dataset_keys(o: dict[str, Any], pre: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's keys besides its data: those of the extraction and of the options."""
+    dataset: dict[str, Any] = {}
     if pre.get("uncropped"):
         dataset["uncropped"] = True
     if pre["mode"] == "patch" or pre.get("prepare_dl"):

@@ -108,13 +108,18 @@ def _keep_baseline(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_participants(
-    path: Path, label: str | None = None, diagnoses: list[str] | None = None, baseline: bool = False
+    path: Path,
+    label: str | None = None,
+    diagnoses: list[str] | None = None,
+    baseline: bool = False,
+    partial: bool = False,
 ) -> pd.DataFrame:
     """Read a participants TSV (file, per-diagnosis folder or split `test` folder), checked.
 
     `diagnoses` keeps rows whose label (or, when the label column lacks a requested value, whose
     `diagnosis`) is listed; `baseline` keeps the first session of each participant (or reads the
-    `*_baseline.tsv` files of a folder). Returns
+    `*_baseline.tsv` files of a folder); `partial` (one cohort of several) lets the file lack some of the
+    diagnoses, or keep no row (dataset_frame checks the cohorts together). Returns
     participant_id, session_id first, then the other columns (label, cohort, ...), index 0..n-1.
 
     >>> _ = Path("p.tsv").write_text("participant_id\\tsession_id\\tdiagnosis\\nsub-01\\tses-M006\\tAD\\n")
@@ -130,7 +135,7 @@ def load_participants(
         frame = read_tsv(path)
         if baseline:
             frame = _keep_baseline(frame)
-    return validate_participants(frame, path, label, diagnoses)
+    return validate_participants(frame, path, label, diagnoses, partial)
 
 
 def _diagnoses_column(frame: pd.DataFrame, label: str | None, diagnoses: list[str]) -> str | None:
@@ -144,7 +149,11 @@ def _diagnoses_column(frame: pd.DataFrame, label: str | None, diagnoses: list[st
 
 
 def validate_participants(
-    frame: pd.DataFrame, path: Path | None, label: str | None = None, diagnoses: list[str] | None = None
+    frame: pd.DataFrame,
+    path: Path | None,
+    label: str | None = None,
+    diagnoses: list[str] | None = None,
+    partial: bool = False,
 ) -> pd.DataFrame:
     """The checks and filter of load_participants on a frame already read (`path` names it in errors)."""
     frame = frame.copy()
@@ -170,7 +179,7 @@ def validate_participants(
             raise InputError(path, "a diagnoses filter needs a 'diagnosis' (or label) column", "diagnoses")
         present = set(frame[column].dropna().astype(str))
         unknown = [d for d in diagnoses if d not in present]
-        if unknown:
+        if unknown and not partial:
             raise InputError(
                 path,
                 f"requested diagnos{'es' if len(unknown) > 1 else 'is'} {', '.join(unknown)} not found in column "
@@ -178,7 +187,7 @@ def validate_participants(
                 "diagnoses",
             )
         frame = frame[frame[column].astype(str).isin(diagnoses)]
-    if frame.empty:
+    if frame.empty and not partial:
         raise InputError(path, "no (participant, session) left after filtering")
     if label is not None:
         bad = frame[frame[label].isna()]
@@ -234,7 +243,8 @@ def combine_cohorts(
     return frame, caps_by_cohort
 
 
-def _read_cohort_table(path: Path, need_diagnoses: bool) -> pd.DataFrame:
+def read_cohort_table(path: Path, need_diagnoses: bool) -> pd.DataFrame:
+    """One of ClinicaDL's multi-cohort TSVs, checked: cohort, path (and diagnoses when `need_diagnoses`)."""
     try:
         table = pd.read_csv(path, sep="\t", dtype=str)
     except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -248,8 +258,8 @@ def _read_cohort_table(path: Path, need_diagnoses: bool) -> pd.DataFrame:
     return table
 
 
-def _resolve(base: Path, value: str) -> Path:
-    # Relative paths in a cohort table are read relative to the table's folder.
+def cohort_path(base: Path, value: str) -> Path:
+    """A path of the cohort table `base`: a relative one is read relative to the table's folder."""
     p = Path(str(value).strip())
     return p if p.is_absolute() else base.parent / p
 
@@ -271,16 +281,16 @@ def load_multi_cohort(
     >>> frame.cohort.tolist(), caps
     (['adni'], {'adni': PosixPath('caps_adni')})
     """
-    caps_table = _read_cohort_table(Path(caps_tsv), need_diagnoses=False)
-    tsv_table = _read_cohort_table(Path(participants_tsv), need_diagnoses=True)
-    caps = {str(c): _resolve(Path(caps_tsv), p) for c, p in zip(caps_table["cohort"], caps_table["path"])}
+    caps_table = read_cohort_table(Path(caps_tsv), need_diagnoses=False)
+    tsv_table = read_cohort_table(Path(participants_tsv), need_diagnoses=True)
+    caps = {str(c): cohort_path(Path(caps_tsv), p) for c, p in zip(caps_table["cohort"], caps_table["path"])}
     missing = [c for c in tsv_table["cohort"] if c not in caps]
     if missing:
         raise InputError(caps_tsv, f"no CAPS listed for cohort(s) {', '.join(missing)}", "cohort")
     cohorts = []
     for c, p, d in zip(tsv_table["cohort"], tsv_table["path"], tsv_table["diagnoses"]):
         own = [x.strip() for x in str(d).split(",") if x.strip()] if isinstance(d, str) else None
-        cohorts.append((str(c), caps[str(c)], _resolve(Path(participants_tsv), p), own))
+        cohorts.append((str(c), caps[str(c)], cohort_path(Path(participants_tsv), p), own))
     return combine_cohorts(cohorts, label, diagnoses, baseline)
 
 

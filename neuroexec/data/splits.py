@@ -107,7 +107,9 @@ def split_folders(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("split-*") if p.is_dir())
 
 
-def _split_folder(path: Path, n_splits: int, i: int) -> Path:
+def existing_split_folder(path: Path, n_splits: int, i: int) -> Path:
+    """The folder of split i of a split directory: `split-<i>/`, or for one split the directory itself;
+    an InputError naming the folders found when it lacks it."""
     folder = split_folder(path, i)
     if folder.is_dir():
         return folder
@@ -131,6 +133,17 @@ def _with_labels(frame: pd.DataFrame, folder: Path, root: Path) -> pd.DataFrame:
                 frame = frame.merge(labels[["participant_id", "session_id", *extra]], how="left")
             break
     return frame
+
+
+def read_split_side(folder: Path, name: str, root: Path) -> tuple[pd.DataFrame, Path] | None:
+    """One side of a split folder of the split directory `root` as read_split_directory reads it, and the
+    file read: `name` (a missing `*_baseline.tsv` made from the first sessions of its `*.tsv`), with the
+    columns of a labels.tsv beside it; None when neither file is there."""
+    found = _side_file(folder, name)
+    if found is None:
+        return None
+    file, first_sessions = found
+    return _with_labels(load_participants(file, baseline=first_sessions), folder, root), file
 
 
 def _side_file(folder: Path, name: str) -> tuple[Path, bool] | None:
@@ -174,9 +187,9 @@ def read_split_directory(
     train_name = "train_baseline.tsv" if baseline else "train.tsv"
     valid_name = "validation.tsv" if valid_longitudinal else "validation_baseline.tsv"
     result = []
-    folders = [_split_folder(path, n_splits, i) for i in range(n_splits)]  # all present before reading any
+    folders = [existing_split_folder(path, n_splits, i) for i in range(n_splits)]  # all there before reading
     for i, folder in enumerate(folders):
-        found = {name: _side_file(folder, name) for name in (train_name, valid_name)}
+        found = {name: read_split_side(folder, name, path) for name in (train_name, valid_name)}
         missing = [n for n, f in found.items() if f is None]
         if missing:
             present = sorted(p.name for p in folder.glob("*.tsv"))
@@ -185,17 +198,15 @@ def read_split_directory(
                 f"missing {', '.join(missing)} (found: {', '.join(present) or 'no TSV'})",
                 f"split-{i}",
             )
-        sides = []
-        for file, first_sessions in found.values():
-            frame = _with_labels(load_participants(file, baseline=first_sessions), folder, path)
-            sides.append(validate_participants(frame, file, label, diagnoses))
-        train, valid = sides
+        train, valid = (
+            validate_participants(frame, file, label, diagnoses) for frame, file in found.values()
+        )
         leak = sorted(set(train["participant_id"]) & set(valid["participant_id"]))
         if leak:
             raise InputError(
                 folder,
-                f"{len(leak)} participant(s) in both {found[train_name][0].name} and "
-                f"{found[valid_name][0].name}:\n{list_lines(leak)}",
+                f"{len(leak)} participant(s) in both {found[train_name][1].name} and "
+                f"{found[valid_name][1].name}:\n{list_lines(leak)}",
             )
         result.append((train, valid))
     return result

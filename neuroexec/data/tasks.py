@@ -39,16 +39,38 @@ def dataset_frame(
     ds: Dataset, label: str | None, diagnoses: tuple[str, ...] | None, check_images: bool = True
 ) -> pd.DataFrame:
     """The participants of every cohort of a dataset (with a `cohort` column), filtered on `diagnoses`;
-    with `check_images`, every session's image must exist (all missing ones reported together)."""
+    with `check_images`, every session's image must exist (all missing ones reported together). Of
+    several cohorts, each may lack some of the diagnoses (ClinicaDL's multi-cohort training), as long as
+    the cohorts together have every one."""
+    wanted = list(diagnoses) if diagnoses else None
+    several = len(ds.cohorts) > 1
     frames = [
-        load_participants(c.participants, label=label, diagnoses=list(diagnoses) if diagnoses else None,
-                          baseline=ds.baseline).assign(cohort=c.name)
+        load_participants(c.participants, label=label, diagnoses=wanted, baseline=ds.baseline,
+                          partial=several).assign(cohort=c.name)
         for c in ds.cohorts
     ]  # fmt: skip
     frame = pd.concat(frames, ignore_index=True)
+    if several:
+        _check_cohorts_together(ds, frame, label, wanted)
     if check_images:
         check_images_exist(frame, {c.name: c.caps for c in ds.cohorts}, ds.uncropped, Preprocessing.of(ds))
     return frame
+
+
+def _check_cohorts_together(ds: Dataset, frame: pd.DataFrame, label: str | None, wanted: list[str] | None):
+    files = ", ".join(str(c.participants) for c in ds.cohorts)
+    if frame.empty:
+        raise InputError(None, f"no (participant, session) left after filtering, in any cohort ({files})",
+                         f"datasets.{ds.name}.cohorts")  # fmt: skip
+    if wanted is None:
+        return
+    found = set()
+    for column in dict.fromkeys(c for c in (label, "diagnosis") if c and c in frame.columns):
+        found |= set(frame[column].dropna().astype(str)) & set(wanted)
+    unknown = [d for d in wanted if d not in found]
+    if unknown:
+        raise InputError(None, f"requested diagnos{'es' if len(unknown) > 1 else 'is'} {', '.join(unknown)} "
+                         f"found in no cohort's participants ({files})", "diagnoses")  # fmt: skip
 
 
 def participants_files(ds: Dataset) -> tuple[Path, ...]:

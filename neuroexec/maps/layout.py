@@ -83,6 +83,16 @@ class MapsLayout:
         """The participants TSV `neuroexec train` gathers from ClinicaDL's split directory."""
         return self.neuroexec_dir / "participants.tsv"
 
+    def multi_cohort_participants(self, i: int) -> Path:
+        """`neuroexec train --multi_cohort`: the training sessions of the i-th cohort kept, gathered from its
+        split directory."""
+        return self.neuroexec_dir / "multi_cohort" / f"cohort-{i}.tsv"
+
+    @property
+    def multi_cohort_splits(self) -> Path:
+        """`neuroexec train --multi_cohort`: one split directory of every cohort's rows (split-<i>/)."""
+        return self.neuroexec_dir / "multi_cohort" / "splits"
+
     def group_participants_copy(self, group: str) -> Path:
         """A copy of groups/<group>/data.tsv that a group spec redefined from the MAPS reads."""
         return self.neuroexec_dir / "groups" / group / "participants.tsv"

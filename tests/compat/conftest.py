@@ -154,3 +154,35 @@ def clinicadl_maps(tmp_path, tiny_data) -> Path:
 @pytest.fixture
 def legacy_model(tmp_path, tiny_data) -> Path:
     return make_legacy_model(tmp_path / "model", tiny_data)
+
+
+def _two_fold(frame: pd.DataFrame, folder: Path) -> Path:
+    """ClinicaDL's `tsvtools kfold` layout: <folder>/train.tsv and <folder>/2_fold/split-<i>/ files."""
+    kfold = folder / "2_fold"
+    for i in range(2):
+        (kfold / f"split-{i}").mkdir(parents=True)
+        valid = frame.iloc[[i, i + 2]]  # one AD and one CN (the generator labels pairs AD, AD, CN, CN, ...)
+        for name, part in (("train", frame.drop(valid.index)), ("validation_baseline", valid)):
+            part.to_csv(kfold / f"split-{i}" / f"{name}.tsv", sep="\t", index=False)
+    frame.to_csv(folder / "train.tsv", sep="\t", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cohort_tables(tmp_path_factory) -> Path:
+    """Cohorts `adni` (AD and CN) and `aibl` (its table lists AD only) of 8 subjects each, each with its CAPS
+    and split directory; CAPS_DIRECTORY and TSV_DIRECTORY tables with relative paths, in `root`."""
+    from neuroexec.data.extract import plan_extraction, run_extraction
+    from neuroexec.data.participants import load_participants
+    from neuroexec.data.synthetic import generate_atrophy_dataset
+
+    root = tmp_path_factory.mktemp("cohorts")
+    for name, offset in (("adni", 0), ("aibl", 300)):
+        data = generate_atrophy_dataset(root / f"caps_{name}", subjects=8, resolution_mm=8.0, seed=offset + 1,
+                                        subject_offset=offset, shape=SHAPE)  # fmt: skip
+        frame = load_participants(data.participants_tsv)
+        run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
+        _two_fold(pd.read_csv(data.participants_tsv, sep="\t", dtype=str), root / f"split_{name}")
+    (root / "caps.tsv").write_text("cohort\tpath\nadni\tcaps_adni\naibl\tcaps_aibl\n")
+    (root / "tsv.tsv").write_text("cohort\tpath\tdiagnoses\nadni\tsplit_adni\tAD,CN\naibl\tsplit_aibl\tAD\n")
+    return root

@@ -315,7 +315,6 @@ def test_fsdp_in_one_process_is_one_line_exit_2_naming_torchrun(tmp_path, tiny_d
         (["--tsv_target_lab", "x"], "tsv_target_lab"),
         (["--tsv_target_unlab", "x"], "tsv_target_unlab"),
         (["--preprocessing_dict_target", "x"], "preprocessing_dict_target"),
-        (["--multi_cohort"], "multi-cohort training is not supported"),
     ],
 )
 def test_out_of_scope_options_are_refused(tmp_path, tiny_data, flags, said):
