@@ -97,3 +97,32 @@ def test_group_sessions_keep_the_label_of_the_group_or_the_model(tmp_path: Path)
     )
     with pytest.raises(InputError, match="not a MAPS folder"):
         pretrained.sessions()
+
+
+def test_a_cohort_of_several_may_lack_a_diagnosis_the_cohorts_together_have(tmp_path: Path):
+    """ClinicaDL's multi-cohort training: a cohort with AD only beside one with AD and CN trains on AD and
+    CN; a diagnosis that no cohort has is an error naming every cohort's participants file."""
+    from neuroexec.data.tasks import dataset_frame
+
+    files = {}
+    for name, rows in (
+        ("A", "sub-a1\tses-M000\tAD\nsub-a2\tses-M000\tCN\n"),
+        ("B", "sub-b1\tses-M000\tAD\n"),
+    ):
+        files[name] = tmp_path / f"{name}.tsv"
+        files[name].write_text("participant_id\tsession_id\tdiagnosis\n" + rows)
+    both = Dataset("both", tuple(Cohort(n, tmp_path / n, f) for n, f in files.items()), multi_cohort=True)
+    frame = dataset_frame(both, "diagnosis", ("AD", "CN"), check_images=False)
+    assert list(zip(frame.participant_id, frame.cohort)) == [
+        ("sub-a1", "A"),
+        ("sub-a2", "A"),
+        ("sub-b1", "B"),
+    ]
+    only_b = dataset_frame(both, "diagnosis", ("CN",), check_images=False)  # B keeps no row: left out
+    assert list(only_b.participant_id) == ["sub-a2"]
+    with pytest.raises(InputError, match="requested diagnosis MCI found in no cohort's participants") as err:
+        dataset_frame(both, "diagnosis", ("AD", "MCI"), check_images=False)
+    assert str(files["A"]) in str(err.value) and str(files["B"]) in str(err.value)
+    alone = Dataset("b", (Cohort("single", tmp_path / "B", files["B"]),))
+    with pytest.raises(InputError, match="requested diagnosis CN not found"):  # one cohort: as before
+        dataset_frame(alone, "diagnosis", ("AD", "CN"), check_images=False)
