@@ -184,5 +184,7 @@ def cohort_tables(tmp_path_factory) -> Path:
         run_extraction(plan_extraction(frame, data.caps_dir, "image"), normalize=True)
         _two_fold(pd.read_csv(data.participants_tsv, sep="\t", dtype=str), root / f"split_{name}")
     (root / "caps.tsv").write_text("cohort\tpath\nadni\tcaps_adni\naibl\tcaps_aibl\n")
-    (root / "tsv.tsv").write_text("cohort\tpath\tdiagnoses\nadni\tsplit_adni\tAD,CN\naibl\tsplit_aibl\tAD\n")
+    (root / "tsv.tsv").write_text(
+        "cohort\tpath\tdiagnoses\nadni\tsplit_adni/2_fold\tAD,CN\naibl\tsplit_aibl/2_fold\tAD\n"
+    )
     return root
