@@ -6,9 +6,10 @@ directory, diagnoses). ClinicaDL 1.6.1 (SplitManager.__getitem__) reads each coh
 the rows whose diagnosis is both the cohort's and one asked for (`--diagnoses`), tags them with the cohort
 and concatenates the cohorts in the table's order; a cohort sharing no diagnosis with those asked for is
 left out, and the diagnoses found must be all those asked for. Here the same rows are written once under
-the MAPS (`.neuroexec/multi_cohort/`): a participants TSV per cohort (the spec's cohorts) and one split
+the MAPS (`.neuroexec/multi_cohort/`): a participants TSV per cohort (the spec's cohorts), one split
 directory of every cohort's rows (the model's `split.directory`), which the split step reads as any other,
-and whose content the fingerprints follow. Relative paths in the tables are read from the table's folder.
+and whose content the fingerprints follow, and the table of the cohorts kept (maps.json's tsv_path, so
+that `train from_json` of the MAPS reads the same rows). Relative paths in the tables are read from the table's folder.
 
 >>> for c in ("a", "b"):
 ...     Path(f"caps_{c}").mkdir(); Path(f"split_{c}").mkdir()
@@ -96,6 +97,9 @@ def cohort_training_data(
         out = layout.multi_cohort_participants(i)
         write_if_changed(out, _kept(training_sessions(c.tsv_dir, c.splits_dir), c, out))
         listed.append({"name": c.name, "caps": str(c.caps), "participants": str(out)})
+    table = {"cohort": [c.name for c in cohorts], "path": [str(c.tsv_dir.resolve()) for c in cohorts],
+             "diagnoses": [",".join(c.diagnoses) for c in cohorts]}  # fmt: skip
+    write_if_changed(layout.multi_cohort_table, pd.DataFrame(table))
     valid_name = "validation.tsv" if valid_longitudinal else "validation_baseline.tsv"
     for i in range(n_splits):
         for name in ("train.tsv", valid_name):

@@ -72,6 +72,7 @@ def training_sessions(tsv_dir: Path, splits_dir: Path) -> pd.DataFrame:
 
 
 def write_if_changed(out: Path, frame: pd.DataFrame) -> None:
-    """Write `frame` to the TSV `out` unless it already holds it (its time stamp then stays)."""
-    if not out.is_file() or not read_tsv(out).equals(frame.reset_index(drop=True)):
+    """Write `frame` to the TSV `out` unless it already holds exactly that text (its time stamp then stays)."""
+    text = frame.to_csv(sep="\t", index=False, na_rep="")
+    if not out.is_file() or out.read_text() != text:
         atomic.write_tsv(out, frame)

@@ -89,6 +89,12 @@ class MapsLayout:
         return self.neuroexec_dir / "multi_cohort" / f"cohort-{i}.tsv"
 
     @property
+    def multi_cohort_table(self) -> Path:
+        """`neuroexec train --multi_cohort`: the TSV of the cohorts kept (cohort, path of its split directory,
+        diagnoses kept), which maps.json's tsv_path names as ClinicaDL's does."""
+        return self.neuroexec_dir / "multi_cohort" / "tsv.tsv"
+
+    @property
     def multi_cohort_splits(self) -> Path:
         """`neuroexec train --multi_cohort`: one split directory of every cohort's rows (split-<i>/)."""
         return self.neuroexec_dir / "multi_cohort" / "splits"

@@ -71,7 +71,7 @@ def maps_parameters(
         **_optimizer_keys(model.train),
         "network_task": model.task,
         "caps_directory": str(MapsLayout(model.maps).caps_directory(dataset)),
-        "tsv_path": str(model.split.directory or dataset.participants),
+        "tsv_path": str(_tsv_path(model, dataset)),
         "preprocessing_dict": _preprocessing_dict(model, dataset),
         "mode": model.mode,
         "split": list(model.split.indices),
@@ -81,6 +81,16 @@ def maps_parameters(
         "input_size": list(input_size),
         "neuroexec_version": neuroexec.__version__,
     }
+
+
+def _tsv_path(model: Model, dataset: Dataset) -> Path:
+    """ClinicaDL's tsv_path: the split directory, else the participants; of a `neuroexec train
+    --multi_cohort` training, its table of cohorts (as ClinicaDL's multi-cohort maps.json names one)."""
+    layout = MapsLayout(model.maps)
+    if dataset.multi_cohort and model.split.directory == layout.multi_cohort_splits:
+        if layout.multi_cohort_table.is_file():
+            return layout.multi_cohort_table
+    return model.split.directory or dataset.participants
 
 
 def _network_keys(model: Model) -> dict:

@@ -87,6 +87,12 @@ def test_a_multi_cohort_training_reads_both_caps(cohort_tables, tmp_path):
     before = model.stat().st_mtime_ns
     assert main(argv) == 0  # the same command again: nothing to do
     assert model.stat().st_mtime_ns == before
+    assert info["tsv_path"] == str(maps / ".neuroexec/multi_cohort/tsv.tsv")  # its cohorts, as ClinicaDL's
+    again = tmp_path / "again"  # maps.json's parameters train on the same rows
+    assert main(["train", "from_json", str(maps / "maps.json"), str(again), "--split", "0", "--quiet"]) == 0
+    pd.testing.assert_frame_equal(
+        pd.read_csv(again / "groups/train/split-0/data.tsv", sep="\t", dtype=str), train
+    )
 
 
 @pytest.mark.parametrize(
