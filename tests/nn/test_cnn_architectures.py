@@ -289,7 +289,9 @@ def test_resnet18_trains_from_the_weights_file(trained):
     _torchvision_file(trained / "imagenet.pth", seed=4)
     assert train_task(trained / "spec.toml", "rn18").resume_key({}) != before  # no resuming across files
     plan = {p.step.id: (p.action, p.reasons) for p in make_plan(load_spec(trained / "spec.toml")).steps}
-    assert plan[step][0] == "~" and plan[step][1][0] == "input imagenet.pth changed"
+    # outside the MAPS, the plan names the file by its path, or by its name alone when the path is long
+    shown = str(trained / "imagenet.pth") if len(str(trained / "imagenet.pth")) <= 60 else "imagenet.pth"
+    assert plan[step][0] == "~" and plan[step][1][0] == f"input {shown} changed"
     assert plan["model.stride.train[split-0]"][0] == "="
 
 
