@@ -4,7 +4,9 @@ and the distributed rank travel here instead of in globals."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -99,6 +101,31 @@ def choose_amp_dtype(requested: str, bf16_supported: bool) -> torch.dtype:
             "compute.amp_dtype = 'bfloat16' but this GPU has no bfloat16; use 'float16' or 'auto'"
         )
     return AMP_DTYPES[requested]
+
+
+@contextlib.contextmanager
+def cpu_threads(compute: Compute | None) -> Iterator[None]:
+    """torch's intra-op threads set to `compute.threads` while a step runs, and set back after; nothing
+    when unset (torch's default: the machine's cores).
+
+    >>> from neuroexec.spec.model import Compute
+    >>> before = torch.get_num_threads()
+    >>> with cpu_threads(Compute(threads=1)):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    wanted = compute.threads if compute is not None else None
+    if wanted is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from neuroexec import distributed, views
 from neuroexec.atomic import NO_ROOM, sweep_temporaries
-from neuroexec.context import RunContext
+from neuroexec.context import RunContext, cpu_threads
 from neuroexec.errors import DiskFull, PlanRefused, PlanStale, StepFailed
 from neuroexec.lock import locked
 from neuroexec.plan.graph import REFUSED, UP_TO_DATE, Plan, PlannedStep, record_stamp, step_fingerprint
@@ -147,7 +147,8 @@ def _run_one(
         if k.distributed:
             distributed.barrier(ctx)  # other ranks start once the planned removals are done
         if k.distributed or ctx.is_main:
-            outputs = k.run(step, ctx.for_step(step.compute, upstream))
+            with cpu_threads(step.compute):
+                outputs = k.run(step, ctx.for_step(step.compute, upstream))
     except Exception as exc:  # a user's problem (NeuroexecError) or a bug, whose traceback --debug shows
         full = isinstance(exc, OSError) and exc.errno in NO_ROOM  # a library's own write (TensorBoard's)
         raise StepFailed(step.id, DiskFull(exc.filename or step.home, exc) if full else exc) from exc

@@ -29,6 +29,7 @@ class Compute:
     compile: bool = False
     kernels: str = "auto"
     workers: int = 2
+    threads: int | None = None  # torch's CPU threads while a step runs (None: torch's default)
     batch_size: int = 8
     seed: int = 0
     deterministic: bool = False

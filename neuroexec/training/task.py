@@ -39,8 +39,11 @@ from neuroexec.training import resume
 def result_compute(c: Compute) -> dict:
     """Compute settings that change a trained model (workers, device and kernels do not); amp's type
     only when amp is on and it is not auto's; the compensation of a deterministic run when it is not
-    the default (cuBLAS's workspace may change its choice of kernels, hence the float sums on CUDA)."""
+    the default (cuBLAS's workspace may change its choice of kernels, hence the float sums on CUDA); the
+    CPU threads when set (their number changes float sums on the CPU)."""
     out = {"seed": c.seed, "deterministic": c.deterministic, "amp": c.amp, "batch_size": c.batch_size}
+    if c.threads is not None:
+        out["threads"] = c.threads
     if c.amp and c.amp_dtype != "auto":
         out["amp_dtype"] = c.amp_dtype
     if c.deterministic and c.compensation != "memory":
