@@ -234,7 +234,7 @@ def open_observers(
     trace = maps.staged_profiler_trace(split, profiler_stamp(), network) if train.profiler and main else None
     profiler = stack.enter_context(Profiler(trace))
     table = maps.staged_emissions_csv(split) if train.calculate_emissions and main else None
-    stack.enter_context(Emissions(table, f"{maps.root.name} {who}"))
+    stack.enter_context(Emissions(table, f"{maps.root.name} {who}", maps.information_lock))
     return board, profiler
 
 
@@ -304,11 +304,12 @@ def profiler_stamp() -> str:
 class Emissions:
     """CodeCarbon's OfflineEmissionsTracker over the training (no network: without a country,
     CodeCarbon uses its world-average carbon intensity; set CODECARBON_COUNTRY_ISO_CODE for yours).
-    Its row (duration, energy, kg CO2-eq) is appended to `table` (a CSV) atomically when it stops.
-    Without a table it does nothing."""
+    Its row (duration, energy, kg CO2-eq) is appended to `table` (a CSV) atomically when it stops, under
+    `lock` (the MAPS's information lock: the networks of one split may train side by side, each in its
+    own process, and append to the same table). Without a table it does nothing."""
 
-    def __init__(self, table: Path | None, project: str):
-        self.table, self.project = table, project
+    def __init__(self, table: Path | None, project: str, lock: Path | None = None):
+        self.table, self.project, self.lock = table, project, lock
         self.tracker, self.folder = None, None
 
     def __enter__(self) -> Emissions:
@@ -333,8 +334,9 @@ class Emissions:
             written = Path(self.folder.name) / "codecarbon.csv"
             if written.is_file():
                 lines = written.read_text().splitlines(keepends=True)
-                old = self.table.read_text() if self.table.is_file() else ""
-                atomic.write_text(self.table, old + "".join(lines[1:] if old else lines))
+                with atomic.exclusive(self.lock) if self.lock else contextlib.nullcontext():
+                    old = self.table.read_text() if self.table.is_file() else ""
+                    atomic.write_text(self.table, old + "".join(lines[1:] if old else lines))
         finally:
             self.folder.cleanup()
             self.tracker = None

@@ -171,3 +171,49 @@ def test_every_observer_gets_each_point_and_how_the_training_ended(error, ended)
                 raise error
     assert first.points == second.points == [("validation", 3, {"loss": 0.5})]
     assert first.ended == second.ended == ended  # the second is closed although the first failed to
+
+
+def test_emissions_of_networks_stopping_side_by_side_are_all_kept(tmp_path, monkeypatch):
+    """Two network runs of one split (their own processes under `--target ...,network-k`) append their
+    rows to the split's staged table: under the lock, neither row is lost, however their writes overlap
+    (each write held for 0.2 s here, so that without the lock the second reads the table before the
+    first has written it)."""
+    import threading
+    import time
+    import types
+
+    from neuroexec.training import observers
+
+    class Tracker:  # CodeCarbon's interface: a CSV of one row written at stop
+        def __init__(self, project_name, output_dir, output_file, **_):
+            self.path, self.name = tmp_path / output_dir / output_file, project_name
+
+        def start(self):
+            pass
+
+        def stop(self):
+            self.path.write_text(f"project_name,energy_consumed\n{self.name},1.0\n")
+
+    monkeypatch.setattr(
+        observers, "_module", lambda name: types.SimpleNamespace(OfflineEmissionsTracker=Tracker)
+    )
+    real = observers.atomic.write_text
+
+    def slow_write(path, text):
+        time.sleep(0.2)
+        real(path, text)
+
+    monkeypatch.setattr(observers.atomic, "write_text", slow_write)
+    table, lock = tmp_path / "tmp/emissions.csv", tmp_path / "information.lock"
+
+    def network(k: int) -> None:
+        with observers.Emissions(table, f"maps network-{k}", lock):
+            pass
+
+    runs = [threading.Thread(target=network, args=(k,)) for k in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    rows = pd.read_csv(table)
+    assert sorted(rows["project_name"]) == ["maps network-0", "maps network-1"]
