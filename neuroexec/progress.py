@@ -271,3 +271,12 @@ def _bars(console: Console) -> Progress:
         console=console,
         refresh_per_second=4,
     )
+
+
+def counted(n: int, noun: str) -> str:
+    """`n` and `noun`, plural unless n is 1.
+
+    >>> counted(1, "step"), counted(3, "part")
+    ('1 step', '3 parts')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -47,9 +47,10 @@ def run_spec_file(
         plan = make_plan(spec)
         if adjust is not None:
             adjust(plan)
-        if ctx.is_main:
-            text = render_for(plan, sys.stdout, device_notes(spec))  # colour, -q, -v as plan's
-            view.emit(PlanShown(text=text, plan=plan_data(plan)))  # a closed stdout does not stop apply
+        if ctx.is_main:  # what `plan --target` shows: the steps selected (a network's part, not its split)
+            shown = replace(plan, steps=plan.select(target)) if target else plan
+            text = render_for(shown, sys.stdout, device_notes(spec))  # colour, -q, -v as plan's
+            view.emit(PlanShown(text=text, plan=plan_data(shown)))  # a closed stdout does not stop apply
         apply(plan, ctx, target=target)
         if ctx.is_main and not json_lines:
             for line in results_lines(spec):

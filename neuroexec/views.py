@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
 
-from neuroexec.progress import Reporter
+from neuroexec.progress import Reporter, counted
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,10 @@ def human_line(event: Event) -> str | None:
     line says once, as an error (neuroexec/cli/__init__.py)."""
     match event:
         case NothingToDo():
-            return f"Nothing to do: all {event.selected} steps are up to date."
+            one = event.selected == 1
+            return f"Nothing to do: {'the' if one else 'all'} {counted(event.selected, 'step')} {'is' if one else 'are'} up to date."
         case ApplyStarted():
-            return f"Applying {event.steps} of {event.selected} steps ({event.up_to_date} up to date)."
+            return f"Applying {event.steps} of {counted(event.selected, 'step')} ({event.up_to_date} up to date)."
         case TemporariesSwept():
             return f"Removed {event.files} temporary file(s) an interrupted run left in {event.folder}."
         case StepStarted():
@@ -172,7 +173,7 @@ def human_line(event: Event) -> str | None:
         case StepFinished():
             return f"      done in {event.duration_s:.1f}s"
         case ApplyFinished():
-            return f"Applied {event.ran} steps."
+            return f"Applied {counted(event.ran, 'step')}."
     return None
 
 

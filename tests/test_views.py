@@ -20,7 +20,6 @@ from neuroexec.context import RunContext
 from neuroexec.executor import apply
 from neuroexec.plan.graph import make_plan
 from neuroexec.plan.registry import kind
-from neuroexec.plan.render import plan_data
 from neuroexec.progress import Reporter
 from neuroexec.spec import load_spec
 from neuroexec.views import JsonView, StepFinished
@@ -86,9 +85,11 @@ def test_the_human_view_prints_the_lines_apply_always_printed(tmp_path):
 def test_apply_json_streams_the_plan_and_each_step_as_json_lines_on_stdout(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(progress, "PLAIN_FINAL_AFTER_S", -1.0)  # every loop's progress line is written
     path = write(tmp_path)
-    planned = plan_data(make_plan(load_spec(path)))
-    argv = ["apply", str(path), "--json", *[a for t in TARGETS for a in ("--target", t)]]
-    assert main(argv) == 0
+    targets = [a for t in TARGETS for a in ("--target", t)]
+    assert main(["plan", str(path), "--json", *targets]) == 0
+    planned = json.loads(capsys.readouterr().out)  # the plan event is what `plan --json --target` shows
+    planned.pop("notes")
+    assert main(["apply", str(path), "--json", *targets]) == 0
     captured = capsys.readouterr()
     events = _events(captured.out)
     types = [e["type"] for e in events]
@@ -113,7 +114,7 @@ def test_apply_json_streams_the_plan_and_each_step_as_json_lines_on_stdout(tmp_p
     times = [datetime.fromisoformat(e["time"]) for e in events]
     assert times == sorted(times) and all(t.tzinfo is not None for t in times)
     assert "synthetic images 8/8" in captured.err  # progress goes to stderr, beside the JSON lines
-    assert main(argv) == 0  # everything is up to date now
+    assert main(["apply", str(path), "--json", *targets]) == 0  # everything is up to date now
     assert [e["type"] for e in _events(capsys.readouterr().out)] == ["plan", "nothing_to_do"]
 
 

@@ -116,14 +116,19 @@ def _step_count(plan: Plan) -> str:
     >>> from types import SimpleNamespace as S
     >>> _step_count(S(steps=[S(part=None, step=S(id="a")), S(part="network-0", step=S(id="b")),
     ...                     S(part="network-1", step=S(id="b"))]))
-    '1 steps and 2 parts of 1 step'
+    '1 step and 2 parts of 1 step'
     """
     whole = sum(p.part is None for p in plan.steps)
     narrowed = {p.step.id for p in plan.steps if p.part is not None}
     if not narrowed:
-        return f"{whole} steps"
+        return progress.counted(whole, "step")
     parts = len(plan.steps) - whole
-    return f"{whole} steps and {parts} parts of {len(narrowed)} step{'s' if len(narrowed) != 1 else ''}"
+    counts = (
+        progress.counted(whole, "step"),
+        progress.counted(parts, "part"),
+        progress.counted(len(narrowed), "step"),
+    )
+    return "{} and {} of {}".format(*counts)
 
 
 def render_json(plan: Plan, notes: Sequence[str] = ()) -> str:

@@ -104,8 +104,8 @@ def test_apply_quiet_says_only_the_final_line_and_verbose_says_why(tmp_path, cap
     assert main(["apply", str(path), "-q"]) == 0
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
-    assert captured.out.splitlines() == ["Plan: 1 new, 0 changed, 0 up to date, 0 refused (1 steps)."]
-    assert lines[:2] == ["Applied 1 steps.", "Results of spec.toml:"]
+    assert captured.out.splitlines() == ["Plan: 1 new, 0 changed, 0 up to date, 0 refused (1 step)."]
+    assert lines[:2] == ["Applied 1 step.", "Results of spec.toml:"]
     assert not [line for line in lines if "dataset.demo.generate" in line]  # no step line
     path.write_text(path.read_text().replace("seed = 1", "seed = 2"))
     assert main(["apply", str(path), "--quiet"]) == 0  # apply's own --quiet: no bars, the lines stay

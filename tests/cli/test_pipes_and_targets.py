@@ -69,7 +69,7 @@ def test_apply_with_a_closed_stdout_still_applies(tmp_path):
     path = spec_file(tmp_path)
     done = run_with_closed_stdout("apply", str(path), "--target", "dataset.demo.generate", "--quiet")
     assert done.returncode == 0 and not any(word in done.stderr for word in CLEAN), done.stderr
-    assert "Applied 1 steps." in done.stderr and (tmp_path / "data/demo/participants.tsv").is_file()
+    assert "Applied 1 step." in done.stderr and (tmp_path / "data/demo/participants.tsv").is_file()
 
 
 def test_a_target_that_matches_nothing_is_bad_input_naming_the_steps(tmp_path, capsys):

@@ -225,3 +225,21 @@ def test_a_plan_of_networks_names_each_and_counts_the_step_once(tmp_path, capsys
     step = data["steps"][-1]
     assert (step["id"], step["part"], step["target"]) == (SPLIT.format("b"), "network-1", network("b", 1))
     assert data["steps"][0]["part"] is None and data["summary"]["parts"] == 1
+
+
+def test_apply_of_a_network_target_prints_the_part_it_runs_and_what_is_left(tmp_path, capsys):
+    """apply shows what `plan --target` shows: the network's part with its reason, not the split; it
+    says the network is staged and which apply publishes the split; run again, the part is `=`."""
+    path = write_spec(tmp_path, {"b": body()})
+    assert main(["apply", str(path), "--target", network("b", 1)]) == 0
+    out, err = capsys.readouterr()
+    later = "the split is published by a later apply of model.b.train[split-0]"
+    assert f"  + {network('b', 1)}\n      trains network-1 only; {later}\n" in out
+    assert "(3 steps and 1 part of 1 step)" in out and f"  + {SPLIT.format('b')}\n" not in out
+    assert (
+        f"] + {network('b', 1)} (new)\n" in err and f"split-0: network-1 trained and staged; {later}" in err
+    )
+    assert main(["apply", str(path), "--target", network("b", 1)]) == 0
+    out, err = capsys.readouterr()
+    assert f"  = {network('b', 1)}\n      network-1 is trained: {later}\n" in out
+    assert "Nothing to do: all 4 steps are up to date." in err and not recorded(path, "b")
