@@ -19,7 +19,7 @@ from neuroexec.cli.list_models_command import add_list_models
 from neuroexec.cli.train_json_command import add_json_commands
 from neuroexec.compat.train_options import (
     DEFAULT_ARCHITECTURE,
-    LOSSES,
+    FLAG_LOSSES,
     OPTIONS,
     TASK_OPTIONS,
     TASK_SECTION,
@@ -159,7 +159,7 @@ def _add_option(g: Options, option: Option, kind: str) -> None:
         return
     choices = option.choices
     if option.key == "loss":
-        choices = LOSSES.get(kind) or tuple(dict.fromkeys(c for t in TASKS for c in LOSSES[t]))
+        choices = FLAG_LOSSES.get(kind) or tuple(dict.fromkeys(c for t in TASKS for c in FLAG_LOSSES[t]))
     many = {"nargs": "+", "action": "extend"} if option.many else {}
     flag(
         g, *option.flags, dest=option.key, type=option.kind, choices=choices, default=None, help=text, **many

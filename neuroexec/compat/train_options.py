@@ -36,6 +36,10 @@ LOSSES = {
         "VAEContinuousBernoulliLoss",
     ),
 }
+# --loss's choices: ClinicaDL's flag offers no VAE loss (its config files and from_json do: LOSSES).
+FLAG_LOSSES = {
+    task: tuple(name for name in losses if not name.startswith("VAE")) for task, losses in LOSSES.items()
+}
 AUGMENTATIONS = ("None", "Noise", "Erasing", "CropPad", "Smoothing", "Motion", "Ghosting", "Spike", "BiasField",
                  "RandomBlur", "RandomSwap")  # fmt: skip
 # The task sections' defaults (train_config.toml): label and loss differ per task.

@@ -464,3 +464,5 @@ def test_a_vae_loss_from_a_config_file(tmp_path, tiny_data):
     )
     doc = doc_of(tmp_path, tiny_data, "reconstruction", "--no-gpu", "--config_file", str(config))
     assert doc["models"]["reconstruction"]["train"]["loss"] == "VAEBernoulliLoss"
+    with pytest.raises(SystemExit):  # ClinicaDL's --loss offers none of them: neither does neuroexec's
+        options_of(tmp_path, tiny_data, "reconstruction", "--loss", "VAEBernoulliLoss")
