@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from neuroexec import atomic
 from neuroexec.compat.train_spec import compute_table, metric_name
+from neuroexec.data.participants import cohort_path, read_cohort_table
 from neuroexec.errors import InputError
 from neuroexec.maps.layout import MapsLayout
 from neuroexec.plan.state import read_state
@@ -67,22 +66,8 @@ def _recorded_steps(maps: Path) -> dict[str, Any]:
     return {} if problem else data["steps"]
 
 
-def _cohort_table(path: Path, flag: str) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str)
-    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, f"cannot read the multi-cohort TSV: {exc}", flag) from None
-    missing = [c for c in ("cohort", "path") if c not in table.columns]
-    if missing:
-        raise InputError(
-            path, f"multi-cohort TSV needs columns cohort, path; missing {', '.join(missing)}", flag
-        )
-    return table
-
-
-def _abs(base: Path, value: str) -> str:
-    p = Path(str(value).strip()).expanduser()
-    return str(p if p.is_absolute() else (base.parent / p).resolve())
+def _absolute(table: Path, value: str) -> str:
+    return str(cohort_path(table, value).resolve())
 
 
 def new_dataset(opts: GroupOptions) -> dict[str, Any]:
@@ -92,14 +77,15 @@ def new_dataset(opts: GroupOptions) -> dict[str, Any]:
     if not opts.multi_cohort:
         ds = {"caps": str(caps), "participants": str(tsv)}
     else:
-        caps_t, tsv_t = _cohort_table(caps, "--caps_directory"), _cohort_table(tsv, "--participants_tsv")
+        caps_t = read_cohort_table(caps, need_diagnoses=False, field="--caps_directory")
+        tsv_t = read_cohort_table(tsv, need_diagnoses=False, field="--participants_tsv")
         caps_of = dict(zip(caps_t["cohort"], caps_t["path"]))
         missing = [c for c in tsv_t["cohort"] if c not in caps_of]
         if missing:
             raise InputError(caps, f"no CAPS listed for cohort(s) {', '.join(missing)}", "--caps_directory")
         ds = {
             "cohorts": [
-                {"name": str(c), "caps": _abs(caps, caps_of[c]), "participants": _abs(tsv, p)}
+                {"name": str(c), "caps": _absolute(caps, caps_of[c]), "participants": _absolute(tsv, p)}
                 for c, p in zip(tsv_t["cohort"], tsv_t["path"])
             ]
         }

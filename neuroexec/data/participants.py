@@ -243,24 +243,26 @@ def combine_cohorts(
     return frame, caps_by_cohort
 
 
-def read_cohort_table(path: Path, need_diagnoses: bool) -> pd.DataFrame:
-    """One of ClinicaDL's multi-cohort TSVs, checked: cohort, path (and diagnoses when `need_diagnoses`)."""
+def read_cohort_table(path: Path, need_diagnoses: bool, field: str | None = None) -> pd.DataFrame:
+    """One of ClinicaDL's multi-cohort TSVs, checked: cohort, path (and diagnoses when `need_diagnoses`);
+    `field` (the flag that gave it) is named in errors."""
     try:
         table = pd.read_csv(path, sep="\t", dtype=str)
     except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, f"cannot read the multi-cohort TSV: {exc}") from None
+        raise InputError(path, f"cannot read the multi-cohort TSV: {exc}", field) from None
     need = ["cohort", "path"] + (["diagnoses"] if need_diagnoses else [])
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise InputError(
-            path, f"multi-cohort TSV needs columns {', '.join(need)}; missing {', '.join(missing)}"
+            path, f"multi-cohort TSV needs columns {', '.join(need)}; missing {', '.join(missing)}", field
         )
     return table
 
 
 def cohort_path(base: Path, value: str) -> Path:
-    """A path of the cohort table `base`: a relative one is read relative to the table's folder."""
-    p = Path(str(value).strip())
+    """A path of the cohort table `base` (`~` expanded): a relative one is read relative to the table's
+    folder."""
+    p = Path(str(value).strip()).expanduser()
     return p if p.is_absolute() else base.parent / p
 
 
