@@ -233,19 +233,28 @@ def _levels(name: str) -> tuple[list[str], int]:
     return ([mode, "image"] if voted else [mode]), parts
 
 
+# The largest gap each metric may have, relative to its scale (max(1, |value|)). MAE and RMSE (the
+# reconstruction itself): 1e-5. PSNR and SSIM: 1e-4. ClinicaDL's SSIM is one float32 11^3 convolution of
+# x*x, whose E[x^2] - mu^2 loses digits: on a 32x40x32 pair of CVAE_3D_half here it was 2.3e-5 from its
+# own value in float64, neuroexec's (separable, float32) 1.7e-6. PSNR turns a relative gap in RMSE into
+# about the same relative gap (10/ln 10 / PSNR per unit), and a VAE whose ClinicaDL predict draws its
+# latent (Vanilla3DdenseVAE) differs by a few 1e-6 in RMSE, so about 1e-5 in PSNR.
+TOLERANCE = {"MAE": 1e-5, "RMSE": 1e-5, "PSNR": 1e-4, "SSIM": 1e-4}
+
+
 def _same_reconstructions(theirs: pd.DataFrame, ours: pd.DataFrame, keys: list[str], rows: int) -> float:
     """The same rows and columns, each reconstruction metric (MAE and RMSE first: the reconstruction
-    itself) to 1e-5 of its scale; the largest relative gap."""
+    itself) within its TOLERANCE of its scale; the largest relative gap."""
     assert list(theirs.columns) == list(ours.columns)
     both = theirs.merge(ours, on=keys, suffixes=("_cdl", "_nx"))
     assert len(both) == len(ours) == len(theirs) == rows
-    gap = 0.0
+    gaps = {}
     for metric in RECONSTRUCTION_METRICS:
         a, b = both[f"{metric}_cdl"], both[f"{metric}_nx"]
-        gap = max(gap, float((a - b).abs().max()) / max(1.0, float(b.abs().max())))
-        print(f"{metric}: largest relative difference {gap:.1e}")  # the README records them
-        assert gap <= 1e-5, (metric, gap)
-    return gap
+        gaps[metric] = float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
+        print(f"{metric}: largest relative difference {gaps[metric]:.1e}")  # the README records them
+        assert gaps[metric] <= TOLERANCE[metric], (metric, gaps[metric])
+    return max(gaps.values())
 
 
 def _compare(name: str, theirs: dict[str, pd.DataFrame], ours: dict[str, pd.DataFrame], rows: int) -> float:
