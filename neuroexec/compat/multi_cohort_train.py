@@ -21,11 +21,9 @@ that `train from_json` of the MAPS reads the same rows). Relative paths in the t
 >>> data = cohort_training_data(Path("caps.tsv"), Path("tsv.tsv"), ["AD", "MCI"], Path("maps"))
 >>> [c["name"] for c in data.cohorts], data.n_splits
 (['a', 'b'], 1)
->>> print(Path(data.split_directory, "split-0", "train.tsv").read_text().strip())
-participant_id	session_id	diagnosis	cohort
-sub-a1	ses-M000	AD	a
-sub-a2	ses-M000	MCI	a
-sub-b1	ses-M000	AD	b
+>>> rows = pd.read_csv(Path(data.split_directory, "split-0", "train.tsv"), sep="\\t")
+>>> list(zip(rows.participant_id, rows.diagnosis, rows.cohort))  # b's MCI row is not kept
+[('sub-a1', 'AD', 'a'), ('sub-a2', 'MCI', 'a'), ('sub-b1', 'AD', 'b')]
 """
 
 from __future__ import annotations
