@@ -29,8 +29,13 @@ class ApplyResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def apply(plan: Plan, ctx: RunContext, target: str | None = None) -> ApplyResult:
-    selected = plan.select(target)
+def apply(
+    plan: Plan, ctx: RunContext, target: str | None = None, *, selected: list[PlannedStep] | None = None
+) -> ApplyResult:
+    """Run the steps of `plan` that `target` selects (all when None) and are not up to date.
+    `selected`: those steps as `plan.select(target)` already gave them, when the caller showed them
+    first (run_spec), so that apply runs the very steps the plan showed."""
+    selected = plan.select(target) if selected is None else selected
     refused = [p for p in selected if p.action == REFUSED]
     if refused:
         _refuse(plan, refused, ctx)

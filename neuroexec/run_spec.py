@@ -47,11 +47,12 @@ def run_spec_file(
         plan = make_plan(spec)
         if adjust is not None:
             adjust(plan)
-        if ctx.is_main:  # what `plan --target` shows: the steps selected (a network's part, not its split)
-            shown = replace(plan, steps=plan.select(target)) if target else plan
+        selected = plan.select(target)  # what `plan --target` shows: a network's part, not its split
+        if ctx.is_main:
+            shown = replace(plan, steps=selected) if target else plan
             text = render_for(shown, sys.stdout, device_notes(spec))  # colour, -q, -v as plan's
             view.emit(PlanShown(text=text, plan=plan_data(shown)))  # a closed stdout does not stop apply
-        apply(plan, ctx, target=target)
+        apply(plan, ctx, target=target, selected=selected)
         if ctx.is_main and not json_lines:
             for line in results_lines(spec):
                 reporter.summary(line)  # -q keeps them

@@ -42,10 +42,18 @@ def split_directory(tsv_dir: Path) -> tuple[Path, int]:
     )
 
 
+def _listed_sessions(tsv_dir: Path, splits_dir: Path) -> Path | None:
+    """`<tsv_dir>/train.tsv` beside the k-fold folder (`tsvtools split`'s list of every training
+    session), else None."""
+    listed = tsv_dir / "train.tsv"
+    return listed if listed.is_file() and splits_dir != tsv_dir else None
+
+
 def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
     """All training sessions (training_sessions) written to `out`, or `<tsv_dir>/train.tsv` itself."""
-    if (tsv_dir / "train.tsv").is_file() and splits_dir != tsv_dir:
-        return tsv_dir / "train.tsv"
+    listed = _listed_sessions(tsv_dir, splits_dir)
+    if listed is not None:
+        return listed
     write_if_changed(out, training_sessions(tsv_dir, splits_dir))
     return out
 
@@ -53,8 +61,9 @@ def training_participants(tsv_dir: Path, splits_dir: Path, out: Path) -> Path:
 def training_sessions(tsv_dir: Path, splits_dir: Path) -> pd.DataFrame:
     """All training sessions: `<tsv_dir>/train.tsv`, else the union of split-0's train and validation
     TSVs, with the columns of the split directory's labels.tsv."""
-    if (tsv_dir / "train.tsv").is_file() and splits_dir != tsv_dir:
-        return read_tsv(tsv_dir / "train.tsv")
+    listed = _listed_sessions(tsv_dir, splits_dir)
+    if listed is not None:
+        return read_tsv(listed)
     first = split_folder(splits_dir, 0) if split_folder(splits_dir, 0).is_dir() else splits_dir
     names = ["train.tsv", "validation.tsv", "validation_baseline.tsv"]
     frames = [read_tsv(first / n) for n in names if (first / n).is_file()]
@@ -73,6 +82,6 @@ def training_sessions(tsv_dir: Path, splits_dir: Path) -> pd.DataFrame:
 
 def write_if_changed(out: Path, frame: pd.DataFrame) -> None:
     """Write `frame` to the TSV `out` unless it already holds exactly that text (its time stamp then stays)."""
-    text = frame.to_csv(sep="\t", index=False, na_rep="")
+    text = frame.to_csv(sep="\t", index=False, na_rep="")  # as atomic.write_tsv writes it
     if not out.is_file() or out.read_text() != text:
-        atomic.write_tsv(out, frame)
+        atomic.write_text(out, text)

@@ -87,9 +87,9 @@ def _tsv_path(model: Model, dataset: Dataset) -> Path:
     """ClinicaDL's tsv_path: the split directory, else the participants; of a `neuroexec train
     --multi_cohort` training, its table of cohorts (as ClinicaDL's multi-cohort maps.json names one)."""
     layout = MapsLayout(model.maps)
-    if dataset.multi_cohort and model.split.directory == layout.multi_cohort_splits:
-        if layout.multi_cohort_table.is_file():
-            return layout.multi_cohort_table
+    front_end = dataset.multi_cohort and model.split.directory == layout.multi_cohort_splits
+    if front_end and layout.multi_cohort_table.is_file():
+        return layout.multi_cohort_table
     return model.split.directory or dataset.participants
 
 
