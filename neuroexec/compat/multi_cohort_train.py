@@ -51,7 +51,9 @@ class Cohort:
     tsv_dir: Path  # the path the table gives
     splits_dir: Path  # the folder holding its split-<i>/ (split_directory)
     n_splits: int
-    diagnoses: list[str] | None  # kept: its own and asked for (None: every one of its own)
+    diagnoses: list[
+        str
+    ]  # kept: those of its own that were asked for (all its own when none were); never empty
 
 
 @dataclass(frozen=True)
