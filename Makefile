@@ -9,6 +9,9 @@ QUICKSTART ?= spec/examples/quickstart.toml
 # The quickstart's torch threads: one gives the README's numbers whatever the number of cores (a sum over
 # threads depends on their count), and on busy cores no convolution waits for a second thread's turn.
 QUICKSTART_THREADS ?= 1
+# pytest-xdist workers for make test: one per core, and at least 3, as several tests mostly wait (on a real
+# SLURM's scheduler, on torchrun's processes); tests/xdist_groups.py keeps tests that share a fixture together
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$((n < 3 ? 3 : n)))
 
 .PHONY: install test lint quickstart bench bench-gpu schema clean
 
@@ -24,8 +27,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Bytecode is cached (PYTHONDONTWRITEBYTECODE unset): each worker imports the ~300 test and package modules.
 test: lint
-	$(PY) -m pytest
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(TEST_WORKERS)
 
 quickstart: install
 	OMP_NUM_THREADS=$(QUICKSTART_THREADS) $(VENV)/bin/neuroexec apply $(QUICKSTART)

@@ -1,11 +1,16 @@
 """The real-SLURM fixture works: a job runs, an array waits on its `afterok` dependency, a cancelled job
-is seen cancelled, and the helpers read a job's state and log."""
+is seen cancelled, the helpers read a job's state and log, and stopping a cluster leaves none of its
+processes (daemons, job steps) behind."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
-from tests.cluster.slurm import Slurm
+import pytest
+
+from tests.cluster.slurm import Slurm, SlurmUnavailable, start
 
 
 def _script(folder: Path, body: str) -> Path:
@@ -33,3 +38,32 @@ def test_scancel_is_seen(slurm_clean: Slurm, tmp_path: Path) -> None:
     slurm_clean.wait(job, {"RUNNING"})
     slurm_clean.run("scancel", job)
     assert slurm_clean.wait(job) == "CANCELLED"
+
+
+def test_stop_leaves_no_process_of_the_cluster_even_when_the_cancel_cannot_answer(
+    tmp_path: Path, monkeypatch
+) -> None:
+    cluster = _own_cluster(tmp_path / "own")
+    job = cluster.sbatch(_script(tmp_path, "sleep 300"), f"--output={tmp_path}/%j.log")
+    cluster.wait(job, {"RUNNING"})
+    marker = f"SLURM_CONF={cluster.env['SLURM_CONF']}".encode()
+    assert _processes_with(marker)  # the daemons and the job's step
+    monkeypatch.setattr(Slurm, "cancel_all", lambda self, timeout=60: None)  # as if scancel timed out
+    cluster.stop()
+    assert _processes_with(marker) == []
+
+
+def _own_cluster(root: Path) -> Slurm:
+    try:
+        return start(root)
+    except SlurmUnavailable as why:
+        pytest.skip(str(why))
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if marker + b"\0" in environ.read_bytes() + b"\0" and int(environ.parent.name) != os.getpid():
+                found.append(int(environ.parent.name))
+    return found

@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from neuroexec.data.shared_cache import SHM, share_images
 
-pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm")
+# what the cases leave in /dev/shm is compared with what was there: no other test's caches may come and go
+pytestmark = [pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm"), pytest.mark.same_worker("dev-shm")]
 SHAPE = (1, 3, 4, 5)
 
 

@@ -22,6 +22,7 @@ from tests.training.training_specs import needs_torchrun
 
 
 @needs_torchrun
+@pytest.mark.same_worker("dev-shm")  # /dev/shm after the launch is compared with before it
 def test_two_cpu_processes_match_one_process(ddp_project):
     # tests/training/conftest.py: models ddp_one (6 accumulated batches of 1) and ddp_two (3 a process,
     # compute.cache = true: the 2 processes share one in-memory copy of the images through /dev/shm)

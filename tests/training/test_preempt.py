@@ -100,13 +100,20 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_bit_identically(tmp_pat
     assert_same_training(tmp_path, "ref", "twice")
 
 
-def sigterm_to_every_process(epoch: int, batch: int, rank: int) -> None:
-    """In place of the test hook after batch 0 of epoch 0: SIGTERM to this process and its DataLoader
-    workers, as SLURM's `scancel --signal=TERM` reaches every process of a job step."""
-    if (epoch, batch) == (0, 0):
-        for child in psutil.Process().children(recursive=True):
-            os.kill(child.pid, signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGTERM)
+def sigterm_to_the_training(earlier: set[int]):
+    """In place of the test hook after batch 0 of epoch 0: SIGTERM to this process and the children it
+    started for the training (its DataLoader workers), as SLURM's `scancel --signal=TERM` reaches every
+    process of a job step. Children that were there before the training (`earlier`: a W&B service, a
+    test SLURM, the workers of an earlier torch.compile) are not the job step's and are left alone."""
+
+    def hook(epoch: int, batch: int, rank: int) -> None:
+        if (epoch, batch) == (0, 0):
+            for child in psutil.Process().children(recursive=True):
+                if child.pid not in earlier:
+                    os.kill(child.pid, signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
 
 
 def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path, monkeypatch):
@@ -116,7 +123,8 @@ def test_with_accumulation_the_checkpoint_waits_for_the_optimizer_step(tmp_path,
     models = {"ref": body(accumulation=2), "w0": body(accumulation=2), "w2": body(accumulation=2, workers=2)}
     path = write_spec(tmp_path, models, batch_size=2)
     with monkeypatch.context() as mp:
-        mp.setattr(preemption, "signal_for_test", sigterm_to_every_process)
+        earlier = {child.pid for child in psutil.Process().children(recursive=True)}
+        mp.setattr(preemption, "signal_for_test", sigterm_to_the_training(earlier))
         with pytest.raises(Preempted):
             run_apply(path, target="model.w2.train*")
     stopped(path, "w0", SIGTERM_AT_BATCH_ENV, "1:2", Preempted)

@@ -52,9 +52,10 @@ def test_a_resumed_training_logs_into_the_run_it_began(tmp_path):
 
 @pytest.fixture
 def fresh_wandb_service():
-    """W&B keeps one service process per Python process; in the full suite an earlier test can leave it
-    gone while wandb still holds its connection (MailboxClosedError at the next init, seen twice in
-    clean-clone runs, never alone). A user's apply is its own process; here the service starts anew."""
+    """W&B keeps one service process per Python process; in the full suite an earlier test could leave it
+    gone while wandb still held its connection (MailboxClosedError at the next init): test_preempt.py's
+    SIGTERM to every child of the test process, which now spares the children it did not start. A
+    user's apply is its own process; here the service starts anew all the same."""
     import wandb
 
     with contextlib.suppress(Exception):
