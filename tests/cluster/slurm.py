@@ -165,8 +165,8 @@ class Slurm:
 
     def stop(self) -> None:
         """Cancel every job, stop the daemons (slurmd, slurmctld, munged), then kill what is left of this
-        cluster's jobs. The cancel gets a few seconds only: at the end of a long session it has been seen
-        to take 38 s, for no job, while the same call took 0.1 s in short sessions."""
+        cluster's jobs. The cancel gets a few seconds only: a controller that is gone does not answer (it
+        once took 38 s, when a test had sent SIGTERM to every child of the test process, daemons included)."""
         self.cancel_all(timeout=5)
         running = [p for p in reversed(self.processes) if p.poll() is None]
         for proc in running:  # all told at once, so that their shutdowns overlap
