@@ -182,21 +182,24 @@ class Slurm:
         _kill_processes_with(f"SLURM_CONF={self.env['SLURM_CONF']}")
 
 
+def processes_with(variable: str) -> list[int]:
+    """The other processes whose environment holds `variable` (NAME=value)."""
+    wanted, found = b"\0" + variable.encode() + b"\0", []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if wanted in b"\0" + environ.read_bytes() + b"\0" and int(environ.parent.name) != os.getpid():
+                found.append(int(environ.parent.name))
+    return found
+
+
 def _kill_processes_with(variable: str, timeout: float = 5) -> None:
-    """SIGKILL every other process whose environment holds `variable` (NAME=value): a test cluster's job
-    steps and their children carry its SLURM_CONF. Again until none is left (one may be forking)."""
-    wanted = b"\0" + variable.encode() + b"\0"
+    """SIGKILL every other process whose environment holds `variable`: a test cluster's job steps and
+    their children carry its SLURM_CONF. Again until none is left (one may be forking)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = 0
-        for environ in Path("/proc").glob("[0-9]*/environ"):
-            pid = int(environ.parent.name)
+    while (left := processes_with(variable)) and time.monotonic() < deadline:
+        for pid in left:
             with contextlib.suppress(OSError):
-                if pid != os.getpid() and wanted in b"\0" + environ.read_bytes() + b"\0":
-                    os.kill(pid, signal.SIGKILL)
-                    found += 1
-        if not found:
-            return
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
 
 

@@ -4,13 +4,11 @@ processes (daemons, job steps) behind."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.slurm import Slurm, SlurmUnavailable, start
+from tests.cluster.slurm import Slurm, SlurmUnavailable, processes_with, start
 
 
 def _script(folder: Path, body: str) -> Path:
@@ -46,11 +44,11 @@ def test_stop_leaves_no_process_of_the_cluster_even_when_the_cancel_cannot_answe
     cluster = _own_cluster(tmp_path / "own")
     job = cluster.sbatch(_script(tmp_path, "sleep 300"), f"--output={tmp_path}/%j.log")
     cluster.wait(job, {"RUNNING"})
-    marker = f"SLURM_CONF={cluster.env['SLURM_CONF']}".encode()
-    assert _processes_with(marker)  # the daemons and the job's step
+    marker = f"SLURM_CONF={cluster.env['SLURM_CONF']}"
+    assert processes_with(marker)  # the daemons and the job's step
     monkeypatch.setattr(Slurm, "cancel_all", lambda self, timeout=60: None)  # as if scancel timed out
     cluster.stop()
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def _own_cluster(root: Path) -> Slurm:
@@ -58,12 +56,3 @@ def _own_cluster(root: Path) -> Slurm:
         return start(root)
     except SlurmUnavailable as why:
         pytest.skip(str(why))
-
-
-def _processes_with(marker: bytes) -> list[int]:
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            if marker + b"\0" in environ.read_bytes() + b"\0" and int(environ.parent.name) != os.getpid():
-                found.append(int(environ.parent.name))
-    return found
