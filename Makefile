@@ -9,9 +9,10 @@ QUICKSTART ?= spec/examples/quickstart.toml
 # The quickstart's torch threads: one gives the README's numbers whatever the number of cores (a sum over
 # threads depends on their count), and on busy cores no convolution waits for a second thread's turn.
 QUICKSTART_THREADS ?= 1
-# pytest-xdist workers for make test: one per core, and at least 3, as several tests mostly wait (on a real
-# SLURM's scheduler, on torchrun's processes); tests/xdist_groups.py keeps tests that share a fixture together
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$((n < 3 ? 3 : n)))
+# pytest-xdist workers for make test: one per core, at least 3, as several tests mostly wait (on a real
+# SLURM's scheduler, on torchrun's processes), and at most 8 (each holds torch and the suite's modules, about
+# 1 GB); tests/xdist_groups.py keeps tests that share a fixture together
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$((n < 3 ? 3 : n > 8 ? 8 : n)))
 
 .PHONY: install test lint quickstart bench bench-gpu schema clean
 
