@@ -1,9 +1,10 @@
 """Which tests share a pytest-xdist worker (`make test` runs the suite in parallel workers, `-n`).
 
 A fixture wider than a function is computed once per worker that uses it: tests sharing one (a trained
-project, the one-node SLURM) must go to one worker, so that it is built once, as in a serial run. Tests
+project, a torchrun launch) must go to one worker, so that it is built once, as in a serial run. Tests
 are joined when they share a session-scoped fixture of this project, a module- or class-scoped fixture of
 the same module, or a `same_worker(NAME)` mark (tests that look at machine-wide state, such as /dev/shm).
+Session fixtures cheap enough to build in each worker (PER_WORKER: the one-node SLURM) join nothing.
 
 Each worker collects the tests, computes the groups and writes them to a file ({test id: group}); the
 scheduler, in the controlling process, reads them and hands each group to one worker, as a whole. (The

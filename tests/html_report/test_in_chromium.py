@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.html_report.chromium import CHROMIUM, Chromium
+from tests.html_report.chromium import CHROMIUM, Chromium, Visit
 from tests.html_report.conftest import Project
 
 pytestmark = pytest.mark.skipif(
@@ -23,14 +23,21 @@ def colours(png: bytes) -> int:
     return len(np.unique(picture.reshape(-1, 3).astype(np.int32) @ [65536, 256, 1]))
 
 
+def assert_offline_with_plots(visit: Visit, images: int) -> None:
+    """No console error, no request leaving the file, at least `images` images all decoded, every viewer
+    drawn, and a screenshot of many colours."""
+    assert visit.errors == []
+    assert [url for url in visit.requests if not url.startswith(("file:", "data:", "about:"))] == []
+    assert visit.dom["images"] >= images and visit.dom["drawn"] == visit.dom["images"]
+    assert all(n > 0 for n in visit.dom["canvases"])
+    assert colours(visit.screenshot) > 1000
+
+
 def test_results_page_loads_offline_without_errors_and_shows_its_plots(project: Project, tmp_path):
     with Chromium(tmp_path / "profile") as browser:
         visit = browser.visit(project.page_path)
-    assert visit.errors == []
-    assert [url for url in visit.requests if not url.startswith(("file:", "data:", "about:"))] == []
-    assert visit.dom["images"] >= 10 and visit.dom["drawn"] == visit.dom["images"]
-    assert visit.dom["viewers"] == 2 and all(n > 0 for n in visit.dom["canvases"])
-    assert colours(visit.screenshot) > 1000
+    assert_offline_with_plots(visit, images=10)
+    assert visit.dom["viewers"] == 2
 
 
 def test_the_browser_check_sees_errors_and_network_requests(tmp_path):

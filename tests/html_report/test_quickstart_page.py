@@ -15,7 +15,7 @@ from neuroexec.cli import main
 from neuroexec.spec.load import parse_toml
 from tests.html_report.chromium import CHROMIUM, Chromium
 from tests.html_report.conftest import read_page
-from tests.html_report.test_in_chromium import colours
+from tests.html_report.test_in_chromium import assert_offline_with_plots
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "spec/examples/quickstart.toml"
 pytestmark = pytest.mark.skipif(
@@ -47,8 +47,5 @@ def test_the_quickstart_page_loads_offline_without_errors_and_shows_its_plots(tm
     assert any("hippocampus" in cell for _, rows in page.tables for row in rows for cell in row)
     with Chromium(tmp_path / "profile") as browser:
         visit = browser.visit(page_path)
-    assert visit.errors == []
-    assert [url for url in visit.requests if not url.startswith(("file:", "data:", "about:"))] == []
-    assert visit.dom["images"] >= 4 and visit.dom["drawn"] == visit.dom["images"]
-    assert visit.dom["viewers"] >= 1 and all(n > 0 for n in visit.dom["canvases"])
-    assert colours(visit.screenshot) > 1000
+    assert_offline_with_plots(visit, images=4)
+    assert visit.dom["viewers"] >= 1
